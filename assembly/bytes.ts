@@ -1,0 +1,29 @@
+// Byte moves within the shared memory. Bulk-memory instructions cost a call into the engine
+// (tens of ns on V8 for a shared memory), so short moves (headers, replies, sense data) use
+// word loops; long ones (data blocks) use memory.copy/memory.fill, which run near memcpy.
+
+/** Below this many bytes, loops beat the bulk-memory instructions. */
+const SHORT_MOVE: usize = 128;
+
+/** Copies n bytes from src to dst (the ranges must not overlap). */
+@inline export function copy_bytes(dst: usize, src: usize, n: usize): void {
+  if (n >= SHORT_MOVE) {
+    memory.copy(dst, src, n);
+    return;
+  }
+  let i: usize = 0;
+  for (; i + 8 <= n; i += 8) store<u64>(dst + i, load<u64>(src + i));
+  for (; i < n; i++) store<u8>(dst + i, load<u8>(src + i));
+}
+
+/** Sets n bytes at dst to b. */
+@inline export function fill_bytes(dst: usize, b: u8, n: usize): void {
+  if (n >= SHORT_MOVE) {
+    memory.fill(dst, b, n);
+    return;
+  }
+  const w = <u64>b * 0x0101010101010101;
+  let i: usize = 0;
+  for (; i + 8 <= n; i += 8) store<u64>(dst + i, w);
+  for (; i < n; i++) store<u8>(dst + i, b);
+}

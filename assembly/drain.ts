@@ -1,0 +1,52 @@
+// The device's request loop over one queue, as the kernel's vhost handle_vq functions run it:
+// disable notifications, pop chains and hand each to the device's handler, on an empty ring
+// re-enable notifications and look once more, stop after `weight` requests, then publish the
+// used entries once and decide on one interrupt for the whole batch.
+import { DRAIN_ERROR, DRAIN_MORE } from "./defs";
+import { IoVecArray } from "./iovec";
+import { vq_pop_chain } from "./chain";
+import { VirtQueue, VQ_NO_HEAD, vq_add_used, vq_disable_notify, vq_enable_notify, vq_flush_used } from "./queue";
+
+/** A handler's answer when the request completes later (an asynchronous backstore holds it). */
+export const REQUEST_PENDING: i64 = -1;
+
+/**
+ * Drains vq through device `dev`; returns DRAIN_* bits. One call serves up to weight requests.
+ * D is a device type (monomorphized, so the per-request call is direct) with a method
+ * `handle(vq: VirtQueue, head: u32, iov: IoVecArray): i64` that reads the request from iov's
+ * readable part, writes the reply into its writable part and returns the bytes written, or
+ * REQUEST_PENDING.
+ */
+export function vq_drain<D>(vq: VirtQueue, iov: IoVecArray, dev: D, weight: u32): u32 {
+  let flags: u32 = 0;
+  let served: u32 = 0;
+  let added = false;
+  vq_disable_notify(vq);
+  while (true) {
+    const head = vq_pop_chain(vq, iov);
+    if (head == VQ_NO_HEAD) {
+      // The entry stays on the ring; let the driver's next kick through to retry it.
+      flags |= DRAIN_ERROR;
+      vq_enable_notify(vq);
+      break;
+    }
+    if (head == vq.num) {
+      if (!vq_enable_notify(vq)) break;
+      vq_disable_notify(vq);
+      continue;
+    }
+    const written = dev.handle(vq, head, iov);
+    if (written == REQUEST_PENDING) {
+      vq.inflight++;
+    } else {
+      vq_add_used(vq, head, <u32>written);
+      added = true;
+    }
+    if (++served >= weight) {
+      flags |= DRAIN_MORE;
+      break;
+    }
+  }
+  if (added) flags |= vq_flush_used(vq);
+  return flags;
+}

@@ -1,0 +1,54 @@
+// Per-instance scratch: each WASM instance (one per vhost worker thread) gets its own area of
+// the shared memory from the control plane, because module statics would be shared and
+// re-initialised by every instantiation. Pointers into it live in globals, which are
+// per instance.
+import { UIO_MAXIOV } from "./defs";
+import { IoVecArray, IovIter, iovec_array_size } from "./iovec";
+
+/** Bytes of general scratch (response headers, sense, small replies). */
+export const SCRATCH_SIZE: usize = 4096;
+
+const CHAIN_IOV_OFF: usize = 0;
+const INDIRECT_IOV_OFF: usize = CHAIN_IOV_OFF + iovec_array_size(UIO_MAXIOV);
+const DESC_COPY_OFF: usize = INDIRECT_IOV_OFF + iovec_array_size(UIO_MAXIOV);
+const ITER_OFF: usize = DESC_COPY_OFF + 16;
+const ITER_COUNT: usize = 4;
+const SCRATCH_OFF: usize = (ITER_OFF + ITER_COUNT * offsetof<IovIter>() + 15) & ~15;
+const INSTANCE_AREA_SIZE: usize = SCRATCH_OFF + SCRATCH_SIZE;
+
+let area: usize = 0;
+
+/** Binds this instance to its scratch area (INSTANCE_AREA_SIZE bytes, 16-aligned). */
+export function instance_init(base: usize): void {
+  area = base;
+}
+
+/** Bytes the control plane must give each instance. */
+export function instance_area_size(): usize {
+  return INSTANCE_AREA_SIZE;
+}
+
+/** The iovec array a chain is translated into. */
+@inline export function chain_iov(): IoVecArray {
+  return changetype<IoVecArray>(area + CHAIN_IOV_OFF);
+}
+
+/** The iovec array an indirect table is translated into. */
+@inline export function indirect_iov(): IoVecArray {
+  return changetype<IoVecArray>(area + INDIRECT_IOV_OFF);
+}
+
+/** 16 bytes to assemble a descriptor that straddles two iovecs of an indirect table. */
+@inline export function desc_copy(): usize {
+  return area + DESC_COPY_OFF;
+}
+
+/** Iterator number i (0..3) of this instance. */
+@inline export function iter(i: u32): IovIter {
+  return changetype<IovIter>(area + ITER_OFF + <usize>i * offsetof<IovIter>());
+}
+
+/** SCRATCH_SIZE bytes of scratch. */
+@inline export function scratch(): usize {
+  return area + SCRATCH_OFF;
+}

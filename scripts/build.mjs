@@ -1,0 +1,26 @@
+// Builds the data plane (AssemblyScript -> dist/dataplane.wasm) and the TypeScript (-> dist/).
+// The wasm step is skipped when dist/dataplane.wasm is newer than every file in assembly/.
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readdirSync, statSync, existsSync } from "node:fs";
+import { join } from "node:path";
+
+const root = new URL("..", import.meta.url).pathname;
+const bin = (name) => join(root, "node_modules", ".bin", name);
+const wasm = join(root, "dist", "dataplane.wasm");
+
+const newest = (dir) =>
+  Math.max(...readdirSync(dir, { recursive: true }).map((f) => statSync(join(dir, f)).mtimeMs));
+
+mkdirSync(join(root, "dist"), { recursive: true });
+if (!existsSync(wasm) || statSync(wasm).mtimeMs < Math.max(newest(join(root, "assembly")), statSync(new URL(import.meta.url)).mtimeMs)) {
+  execFileSync(bin("asc"), [
+    "assembly/index.ts",
+    "--outFile", "dist/dataplane.wasm",
+    "--textFile", "dist/dataplane.wat",
+    "--runtime", "stub",
+    "--importMemory", "--sharedMemory", "--initialMemory", "1", "--maximumMemory", "65536",
+    "--enable", "threads",
+    "--optimizeLevel", "3", "--shrinkLevel", "0", "--converge", "--noAssert",
+  ], { cwd: root, stdio: "inherit" });
+}
+execFileSync(bin("tsc"), ["-p", "tsconfig.json"], { cwd: root, stdio: "inherit" });

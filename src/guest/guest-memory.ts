@@ -1,0 +1,110 @@
+import { RangeAllocator } from "../memory/range-allocator.js";
+import type { SharedMemory } from "../memory/shared-memory.js";
+
+/** One guest RAM region: guest-physical [gpa, gpa + size) backed by shared-memory [hva, hva + size). */
+export interface GuestRegion {
+  readonly gpa: number;
+  readonly size: number;
+  readonly hva: number;
+}
+
+/** Called when guest RAM regions are added or removed (the device model's memory listener). */
+export type GuestMemoryListener = (regions: readonly GuestRegion[]) => void;
+
+/** Guest RAM regions are placed on 4 KiB boundaries (VHOST_PAGE_SIZE). */
+const REGION_ALIGN = 4096;
+
+/**
+ * The guest's physical address space: RAM regions backed by the guest zone of the shared
+ * memory, with an allocator per region for the guest driver's rings and buffers. This is the
+ * guest's own view; the device sees the same regions only through the vhost memory table.
+ */
+export class GuestMemory {
+  private readonly list: GuestRegion[] = [];
+  private readonly allocators = new Map<GuestRegion, RangeAllocator>();
+  private readonly listeners: GuestMemoryListener[] = [];
+
+  constructor(readonly shm: SharedMemory) {}
+
+  /** The current regions, in ascending gpa order. */
+  get regions(): readonly GuestRegion[] {
+    return this.list;
+  }
+
+  /** Plugs in size bytes of zeroed RAM at guest-physical gpa. */
+  addRegion(gpa: number, size: number): GuestRegion {
+    if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa % REGION_ALIGN || !(size > 0) || size % REGION_ALIGN) {
+      throw new RangeError(`guest region ${gpa}+${size} must be 4 KiB aligned and non-empty`);
+    }
+    if (this.list.some((r) => gpa < r.gpa + r.size && r.gpa < gpa + size)) {
+      throw new RangeError(`guest region ${gpa}+${size} overlaps an existing region`);
+    }
+    const hva = this.shm.guest.alloc(size, REGION_ALIGN);
+    this.shm.bytes.fill(0, hva, hva + size);
+    const region: GuestRegion = { gpa, size, hva };
+    this.list.push(region);
+    this.list.sort((a, b) => a.gpa - b.gpa);
+    this.allocators.set(region, new RangeAllocator(gpa, gpa + size));
+    this.changed();
+    return region;
+  }
+
+  /** Unplugs the region that starts at gpa; its backing returns to the shared memory. */
+  removeRegion(gpa: number): void {
+    const i = this.list.findIndex((r) => r.gpa === gpa);
+    if (i < 0) throw new RangeError(`no guest region at ${gpa}`);
+    const [region] = this.list.splice(i, 1);
+    this.allocators.delete(region);
+    this.changed();
+    this.shm.guest.release(region.hva);
+  }
+
+  /** Registers a listener called with the new region list after every change. */
+  listen(fn: GuestMemoryListener): () => void {
+    this.listeners.push(fn);
+    return () => this.listeners.splice(this.listeners.indexOf(fn), 1);
+  }
+
+  private changed(): void {
+    for (const fn of this.listeners) fn(this.list);
+  }
+
+  private regionOf(gpa: number): GuestRegion | undefined {
+    return this.list.find((r) => gpa >= r.gpa && gpa < r.gpa + r.size);
+  }
+
+  /** Shared-memory offset of [gpa, gpa + len), which must lie in one region. */
+  hva(gpa: number, len = 1): number {
+    const r = this.regionOf(gpa);
+    if (!r || gpa + len > r.gpa + r.size) throw new RangeError(`guest range ${gpa}+${len} is not in one RAM region`);
+    return r.hva + (gpa - r.gpa);
+  }
+
+  /** A view of guest memory [gpa, gpa + len) (one region). */
+  bytes(gpa: number, len: number): Uint8Array {
+    return this.shm.bytes.subarray(this.hva(gpa, len), this.hva(gpa, len) + len);
+  }
+
+  /** Allocates size bytes of guest RAM (in the given region, else the first with room). */
+  alloc(size: number, align = 16, inRegion?: GuestRegion): number {
+    const candidates = inRegion ? [inRegion] : this.list;
+    for (const r of candidates) {
+      const a = this.allocators.get(r);
+      if (!a) continue;
+      try {
+        return a.alloc(size, align);
+      } catch (e) {
+        if (!(e instanceof RangeError)) throw e;
+      }
+    }
+    throw new RangeError(`guest RAM exhausted: no ${size} bytes free`);
+  }
+
+  /** Frees an allocation made by alloc(). */
+  free(gpa: number): void {
+    const r = this.regionOf(gpa);
+    const a = r && this.allocators.get(r);
+    if (!a) throw new RangeError(`guest address ${gpa} is not in a RAM region`);
+    a.release(gpa);
+  }
+}

@@ -1,0 +1,98 @@
+import type { DataplaneExports } from "../wasm/dataplane.js";
+import type { SharedMemory } from "../memory/shared-memory.js";
+import { queueError } from "./queue-error.js";
+
+/** Queue features the data plane acts on (assembly/defs.ts VQ_FEAT_*). */
+export const VQ_FEAT_EVENT_IDX = 1;
+export const VQ_FEAT_NOTIFY_ON_EMPTY = 2;
+
+/** Where one ring lives: shared-memory offsets (the vhost "userspace addresses"). */
+export interface RingAddresses {
+  num: number;
+  desc: number;
+  avail: number;
+  used: number;
+}
+
+/** A queue's recorded error. */
+export interface QueueErrorInfo {
+  code: number;
+  name: string;
+  errno: string;
+  text: string;
+  /** The index involved (head, descriptor or avail->idx value). */
+  info: number;
+  /** Errors recorded since the queue was set up. */
+  count: number;
+}
+
+/**
+ * The control plane's handle on one VirtQueue struct in the device heap. It never touches the
+ * struct's layout itself: the data plane's accessors do.
+ */
+export class DeviceQueue {
+  readonly ptr: number;
+  /** Queue size set by setup(); 0 before. */
+  num = 0;
+
+  constructor(private readonly shm: SharedMemory, private readonly dp: DataplaneExports) {
+    const size = dp.vq_size();
+    this.ptr = shm.device.alloc(size, 16);
+    shm.bytes.fill(0, this.ptr, this.ptr + size);
+  }
+
+  /** Configures the stopped queue over checked ring addresses and a memory table. */
+  setup(ring: RingAddresses, features: number, memtable: number): void {
+    this.num = ring.num;
+    this.dp.vq_setup(this.ptr, ring.num, features, ring.desc, ring.avail, ring.used, memtable);
+  }
+
+  setMemTable(memtable: number): void {
+    this.dp.vq_set_memtable(this.ptr, memtable);
+  }
+
+  /** VHOST_SET_VRING_BASE. */
+  setBase(base: number): void {
+    this.dp.vq_set_base(this.ptr, base);
+  }
+
+  get lastAvailIdx(): number {
+    return this.dp.vq_last_avail_idx(this.ptr) >>> 0;
+  }
+
+  get lastUsedIdx(): number {
+    return this.dp.vq_last_used_idx(this.ptr) >>> 0;
+  }
+
+  get inflight(): number {
+    return this.dp.vq_inflight(this.ptr) >>> 0;
+  }
+
+  /** Counters: chains popped, used entries added, signals requested. */
+  get stats(): { popped: number; completed: number; signals: number } {
+    return {
+      popped: Number(this.dp.vq_popped(this.ptr)),
+      completed: Number(this.dp.vq_completed(this.ptr)),
+      signals: Number(this.dp.vq_signals(this.ptr)),
+    };
+  }
+
+  /** The last error the data plane recorded on this queue, or undefined. */
+  get error(): QueueErrorInfo | undefined {
+    const code = this.dp.vq_error(this.ptr) >>> 0;
+    if (code === 0) return undefined;
+    return {
+      ...queueError(code),
+      info: this.dp.vq_error_info(this.ptr) >>> 0,
+      count: this.dp.vq_error_count(this.ptr) >>> 0,
+    };
+  }
+
+  clearError(): void {
+    this.dp.vq_clear_error(this.ptr);
+  }
+
+  dispose(): void {
+    this.shm.device.release(this.ptr);
+  }
+}
