@@ -160,6 +160,23 @@ describe("batching and indices", () => {
     expect(guest.ring.usedIdx).toBe(14);
   });
 
+  it.each([1, 2, 32768])("serves a queue of size %i through several wraps of the ring", (num) => {
+    const tb = new RingTestbed({ regions: [{ gpa: 0, size: 16 << 20 }] });
+    const guest = new GuestVirtqueue<number>(tb.mem, { num, eventIdx: true });
+    const device = tb.deviceQueue(guest, VQ_FEAT_EVENT_IDX);
+    const buf = tb.mem.alloc(64);
+    const total = Math.max(3 * num, 10);
+    let done = 0;
+    for (let sent = 0; sent < total; ) {
+      while (sent < total && guest.canAdd(1)) guest.add([], [{ addr: buf, len: 8 }], sent++);
+      guest.kick();
+      expect(tb.dp.echo_drain(device.ptr, 1 << 16) & DRAIN_ERROR).toBe(0);
+      for (let u = guest.getUsed(); u; u = guest.getUsed()) expect(u.token).toBe(done++);
+    }
+    expect(done).toBe(total);
+    expect(device.lastAvailIdx).toBe(total & 0xffff);
+  });
+
   it("an error mid-drain publishes what was completed before it and reports DRAIN_ERROR", () => {
     const { guest, add, drain, tb, device } = pair(8, false);
     add(0);
