@@ -13,7 +13,10 @@ const INDIRECT_IOV_OFF: usize = CHAIN_IOV_OFF + iovec_array_size(UIO_MAXIOV);
 const DESC_COPY_OFF: usize = INDIRECT_IOV_OFF + iovec_array_size(UIO_MAXIOV);
 const ITER_OFF: usize = DESC_COPY_OFF + 16;
 const ITER_COUNT: usize = 4;
-const SCRATCH_OFF: usize = (ITER_OFF + ITER_COUNT * offsetof<IovIter>() + 15) & ~15;
+const DEVICE_CTX_OFF: usize = (ITER_OFF + ITER_COUNT * offsetof<IovIter>() + 15) & ~15;
+/** Bytes of per-instance device context (a device's per-request state struct). */
+export const DEVICE_CTX_SIZE: usize = 256;
+const SCRATCH_OFF: usize = DEVICE_CTX_OFF + DEVICE_CTX_SIZE;
 const INSTANCE_AREA_SIZE: usize = SCRATCH_OFF + SCRATCH_SIZE;
 
 let area: usize = 0;
@@ -46,6 +49,11 @@ export function instance_area_size(): usize {
 /** Iterator number i (0..3) of this instance. */
 @inline export function iter(i: u32): IovIter {
   return changetype<IovIter>(area + ITER_OFF + <usize>i * offsetof<IovIter>());
+}
+
+/** DEVICE_CTX_SIZE bytes for a device's per-request state. */
+@inline export function device_ctx(): usize {
+  return area + DEVICE_CTX_OFF;
 }
 
 /** SCRATCH_SIZE bytes of scratch. */

@@ -43,6 +43,9 @@ export const VQ_NO_HEAD: u32 = 0xffffffff;
   error_info: u32;
   /** Requests popped and not yet completed (an asynchronous backstore holds them). */
   inflight: u32;
+  /** The device's per-queue state (the kernel's vq->private_data), 0 when none. */
+  private_data: u32;
+  _pad: u32;
   /** Chains popped, used entries added, signals requested: counters for the control plane. */
   popped: u64;
   completed: u64;

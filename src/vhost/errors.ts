@@ -13,6 +13,7 @@ export const Errno = {
   ENODEV: 19,
   EINVAL: 22,
   ENOTTY: 25,
+  ENOSPC: 28,
   EOVERFLOW: 75,
   EOPNOTSUPP: 95,
   ENOBUFS: 105,

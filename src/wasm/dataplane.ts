@@ -35,7 +35,52 @@ export interface DataplaneExports {
   echo_drain(vq: number, weight: number): number;
   /** dev: a NullDevice struct { replyLen u32 } in the device heap. */
   null_drain(vq: number, dev: number, weight: number): number;
+  vq_set_private(vq: number, data: number): void;
+
+  // virtio-scsi device (assembly/index.ts)
+  scsi_device_size(): number;
+  scsi_tpg_size(): number;
+  scsi_lun_size(): number;
+  scsi_dev_set_features(dev: number, features: number): void;
+  scsi_dev_set_tpg(dev: number, tag: number, tpg: number): void;
+  scsi_dev_set_inflight(dev: number, q: number, table: number): void;
+  scsi_dev_events_missed(dev: number): number;
+  scsi_dev_set_events_missed(dev: number, v: number): void;
+  scsi_post_event(dev: number, event: number, target: number, lun: number, reason: number): number;
+  scsi_tpg_init(tpg: number, tag: number): void;
+  scsi_tpg_set_lun(tpg: number, id: number, lun: number): void;
+  scsi_lun_init(lun: number, id: number, backstore: number, blockShift: number, nblocks: number, ram: number, flags: number, port: number): void;
+  scsi_lun_set_limits(lun: number, maxXfer: number, maxUnmap: number, maxUnmapDescs: number, maxWs: number): void;
+  scsi_lun_set_backing(lun: number, nblocks: number, ram: number): void;
+  scsi_lun_flags(lun: number): number;
+  scsi_lun_update_flags(lun: number, set: number, clear: number): void;
+  scsi_lun_raise_ua(lun: number, bits: number): void;
+  scsi_lun_ua(lun: number): number;
+  scsi_lun_inflight(lun: number): number;
+  scsi_lun_ident(lun: number, field: number): number;
+  scsi_lun_ident_len(field: number): number;
+  scsi_req_drain(vq: number, dev: number, weight: number): number;
+  scsi_ctl_drain(vq: number, dev: number, weight: number): number;
+  scsi_ctl_poll(vq: number, dev: number): number;
+  scsi_evt_drain(vq: number, dev: number): number;
+  scsi_inflight_size(capacity: number): number;
+  scsi_inflight_init(table: number, capacity: number): void;
+  scsi_inflight_nsubmit(table: number): number;
+  scsi_inflight_submitted(table: number, k: number): number;
+  scsi_inflight_clear_submitted(table: number): void;
+  scsi_inflight_count(table: number): number;
+  scsi_slot_op(table: number, i: number): number;
+  scsi_slot_lun(table: number, i: number): number;
+  scsi_slot_offset(table: number, i: number): number;
+  scsi_slot_length(table: number, i: number): number;
+  scsi_slot_data(table: number, i: number): number;
+  scsi_complete_request(vq: number, slot: number, result: number, info: number): void;
+  scsi_opcode_count(): number;
+  scsi_opcode_row(i: number): number;
 }
+
+/** scsi_ctl_poll() bit: some TMF still waits for aborted requests. */
+export const CTL_TMF_PENDING = 16;
 
 /** vq_drain() result bits (assembly/defs.ts). */
 export const DRAIN_SIGNAL = 1;

@@ -1,0 +1,175 @@
+// The control queue (VIRTIO 1.2, 5.6.6.2): task management functions and asynchronous
+// notification query/subscribe. A TMF that aborts requests held by the file backstore is
+// answered only once those requests have completed (with VIRTIO_SCSI_S_ABORTED): it waits
+// in the device's pending-TMF table and ctl_poll() finishes it.
+import { IoVecArray } from "../iovec";
+import { iter, scratch } from "../instance";
+import { VirtQueue, vq_add_used, vq_err, vq_flush_used } from "../queue";
+import { VQ_ERR_BAD_REQUEST } from "../defs";
+import { REQUEST_PENDING } from "../drain";
+import {
+  MAX_REQUEST_QUEUES, PendingTmf, ScsiDevice, ScsiTpg, TMF_SLOTS, VHOST_SCSI_MAX_LUN, dev_inflight_slot, dev_tmf, dev_tpg,
+  tpg_lun,
+} from "./target";
+import { LUN_F_PREVENT, LUN_F_STOPPED, ScsiLun, UA_LUN_RESET, UA_NEXUS_LOSS, lun_raise_ua } from "./lun";
+import { InflightTable, SLOT_ABORTED, SLOT_SUBMITTED, inflight_abort, inflight_slot } from "./inflight";
+import { lun_number } from "./request";
+import * as K from "./constants";
+
+/** What a search over the in-flight tables does with the slots it matches. */
+const SCAN_COUNT: u32 = 0; // count submitted slots
+const SCAN_ABORT: u32 = 1; // mark submitted slots aborted, count them
+const SCAN_WAITING: u32 = 2; // count aborted slots not yet completed
+
+/**
+ * Visits every in-flight slot of the device that belongs to `lun` (or, with lun 0, to any LUN
+ * of `tpg`) and, when tagged, has `tag`. Returns how many matched the mode's state.
+ */
+function scan(dev: ScsiDevice, tpg: ScsiTpg, lun: usize, tagged: bool, tag: u64, mode: u32): u32 {
+  let n: u32 = 0;
+  for (let q: u32 = 0; q < MAX_REQUEST_QUEUES; q++) {
+    const t = changetype<InflightTable>(<usize>atomic.load<u32>(dev_inflight_slot(dev, q)));
+    if (changetype<usize>(t) == 0) continue;
+    for (let i: u32 = 0; i < t.capacity; i++) {
+      const s = inflight_slot(t, i);
+      const state = atomic.load<u32>(changetype<usize>(s));
+      if (state != SLOT_SUBMITTED && state != SLOT_ABORTED) continue;
+      if (lun != 0 ? <usize>s.lun != lun : !lun_in_tpg(tpg, <usize>s.lun)) continue;
+      if (tagged && s.tag != tag) continue;
+      if (mode == SCAN_COUNT) n += state == SLOT_SUBMITTED ? 1 : 0;
+      else if (mode == SCAN_ABORT) n += inflight_abort(s) ? 1 : 0;
+      else n += state == SLOT_ABORTED ? 1 : 0;
+    }
+  }
+  return n;
+}
+
+function lun_in_tpg(tpg: ScsiTpg, lun: usize): bool {
+  return changetype<usize>(tpg_lun(tpg, changetype<ScsiLun>(lun).id)) == lun;
+}
+
+/** SAM-5 7.6: a logical unit reset also clears the unit's prevent and stopped state. */
+function reset_lun(lun: ScsiLun, ua: u32): void {
+  atomic.and<u32>(changetype<usize>(lun) + offsetof<ScsiLun>("flags"), ~(LUN_F_PREVENT | LUN_F_STOPPED));
+  lun_raise_ua(lun, ua);
+}
+
+/** Holds a TMF until its aborted requests complete; false when no slot is free. */
+function pend_tmf(dev: ScsiDevice, head: u32, subtype: u32, lun: usize, tpg: ScsiTpg, tag: u64, resp: u32): bool {
+  for (let i: u32 = 0; i < TMF_SLOTS; i++) {
+    const t = dev_tmf(dev, i);
+    if (t.head1 != 0) continue;
+    t.subtype = subtype;
+    t.lun = <u32>lun;
+    t.tpg = changetype<u32>(tpg);
+    t.tag = tag;
+    t.resp = resp;
+    t.head1 = head + 1;
+    dev.ntmf++;
+    return true;
+  }
+  return false;
+}
+
+/** Executes a TMF; returns its response code, or 0xff when it must wait for aborted requests. */
+function do_tmf(dev: ScsiDevice, subtype: u32, tpg: ScsiTpg, lun: ScsiLun | null, tag: u64): u32 {
+  const lunp = changetype<usize>(lun);
+  if (subtype == K.VIRTIO_SCSI_T_TMF_I_T_NEXUS_RESET) {
+    for (let id: u32 = 0; id < VHOST_SCSI_MAX_LUN; id++) {
+      const l = tpg_lun(tpg, id);
+      if (l !== null) reset_lun(l, UA_NEXUS_LOSS);
+    }
+    return scan(dev, tpg, 0, false, 0, SCAN_ABORT) > 0 ? 0xff : K.VIRTIO_SCSI_S_FUNCTION_COMPLETE;
+  }
+  if (subtype == K.VIRTIO_SCSI_T_TMF_CLEAR_ACA) return K.VIRTIO_SCSI_S_FUNCTION_REJECTED; // NACA unsupported
+  if (subtype > K.VIRTIO_SCSI_T_TMF_QUERY_TASK_SET) return K.VIRTIO_SCSI_S_FUNCTION_REJECTED;
+  if (lun === null) return K.VIRTIO_SCSI_S_INCORRECT_LUN;
+  switch (subtype) {
+    case K.VIRTIO_SCSI_T_TMF_ABORT_TASK:
+      return scan(dev, tpg, lunp, true, tag, SCAN_ABORT) > 0 ? 0xff : K.VIRTIO_SCSI_S_FUNCTION_COMPLETE;
+    case K.VIRTIO_SCSI_T_TMF_ABORT_TASK_SET:
+    case K.VIRTIO_SCSI_T_TMF_CLEAR_TASK_SET:
+      return scan(dev, tpg, lunp, false, 0, SCAN_ABORT) > 0 ? 0xff : K.VIRTIO_SCSI_S_FUNCTION_COMPLETE;
+    case K.VIRTIO_SCSI_T_TMF_LOGICAL_UNIT_RESET:
+      reset_lun(lun, UA_LUN_RESET);
+      return scan(dev, tpg, lunp, false, 0, SCAN_ABORT) > 0 ? 0xff : K.VIRTIO_SCSI_S_FUNCTION_COMPLETE;
+    case K.VIRTIO_SCSI_T_TMF_QUERY_TASK:
+      return scan(dev, tpg, lunp, true, tag, SCAN_COUNT) > 0 ? K.VIRTIO_SCSI_S_FUNCTION_SUCCEEDED : K.VIRTIO_SCSI_S_FUNCTION_COMPLETE;
+    default: // QUERY TASK SET
+      return scan(dev, tpg, lunp, false, 0, SCAN_COUNT) > 0 ? K.VIRTIO_SCSI_S_FUNCTION_SUCCEEDED : K.VIRTIO_SCSI_S_FUNCTION_COMPLETE;
+  }
+}
+
+/** The control-queue device: ScsiDevice seen through its control handler. */
+@unmanaged export class ScsiControlQueue {
+  handle(vq: VirtQueue, head: u32, iov: IoVecArray): i64 {
+    const dev = changetype<ScsiDevice>(this);
+    const outBytes = iov.bytes(0, iov.out);
+    const inBytes = iov.bytes(iov.out, iov.count);
+    const req = scratch();
+    const rd = iter(2);
+    rd.init(iov, 0, iov.out);
+    const got = rd.read(req, K.CTRL_TMF_REQ_SIZE);
+    const type = got >= 4 ? load<u32>(req) : 0xffffffff;
+    const reqSize = type == K.VIRTIO_SCSI_T_TMF ? K.CTRL_TMF_REQ_SIZE : K.CTRL_AN_REQ_SIZE;
+    const respSize = type == K.VIRTIO_SCSI_T_TMF ? K.CTRL_TMF_RESP_SIZE : K.CTRL_AN_RESP_SIZE;
+    const known = type == K.VIRTIO_SCSI_T_TMF || type == K.VIRTIO_SCSI_T_AN_QUERY || type == K.VIRTIO_SCSI_T_AN_SUBSCRIBE;
+    // Unknown types and responses that do not fit cannot be answered: a queue error (vq_err).
+    if (!known || inBytes < <u64>respSize) {
+      vq_err(vq, VQ_ERR_BAD_REQUEST, head);
+      return 0;
+    }
+    const resp = scratch() + 64;
+    memory.fill(resp, 0, 8);
+    const wr = iter(0);
+    wr.init(iov, iov.out, iov.count);
+    const lun = req + (type == K.VIRTIO_SCSI_T_TMF ? 8 : 4);
+    let tpg: ScsiTpg | null = null;
+    if (outBytes >= <u64>reqSize && load<u8>(lun) == 1) tpg = dev_tpg(dev, <u32>load<u8>(lun, 1));
+    const responseAt = type == K.VIRTIO_SCSI_T_TMF ? 0 : 4;
+    if (tpg === null) {
+      store<u8>(resp + responseAt, K.VIRTIO_SCSI_S_BAD_TARGET);
+    } else if (type == K.VIRTIO_SCSI_T_TMF) {
+      const subtype = load<u32>(req, 4);
+      const l = tpg_lun(tpg, lun_number(lun));
+      const tag = load<u64>(req, 16);
+      const r = do_tmf(dev, subtype, tpg, l, tag);
+      if (r == 0xff) {
+        // iov.base(iov.out) holds at least one byte: the writable part is not empty.
+        if (pend_tmf(dev, head, subtype, changetype<usize>(l), tpg, tag, iov.base(iov.out))) return REQUEST_PENDING;
+        store<u8>(resp, K.VIRTIO_SCSI_S_BUSY);
+      } else {
+        store<u8>(resp, <u8>r);
+      }
+    } else {
+      // No asynchronous events are supported: event_actual is empty (VIRTIO 1.2, 5.6.6.2.1).
+      store<u32>(resp, 0);
+      store<u8>(resp, K.VIRTIO_SCSI_S_OK, 4);
+    }
+    return wr.write(resp, respSize);
+  }
+}
+
+/**
+ * Answers the pending TMFs whose aborted requests have all completed; returns DRAIN_* bits
+ * of the used-ring flush, plus 16 when some TMF still waits.
+ */
+export function ctl_poll(dev: ScsiDevice, vq: VirtQueue): u32 {
+  if (dev.ntmf == 0) return 0;
+  let added = false;
+  for (let i: u32 = 0; i < TMF_SLOTS; i++) {
+    const t = dev_tmf(dev, i);
+    if (t.head1 == 0) continue;
+    const tagged = t.subtype == K.VIRTIO_SCSI_T_TMF_ABORT_TASK;
+    const tpg = changetype<ScsiTpg>(<usize>t.tpg);
+    if (scan(dev, tpg, <usize>t.lun, tagged, t.tag, SCAN_WAITING) > 0) continue;
+    atomic.store<u8>(<usize>t.resp, K.VIRTIO_SCSI_S_FUNCTION_COMPLETE);
+    vq_add_used(vq, t.head1 - 1, K.CTRL_TMF_RESP_SIZE);
+    vq.inflight--;
+    t.head1 = 0;
+    dev.ntmf--;
+    added = true;
+  }
+  const flags = added ? vq_flush_used(vq) : 0;
+  return flags | (dev.ntmf > 0 ? 16 : 0);
+}

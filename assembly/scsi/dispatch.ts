@@ -1,0 +1,77 @@
+// Command dispatch for one LUN (the target core's part): LUN existence, unit attentions,
+// readiness, then the command by operation code. Unknown opcodes and service actions are
+// ILLEGAL REQUEST, INVALID COMMAND OPERATION CODE.
+import { ScsiCmd, cmd_check, cmd_invalid_cdb } from "./cmd";
+import { LUN_F_STOPPED, ScsiLun, lun_take_ua } from "./lun";
+import * as K from "./constants";
+import {
+  spc_inquiry, spc_mode_sense, spc_report_luns, spc_report_opcodes, spc_request_sense, spc_test_unit_ready,
+} from "./spc";
+import {
+  sbc_prevent_allow, sbc_read, sbc_read_capacity10, sbc_read_capacity16, sbc_start_stop, sbc_synchronize_cache,
+  sbc_unmap, sbc_verify, sbc_write, sbc_write_same,
+} from "./sbc";
+
+/** Commands served whether or not a LUN exists and without reporting unit attentions (SAM-5 5.14). */
+@inline function is_ua_exempt(op: u8): bool {
+  return op == K.INQUIRY || op == K.REPORT_LUNS || op == K.REQUEST_SENSE;
+}
+
+/** Commands that access the medium and so need the unit started. */
+function needs_medium(op: u8): bool {
+  switch (op) {
+    case K.READ_6: case K.READ_10: case K.READ_12: case K.READ_16:
+    case K.WRITE_6: case K.WRITE_10: case K.WRITE_12: case K.WRITE_16:
+    case K.WRITE_VERIFY_10: case K.WRITE_VERIFY_16: case K.VERIFY_10: case K.VERIFY_16:
+    case K.SYNCHRONIZE_CACHE_10: case K.SYNCHRONIZE_CACHE_16: case K.WRITE_SAME_10: case K.WRITE_SAME_16:
+    case K.UNMAP: case K.TEST_UNIT_READY:
+      return true;
+  }
+  return false;
+}
+
+export function scsi_dispatch(c: ScsiCmd): void {
+  const op = load<u8>(c.cdb);
+  const lun = c.lun;
+  if (lun === null) {
+    // SPC-5 6.7.2 / 6.33 / 6.39: these answer for any LUN number; anything else is refused.
+    if (op == K.INQUIRY) return spc_inquiry(c);
+    if (op == K.REPORT_LUNS) return spc_report_luns(c);
+    if (op == K.REQUEST_SENSE) return spc_request_sense(c);
+    return cmd_check(c, K.ILLEGAL_REQUEST, K.ASC_LOGICAL_UNIT_NOT_SUPPORTED);
+  }
+  if (!is_ua_exempt(op)) {
+    const ua = lun_take_ua(lun);
+    if (ua != 0) return cmd_check(c, K.UNIT_ATTENTION, ua);
+  }
+  if (needs_medium(op) && (atomic.load<u32>(changetype<usize>(lun) + offsetof<ScsiLun>("flags")) & LUN_F_STOPPED) != 0) {
+    return cmd_check(c, K.NOT_READY, K.ASC_LUN_NOT_READY_INIT_REQUIRED);
+  }
+  switch (op) {
+    case K.TEST_UNIT_READY: return spc_test_unit_ready(c);
+    case K.REQUEST_SENSE: return spc_request_sense(c);
+    case K.INQUIRY: return spc_inquiry(c);
+    case K.REPORT_LUNS: return spc_report_luns(c);
+    case K.MODE_SENSE_6: return spc_mode_sense(c, false);
+    case K.MODE_SENSE_10: return spc_mode_sense(c, true);
+    case K.START_STOP_UNIT: return sbc_start_stop(c);
+    case K.PREVENT_ALLOW_MEDIUM_REMOVAL: return sbc_prevent_allow(c);
+    case K.READ_CAPACITY_10: return sbc_read_capacity10(c);
+    case K.READ_6: case K.READ_10: case K.READ_12: case K.READ_16:
+      return sbc_read(c);
+    case K.WRITE_6: case K.WRITE_10: case K.WRITE_12: case K.WRITE_16:
+    case K.WRITE_VERIFY_10: case K.WRITE_VERIFY_16:
+      return sbc_write(c);
+    case K.VERIFY_10: case K.VERIFY_16: return sbc_verify(c);
+    case K.SYNCHRONIZE_CACHE_10: case K.SYNCHRONIZE_CACHE_16: return sbc_synchronize_cache(c);
+    case K.UNMAP: return sbc_unmap(c);
+    case K.WRITE_SAME_10: case K.WRITE_SAME_16: return sbc_write_same(c);
+    case K.SERVICE_ACTION_IN_16:
+      if ((load<u8>(c.cdb, 1) & 0x1f) == K.SAI_READ_CAPACITY_16) return sbc_read_capacity16(c);
+      return cmd_invalid_cdb(c, 1, 4);
+    case K.MAINTENANCE_IN:
+      if ((load<u8>(c.cdb, 1) & 0x1f) == K.MI_REPORT_SUPPORTED_OPERATION_CODES) return spc_report_opcodes(c);
+      return cmd_invalid_cdb(c, 1, 4);
+  }
+  cmd_check(c, K.ILLEGAL_REQUEST, K.ASC_INVALID_COMMAND_OPERATION_CODE);
+}

@@ -1,0 +1,109 @@
+// A logical unit as the data plane sees it: geometry, backstore, state bits, pending unit
+// attentions and identification strings. The control plane fills it (src/target/) and
+// publishes it in a TPG's LUN table; workers only read it, except for the atomic state words.
+import { ASC_BUS_DEVICE_RESET_FUNCTION, ASC_CAPACITY_DATA_CHANGED, ASC_I_T_NEXUS_LOSS, ASC_POWER_ON_RESET, ASC_REPORTED_LUNS_DATA_CHANGED } from "./constants";
+
+/** Backstore kinds. */
+export const BS_RAM: u32 = 0; // blocks in the device heap
+export const BS_NULL: u32 = 1; // no data: reads return zeroes, writes are dropped
+export const BS_FILE: u32 = 2; // a file, read and written asynchronously by the worker's TS side
+
+/** LUN flags. */
+export const LUN_F_READ_ONLY: u32 = 1;
+export const LUN_F_UNMAP: u32 = 2; // logical block provisioning: UNMAP and WRITE SAME with UNMAP
+export const LUN_F_STOPPED: u32 = 4; // START STOP UNIT stopped it
+export const LUN_F_PREVENT: u32 = 8; // PREVENT ALLOW MEDIUM REMOVAL prevents removal
+export const LUN_F_DSENSE: u32 = 16; // control mode page D_SENSE: descriptor-format sense
+export const LUN_F_WCE: u32 = 32; // caching mode page WCE: volatile write cache enabled
+export const LUN_F_LBPRZ: u32 = 64; // unmapped blocks read as zeroes
+
+/** Unit attention conditions, reported lowest bit first (SAM-5 5.14). */
+export const UA_POWER_ON: u32 = 1;
+export const UA_NEXUS_LOSS: u32 = 2;
+export const UA_LUN_RESET: u32 = 4;
+export const UA_CAPACITY_CHANGED: u32 = 8;
+export const UA_LUNS_CHANGED: u32 = 16;
+
+/** Identification fields, each a fixed-size byte field after the struct. */
+export const IDENT_VENDOR: u32 = 0; // T10 vendor identification, 8 bytes, space padded
+export const IDENT_PRODUCT: u32 = 1; // product identification, 16 bytes
+export const IDENT_REVISION: u32 = 2; // product revision level, 4 bytes
+export const IDENT_SERIAL: u32 = 3; // unit serial number, up to 32 bytes, NUL padded
+export const IDENT_NAA: u32 = 4; // NAA IEEE Registered Extended designator, 16 bytes
+export const IDENT_TARGET: u32 = 5; // target port name (SCSI name string), up to 64 bytes
+const IDENT_OFFSETS: StaticArray<u32> = [0, 8, 24, 28, 60, 76, 140];
+
+@unmanaged export class ScsiLun {
+  /** LUN number, 0..16383. */
+  id: u32;
+  flags: u32;
+  backstore: u32;
+  /** log2 of the logical block size: 9 or 12. */
+  block_shift: u32;
+  nblocks: u64;
+  /** RAM backstore: offset of the blocks in the device heap. */
+  ram: u32;
+  /** UA_* bits pending (atomic: the control plane sets, workers clear). */
+  ua: u32;
+  /** Asynchronous requests in flight on this LUN (atomic). */
+  inflight: u32;
+  /** Relative target port identifier reported in VPD page 83h. */
+  port: u32;
+  /** Block limits (VPD page B0h). */
+  max_xfer_blocks: u32;
+  max_unmap_blocks: u32;
+  max_unmap_descs: u32;
+  max_ws_blocks: u32;
+
+  @inline get blockSize(): u32 {
+    return <u32>1 << this.block_shift;
+  }
+}
+
+/** Address of identification field f of lun, and its size. */
+export function lun_ident(lun: ScsiLun, f: u32): usize {
+  return changetype<usize>(lun) + offsetof<ScsiLun>() + <usize>unchecked(IDENT_OFFSETS[f]);
+}
+export function lun_ident_len(f: u32): u32 {
+  return unchecked(IDENT_OFFSETS[f + 1]) - unchecked(IDENT_OFFSETS[f]);
+}
+
+/** Bytes a LUN struct with its identification fields occupies. */
+export function lun_struct_size(): usize {
+  return offsetof<ScsiLun>() + <usize>unchecked(IDENT_OFFSETS[6]);
+}
+
+/** Length of a NUL-padded identification field (serial, target name). */
+export function lun_ident_strlen(lun: ScsiLun, f: u32): u32 {
+  const p = lun_ident(lun, f);
+  const max = lun_ident_len(f);
+  let n: u32 = 0;
+  while (n < max && load<u8>(p + n) != 0) n++;
+  return n;
+}
+
+/** Takes the highest-priority pending unit attention; returns its ASC/ASCQ or 0. */
+export function lun_take_ua(lun: ScsiLun): u32 {
+  const p = changetype<usize>(lun) + offsetof<ScsiLun>("ua");
+  while (true) {
+    const ua = atomic.load<u32>(p);
+    if (ua == 0) return 0;
+    const bit = ua & (~ua + 1);
+    if (atomic.cmpxchg<u32>(p, ua, ua & ~bit) != ua) continue;
+    if (bit == UA_POWER_ON) return ASC_POWER_ON_RESET;
+    if (bit == UA_NEXUS_LOSS) return ASC_I_T_NEXUS_LOSS;
+    if (bit == UA_LUN_RESET) return ASC_BUS_DEVICE_RESET_FUNCTION;
+    if (bit == UA_CAPACITY_CHANGED) return ASC_CAPACITY_DATA_CHANGED;
+    return ASC_REPORTED_LUNS_DATA_CHANGED;
+  }
+}
+
+/** Clears pending unit attention bits (REPORT LUNS clears UA_LUNS_CHANGED). */
+export function lun_clear_ua(lun: ScsiLun, bits: u32): void {
+  atomic.and<u32>(changetype<usize>(lun) + offsetof<ScsiLun>("ua"), ~bits);
+}
+
+/** Sets pending unit attention bits. */
+export function lun_raise_ua(lun: ScsiLun, bits: u32): void {
+  atomic.or<u32>(changetype<usize>(lun) + offsetof<ScsiLun>("ua"), bits);
+}

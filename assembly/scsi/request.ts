@@ -1,0 +1,164 @@
+// The request queue (VIRTIO 1.2, 5.6.6.1): parses struct virtio_scsi_cmd_req(_pi) from the
+// chain's readable part (the header may span descriptors), addresses the target and LUN, picks
+// the data direction from the buffer sizes as vhost-scsi does, dispatches, and writes struct
+// virtio_scsi_cmd_resp at the start of the writable part. Asynchronous completions (file
+// backstore) come back through scsi_complete().
+import { IoVecArray, IovIter } from "../iovec";
+import { iter, scratch } from "../instance";
+import { VirtQueue, vq_add_used, vq_err } from "../queue";
+import { VQ_ERR_BAD_REQUEST } from "../defs";
+import { REQUEST_PENDING } from "../drain";
+import {
+  ScsiCmd, cmd, cmd_check, cmd_reset, build_sense, data_in, data_out, DIR_FROM_DEVICE, DIR_NONE, DIR_TO_DEVICE,
+  SCRATCH_HDR, SCRATCH_RESP,
+} from "./cmd";
+import { ScsiDevice, SCSI_DEV_F_T10_PI, dev_tpg, tpg_lun } from "./target";
+import { LUN_F_DSENSE, ScsiLun } from "./lun";
+import { scsi_dispatch } from "./dispatch";
+import {
+  InflightTable, IO_COMPARE, IO_MISCOMPARE, IO_OK, IO_READ, SLOT_ABORTED, inflight_release, inflight_slot,
+} from "./inflight";
+import { fill_bytes } from "../bytes";
+import * as K from "./constants";
+
+/** LUN number from the 8-byte virtio-scsi LUN field, as vhost-scsi decodes it. */
+@inline export function lun_number(lun: usize): u32 {
+  return ((<u32>load<u8>(lun, 2) << 8) | <u32>load<u8>(lun, 3)) & 0x3fff;
+}
+
+/**
+ * Writes struct virtio_scsi_cmd_resp through cursor `resp`; returns the used length (the
+ * response plus the data-in bytes).
+ */
+function write_response(c: ScsiCmd, resp: IovIter): u32 {
+  const r = scratch() + SCRATCH_RESP;
+  fill_bytes(r, 0, 12);
+  let senseLen: u32 = 0;
+  if (c.response == K.VIRTIO_SCSI_S_OK && c.status == K.SAM_STAT_CHECK_CONDITION) {
+    senseLen = build_sense(c, r + 12, c.desc_sense != 0);
+  } else {
+    fill_bytes(r + 12, 0, K.VIRTIO_SCSI_SENSE_SIZE);
+  }
+  const resid = c.buf_len - c.done;
+  store<u32>(r, senseLen);
+  store<u32>(r, resid > 0xffffffff ? 0xffffffff : <u32>resid, 4);
+  store<u8>(r, <u8>c.status, 10);
+  store<u8>(r, <u8>c.response, 11);
+  resp.write(r, K.CMD_RESP_SIZE);
+  return K.CMD_RESP_SIZE + (c.dir == DIR_FROM_DEVICE ? <u32>c.done : 0);
+}
+
+/** Answers with a response code and nothing else (BAD_TARGET and the like). */
+function respond_only(c: ScsiCmd, resp: IovIter, response: u8): u32 {
+  c.response = response;
+  c.buf_len = 0;
+  c.done = 0;
+  c.dir = DIR_NONE;
+  return write_response(c, resp);
+}
+
+/** The request-queue device: ScsiDevice seen through its request handler. */
+@unmanaged export class ScsiRequestQueue {
+  handle(vq: VirtQueue, head: u32, iov: IoVecArray): i64 {
+    const dev = changetype<ScsiDevice>(this);
+    const c = cmd();
+    const outBytes = iov.bytes(0, iov.out);
+    const inBytes = iov.bytes(iov.out, iov.count);
+    // Without room for the response nothing can be said: a queue error, the chain returned empty.
+    if (inBytes < <u64>K.CMD_RESP_SIZE) {
+      vq_err(vq, VQ_ERR_BAD_REQUEST, head);
+      return 0;
+    }
+    const resp = iter(0);
+    resp.init(iov, iov.out, iov.count);
+    cmd_reset(c);
+    c.dev = dev;
+    c.vq = changetype<u32>(vq);
+    c.head = head;
+    c.desc_sense = 0;
+    const reqSize = dev.req_size;
+    if (outBytes < <u64>reqSize) return respond_only(c, resp, K.VIRTIO_SCSI_S_BAD_TARGET);
+    const hdr = scratch() + SCRATCH_HDR;
+    const dout = data_out();
+    dout.init(iov, 0, iov.out);
+    dout.read(hdr, reqSize);
+    // Linux guests address LUNs as lun[0] = 1, lun[1] = target (the TPG tag), lun[2..3] = LUN.
+    if (load<u8>(hdr) != 1) return respond_only(c, resp, K.VIRTIO_SCSI_S_BAD_TARGET);
+    const tpg = dev_tpg(dev, <u32>load<u8>(hdr, 1));
+    if (tpg === null) return respond_only(c, resp, K.VIRTIO_SCSI_S_BAD_TARGET);
+    c.tpg = tpg;
+    c.lun_id = lun_number(hdr);
+    const lun = tpg_lun(tpg, c.lun_id);
+    c.lun = lun;
+    c.tag = load<u64>(hdr, 8);
+    const pi = (dev.features & SCSI_DEV_F_T10_PI) != 0;
+    c.cdb = hdr + (pi ? 27 : 19);
+    const din = data_in();
+    din.init(iov, iov.out, iov.count);
+    din.skip(K.CMD_RESP_SIZE);
+    // vhost-scsi's rule: data-out if the readable part is longer than the header, else data-in
+    // if the writable part is longer than the response, else no data.
+    if (outBytes > <u64>reqSize) {
+      c.dir = DIR_TO_DEVICE;
+      c.buf_len = outBytes - reqSize;
+    } else if (inBytes > <u64>K.CMD_RESP_SIZE) {
+      c.dir = DIR_FROM_DEVICE;
+      c.buf_len = inBytes - K.CMD_RESP_SIZE;
+    } else {
+      c.dir = DIR_NONE;
+      c.buf_len = 0;
+    }
+    if (pi) {
+      // Protection information precedes the data; this target keeps none, so it is skipped.
+      const piBytes = <u64>load<u32>(hdr + (c.dir == DIR_TO_DEVICE ? 19 : 23));
+      if (c.dir != DIR_NONE) {
+        if (piBytes > c.buf_len) return respond_only(c, resp, K.VIRTIO_SCSI_S_BAD_TARGET);
+        if (c.dir == DIR_TO_DEVICE) dout.skip(piBytes);
+        else din.skip(piBytes);
+        c.buf_len -= piBytes;
+      }
+    }
+    if (lun !== null && (lun.flags & LUN_F_DSENSE) != 0) c.desc_sense = 1;
+    scsi_dispatch(c);
+    if (c.pending != 0) return REQUEST_PENDING;
+    return write_response(c, resp);
+  }
+}
+
+/**
+ * Completes asynchronous request `slot` of the queue's in-flight table with `result` (IO_OK,
+ * IO_ERROR, IO_MISCOMPARE with `info` = offset): writes its response and adds the used element.
+ * The caller publishes the used ring once for a batch (vq_flush).
+ */
+export function scsi_complete(vq: VirtQueue, slot: u32, result: u32, info: u64): void {
+  const table = changetype<InflightTable>(<usize>vq.private_data);
+  const s = inflight_slot(table, slot);
+  const c = cmd();
+  const chain = s.chain();
+  cmd_reset(c);
+  c.desc_sense = s.desc_sense;
+  c.buf_len = s.buf_len;
+  c.dir = s.op == IO_READ ? DIR_FROM_DEVICE : DIR_TO_DEVICE;
+  const lun = changetype<ScsiLun>(<usize>s.lun);
+  const head = s.head;
+  const op = s.op;
+  const data = s.data();
+  atomic.sub<u32>(changetype<usize>(lun) + offsetof<ScsiLun>("inflight"), 1);
+  vq.inflight--;
+  const state = inflight_release(table, slot);
+  if (state == SLOT_ABORTED) {
+    c.response = K.VIRTIO_SCSI_S_ABORTED;
+  } else if (result == IO_OK) {
+    c.done = data.bytes(0, data.count);
+  } else if (result == IO_MISCOMPARE) {
+    cmd_check(c, K.MISCOMPARE, K.ASC_MISCOMPARE_DURING_VERIFY);
+    c.info_valid = 1;
+    c.info = info;
+  } else {
+    cmd_check(c, K.MEDIUM_ERROR, op == IO_READ || op == IO_COMPARE ? K.ASC_UNRECOVERED_READ_ERROR : K.ASC_WRITE_ERROR);
+  }
+  const resp = iter(0);
+  resp.init(chain, chain.out, chain.count);
+  vq_add_used(vq, head, write_response(c, resp));
+}
+

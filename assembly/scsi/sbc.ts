@@ -1,0 +1,271 @@
+// Block commands (SBC-4): capacity, reads and writes of every CDB size, verify, cache
+// synchronization, UNMAP, WRITE SAME, START STOP UNIT and PREVENT ALLOW MEDIUM REMOVAL.
+// Every LBA range is checked against the capacity with overflow-safe arithmetic and every
+// transfer against the guest's buffers before any data moves.
+import { copy_bytes, fill_bytes } from "../bytes";
+import {
+  ScsiCmd, cmd_check, cmd_invalid_cdb, cmd_invalid_param, cmd_send, cmd_want_in, cmd_want_out, data_out, param_buf,
+} from "./cmd";
+import {
+  ScsiLun, BS_FILE, BS_NULL, BS_RAM, LUN_F_LBPRZ, LUN_F_PREVENT, LUN_F_READ_ONLY, LUN_F_STOPPED, LUN_F_UNMAP,
+} from "./lun";
+import { be16, be24, be32, be64, put32, put64 } from "./be";
+import { bs_read, bs_submit, bs_write, bs_zero_ram } from "./backstore";
+import { IO_COMPARE, IO_FLUSH, IO_WRITE_SAME } from "./inflight";
+import {
+  ASC_INVALID_COMMAND_OPERATION_CODE, ASC_LBA_OUT_OF_RANGE, ASC_MEDIUM_REMOVAL_PREVENTED, ASC_MISCOMPARE_DURING_VERIFY,
+  ASC_PARAMETER_LIST_LENGTH_ERROR, ASC_WRITE_PROTECTED, DATA_PROTECT, ILLEGAL_REQUEST, MISCOMPARE,
+} from "./constants";
+
+/** Most UNMAP block descriptors one command may carry (what fits the parameter buffer). */
+export const MAX_UNMAP_DESCS: u32 = 128;
+
+@inline function lun_of(c: ScsiCmd): ScsiLun {
+  return changetype<ScsiLun>(c.lun);
+}
+
+/** Whether [lba, lba + n) lies within the medium; sets LBA OUT OF RANGE if not. */
+function check_range(c: ScsiCmd, lba: u64, n: u64): bool {
+  const cap = lun_of(c).nblocks;
+  if (lba > cap || n > cap - lba) {
+    cmd_check(c, ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
+    return false;
+  }
+  return true;
+}
+
+/** DATA PROTECT, WRITE PROTECTED for a read-only LUN. */
+function check_writable(c: ScsiCmd): bool {
+  if ((lun_of(c).flags & LUN_F_READ_ONLY) == 0) return true;
+  cmd_check(c, DATA_PROTECT, ASC_WRITE_PROTECTED);
+  return false;
+}
+
+/** READ CAPACITY(10) (SBC-4 5.20). */
+export function sbc_read_capacity10(c: ScsiCmd): void {
+  if (!cmd_want_in(c, 8)) return;
+  const lun = lun_of(c);
+  const buf = param_buf();
+  const last = lun.nblocks - 1;
+  put32(buf, last > 0xffffffff ? 0xffffffff : <u32>last);
+  put32(buf + 4, lun.blockSize);
+  cmd_send(c, buf, 8, 8);
+}
+
+/** READ CAPACITY(16) (SBC-4 5.21): with logical block provisioning bits. */
+export function sbc_read_capacity16(c: ScsiCmd): void {
+  const alloc = be32(c.cdb + 10);
+  if (!cmd_want_in(c, alloc)) return;
+  const lun = lun_of(c);
+  const buf = param_buf();
+  fill_bytes(buf, 0, 32);
+  put64(buf, lun.nblocks - 1);
+  put32(buf + 8, lun.blockSize);
+  if ((lun.flags & LUN_F_UNMAP) != 0) store<u8>(buf, 0x80 | ((lun.flags & LUN_F_LBPRZ) != 0 ? 0x40 : 0), 14);
+  cmd_send(c, buf, 32, alloc);
+}
+
+/** Decoded LBA and block count of a READ/WRITE/VERIFY/... CDB of any size. */
+let rwLba: u64 = 0;
+let rwBlocks: u32 = 0;
+/** CDB byte where the transfer length field starts (for the field pointer). */
+let rwLenByte: u32 = 0;
+
+function decode_rw(cdb: usize): void {
+  const size = <u32>load<u8>(cdb) >> 5; // group code
+  if (size == 0) {
+    // 6-byte CDB: 21-bit LBA, 8-bit length where 0 means 256 (SBC-4 5.15).
+    rwLba = <u64>(be24(cdb + 1) & 0x1fffff);
+    rwBlocks = <u32>load<u8>(cdb, 4);
+    if (rwBlocks == 0) rwBlocks = 256;
+    rwLenByte = 4;
+  } else if (size == 1 || size == 2) {
+    rwLba = <u64>be32(cdb + 2);
+    rwBlocks = be16(cdb + 7);
+    rwLenByte = 7;
+  } else if (size == 5) {
+    rwLba = <u64>be32(cdb + 2);
+    rwBlocks = be32(cdb + 6);
+    rwLenByte = 6;
+  } else {
+    rwLba = be64(cdb + 2);
+    rwBlocks = be32(cdb + 10);
+    rwLenByte = 10;
+  }
+}
+
+/**
+ * The checks every media-access transfer shares: no protection information asked for (bits
+ * 7:5 of byte 1, except in 6-byte CDBs), length within the block limits, range within the
+ * medium. Returns false with the sense set.
+ */
+function check_transfer(c: ScsiCmd): bool {
+  const cdb = c.cdb;
+  if ((<u32>load<u8>(cdb) >> 5) != 0 && (load<u8>(cdb, 1) & 0xe0) != 0) {
+    cmd_invalid_cdb(c, 1, 7);
+    return false;
+  }
+  if (rwBlocks > lun_of(c).max_xfer_blocks) {
+    cmd_invalid_cdb(c, rwLenByte);
+    return false;
+  }
+  return check_range(c, rwLba, rwBlocks);
+}
+
+/** READ(6/10/12/16) (SBC-4 5.15-5.18). */
+export function sbc_read(c: ScsiCmd): void {
+  decode_rw(c.cdb);
+  if (!check_transfer(c)) return;
+  const lun = lun_of(c);
+  const bytes = rwBlocks << lun.block_shift;
+  if (!cmd_want_in(c, bytes) || bytes == 0) return;
+  bs_read(c, lun, rwLba << lun.block_shift, bytes);
+}
+
+/** WRITE(6/10/12/16) and WRITE AND VERIFY(10/16) (SBC-4 5.41-5.46). */
+export function sbc_write(c: ScsiCmd): void {
+  if (!check_writable(c)) return;
+  decode_rw(c.cdb);
+  if (!check_transfer(c)) return;
+  const lun = lun_of(c);
+  const bytes = rwBlocks << lun.block_shift;
+  if (!cmd_want_out(c, bytes) || bytes == 0) return;
+  bs_write(c, lun, rwLba << lun.block_shift, bytes);
+}
+
+/**
+ * VERIFY(10/16) (SBC-4 5.36, 5.37): BYTCHK 00b checks the range only; 01b compares the data-out
+ * buffer with the medium and reports MISCOMPARE with the offset of the first difference.
+ */
+export function sbc_verify(c: ScsiCmd): void {
+  const bytchk = (<u32>load<u8>(c.cdb, 1) >> 1) & 3;
+  if (bytchk > 1) return cmd_invalid_cdb(c, 1, 2);
+  decode_rw(c.cdb);
+  if (!check_transfer(c)) return;
+  if (bytchk == 0) return;
+  const lun = lun_of(c);
+  const bytes = rwBlocks << lun.block_shift;
+  if (!cmd_want_out(c, bytes) || bytes == 0) return;
+  const off = rwLba << lun.block_shift;
+  if (lun.backstore == BS_FILE) return bs_submit(c, lun, IO_COMPARE, off, bytes, data_out(), bytes);
+  // Compare through the parameter buffer, a chunk at a time.
+  const buf = param_buf();
+  const src = data_out();
+  let at: u32 = 0;
+  while (at < bytes) {
+    const want = bytes - at < 2048 ? bytes - at : 2048;
+    const got = src.read(buf, want);
+    c.done += got;
+    for (let k: u32 = 0; k < got; k++) {
+      const medium = lun.backstore == BS_RAM ? load<u8>(<usize>lun.ram + <usize>off + at + k) : <u8>0;
+      if (load<u8>(buf + k) != medium) {
+        cmd_check(c, MISCOMPARE, ASC_MISCOMPARE_DURING_VERIFY);
+        c.info_valid = 1;
+        c.info = <u64>(at + k);
+        return;
+      }
+    }
+    at += got;
+    if (got < want) break;
+  }
+}
+
+/** SYNCHRONIZE CACHE(10/16) (SBC-4 5.28, 5.29): number of blocks 0 means to the end. */
+export function sbc_synchronize_cache(c: ScsiCmd): void {
+  const cdb = c.cdb;
+  const ten = load<u8>(cdb) == 0x35;
+  const lba = ten ? <u64>be32(cdb + 2) : be64(cdb + 2);
+  const n = ten ? be16(cdb + 7) : be32(cdb + 10);
+  const lun = lun_of(c);
+  if (!check_range(c, lba, n == 0 ? 0 : <u64>n)) return;
+  if (lun.backstore == BS_FILE) bs_submit(c, lun, IO_FLUSH, 0, 0, null, 0);
+}
+
+/** UNMAP (SBC-4 5.32): every descriptor is checked before any block is unmapped. */
+export function sbc_unmap(c: ScsiCmd): void {
+  const lun = lun_of(c);
+  const cdb = c.cdb;
+  if ((lun.flags & LUN_F_UNMAP) == 0) return cmd_check(c, ILLEGAL_REQUEST, ASC_INVALID_COMMAND_OPERATION_CODE);
+  if (!check_writable(c)) return;
+  if ((load<u8>(cdb, 1) & 0x01) != 0) return cmd_invalid_cdb(c, 1, 0); // ANCHOR
+  const plen = be16(cdb + 7);
+  if (plen == 0) return;
+  if (plen < 8) return cmd_check(c, ILLEGAL_REQUEST, ASC_PARAMETER_LIST_LENGTH_ERROR);
+  if (!cmd_want_out(c, plen)) return;
+  const buf = param_buf();
+  const take = plen < 8 + MAX_UNMAP_DESCS * 16 ? plen : 8 + MAX_UNMAP_DESCS * 16;
+  const got = data_out().read(buf, take);
+  c.done += got;
+  const bdLen = be16(buf + 2);
+  if (bdLen % 16 != 0 || <u32>8 + bdLen > plen) return cmd_check(c, ILLEGAL_REQUEST, ASC_PARAMETER_LIST_LENGTH_ERROR);
+  const count = bdLen / 16;
+  if (count > lun.max_unmap_descs || count > MAX_UNMAP_DESCS) return cmd_invalid_param(c, 2);
+  for (let i: u32 = 0; i < count; i++) {
+    const d = buf + 8 + i * 16;
+    const n = be32(d + 8);
+    if (n > lun.max_unmap_blocks) return cmd_invalid_param(c, 8 + i * 16 + 8);
+    if (!check_range(c, be64(d), n)) return;
+  }
+  if (lun.backstore != BS_RAM) return;
+  for (let i: u32 = 0; i < count; i++) {
+    const d = buf + 8 + i * 16;
+    bs_zero_ram(lun, be64(d) << lun.block_shift, <u64>be32(d + 8) << lun.block_shift);
+  }
+}
+
+/** WRITE SAME(10/16) (SBC-4 5.47, 5.48): one block written over the range, or unmapped. */
+export function sbc_write_same(c: ScsiCmd): void {
+  const lun = lun_of(c);
+  const cdb = c.cdb;
+  const sixteen = load<u8>(cdb) == 0x93;
+  const b1 = <u32>load<u8>(cdb, 1);
+  const lba = sixteen ? be64(cdb + 2) : <u64>be32(cdb + 2);
+  const n = sixteen ? be32(cdb + 10) : be16(cdb + 7);
+  const unmap = (b1 & 0x08) != 0;
+  const ndob = sixteen && (b1 & 0x01) != 0;
+  if (!check_writable(c)) return;
+  if ((b1 & 0xe0) != 0) return cmd_invalid_cdb(c, 1, 7);
+  if ((b1 & 0x10) != 0) return cmd_invalid_cdb(c, 1, 4); // ANCHOR
+  if (unmap && (lun.flags & LUN_F_UNMAP) == 0) return cmd_invalid_cdb(c, 1, 3);
+  if (n == 0) return cmd_invalid_cdb(c, sixteen ? 10 : 7); // WSNZ=1 in the block limits page
+  if (n > lun.max_ws_blocks) return cmd_invalid_cdb(c, sixteen ? 10 : 7);
+  if (!check_range(c, lba, n)) return;
+  const bs = lun.blockSize;
+  if (!ndob && !cmd_want_out(c, bs)) return;
+  const off = lba << lun.block_shift;
+  const total = <u64>n << lun.block_shift;
+  if (lun.backstore == BS_FILE) return bs_submit(c, lun, IO_WRITE_SAME, off, total, ndob ? null : data_out(), ndob ? 0 : bs);
+  if (lun.backstore == BS_NULL) {
+    if (!ndob) c.done += data_out().skip(bs);
+    return;
+  }
+  const first = <usize>lun.ram + <usize>off;
+  if (ndob) return bs_zero_ram(lun, off, total);
+  c.done += data_out().read(first, bs);
+  for (let k: u64 = 1; k < <u64>n; k++) copy_bytes(first + <usize>(k << lun.block_shift), first, bs);
+}
+
+/** START STOP UNIT (SBC-4 5.25): START/stop and eject (refused while removal is prevented). */
+export function sbc_start_stop(c: ScsiCmd): void {
+  const lun = lun_of(c);
+  const b4 = <u32>load<u8>(c.cdb, 4);
+  if ((b4 >> 4) != 0) return cmd_invalid_cdb(c, 4, 7); // POWER CONDITION: only START_VALID (0)
+  const start = (b4 & 1) != 0;
+  const loej = (b4 & 2) != 0;
+  const flagsAt = changetype<usize>(lun) + offsetof<ScsiLun>("flags");
+  if (!start && loej && (atomic.load<u32>(flagsAt) & LUN_F_PREVENT) != 0) {
+    return cmd_check(c, ILLEGAL_REQUEST, ASC_MEDIUM_REMOVAL_PREVENTED);
+  }
+  if (start) atomic.and<u32>(flagsAt, ~LUN_F_STOPPED);
+  else atomic.or<u32>(flagsAt, LUN_F_STOPPED);
+}
+
+/** PREVENT ALLOW MEDIUM REMOVAL (SBC-4 5.14): 00b allow, 01b prevent; other values invalid. */
+export function sbc_prevent_allow(c: ScsiCmd): void {
+  const lun = lun_of(c);
+  const prevent = <u32>load<u8>(c.cdb, 4) & 3;
+  if (prevent > 1) return cmd_invalid_cdb(c, 4, 1);
+  const flagsAt = changetype<usize>(lun) + offsetof<ScsiLun>("flags");
+  if (prevent == 1) atomic.or<u32>(flagsAt, LUN_F_PREVENT);
+  else atomic.and<u32>(flagsAt, ~LUN_F_PREVENT);
+}

@@ -1,0 +1,287 @@
+import type { GuestMemory, GuestRegion } from "../guest/guest-memory.js";
+import type { VhostProcess } from "../vhost/process.js";
+import type { VhostScsi } from "../vhost/vhost-scsi.js";
+import { VHOST_SCSI_MAX_IO_VQ } from "../vhost/vhost-scsi.js";
+import { vhostRegionsOf } from "../vhost/mem-table.js";
+import { VHOST_SCSI_ABI_VERSION } from "../vhost/uapi.js";
+import {
+  VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FAILED, VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_NEEDS_RESET,
+  type QueueConfig, type VirtioTransport,
+} from "../virtio/transport.js";
+import { VIRTIO_F_VERSION_1 } from "../virtio/ring.js";
+import { VIRTIO_ID_SCSI, VIRTIO_SCSI_CDB_SIZE, VIRTIO_SCSI_CONFIG_SIZE, VIRTIO_SCSI_EVENT_SIZE, VIRTIO_SCSI_SENSE_SIZE } from "../scsi/virtio-scsi.js";
+
+/** QEMU's limits for virtio-scsi: max_channel 0, max_target 255, max_lun 16383. */
+export const VIRTIO_SCSI_MAX_CHANNEL = 0;
+export const VIRTIO_SCSI_MAX_TARGET = 255;
+export const VIRTIO_SCSI_MAX_LUN = 16383;
+
+export interface VhostScsiDeviceOptions {
+  /** The target's WWPN (vhost-scsi-pci,wwpn=...). */
+  wwpn: string;
+  /** Request queues (num_queues). Default 1. */
+  numQueues?: number;
+  /** Largest queue size offered (virtqueue_size). Default 128. */
+  queueSize?: number;
+  /** Target number passed to SET_ENDPOINT (boot_tpgt). Default 0. */
+  bootTpgt?: number;
+  /** Features masked from what the backend offers (e.g. to test a driver without event-idx). */
+  maskFeatures?: bigint;
+  /** Workers beyond the default: request queue i is served by worker i % (workers). Default 1 (all on the default). */
+  workers?: number;
+}
+
+interface QueueState {
+  config: QueueConfig | undefined;
+  kick: number; // eventfd (the ioeventfd the driver's notify writes)
+  call: number; // eventfd (the guest notifier, irqfd)
+  lastAvail: number; // saved by stop (GET_VRING_BASE), restored by start (SET_VRING_BASE)
+}
+
+/**
+ * The QEMU-side vhost-scsi device (hw/scsi/vhost-scsi.c and vhost-scsi-common.c): it realizes
+ * the virtio-scsi device over a /dev/vhost-scsi fd of a VhostProcess, shows the guest its
+ * config space and features, and on DRIVER_OK starts the backend exactly as QEMU does
+ * (features, memory table, per queue num/base/addr/kick/call, then the endpoint); on reset it
+ * stops it (clear endpoint, then the queues' bases are fetched back). A memory listener keeps
+ * the backend's memory table in step with guest RAM.
+ */
+export class VhostScsiDevice implements VirtioTransport {
+  readonly deviceId = VIRTIO_ID_SCSI;
+  /** Request queues (num_queues in the config space). */
+  readonly requestQueues: number;
+  readonly queueSize: number;
+  private fd = -1;
+  private hostFeatures = 0n;
+  private driverFeatures = 0n;
+  private statusReg = 0;
+  private readonly queues: QueueState[];
+  private started = false;
+  private interrupt: (index: number) => void = () => {};
+  private readonly callWatchers = new Set<number>();
+  private stopListening: (() => void) | undefined;
+  private readonly config = new Uint8Array(VIRTIO_SCSI_CONFIG_SIZE);
+  /** The last error from starting the backend (the device then shows NEEDS_RESET). */
+  lastError: Error | undefined;
+
+  constructor(private readonly proc: VhostProcess, private readonly mem: GuestMemory, private readonly opts: VhostScsiDeviceOptions) {
+    this.requestQueues = opts.numQueues ?? 1;
+    this.queueSize = opts.queueSize ?? 128;
+    if (!(this.requestQueues >= 1 && this.requestQueues <= VHOST_SCSI_MAX_IO_VQ)) throw new RangeError(`num_queues ${this.requestQueues}: 1..${VHOST_SCSI_MAX_IO_VQ}`);
+    this.queues = Array.from({ length: 2 + this.requestQueues }, () => ({ config: undefined, kick: -1, call: -1, lastAvail: 0 }));
+    const dv = new DataView(this.config.buffer);
+    dv.setUint32(0, this.requestQueues, true);
+    dv.setUint32(4, Math.min(this.queueSize - 2, 126), true); // seg_max
+    dv.setUint32(8, 0xffff, true); // max_sectors
+    dv.setUint32(12, 128, true); // cmd_per_lun
+    dv.setUint32(16, VIRTIO_SCSI_EVENT_SIZE, true); // event_info_size
+    dv.setUint32(20, VIRTIO_SCSI_SENSE_SIZE, true);
+    dv.setUint32(24, VIRTIO_SCSI_CDB_SIZE, true);
+    dv.setUint16(28, VIRTIO_SCSI_MAX_CHANNEL, true);
+    dv.setUint16(30, VIRTIO_SCSI_MAX_TARGET, true);
+    dv.setUint32(32, VIRTIO_SCSI_MAX_LUN, true);
+  }
+
+  /** The vhost device object (for diagnostics: counters, errors). */
+  get vhost(): VhostScsi {
+    return this.proc.device(this.fd);
+  }
+
+  /**
+   * realize: open /dev/vhost-scsi, vhost_dev_init (SET_OWNER, GET_FEATURES, each virtqueue's
+   * call eventfd), check the ABI version, create the extra workers.
+   */
+  async realize(): Promise<void> {
+    const p = this.proc;
+    this.fd = p.open("/dev/vhost-scsi");
+    const d = p.device(this.fd);
+    await d.SET_OWNER();
+    this.hostFeatures = (await d.GET_FEATURES()) & ~(this.opts.maskFeatures ?? 0n);
+    const abi = await d.SCSI_GET_ABI_VERSION();
+    if (abi > VHOST_SCSI_ABI_VERSION) throw new Error(`vhost-scsi ABI ${abi} is newer than ${VHOST_SCSI_ABI_VERSION}`);
+    for (const [i, q] of this.queues.entries()) {
+      q.kick = p.eventfd();
+      q.call = p.eventfd();
+      await d.SET_VRING_CALL({ index: i, fd: q.call });
+    }
+    const extra = (this.opts.workers ?? 1) - 1;
+    const ids = [0];
+    for (let k = 0; k < extra; k++) ids.push((await d.NEW_WORKER()).worker_id);
+    for (let i = 0; i < this.requestQueues; i++) await d.ATTACH_VRING_WORKER({ index: 2 + i, worker_id: ids[i % ids.length] });
+  }
+
+  // ---- the transport the guest driver sees ----
+
+  deviceFeatures(): bigint {
+    return this.hostFeatures | (1n << BigInt(VIRTIO_F_VERSION_1));
+  }
+
+  setDriverFeatures(features: bigint): void {
+    this.driverFeatures = features;
+  }
+
+  status(): number {
+    return this.statusReg;
+  }
+
+  async setStatus(status: number): Promise<void> {
+    if (status === 0) {
+      await this.stop();
+      this.statusReg = 0;
+      this.driverFeatures = 0n;
+      for (const q of this.queues) {
+        q.config = undefined;
+        q.lastAvail = 0;
+      }
+      return;
+    }
+    if (status & VIRTIO_CONFIG_S_FEATURES_OK && !(this.statusReg & VIRTIO_CONFIG_S_FEATURES_OK)) {
+      // VIRTIO 1.2, 3.1.1: FEATURES_OK stays clear if the driver accepted features not offered.
+      if (this.driverFeatures & ~this.deviceFeatures()) status &= ~VIRTIO_CONFIG_S_FEATURES_OK;
+    }
+    const wasOk = this.statusReg & VIRTIO_CONFIG_S_DRIVER_OK;
+    this.statusReg = status;
+    if (status & VIRTIO_CONFIG_S_DRIVER_OK && !wasOk && !(status & VIRTIO_CONFIG_S_FAILED)) {
+      try {
+        await this.start();
+      } catch (e) {
+        this.lastError = e as Error;
+        this.statusReg |= VIRTIO_CONFIG_S_NEEDS_RESET;
+        await this.stop();
+      }
+    }
+  }
+
+  readConfig(offset: number, length: number): Uint8Array {
+    const out = new Uint8Array(length);
+    out.set(this.config.subarray(offset, offset + length));
+    return out;
+  }
+
+  /**
+   * sense_size and cdb_size are driver-writable, but the vhost backend has them fixed: a change
+   * is a device error, as QEMU's vhost-scsi reports it.
+   */
+  writeConfig(offset: number, data: Uint8Array): void {
+    const copy = this.config.slice();
+    copy.set(data.subarray(0, Math.max(0, copy.length - offset)), offset);
+    const dv = new DataView(copy.buffer);
+    if (dv.getUint32(20, true) !== VIRTIO_SCSI_SENSE_SIZE || dv.getUint32(24, true) !== VIRTIO_SCSI_CDB_SIZE) {
+      this.statusReg |= VIRTIO_CONFIG_S_NEEDS_RESET;
+      throw new Error("vhost-scsi does not support changing the sense data and CDB sizes");
+    }
+  }
+
+  /** Control, event and request queues. */
+  numQueues(): number {
+    return this.queues.length;
+  }
+
+  queueMaxSize(): number {
+    return this.queueSize;
+  }
+
+  setQueue(index: number, q: QueueConfig): void {
+    if (index < 0 || index >= this.queues.length) throw new RangeError(`queue ${index}`);
+    if (q.num > this.queueSize) throw new RangeError(`queue size ${q.num} > ${this.queueSize}`);
+    this.queues[index].config = { ...q };
+  }
+
+  notify(index: number): void {
+    const q = this.queues[index];
+    if (q && q.kick >= 0) this.proc.eventfdOf(q.kick).write(1n);
+  }
+
+  onInterrupt(handler: (index: number) => void): void {
+    this.interrupt = handler;
+  }
+
+  // ---- vhost_scsi_start / vhost_scsi_stop ----
+
+  private hva(gpa: number, len: number): bigint {
+    return BigInt(this.mem.hva(gpa, len));
+  }
+
+  private async start(): Promise<void> {
+    const d = this.vhost;
+    await d.SET_FEATURES(this.driverFeatures & this.hostFeatures);
+    await d.SET_MEM_TABLE(vhostRegionsOf(this.mem.regions));
+    for (const [i, q] of this.queues.entries()) {
+      const c = q.config;
+      if (!c) continue;
+      await d.SET_VRING_NUM({ index: i, num: c.num });
+      await d.SET_VRING_BASE({ index: i, num: q.lastAvail });
+      await d.SET_VRING_ADDR({
+        index: i,
+        flags: 0,
+        desc_user_addr: this.hva(c.desc, 16 * c.num),
+        avail_user_addr: this.hva(c.avail, 6 + 2 * c.num),
+        used_user_addr: this.hva(c.used, 6 + 8 * c.num),
+        log_guest_addr: 0n,
+      });
+      await d.SET_VRING_KICK({ index: i, fd: q.kick });
+      await d.SET_VRING_CALL({ index: i, fd: q.call });
+      this.watchCall(i);
+    }
+    await d.SCSI_SET_ENDPOINT({ abi_version: VHOST_SCSI_ABI_VERSION, vhost_wwpn: this.opts.wwpn, vhost_tpgt: this.opts.bootTpgt ?? 0 });
+    this.started = true;
+    this.stopListening = this.mem.listen((regions) => void this.memoryChanged(regions));
+  }
+
+  /** The guest notifier: each signal on a call eventfd becomes an interrupt for that queue. */
+  private watchCall(index: number): void {
+    if (this.callWatchers.has(index)) return;
+    this.callWatchers.add(index);
+    const efd = this.proc.eventfdOf(this.queues[index].call);
+    void (async () => {
+      while (this.callWatchers.has(index)) {
+        try {
+          await efd.readAsync(100);
+        } catch {
+          continue;
+        }
+        if (this.callWatchers.has(index)) this.interrupt(index);
+      }
+    })();
+  }
+
+  private async memoryChanged(regions: readonly GuestRegion[]): Promise<void> {
+    if (!this.started) return;
+    try {
+      await this.vhost.SET_MEM_TABLE(vhostRegionsOf(regions));
+    } catch (e) {
+      this.lastError = e as Error;
+      this.statusReg |= VIRTIO_CONFIG_S_NEEDS_RESET;
+    }
+  }
+
+  private async stop(): Promise<void> {
+    this.stopListening?.();
+    this.stopListening = undefined;
+    if (!this.started) return;
+    this.started = false;
+    const d = this.vhost;
+    await d.SCSI_CLEAR_ENDPOINT({ abi_version: VHOST_SCSI_ABI_VERSION, vhost_wwpn: this.opts.wwpn, vhost_tpgt: this.opts.bootTpgt ?? 0 });
+    for (const [i, q] of this.queues.entries()) {
+      if (!q.config) continue;
+      q.lastAvail = (await d.GET_VRING_BASE(i)).num;
+    }
+    this.callWatchers.clear();
+  }
+
+  /** Tears the device down: stop, close the fds. */
+  async unrealize(): Promise<void> {
+    await this.stop();
+    this.callWatchers.clear();
+    if (this.fd >= 0) await this.proc.close(this.fd);
+    for (const q of this.queues) {
+      for (const fd of [q.kick, q.call]) if (fd >= 0) await this.proc.close(fd);
+    }
+    this.fd = -1;
+  }
+
+  /** Whether the backend is running (DRIVER_OK and started). */
+  get running(): boolean {
+    return this.started;
+  }
+}

@@ -1,0 +1,94 @@
+// virtio-scsi constants and wire layouts, named as in include/uapi/linux/virtio_scsi.h.
+
+export const VIRTIO_ID_SCSI = 8;
+export const VIRTIO_SCSI_CDB_SIZE = 32;
+export const VIRTIO_SCSI_SENSE_SIZE = 96;
+
+/** Feature bits (VIRTIO 1.2, 5.6.3). */
+export const VIRTIO_SCSI_F_INOUT = 0;
+export const VIRTIO_SCSI_F_HOTPLUG = 1;
+export const VIRTIO_SCSI_F_CHANGE = 2;
+export const VIRTIO_SCSI_F_T10_PI = 3;
+
+/** Response codes (VIRTIO 1.2, 5.6.6.1). */
+export const VIRTIO_SCSI_S_OK = 0;
+export const VIRTIO_SCSI_S_FUNCTION_COMPLETE = 0;
+export const VIRTIO_SCSI_S_OVERRUN = 1;
+export const VIRTIO_SCSI_S_ABORTED = 2;
+export const VIRTIO_SCSI_S_BAD_TARGET = 3;
+export const VIRTIO_SCSI_S_RESET = 4;
+export const VIRTIO_SCSI_S_BUSY = 5;
+export const VIRTIO_SCSI_S_TRANSPORT_FAILURE = 6;
+export const VIRTIO_SCSI_S_TARGET_FAILURE = 7;
+export const VIRTIO_SCSI_S_NEXUS_FAILURE = 8;
+export const VIRTIO_SCSI_S_FAILURE = 9;
+export const VIRTIO_SCSI_S_FUNCTION_SUCCEEDED = 10;
+export const VIRTIO_SCSI_S_FUNCTION_REJECTED = 11;
+export const VIRTIO_SCSI_S_INCORRECT_LUN = 12;
+
+/** Names of the response codes (FUNCTION_COMPLETE shares 0 with OK). */
+export const VIRTIO_SCSI_RESPONSE_NAMES: Record<number, string> = {
+  0: "VIRTIO_SCSI_S_OK",
+  1: "VIRTIO_SCSI_S_OVERRUN",
+  2: "VIRTIO_SCSI_S_ABORTED",
+  3: "VIRTIO_SCSI_S_BAD_TARGET",
+  4: "VIRTIO_SCSI_S_RESET",
+  5: "VIRTIO_SCSI_S_BUSY",
+  6: "VIRTIO_SCSI_S_TRANSPORT_FAILURE",
+  7: "VIRTIO_SCSI_S_TARGET_FAILURE",
+  8: "VIRTIO_SCSI_S_NEXUS_FAILURE",
+  9: "VIRTIO_SCSI_S_FAILURE",
+  10: "VIRTIO_SCSI_S_FUNCTION_SUCCEEDED",
+  11: "VIRTIO_SCSI_S_FUNCTION_REJECTED",
+  12: "VIRTIO_SCSI_S_INCORRECT_LUN",
+};
+
+/** Control queue request types and TMF subtypes (VIRTIO 1.2, 5.6.6.2). */
+export const VIRTIO_SCSI_T_TMF = 0;
+export const VIRTIO_SCSI_T_AN_QUERY = 1;
+export const VIRTIO_SCSI_T_AN_SUBSCRIBE = 2;
+export const VIRTIO_SCSI_T_TMF_ABORT_TASK = 0;
+export const VIRTIO_SCSI_T_TMF_ABORT_TASK_SET = 1;
+export const VIRTIO_SCSI_T_TMF_CLEAR_ACA = 2;
+export const VIRTIO_SCSI_T_TMF_CLEAR_TASK_SET = 3;
+export const VIRTIO_SCSI_T_TMF_I_T_NEXUS_RESET = 4;
+export const VIRTIO_SCSI_T_TMF_LOGICAL_UNIT_RESET = 5;
+export const VIRTIO_SCSI_T_TMF_QUERY_TASK = 6;
+export const VIRTIO_SCSI_T_TMF_QUERY_TASK_SET = 7;
+
+/** Events (VIRTIO 1.2, 5.6.6.3). */
+export const VIRTIO_SCSI_T_EVENTS_MISSED = 0x80000000;
+export const VIRTIO_SCSI_T_NO_EVENT = 0;
+export const VIRTIO_SCSI_T_TRANSPORT_RESET = 1;
+export const VIRTIO_SCSI_T_ASYNC_NOTIFY = 2;
+export const VIRTIO_SCSI_T_PARAM_CHANGE = 3;
+export const VIRTIO_SCSI_EVT_RESET_HARD = 0;
+export const VIRTIO_SCSI_EVT_RESET_RESCAN = 1;
+export const VIRTIO_SCSI_EVT_RESET_REMOVED = 2;
+
+/** Task attributes. */
+export const VIRTIO_SCSI_S_SIMPLE = 0;
+export const VIRTIO_SCSI_S_ORDERED = 1;
+export const VIRTIO_SCSI_S_HEAD = 2;
+export const VIRTIO_SCSI_S_ACA = 3;
+
+/** Sizes of the packed wire structs. */
+export const VIRTIO_SCSI_CMD_REQ_SIZE = 51;
+export const VIRTIO_SCSI_CMD_REQ_PI_SIZE = 59;
+export const VIRTIO_SCSI_CMD_RESP_SIZE = 108;
+export const VIRTIO_SCSI_CTRL_TMF_REQ_SIZE = 24;
+export const VIRTIO_SCSI_CTRL_TMF_RESP_SIZE = 1;
+export const VIRTIO_SCSI_CTRL_AN_REQ_SIZE = 16;
+export const VIRTIO_SCSI_CTRL_AN_RESP_SIZE = 5;
+export const VIRTIO_SCSI_EVENT_SIZE = 16;
+export const VIRTIO_SCSI_CONFIG_SIZE = 36;
+
+/** The 8-byte LUN field of a request, as Linux's virtio_scsi driver builds it. */
+export function virtioScsiLun(target: number, lun: number): Uint8Array {
+  const b = new Uint8Array(8);
+  b[0] = 1;
+  b[1] = target;
+  b[2] = (lun >> 8) | 0x40;
+  b[3] = lun & 0xff;
+  return b;
+}

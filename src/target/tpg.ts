@@ -1,0 +1,118 @@
+import type { DataplaneExports } from "../wasm/dataplane.js";
+import type { SharedMemory } from "../memory/shared-memory.js";
+import { Lun, UA_LUNS_CHANGED, type LunOptions } from "./lun.js";
+import { FileBackstore, NullBackstore, RamBackstore, type Backstore } from "./backstore.js";
+
+/** The kernel's per-TPG LUN limit for vhost-scsi (the LUN field holds 14 bits). */
+export const VHOST_SCSI_MAX_LUN = 16384;
+/** TPG tags a vhost-scsi device can address (the guest's target number, one byte). */
+export const VHOST_SCSI_MAX_TARGET = 256;
+
+/** A LUN's backstore and presentation, as createTestbed and the CLI take it. */
+export type LunConfig = LunOptions &
+  (
+    | { backstore: "ram"; size: number }
+    | { backstore: "null"; size: number }
+    | { backstore: "file"; path: string; size?: number }
+  );
+
+/** What a TPG tells the device bound to it (hotplug events, quiescing workers). */
+export interface TpgListener {
+  lunAdded(tpg: Tpg, lun: Lun): void;
+  lunRemoved(tpg: Tpg, lun: Lun): void;
+  lunResized(tpg: Tpg, lun: Lun): void;
+  /** Runs fn while no worker of the device serves requests; resolves after. */
+  paused(fn: () => void): Promise<void>;
+}
+
+/** Runs fn at once: nothing to pause when no device is bound. */
+const unbound = async (fn: () => void) => fn();
+
+/**
+ * A target portal group: a tag (the guest's target number) and its LUNs 0..16383. Its struct in
+ * the device heap holds the LUN table the data plane reads; LUNs are published and
+ * unpublished there with single atomic stores.
+ */
+export class Tpg {
+  readonly ptr: number;
+  private readonly luns = new Map<number, Lun>();
+  listener: TpgListener | undefined;
+
+  constructor(
+    private readonly shm: SharedMemory,
+    private readonly dp: DataplaneExports,
+    readonly tag: number,
+    private readonly identity: (lun: number) => { naa: Uint8Array; port: number; targetName: string },
+  ) {
+    if (!Number.isInteger(tag) || tag < 0 || tag >= VHOST_SCSI_MAX_TARGET) throw new RangeError(`TPG tag ${tag}: 0..255`);
+    const size = dp.scsi_tpg_size();
+    this.ptr = shm.device.alloc(size, 16);
+    shm.bytes.fill(0, this.ptr, this.ptr + size);
+    dp.scsi_tpg_init(this.ptr, tag);
+  }
+
+  lun(id: number): Lun | undefined {
+    return this.luns.get(id);
+  }
+
+  get lunIds(): number[] {
+    return [...this.luns.keys()].sort((a, b) => a - b);
+  }
+
+  private openBackstore(cfg: LunConfig): Backstore {
+    if (cfg.backstore === "ram") return new RamBackstore(this.shm, cfg.size);
+    if (cfg.backstore === "null") return new NullBackstore(cfg.size);
+    return new FileBackstore(cfg.path, cfg.size, cfg.readOnly);
+  }
+
+  /** Adds LUN id with a new backstore; a bound device reports it (hotplug). */
+  addLun(id: number, cfg: LunConfig): Lun {
+    if (!Number.isInteger(id) || id < 0 || id >= VHOST_SCSI_MAX_LUN) throw new RangeError(`LUN ${id}: 0..16383`);
+    if (this.luns.has(id)) throw new Error(`LUN ${id} exists in TPG ${this.tag}`);
+    const store = this.openBackstore(cfg);
+    let lun: Lun;
+    try {
+      lun = new Lun(this.shm, this.dp, id, store, cfg, this.identity(id));
+    } catch (e) {
+      store.dispose();
+      throw e;
+    }
+    for (const other of this.luns.values()) other.raiseUnitAttention(UA_LUNS_CHANGED);
+    this.luns.set(id, lun);
+    this.dp.scsi_tpg_set_lun(this.ptr, id, lun.ptr);
+    this.listener?.lunAdded(this, lun);
+    return lun;
+  }
+
+  /**
+   * Removes LUN id: unpublishes it (new requests see LOGICAL UNIT NOT SUPPORTED), waits for the
+   * workers to stop using it and for its asynchronous requests to finish, then frees it.
+   */
+  async removeLun(id: number): Promise<void> {
+    const lun = this.luns.get(id);
+    if (!lun) throw new Error(`no LUN ${id} in TPG ${this.tag}`);
+    this.dp.scsi_tpg_set_lun(this.ptr, id, 0);
+    this.luns.delete(id);
+    for (const other of this.luns.values()) other.raiseUnitAttention(UA_LUNS_CHANGED);
+    this.listener?.lunRemoved(this, lun);
+    const paused = this.listener?.paused.bind(this.listener) ?? unbound;
+    await paused(() => {});
+    while (lun.inflight > 0) await new Promise((r) => setTimeout(r, 1));
+    lun.dispose();
+  }
+
+  /** Changes LUN id's capacity; a bound device reports it (PARAM_CHANGE, unit attention). */
+  async resizeLun(id: number, bytes: number): Promise<void> {
+    const lun = this.luns.get(id);
+    if (!lun) throw new Error(`no LUN ${id} in TPG ${this.tag}`);
+    await lun.resize(bytes, this.listener?.paused.bind(this.listener) ?? unbound);
+    this.listener?.lunResized(this, lun);
+  }
+
+  /** Frees every LUN and the TPG (no device may be bound). */
+  dispose(): void {
+    for (const lun of this.luns.values()) lun.dispose();
+    this.luns.clear();
+    this.shm.device.release(this.ptr);
+  }
+}

@@ -1,0 +1,84 @@
+import { SharedMemory } from "./memory/shared-memory.js";
+import { GuestMemory } from "./guest/guest-memory.js";
+import { VirtioScsiDriver, type VirtioScsiDriverOptions } from "./guest/scsi-driver.js";
+import { VhostProcess, type VhostProcessOptions } from "./vhost/process.js";
+import { VhostScsiDevice } from "./device/vhost-scsi-device.js";
+import type { LunConfig, Tpg } from "./target/tpg.js";
+import type { ScsiTarget } from "./target/target.js";
+
+export interface TestbedOptions {
+  /** Request queues. Default 1. */
+  queues?: number;
+  /** LUNs 0..n-1 of TPG 1. Default one 16 MiB RAM disk. */
+  luns?: LunConfig[];
+  /** Virtqueue size. Default 128. */
+  queueSize?: number;
+  /** Guest RAM bytes. Default 64 MiB. */
+  guestMemory?: number;
+  /** Extra device-heap bytes beyond the RAM disks. Default 16 MiB. */
+  deviceMemory?: number;
+  /** Vhost workers for the request queues (queue i on worker i % workers). Default 1. */
+  workers?: number;
+  /** TPG tag, which is the guest's target number. Default 1. */
+  tpgTag?: number;
+  /** Driver options (features, event buffers, queue size). */
+  driver?: VirtioScsiDriverOptions;
+  /** Features hidden from the guest. */
+  maskFeatures?: bigint;
+  /** How workers run (default: in this thread). */
+  process?: VhostProcessOptions;
+}
+
+/** Everything createTestbed wired, for tests and embedding. */
+export interface Testbed {
+  shm: SharedMemory;
+  proc: VhostProcess;
+  target: ScsiTarget;
+  tpg: Tpg;
+  mem: GuestMemory;
+  device: VhostScsiDevice;
+  driver: VirtioScsiDriver;
+  close(): Promise<void>;
+}
+
+/**
+ * Builds a guest and a vhost-scsi device the way a user would by hand: shared memory, a
+ * process with /dev/vhost-scsi, a target with one TPG and the LUNs, guest RAM, the QEMU-side
+ * device realized over the vhost fd, and the guest driver probing it.
+ */
+export async function createTestbed(opts: TestbedOptions = {}): Promise<Testbed> {
+  const luns = opts.luns ?? [{ backstore: "ram", size: 16 << 20 }];
+  const ramBytes = luns.reduce((s, l) => s + (l.backstore === "ram" ? l.size + 4096 : 0), 0);
+  const guestBytes = opts.guestMemory ?? 64 << 20;
+  const shm = SharedMemory.create({ deviceBytes: ramBytes + (opts.deviceMemory ?? 16 << 20), guestBytes });
+  const proc = new VhostProcess(shm, opts.process);
+  const target = proc.targets.create();
+  const tag = opts.tpgTag ?? 1;
+  const tpg = target.addTpg(tag);
+  luns.forEach((l, i) => tpg.addLun(i, l));
+  const mem = new GuestMemory(shm);
+  mem.addRegion(0, guestBytes);
+  const device = new VhostScsiDevice(proc, mem, {
+    wwpn: target.wwpn,
+    numQueues: opts.queues ?? 1,
+    queueSize: opts.queueSize ?? 128,
+    workers: opts.workers,
+    maskFeatures: opts.maskFeatures,
+    bootTpgt: tag,
+  });
+  await device.realize();
+  const driver = await VirtioScsiDriver.probe(mem, device, { target: tag, ...opts.driver });
+  return {
+    shm,
+    proc,
+    target,
+    tpg,
+    mem,
+    device,
+    driver,
+    async close() {
+      await device.setStatus(0);
+      await device.unrealize();
+    },
+  };
+}

@@ -1,0 +1,184 @@
+import { EventFd } from "../eventfd.js";
+import { SharedMemory } from "../memory/shared-memory.js";
+import { createDataplane, type DataplaneInstance } from "../wasm/dataplane.js";
+import { TargetRegistry } from "../target/registry.js";
+import { VhostError } from "./errors.js";
+import { VhostScsi, type VhostContext } from "./vhost-scsi.js";
+import type { VhostWorker } from "./worker.js";
+import { LocalWorker } from "./local-worker.js";
+import * as U from "./uapi.js";
+
+/** How a process runs its vhost workers. */
+export interface VhostProcessOptions {
+  /** Starts worker `id` for a device; default: a LocalWorker in this thread. */
+  createWorker?: (id: number, shm: SharedMemory) => VhostWorker;
+}
+
+/**
+ * A process-like file descriptor table over one shared memory: eventfd(), open("/dev/vhost-scsi"),
+ * close() and ioctl() with the real request numbers and binary arguments. The LIO-like target
+ * registry lives here too (the kernel's configfs is per host).
+ */
+export class VhostProcess {
+  readonly control: DataplaneInstance;
+  readonly targets: TargetRegistry;
+  private readonly fds = new Map<number, EventFd | VhostScsi>();
+  private nextFd = 3;
+
+  constructor(readonly shm: SharedMemory, private readonly opts: VhostProcessOptions = {}) {
+    this.control = createDataplane(shm);
+    this.targets = new TargetRegistry(shm, this.control.dp);
+  }
+
+  private install(f: EventFd | VhostScsi): number {
+    const fd = this.nextFd++;
+    this.fds.set(fd, f);
+    return fd;
+  }
+
+  /** eventfd(2). */
+  eventfd(initval = 0, flags = 0): number {
+    return this.install(EventFd.create(initval, flags));
+  }
+
+  /** The eventfd behind fd: EBADF for no such fd, EINVAL for a non-eventfd (eventfd_fget). */
+  eventfdOf(fd: number): EventFd {
+    const f = this.fds.get(fd);
+    if (!f) throw new VhostError("EBADF", `fd ${fd} is not open`);
+    if (!(f instanceof EventFd)) throw new VhostError("EINVAL", `fd ${fd} is not an eventfd`);
+    return f;
+  }
+
+  /** The vhost device behind fd. */
+  device(fd: number): VhostScsi {
+    const f = this.fds.get(fd);
+    if (!f) throw new VhostError("EBADF", `fd ${fd} is not open`);
+    if (!(f instanceof VhostScsi)) throw new VhostError("ENOTTY", `fd ${fd} is not a vhost device`);
+    return f;
+  }
+
+  /** open(2) of /dev/vhost-scsi. */
+  open(path: string): number {
+    if (path !== "/dev/vhost-scsi") throw new VhostError("ENOENT", `${path}: no such device`);
+    const ctx: VhostContext = {
+      shm: this.shm,
+      dp: this.control.dp,
+      targets: this.targets,
+      eventfd: (fd) => this.eventfdOf(fd),
+      createWorker: (id) => this.opts.createWorker?.(id, this.shm) ?? new LocalWorker(id, this.shm),
+    };
+    return this.install(new VhostScsi(ctx));
+  }
+
+  /** close(2): a vhost device stops its workers and releases everything. */
+  async close(fd: number): Promise<void> {
+    const f = this.fds.get(fd);
+    if (!f) throw new VhostError("EBADF", `fd ${fd} is not open`);
+    this.fds.delete(fd);
+    if (f instanceof VhostScsi) await f.close();
+    else f.close();
+  }
+
+  /**
+   * ioctl(2) on a vhost device: `arg` holds the uapi struct in its binary layout; results of
+   * _IOR/_IOWR requests are written back into it. Resolves to 0, or rejects with VhostError.
+   */
+  async ioctl(fd: number, request: number, arg: Uint8Array = new Uint8Array(0)): Promise<number> {
+    const d = this.device(fd);
+    const dv = () => new DataView(arg.buffer, arg.byteOffset, arg.byteLength);
+    const need = (n: number) => {
+      if (arg.byteLength < n) throw new VhostError("EFAULT", `argument of ${arg.byteLength} bytes, need ${n}`);
+    };
+    switch (request >>> 0) {
+      case U.VHOST_GET_FEATURES:
+        need(8);
+        dv().setBigUint64(0, await d.GET_FEATURES(), true);
+        return 0;
+      case U.VHOST_SET_FEATURES:
+        need(8);
+        await d.SET_FEATURES(dv().getBigUint64(0, true));
+        return 0;
+      case U.VHOST_SET_OWNER:
+        await d.SET_OWNER();
+        return 0;
+      case U.VHOST_RESET_OWNER:
+        await d.RESET_OWNER();
+        return 0;
+      case U.VHOST_SET_MEM_TABLE: {
+        const m = U.decodeMemory(arg);
+        if (m.nregions > 64) throw new VhostError("E2BIG", `${m.nregions} regions`);
+        if (m.regions.length < m.nregions) throw new VhostError("EFAULT", "regions past the end of the argument");
+        await d.SET_MEM_TABLE(m.regions, m.padding);
+        return 0;
+      }
+      case U.VHOST_SET_LOG_BASE:
+        need(8);
+        await d.SET_LOG_BASE(dv().getBigUint64(0, true));
+        return 0;
+      case U.VHOST_SET_LOG_FD:
+        need(4);
+        await d.SET_LOG_FD(dv().getInt32(0, true));
+        return 0;
+      case U.VHOST_SET_VRING_NUM:
+        await d.SET_VRING_NUM(U.decodeVringState(arg));
+        return 0;
+      case U.VHOST_SET_VRING_ADDR:
+        await d.SET_VRING_ADDR(U.decodeVringAddr(arg));
+        return 0;
+      case U.VHOST_SET_VRING_BASE:
+        await d.SET_VRING_BASE(U.decodeVringState(arg));
+        return 0;
+      case U.VHOST_GET_VRING_BASE:
+        U.encodeVringState(await d.GET_VRING_BASE(U.decodeVringState(arg).index), arg);
+        return 0;
+      case U.VHOST_SET_VRING_KICK:
+        await d.SET_VRING_KICK(U.decodeVringFile(arg));
+        return 0;
+      case U.VHOST_SET_VRING_CALL:
+        await d.SET_VRING_CALL(U.decodeVringFile(arg));
+        return 0;
+      case U.VHOST_SET_VRING_ERR:
+        await d.SET_VRING_ERR(U.decodeVringFile(arg));
+        return 0;
+      case U.VHOST_SET_VRING_BUSYLOOP_TIMEOUT:
+        await d.SET_VRING_BUSYLOOP_TIMEOUT(U.decodeVringState(arg));
+        return 0;
+      case U.VHOST_GET_VRING_BUSYLOOP_TIMEOUT:
+        U.encodeVringState(await d.GET_VRING_BUSYLOOP_TIMEOUT(U.decodeVringState(arg).index), arg);
+        return 0;
+      case U.VHOST_NEW_WORKER:
+        need(4);
+        dv().setUint32(0, (await d.NEW_WORKER()).worker_id, true);
+        return 0;
+      case U.VHOST_FREE_WORKER:
+        need(4);
+        await d.FREE_WORKER({ worker_id: dv().getUint32(0, true) });
+        return 0;
+      case U.VHOST_ATTACH_VRING_WORKER:
+        await d.ATTACH_VRING_WORKER(U.decodeVringWorker(arg));
+        return 0;
+      case U.VHOST_GET_VRING_WORKER:
+        U.encodeVringWorker(await d.GET_VRING_WORKER(U.decodeVringWorker(arg).index), arg);
+        return 0;
+      case U.VHOST_SCSI_SET_ENDPOINT:
+        await d.SCSI_SET_ENDPOINT(U.decodeScsiTarget(arg));
+        return 0;
+      case U.VHOST_SCSI_CLEAR_ENDPOINT:
+        await d.SCSI_CLEAR_ENDPOINT(U.decodeScsiTarget(arg));
+        return 0;
+      case U.VHOST_SCSI_GET_ABI_VERSION:
+        need(4);
+        dv().setInt32(0, await d.SCSI_GET_ABI_VERSION(), true);
+        return 0;
+      case U.VHOST_SCSI_SET_EVENTS_MISSED:
+        need(4);
+        await d.SCSI_SET_EVENTS_MISSED(dv().getUint32(0, true));
+        return 0;
+      case U.VHOST_SCSI_GET_EVENTS_MISSED:
+        need(4);
+        dv().setUint32(0, await d.SCSI_GET_EVENTS_MISSED(), true);
+        return 0;
+    }
+    throw new VhostError("ENOTTY", `unknown ioctl 0x${(request >>> 0).toString(16)}`);
+  }
+}

@@ -1,0 +1,45 @@
+import type { EventFdHandle } from "../eventfd.js";
+import type { VringBinding } from "../worker/scsi-vrings.js";
+
+/** One vring as handed to a worker: where it is, and its eventfds (unset: null). */
+export interface VringAttachment {
+  binding: VringBinding;
+  kick: EventFdHandle | null;
+  call: EventFdHandle | null;
+  err: EventFdHandle | null;
+  /** VHOST_SET_VRING_BUSYLOOP_TIMEOUT, in microseconds. */
+  busyloopUs: number;
+}
+
+/** A LUN's file descriptor, for the file backstore's I/O in the worker. */
+export interface FileBinding {
+  lun: number;
+  fd: number;
+}
+
+/**
+ * A vhost worker (the kernel's vhost_worker): serves the vrings attached to it. Thread workers
+ * run in node:worker_threads; the local worker runs in the calling thread.
+ */
+export interface VhostWorker {
+  readonly id: number;
+  /** Serves a vring (replacing an earlier attachment of the same index). */
+  attach(a: VringAttachment): Promise<void>;
+  /** Stops serving a vring; resolves once nothing of it runs and its file I/O has completed. */
+  detach(index: number): Promise<void>;
+  /** Makes LUN files known (or, with fd -1, forgotten). */
+  setFiles(files: FileBinding[]): Promise<void>;
+  /** Runs vring index's handler as if it had been kicked (the kernel's vhost_work_queue). */
+  kick(index: number): void;
+  /** Resolves once the worker serves nothing and will not until resume(). */
+  pause(): Promise<void>;
+  resume(): void;
+  /** Resolves after the work in progress when it was called is done (vhost_worker_flush). */
+  flush(): Promise<void>;
+  /** Ends the worker. */
+  stop(): Promise<void>;
+  /** Vring indices attached. */
+  readonly vrings: ReadonlySet<number>;
+  /** Set when the worker died; its vrings are not served until reattached elsewhere. */
+  readonly failure: Error | undefined;
+}
