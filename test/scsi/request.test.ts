@@ -1,0 +1,86 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTestbed, type Testbed } from "../../src/testbed.js";
+import { inquiry, read16, testUnitReady, write16 } from "../../src/scsi/commands.js";
+import { VIRTIO_SCSI_S_BAD_TARGET, VIRTIO_SCSI_S_OK } from "../../src/scsi/virtio-scsi.js";
+import { clearUnitAttentions, cmd, expectGood } from "../helpers/scsi.js";
+import { cmdReq, rawChain } from "../helpers/raw.js";
+
+describe("virtio-scsi request queue (VIRTIO 1.2, 5.6.6.1)", () => {
+  let bed: Testbed;
+  beforeAll(async () => {
+    bed = await createTestbed({ luns: [{ backstore: "ram", size: 1 << 20 }] });
+    await clearUnitAttentions(bed);
+  });
+  afterAll(() => bed.close());
+  const lun0 = [1, 1, 0x40, 0];
+
+  it("answers a LUN field not starting with 1 with VIRTIO_SCSI_S_BAD_TARGET", async () => {
+    const r = await rawChain(bed, 2, [cmdReq([2, 1, 0x40, 0], testUnitReady())], [108]);
+    expect([r.usedLen, r.ins[0][11]]).toEqual([108, VIRTIO_SCSI_S_BAD_TARGET]);
+  });
+
+  it("answers an unknown target (TPG tag) with VIRTIO_SCSI_S_BAD_TARGET", async () => {
+    const r = await cmd(bed, { target: 9, cdb: testUnitReady() });
+    expect(r.response).toBe(VIRTIO_SCSI_S_BAD_TARGET);
+  });
+
+  it("answers a request header shorter than struct virtio_scsi_cmd_req with BAD_TARGET", async () => {
+    const r = await rawChain(bed, 2, [cmdReq(lun0, testUnitReady()).subarray(0, 40)], [108]);
+    expect(r.ins[0][11]).toBe(VIRTIO_SCSI_S_BAD_TARGET);
+  });
+
+  it("returns a chain whose writable part cannot hold the response empty, as a queue error", async () => {
+    const before = bed.device.vhost.vringStatus(2)!.error?.count ?? 0;
+    const r = await rawChain(bed, 2, [cmdReq(lun0, testUnitReady())], [100]);
+    expect(r.usedLen).toBe(0);
+    expect(r.ins[0].every((b) => b === 0xee)).toBe(true);
+    expect(bed.device.vhost.vringStatus(2)!.error).toMatchObject({ name: "BadRequest", count: before + 1 });
+    expectGood(await cmd(bed, { cdb: testUnitReady() })); // the queue goes on
+  });
+
+  it("accepts headers and response split across descriptors anywhere (VIRTIO_F_ANY_LAYOUT)", async () => {
+    const req = cmdReq(lun0, inquiry(36));
+    const r = await rawChain(bed, 2, [req.subarray(0, 3), req.subarray(3, 20), req.subarray(20)], [5, 50, 53, 10, 26]);
+    expect(r.usedLen).toBe(108 + 36);
+    const resp = Buffer.concat(r.ins.map((b) => Buffer.from(b)));
+    expect([resp[10], resp[11]]).toEqual([0, VIRTIO_SCSI_S_OK]);
+    expect(resp.subarray(108 + 8, 108 + 15).toString()).toBe("LIO-ORG");
+  });
+
+  it("serves commands whose every buffer is cut into 7-byte descriptors", async () => {
+    const data = new Uint8Array(1024).map((_, i) => i * 3);
+    expectGood(await cmd(bed, { cdb: write16(4, 2), dataOut: data, fragment: 7, indirect: true }));
+    const r = await cmd(bed, { cdb: read16(4, 2), dataInLength: 1024, fragment: 7, indirect: true });
+    expectGood(r);
+    expect(Buffer.from(r.dataIn).equals(Buffer.from(data))).toBe(true);
+  });
+
+  it("leaves the guest's bytes past the response untouched when there is no data", async () => {
+    const r = await rawChain(bed, 2, [cmdReq(lun0, testUnitReady())], [108, 64]);
+    // TEST UNIT READY moves no data: 64 writable bytes of data-in are reported as residual.
+    expect(r.usedLen).toBe(108);
+    expect(new DataView(r.ins[0].buffer).getUint32(4, true)).toBe(64);
+    expect(r.ins[1].every((b) => b === 0xee)).toBe(true);
+  });
+});
+
+describe("virtio-scsi with VIRTIO_SCSI_F_T10_PI", () => {
+  it("parses struct virtio_scsi_cmd_req_pi and skips the PI bytes before the data", async () => {
+    const bed = await createTestbed({ driver: { features: (1n << 32n) | (1n << 3n) } });
+    expect(bed.driver.has(3)).toBe(true);
+    await clearUnitAttentions(bed);
+    const data = new Uint8Array(512).fill(0x5a);
+    expectGood(await cmd(bed, { cdb: write16(1, 1), dataOut: data, piOut: 8 }));
+    const r = await cmd(bed, { cdb: read16(1, 1), dataInLength: 512, piIn: 8 });
+    expectGood(r);
+    expect(r.dataIn.every((b) => b === 0x5a)).toBe(true);
+    // More PI bytes than the data buffers hold: BAD_TARGET, as vhost-scsi answers.
+    const hdr = new Uint8Array(59);
+    hdr.set([1, 1, 0x40, 0]);
+    new DataView(hdr.buffer).setUint32(23, 1000, true);
+    hdr.set(read16(1, 1), 27);
+    const r2 = await rawChain(bed, 2, [hdr], [108, 512]);
+    expect(r2.ins[0][11]).toBe(VIRTIO_SCSI_S_BAD_TARGET);
+    await bed.close();
+  });
+});
