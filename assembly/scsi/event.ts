@@ -3,7 +3,7 @@
 // buffer the driver placed there. With no buffer the event is lost and the next one delivered
 // carries VIRTIO_SCSI_T_EVENTS_MISSED, as the kernel's vhost_scsi_send_evt() does; a driver
 // that adds buffers after a loss receives VIRTIO_SCSI_T_NO_EVENT | EVENTS_MISSED.
-import { VirtQueue, vq_add_used, vq_err, vq_flush_used, VQ_NO_HEAD } from "../queue";
+import { VirtQueue, vq_add_used, vq_disable_notify, vq_enable_notify, vq_err, vq_flush_used, VQ_NO_HEAD } from "../queue";
 import { vq_pop_chain } from "../chain";
 import { VQ_ERR_BAD_REQUEST, DRAIN_ERROR } from "../defs";
 import { chain_iov, iter, scratch } from "../instance";
@@ -40,11 +40,18 @@ export function evt_drain(dev: ScsiDevice, vq: VirtQueue): u32 {
   const missedAt = changetype<usize>(dev) + offsetof<ScsiDevice>("events_missed");
   let flags: u32 = 0;
   let added = false;
+  vq_disable_notify(vq);
   while (true) {
     const h = atomic.load<u32>(headAt);
     const pending = h != atomic.load<u32>(tailAt);
     if (!pending && atomic.load<u32>(missedAt) == 0) break;
     const head = vq_pop_chain(vq, iov);
+    // An empty ring: ask for a kick when buffers come (with event-idx this sets avail_event),
+    // and look once more in case they came meanwhile.
+    if (head == vq.num && vq_enable_notify(vq)) {
+      vq_disable_notify(vq);
+      continue;
+    }
     if (head == VQ_NO_HEAD || head == vq.num) {
       // No buffer (or a broken ring): the pending events are lost.
       if (pending) {
@@ -75,6 +82,8 @@ export function evt_drain(dev: ScsiDevice, vq: VirtQueue): u32 {
     vq_add_used(vq, head, wr.write(ev, K.EVENT_SIZE));
     added = true;
   }
+  // Leave kicks on: a driver adding buffers after a loss must reach us (EVENTS_MISSED).
+  vq_enable_notify(vq);
   if (added) flags |= vq_flush_used(vq);
   return flags;
 }

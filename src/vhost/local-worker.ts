@@ -1,6 +1,6 @@
 import { EventFd, processPollTable } from "../eventfd.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
-import { createDataplane, type DataplaneInstance } from "../wasm/dataplane.js";
+import { createDataplane, type DataplaneExports, type DataplaneInstance } from "../wasm/dataplane.js";
 import { POLL_IDLE, POLL_MORE, POLL_WAITING, ScsiVringServer, type PollResult } from "../worker/scsi-vrings.js";
 import type { FileOps } from "../worker/file-io.js";
 import type { FileBinding, VhostWorker, VringAttachment } from "./worker.js";
@@ -28,10 +28,10 @@ export class LocalWorker implements VhostWorker {
   private loop: Promise<void> | undefined;
   readonly failure: Error | undefined = undefined;
 
-  constructor(readonly id: number, private readonly shm: SharedMemory, opts: { manual?: boolean; fileOps?: FileOps } = {}) {
+  constructor(readonly id: number, private readonly shm: SharedMemory, opts: { manual?: boolean; fileOps?: FileOps; wrapDataplane?: (dp: DataplaneExports) => DataplaneExports } = {}) {
     this.inst = createDataplane(shm);
     this.server = new ScsiVringServer(
-      this.inst.dp,
+      opts.wrapDataplane ? opts.wrapDataplane(this.inst.dp) : this.inst.dp,
       shm.buffer,
       {
         signal: (i) => this.served.get(i)?.call?.write(1n),
