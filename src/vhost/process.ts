@@ -6,11 +6,14 @@ import { VhostError } from "./errors.js";
 import { VhostScsi, type VhostContext } from "./vhost-scsi.js";
 import type { VhostWorker } from "./worker.js";
 import { LocalWorker } from "./local-worker.js";
+import { ThreadWorker } from "./thread-worker.js";
 import * as U from "./uapi.js";
 
 /** How a process runs its vhost workers. */
 export interface VhostProcessOptions {
-  /** Starts worker `id` for a device; default: a LocalWorker in this thread. */
+  /** Run vhost workers in worker threads (default) or in the calling thread. */
+  workerThreads?: boolean;
+  /** Starts worker `id` for a device (overrides workerThreads). */
   createWorker?: (id: number, shm: SharedMemory) => VhostWorker;
 }
 
@@ -65,7 +68,9 @@ export class VhostProcess {
       dp: this.control.dp,
       targets: this.targets,
       eventfd: (fd) => this.eventfdOf(fd),
-      createWorker: (id) => this.opts.createWorker?.(id, this.shm) ?? new LocalWorker(id, this.shm),
+      createWorker: (id) =>
+        this.opts.createWorker?.(id, this.shm) ??
+        (this.opts.workerThreads === false ? new LocalWorker(id, this.shm) : new ThreadWorker(id, this.shm, this.control.dp)),
     };
     return this.install(new VhostScsi(ctx));
   }

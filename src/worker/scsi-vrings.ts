@@ -1,5 +1,5 @@
 import type { DataplaneExports } from "../wasm/dataplane.js";
-import { CTL_TMF_PENDING, DRAIN_ERROR, DRAIN_MORE, DRAIN_SIGNAL } from "../wasm/dataplane.js";
+import { CTL_TMF_PENDING, DRAIN_ERROR, DRAIN_MORE, DRAIN_SIGNAL, DRAIN_USED } from "../wasm/dataplane.js";
 import { nodeFileOps, runFileIo, type FileOps } from "./file-io.js";
 
 /** The kinds of vring a vhost-scsi device has (VIRTIO 1.2, 5.6.2: controlq, eventq, requestq...). */
@@ -45,6 +45,8 @@ export class ScsiVringServer {
   private flushQueued = false;
   /** File-backstore operations in flight. */
   ioInflight = 0;
+  /** Grows whenever a pass published used entries (busy-polling tells idle from busy by it). */
+  progress = 0;
   private ioIdle: (() => void)[] = [];
 
   constructor(
@@ -89,6 +91,7 @@ export class ScsiVringServer {
       } else {
         f = this.dp.scsi_evt_drain(b.vq, b.dev);
       }
+      if (f & DRAIN_USED) this.progress++;
       if (f & DRAIN_SIGNAL) this.events.signal(b.index);
       if (f & DRAIN_MORE) more = true;
       if (f & DRAIN_ERROR) {

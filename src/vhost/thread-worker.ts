@@ -1,0 +1,131 @@
+import { Worker, MessageChannel, type MessagePort } from "node:worker_threads";
+import { processPollTable } from "../eventfd.js";
+import type { SharedMemory } from "../memory/shared-memory.js";
+import { dataplaneModule, type DataplaneExports } from "../wasm/dataplane.js";
+import type { WorkerCommand, WorkerInit, WorkerReply } from "../worker/thread-protocol.js";
+import { VhostError } from "./errors.js";
+import { EventFd } from "../eventfd.js";
+import type { FileBinding, VhostWorker, VringAttachment } from "./worker.js";
+
+/** The worker thread's script: the compiled one next to this module, or in dist/ when run from sources. */
+function workerScript(): URL {
+  const here = import.meta.url;
+  return here.endsWith(".ts") ? new URL("../../dist/src/worker/thread-main.js", here) : new URL("../worker/thread-main.js", here);
+}
+
+/**
+ * A vhost worker in its own node:worker_threads thread (the kernel's vhost task), with its own
+ * data plane instance over the shared memory. The control plane talks to it over a message
+ * port and rings its doorbell; every request is acknowledged. A thread that dies is reported:
+ * its vrings' err eventfds are signalled, `failure` is set, and requests to it fail with EIO.
+ */
+export class ThreadWorker implements VhostWorker {
+  private readonly thread: Worker;
+  private readonly port: MessagePort;
+  private readonly doorbell: number;
+  private readonly pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  private readonly attached = new Map<number, VringAttachment>();
+  private seq = 0;
+  private stopping = false;
+  private readonly area: number;
+  failure: Error | undefined;
+
+  constructor(readonly id: number, private readonly shm: SharedMemory, dp: DataplaneExports) {
+    const table = processPollTable();
+    this.doorbell = table.allocDoorbell();
+    this.area = shm.device.alloc(dp.instance_area_size(), 16);
+    const { port1, port2 } = new MessageChannel();
+    this.port = port1;
+    const init: WorkerInit = {
+      id,
+      module: dataplaneModule(),
+      memory: shm.memory,
+      area: this.area,
+      pollTable: table.sab,
+      doorbell: this.doorbell,
+      port: port2,
+    };
+    this.thread = new Worker(workerScript(), { workerData: init, transferList: [port2] });
+    port1.on("message", (r: WorkerReply) => {
+      const p = this.pending.get(r.seq);
+      if (!p) return;
+      this.pending.delete(r.seq);
+      if (r.error) p.reject(new VhostError("EIO", `worker ${id}: ${r.error}`));
+      else p.resolve();
+    });
+    this.thread.on("error", (e) => this.died(e));
+    this.thread.on("exit", (code) => {
+      if (!this.stopping) this.died(new Error(`worker ${id} exited with code ${code}`));
+    });
+    this.thread.unref();
+    port1.unref();
+  }
+
+  private died(e: Error): void {
+    if (this.failure) return;
+    this.failure = e;
+    for (const a of this.attached.values()) if (a.err) EventFd.fromHandle(a.err).write(1n);
+    for (const p of this.pending.values()) p.reject(new VhostError("EIO", `worker ${this.id} died: ${e.message}`));
+    this.pending.clear();
+  }
+
+  private send(cmd: WorkerCommand): Promise<void> {
+    if (this.failure) return Promise.reject(new VhostError("EIO", `worker ${this.id} died: ${this.failure.message}`));
+    const seq = ++this.seq;
+    return new Promise((resolve, reject) => {
+      this.pending.set(seq, { resolve, reject });
+      this.port.postMessage({ seq, cmd });
+      processPollTable().ring(this.doorbell);
+    });
+  }
+
+  get vrings(): ReadonlySet<number> {
+    return new Set(this.attached.keys());
+  }
+
+  /** The thread (tests terminate it to simulate a crash). */
+  get nodeWorker(): Worker {
+    return this.thread;
+  }
+
+  async attach(a: VringAttachment): Promise<void> {
+    this.attached.set(a.binding.index, a);
+    await this.send({ op: "attach", a });
+  }
+
+  async detach(index: number): Promise<void> {
+    this.attached.delete(index);
+    if (this.failure) return;
+    await this.send({ op: "detach", index });
+  }
+
+  setFiles(files: FileBinding[]): Promise<void> {
+    return this.send({ op: "files", files });
+  }
+
+  kick(index: number): void {
+    void this.send({ op: "kick", index }).catch(() => {});
+  }
+
+  pause(): Promise<void> {
+    return this.send({ op: "pause" });
+  }
+
+  resume(): void {
+    void this.send({ op: "resume" }).catch(() => {});
+  }
+
+  flush(): Promise<void> {
+    return this.failure ? Promise.resolve() : this.send({ op: "flush" });
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (!this.failure) {
+      await this.send({ op: "stop" }).catch(() => {});
+    }
+    await this.thread.terminate();
+    this.attached.clear();
+    this.shm.device.release(this.area);
+  }
+}

@@ -1,0 +1,35 @@
+import type { MessagePort } from "node:worker_threads";
+import type { FileBinding, VringAttachment } from "../vhost/worker.js";
+
+/** What the control plane asks a worker thread to do (one message per ioctl-level step). */
+export type WorkerCommand =
+  | { op: "attach"; a: VringAttachment }
+  | { op: "detach"; index: number }
+  | { op: "files"; files: FileBinding[] }
+  | { op: "kick"; index: number }
+  | { op: "pause" }
+  | { op: "resume" }
+  | { op: "flush" }
+  | { op: "stop" };
+
+export interface WorkerRequest {
+  seq: number;
+  cmd: WorkerCommand;
+}
+
+export interface WorkerReply {
+  seq: number;
+  error?: string;
+}
+
+/** What a worker thread starts with. */
+export interface WorkerInit {
+  id: number;
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  /** Its data plane instance's scratch area (allocated by the control plane). */
+  area: number;
+  pollTable: SharedArrayBuffer;
+  doorbell: number;
+  port: MessagePort;
+}

@@ -1,0 +1,96 @@
+import { EventFd, type PollTable } from "../eventfd.js";
+import type { DataplaneExports } from "../wasm/dataplane.js";
+import type { FileBinding, VringAttachment } from "../vhost/worker.js";
+import { POLL_IDLE, ScsiVringServer, type PollResult } from "./scsi-vrings.js";
+import type { FileOps } from "./file-io.js";
+
+interface Served {
+  a: VringAttachment;
+  kick: EventFd | null;
+  call: EventFd | null;
+  err: EventFd | null;
+}
+
+/**
+ * What every vhost worker does, wherever it runs: keeps its vrings and their eventfds, hooks
+ * its doorbell onto the kick eventfds (the kernel's vhost_poll), consumes kicks, drains through
+ * the vring server and signals call/err eventfds. LocalWorker runs it in the calling thread,
+ * thread-main.ts in a worker thread.
+ */
+export class WorkerCore {
+  readonly server: ScsiVringServer;
+  private readonly served = new Map<number, Served>();
+  private readonly files = new Map<number, number>();
+  paused = false;
+
+  constructor(dp: DataplaneExports, buffer: SharedArrayBuffer, readonly pollTable: PollTable, readonly doorbell: number, fileOps?: FileOps) {
+    this.server = new ScsiVringServer(
+      dp,
+      buffer,
+      {
+        signal: (i) => this.served.get(i)?.call?.write(1n),
+        error: (i) => this.served.get(i)?.err?.write(1n),
+      },
+      (lun) => this.files.get(lun) ?? -1,
+      fileOps,
+    );
+  }
+
+  get vrings(): ReadonlySet<number> {
+    return new Set(this.served.keys());
+  }
+
+  /** The longest busy-poll window asked for by an attached vring (VHOST_SET_VRING_BUSYLOOP_TIMEOUT). */
+  get busyloopUs(): number {
+    let us = 0;
+    for (const s of this.served.values()) us = Math.max(us, s.a.busyloopUs);
+    return us;
+  }
+
+  attach(a: VringAttachment): void {
+    this.served.get(a.binding.index)?.kick?.unwatch(this.doorbell);
+    const kick = a.kick && EventFd.fromHandle(a.kick);
+    kick?.watch(this.doorbell);
+    this.served.set(a.binding.index, { a, kick, call: a.call && EventFd.fromHandle(a.call), err: a.err && EventFd.fromHandle(a.err) });
+    this.server.attach(a.binding);
+    this.pollTable.ring(this.doorbell);
+  }
+
+  /** Stops serving a vring once its file I/O has completed. */
+  async detach(index: number): Promise<void> {
+    this.served.get(index)?.kick?.unwatch(this.doorbell);
+    this.served.delete(index);
+    this.server.detach(index);
+    await this.server.idle();
+  }
+
+  setFiles(files: FileBinding[]): void {
+    for (const f of files) {
+      if (f.fd < 0) this.files.delete(f.lun);
+      else this.files.set(f.lun, f.fd);
+    }
+  }
+
+  kick(index: number): void {
+    this.server.kicked(index);
+    this.pollTable.ring(this.doorbell);
+  }
+
+  /** Consumes kicks and drains every vring once (nothing while paused). */
+  poll(): PollResult {
+    if (this.paused) return POLL_IDLE;
+    for (const [index, s] of this.served) if (s.kick?.tryRead() !== undefined) this.server.kicked(index);
+    return this.server.poll();
+  }
+
+  /** Signals every attached vring's err eventfd (the worker is going away abnormally). */
+  signalErrors(): void {
+    for (const s of this.served.values()) s.err?.write(1n);
+  }
+
+  /** Unhooks from all kick eventfds. */
+  close(): void {
+    for (const s of this.served.values()) s.kick?.unwatch(this.doorbell);
+    this.served.clear();
+  }
+}
