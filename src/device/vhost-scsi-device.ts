@@ -103,6 +103,7 @@ export class VhostScsiDevice implements VirtioTransport {
       q.kick = p.eventfd();
       q.call = p.eventfd();
       await d.SET_VRING_CALL({ index: i, fd: q.call });
+      this.watchCall(i);
     }
     const extra = (this.opts.workers ?? 1) - 1;
     const ids = [0];
@@ -221,16 +222,18 @@ export class VhostScsiDevice implements VirtioTransport {
       });
       await d.SET_VRING_KICK({ index: i, fd: q.kick });
       await d.SET_VRING_CALL({ index: i, fd: q.call });
-      this.watchCall(i);
     }
     await d.SCSI_SET_ENDPOINT({ abi_version: VHOST_SCSI_ABI_VERSION, vhost_wwpn: this.opts.wwpn, vhost_tpgt: this.opts.bootTpgt ?? 0 });
     this.started = true;
     this.stopListening = this.mem.listen((regions) => void this.memoryChanged(regions));
   }
 
-  /** The guest notifier: each signal on a call eventfd becomes an interrupt for that queue. */
+  /**
+   * The guest notifier (QEMU's irqfd): each signal on a call eventfd becomes an interrupt for
+   * that queue. It stays wired from realize to unrealize, so that a signal sent while the
+   * backend stops is still delivered.
+   */
   private watchCall(index: number): void {
-    if (this.callWatchers.has(index)) return;
     this.callWatchers.add(index);
     const efd = this.proc.eventfdOf(this.queues[index].call);
     void (async () => {
@@ -240,7 +243,7 @@ export class VhostScsiDevice implements VirtioTransport {
         } catch {
           continue;
         }
-        if (this.callWatchers.has(index)) this.interrupt(index);
+        this.interrupt(index);
       }
     })();
   }
@@ -266,7 +269,6 @@ export class VhostScsiDevice implements VirtioTransport {
       if (!q.config) continue;
       q.lastAvail = (await d.GET_VRING_BASE(i)).num;
     }
-    this.callWatchers.clear();
   }
 
   /** Tears the device down: stop, close the fds. */
@@ -278,6 +280,24 @@ export class VhostScsiDevice implements VirtioTransport {
       for (const fd of [q.kick, q.call]) if (fd >= 0) await this.proc.close(fd);
     }
     this.fd = -1;
+  }
+
+  /**
+   * The VM stops (QEMU's vm state change with should_start false): the backend is stopped and
+   * the queues' positions saved; vmContinue() restarts it from there.
+   */
+  async vmStop(): Promise<void> {
+    await this.stop();
+  }
+
+  async vmContinue(): Promise<void> {
+    if (this.started || !(this.statusReg & VIRTIO_CONFIG_S_DRIVER_OK)) return;
+    await this.start();
+  }
+
+  /** Where each queue stopped (VHOST_GET_VRING_BASE at the last stop). */
+  savedBase(index: number): number {
+    return this.queues[index].lastAvail;
   }
 
   /** Whether the backend is running (DRIVER_OK and started). */

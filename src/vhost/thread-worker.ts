@@ -57,8 +57,6 @@ export class ThreadWorker implements VhostWorker {
     this.thread.on("exit", (code) => {
       if (!this.stopping) this.died(new Error(`worker ${id} exited with code ${code}`));
     });
-    this.thread.unref();
-    port1.unref();
   }
 
   private died(e: Error): void {

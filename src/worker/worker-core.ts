@@ -56,12 +56,16 @@ export class WorkerCore {
     this.pollTable.ring(this.doorbell);
   }
 
-  /** Stops serving a vring once its file I/O has completed. */
+  /**
+   * Stops serving a vring: no more drains at once, but its requests in flight still complete
+   * and signal the guest; resolves after that, when the vring is forgotten.
+   */
   async detach(index: number): Promise<void> {
-    this.served.get(index)?.kick?.unwatch(this.doorbell);
-    this.served.delete(index);
+    const s = this.served.get(index);
+    s?.kick?.unwatch(this.doorbell);
     this.server.detach(index);
     await this.server.idle();
+    if (this.served.get(index) === s) this.served.delete(index);
   }
 
   setFiles(files: FileBinding[]): void {
