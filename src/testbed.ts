@@ -15,6 +15,8 @@ export interface TestbedOptions {
   queueSize?: number;
   /** Guest RAM bytes. Default 64 MiB. */
   guestMemory?: number;
+  /** Guest-zone bytes kept free for RAM plugged in at run time (GuestMemory.addRegion). Default 0. */
+  hotplugMemory?: number;
   /** Extra device-heap bytes beyond the RAM disks. Default 16 MiB. */
   deviceMemory?: number;
   /** Vhost workers for the request queues (queue i on worker i % workers). Default 1. */
@@ -50,7 +52,7 @@ export async function createTestbed(opts: TestbedOptions = {}): Promise<Testbed>
   const luns = opts.luns ?? [{ backstore: "ram", size: 16 << 20 }];
   const ramBytes = luns.reduce((s, l) => s + (l.backstore === "ram" ? l.size + 4096 : 0), 0);
   const guestBytes = opts.guestMemory ?? 64 << 20;
-  const shm = SharedMemory.create({ deviceBytes: ramBytes + (opts.deviceMemory ?? 16 << 20), guestBytes });
+  const shm = SharedMemory.create({ deviceBytes: ramBytes + (opts.deviceMemory ?? 16 << 20), guestBytes: guestBytes + (opts.hotplugMemory ?? 0) });
   const proc = new VhostProcess(shm, opts.process);
   const target = proc.targets.create();
   const tag = opts.tpgTag ?? 1;

@@ -1,4 +1,5 @@
 import type { GuestMemory, GuestRegion } from "../guest/guest-memory.js";
+import type { EventFdHandle } from "../eventfd.js";
 import type { VhostProcess } from "../vhost/process.js";
 import type { VhostScsi } from "../vhost/vhost-scsi.js";
 import { VHOST_SCSI_MAX_IO_VQ } from "../vhost/vhost-scsi.js";
@@ -103,7 +104,6 @@ export class VhostScsiDevice implements VirtioTransport {
       q.kick = p.eventfd();
       q.call = p.eventfd();
       await d.SET_VRING_CALL({ index: i, fd: q.call });
-      this.watchCall(i);
     }
     const extra = (this.opts.workers ?? 1) - 1;
     const ids = [0];
@@ -193,8 +193,18 @@ export class VhostScsiDevice implements VirtioTransport {
     if (q && q.kick >= 0) this.proc.eventfdOf(q.kick).write(1n);
   }
 
+  /** Delivers the queues' interrupts to handler (wiring the guest notifiers on first use). */
   onInterrupt(handler: (index: number) => void): void {
     this.interrupt = handler;
+    for (let i = 0; i < this.queues.length; i++) if (!this.callWatchers.has(i)) this.watchCall(i);
+  }
+
+  /**
+   * The eventfds behind the queue notify registers and the guest notifiers, for a guest that
+   * runs in another thread and kicks and takes interrupts itself (src/guest/remote-transport.ts).
+   */
+  notifiers(): { kick: EventFdHandle; call: EventFdHandle }[] {
+    return this.queues.map((q) => ({ kick: this.proc.eventfdOf(q.kick).handle, call: this.proc.eventfdOf(q.call).handle }));
   }
 
   // ---- vhost_scsi_start / vhost_scsi_stop ----

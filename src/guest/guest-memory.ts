@@ -26,6 +26,21 @@ export class GuestMemory {
 
   constructor(readonly shm: SharedMemory) {}
 
+  /**
+   * The same guest RAM seen from another thread: regions another GuestMemory created, taken
+   * over (this thread then allocates the guest's buffers in them; the other must not).
+   */
+  static adopt(shm: SharedMemory, regions: readonly GuestRegion[]): GuestMemory {
+    const m = new GuestMemory(shm);
+    for (const r of regions) {
+      const region = { ...r };
+      m.list.push(region);
+      m.allocators.set(region, new RangeAllocator(r.gpa, r.gpa + r.size));
+    }
+    m.list.sort((a, b) => a.gpa - b.gpa);
+    return m;
+  }
+
   /** The current regions, in ascending gpa order. */
   get regions(): readonly GuestRegion[] {
     return this.list;

@@ -1,0 +1,50 @@
+import type { MessagePort } from "node:worker_threads";
+import type { QueueConfig, VirtioTransport } from "../virtio/transport.js";
+import type { EventFdHandle } from "../eventfd.js";
+
+/** What a guest in another thread learns about the device up front. */
+export interface TransportDescription {
+  deviceId: number;
+  deviceFeatures: string; // bigint as a decimal string (structured clone keeps it, but JSON does not)
+  config: Uint8Array;
+  queueMaxSizes: number[];
+  notifiers: { kick: EventFdHandle; call: EventFdHandle }[];
+}
+
+/** Guest-to-device requests; the reply is { id, status } or { id, error }. */
+export type TransportRequest =
+  | { id: number; op: "setStatus"; status: number; driverFeatures: string; queues: [number, QueueConfig][] }
+  | { id: number; op: "writeConfig"; offset: number; data: Uint8Array }
+  | { id: number; op: "readConfig"; offset: number; length: number };
+
+/**
+ * Serves a device's transport to a guest driver running in another thread, over a message
+ * port: the register writes a driver makes (features, queue addresses, status, config) arrive
+ * as requests; kicks and interrupts go directly through the shared eventfds.
+ */
+export function hostTransport(device: VirtioTransport & { notifiers(): { kick: EventFdHandle; call: EventFdHandle }[] }, port: MessagePort): TransportDescription {
+  port.on("message", async (m: TransportRequest) => {
+    try {
+      if (m.op === "setStatus") {
+        device.setDriverFeatures(BigInt(m.driverFeatures));
+        for (const [i, q] of m.queues) device.setQueue(i, q);
+        await device.setStatus(m.status);
+        port.postMessage({ id: m.id, status: device.status() });
+      } else if (m.op === "writeConfig") {
+        device.writeConfig(m.offset, m.data);
+        port.postMessage({ id: m.id, status: device.status() });
+      } else {
+        port.postMessage({ id: m.id, status: device.status(), data: device.readConfig(m.offset, m.length) });
+      }
+    } catch (e) {
+      port.postMessage({ id: m.id, status: device.status(), error: (e as Error).message });
+    }
+  });
+  return {
+    deviceId: device.deviceId,
+    deviceFeatures: device.deviceFeatures().toString(),
+    config: device.readConfig(0, 36),
+    queueMaxSizes: Array.from({ length: device.numQueues() }, (_, i) => device.queueMaxSize(i)),
+    notifiers: device.notifiers(),
+  };
+}
