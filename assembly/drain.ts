@@ -12,12 +12,13 @@ export const REQUEST_PENDING: i64 = -1;
 
 /**
  * Drains vq through device `dev`; returns DRAIN_* bits. One call serves up to weight requests.
+ * With `polling`, an empty ring leaves notifications disabled (the caller polls again soon).
  * D is a device type (monomorphized, so the per-request call is direct) with a method
  * `handle(vq: VirtQueue, head: u32, iov: IoVecArray): i64` that reads the request from iov's
  * readable part, writes the reply into its writable part and returns the bytes written, or
  * REQUEST_PENDING.
  */
-export function vq_drain<D>(vq: VirtQueue, iov: IoVecArray, dev: D, weight: u32): u32 {
+export function vq_drain<D>(vq: VirtQueue, iov: IoVecArray, dev: D, weight: u32, polling: bool = false): u32 {
   let flags: u32 = 0;
   let served: u32 = 0;
   let added = false;
@@ -31,7 +32,8 @@ export function vq_drain<D>(vq: VirtQueue, iov: IoVecArray, dev: D, weight: u32)
       break;
     }
     if (head == vq.num) {
-      if (!vq_enable_notify(vq)) break;
+      // A busy-polling worker keeps kicks off; it re-enables them before it sleeps.
+      if (polling || !vq_enable_notify(vq)) break;
       vq_disable_notify(vq);
       continue;
     }

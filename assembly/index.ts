@@ -237,9 +237,9 @@ export function scsi_lun_ident_len(f: u32): u32 {
   return lun_ident_len(f);
 }
 
-/** Drains a request queue of the device at dev; returns DRAIN_* bits. */
-export function scsi_req_drain(vq: usize, dev: usize, weight: u32): u32 {
-  return vq_drain<ScsiRequestQueue>(changetype<VirtQueue>(vq), chain_iov(), changetype<ScsiRequestQueue>(dev), weight);
+/** Drains a request queue of the device at dev; returns DRAIN_* bits. `polling` keeps kicks off. */
+export function scsi_req_drain(vq: usize, dev: usize, weight: u32, polling: bool): u32 {
+  return vq_drain<ScsiRequestQueue>(changetype<VirtQueue>(vq), chain_iov(), changetype<ScsiRequestQueue>(dev), weight, polling);
 }
 /** Drains the control queue; returns DRAIN_* bits (pending TMFs finish in scsi_ctl_poll). */
 export function scsi_ctl_drain(vq: usize, dev: usize, weight: u32): u32 {

@@ -178,6 +178,19 @@ export class EventFd {
     }
   }
 
+  /** A number that changes with every read and write (what waitChange() compares against). */
+  get seq(): number {
+    return Atomics.load(this.words, SEQ);
+  }
+
+  /**
+   * Sleeps (worker threads) until the eventfd is read or written after seq was taken, or
+   * timeoutMs; consumes nothing. For a thread that polls a ring and sleeps on its notifier.
+   */
+  waitChange(seq: number, timeoutMs = Infinity): void {
+    Atomics.wait(this.words, SEQ, seq, timeoutMs);
+  }
+
   /** Registers doorbell i of this eventfd's poll table to ring on every change. */
   watch(doorbell: number): void {
     for (let k = 0; k < WATCH_SLOTS; k++) {

@@ -92,6 +92,7 @@ export class VirtioScsiDriver {
   private readonly backlog = new Map<GuestVirtqueue<Pending>, (() => boolean)[]>();
   private readonly kickQueued = new Set<number>();
   private readonly eventBlock: number;
+  private readonly released = new Set<number>();
 
   private constructor(
     readonly mem: GuestMemory,
@@ -285,6 +286,17 @@ export class VirtioScsiDriver {
     return out;
   }
 
+  /**
+   * Hands request queue `queue` (0-based) over to another driver instance, such as a polled
+   * I/O engine in another thread: this driver stops reaping it. The queue must be idle.
+   */
+  releaseQueue(queue: number): { num: number; desc: number; avail: number; used: number; availIdx: number; usedIdx: number; eventIdx: boolean } {
+    const q = this.requests[queue];
+    if (q.numFree !== q.num) throw new Error(`request queue ${queue} has requests in flight`);
+    this.released.add(2 + queue);
+    return { num: q.num, desc: q.descAddr, avail: q.availAddr, used: q.usedAddr, availIdx: q.availIndex, usedIdx: q.usedIndex, eventIdx: q.eventIdx };
+  }
+
   /** The interrupt handler of queue index: reaps used buffers, re-posts event buffers, refills from the backlog. */
   interrupt(index: number): void {
     if (index === 1) {
@@ -300,6 +312,7 @@ export class VirtioScsiDriver {
       this.event.kick();
       return;
     }
+    if (this.released.has(index)) return;
     const q = index === 0 ? this.control : this.requests[index - 2];
     if (!q) return;
     for (let u = q.getUsed(); u; u = q.getUsed()) u.token.resolve({ usedLen: u.len });

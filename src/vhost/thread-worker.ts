@@ -23,7 +23,7 @@ export class ThreadWorker implements VhostWorker {
   private readonly thread: Worker;
   private readonly port: MessagePort;
   private readonly doorbell: number;
-  private readonly pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (r: WorkerReply) => void; reject: (e: Error) => void }>();
   private readonly attached = new Map<number, VringAttachment>();
   private seq = 0;
   private stopping = false;
@@ -51,7 +51,7 @@ export class ThreadWorker implements VhostWorker {
       if (!p) return;
       this.pending.delete(r.seq);
       if (r.error) p.reject(new VhostError("EIO", `worker ${id}: ${r.error}`));
-      else p.resolve();
+      else p.resolve(r);
     });
     this.thread.on("error", (e) => this.died(e));
     this.thread.on("exit", (code) => {
@@ -67,7 +67,11 @@ export class ThreadWorker implements VhostWorker {
     this.pending.clear();
   }
 
-  private send(cmd: WorkerCommand): Promise<void> {
+  private async send(cmd: WorkerCommand): Promise<void> {
+    await this.request(cmd);
+  }
+
+  private request(cmd: WorkerCommand): Promise<WorkerReply> {
     if (this.failure) return Promise.reject(new VhostError("EIO", `worker ${this.id} died: ${this.failure.message}`));
     const seq = ++this.seq;
     return new Promise((resolve, reject) => {
@@ -115,6 +119,11 @@ export class ThreadWorker implements VhostWorker {
 
   flush(): Promise<void> {
     return this.failure ? Promise.resolve() : this.send({ op: "flush" });
+  }
+
+  /** The thread's CPU time so far and the time its drains were busy serving, in ms. */
+  async cpuTime(): Promise<{ user: number; system: number; busy: number } | undefined> {
+    return (await this.request({ op: "cpu" })).cpu;
   }
 
   async stop(): Promise<void> {

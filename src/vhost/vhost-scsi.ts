@@ -106,6 +106,16 @@ export class VhostScsi {
     return this.acked;
   }
 
+  /** CPU time (ms) of each worker that can tell it, and how much of it went into serving requests. */
+  async workerCpu(): Promise<{ id: number; user: number; system: number; busy: number }[]> {
+    const out: { id: number; user: number; system: number; busy: number }[] = [];
+    for (const [id, w] of this.workers) {
+      const t = await w.cpuTime?.();
+      if (t) out.push({ id, ...t });
+    }
+    return out;
+  }
+
   /** Counters and the recorded error of a running vring (for diagnostics and tests). */
   vringStatus(index: number): DeviceQueue | undefined {
     return this.vring(index).q;

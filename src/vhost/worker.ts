@@ -38,6 +38,8 @@ export interface VhostWorker {
   flush(): Promise<void>;
   /** Ends the worker. */
   stop(): Promise<void>;
+  /** CPU time the worker used so far, and the part of it spent serving requests (ms), where it can be told. */
+  cpuTime?(): Promise<{ user: number; system: number; busy: number } | undefined>;
   /** Vring indices attached. */
   readonly vrings: ReadonlySet<number>;
   /** Set when the worker died; its vrings are not served until reattached elsewhere. */

@@ -59,7 +59,7 @@ export interface DataplaneExports {
   scsi_lun_inflight(lun: number): number;
   scsi_lun_ident(lun: number, field: number): number;
   scsi_lun_ident_len(field: number): number;
-  scsi_req_drain(vq: number, dev: number, weight: number): number;
+  scsi_req_drain(vq: number, dev: number, weight: number, polling: boolean): number;
   scsi_ctl_drain(vq: number, dev: number, weight: number): number;
   scsi_ctl_poll(vq: number, dev: number): number;
   scsi_evt_drain(vq: number, dev: number): number;

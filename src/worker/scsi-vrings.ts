@@ -75,15 +75,18 @@ export class ScsiVringServer {
     this.errored.delete(index);
   }
 
-  /** One pass over the attached vrings; see POLL_*. */
-  poll(): PollResult {
+  /**
+   * One pass over the attached vrings; see POLL_*. `polling` (a busy-polling worker) leaves the
+   * request queues' notifications off when they run empty; a pass without it turns them on.
+   */
+  poll(polling = false): PollResult {
     let more = false;
     let waiting = false;
     for (const b of this.bindings.values()) {
       if (this.errored.has(b.index)) continue;
       let f: number;
       if (b.kind === "req") {
-        f = this.dp.scsi_req_drain(b.vq, b.dev, VHOST_SCSI_WEIGHT);
+        f = this.dp.scsi_req_drain(b.vq, b.dev, VHOST_SCSI_WEIGHT, polling);
         if (this.dp.scsi_inflight_nsubmit(b.table)) this.submit(b);
       } else if (b.kind === "ctl") {
         f = this.dp.scsi_ctl_drain(b.vq, b.dev, VHOST_SCSI_WEIGHT) | this.dp.scsi_ctl_poll(b.vq, b.dev);

@@ -9,6 +9,7 @@ import { instantiateDataplane } from "../wasm/dataplane.js";
 import { WorkerCore } from "./worker-core.js";
 import { POLL_MORE, POLL_WAITING } from "./scsi-vrings.js";
 import type { WorkerInit, WorkerReply, WorkerRequest } from "./thread-protocol.js";
+import { threadCpuMs } from "./thread-cpu.js";
 
 const init = workerData as WorkerInit;
 const dp = instantiateDataplane(init.memory, init.area, init.module);
@@ -31,6 +32,7 @@ async function handleControl(): Promise<void> {
         case "pause": core.paused = true; break;
         case "resume": core.paused = false; break;
         case "flush": await core.server.idle(); break;
+        case "cpu": reply.cpu = threadCpuMs() && { ...threadCpuMs()!, busy: core.busyMs }; break;
         case "stop":
           for (const i of [...core.vrings]) await core.detach(i);
           core.close();
@@ -45,26 +47,42 @@ async function handleControl(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  let spins = 0;
+  let iter = 0;
+  let lastBell = -1;
+  let lastProgress = -1;
+  let busySince = performance.now();
   while (running) {
-    await handleControl();
-    if (!running) break;
-    const seen = table.value(init.doorbell);
-    let r = core.poll();
-    if (r === POLL_MORE) {
-      // Let file I/O completions in now and then.
-      if (++spins % 64 === 0 && core.server.ioInflight > 0) await new Promise((res) => setImmediate(res));
+    // Control requests and kicks both ring the doorbell: look at them only when it moved.
+    const bell = table.value(init.doorbell);
+    if (bell !== lastBell) {
+      lastBell = bell;
+      await handleControl();
+      if (!running) break;
+      core.consumeKicks();
+    }
+    // Let file I/O completions run now and then.
+    if ((++iter & 63) === 0 && core.server.ioInflight > 0) await new Promise((res) => setImmediate(res));
+    const us = core.busyloopUs;
+    // Busy-polling (VHOST_SET_VRING_BUSYLOOP_TIMEOUT): drain with kicks left off for as long as
+    // work keeps coming or the window lasts; then one pass with kicks back on before sleeping.
+    let r = core.drain(us > 0);
+    if (r === POLL_MORE || core.server.progress !== lastProgress) {
+      lastProgress = core.server.progress;
+      if ((iter & 15) === 0) busySince = performance.now();
       continue;
     }
-    const us = core.busyloopUs;
-    if (us > 0 && !core.paused) {
-      const progress = core.server.progress;
-      const end = performance.now() + us / 1000;
-      while (performance.now() < end && table.value(init.doorbell) === seen && core.server.progress === progress) r = core.poll();
-      if (core.server.progress !== progress || r === POLL_MORE) continue;
+    if (us > 0 && !core.paused && (iter & 15) !== 0) continue;
+    if (us > 0 && !core.paused && performance.now() - busySince < us / 1000) continue;
+    r = core.drain(false);
+    if (r === POLL_MORE || core.server.progress !== lastProgress) {
+      lastProgress = core.server.progress;
+      busySince = performance.now();
+      continue;
     }
-    if (core.server.ioInflight > 0 || r === POLL_WAITING) await table.waitAsync(init.doorbell, seen, r === POLL_WAITING ? 1 : 50);
-    else table.wait(init.doorbell, seen);
+    if (table.value(init.doorbell) !== lastBell) continue;
+    if (core.server.ioInflight > 0 || r === POLL_WAITING) await table.waitAsync(init.doorbell, lastBell, r === POLL_WAITING ? 1 : 50);
+    else table.wait(init.doorbell, lastBell);
+    busySince = performance.now();
   }
 }
 

@@ -10,6 +10,7 @@ export type WorkerCommand =
   | { op: "pause" }
   | { op: "resume" }
   | { op: "flush" }
+  | { op: "cpu" }
   | { op: "stop" };
 
 export interface WorkerRequest {
@@ -20,6 +21,8 @@ export interface WorkerRequest {
 export interface WorkerReply {
   seq: number;
   error?: string;
+  /** For "cpu": the thread's CPU time in ms. */
+  cpu?: { user: number; system: number; busy: number };
 }
 
 /** What a worker thread starts with. */

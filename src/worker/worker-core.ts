@@ -1,3 +1,4 @@
+import { performance } from "node:perf_hooks";
 import { EventFd, type PollTable } from "../eventfd.js";
 import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { FileBinding, VringAttachment } from "../vhost/worker.js";
@@ -80,11 +81,28 @@ export class WorkerCore {
     this.pollTable.ring(this.doorbell);
   }
 
-  /** Consumes kicks and drains every vring once (nothing while paused). */
-  poll(): PollResult {
-    if (this.paused) return POLL_IDLE;
+  /** Consumes the kicks that arrived: a vring stopped by a queue error is tried again. */
+  consumeKicks(): void {
     for (const [index, s] of this.served) if (s.kick?.tryRead() !== undefined) this.server.kicked(index);
-    return this.server.poll();
+  }
+
+  /** Time spent in drains that served something, ms (what the worker's core was busy with). */
+  busyMs = 0;
+
+  /** Drains every vring once (nothing while paused); see ScsiVringServer.poll. */
+  drain(polling = false): PollResult {
+    if (this.paused) return POLL_IDLE;
+    const progress = this.server.progress;
+    const t0 = performance.now();
+    const r = this.server.poll(polling);
+    if (this.server.progress !== progress) this.busyMs += performance.now() - t0;
+    return r;
+  }
+
+  /** Consumes kicks and drains every vring once. */
+  poll(polling = false): PollResult {
+    this.consumeKicks();
+    return this.drain(polling);
   }
 
   /** Signals every attached vring's err eventfd (the worker is going away abnormally). */

@@ -1,0 +1,151 @@
+// The main job (`npm start`): a fio-like benchmark of the whole vhost-scsi path on a RAM-disk
+// LUN by default. The device side (QEMU-side device model, /dev/vhost-scsi, vhost worker
+// threads) runs as a user would set it up; the guest driver probes it, then hands its request
+// queues to guest submitter threads (fio's jobs) that drive them polled, in a closed loop.
+import { Worker } from "node:worker_threads";
+import { performance } from "node:perf_hooks";
+import { createTestbed } from "../src/testbed.js";
+import { commandRetryingUA } from "../src/guest/scan.js";
+import { testUnitReady } from "../src/scsi/commands.js";
+import { polledSlotSize } from "../src/guest/polled-queue.js";
+import { HELP, OptionError, parseOptions, type FioOptions } from "./options.js";
+import { fmtBw, fmtIops, jsonReport, textReport } from "./report.js";
+import type { JobInit, JobResult } from "./job.js";
+
+const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(n));
+
+export async function runFio(o: FioOptions, progress: (line: string) => void = () => {}): Promise<{ jobs: JobResult[]; text: string; json: unknown }> {
+  // Each job's iodepth is spread over its queues; each in-flight I/O holds three descriptors.
+  const jobQueues = Array.from({ length: o.numjobs }, (_, j) => Array.from({ length: o.queues }, (_, q) => q).filter((q) => q % o.numjobs === j));
+  const depthOf = (j: number, k: number) => Math.max(1, Math.floor(o.iodepth / jobQueues[j].length) + (k < o.iodepth % jobQueues[j].length ? 1 : 0));
+  const maxDepth = Math.max(...jobQueues.flatMap((qs, j) => qs.map((_, k) => depthOf(j, k))));
+  const queueSize = Math.min(32768, Math.max(128, nextPow2(3 * maxDepth)));
+  const bufferBytes = jobQueues.reduce((s, qs, j) => s + qs.reduce((t, _, k) => t + depthOf(j, k) * polledSlotSize(o.bs), 0), 0);
+  const lun =
+    o.backstore.kind === "file"
+      ? { backstore: "file" as const, path: o.backstore.path, size: o.size, blockSize: o.blockSize }
+      : { backstore: o.backstore.kind, size: o.size, blockSize: o.blockSize };
+  const bed = await createTestbed({
+    luns: [lun],
+    queues: o.queues,
+    workers: o.workers,
+    queueSize,
+    guestMemory: Math.ceil((bufferBytes + 16 * queueSize * (o.queues + 2) * 2 + (8 << 20)) / 65536) * 65536,
+  });
+  try {
+    await commandRetryingUA(bed.driver, { lun: 0, cdb: testUnitReady() });
+    const vhost = bed.device.vhost;
+    const notifiers = bed.device.notifiers();
+    for (let q = 0; q < o.queues; q++) await vhost.SET_VRING_BUSYLOOP_TIMEOUT({ index: 2 + q, num: o.busyPollUs });
+    const stats = new SharedArrayBuffer(o.numjobs * 4 * 8);
+    const control = new SharedArrayBuffer(8);
+    const regionBytes = o.verify ? Math.floor(o.size / o.numjobs / o.bs) * o.bs : o.size;
+    const jobs = jobQueues.map((qs, j) => {
+      const init: JobInit = {
+        index: j,
+        buffer: bed.shm.buffer,
+        queues: qs.map((q, k) => {
+          const r = bed.driver.releaseQueue(q);
+          const depth = depthOf(j, k);
+          const bufferGpa = bed.mem.alloc(depth * polledSlotSize(o.bs), 4096);
+          return {
+            ring: {
+              num: r.num, desc: bed.mem.hva(r.desc), avail: bed.mem.hva(r.avail), used: bed.mem.hva(r.used), gpaBase: r.desc,
+              availIdx: r.availIdx, usedIdx: r.usedIdx, eventIdx: r.eventIdx, kick: notifiers[2 + q].kick, call: notifiers[2 + q].call,
+            },
+            depth,
+            bufferGpa,
+            bufferHva: bed.mem.hva(bufferGpa),
+          };
+        }),
+        opts: o,
+        target: bed.tpg.tag,
+        regionStart: o.verify ? j * regionBytes : 0,
+        regionBytes,
+        stats,
+        control,
+      };
+      return new Worker(new URL("./job.js", import.meta.url), { workerData: init });
+    });
+    const results = jobs.map(
+      (w) =>
+        new Promise<JobResult>((resolve, reject) => {
+          w.on("message", (m) => {
+            if (!("ready" in m)) resolve(m as JobResult);
+          });
+          w.once("error", reject);
+          w.once("exit", (code) => reject(new Error(`job thread exited with code ${code}`)));
+        }),
+    );
+    await Promise.all(jobs.map((w) => new Promise<void>((r) => w.on("message", (m) => "ready" in m && r()))));
+    const cpu0 = await vhost.workerCpu();
+    const ctl = new Int32Array(control);
+    Atomics.store(ctl, 0, 1);
+    Atomics.notify(ctl, 0);
+    const t0 = performance.now();
+    const live = new Float64Array(stats);
+    let last = { t: t0, r: 0, rb: 0, w: 0, wb: 0 };
+    const timer = setInterval(() => {
+      const now = performance.now();
+      let r = 0, rb = 0, w = 0, wb = 0;
+      for (let j = 0; j < o.numjobs; j++) {
+        r += live[4 * j];
+        rb += live[4 * j + 1];
+        w += live[4 * j + 2];
+        wb += live[4 * j + 3];
+      }
+      const dt = (now - last.t) / 1000;
+      const eta = o.runtimeMs > 0 ? Math.max(0, Math.ceil((o.runtimeMs - (now - t0)) / 1000)) : "?";
+      progress(`Jobs: ${o.numjobs} (f=${o.numjobs}): [r=${fmtBw((rb - last.rb) / dt)},w=${fmtBw((wb - last.wb) / dt)}][r=${fmtIops((r - last.r) / dt)},w=${fmtIops((w - last.w) / dt)} IOPS][eta ${eta}s]`);
+      last = { t: now, r, rb, w, wb };
+    }, 500);
+    let jobResults: JobResult[];
+    try {
+      jobResults = await Promise.all(results);
+    } finally {
+      clearInterval(timer);
+    }
+    const cpu1 = await vhost.workerCpu();
+    for (const w of jobs) await w.terminate();
+    const dev = {
+      workers: cpu1.map((c) => {
+        const b = cpu0.find((x) => x.id === c.id) ?? { user: 0, system: 0, busy: 0 };
+        return { id: c.id, user: c.user - b.user, system: c.system - b.system, busy: c.busy - b.busy };
+      }),
+      guestCpu: jobResults.reduce((s, j) => ({ user: s.user + (j.cpu?.user ?? 0), system: s.system + (j.cpu?.system ?? 0) }), { user: 0, system: 0 }),
+      kicks: jobResults.reduce((s, j) => s + j.kicks, 0),
+    };
+    return { jobs: jobResults, text: textReport(o, jobResults, dev), json: jsonReport(o, jobResults, dev) };
+  } finally {
+    await bed.close();
+  }
+}
+
+async function main(): Promise<void> {
+  let o: FioOptions;
+  try {
+    o = parseOptions(process.argv.slice(2));
+  } catch (e) {
+    if (e instanceof OptionError) {
+      process.stderr.write(`fio: ${e.message}\n(see --help)\n`);
+      process.exit(1);
+    }
+    throw e;
+  }
+  if (o.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  const tty = process.stderr.isTTY && !o.json;
+  const r = await runFio(o, tty ? (line) => process.stderr.write(`\r${line}\x1b[K`) : undefined);
+  if (tty) process.stderr.write("\r\x1b[K");
+  process.stdout.write(o.json ? JSON.stringify(r.json, null, 2) + "\n" : r.text + "\n");
+  process.exit(r.jobs.some((j) => j.verifyMismatches > 0) ? 2 : 0);
+}
+
+if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/.*\/dist\//, "/dist/"))) {
+  main().catch((e) => {
+    process.stderr.write(`fio: ${(e as Error).message}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,145 @@
+import { parseArgs } from "node:util";
+
+/** The benchmark's options, fio's names where fio has them. */
+export interface FioOptions {
+  rw: "read" | "write" | "randread" | "randwrite" | "randrw" | "rw";
+  bs: number;
+  iodepth: number;
+  queues: number;
+  numjobs: number;
+  workers: number;
+  /** Time-based run length in ms (0: run until each job has done `size` bytes). */
+  runtimeMs: number;
+  /** Region of the LUN the jobs address, in bytes. */
+  size: number;
+  rwmixread: number;
+  backstore: { kind: "ram" } | { kind: "null" } | { kind: "file"; path: string };
+  blockSize: 512 | 4096;
+  verify: boolean;
+  json: boolean;
+  /** VHOST_SET_VRING_BUSYLOOP_TIMEOUT for the request queues, µs. */
+  busyPollUs: number;
+  help: boolean;
+}
+
+export class OptionError extends Error {}
+
+const UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** A fio size: 4096, 4k, 128K, 1m, 1g (binary multiples, as fio's default kb_base). */
+export function parseSize(name: string, v: string): number {
+  const m = /^(\d+)([kmgt]?)(i?b)?$/i.exec(v.trim());
+  if (!m) throw new OptionError(`--${name}: '${v}' is not a size (e.g. 4k, 128k, 1g)`);
+  const n = Number(m[1]) * UNITS[m[2].toLowerCase()];
+  if (!Number.isSafeInteger(n) || n <= 0) throw new OptionError(`--${name}: '${v}' is out of range`);
+  return n;
+}
+
+/** A fio time: 10 (seconds), 500ms, 2s, 1m. */
+export function parseTime(name: string, v: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/i.exec(v.trim());
+  if (!m) throw new OptionError(`--${name}: '${v}' is not a time (e.g. 10, 10s, 500ms)`);
+  const mult = { ms: 1, s: 1000, m: 60000, h: 3600000 }[(m[2] ?? "s").toLowerCase() as "s"];
+  return Number(m[1]) * mult;
+}
+
+function int(name: string, v: string, min: number, max: number): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new OptionError(`--${name}: '${v}' must be an integer from ${min} to ${max}`);
+  return n;
+}
+
+export const HELP = `usage: npm start -- [options]
+
+The fio-like benchmark of the whole vhost-scsi path: guest driver -> virtqueues -> vhost
+worker threads -> SCSI target (WASM) -> backstore -> used ring -> guest.
+
+  --rw=STR             read, write, randread, randwrite, randrw, rw   [randread]
+  --bs=SIZE            bytes per I/O, a multiple of --block-size         [4k]
+  --iodepth=N          I/Os in flight per job                            [32]
+  --rwmixread=PCT      share of reads in randrw/rw                       [50]
+  --queues=N           virtio-scsi request queues                        [1]
+  --numjobs=N          guest submitter threads (each drives its queues)  [1]
+  --workers=N          vhost worker threads serving the queues           [1]
+  --runtime=TIME       run for this long (10, 10s, 500ms)                [5s]
+  --size=SIZE          region of the LUN to address; without --runtime,
+                       each job does this many bytes and stops           [256m]
+  --backstore=KIND     ram, null, or file:PATH                           [ram]
+  --block-size=N       logical block size, 512 or 4096                   [512]
+  --busy-poll=USEC     vhost busy-poll window (VHOST_SET_VRING_BUSYLOOP_TIMEOUT) [200]
+  --verify             write checksummed blocks, read them back, count mismatches
+  --output-format=json, --json   one JSON object in fio's shape on stdout
+  -h, --help           this text
+`;
+
+export function parseOptions(argv: string[]): FioOptions {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        rw: { type: "string" },
+        readwrite: { type: "string" },
+        bs: { type: "string" },
+        iodepth: { type: "string" },
+        queues: { type: "string" },
+        numjobs: { type: "string" },
+        workers: { type: "string" },
+        runtime: { type: "string" },
+        size: { type: "string" },
+        rwmixread: { type: "string" },
+        backstore: { type: "string" },
+        "block-size": { type: "string" },
+        "busy-poll": { type: "string" },
+        verify: { type: "boolean" },
+        json: { type: "boolean" },
+        "output-format": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (e) {
+    throw new OptionError((e as Error).message);
+  }
+  const v = parsed.values;
+  const rw = (v.rw ?? v.readwrite ?? "randread") as FioOptions["rw"];
+  if (!["read", "write", "randread", "randwrite", "randrw", "rw"].includes(rw)) {
+    throw new OptionError(`--rw: '${rw}' is not one of read, write, randread, randwrite, randrw, rw`);
+  }
+  const blockSize = int("block-size", v["block-size"] ?? "512", 512, 4096);
+  if (blockSize !== 512 && blockSize !== 4096) throw new OptionError(`--block-size: ${blockSize} must be 512 or 4096`);
+  const bs = parseSize("bs", v.bs ?? "4k");
+  if (bs % blockSize) throw new OptionError(`--bs: ${bs} is not a multiple of the ${blockSize}-byte block size`);
+  if (bs > 16 << 20) throw new OptionError(`--bs: ${bs} is larger than the 16 MiB limit`);
+  const size = parseSize("size", v.size ?? "256m");
+  if (size < bs || size % bs) throw new OptionError(`--size: ${size} must be a multiple of --bs (${bs})`);
+  let backstore: FioOptions["backstore"];
+  const b = v.backstore ?? "ram";
+  if (b === "ram" || b === "null") backstore = { kind: b };
+  else if (b.startsWith("file:") && b.length > 5) backstore = { kind: "file", path: b.slice(5) };
+  else throw new OptionError(`--backstore: '${b}' is not ram, null or file:PATH`);
+  if (backstore.kind === "ram" && size > 3 * 2 ** 30) throw new OptionError(`--size: a RAM backstore of ${size} bytes does not fit the 4 GiB wasm32 memory; use file:PATH`);
+  const fmt = v["output-format"];
+  if (fmt !== undefined && fmt !== "json" && fmt !== "normal") throw new OptionError(`--output-format: '${fmt}' must be normal or json`);
+  const queues = int("queues", v.queues ?? "1", 1, 128);
+  const numjobs = int("numjobs", v.numjobs ?? "1", 1, 64);
+  if (numjobs > queues) throw new OptionError(`--numjobs: ${numjobs} jobs need at least as many --queues (${queues})`);
+  const runtimeGiven = v.runtime !== undefined;
+  return {
+    rw,
+    bs,
+    iodepth: int("iodepth", v.iodepth ?? "32", 1, 4096),
+    queues,
+    numjobs,
+    workers: int("workers", v.workers ?? "1", 1, 64),
+    runtimeMs: runtimeGiven ? parseTime("runtime", v.runtime!) : v.size !== undefined ? 0 : 5000,
+    size,
+    rwmixread: int("rwmixread", v.rwmixread ?? "50", 0, 100),
+    backstore,
+    blockSize: blockSize as 512 | 4096,
+    verify: v.verify ?? false,
+    json: v.json === true || fmt === "json",
+    busyPollUs: int("busy-poll", v["busy-poll"] ?? "200", 0, 1_000_000),
+    help: v.help ?? false,
+  };
+}

@@ -1,0 +1,143 @@
+import hdr from "hdr-histogram-js";
+import type { FioOptions } from "./options.js";
+import type { JobResult } from "./job.js";
+
+const PCTS = [1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.5, 99.9, 99.95, 99.99];
+
+/** fio's latency object (nanoseconds) from a histogram of nanosecond samples. */
+function latency(h: hdr.Histogram) {
+  const percentile: Record<string, number> = {};
+  for (const p of PCTS) percentile[p.toFixed(6)] = h.totalCount ? h.getValueAtPercentile(p) : 0;
+  return {
+    min: h.totalCount ? h.minNonZeroValue : 0,
+    max: h.totalCount ? h.maxValue : 0,
+    mean: h.totalCount ? h.mean : 0,
+    stddev: h.totalCount ? h.stdDeviation : 0,
+    N: h.totalCount,
+    percentile,
+  };
+}
+
+export interface Summary {
+  ios: number;
+  bytes: number;
+  runtimeMs: number;
+  iops: number;
+  bw: number;
+  lat: ReturnType<typeof latency>;
+}
+
+/** One direction summed over the jobs (fio's group reporting). */
+export function summarize(jobs: JobResult[], dir: "read" | "write"): Summary {
+  const h = hdr.build({ numberOfSignificantValueDigits: 3 });
+  let ios = 0;
+  let bytes = 0;
+  for (const j of jobs) {
+    ios += j[dir].ios;
+    bytes += j[dir].bytes;
+    h.add(hdr.decodeFromCompressedBase64(j[dir].histogram));
+  }
+  const runtimeMs = Math.max(...jobs.map((j) => j.elapsedMs));
+  return { ios, bytes, runtimeMs, iops: ios / (runtimeMs / 1000), bw: bytes / (runtimeMs / 1000), lat: latency(h) };
+}
+
+const units = (n: number, base: number, names: string[]) => {
+  let i = 0;
+  while (n >= base * 10 && i < names.length - 1) {
+    n /= base;
+    i++;
+  }
+  return `${n >= 100 ? Math.round(n) : n.toPrecision(3)}${names[i]}`;
+};
+export const fmtIops = (n: number) => units(n, 1000, ["", "k", "M"]);
+export const fmtBw = (n: number) => `${units(n, 1024, ["B", "KiB", "MiB", "GiB"])}/s`;
+const fmtNs = (n: number) => (n >= 10_000_000 ? `${(n / 1e6).toFixed(1)}ms` : n >= 10_000 ? `${(n / 1e3).toFixed(1)}us` : `${Math.round(n)}ns`);
+
+export interface DeviceInfo {
+  /** Per vhost worker: CPU time and time spent serving requests (busy), ms. */
+  workers: { id: number; user: number; system: number; busy: number }[];
+  guestCpu: { user: number; system: number };
+  kicks: number;
+  memcpyNote?: string;
+}
+
+/** fio's JSON shape: { "fio version", jobs: [{ jobname, read, write, ... }] }, plus a device section. */
+export function jsonReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): unknown {
+  const dir = (s: Summary) => ({
+    io_bytes: s.bytes,
+    io_kbytes: Math.round(s.bytes / 1024),
+    bw_bytes: Math.round(s.bw),
+    bw: Math.round(s.bw / 1024),
+    iops: s.iops,
+    runtime: Math.round(s.runtimeMs),
+    total_ios: s.ios,
+    lat_ns: s.lat,
+    clat_ns: s.lat,
+  });
+  const read = summarize(jobs, "read");
+  const write = summarize(jobs, "write");
+  return {
+    "fio version": "vhost-scsi-wasm-0.1.0",
+    timestamp: Math.floor(Date.now() / 1000),
+    "global options": {
+      rw: o.rw, bs: String(o.bs), iodepth: String(o.iodepth), numjobs: String(o.numjobs), size: String(o.size),
+      runtime: String(o.runtimeMs / 1000), rwmixread: String(o.rwmixread),
+    },
+    jobs: [
+      {
+        jobname: "vhost-scsi",
+        groupid: 0,
+        error: jobs.reduce((s, j) => s + j.errors, 0),
+        job_runtime: Math.round(Math.max(...jobs.map((j) => j.elapsedMs))),
+        read: dir(read),
+        write: dir(write),
+        usr_cpu: dev.guestCpu.user,
+        sys_cpu: dev.guestCpu.system,
+        verify: { blocks: jobs.reduce((s, j) => s + j.verifiedBlocks, 0), mismatches: jobs.reduce((s, j) => s + j.verifyMismatches, 0) },
+      },
+    ],
+    device: {
+      queues: o.queues,
+      workers: dev.workers.map((w) => ({ id: w.id, usr_cpu_ms: w.user, sys_cpu_ms: w.system, busy_ms: Math.round(w.busy) })),
+      iops_per_busy_core: (() => {
+        const busy = dev.workers.reduce((s, w) => s + w.busy, 0) / 1000;
+        const ios = jobs.reduce((s, j) => s + j.read.ios + j.write.ios, 0);
+        return busy > 0 ? ios / busy : 0;
+      })(),
+      guest_cpu_ms: dev.guestCpu,
+      kicks: dev.kicks,
+    },
+  };
+}
+
+/** The text report: fio-like lines per direction with latency percentiles, then the threads' CPU. */
+export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): string {
+  const lines: string[] = [];
+  const backstore = o.backstore.kind === "file" ? `file:${o.backstore.path}` : o.backstore.kind;
+  lines.push(`vhost-scsi: (g=0): rw=${o.rw}, bs=${o.bs}B, iodepth=${o.iodepth}, numjobs=${o.numjobs}, queues=${o.queues}, workers=${o.workers}, backstore=${backstore}, block-size=${o.blockSize}`);
+  for (const d of ["read", "write"] as const) {
+    const s = summarize(jobs, d);
+    if (s.ios === 0) continue;
+    lines.push(`  ${d}: IOPS=${fmtIops(s.iops)}, BW=${fmtBw(s.bw)} (${(s.bw / 1e6).toFixed(1)}MB/s)(${units(s.bytes, 1024, ["B", "KiB", "MiB", "GiB"])}/${Math.round(s.runtimeMs)}msec)`);
+    const l = s.lat;
+    lines.push(`    lat (nsec): min=${fmtNs(l.min)}, max=${fmtNs(l.max)}, avg=${fmtNs(l.mean)}, stdev=${fmtNs(l.stddev)}`);
+    const p = (x: number) => fmtNs(l.percentile[x.toFixed(6)]);
+    lines.push(`    lat percentiles: p50=${p(50)}, p90=${p(90)}, p99=${p(99)}, p99.9=${p(99.9)}, p99.99=${p(99.99)}`);
+  }
+  const errors = jobs.reduce((s, j) => s + j.errors, 0);
+  lines.push(`  errors: ${errors}`);
+  if (o.verify) {
+    lines.push(`  verify: ${jobs.reduce((s, j) => s + j.verifiedBlocks, 0)} blocks checked, ${jobs.reduce((s, j) => s + j.verifyMismatches, 0)} mismatches`);
+  }
+  const runtimeS = Math.max(...jobs.map((j) => j.elapsedMs)) / 1000;
+  for (const w of dev.workers) {
+    lines.push(
+      `  vhost worker ${w.id}: cpu usr=${(w.user / 1000).toFixed(2)}s sys=${(w.system / 1000).toFixed(2)}s (${(((w.user + w.system) / 1000 / runtimeS) * 100).toFixed(0)}% of the run, busy-polling included), serving requests ${((w.busy / 1000 / runtimeS) * 100).toFixed(0)}%`,
+    );
+  }
+  const busyS = dev.workers.reduce((s, w) => s + w.busy, 0) / 1000;
+  const allIos = jobs.reduce((s, j) => s + j.read.ios + j.write.ios, 0);
+  if (busyS > 0) lines.push(`  device throughput per busy core: ${fmtIops(allIos / busyS)} IOPS`);
+  lines.push(`  guest jobs: cpu usr=${(dev.guestCpu.user / 1000).toFixed(2)}s sys=${(dev.guestCpu.system / 1000).toFixed(2)}s, kicks=${dev.kicks}`);
+  return lines.join("\n");
+}
