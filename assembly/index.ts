@@ -280,3 +280,10 @@ export function scsi_complete_request(vq: usize, i: u32, result: u32, info: f64)
 /** Supported command table, for tests: count and row i as (opcode << 16) | ((sa + 1) << 8) | cdb length. */
 export function scsi_opcode_count(): u32 { return opcode_count(); }
 export function scsi_opcode_row(i: u32): u32 { return opcode_row(i); }
+
+// ---- benchmark references ----
+
+/** memory.copy of n bytes (the bulk-memory reference the copy benchmarks compare with). */
+export function bench_memcpy(dst: usize, src: usize, n: usize): void {
+  memory.copy(dst, src, n);
+}

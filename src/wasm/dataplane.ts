@@ -77,6 +77,7 @@ export interface DataplaneExports {
   scsi_complete_request(vq: number, slot: number, result: number, info: number): void;
   scsi_opcode_count(): number;
   scsi_opcode_row(i: number): number;
+  bench_memcpy(dst: number, src: number, n: number): void;
 }
 
 /** scsi_ctl_poll() bit: some TMF still waits for aborted requests. */
