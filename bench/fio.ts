@@ -14,6 +14,25 @@ import type { JobInit, JobResult } from "./job.js";
 
 const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(n));
 
+/**
+ * The memcpy reference a run is compared with: native memcpy (Buffer.copy between ordinary
+ * buffers) moving `bs`-byte chunks sequentially from a source as large as the LUN region (up to
+ * 256 MiB, so that it is not cache-resident either) into a ring of `depth` destination chunks.
+ */
+function memcpyReference(bs: number, region: number, depth: number, ms = 300): number {
+  const src = Buffer.alloc(Math.min(region, 256 << 20), 1);
+  const dst = Buffer.alloc(bs * Math.max(1, depth));
+  const chunks = Math.floor(src.length / bs);
+  let bytes = 0;
+  const t0 = performance.now();
+  for (let i = 0; ; i++) {
+    src.copy(dst, (i % depth) * bs, (i % chunks) * bs, (i % chunks) * bs + bs);
+    bytes += bs;
+    if ((i & 63) === 0 && performance.now() - t0 > ms) break;
+  }
+  return bytes / ((performance.now() - t0) / 1000);
+}
+
 export async function runFio(o: FioOptions, progress: (line: string) => void = () => {}): Promise<{ jobs: JobResult[]; text: string; json: unknown }> {
   // Each job's iodepth is spread over its queues; each in-flight I/O holds three descriptors.
   const jobQueues = Array.from({ length: o.numjobs }, (_, j) => Array.from({ length: o.queues }, (_, q) => q).filter((q) => q % o.numjobs === j));
@@ -78,6 +97,7 @@ export async function runFio(o: FioOptions, progress: (line: string) => void = (
         }),
     );
     await Promise.all(jobs.map((w) => new Promise<void>((r) => w.on("message", (m) => "ready" in m && r()))));
+    const memcpyBw = memcpyReference(o.bs, o.size, o.iodepth);
     const cpu0 = await vhost.workerCpu();
     const ctl = new Int32Array(control);
     Atomics.store(ctl, 0, 1);
@@ -114,6 +134,7 @@ export async function runFio(o: FioOptions, progress: (line: string) => void = (
       }),
       guestCpu: jobResults.reduce((s, j) => ({ user: s.user + (j.cpu?.user ?? 0), system: s.system + (j.cpu?.system ?? 0) }), { user: 0, system: 0 }),
       kicks: jobResults.reduce((s, j) => s + j.kicks, 0),
+      memcpyBw,
     };
     return { jobs: jobResults, text: textReport(o, jobResults, dev), json: jsonReport(o, jobResults, dev) };
   } finally {

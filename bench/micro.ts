@@ -12,6 +12,7 @@ import { TsSplitQueue } from "./reference/ts-split-queue.js";
 import { TsInquiryQueue } from "./reference/ts-inquiry.js";
 import { ScsiBench } from "./scsi-bed.js";
 import { runRingBench } from "./ring.js";
+import { dataplaneModule } from "../src/wasm/dataplane.js";
 
 const TIME = Number(process.env.BENCH_TIME_MS ?? 1000);
 
@@ -143,11 +144,43 @@ async function eventfdRoundTrip(): Promise<void> {
   await Promise.all([w1.terminate(), w2.terminate()]);
 }
 
+async function scaling(): Promise<void> {
+  // Device side only: 4 KiB random READ(16) on a RAM LUN, one queue per thread, each thread its
+  // own data plane instance over the one shared memory. One thread alone, then two together.
+  const BATCH = 32;
+  const lba = (i: number) => ((i * 7919) % 16000) * 8;
+  const b = new ScsiBench(BATCH, 4096, (i) => read16(lba(i), 8), { backstore: "ram", size: 64 << 20 });
+  const queues = [{ ring: b.ring, dq: b.dq }, b.addQueue(BATCH, 4096, (i) => read16(lba(i + 1000), 8))];
+  const areas = queues.map(() => b.tb.shm.device.alloc(b.tb.dp.instance_area_size(), 16));
+  const module = dataplaneModule();
+  const ms = Math.max(500, TIME);
+  const run = async (n: number) => {
+    const go = new SharedArrayBuffer(4);
+    const ws = queues.slice(0, n).map((q, i) =>
+      new Worker(new URL("./scale-worker.js", import.meta.url), {
+        workerData: { module, memory: b.tb.shm.memory, area: areas[i], vq: q.dq.ptr, dev: b.dev, availIdx: q.ring.ring.avail + 2, batch: BATCH, ms, go },
+      }),
+    );
+    await Promise.all(ws.map((w) => new Promise((r) => w.once("online", r))));
+    const done = ws.map((w) => new Promise<{ served: number; seconds: number; error: number }>((r) => w.once("message", r)));
+    Atomics.store(new Int32Array(go), 0, 1);
+    Atomics.notify(new Int32Array(go), 0);
+    const rs = await Promise.all(done);
+    await Promise.all(ws.map((w) => w.terminate()));
+    if (rs.some((r) => r.error)) throw new Error("queue error in the scaling run");
+    return rs.reduce((s, r) => s + r.served / r.seconds, 0);
+  };
+  const one = await run(1);
+  const two = await run(2);
+  rows.push({ name: "multi-queue scaling, device side: 4 KiB RAM-disk reads, threads each with a queue", a: "2 queues, 2 workers", aRate: two, b: "1 queue, 1 worker", bRate: one, unit: "req/s" });
+}
+
 await ringNull();
 await indirect();
 await inquiryDispatch();
 await copies();
 await eventfdRoundTrip();
+await scaling();
 
 console.log(`micro-benchmarks (${TIME} ms per task, ${process.version}); ratio = first / second, measured in the same run\n`);
 for (const r of rows) {

@@ -58,7 +58,8 @@ export interface DeviceInfo {
   workers: { id: number; user: number; system: number; busy: number }[];
   guestCpu: { user: number; system: number };
   kicks: number;
-  memcpyNote?: string;
+  /** Native memcpy bandwidth measured in the same run with the same chunk size, bytes/s. */
+  memcpyBw: number;
 }
 
 /** fio's JSON shape: { "fio version", jobs: [{ jobname, read, write, ... }] }, plus a device section. */
@@ -106,6 +107,7 @@ export function jsonReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): u
       })(),
       guest_cpu_ms: dev.guestCpu,
       kicks: dev.kicks,
+      memcpy_bw_bytes: Math.round(dev.memcpyBw),
     },
   };
 }
@@ -138,6 +140,8 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
   const busyS = dev.workers.reduce((s, w) => s + w.busy, 0) / 1000;
   const allIos = jobs.reduce((s, j) => s + j.read.ios + j.write.ios, 0);
   if (busyS > 0) lines.push(`  device throughput per busy core: ${fmtIops(allIos / busyS)} IOPS`);
+  const bw = summarize(jobs, "read").bw + summarize(jobs, "write").bw;
+  lines.push(`  memcpy reference (${o.bs}-byte chunks, same run): ${fmtBw(dev.memcpyBw)}; this run moved ${((bw / dev.memcpyBw) * 100).toFixed(0)}% of it`);
   lines.push(`  guest jobs: cpu usr=${(dev.guestCpu.user / 1000).toFixed(2)}s sys=${(dev.guestCpu.system / 1000).toFixed(2)}s, kicks=${dev.kicks}`);
   return lines.join("\n");
 }

@@ -19,8 +19,7 @@ export class ScsiBench {
   private idx = 0;
 
   constructor(readonly batch: number, dataBytes: number, cdb: (i: number) => Uint8Array, lun: LunConfig, opts: { write?: boolean; dataIn?: boolean } = {}) {
-    const slot = 256 + dataBytes;
-    this.tb = new RingTestbed({ regions: [{ gpa: 0, size: Math.max(8 << 20, batch * slot + (1 << 20)) }], deviceBytes: (lun.backstore === "ram" ? lun.size : 0) + (4 << 20) });
+    this.tb = new RingTestbed({ regions: [{ gpa: 0, size: Math.max(8 << 20, 4 * batch * (256 + dataBytes) + (1 << 20)) }], deviceBytes: (lun.backstore === "ram" ? lun.size : 0) + (4 << 20) });
     const { tb } = this;
     const dp = tb.dp;
     const targets = new TargetRegistry(tb.shm, dp);
@@ -30,11 +29,25 @@ export class ScsiBench {
     tb.shm.bytes.fill(0, this.dev, this.dev + dp.scsi_device_size());
     dp.scsi_dev_set_features(this.dev, 0);
     dp.scsi_dev_set_tpg(this.dev, 1, tpg.ptr);
+    const q = this.addQueue(batch, dataBytes, cdb, opts);
+    this.ring = q.ring;
+    this.dq = q.dq;
+    this.resp = q.resp;
+    // The first command takes the LUN's power-on unit attention; the measured ones do not meet it.
+    this.run();
+  }
+
+  private readonly resp: (c: number) => Uint8Array;
+
+  /** Another request queue over the same device and LUN, with the same kind of chains. */
+  addQueue(batch: number, dataBytes: number, cdb: (i: number) => Uint8Array, opts: { write?: boolean } = {}) {
+    const { tb } = this;
+    const slot = 256 + dataBytes;
     const num = 2 ** Math.ceil(Math.log2(3 * batch * 2));
-    this.ring = new MockSplitQueue(tb.mem, num);
-    this.dq = tb.deviceQueue(this.ring);
+    const ring = new MockSplitQueue(tb.mem, num);
+    const dq = tb.deviceQueue(ring);
     const bufs = tb.mem.alloc(batch * slot, 4096);
-    this.resp = (c: number) => tb.mem.bytes(bufs + c * slot + 64, 108);
+    const resp = (c: number) => tb.mem.bytes(bufs + c * slot + 64, 108);
     const heads: number[] = [];
     for (let c = 0; c < batch; c++) {
       const base = bufs + c * slot;
@@ -44,21 +57,18 @@ export class ScsiBench {
       hdr.set(cdb(c), 19);
       const d = 3 * c;
       heads.push(d);
-      this.ring.setDesc(d, { addr: base, len: 51, flags: VRING_DESC_F_NEXT, next: d + 1 });
+      ring.setDesc(d, { addr: base, len: 51, flags: VRING_DESC_F_NEXT, next: d + 1 });
       if (opts.write) {
-        this.ring.setDesc(d + 1, { addr: base + 256, len: dataBytes, flags: VRING_DESC_F_NEXT, next: d + 2 });
-        this.ring.setDesc(d + 2, { addr: base + 64, len: 108, flags: VRING_DESC_F_WRITE });
+        ring.setDesc(d + 1, { addr: base + 256, len: dataBytes, flags: VRING_DESC_F_NEXT, next: d + 2 });
+        ring.setDesc(d + 2, { addr: base + 64, len: 108, flags: VRING_DESC_F_WRITE });
       } else {
-        this.ring.setDesc(d + 1, { addr: base + 64, len: 108, flags: VRING_DESC_F_WRITE | (dataBytes ? VRING_DESC_F_NEXT : 0), next: d + 2 });
-        if (dataBytes) this.ring.setDesc(d + 2, { addr: base + 256, len: dataBytes, flags: VRING_DESC_F_WRITE });
+        ring.setDesc(d + 1, { addr: base + 64, len: 108, flags: VRING_DESC_F_WRITE | (dataBytes ? VRING_DESC_F_NEXT : 0), next: d + 2 });
+        if (dataBytes) ring.setDesc(d + 2, { addr: base + 256, len: dataBytes, flags: VRING_DESC_F_WRITE });
       }
     }
-    for (let s = 0; s < num; s++) this.ring.ring.setAvailRing(s, heads[s % batch]);
-    // The first command takes the LUN's power-on unit attention; the measured ones do not meet it.
-    this.run();
+    for (let s = 0; s < num; s++) ring.ring.setAvailRing(s, heads[s % batch]);
+    return { ring, dq, resp };
   }
-
-  private readonly resp: (c: number) => Uint8Array;
 
   /** One batch: publish `batch` requests, one drain. */
   run = (): void => {
