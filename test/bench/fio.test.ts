@@ -1,0 +1,107 @@
+import { describe, expect, it } from "vitest";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { fileURLToPath } from "node:url";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { OptionError, parseOptions, parseSize, parseTime } from "../../bench/options.js";
+
+const fio = fileURLToPath(new URL("../../dist/bench/fio.js", import.meta.url));
+const run = async (...args: string[]) => {
+  try {
+    const r = await promisify(execFile)(process.execPath, [fio, ...args], { timeout: 60_000 });
+    return { code: 0, ...r };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+};
+
+describe("fio-like options", () => {
+  it("parses fio sizes and times", () => {
+    expect([parseSize("bs", "4k"), parseSize("bs", "128K"), parseSize("size", "1g"), parseSize("bs", "512")]).toEqual([4096, 131072, 1 << 30, 512]);
+    expect([parseTime("runtime", "10"), parseTime("runtime", "500ms"), parseTime("runtime", "2m")]).toEqual([10000, 500, 120000]);
+  });
+
+  it("has defaults: randread 4k, iodepth 32, 5 s on a RAM disk", () => {
+    expect(parseOptions([])).toMatchObject({ rw: "randread", bs: 4096, iodepth: 32, runtimeMs: 5000, backstore: { kind: "ram" }, blockSize: 512, json: false });
+    expect(parseOptions(["--size=64m"]).runtimeMs).toBe(0);
+    expect(parseOptions(["--output-format=json"]).json).toBe(true);
+    expect(parseOptions(["--backstore=file:/tmp/x.img"]).backstore).toEqual({ kind: "file", path: "/tmp/x.img" });
+  });
+
+  it.each([
+    [["--rw=sideways"], /--rw/],
+    [["--bs=3x"], /--bs/],
+    [["--bs=1000"], /multiple of the 512-byte block size/],
+    [["--iodepth=0"], /--iodepth/],
+    [["--block-size=1024"], /512 or 4096/],
+    [["--numjobs=2"], /--queues/],
+    [["--backstore=tape"], /ram, null or file/],
+    [["--size=5g"], /4 GiB/],
+    [["--nope"], /Unknown option/],
+  ])("refuses %j", (args, msg) => {
+    expect(() => parseOptions(args)).toThrow(OptionError);
+    expect(() => parseOptions(args)).toThrow(msg);
+  });
+});
+
+describe("the benchmark CLI", () => {
+  it("--help lists the fio-style options", async () => {
+    const r = await run("--help");
+    expect(r.code).toBe(0);
+    for (const o of ["--rw", "--bs", "--iodepth", "--queues", "--numjobs", "--workers", "--runtime", "--size", "--backstore", "--block-size", "--verify", "--json"]) expect(r.stdout).toContain(o);
+  });
+
+  it("a bad option value is a one-line error, no stack trace, exit 1", async () => {
+    const r = await run("--bs=banana");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^fio: --bs: 'banana' is not a size/);
+    expect(r.stderr).not.toMatch(/at .*\.js:\d+/);
+  });
+
+  it("--json prints one JSON object in fio's shape", async () => {
+    const r = await run("--json", "--runtime=400ms");
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    const read = j.jobs[0].read;
+    expect(read.iops).toBeGreaterThan(1000);
+    expect(Math.abs(read.bw_bytes - read.iops * 4096)).toBeLessThan(read.iops * 4096 * 0.001 + 1);
+    expect(read.io_bytes).toBe(read.total_ios * 4096);
+    expect(Object.keys(read.lat_ns.percentile)).toContain("99.900000");
+    expect(read.lat_ns.min).toBeLessThanOrEqual(read.lat_ns.percentile["50.000000"]);
+    expect(j.jobs[0].error).toBe(0);
+    expect(j.device.workers).toHaveLength(1);
+  });
+
+  it("--verify on randrw reports 0 mismatches", async () => {
+    const r = await run("--verify", "--rw=randrw", "--runtime=400ms", "--size=16m");
+    expect(r.code).toBe(0);
+    const m = /verify: (\d+) blocks checked, (\d+) mismatches/.exec(r.stdout)!;
+    expect(Number(m[1])).toBeGreaterThan(100);
+    expect(Number(m[2])).toBe(0);
+    expect(r.stdout).toMatch(/read: IOPS=.*\n.*lat \(nsec\)/);
+  });
+
+  it("runs on a file backstore with --size and no --runtime, doing --size bytes", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "fio-"));
+    try {
+      const r = await run("--json", `--backstore=file:${join(dir, "disk.img")}`, "--size=8m", "--rw=write", "--bs=64k", "--verify");
+      expect(r.code).toBe(0);
+      const j = JSON.parse(r.stdout);
+      expect(j.jobs[0].write.io_bytes).toBeGreaterThanOrEqual(8 << 20);
+      expect(j.jobs[0].verify.mismatches).toBe(0);
+      expect(j.jobs[0].verify.blocks).toBeGreaterThan(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("drives several queues with several workers and jobs", async () => {
+    const r = await run("--json", "--runtime=400ms", "--queues=2", "--workers=2", "--numjobs=2", "--busy-poll=0");
+    const j = JSON.parse(r.stdout);
+    expect(j.jobs[0].read.total_ios).toBeGreaterThan(1000);
+    expect(j.device.workers).toHaveLength(2);
+  });
+});
