@@ -267,6 +267,9 @@ export function scsi_inflight_submitted(table: usize, k: u32): u32 { return infl
 export function scsi_inflight_clear_submitted(table: usize): void { changetype<InflightTable>(table).nsubmit = 0; }
 export function scsi_inflight_count(table: usize): u32 { return changetype<InflightTable>(table).count; }
 export function scsi_slot_op(table: usize, i: u32): u32 { return inflight_slot(changetype<InflightTable>(table), i).op; }
+/** SLOT_FREE, SLOT_SUBMITTED or SLOT_ABORTED. */
+export function scsi_slot_state(table: usize, i: u32): u32 { return atomic.load<u32>(changetype<usize>(inflight_slot(changetype<InflightTable>(table), i))); }
+export function scsi_inflight_capacity(table: usize): u32 { return changetype<InflightTable>(table).capacity; }
 export function scsi_slot_lun(table: usize, i: u32): usize { return inflight_slot(changetype<InflightTable>(table), i).lun; }
 export function scsi_slot_offset(table: usize, i: u32): f64 { return <f64>inflight_slot(changetype<InflightTable>(table), i).offset; }
 export function scsi_slot_length(table: usize, i: u32): f64 { return <f64>inflight_slot(changetype<InflightTable>(table), i).length; }

@@ -45,8 +45,12 @@ export function opcode_row(i: u32): u32 {
   return (<u32>unchecked(TABLE[r]) << 16) | (<u32>unchecked(TABLE[r + 1]) << 8) | <u32>unchecked(TABLE[r + 2]);
 }
 
+/** UNMAP is served only by LUNs with logical block provisioning. */
+const UNMAP_OP: u32 = 0x42;
+
 /** The row for opcode (and service action, or -1 for "any"), or -1. */
-function find(op: u32, sa: i32): i32 {
+function find(op: u32, sa: i32, unmap: bool): i32 {
+  if (op == UNMAP_OP && !unmap) return -1;
   for (let i: u32 = 0; i < opcode_count(); i++) {
     const r = i * ROW;
     if (<u32>unchecked(TABLE[r]) != op) continue;
@@ -71,13 +75,14 @@ function put_timeouts(p: usize): u32 {
 /**
  * Builds REPORT SUPPORTED OPERATION CODES parameter data at buf for reporting options `options`
  * (0: all commands, 1: one opcode, 2: opcode + service action, 3: opcode with optional service
- * action). Returns its length, or -(CDB byte of the invalid field).
+ * action) for a LUN that serves UNMAP or not. Returns its length, or -(CDB byte of the invalid field).
  */
-export function report_opcodes(options: u32, op: u32, sa: u32, rctd: bool, buf: usize): i32 {
+export function report_opcodes(options: u32, op: u32, sa: u32, rctd: bool, unmap: bool, buf: usize): i32 {
   if (options == 0) {
     let p = buf + 4;
     for (let i: u32 = 0; i < opcode_count(); i++) {
       const r = i * ROW;
+      if (<u32>unchecked(TABLE[r]) == UNMAP_OP && !unmap) continue;
       const rowSa = <u32>unchecked(TABLE[r + 1]);
       memory.fill(p, 0, 8);
       store<u8>(p, unchecked(TABLE[r]));
@@ -94,15 +99,15 @@ export function report_opcodes(options: u32, op: u32, sa: u32, rctd: bool, buf: 
   if (options > 3) return -2;
   let row: i32;
   if (options == 1) {
-    row = find(op, -1);
+    row = find(op, -1, unmap);
     if (row >= 0 && unchecked(TABLE[<u32>row * ROW + 1]) != 0) return -3; // has service actions
   } else if (options == 2) {
-    row = find(op, -1);
+    row = find(op, -1, unmap);
     if (row >= 0 && unchecked(TABLE[<u32>row * ROW + 1]) == 0) return -3; // has none
-    row = find(op, <i32>sa);
+    row = find(op, <i32>sa, unmap);
   } else {
-    row = find(op, <i32>sa);
-    if (row < 0) row = find(op, -1);
+    row = find(op, <i32>sa, unmap);
+    if (row < 0) row = find(op, -1, unmap);
     if (row >= 0 && unchecked(TABLE[<u32>row * ROW + 1]) != 0 && <u32>unchecked(TABLE[<u32>row * ROW + 1]) - 1 != sa) row = -1;
   }
   memory.fill(buf, 0, 4);

@@ -313,7 +313,8 @@ export function spc_report_opcodes(c: ScsiCmd): void {
   const alloc = be32(cdb + 6);
   if (!cmd_want_in(c, alloc)) return;
   const buf = param_buf();
-  const len = report_opcodes(options, <u32>load<u8>(cdb, 3), be16(cdb + 4), rctd, buf);
+  const unmap = ((<ScsiLun>c.lun).flags & LUN_F_UNMAP) != 0;
+  const len = report_opcodes(options, <u32>load<u8>(cdb, 3), be16(cdb + 4), rctd, unmap, buf);
   if (len < 0) return cmd_invalid_cdb(c, <u32>-len);
   cmd_send(c, buf, <u32>len, alloc);
 }

@@ -70,6 +70,8 @@ export interface DataplaneExports {
   scsi_inflight_clear_submitted(table: number): void;
   scsi_inflight_count(table: number): number;
   scsi_slot_op(table: number, i: number): number;
+  scsi_slot_state(table: number, i: number): number;
+  scsi_inflight_capacity(table: number): number;
   scsi_slot_lun(table: number, i: number): number;
   scsi_slot_offset(table: number, i: number): number;
   scsi_slot_length(table: number, i: number): number;

@@ -209,6 +209,16 @@ describe("SPC-5 primary commands", () => {
       }
     });
 
+    it("lists UNMAP only on LUNs with logical block provisioning, as they serve it (found by the fuzzer)", async () => {
+      const all = (await cmd(bed, { lun: 1, cdb: rsoc(0, 0, 0, false, 4096), dataInLength: 4096 })).dataIn;
+      const ops: number[] = [];
+      for (let at = 4; at < 4 + new DataView(all.buffer, all.byteOffset).getUint32(0); at += 8) ops.push(all[at]);
+      expect(ops).not.toContain(0x42);
+      expect(ops.length).toBe(27);
+      expect((await cmd(bed, { lun: 1, cdb: rsoc(1, 0x42), dataInLength: 64 })).dataIn[1] & 7).toBe(1);
+      expectSense(await cmd(bed, { lun: 1, cdb: cdb(10, ScsiOp.UNMAP, [[7, 2, 24]]), dataOut: new Uint8Array(24) }), ILLEGAL, 0x2000);
+    });
+
     it("describes one command with its usage map, and one with a service action", async () => {
       const one = (await cmd(bed, { cdb: rsoc(1, 0x28), dataInLength: 64 })).dataIn;
       expect([one[1] & 7, (one[2] << 8) | one[3], one[4]]).toEqual([3, 10, 0xff]);

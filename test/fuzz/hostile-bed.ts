@@ -1,0 +1,171 @@
+import { SharedMemory } from "../../src/memory/shared-memory.js";
+import { GuestMemory } from "../../src/guest/guest-memory.js";
+import { VhostMemTable, vhostRegionsOf } from "../../src/vhost/mem-table.js";
+import { DeviceQueue } from "../../src/virtio/device-queue.js";
+import { SplitRingView, vringAvailSize, vringDescSize, vringUsedSize } from "../../src/virtio/ring.js";
+import { createDataplane, type DataplaneExports } from "../../src/wasm/dataplane.js";
+import { TargetRegistry } from "../../src/target/registry.js";
+
+/** A guest-physical range the fuzzer may point at, with the shared-memory offset behind it. */
+export interface Span {
+  gpa: number;
+  hva: number;
+  size: number;
+}
+
+export const RAM_A = 0;
+export const RAM_B = 0x1_0000_0000;
+export const REGION = 1 << 20;
+const CANARY = 0xa5;
+
+/** One queue the fuzzer drives: its ring in region A and its device-side struct. */
+export interface FuzzQueue {
+  num: number;
+  ring: SplitRingView;
+  descGpa: number;
+  dq: DeviceQueue;
+  /** Shared-memory ranges of the used ring (device-writable by design). */
+  used: [number, number];
+}
+
+/**
+ * A device under attack: one shared memory with two guest RAM regions separated by unmapped
+ * guest-zone gaps full of canaries, a SCSI device (with and without T10-PI) with a target, a
+ * request, a control and an event queue, and a snapshot of the whole memory to return to
+ * before every case. It knows which device bytes may legitimately change.
+ */
+export class HostileBed {
+  readonly shm: SharedMemory;
+  readonly dp: DataplaneExports;
+  readonly mem: GuestMemory;
+  readonly regions: Span[];
+  readonly gaps: Span[];
+  readonly req: FuzzQueue;
+  readonly ctl: FuzzQueue;
+  readonly evt: FuzzQueue;
+  readonly dev: number;
+  readonly devPi: number;
+  readonly table: number;
+  readonly luns: { id: number; ptr: number; ram: number; size: number; blockSize: number; blocks: number }[];
+  /** Device-zone ranges the data plane may write (its own state, RAM disks); everything else there is fixed. */
+  readonly deviceWritable: [number, number][] = [];
+  private readonly snapshot: Uint8Array;
+
+  constructor() {
+    this.shm = SharedMemory.create({ deviceBytes: 6 << 20, guestBytes: 2 * REGION + (256 << 10) });
+    const { shm } = this;
+    const guard = () => {
+      const at = shm.device.alloc(4096, 16);
+      shm.bytes.fill(CANARY, at, at + 4096);
+    };
+    guard();
+    const inst = createDataplane(shm);
+    this.dp = inst.dp;
+    this.deviceWritable.push([inst.area, inst.area + this.dp.instance_area_size()]);
+    guard();
+    // Guest RAM: A, an unmapped gap, B, another gap; gaps hold canaries.
+    this.mem = new GuestMemory(shm);
+    const a = this.mem.addRegion(RAM_A, REGION);
+    const gap1 = shm.guest.alloc(64 << 10, 4096);
+    const b = this.mem.addRegion(RAM_B, REGION);
+    const gap2 = shm.guest.alloc(64 << 10, 4096);
+    for (const g of [gap1, gap2]) shm.bytes.fill(CANARY, g, g + (64 << 10));
+    this.regions = [a, b].map((r) => ({ gpa: r.gpa, hva: r.hva, size: r.size }));
+    this.gaps = [gap1, gap2].map((hva) => ({ gpa: -1, hva, size: 64 << 10 }));
+    const mt = new VhostMemTable(shm, this.dp);
+    mt.set(vhostRegionsOf(this.mem.regions));
+    guard();
+    // Target: TPG 1 with a RAM LUN, a read-only RAM LUN, a 4K-block null LUN, a flat-addressed LUN.
+    const tpg = new TargetRegistry(shm, this.dp).create().addTpg(1);
+    const specs = [
+      [0, { backstore: "ram", size: 256 << 10 }],
+      [2, { backstore: "ram", size: 64 << 10, readOnly: true }],
+      [5, { backstore: "null", size: 1 << 30, blockSize: 4096 }],
+      [300, { backstore: "ram", size: 64 << 10, blockSize: 4096 }],
+    ] as const;
+    this.luns = specs.map(([id, cfg]) => {
+      const l = tpg.addLun(id, cfg);
+      if (l.backstore.ram) this.deviceWritable.push([l.backstore.ram, l.backstore.ram + l.backstore.size]);
+      // Its state words (flags, unit attentions, in-flight count) change; identity is checked by the probe.
+      this.deviceWritable.push([l.ptr, l.ptr + this.dp.scsi_lun_size()]);
+      return { id, ptr: l.ptr, ram: l.backstore.ram, size: l.backstore.size, blockSize: l.blockSize, blocks: l.blocks };
+    });
+    guard();
+    const device = (pi: boolean) => {
+      const d = shm.device.alloc(this.dp.scsi_device_size(), 16);
+      shm.bytes.fill(0, d, d + this.dp.scsi_device_size());
+      this.dp.scsi_dev_set_features(d, pi ? 1 : 0);
+      this.dp.scsi_dev_set_tpg(d, 1, tpg.ptr);
+      this.deviceWritable.push([d, d + this.dp.scsi_device_size()]);
+      return d;
+    };
+    this.dev = device(false);
+    this.devPi = device(true);
+    guard();
+    this.table = shm.device.alloc(this.dp.scsi_inflight_size(16), 16);
+    this.dp.scsi_inflight_init(this.table, 16);
+    this.deviceWritable.push([this.table, this.table + this.dp.scsi_inflight_size(16)]);
+    for (const d of [this.dev, this.devPi]) this.dp.scsi_dev_set_inflight(d, 0, this.table);
+    guard();
+    const queue = (num: number, at: number): FuzzQueue => {
+      const desc = RAM_A + at;
+      const avail = desc + vringDescSize(num);
+      const used = avail + ((vringAvailSize(num) + 3) & ~3);
+      const hva = (g: number) => this.mem.hva(g);
+      const ring = new SplitRingView(shm.buffer, num, hva(desc), hva(avail), hva(used));
+      const dq = new DeviceQueue(shm, this.dp);
+      dq.setup({ num, desc: hva(desc), avail: hva(avail), used: hva(used) }, 1, mt.address);
+      this.deviceWritable.push([dq.ptr, dq.ptr + this.dp.vq_size()]);
+      return { num, ring, descGpa: desc, dq, used: [hva(used), hva(used) + vringUsedSize(num)] };
+    };
+    this.req = queue(16, 0);
+    this.dp.vq_set_private(this.req.dq.ptr, this.table);
+    this.ctl = queue(8, 0x1000);
+    this.evt = queue(8, 0x2000);
+    guard();
+    this.snapshot = shm.bytes.slice();
+  }
+
+  /** Back to the state after construction (rings empty, LUNs with their power-on unit attention). */
+  reset(): void {
+    this.shm.bytes.set(this.snapshot);
+  }
+
+  /** GPA -> shared-memory offset of a byte of guest RAM, or -1. */
+  hvaOf(gpa: number): number {
+    for (const r of this.regions) if (gpa >= r.gpa && gpa < r.gpa + r.size) return r.hva + (gpa - r.gpa);
+    return -1;
+  }
+
+  /**
+   * Byte offsets that changed between `before` and now and may not have: in the device zone
+   * outside deviceWritable, in the guest zone outside mapped RAM, or in guest RAM outside
+   * `guestWritable` (shared-memory ranges) and the used rings. Returns the first few.
+   */
+  forbiddenChanges(before: Uint8Array, guestWritable: [number, number][]): number[] {
+    const now = this.shm.bytes;
+    const a = new Uint32Array(before.buffer, before.byteOffset, before.byteLength >>> 2);
+    const b = new Uint32Array(now.buffer, 0, a.length);
+    const allowed = [...this.deviceWritable, ...guestWritable, this.req.used, this.ctl.used, this.evt.used];
+    const ok = (off: number) => {
+      for (const [s, e] of allowed) if (off >= s && off < e) return true;
+      return false;
+    };
+    const bad: number[] = [];
+    for (let w = 0; w < a.length && bad.length < 8; w++) {
+      if (a[w] === b[w]) continue;
+      for (let k = 0; k < 4; k++) {
+        const off = 4 * w + k;
+        if (before[off] !== now[off] && !ok(off)) bad.push(off);
+      }
+    }
+    return bad;
+  }
+
+  /** What a shared-memory offset is, for failure messages. */
+  describe(off: number): string {
+    for (const r of this.regions) if (off >= r.hva && off < r.hva + r.size) return `guest RAM gpa 0x${(r.gpa + off - r.hva).toString(16)}`;
+    for (const g of this.gaps) if (off >= g.hva && off < g.hva + g.size) return `unmapped guest-zone gap +${off - g.hva}`;
+    return off < this.shm.deviceEnd ? `device memory offset ${off}` : `guest zone offset ${off}`;
+  }
+}
