@@ -11,7 +11,7 @@
 //
 // FUZZ_SECONDS (default 12 per property) sizes the run; FUZZ_SEED replays one; FUZZ_REPORT=path
 // appends the campaign's figures as JSON.
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { appendFileSync } from "node:fs";
 import { HostileBed, RAM_A, RAM_B, REGION, type FuzzQueue } from "./hostile-bed.js";
@@ -367,6 +367,6 @@ describe(`hostile guest (seed ${SEED}; replay with FUZZ_SEED=${SEED})`, () => {
   });
 });
 
-process.on("exit", () => {
+afterAll(() => {
   if (process.env.FUZZ_REPORT) appendFileSync(process.env.FUZZ_REPORT, JSON.stringify({ seed: SEED, seconds: SECONDS, ...stats, at: new Date().toISOString() }) + "\n");
 });
