@@ -235,7 +235,7 @@ export class VhostScsiDevice implements VirtioTransport {
     }
     await d.SCSI_SET_ENDPOINT({ abi_version: VHOST_SCSI_ABI_VERSION, vhost_wwpn: this.opts.wwpn, vhost_tpgt: this.opts.bootTpgt ?? 0 });
     this.started = true;
-    this.stopListening = this.mem.listen((regions) => void this.memoryChanged(regions));
+    this.stopListening = this.mem.listen((regions) => this.memoryChanged(regions));
   }
 
   /**
@@ -303,6 +303,32 @@ export class VhostScsiDevice implements VirtioTransport {
   async vmContinue(): Promise<void> {
     if (this.started || !(this.statusReg & VIRTIO_CONFIG_S_DRIVER_OK)) return;
     await this.start();
+  }
+
+  /**
+   * Recovers from dead vhost workers through the control plane: stops the backend, moves every
+   * vring of a dead worker to a new one (NEW_WORKER, ATTACH_VRING_WORKER, FREE_WORKER), rewinds
+   * each queue to its used index so that requests the dead worker had taken but not completed
+   * are served again (as QEMU restores last_avail_idx from the used index when a vhost backend
+   * goes away), and starts again. Returns the ids of the workers replaced.
+   */
+  async recoverWorkers(): Promise<number[]> {
+    const d = this.vhost;
+    const dead = d.failedWorkers().map((f) => f.id);
+    if (dead.length === 0) return [];
+    const running = this.started;
+    await this.stop();
+    for (const [i, q] of this.queues.entries()) {
+      if (q.config) q.lastAvail = this.mem.shm.view.getUint16(this.mem.hva(q.config.used + 2, 2), true);
+      const { worker_id } = await d.GET_VRING_WORKER(i);
+      if (!dead.includes(worker_id)) continue;
+      const fresh = (await d.NEW_WORKER()).worker_id;
+      await d.ATTACH_VRING_WORKER({ index: i, worker_id: fresh });
+    }
+    // A dead worker that still has unused vrings (the default worker has them all) stays listed.
+    for (const id of dead) await d.FREE_WORKER({ worker_id: id }).catch(() => {});
+    if (running) await this.start();
+    return dead;
   }
 
   /** Where each queue stopped (VHOST_GET_VRING_BASE at the last stop). */

@@ -8,8 +8,11 @@ export interface GuestRegion {
   readonly hva: number;
 }
 
-/** Called when guest RAM regions are added or removed (the device model's memory listener). */
-export type GuestMemoryListener = (regions: readonly GuestRegion[]) => void;
+/**
+ * Called when guest RAM regions are added or removed (the device model's memory listener); a
+ * returned promise tells when the listener is done with the change (its memory table updated).
+ */
+export type GuestMemoryListener = (regions: readonly GuestRegion[]) => void | Promise<unknown>;
 
 /** Guest RAM regions are placed on 4 KiB boundaries (VHOST_PAGE_SIZE). */
 const REGION_ALIGN = 4096;
@@ -23,6 +26,7 @@ export class GuestMemory {
   private readonly list: GuestRegion[] = [];
   private readonly allocators = new Map<GuestRegion, RangeAllocator>();
   private readonly listeners: GuestMemoryListener[] = [];
+  private pending: Promise<unknown>[] = [];
 
   constructor(readonly shm: SharedMemory) {}
 
@@ -64,14 +68,23 @@ export class GuestMemory {
     return region;
   }
 
-  /** Unplugs the region that starts at gpa; its backing returns to the shared memory. */
-  removeRegion(gpa: number): void {
+  /**
+   * Unplugs the region that starts at gpa. Its backing returns to the shared memory only once
+   * every listener is done (the device no longer maps it and its I/O into it has completed).
+   */
+  async removeRegion(gpa: number): Promise<void> {
     const i = this.list.findIndex((r) => r.gpa === gpa);
     if (i < 0) throw new RangeError(`no guest region at ${gpa}`);
     const [region] = this.list.splice(i, 1);
     this.allocators.delete(region);
     this.changed();
+    await this.settled();
     this.shm.guest.release(region.hva);
+  }
+
+  /** Resolves when the listeners have finished with every change so far. */
+  async settled(): Promise<void> {
+    while (this.pending.length) await Promise.allSettled(this.pending.splice(0));
   }
 
   /** Registers a listener called with the new region list after every change. */
@@ -81,7 +94,10 @@ export class GuestMemory {
   }
 
   private changed(): void {
-    for (const fn of this.listeners) fn(this.list);
+    for (const fn of this.listeners) {
+      const p = fn(this.list);
+      if (p) this.pending.push(p);
+    }
   }
 
   private regionOf(gpa: number): GuestRegion | undefined {

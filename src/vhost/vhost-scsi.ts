@@ -106,6 +106,11 @@ export class VhostScsi {
     return this.acked;
   }
 
+  /** Workers that died (thread exit or crash), by id, with what was reported. */
+  failedWorkers(): { id: number; error: Error }[] {
+    return [...this.workers].filter(([, w]) => w.failure).map(([id, w]) => ({ id, error: w.failure! }));
+  }
+
   /** CPU time (ms) of each worker that can tell it, and how much of it went into serving requests. */
   async workerCpu(): Promise<{ id: number; user: number; system: number; busy: number }[]> {
     const out: { id: number; user: number; system: number; busy: number }[] = [];

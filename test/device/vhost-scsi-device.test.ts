@@ -81,7 +81,7 @@ describe("QEMU-side vhost-scsi device model", () => {
     bed = await createTestbed({ guestMemory: 16 << 20, hotplugMemory: 8 << 20 });
     await clearUnitAttentions(bed);
     const extra = bed.mem.addRegion(2 ** 32, 8 << 20);
-    await new Promise((r) => setTimeout(r, 20)); // the listener's SET_MEM_TABLE
+    await bed.mem.settled(); // the listener's SET_MEM_TABLE
     // Put a command's buffers in the new region by exhausting the old one first.
     const hold: number[] = [];
     for (;;) {

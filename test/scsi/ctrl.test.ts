@@ -17,6 +17,9 @@ afterEach(async () => {
   bed = undefined;
 });
 
+/** Resolves once the device holds a TMF (the control queue has a request in flight). */
+const tmfHeld = (b: Testbed) => until(() => (b.device.vhost.vringStatus(0)?.inflight ?? 0) > 0);
+
 async function fileBed(ops: GatedFileOps) {
   bed = await createTestbed({
     luns: [
@@ -42,7 +45,7 @@ describe("task management functions (VIRTIO 1.2, 5.6.6.2)", () => {
     expect(await b.driver.tmf(V.VIRTIO_SCSI_T_TMF_QUERY_TASK, { lun: 0, tag: 78n })).toBe(V.VIRTIO_SCSI_S_FUNCTION_COMPLETE);
     expect(await b.driver.tmf(V.VIRTIO_SCSI_T_TMF_QUERY_TASK_SET, { lun: 0 })).toBe(V.VIRTIO_SCSI_S_FUNCTION_SUCCEEDED);
     const abort = b.driver.tmf(V.VIRTIO_SCSI_T_TMF_ABORT_TASK, { lun: 0, tag: 77n }).then((r) => (order.push("tmf"), r));
-    await new Promise((r) => setTimeout(r, 20));
+    await tmfHeld(b);
     expect(order).toEqual([]); // the TMF is held while the aborted read is in flight
     ops.open();
     expect(await abort).toBe(V.VIRTIO_SCSI_S_FUNCTION_COMPLETE);
@@ -64,7 +67,7 @@ describe("task management functions (VIRTIO 1.2, 5.6.6.2)", () => {
     const reads = [1, 2, 3].map((k) => cmd(b, { cdb: read16(k, 1), dataInLength: 512, tag: BigInt(k) }));
     await until(() => ops.held === 3);
     const reset = b.driver.tmf(V.VIRTIO_SCSI_T_TMF_LOGICAL_UNIT_RESET, { lun: 0 });
-    await new Promise((r) => setTimeout(r, 10));
+    await tmfHeld(b);
     ops.open();
     expect(await reset).toBe(V.VIRTIO_SCSI_S_FUNCTION_COMPLETE);
     expect((await Promise.all(reads)).map((r) => r.response)).toEqual([2, 2, 2]);
@@ -80,6 +83,7 @@ describe("task management functions (VIRTIO 1.2, 5.6.6.2)", () => {
       const read = cmd(b, { cdb: read16(0, 1), dataInLength: 512 });
       await until(() => ops.held === 1);
       const t = b.driver.tmf(sub, { lun: 0 });
+      await tmfHeld(b);
       ops.open();
       expect(await t).toBe(V.VIRTIO_SCSI_S_FUNCTION_COMPLETE);
       expect((await read).response).toBe(V.VIRTIO_SCSI_S_ABORTED);
