@@ -5,6 +5,7 @@ import * as V from "../../src/scsi/virtio-scsi.js";
 import { SenseKey } from "../../src/scsi/sense.js";
 import { clearUnitAttentions, cmd, expectGood, expectSense } from "../helpers/scsi.js";
 import { until } from "../helpers/file-ops.js";
+import { LocalWorker } from "../../src/vhost/local-worker.js";
 
 let bed: Testbed | undefined;
 afterEach(async () => {
@@ -55,13 +56,19 @@ describe("event queue (VIRTIO 1.2, 5.6.6.3)", () => {
   });
 
   it("marks the next event EVENTS_MISSED after an event found no buffer", async () => {
-    bed = await createTestbed({ driver: { eventBuffers: 2 } });
+    // A worker in this thread, run by hand, so that the order of delivery is fixed.
+    let worker: LocalWorker | undefined;
+    bed = await createTestbed({ driver: { eventBuffers: 2 }, process: { createWorker: (id, shm) => (worker = new LocalWorker(id, shm, { manual: true })) } });
     for (let l = 1; l <= 5; l++) bed.tpg.addLun(l, { backstore: "null", size: 1 << 20 });
-    // Two buffers: two events delivered, three lost; the re-posted buffers bring EVENTS_MISSED.
-    await until(() => bed!.driver.events.some((e) => e.event & V.VIRTIO_SCSI_T_EVENTS_MISSED));
-    const evs = bed.driver.events;
-    expect(evs.slice(0, 2).map((e) => e.event)).toEqual([V.VIRTIO_SCSI_T_TRANSPORT_RESET, V.VIRTIO_SCSI_T_TRANSPORT_RESET]);
-    expect(evs[2].event).toBe((V.VIRTIO_SCSI_T_NO_EVENT | V.VIRTIO_SCSI_T_EVENTS_MISSED) >>> 0);
+    worker!.poll(); // two buffers: two events delivered, three lost
+    await until(() => bed!.driver.events.length === 2);
+    expect(bed.driver.events.map((e) => e.event)).toEqual([V.VIRTIO_SCSI_T_TRANSPORT_RESET, V.VIRTIO_SCSI_T_TRANSPORT_RESET]);
+    expect(await bed.device.vhost.SCSI_GET_EVENTS_MISSED()).toBe(1);
+    // The driver re-posted its buffers and kicked: the device reports the loss.
+    await new Promise((r) => setTimeout(r, 10));
+    worker!.poll();
+    await until(() => bed!.driver.events.length === 3);
+    expect(bed.driver.events[2].event).toBe((V.VIRTIO_SCSI_T_NO_EVENT | V.VIRTIO_SCSI_T_EVENTS_MISSED) >>> 0);
     expect(await bed.device.vhost.SCSI_GET_EVENTS_MISSED()).toBe(0);
   });
 
