@@ -69,7 +69,7 @@ export async function runFio(o: FioOptions, progress: (line: string) => void = (
           const bufferGpa = bed.mem.alloc(depth * polledSlotSize(o.bs), 4096);
           return {
             ring: {
-              num: r.num, desc: bed.mem.hva(r.desc), avail: bed.mem.hva(r.avail), used: bed.mem.hva(r.used), gpaBase: r.desc,
+              num: r.num, desc: bed.mem.hva(r.desc), avail: bed.mem.hva(r.avail), used: bed.mem.hva(r.used),
               availIdx: r.availIdx, usedIdx: r.usedIdx, eventIdx: r.eventIdx, kick: notifiers[2 + q].kick, call: notifiers[2 + q].call,
             },
             depth,

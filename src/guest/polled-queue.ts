@@ -9,8 +9,6 @@ export interface ReleasedQueue {
   desc: number;
   avail: number;
   used: number;
-  /** Guest-physical address of the descriptor table (descriptors hold GPAs). */
-  gpaBase: number;
   availIdx: number;
   usedIdx: number;
   eventIdx: boolean;
