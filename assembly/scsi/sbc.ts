@@ -197,13 +197,17 @@ export function sbc_unmap(c: ScsiCmd): void {
   const got = data_out().read(buf, take);
   c.done += got;
   const bdLen = be16(buf + 2);
-  if (bdLen % 16 != 0 || <u32>8 + bdLen > plen) return cmd_check(c, ILLEGAL_REQUEST, ASC_PARAMETER_LIST_LENGTH_ERROR);
+  if (<u32>8 + bdLen > plen) return cmd_check(c, ILLEGAL_REQUEST, ASC_PARAMETER_LIST_LENGTH_ERROR);
+  // SBC-4 5.32.2: an incomplete last block descriptor (length not a multiple of 16) is ignored.
   const count = bdLen / 16;
   if (count > lun.max_unmap_descs || count > MAX_UNMAP_DESCS) return cmd_invalid_param(c, 2);
+  // The total LBA count of all descriptors is what MAXIMUM UNMAP LBA COUNT limits.
+  let total: u64 = 0;
   for (let i: u32 = 0; i < count; i++) {
     const d = buf + 8 + i * 16;
     const n = be32(d + 8);
-    if (n > lun.max_unmap_blocks) return cmd_invalid_param(c, 8 + i * 16 + 8);
+    total += n;
+    if (total > <u64>lun.max_unmap_blocks) return cmd_invalid_param(c, 8 + i * 16 + 8);
     if (!check_range(c, be64(d), n)) return;
   }
   if (lun.backstore != BS_RAM) return;

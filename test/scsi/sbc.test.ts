@@ -190,6 +190,17 @@ describe("SBC-4 block commands on a RAM LUN", () => {
     expect((await cmd(bed, { cdb: read16(300, 1), dataInLength: bs })).dataIn.some((x) => x !== 0)).toBe(true);
   });
 
+  it("UNMAP ignores an incomplete last descriptor and limits the total LBA count (SBC-4 5.32.2)", async () => {
+    const p = unmapParams([[600, 2]]);
+    const withTail = new Uint8Array(p.length + 4);
+    withTail.set(p);
+    new DataView(withTail.buffer).setUint16(2, 16 + 4); // one descriptor and 4 stray bytes
+    expectGood(await cmd(bed, { cdb: unmap(withTail), dataOut: withTail }));
+    // Overlapping extents are allowed; 14 x 10000 blocks exceed the 131072-block limit together.
+    const q = unmapParams(Array.from({ length: 14 }, () => [0, 10000] as [number, number]));
+    expectSense(await cmd(bed, { cdb: unmap(q), dataOut: q }), ILLEGAL, 0x2600);
+  });
+
   it("UNMAP refuses short parameter lists, too many descriptors and ANCHOR", async () => {
     expectSense(await cmd(bed, { cdb: cdb(10, ScsiOp.UNMAP, [[7, 2, 4]]), dataOut: new Uint8Array(4) }), ILLEGAL, 0x1a00);
     const many = unmapParams(Array.from({ length: 129 }, (_, i) => [i, 1] as [number, number]));
