@@ -153,13 +153,12 @@ function probe(): void {
   expect(Buffer.from(bed.shm.bytes.subarray(bed.hvaOf(at + 256) + 8, bed.hvaOf(at + 256) + 15)).toString()).toBe("LIO-ORG");
 }
 
-/** Every case: snapshot, act, then the memory invariant and the liveness probe. */
-function checked(act: () => Desc[]): void {
+/** Every case: reset, lay the case out (act), snapshot, run the device, then the memory invariant and the probe. */
+function checked(act: () => Desc[], run: () => void): void {
   bed.reset();
   stats.cases++;
   const descs = act();
   const before = bed.shm.bytes.slice();
-  const run = (bed as unknown as { pending: () => void }).pending;
   run();
   const bad = bed.forbiddenChanges(before, writableRanges(descs));
   expect(bad.map((o) => bed.describe(o))).toEqual([]);
@@ -244,7 +243,7 @@ describe(`hostile guest (seed ${SEED}; replay with FUZZ_SEED=${SEED})`, () => {
         fc.oneof(fc.constant(undefined), fc.integer({ min: 0, max: 0xffff })),
         fc.boolean(),
         (table, indirects, heads, idx, pi) => {
-          (bed as unknown as { pending: () => void }).pending = () => drain("req", pi);
+          const run = () => drain("req", pi);
           checked(() => {
             const descs = table.map((d, i) => putDesc(bed.req, i, d));
             for (const [gpaOff, t] of indirects) {
@@ -253,7 +252,7 @@ describe(`hostile guest (seed ${SEED}; replay with FUZZ_SEED=${SEED})`, () => {
             }
             publish(bed.req, heads, idx);
             return descs;
-          });
+          }, run);
         },
       ),
       runs(SECONDS * 1000),
@@ -266,7 +265,7 @@ describe(`hostile guest (seed ${SEED}; replay with FUZZ_SEED=${SEED})`, () => {
         const laid: ReturnType<typeof layRequest>[] = [];
         const pi = reqs[0].pi;
         for (const r of reqs) r.pi = pi;
-        (bed as unknown as { pending: () => void }).pending = () => drain("req", pi);
+        const run = () => drain("req", pi);
         checked(() => {
           const arena = { a: 0x8000, b: 0 };
           let next = 0;
@@ -290,7 +289,7 @@ describe(`hostile guest (seed ${SEED}; replay with FUZZ_SEED=${SEED})`, () => {
           publish(bed.req, laid.map((l) => l.head));
           stats.requests += laid.length;
           return all;
-        });
+        }, run);
         if (mutations.length === 0) {
           // Well-formed chains: no queue error, each returned once, each with a valid answer.
           expect(bed.req.dq.error).toBeUndefined();
@@ -304,7 +303,7 @@ describe(`hostile guest (seed ${SEED}; replay with FUZZ_SEED=${SEED})`, () => {
     fc.assert(
       fc.property(fc.array(request.filter((r) => r.hdrLen === 51 && r.respLen >= 108 && !r.pi), { minLength: 1, maxLength: 4 }), (reqs) => {
         const laid: ReturnType<typeof layRequest>[] = [];
-        (bed as unknown as { pending: () => void }).pending = () => drain("req");
+        const run = () => drain("req");
         checked(() => {
           const arena = { a: 0x8000, b: 0 };
           let next = 0;
@@ -317,7 +316,7 @@ describe(`hostile guest (seed ${SEED}; replay with FUZZ_SEED=${SEED})`, () => {
           }
           publish(bed.req, laid.map((l) => l.head));
           return all;
-        });
+        }, run);
         // checked() ran the probe, which reset the ring; the answers are still in guest memory.
         laid.forEach((l, k) => checkResponse(reqs[k], l.resp));
       }),
@@ -330,7 +329,7 @@ describe(`hostile guest (seed ${SEED}; replay with FUZZ_SEED=${SEED})`, () => {
       fc.property(
         fc.array(fc.record({ type: fc.oneof(fc.constantFrom(0, 1, 2), fc.integer({ min: 0, max: 2 ** 32 - 1 })), body: fc.uint8Array({ minLength: 0, maxLength: 40 }), out: fc.integer({ min: 0, max: 40 }), inLen: fc.integer({ min: 0, max: 16 }) }), { minLength: 1, maxLength: 4 }),
         (reqs) => {
-          (bed as unknown as { pending: () => void }).pending = () => drain("ctl");
+          const run = () => drain("ctl");
           checked(() => {
             const descs: Desc[] = [];
             reqs.forEach((r, k) => {
@@ -344,7 +343,7 @@ describe(`hostile guest (seed ${SEED}; replay with FUZZ_SEED=${SEED})`, () => {
             });
             publish(bed.ctl, reqs.map((_, k) => 2 * k));
             return descs;
-          });
+          }, run);
         },
       ),
       runs((SECONDS * 1000) / 2),
@@ -354,13 +353,13 @@ describe(`hostile guest (seed ${SEED}; replay with FUZZ_SEED=${SEED})`, () => {
   it("event queue buffers of any shape while events are posted", () => {
     fc.assert(
       fc.property(fc.array(desc, { minLength: 8, maxLength: 8 }), fc.array(fc.integer({ min: 0, max: 9 }), { maxLength: 8 }), fc.integer({ min: 0, max: 70 }), (table, heads, events) => {
-        (bed as unknown as { pending: () => void }).pending = () => drain("evt");
+        const run = () => drain("evt");
         checked(() => {
           const descs = table.map((d, i) => putDesc(bed.evt, i, d));
           publish(bed.evt, heads);
           for (let e = 0; e < events; e++) bed.dp.scsi_post_event(bed.dev, 1, 1, e % 400, 1);
           return descs;
-        });
+        }, run);
       }),
       runs((SECONDS * 1000) / 2),
     );
