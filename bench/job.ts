@@ -139,8 +139,11 @@ function issue(qi: number, slot: number, forceRead?: boolean, block?: number, no
 let stopping = false;
 let completedSinceUpdate = 0;
 
+/** The time of the current reaping pass: completions found in one pass share it. */
+let passNow = 0;
+
 function complete(qi: number, slot: number, ok: boolean): void {
-  const now = performance.now();
+  const now = passNow;
   const d = slotRead[qi][slot];
   const b = slotBlock[qi][slot];
   histograms[d ? 0 : 1].recordValue(Math.max(1, Math.round((now - slotStart[qi][slot]) * 1e6)));
@@ -180,6 +183,7 @@ function runLoop(until: () => boolean): void {
   let idleSince = -1;
   for (;;) {
     let n = 0;
+    passNow = performance.now();
     for (let qi = 0; qi < queues.length; qi++) n += queues[qi].reap(doneFns[qi]);
     for (let qi = 0; qi < queues.length; qi++) queues[qi].publish();
     if ((++iter & 255) === 0 && until()) return;

@@ -131,6 +131,14 @@ describe("vhost-scsi ioctls with kernel semantics", () => {
     expect(await errnoOf(ioctl(U.VHOST_SET_MEM_TABLE, truncated))).toBe("EFAULT");
     expect(await errnoOf(ioctl(U.VHOST_SET_MEM_TABLE, memTable()))).toBe("ok");
     expect(await errnoOf(ioctl(U.VHOST_SET_LOG_BASE, u64(0x1000n)))).toBe("ok");
+    const i32 = (v: number) => {
+      const b = new Uint8Array(4);
+      new DataView(b.buffer).setInt32(0, v, true);
+      return b;
+    };
+    expect(await errnoOf(ioctl(U.VHOST_SET_LOG_FD, i32(proc.eventfd())))).toBe("ok");
+    expect(await errnoOf(ioctl(U.VHOST_SET_LOG_FD, i32(-1)))).toBe("ok");
+    expect(await errnoOf(ioctl(U.VHOST_SET_LOG_FD, i32(4242)))).toBe("EBADF");
   });
 
   it("SET_VRING_NUM: EINVAL for 0, non-powers of two and sizes over 32768; ENOBUFS for a bad index", async () => {
