@@ -19,8 +19,6 @@ export const RING_HEADER_SIZE: u32 = 4;
 /** Size of one struct virtq_used_elem. */
 export const USED_ELEM_SIZE: u32 = 8;
 
-/** Largest queue size a split ring may have (VIRTIO 1.2, 2.7: Queue Size up to 32768). */
-export const VIRTQUEUE_MAX_SIZE: u32 = 32768;
 /** Most iovecs one chain may translate to (the kernel's UIO_MAXIOV). */
 export const UIO_MAXIOV: u32 = 1024;
 /** Most regions a memory table may hold (the kernel's default max_mem_regions). */

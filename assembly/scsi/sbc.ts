@@ -4,7 +4,7 @@
 // transfer against the guest's buffers before any data moves.
 import { copy_bytes, fill_bytes } from "../bytes";
 import {
-  ScsiCmd, cmd_check, cmd_invalid_cdb, cmd_invalid_param, cmd_send, cmd_want_in, cmd_want_out, data_out, param_buf,
+  ScsiCmd, SCRATCH_DATA_SIZE, cmd_check, cmd_invalid_cdb, cmd_invalid_param, cmd_send, cmd_want_in, cmd_want_out, data_out, param_buf,
 } from "./cmd";
 import {
   ScsiLun, BS_FILE, BS_NULL, BS_RAM, LUN_F_LBPRZ, LUN_F_PREVENT, LUN_F_READ_ONLY, LUN_F_STOPPED, LUN_F_UNMAP,
@@ -153,7 +153,7 @@ export function sbc_verify(c: ScsiCmd): void {
   const src = data_out();
   let at: u32 = 0;
   while (at < bytes) {
-    const want = bytes - at < 2048 ? bytes - at : 2048;
+    const want = bytes - at < <u32>SCRATCH_DATA_SIZE ? bytes - at : <u32>SCRATCH_DATA_SIZE;
     const got = src.read(buf, want);
     c.done += got;
     for (let k: u32 = 0; k < got; k++) {
