@@ -1,7 +1,7 @@
 // Builds the data plane (AssemblyScript -> dist/dataplane.wasm) and the TypeScript (-> dist/).
 // The wasm step is skipped when dist/dataplane.wasm is newer than every file in assembly/.
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readdirSync, statSync, existsSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, statSync, existsSync } from "node:fs";
 import { join } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -22,5 +22,11 @@ if (!existsSync(wasm) || statSync(wasm).mtimeMs < Math.max(newest(join(root, "as
     "--enable", "threads",
     "--optimizeLevel", "3", "--shrinkLevel", "0", "--converge", "--noAssert",
   ], { cwd: root, stdio: "inherit" });
+}
+// The data plane must never allocate: per-instance heaps would overlap in the one shared memory,
+// and the runtime's bump heap starts right after the static data. A module that links the
+// runtime allocator is refused here.
+if (/\$~lib\/rt\//.test(readFileSync(join(root, "dist", "dataplane.wat"), "utf8"))) {
+  throw new Error("dist/dataplane.wat uses the AssemblyScript runtime allocator: the data plane must not allocate");
 }
 execFileSync(bin("tsc"), ["-p", "tsconfig.json"], { cwd: root, stdio: "inherit" });

@@ -73,10 +73,16 @@ function vpd_header(buf: usize, page: u32, len: u32): u32 {
   return len + 4;
 }
 
+/**
+ * The VPD pages served. Module level, so that it is static data: a StaticArray literal inside a
+ * function body is allocated on every call (found by the fuzzer: it grew the runtime's bump
+ * heap past the static area into the device heap).
+ */
+const VPD_PAGES: StaticArray<u8> = [0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2];
+
 function vpd_supported(buf: usize): u32 {
-  const pages: StaticArray<u8> = [0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2];
-  for (let i = 0; i < pages.length; i++) store<u8>(buf + 4 + i, unchecked(pages[i]));
-  return vpd_header(buf, 0x00, pages.length);
+  for (let i = 0; i < VPD_PAGES.length; i++) store<u8>(buf + 4 + i, unchecked(VPD_PAGES[i]));
+  return vpd_header(buf, 0x00, VPD_PAGES.length);
 }
 
 function vpd_serial(lun: ScsiLun, buf: usize): u32 {
