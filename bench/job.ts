@@ -174,6 +174,17 @@ function allIdle(): boolean {
   return true;
 }
 
+/** Reaps with `fns` (which may submit more) until nothing is in flight; sleeps when nothing came back. */
+function drainAll(fns: ((slot: number, ok: boolean) => void)[]): void {
+  for (;;) {
+    let n = 0;
+    for (let qi = 0; qi < queues.length; qi++) n += queues[qi].reap(fns[qi]);
+    for (const q of queues) q.publish();
+    if (n === 0 && allIdle()) return;
+    if (n === 0) queues[0].wait(1);
+  }
+}
+
 /** How long a job polls its used rings without completions before it sleeps on an interrupt. */
 const POLL_BEFORE_SLEEP_MS = 0.2;
 
@@ -210,13 +221,7 @@ if (gens && allReads) {
   queues.forEach((q, qi) => {
     for (let s = 0; s < init.queues[qi].depth; s++) fill(qi, s);
   });
-  for (;;) {
-    let n = 0;
-    for (let qi = 0; qi < queues.length; qi++) n += queues[qi].reap((slot) => (busy![slotBlock[qi][slot]] = 0, doneFill[qi](slot)));
-    for (const q of queues) q.publish();
-    if (n === 0 && queues.every((q) => q.outstanding === 0)) break;
-    if (n === 0) queues[0].wait(1);
-  }
+  drainAll(queues.map((_, qi) => (slot: number) => ((busy![slotBlock[qi][slot]] = 0), doneFill[qi](slot))));
 }
 
 parentPort!.postMessage({ ready: true });
@@ -257,13 +262,7 @@ if (gens && !allReads) {
     if (!matches(queues[qi].data(slot), b, gens[b])) mismatches++;
     readBack(qi, slot);
   });
-  for (;;) {
-    let n = 0;
-    for (let qi = 0; qi < queues.length; qi++) n += queues[qi].reap(fns[qi]);
-    for (const q of queues) q.publish();
-    if (n === 0 && queues.every((q) => q.outstanding === 0)) break;
-    if (n === 0) queues[0].wait(1);
-  }
+  drainAll(fns);
 }
 
 flushStats();
