@@ -265,11 +265,7 @@ export function scsi_inflight_init(table: usize, capacity: u32): void {
 export function scsi_inflight_nsubmit(table: usize): u32 { return changetype<InflightTable>(table).nsubmit; }
 export function scsi_inflight_submitted(table: usize, k: u32): u32 { return inflight_submitted(changetype<InflightTable>(table), k); }
 export function scsi_inflight_clear_submitted(table: usize): void { changetype<InflightTable>(table).nsubmit = 0; }
-export function scsi_inflight_count(table: usize): u32 { return changetype<InflightTable>(table).count; }
 export function scsi_slot_op(table: usize, i: u32): u32 { return inflight_slot(changetype<InflightTable>(table), i).op; }
-/** SLOT_FREE, SLOT_SUBMITTED or SLOT_ABORTED. */
-export function scsi_slot_state(table: usize, i: u32): u32 { return atomic.load<u32>(changetype<usize>(inflight_slot(changetype<InflightTable>(table), i))); }
-export function scsi_inflight_capacity(table: usize): u32 { return changetype<InflightTable>(table).capacity; }
 export function scsi_slot_lun(table: usize, i: u32): usize { return inflight_slot(changetype<InflightTable>(table), i).lun; }
 export function scsi_slot_offset(table: usize, i: u32): f64 { return <f64>inflight_slot(changetype<InflightTable>(table), i).offset; }
 export function scsi_slot_length(table: usize, i: u32): f64 { return <f64>inflight_slot(changetype<InflightTable>(table), i).length; }
@@ -283,10 +279,3 @@ export function scsi_complete_request(vq: usize, i: u32, result: u32, info: f64)
 /** Supported command table, for tests: count and row i as (opcode << 16) | ((sa + 1) << 8) | cdb length. */
 export function scsi_opcode_count(): u32 { return opcode_count(); }
 export function scsi_opcode_row(i: u32): u32 { return opcode_row(i); }
-
-// ---- benchmark references ----
-
-/** memory.copy of n bytes (the bulk-memory reference the copy benchmarks compare with). */
-export function bench_memcpy(dst: usize, src: usize, n: usize): void {
-  memory.copy(dst, src, n);
-}

@@ -112,7 +112,7 @@ async function copies(): Promise<void> {
       const sab = new Uint8Array(b.tb.shm.buffer);
       const from = b.tb.shm.device.alloc(bs * batch, 4096);
       const to = b.tb.mem.hva(b.tb.mem.alloc(bs * batch, 4096));
-      const name = `${bs >= 65536 ? bs / 1024 + " KiB" : bs / 1024 + " KiB"} RAM-disk ${write ? "WRITE(16)" : "READ(16)"}`;
+      const name = `${bs / 1024} KiB RAM-disk ${write ? "WRITE(16)" : "READ(16)"}`;
       await pair(`${name}: data plane vs native memcpy`, "B/s", bs * batch, ["wasm request", b.run], ["memcpy (Buffer.copy)", () => src.copy(dst)]);
       await pair(`${name}: data plane vs TypedArray.set on shared memory`, "B/s", bs * batch, ["wasm request", b.run], ["TypedArray.set", () => sab.set(sab.subarray(from, from + bs * batch), to)]);
       b.check();

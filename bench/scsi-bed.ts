@@ -18,7 +18,7 @@ export class ScsiBench {
   readonly dev: number;
   private idx = 0;
 
-  constructor(readonly batch: number, dataBytes: number, cdb: (i: number) => Uint8Array, lun: LunConfig, opts: { write?: boolean; dataIn?: boolean } = {}) {
+  constructor(readonly batch: number, dataBytes: number, cdb: (i: number) => Uint8Array, lun: LunConfig, opts: { write?: boolean } = {}) {
     this.tb = new RingTestbed({ regions: [{ gpa: 0, size: Math.max(8 << 20, 4 * batch * (256 + dataBytes) + (1 << 20)) }], deviceBytes: (lun.backstore === "ram" ? lun.size : 0) + (4 << 20) });
     const { tb } = this;
     const dp = tb.dp;

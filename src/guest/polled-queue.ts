@@ -71,6 +71,8 @@ export class PolledScsiQueue {
 
   constructor(buffer: SharedArrayBuffer, private readonly q: ReleasedQueue, private readonly o: PolledQueueOptions) {
     if (q.num < 3 * o.depth) throw new RangeError(`queue of ${q.num} cannot hold ${o.depth} three-descriptor chains`);
+    // Kick and interrupt suppression here are the event-idx kind (avail_event, used_event).
+    if (!q.eventIdx) throw new RangeError("a polled queue needs VIRTIO_RING_F_EVENT_IDX");
     this.u8 = new Uint8Array(buffer);
     this.u16 = new Uint16Array(buffer);
     this.u32 = new Uint32Array(buffer);

@@ -68,10 +68,7 @@ export interface DataplaneExports {
   scsi_inflight_nsubmit(table: number): number;
   scsi_inflight_submitted(table: number, k: number): number;
   scsi_inflight_clear_submitted(table: number): void;
-  scsi_inflight_count(table: number): number;
   scsi_slot_op(table: number, i: number): number;
-  scsi_slot_state(table: number, i: number): number;
-  scsi_inflight_capacity(table: number): number;
   scsi_slot_lun(table: number, i: number): number;
   scsi_slot_offset(table: number, i: number): number;
   scsi_slot_length(table: number, i: number): number;
@@ -79,7 +76,6 @@ export interface DataplaneExports {
   scsi_complete_request(vq: number, slot: number, result: number, info: number): void;
   scsi_opcode_count(): number;
   scsi_opcode_row(i: number): number;
-  bench_memcpy(dst: number, src: number, n: number): void;
 }
 
 /** scsi_ctl_poll() bit: some TMF still waits for aborted requests. */
