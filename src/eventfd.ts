@@ -207,3 +207,21 @@ export class EventFd {
     this.closed = true;
   }
 }
+
+/**
+ * Calls fn after every signal on efd (each read that took a count), waiting with readAsync so the
+ * calling thread's event loop keeps running, for as long as active() holds (checked at least
+ * every 100 ms). The guest notifiers of the device model and of a remote transport run on it.
+ */
+export function onSignal(efd: EventFd, fn: () => void, active: () => boolean): void {
+  void (async () => {
+    while (active()) {
+      try {
+        await efd.readAsync(100);
+      } catch {
+        continue;
+      }
+      fn();
+    }
+  })();
+}

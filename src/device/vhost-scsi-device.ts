@@ -1,5 +1,5 @@
 import type { GuestMemory, GuestRegion } from "../guest/guest-memory.js";
-import type { EventFdHandle } from "../eventfd.js";
+import { onSignal, type EventFdHandle } from "../eventfd.js";
 import type { VhostProcess } from "../vhost/process.js";
 import type { VhostScsi } from "../vhost/vhost-scsi.js";
 import { VHOST_SCSI_MAX_IO_VQ } from "../vhost/vhost-scsi.js";
@@ -245,17 +245,7 @@ export class VhostScsiDevice implements VirtioTransport {
    */
   private watchCall(index: number): void {
     this.callWatchers.add(index);
-    const efd = this.proc.eventfdOf(this.queues[index].call);
-    void (async () => {
-      while (this.callWatchers.has(index)) {
-        try {
-          await efd.readAsync(100);
-        } catch {
-          continue;
-        }
-        this.interrupt(index);
-      }
-    })();
+    onSignal(this.proc.eventfdOf(this.queues[index].call), () => this.interrupt(index), () => this.callWatchers.has(index));
   }
 
   private async memoryChanged(regions: readonly GuestRegion[]): Promise<void> {

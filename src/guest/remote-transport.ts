@@ -1,5 +1,5 @@
 import type { MessagePort } from "node:worker_threads";
-import { EventFd } from "../eventfd.js";
+import { EventFd, onSignal } from "../eventfd.js";
 import type { QueueConfig, VirtioTransport } from "../virtio/transport.js";
 import type { TransportDescription, TransportRequest } from "../device/transport-host.js";
 
@@ -78,18 +78,7 @@ export class RemoteTransport implements VirtioTransport {
   onInterrupt(handler: (index: number) => void): void {
     if (this.listening) return;
     this.listening = true;
-    this.calls.forEach((efd, i) => {
-      void (async () => {
-        while (this.listening) {
-          try {
-            await efd.readAsync(100);
-          } catch {
-            continue;
-          }
-          handler(i);
-        }
-      })();
-    });
+    this.calls.forEach((efd, i) => onSignal(efd, () => handler(i), () => this.listening));
   }
   /** Stops waiting for interrupts. */
   close(): void {

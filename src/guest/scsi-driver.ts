@@ -253,37 +253,41 @@ export class VirtioScsiDriver {
     return result;
   }
 
-  /** Sends a task management function; resolves with the response code. */
-  async tmf(subtype: number, opts: { lun: number; target?: number; tag?: bigint }): Promise<number> {
+  /**
+   * Sends a control-queue request: `build` fills the request bytes, the response (respLen bytes,
+   * preset to `preset` so an unanswered request is visible) comes back as a copy.
+   */
+  private async controlRequest(reqLen: number, respLen: number, preset: number, build: (b: Uint8Array, dv: DataView) => void): Promise<Uint8Array> {
     const block = this.mem.alloc(64, 16);
     const b = this.mem.bytes(block, 64);
     b.fill(0);
-    const dv = new DataView(b.buffer, b.byteOffset, 64);
-    dv.setUint32(0, VIRTIO_SCSI_T_TMF, true);
-    dv.setUint32(4, subtype, true);
-    b.set(virtioScsiLun(opts.target ?? this.defaultTarget, opts.lun), 8);
-    dv.setBigUint64(16, opts.tag ?? 0n, true);
-    b[32] = 0xff;
-    await this.submit(this.control, 0, [{ addr: block, len: VIRTIO_SCSI_CTRL_TMF_REQ_SIZE }], [{ addr: block + 32, len: 1 }]);
-    const r = this.mem.bytes(block, 64)[32];
+    b.fill(preset, 32, 32 + respLen);
+    build(b, new DataView(b.buffer, b.byteOffset, 64));
+    await this.submit(this.control, 0, [{ addr: block, len: reqLen }], [{ addr: block + 32, len: respLen }]);
+    const resp = this.mem.bytes(block + 32, respLen).slice();
     this.mem.free(block);
-    return r;
+    return resp;
+  }
+
+  /** Sends a task management function; resolves with the response code. */
+  async tmf(subtype: number, opts: { lun: number; target?: number; tag?: bigint }): Promise<number> {
+    const r = await this.controlRequest(VIRTIO_SCSI_CTRL_TMF_REQ_SIZE, 1, 0xff, (b, dv) => {
+      dv.setUint32(0, VIRTIO_SCSI_T_TMF, true);
+      dv.setUint32(4, subtype, true);
+      b.set(virtioScsiLun(opts.target ?? this.defaultTarget, opts.lun), 8);
+      dv.setBigUint64(16, opts.tag ?? 0n, true);
+    });
+    return r[0];
   }
 
   /** Sends an asynchronous-notification query or subscribe; resolves with response and event_actual. */
   async an(type: number, opts: { lun: number; target?: number; events: number }): Promise<{ response: number; eventActual: number }> {
-    const block = this.mem.alloc(64, 16);
-    const b = this.mem.bytes(block, 64);
-    b.fill(0);
-    const dv = new DataView(b.buffer, b.byteOffset, 64);
-    dv.setUint32(0, type, true);
-    b.set(virtioScsiLun(opts.target ?? this.defaultTarget, opts.lun), 4);
-    dv.setUint32(12, opts.events, true);
-    await this.submit(this.control, 0, [{ addr: block, len: VIRTIO_SCSI_CTRL_AN_REQ_SIZE }], [{ addr: block + 32, len: VIRTIO_SCSI_CTRL_AN_RESP_SIZE }]);
-    const r = this.mem.bytes(block, 64);
-    const out = { response: r[36], eventActual: new DataView(r.buffer, r.byteOffset + 32, 4).getUint32(0, true) };
-    this.mem.free(block);
-    return out;
+    const r = await this.controlRequest(VIRTIO_SCSI_CTRL_AN_REQ_SIZE, VIRTIO_SCSI_CTRL_AN_RESP_SIZE, 0, (b, dv) => {
+      dv.setUint32(0, type, true);
+      b.set(virtioScsiLun(opts.target ?? this.defaultTarget, opts.lun), 4);
+      dv.setUint32(12, opts.events, true);
+    });
+    return { response: r[4], eventActual: new DataView(r.buffer).getUint32(0, true) };
   }
 
   /**
