@@ -113,7 +113,8 @@ export class GuestMemory {
 
   /** A view of guest memory [gpa, gpa + len) (one region). */
   bytes(gpa: number, len: number): Uint8Array {
-    return this.shm.bytes.subarray(this.hva(gpa, len), this.hva(gpa, len) + len);
+    const at = this.hva(gpa, len);
+    return this.shm.bytes.subarray(at, at + len);
   }
 
   /** Allocates size bytes of guest RAM (in the given region, else the first with room). */

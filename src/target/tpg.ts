@@ -23,6 +23,8 @@ export interface TpgListener {
   lunResized(tpg: Tpg, lun: Lun): void;
   /** Runs fn while no worker of the device serves requests; resolves after. */
   paused(fn: () => void): Promise<void>;
+  /** Resolves once every worker finished the work it had when called, file I/O included. */
+  flush(): Promise<void>;
 }
 
 /** Runs fn at once: nothing to pause when no device is bound. */
@@ -95,8 +97,7 @@ export class Tpg {
     this.luns.delete(id);
     for (const other of this.luns.values()) other.raiseUnitAttention(UA_LUNS_CHANGED);
     this.listener?.lunRemoved(this, lun);
-    const paused = this.listener?.paused.bind(this.listener) ?? unbound;
-    await paused(() => {});
+    await this.listener?.flush();
     while (lun.inflight > 0) await new Promise((r) => setTimeout(r, 1));
     lun.dispose();
   }

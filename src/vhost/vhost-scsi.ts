@@ -171,7 +171,7 @@ export class VhostScsi {
     }
     const mt = this.mem.set(regions);
     for (const v of this.vrings) v.q?.setMemTable(mt);
-    for (const w of this.workers.values()) await w.flush();
+    await this.flushWorkers();
   }
 
   async SET_LOG_BASE(base: bigint): Promise<void> {
@@ -423,6 +423,11 @@ export class VhostScsi {
     this.endpoint = undefined;
   }
 
+  /** Waits until every worker finished what it had in hand, file I/O included (vhost_dev_flush). */
+  private async flushWorkers(): Promise<void> {
+    for (const w of this.workers.values()) await w.flush();
+  }
+
   private fileBindings(): FileBinding[] {
     const out: FileBinding[] = [];
     for (const tpg of this.endpoint?.tpgs ?? []) {
@@ -459,6 +464,7 @@ export class VhostScsi {
       // The reason carries ASC 2Ah ASCQ 09h: CAPACITY DATA HAS CHANGED.
       if (bitOf(this.acked, VIRTIO_SCSI_F_CHANGE)) this.postEvent(VIRTIO_SCSI_T_PARAM_CHANGE, tpg, lun, 0x2a | (0x09 << 8));
     },
+    flush: () => this.flushWorkers(),
     paused: async (fn) => {
       const ws = [...this.workers.values()];
       for (const w of ws) await w.pause();

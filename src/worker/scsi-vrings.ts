@@ -48,6 +48,7 @@ export class ScsiVringServer {
   /** Grows whenever a pass published used entries (busy-polling tells idle from busy by it). */
   progress = 0;
   private ioIdle: (() => void)[] = [];
+  private readonly view: DataView;
 
   constructor(
     private readonly dp: DataplaneExports,
@@ -55,7 +56,9 @@ export class ScsiVringServer {
     private readonly events: VringEvents,
     private readonly fdOf: (lunPtr: number) => number,
     private readonly ops: FileOps = nodeFileOps,
-  ) {}
+  ) {
+    this.view = new DataView(buffer);
+  }
 
   attach(b: VringBinding): void {
     this.bindings.set(b.index, b);
@@ -107,14 +110,13 @@ export class ScsiVringServer {
 
   /** Starts the file I/O of the requests the last drain of b submitted. */
   private submit(b: VringBinding): void {
-    const { dp, buffer } = this;
+    const { dp, buffer, view: dv } = this;
     const n = dp.scsi_inflight_nsubmit(b.table);
     for (let k = 0; k < n; k++) {
       const slot = dp.scsi_inflight_submitted(b.table, k);
       const op = dp.scsi_slot_op(b.table, slot);
       const fd = this.fdOf(dp.scsi_slot_lun(b.table, slot));
       const iov = dp.scsi_slot_data(b.table, slot);
-      const dv = new DataView(buffer);
       const views: Uint8Array[] = [];
       for (let i = 0, c = dv.getUint32(iov, true); i < c; i++) {
         views.push(new Uint8Array(buffer, dv.getUint32(iov + 8 + 8 * i, true), dv.getUint32(iov + 12 + 8 * i, true)));
