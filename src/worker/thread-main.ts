@@ -71,18 +71,21 @@ async function main(): Promise<void> {
       idleSince = -1;
       continue;
     }
-    if (us > 0 && !core.paused) {
-      // Idle while busy-polling: look at the clock every 16 rounds; the window starts then.
-      if ((iter & 15) !== 0) continue;
-      const now = performance.now();
-      if (idleSince < 0) idleSince = now;
-      if (now - idleSince < us / 1000) continue;
-    }
-    r = core.drain(false);
-    if (r === POLL_MORE || core.server.progress !== lastProgress) {
-      lastProgress = core.server.progress;
-      idleSince = -1;
-      continue;
+    if (us > 0) {
+      if (!core.paused) {
+        // Idle while busy-polling: look at the clock every 16 rounds; the window starts then.
+        if ((iter & 15) !== 0) continue;
+        const now = performance.now();
+        if (idleSince < 0) idleSince = now;
+        if (now - idleSince < us / 1000) continue;
+      }
+      // The window is over: one pass with kicks back on (a pass without polling already did that).
+      r = core.drain(false);
+      if (r === POLL_MORE || core.server.progress !== lastProgress) {
+        lastProgress = core.server.progress;
+        idleSince = -1;
+        continue;
+      }
     }
     if (table.value(init.doorbell) !== lastBell) continue;
     if (core.server.ioInflight > 0 || r === POLL_WAITING) await table.waitAsync(init.doorbell, lastBell, r === POLL_WAITING ? 1 : 50);
