@@ -174,6 +174,13 @@ function allIdle(): boolean {
   return true;
 }
 
+/** Calls f for every slot of every queue: how a phase starts with all slots in flight. */
+function forEachSlot(f: (qi: number, slot: number) => void): void {
+  queues.forEach((_, qi) => {
+    for (let s = 0; s < init.queues[qi].depth; s++) f(qi, s);
+  });
+}
+
 /** Reaps with `fns` (which may submit more) until nothing is in flight; sleeps when nothing came back. */
 function drainAll(fns: ((slot: number, ok: boolean) => void)[]): void {
   for (;;) {
@@ -213,15 +220,16 @@ function runLoop(until: () => boolean): void {
 // --verify with reads only: write the region once first, so that every read has something to check.
 if (gens && allReads) {
   let next = 0;
-  stopping = false;
   const fill = (qi: number, slot: number) => {
     if (next < blocks) issue(qi, slot, false, next++);
   };
-  const doneFill = queues.map((_, qi) => (slot: number) => fill(qi, slot));
-  queues.forEach((q, qi) => {
-    for (let s = 0; s < init.queues[qi].depth; s++) fill(qi, s);
-  });
-  drainAll(queues.map((_, qi) => (slot: number) => ((busy![slotBlock[qi][slot]] = 0), doneFill[qi](slot))));
+  forEachSlot(fill);
+  drainAll(
+    queues.map((_, qi) => (slot: number) => {
+      busy![slotBlock[qi][slot]] = 0;
+      fill(qi, slot);
+    }),
+  );
 }
 
 parentPort!.postMessage({ ready: true });
@@ -230,10 +238,8 @@ while (Atomics.load(control, 0) === 0) Atomics.wait(control, 0, 0, 100);
 const t0 = performance.now();
 const cpu0 = threadCpuMs();
 const limitBytes = o.runtimeMs > 0 ? Infinity : init.regionBytes;
-queues.forEach((q, qi) => {
-  for (let s = 0; s < init.queues[qi].depth; s++) issue(qi, s);
-  q.publish();
-});
+forEachSlot((qi, s) => issue(qi, s));
+for (const q of queues) q.publish();
 runLoop(() => {
   if (Atomics.load(control, 1) !== 0 || (o.runtimeMs > 0 && performance.now() - t0 >= o.runtimeMs) || bytes[0] + bytes[1] >= limitBytes) {
     stopping = true;
@@ -252,9 +258,7 @@ if (gens && !allReads) {
     if (next < blocks) issue(qi, slot, true, next++);
   };
   stopping = true;
-  queues.forEach((q, qi) => {
-    for (let s = 0; s < init.queues[qi].depth; s++) readBack(qi, s);
-  });
+  forEachSlot(readBack);
   const fns = queues.map((_, qi) => (slot: number, ok: boolean) => {
     const b = slotBlock[qi][slot];
     verified++;
