@@ -87,6 +87,17 @@ export const DRAIN_MORE = 2;
 export const DRAIN_ERROR = 4;
 export const DRAIN_USED = 8;
 
+/**
+ * An iovec array the data plane wrote (chain_iov_ptr(), scsi_slot_data()): { count u32, out u32,
+ * [base u32, len u32] * count }. Returns how many are device-readable and the (offset, length) pairs.
+ */
+export function readIovecs(view: DataView, ptr: number): { out: number; entries: [number, number][] } {
+  const count = view.getUint32(ptr, true);
+  const entries: [number, number][] = [];
+  for (let i = 0; i < count; i++) entries.push([view.getUint32(ptr + 8 + 8 * i, true), view.getUint32(ptr + 12 + 8 * i, true)]);
+  return { out: view.getUint32(ptr + 4, true), entries };
+}
+
 /** vq_pop() result for a queue error (VQ_NO_HEAD as a u32). */
 export const VQ_NO_HEAD = 0xffffffff;
 

@@ -1,5 +1,5 @@
 import type { DataplaneExports } from "../wasm/dataplane.js";
-import { CTL_TMF_PENDING, DRAIN_ERROR, DRAIN_MORE, DRAIN_SIGNAL, DRAIN_USED } from "../wasm/dataplane.js";
+import { CTL_TMF_PENDING, DRAIN_ERROR, DRAIN_MORE, DRAIN_SIGNAL, DRAIN_USED, readIovecs } from "../wasm/dataplane.js";
 import { nodeFileOps, runFileIo, type FileOps } from "./file-io.js";
 
 /** The kinds of vring a vhost-scsi device has (VIRTIO 1.2, 5.6.2: controlq, eventq, requestq...). */
@@ -116,11 +116,7 @@ export class ScsiVringServer {
       const slot = dp.scsi_inflight_submitted(b.table, k);
       const op = dp.scsi_slot_op(b.table, slot);
       const fd = this.fdOf(dp.scsi_slot_lun(b.table, slot));
-      const iov = dp.scsi_slot_data(b.table, slot);
-      const views: Uint8Array[] = [];
-      for (let i = 0, c = dv.getUint32(iov, true); i < c; i++) {
-        views.push(new Uint8Array(buffer, dv.getUint32(iov + 8 + 8 * i, true), dv.getUint32(iov + 12 + 8 * i, true)));
-      }
+      const views = readIovecs(dv, dp.scsi_slot_data(b.table, slot)).entries.map(([at, len]) => new Uint8Array(buffer, at, len));
       this.ioInflight++;
       void runFileIo(this.ops, fd, op, dp.scsi_slot_offset(b.table, slot), dp.scsi_slot_length(b.table, slot), views).then((r) => {
         this.ioInflight--;

@@ -1,6 +1,6 @@
 import type { RingTestbed } from "../../src/testing/ring-testbed.js";
 import type { DeviceQueue } from "../../src/virtio/device-queue.js";
-import { VQ_NO_HEAD } from "../../src/wasm/dataplane.js";
+import { VQ_NO_HEAD, readIovecs } from "../../src/wasm/dataplane.js";
 
 export interface PoppedChain {
   head: number;
@@ -15,11 +15,6 @@ export function pop(tb: RingTestbed, dq: DeviceQueue): PoppedChain | "empty" | "
   const head = tb.dp.vq_pop(dq.ptr) >>> 0;
   if (head === VQ_NO_HEAD) return "error";
   if (head === dq.num) return "empty";
-  const p = tb.dp.chain_iov_ptr();
-  const dv = tb.shm.view;
-  const count = dv.getUint32(p, true);
-  const outCount = dv.getUint32(p + 4, true);
-  const iov: [number, number][] = [];
-  for (let i = 0; i < count; i++) iov.push([dv.getUint32(p + 8 + 8 * i, true), dv.getUint32(p + 12 + 8 * i, true)]);
-  return { head, out: iov.slice(0, outCount), in: iov.slice(outCount) };
+  const { out, entries } = readIovecs(tb.shm.view, tb.dp.chain_iov_ptr());
+  return { head, out: entries.slice(0, out), in: entries.slice(out) };
 }
