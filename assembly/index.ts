@@ -143,7 +143,7 @@ export function static_end(): usize {
 // ---- virtio-scsi device ----
 
 import { ScsiDevice, ScsiTpg, device_struct_size, tpg_struct_size, dev_set_tpg, tpg_set_lun, dev_inflight_slot } from "./scsi/target";
-import { ScsiLun, lun_struct_size, lun_ident, lun_ident_len, lun_raise_ua } from "./scsi/lun";
+import { ScsiLun, lun_struct_size, lun_ident, lun_ident_len, lun_raise_ua, lun_flags, lun_update_flags } from "./scsi/lun";
 import { ScsiRequestQueue, scsi_complete } from "./scsi/request";
 import { ScsiControlQueue, ctl_poll } from "./scsi/ctrl";
 import { evt_drain, evt_post } from "./scsi/event";
@@ -214,11 +214,10 @@ export function scsi_lun_set_backing(lun: usize, nblocks: f64, ram: usize): void
   changetype<ScsiLun>(lun).ram = <u32>ram;
 }
 export function scsi_lun_flags(lun: usize): u32 {
-  return atomic.load<u32>(lun + offsetof<ScsiLun>("flags"));
+  return lun_flags(changetype<ScsiLun>(lun));
 }
 export function scsi_lun_update_flags(lun: usize, set: u32, clear: u32): void {
-  atomic.and<u32>(lun + offsetof<ScsiLun>("flags"), ~clear);
-  atomic.or<u32>(lun + offsetof<ScsiLun>("flags"), set);
+  lun_update_flags(changetype<ScsiLun>(lun), set, clear);
 }
 export function scsi_lun_raise_ua(lun: usize, bits: u32): void {
   lun_raise_ua(changetype<ScsiLun>(lun), bits);

@@ -11,7 +11,7 @@ import {
   MAX_REQUEST_QUEUES, PendingTmf, ScsiDevice, ScsiTpg, TMF_SLOTS, VHOST_SCSI_MAX_LUN, dev_inflight_slot, dev_tmf, dev_tpg,
   tpg_lun,
 } from "./target";
-import { LUN_F_PREVENT, LUN_F_STOPPED, ScsiLun, UA_LUN_RESET, UA_NEXUS_LOSS, lun_raise_ua } from "./lun";
+import { LUN_F_PREVENT, LUN_F_STOPPED, ScsiLun, UA_LUN_RESET, UA_NEXUS_LOSS, lun_raise_ua, lun_update_flags } from "./lun";
 import { InflightTable, SLOT_ABORTED, SLOT_SUBMITTED, inflight_abort, inflight_slot } from "./inflight";
 import { lun_number } from "./request";
 import * as K from "./constants";
@@ -50,7 +50,7 @@ function lun_in_tpg(tpg: ScsiTpg, lun: usize): bool {
 
 /** SAM-5 7.6: a logical unit reset also clears the unit's prevent and stopped state. */
 function reset_lun(lun: ScsiLun, ua: u32): void {
-  atomic.and<u32>(changetype<usize>(lun) + offsetof<ScsiLun>("flags"), ~(LUN_F_PREVENT | LUN_F_STOPPED));
+  lun_update_flags(lun, 0, LUN_F_PREVENT | LUN_F_STOPPED);
   lun_raise_ua(lun, ua);
 }
 

@@ -2,7 +2,7 @@
 // readiness, then the command by operation code. Unknown opcodes and service actions are
 // ILLEGAL REQUEST, INVALID COMMAND OPERATION CODE.
 import { ScsiCmd, cmd_check, cmd_invalid_cdb } from "./cmd";
-import { LUN_F_STOPPED, ScsiLun, lun_take_ua } from "./lun";
+import { LUN_F_STOPPED, lun_flags, lun_take_ua } from "./lun";
 import * as K from "./constants";
 import {
   spc_inquiry, spc_mode_sense, spc_report_luns, spc_report_opcodes, spc_request_sense, spc_test_unit_ready,
@@ -44,7 +44,7 @@ export function scsi_dispatch(c: ScsiCmd): void {
     const ua = lun_take_ua(lun);
     if (ua != 0) return cmd_check(c, K.UNIT_ATTENTION, ua);
   }
-  if (needs_medium(op) && (atomic.load<u32>(changetype<usize>(lun) + offsetof<ScsiLun>("flags")) & LUN_F_STOPPED) != 0) {
+  if (needs_medium(op) && (lun_flags(lun) & LUN_F_STOPPED) != 0) {
     return cmd_check(c, K.NOT_READY, K.ASC_LUN_NOT_READY_INIT_REQUIRED);
   }
   switch (op) {

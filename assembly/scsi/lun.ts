@@ -82,6 +82,18 @@ export function lun_ident_strlen(lun: ScsiLun, f: u32): u32 {
   return n;
 }
 
+/** The LUN's flags (atomic: START STOP UNIT and PREVENT ALLOW change them while the control plane may too). */
+@inline export function lun_flags(lun: ScsiLun): u32 {
+  return atomic.load<u32>(changetype<usize>(lun) + offsetof<ScsiLun>("flags"));
+}
+
+/** Clears then sets LUN flag bits, each atomically. */
+export function lun_update_flags(lun: ScsiLun, set: u32, clear: u32): void {
+  const at = changetype<usize>(lun) + offsetof<ScsiLun>("flags");
+  if (clear != 0) atomic.and<u32>(at, ~clear);
+  if (set != 0) atomic.or<u32>(at, set);
+}
+
 /** Takes the highest-priority pending unit attention; returns its ASC/ASCQ or 0. */
 export function lun_take_ua(lun: ScsiLun): u32 {
   const p = changetype<usize>(lun) + offsetof<ScsiLun>("ua");

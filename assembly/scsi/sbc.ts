@@ -8,6 +8,7 @@ import {
 } from "./cmd";
 import {
   ScsiLun, BS_FILE, BS_NULL, BS_RAM, LUN_F_LBPRZ, LUN_F_PREVENT, LUN_F_READ_ONLY, LUN_F_STOPPED, LUN_F_UNMAP,
+  lun_flags, lun_update_flags,
 } from "./lun";
 import { be16, be24, be32, be64, put32, put64 } from "./be";
 import { bs_read, bs_submit, bs_write, bs_zero_ram } from "./backstore";
@@ -256,12 +257,11 @@ export function sbc_start_stop(c: ScsiCmd): void {
   if ((b4 >> 4) != 0) return cmd_invalid_cdb(c, 4, 7); // POWER CONDITION: only START_VALID (0)
   const start = (b4 & 1) != 0;
   const loej = (b4 & 2) != 0;
-  const flagsAt = changetype<usize>(lun) + offsetof<ScsiLun>("flags");
-  if (!start && loej && (atomic.load<u32>(flagsAt) & LUN_F_PREVENT) != 0) {
+  if (!start && loej && (lun_flags(lun) & LUN_F_PREVENT) != 0) {
     return cmd_check(c, ILLEGAL_REQUEST, ASC_MEDIUM_REMOVAL_PREVENTED);
   }
-  if (start) atomic.and<u32>(flagsAt, ~LUN_F_STOPPED);
-  else atomic.or<u32>(flagsAt, LUN_F_STOPPED);
+  if (start) lun_update_flags(lun, 0, LUN_F_STOPPED);
+  else lun_update_flags(lun, LUN_F_STOPPED, 0);
 }
 
 /** PREVENT ALLOW MEDIUM REMOVAL (SBC-4 5.14): 00b allow, 01b prevent; other values invalid. */
@@ -269,7 +269,6 @@ export function sbc_prevent_allow(c: ScsiCmd): void {
   const lun = lun_of(c);
   const prevent = <u32>load<u8>(c.cdb, 4) & 3;
   if (prevent > 1) return cmd_invalid_cdb(c, 4, 1);
-  const flagsAt = changetype<usize>(lun) + offsetof<ScsiLun>("flags");
-  if (prevent == 1) atomic.or<u32>(flagsAt, LUN_F_PREVENT);
-  else atomic.and<u32>(flagsAt, ~LUN_F_PREVENT);
+  if (prevent == 1) lun_update_flags(lun, LUN_F_PREVENT, 0);
+  else lun_update_flags(lun, 0, LUN_F_PREVENT);
 }
