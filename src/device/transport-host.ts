@@ -1,6 +1,7 @@
 import type { MessagePort } from "node:worker_threads";
 import type { QueueConfig, VirtioTransport } from "../virtio/transport.js";
 import type { EventFdHandle } from "../eventfd.js";
+import { VIRTIO_SCSI_CONFIG_SIZE } from "../scsi/virtio-scsi.js";
 
 /** What a guest in another thread learns about the device up front. */
 export interface TransportDescription {
@@ -43,7 +44,7 @@ export function hostTransport(device: VirtioTransport & { notifiers(): { kick: E
   return {
     deviceId: device.deviceId,
     deviceFeatures: device.deviceFeatures().toString(),
-    config: device.readConfig(0, 36),
+    config: device.readConfig(0, VIRTIO_SCSI_CONFIG_SIZE),
     queueMaxSizes: Array.from({ length: device.numQueues() }, (_, i) => device.queueMaxSize(i)),
     notifiers: device.notifiers(),
   };
