@@ -31,7 +31,7 @@ export const VQ_FEAT_NOTIFY_ON_EMPTY: u32 = 2;
 // Queue errors, the analogue of the kernel's vq_err() messages. The control plane maps them to
 // names and errno values (src/virtio/queue-error.ts); keep the numbering in step.
 export const VQ_ERR_NONE: u32 = 0;
-/** avail->idx moved more than the queue size past last_avail_idx (EFAULT). */
+/** avail->idx moved more than the queue size past last_avail_idx (EINVAL). */
 export const VQ_ERR_AVAIL_IDX: u32 = 1;
 /** The avail ring names a head index >= queue size (EINVAL). */
 export const VQ_ERR_HEAD_RANGE: u32 = 2;
@@ -51,7 +51,7 @@ export const VQ_ERR_INDIRECT_LEN: u32 = 8;
 export const VQ_ERR_INDIRECT_NESTED: u32 = 9;
 /** A descriptor has both INDIRECT and NEXT set (EINVAL). */
 export const VQ_ERR_INDIRECT_NEXT: u32 = 10;
-/** A chain inside an indirect table is longer than the table (E2BIG). */
+/** A chain inside an indirect table is longer than the table: a loop (EINVAL). */
 export const VQ_ERR_INDIRECT_LOOP: u32 = 11;
 /** A next field points outside the indirect table (EINVAL). */
 export const VQ_ERR_INDIRECT_RANGE: u32 = 12;
@@ -65,5 +65,8 @@ export const VQ_ERR_BAD_REQUEST: u32 = 15;
 /** vq_drain() result bits. */
 export const DRAIN_SIGNAL: u32 = 1; // used entries were published and the driver wants an interrupt
 export const DRAIN_MORE: u32 = 2; // the weight was used up with work still pending
-export const DRAIN_ERROR: u32 = 4; // the queue hit an error (VirtQueue.error says which)
+export const DRAIN_ERROR: u32 = 4; // queue errors were recorded (VirtQueue.last_error says which): signal the err eventfd
+export const DRAIN_STALLED: u32 = 16; // the next avail entry is malformed: nothing more until the driver kicks
+/** scsi_ctl_poll() result bit beside the DRAIN_* bits: some TMF still waits for aborted requests. */
+export const CTL_TMF_PENDING: u32 = 32;
 export const DRAIN_USED: u32 = 8; // at least one used entry was published

@@ -2,7 +2,7 @@
 // disable notifications, pop chains and hand each to the device's handler, on an empty ring
 // re-enable notifications and look once more, stop after `weight` requests, then publish the
 // used entries once and decide on one interrupt for the whole batch.
-import { DRAIN_ERROR, DRAIN_MORE } from "./defs";
+import { DRAIN_ERROR, DRAIN_MORE, DRAIN_STALLED } from "./defs";
 import { IoVecArray } from "./iovec";
 import { vq_pop_chain } from "./chain";
 import { VirtQueue, VQ_NO_HEAD, vq_add_used, vq_disable_notify, vq_enable_notify, vq_flush_used } from "./queue";
@@ -22,12 +22,13 @@ export function vq_drain<D>(vq: VirtQueue, iov: IoVecArray, dev: D, weight: u32,
   let flags: u32 = 0;
   let served: u32 = 0;
   let added = false;
+  const errors = vq.error_count;
   vq_disable_notify(vq);
   while (true) {
     const head = vq_pop_chain(vq, iov);
     if (head == VQ_NO_HEAD) {
       // The entry stays on the ring; let the driver's next kick through to retry it.
-      flags |= DRAIN_ERROR;
+      flags |= DRAIN_STALLED;
       vq_enable_notify(vq);
       break;
     }
@@ -50,5 +51,8 @@ export function vq_drain<D>(vq: VirtQueue, iov: IoVecArray, dev: D, weight: u32,
     }
   }
   if (added) flags |= vq_flush_used(vq);
+  // Every recorded error is reported (the kernel's vq_err signals the err eventfd each time),
+  // also those of requests that were answered and consumed (BadRequest).
+  if (vq.error_count != errors) flags |= DRAIN_ERROR;
   return flags;
 }

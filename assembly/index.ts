@@ -77,6 +77,7 @@ export function vq_set_used_base(p: usize, idx: u32): void {
 export function vq_last_avail_idx(p: usize): u32 { return changetype<VirtQueue>(p).last_avail_idx; }
 export function vq_last_used_idx(p: usize): u32 { return changetype<VirtQueue>(p).last_used_idx; }
 export function vq_error(p: usize): u32 { return changetype<VirtQueue>(p).error; }
+export function vq_last_error(p: usize): u32 { return changetype<VirtQueue>(p).last_error; }
 export function vq_error_count(p: usize): u32 { return changetype<VirtQueue>(p).error_count; }
 export function vq_error_info(p: usize): u32 { return changetype<VirtQueue>(p).error_info; }
 export function vq_inflight(p: usize): u32 { return changetype<VirtQueue>(p).inflight; }
@@ -244,7 +245,7 @@ export function scsi_req_drain(vq: usize, dev: usize, weight: u32, polling: bool
 export function scsi_ctl_drain(vq: usize, dev: usize, weight: u32): u32 {
   return vq_drain<ScsiControlQueue>(changetype<VirtQueue>(vq), chain_iov(), changetype<ScsiControlQueue>(dev), weight);
 }
-/** Answers pending TMFs that can be answered; bit 16 set while some still wait. */
+/** Answers pending TMFs that can be answered; CTL_TMF_PENDING set while some still wait. */
 export function scsi_ctl_poll(vq: usize, dev: usize): u32 {
   return ctl_poll(changetype<ScsiDevice>(dev), changetype<VirtQueue>(vq));
 }

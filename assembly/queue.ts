@@ -37,15 +37,18 @@ export const VQ_NO_HEAD: u32 = 0xffffffff;
   signalled_used_valid: u32;
   /** Our copy of used->flags (VRING_USED_F_NO_NOTIFY while a drain runs). */
   used_flags: u32;
-  /** Last VQ_ERR_* code, how many errors so far, and the index involved in the last one. */
+  /**
+   * The queue's current error (VQ_ERR_*, cleared once a well-formed chain is served again), the
+   * last error ever recorded, how many so far, and the index involved in the last one.
+   */
   error: u32;
+  last_error: u32;
   error_count: u32;
   error_info: u32;
   /** Requests popped and not yet completed (an asynchronous backstore holds them). */
   inflight: u32;
   /** The device's per-queue state (the kernel's vq->private_data), 0 when none. */
   private_data: u32;
-  _pad: u32;
   /** Chains popped, used entries added, signals requested: counters for the control plane. */
   popped: u64;
   completed: u64;
@@ -55,6 +58,7 @@ export const VQ_NO_HEAD: u32 = 0xffffffff;
 /** Records a queue error, the analogue of vq_err(); returns VQ_NO_HEAD. */
 export function vq_err(vq: VirtQueue, code: u32, info: u32): u32 {
   vq.error = code;
+  vq.last_error = code;
   vq.error_info = info;
   vq.error_count++;
   return VQ_NO_HEAD;
@@ -90,10 +94,11 @@ export function vq_next_head(vq: VirtQueue): u32 {
   return head;
 }
 
-/** Consumes the avail entry vq_next_head() returned. */
+/** Consumes the avail entry vq_next_head() returned: a good chain, so the queue's error is over. */
 @inline export function vq_consume_avail(vq: VirtQueue): void {
   vq.last_avail_idx = (vq.last_avail_idx + 1) & 0xffff;
   vq.popped++;
+  vq.error = 0;
 }
 
 /** Puts a used element for chain `head` with `len` bytes written; vq_flush_used() publishes it. */

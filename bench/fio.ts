@@ -8,7 +8,7 @@ import { createTestbed } from "../src/testbed.js";
 import { commandRetryingUA } from "../src/guest/scan.js";
 import { testUnitReady } from "../src/scsi/commands.js";
 import { polledSlotSize } from "../src/guest/polled-queue.js";
-import { HELP, OptionError, parseOptions, type FioOptions } from "./options.js";
+import { HELP, OptionError, PROGRAM, parseOptions, type FioOptions } from "./options.js";
 import { fmtBw, fmtIops, jsonReport, textReport } from "./report.js";
 import type { JobInit, JobResult } from "./job.js";
 
@@ -148,7 +148,7 @@ async function main(): Promise<void> {
     o = parseOptions(process.argv.slice(2));
   } catch (e) {
     if (e instanceof OptionError) {
-      process.stderr.write(`fio: ${e.message}\n(see --help)\n`);
+      process.stderr.write(`${PROGRAM}: ${e.message}\n(see --help)\n`);
       process.exit(1);
     }
     throw e;
@@ -166,7 +166,7 @@ async function main(): Promise<void> {
 
 if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/.*\/dist\//, "/dist/"))) {
   main().catch((e) => {
-    process.stderr.write(`fio: ${(e as Error).message}\n`);
+    process.stderr.write(`${PROGRAM}: ${(e as Error).message}\n`);
     process.exit(1);
   });
 }

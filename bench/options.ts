@@ -49,6 +49,9 @@ function int(name: string, v: string, min: number, max: number): number {
   return n;
 }
 
+/** The benchmark's own name, in its messages (it speaks fio's options but is not fio). */
+export const PROGRAM = "vhost-scsi-bench";
+
 export const HELP = `usage: npm start -- [options]
 
 The fio-like benchmark of the whole vhost-scsi path: guest driver -> virtqueues -> vhost

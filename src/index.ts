@@ -5,9 +5,9 @@ export { createTestbed, type Testbed, type TestbedOptions } from "./testbed.js";
 
 // Memory and the data plane.
 export { SharedMemory, WASM_PAGE, STATIC_AREA_END, type SharedMemoryOptions } from "./memory/shared-memory.js";
-export { RangeAllocator } from "./memory/range-allocator.js";
+export { RangeAllocator, type Allocation } from "./memory/range-allocator.js";
 export {
-  dataplaneModule, instantiateDataplane, createDataplane, DRAIN_SIGNAL, DRAIN_MORE, DRAIN_ERROR, DRAIN_USED, VQ_NO_HEAD,
+  dataplaneModule, instantiateDataplane, createDataplane, DRAIN_SIGNAL, DRAIN_MORE, DRAIN_ERROR, DRAIN_USED, DRAIN_STALLED, VQ_NO_HEAD,
   type DataplaneExports, type DataplaneInstance,
 } from "./wasm/dataplane.js";
 
@@ -24,13 +24,13 @@ export * from "./vhost/uapi.js";
 export { VhostMemTable, vhostRegionsOf, VHOST_MAX_MEM_REGIONS, type VhostMemoryRegion } from "./vhost/mem-table.js";
 export { VhostScsi, VHOST_SCSI_MAX_IO_VQ, VHOST_SCSI_VQ_CTL, VHOST_SCSI_VQ_EVT, VHOST_SCSI_VQ_IO, type VhostContext } from "./vhost/vhost-scsi.js";
 export { VhostProcess, type VhostProcessOptions } from "./vhost/process.js";
-export { LocalWorker } from "./vhost/local-worker.js";
+export { LocalWorker, type LocalWorkerOptions } from "./vhost/local-worker.js";
 export type { VhostWorker, VringAttachment, FileBinding } from "./vhost/worker.js";
-export { ScsiVringServer, VHOST_SCSI_WEIGHT, type VringBinding, type VringKind } from "./worker/scsi-vrings.js";
+export { ScsiVringServer, VHOST_SCSI_WEIGHT, POLL_IDLE, POLL_MORE, POLL_WAITING, type PollResult, type VringBinding, type VringKind } from "./worker/scsi-vrings.js";
 export { nodeFileOps, type FileOps } from "./worker/file-io.js";
 
 // The QEMU-side device model.
-export { VhostScsiDevice, type VhostScsiDeviceOptions } from "./device/vhost-scsi-device.js";
+export { VhostScsiDevice, type VhostScsiDeviceOptions, type QueueErrorEvent } from "./device/vhost-scsi-device.js";
 
 // The target: WWPN, TPGs, LUNs, backstores.
 export { TargetRegistry } from "./target/registry.js";

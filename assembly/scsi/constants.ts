@@ -112,6 +112,7 @@ export const WRITE_SAME_16: u8 = 0x93;
 export const SERVICE_ACTION_IN_16: u8 = 0x9e;
 export const REPORT_LUNS: u8 = 0xa0;
 export const MAINTENANCE_IN: u8 = 0xa3;
+export const VARIABLE_LENGTH_CMD: u8 = 0x7f; // SPC-5 4.2.3
 export const READ_12: u8 = 0xa8;
 export const WRITE_12: u8 = 0xaa;
 

@@ -5,7 +5,7 @@
 import { IoVecArray } from "../iovec";
 import { iter, scratch } from "../instance";
 import { VirtQueue, vq_add_used, vq_err, vq_flush_used } from "../queue";
-import { VQ_ERR_BAD_REQUEST } from "../defs";
+import { CTL_TMF_PENDING, VQ_ERR_BAD_REQUEST } from "../defs";
 import { REQUEST_PENDING } from "../drain";
 import {
   MAX_REQUEST_QUEUES, PendingTmf, ScsiDevice, ScsiTpg, TMF_SLOTS, VHOST_SCSI_MAX_LUN, dev_inflight_slot, dev_tmf, dev_tpg,
@@ -124,12 +124,19 @@ function do_tmf(dev: ScsiDevice, subtype: u32, tpg: ScsiTpg, lun: ScsiLun | null
     const wr = iter(0);
     wr.init(iov, iov.out, iov.count);
     const lun = req + (type == K.VIRTIO_SCSI_T_TMF ? 8 : 4);
-    let tpg: ScsiTpg | null = null;
-    if (outBytes >= <u64>reqSize && load<u8>(lun) == 1) tpg = dev_tpg(dev, <u32>load<u8>(lun, 1));
-    const responseAt = type == K.VIRTIO_SCSI_T_TMF ? 0 : 4;
-    if (tpg === null) {
-      store<u8>(resp + responseAt, K.VIRTIO_SCSI_S_BAD_TARGET);
-    } else if (type == K.VIRTIO_SCSI_T_TMF) {
+    // As vhost-scsi: the whole request and lun[0] == 1 are required; only a TMF looks its
+    // target up (AN requests are answered for any target).
+    const addressed = outBytes >= <u64>reqSize && load<u8>(lun) == 1;
+    const tpg: ScsiTpg | null = addressed && type == K.VIRTIO_SCSI_T_TMF ? dev_tpg(dev, <u32>load<u8>(lun, 1)) : null;
+    if (!addressed) {
+      store<u8>(resp + (type == K.VIRTIO_SCSI_T_TMF ? 0 : 4), K.VIRTIO_SCSI_S_BAD_TARGET);
+    } else if (type != K.VIRTIO_SCSI_T_TMF) {
+      // No asynchronous events are supported: event_actual is empty (VIRTIO 1.2, 5.6.6.2.1).
+      store<u32>(resp, 0);
+      store<u8>(resp, K.VIRTIO_SCSI_S_OK, 4);
+    } else if (tpg === null) {
+      store<u8>(resp, K.VIRTIO_SCSI_S_BAD_TARGET);
+    } else {
       const subtype = load<u32>(req, 4);
       const l = tpg_lun(tpg, lun_number(lun));
       const tag = load<u64>(req, 16);
@@ -141,10 +148,6 @@ function do_tmf(dev: ScsiDevice, subtype: u32, tpg: ScsiTpg, lun: ScsiLun | null
       } else {
         store<u8>(resp, <u8>r);
       }
-    } else {
-      // No asynchronous events are supported: event_actual is empty (VIRTIO 1.2, 5.6.6.2.1).
-      store<u32>(resp, 0);
-      store<u8>(resp, K.VIRTIO_SCSI_S_OK, 4);
     }
     return wr.write(resp, respSize);
   }
@@ -152,7 +155,7 @@ function do_tmf(dev: ScsiDevice, subtype: u32, tpg: ScsiTpg, lun: ScsiLun | null
 
 /**
  * Answers the pending TMFs whose aborted requests have all completed; returns DRAIN_* bits
- * of the used-ring flush, plus 16 when some TMF still waits.
+ * of the used-ring flush, plus CTL_TMF_PENDING when some TMF still waits.
  */
 export function ctl_poll(dev: ScsiDevice, vq: VirtQueue): u32 {
   if (dev.ntmf == 0) return 0;
@@ -171,5 +174,5 @@ export function ctl_poll(dev: ScsiDevice, vq: VirtQueue): u32 {
     added = true;
   }
   const flags = added ? vq_flush_used(vq) : 0;
-  return flags | (dev.ntmf > 0 ? 16 : 0);
+  return flags | (dev.ntmf > 0 ? CTL_TMF_PENDING : 0);
 }

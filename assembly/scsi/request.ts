@@ -110,13 +110,23 @@ function respond_only(c: ScsiCmd, resp: IovIter, response: u8): u32 {
     }
     if (pi) {
       // Protection information precedes the data; this target keeps none, so it is skipped.
-      const piBytes = <u64>load<u32>(hdr + (c.dir == DIR_TO_DEVICE ? 19 : 23));
-      if (c.dir != DIR_NONE) {
-        if (piBytes > c.buf_len) return respond_only(c, resp, K.VIRTIO_SCSI_S_BAD_TARGET);
+      // As vhost-scsi: pi_bytesout needs data-out, else pi_bytesin needs data-in, and the PI
+      // bytes must fit the data part; any other combination is BAD_TARGET.
+      const piOut = <u64>load<u32>(hdr, 19);
+      const piIn = <u64>load<u32>(hdr, 23);
+      const piBytes = piOut != 0 ? piOut : piIn;
+      const piDir = piOut != 0 ? DIR_TO_DEVICE : DIR_FROM_DEVICE;
+      if (piBytes != 0) {
+        if (c.dir != piDir || piBytes > c.buf_len) return respond_only(c, resp, K.VIRTIO_SCSI_S_BAD_TARGET);
         if (c.dir == DIR_TO_DEVICE) dout.skip(piBytes);
         else din.skip(piBytes);
         c.buf_len -= piBytes;
       }
+    }
+    // A variable-length CDB (SPC-5 4.2.3) longer than the CDB field cannot have arrived whole:
+    // vhost-scsi answers BAD_TARGET (docs/design-notes.md).
+    if (load<u8>(c.cdb) == K.VARIABLE_LENGTH_CMD && <u32>load<u8>(c.cdb, 7) + 8 > K.VIRTIO_SCSI_CDB_SIZE) {
+      return respond_only(c, resp, K.VIRTIO_SCSI_S_BAD_TARGET);
     }
     if (lun !== null && (lun.flags & LUN_F_DSENSE) != 0) c.desc_sense = 1;
     scsi_dispatch(c);

@@ -137,8 +137,11 @@ function vpd_block_limits(lun: ScsiLun, buf: usize): u32 {
   fill_bytes(buf, 0, 64);
   store<u8>(buf, 0x01, 4); // WSNZ: WRITE SAME with zero blocks is not supported
   put16(buf + 6, 1); // OPTIMAL TRANSFER LENGTH GRANULARITY
-  put32(buf + 8, lun.max_xfer_blocks);
-  put32(buf + 12, lun.max_xfer_blocks); // OPTIMAL TRANSFER LENGTH
+  // SBC-4 6.6.4: OPTIMAL TRANSFER LENGTH must not exceed MAXIMUM TRANSFER LENGTH; the largest
+  // power of two within it (the control plane keeps the maximum within the HBA's max_sectors).
+  const max = lun.max_xfer_blocks;
+  put32(buf + 8, max);
+  put32(buf + 12, max == 0 ? 0 : <u32>1 << (31 - clz(max)));
   if ((lun.flags & LUN_F_UNMAP) != 0) {
     put32(buf + 20, lun.max_unmap_blocks);
     put32(buf + 24, lun.max_unmap_descs);

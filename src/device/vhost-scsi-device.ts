@@ -1,5 +1,8 @@
 import type { GuestMemory, GuestRegion } from "../guest/guest-memory.js";
 import { onSignal, type EventFdHandle } from "../eventfd.js";
+import { log } from "../log.js";
+import type { ErrnoCode } from "../vhost/errors.js";
+import type { QueueErrorName } from "../virtio/queue-error.js";
 import type { VhostProcess } from "../vhost/process.js";
 import type { VhostScsi } from "../vhost/vhost-scsi.js";
 import { VHOST_SCSI_MAX_IO_VQ } from "../vhost/vhost-scsi.js";
@@ -10,7 +13,7 @@ import {
   type QueueConfig, type VirtioTransport,
 } from "../virtio/transport.js";
 import { VIRTIO_F_VERSION_1 } from "../virtio/ring.js";
-import { VIRTIO_ID_SCSI, VIRTIO_SCSI_CDB_SIZE, VIRTIO_SCSI_CONFIG_SIZE, VIRTIO_SCSI_EVENT_SIZE, VIRTIO_SCSI_SENSE_SIZE } from "../scsi/virtio-scsi.js";
+import { VIRTIO_ID_SCSI, VIRTIO_SCSI_CDB_SIZE, VIRTIO_SCSI_MAX_SECTORS, VIRTIO_SCSI_CONFIG_SIZE, VIRTIO_SCSI_EVENT_SIZE, VIRTIO_SCSI_SENSE_SIZE } from "../scsi/virtio-scsi.js";
 
 /** QEMU's limits for virtio-scsi: max_channel 0, max_target 255, max_lun 16383. */
 export const VIRTIO_SCSI_MAX_CHANNEL = 0;
@@ -36,7 +39,23 @@ interface QueueState {
   config: QueueConfig | undefined;
   kick: number; // eventfd (the ioeventfd the driver's notify writes)
   call: number; // eventfd (the guest notifier, irqfd)
+  err: number; // eventfd (the vring error notifier)
   lastAvail: number; // saved by stop (GET_VRING_BASE), restored by start (SET_VRING_BASE)
+  errorsSeen: number; // the queue's error count when last reported
+}
+
+/** A queue error the backend reported on a vring's err eventfd (QEMU logs "vhost vring error"). */
+export interface QueueErrorEvent {
+  /** Virtqueue index: 0 control, 1 event, 2.. request queues. */
+  queue: number;
+  /** The error's name (QUEUE_ERRORS), or "WorkerFailed" when the vring's worker died. */
+  name: QueueErrorName | "WorkerFailed";
+  errno: ErrnoCode;
+  text: string;
+  /** The index the error names (head, descriptor or avail->idx value). */
+  info: number;
+  /** Errors recorded since the previous event (several can fold into one eventfd signal). */
+  count: number;
 }
 
 /**
@@ -61,6 +80,8 @@ export class VhostScsiDevice implements VirtioTransport {
   private interrupt: (index: number) => void = () => {};
   private readonly callWatchers = new Set<number>();
   private stopListening: (() => void) | undefined;
+  private readonly errorHandlers = new Set<(e: QueueErrorEvent) => void>();
+  private errWatching = false;
   private readonly config = new Uint8Array(VIRTIO_SCSI_CONFIG_SIZE);
   /** The last error from starting the backend (the device then shows NEEDS_RESET). */
   lastError: Error | undefined;
@@ -69,11 +90,11 @@ export class VhostScsiDevice implements VirtioTransport {
     this.requestQueues = opts.numQueues ?? 1;
     this.queueSize = opts.queueSize ?? 128;
     if (!(this.requestQueues >= 1 && this.requestQueues <= VHOST_SCSI_MAX_IO_VQ)) throw new RangeError(`num_queues ${this.requestQueues}: 1..${VHOST_SCSI_MAX_IO_VQ}`);
-    this.queues = Array.from({ length: 2 + this.requestQueues }, () => ({ config: undefined, kick: -1, call: -1, lastAvail: 0 }));
+    this.queues = Array.from({ length: 2 + this.requestQueues }, () => ({ config: undefined, kick: -1, call: -1, err: -1, lastAvail: 0, errorsSeen: 0 }));
     const dv = new DataView(this.config.buffer);
     dv.setUint32(0, this.requestQueues, true);
     dv.setUint32(4, Math.min(this.queueSize - 2, 126), true); // seg_max
-    dv.setUint32(8, 0xffff, true); // max_sectors
+    dv.setUint32(8, VIRTIO_SCSI_MAX_SECTORS, true);
     dv.setUint32(12, 128, true); // cmd_per_lun
     dv.setUint32(16, VIRTIO_SCSI_EVENT_SIZE, true); // event_info_size
     dv.setUint32(20, VIRTIO_SCSI_SENSE_SIZE, true);
@@ -103,8 +124,12 @@ export class VhostScsiDevice implements VirtioTransport {
     for (const [i, q] of this.queues.entries()) {
       q.kick = p.eventfd();
       q.call = p.eventfd();
+      q.err = p.eventfd();
       await d.SET_VRING_CALL({ index: i, fd: q.call });
+      await d.SET_VRING_ERR({ index: i, fd: q.err });
     }
+    this.errWatching = true;
+    for (let i = 0; i < this.queues.length; i++) this.watchErr(i);
     const extra = (this.opts.workers ?? 1) - 1;
     const ids = [0];
     for (let k = 0; k < extra; k++) ids.push((await d.NEW_WORKER()).worker_id);
@@ -207,6 +232,39 @@ export class VhostScsiDevice implements VirtioTransport {
     return this.queues.map((q) => ({ kick: this.proc.eventfdOf(q.kick).handle, call: this.proc.eventfdOf(q.call).handle }));
   }
 
+  /**
+   * Calls handler for every queue error the backend reports (a malformed ring, a request whose
+   * buffers cannot carry its response, a dead worker); returns a function that unsubscribes.
+   * Each is also logged under NODE_DEBUG=vhost-scsi.
+   */
+  onQueueError(handler: (e: QueueErrorEvent) => void): () => void {
+    this.errorHandlers.add(handler);
+    return () => this.errorHandlers.delete(handler);
+  }
+
+  /** The vring error notifier: what the err eventfd's signal means, read from the queue's state. */
+  private watchErr(index: number): void {
+    const q = this.queues[index];
+    onSignal(this.proc.eventfdOf(q.err), () => this.queueErrorSignalled(index), () => this.errWatching);
+  }
+
+  private queueErrorSignalled(index: number): void {
+    const q = this.queues[index];
+    const status = this.vhost.vringStatus(index);
+    const last = status?.lastError;
+    let e: QueueErrorEvent;
+    if (status && last && status.errorCount !== q.errorsSeen) {
+      e = { queue: index, name: last.name, errno: last.errno, text: last.text, info: last.info, count: status.errorCount - q.errorsSeen };
+      q.errorsSeen = status.errorCount;
+    } else {
+      const failed = this.vhost.failedWorkers()[0];
+      if (!failed) return;
+      e = { queue: index, name: "WorkerFailed", errno: "EIO", text: failed.error.message, info: failed.id, count: 1 };
+    }
+    log("vhost vring error in virtqueue %d: %s (%s, index %d, %d new)", index, e.name, e.errno, e.info, e.count);
+    for (const h of this.errorHandlers) h(e);
+  }
+
   // ---- vhost_scsi_start / vhost_scsi_stop ----
 
   private hva(gpa: number, len: number): bigint {
@@ -219,6 +277,7 @@ export class VhostScsiDevice implements VirtioTransport {
     await d.SET_MEM_TABLE(vhostRegionsOf(this.mem.regions));
     for (const [i, q] of this.queues.entries()) {
       const c = q.config;
+      q.errorsSeen = 0; // the backend's queue state, error count included, starts afresh
       if (!c) continue;
       await d.SET_VRING_NUM({ index: i, num: c.num });
       await d.SET_VRING_BASE({ index: i, num: q.lastAvail });
@@ -275,9 +334,10 @@ export class VhostScsiDevice implements VirtioTransport {
   async unrealize(): Promise<void> {
     await this.stop();
     this.callWatchers.clear();
+    this.errWatching = false;
     if (this.fd >= 0) await this.proc.close(this.fd);
     for (const q of this.queues) {
-      for (const fd of [q.kick, q.call]) if (fd >= 0) await this.proc.close(fd);
+      for (const fd of [q.kick, q.call, q.err]) if (fd >= 0) await this.proc.close(fd);
     }
     this.fd = -1;
   }

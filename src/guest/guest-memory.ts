@@ -117,6 +117,34 @@ export class GuestMemory {
     return this.shm.bytes.subarray(at, at + len);
   }
 
+  /**
+   * Calls fn(hva, offset, len) for each piece of guest range [gpa, gpa + len) in region order;
+   * the range may span adjacent regions but not a hole (RangeError before anything is visited).
+   */
+  private pieces(gpa: number, len: number, fn: (hva: number, offset: number, len: number) => void): void {
+    const parts: [number, number, number][] = [];
+    for (let done = 0; done < len; ) {
+      const r = this.regionOf(gpa + done);
+      if (!r) throw new RangeError(`guest range ${gpa}+${len} is not RAM at ${gpa + done}`);
+      const n = Math.min(len - done, r.gpa + r.size - (gpa + done));
+      parts.push([r.hva + (gpa + done - r.gpa), done, n]);
+      done += n;
+    }
+    for (const [hva, off, n] of parts) fn(hva, off, n);
+  }
+
+  /** A copy of guest memory [gpa, gpa + len), which may span adjacent regions (a driver's scatter read). */
+  read(gpa: number, len: number): Uint8Array {
+    const out = new Uint8Array(len);
+    this.pieces(gpa, len, (hva, off, n) => out.set(this.shm.bytes.subarray(hva, hva + n), off));
+    return out;
+  }
+
+  /** Copies data into guest memory at gpa, across adjacent regions if need be. */
+  write(gpa: number, data: Uint8Array): void {
+    this.pieces(gpa, data.length, (hva, off, n) => this.shm.bytes.set(data.subarray(off, off + n), hva));
+  }
+
   /** Allocates size bytes of guest RAM (in the given region, else the first with room). */
   alloc(size: number, align = 16, inRegion?: GuestRegion): number {
     const candidates = inRegion ? [inRegion] : this.list;

@@ -3,6 +3,8 @@
 export const VIRTIO_ID_SCSI = 8;
 export const VIRTIO_SCSI_CDB_SIZE = 32;
 export const VIRTIO_SCSI_SENSE_SIZE = 96;
+/** The config space's max_sectors this device offers (512-byte sectors per command, QEMU's default). */
+export const VIRTIO_SCSI_MAX_SECTORS = 0xffff;
 
 /** Feature bits (VIRTIO 1.2, 5.6.3). */
 export const VIRTIO_SCSI_F_INOUT = 0;

@@ -27,7 +27,7 @@ export class RamBackstore implements Backstore {
   readonly ram: number;
 
   constructor(private readonly shm: SharedMemory, readonly size: number) {
-    this.ram = shm.device.alloc(size, 4096);
+    this.ram = shm.device.alloc(size, 4096, "ram backstore");
     shm.bytes.fill(0, this.ram, this.ram + size);
   }
 

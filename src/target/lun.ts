@@ -1,6 +1,7 @@
 import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import { BackstoreKind, type Backstore } from "./backstore.js";
+import { VIRTIO_SCSI_MAX_SECTORS } from "../scsi/virtio-scsi.js";
 
 /** LUN flags (assembly/scsi/lun.ts LUN_F_*). */
 export const LUN_F_READ_ONLY = 1;
@@ -69,7 +70,7 @@ export class Lun {
     this.blockSize = bs;
     this.store = backstore;
     const size = dp.scsi_lun_size();
-    this.ptr = shm.device.alloc(size, 16);
+    this.ptr = shm.device.alloc(size, 16, `lun ${id}`);
     shm.bytes.fill(0, this.ptr, this.ptr + size);
     let flags = LUN_F_WCE;
     if (options.writeCache === false) flags &= ~LUN_F_WCE;
@@ -77,7 +78,8 @@ export class Lun {
     if (options.descriptorSense) flags |= LUN_F_DSENSE;
     if (backstore.kind === "ram") flags |= LUN_F_UNMAP | LUN_F_LBPRZ;
     dp.scsi_lun_init(this.ptr, id, BackstoreKind[backstore.kind], Math.log2(bs), backstore.size / bs, backstore.ram, flags, identity.port);
-    const maxXfer = Math.min(options.maxTransferBlocks ?? (32 << 20) / bs, 0xffffffff / bs) >>> 0;
+    // Block limits VPD: never more per command than the HBA's max_sectors lets a guest send.
+    const maxXfer = Math.min(options.maxTransferBlocks ?? (32 << 20) / bs, Math.floor((VIRTIO_SCSI_MAX_SECTORS * 512) / bs));
     dp.scsi_lun_set_limits(this.ptr, maxXfer, (64 << 20) / bs, 128, (64 << 20) / bs);
     this.setIdent(IDENT_VENDOR, pad(options.vendor ?? "LIO-ORG", 8));
     this.setIdent(IDENT_PRODUCT, pad(options.product ?? `vhost-wasm-${backstore.kind}`, 16));

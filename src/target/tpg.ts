@@ -48,7 +48,7 @@ export class Tpg {
   ) {
     if (!Number.isInteger(tag) || tag < 0 || tag >= VHOST_SCSI_MAX_TARGET) throw new RangeError(`TPG tag ${tag}: 0..255`);
     const size = dp.scsi_tpg_size();
-    this.ptr = shm.device.alloc(size, 16);
+    this.ptr = shm.device.alloc(size, 16, `tpg ${tag}`);
     shm.bytes.fill(0, this.ptr, this.ptr + size);
     dp.scsi_tpg_init(this.ptr, tag);
   }

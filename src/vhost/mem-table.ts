@@ -28,7 +28,7 @@ export class VhostMemTable {
 
   constructor(private readonly shm: SharedMemory, private readonly dp: DataplaneExports) {
     const size = dp.memtable_size();
-    this.slots = [shm.device.alloc(size, 16), shm.device.alloc(size, 16)];
+    this.slots = [shm.device.alloc(size, 16, "memory table"), shm.device.alloc(size, 16, "memory table")];
     for (const s of this.slots) dp.memtable_set_count(s, 0);
   }
 

@@ -33,7 +33,7 @@ export class ThreadWorker implements VhostWorker {
   constructor(readonly id: number, private readonly shm: SharedMemory, dp: DataplaneExports) {
     const table = processPollTable();
     this.doorbell = table.allocDoorbell();
-    this.area = shm.device.alloc(dp.instance_area_size(), 16);
+    this.area = shm.device.alloc(dp.instance_area_size(), 16, `worker ${id} instance area`);
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
     const init: WorkerInit = {

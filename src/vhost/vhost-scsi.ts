@@ -79,7 +79,7 @@ export class VhostScsi {
     this.mem = new VhostMemTable(ctx.shm, ctx.dp);
     this.vrings = Array.from({ length: VHOST_SCSI_VQ_IO + VHOST_SCSI_MAX_IO_VQ }, () => this.freshVring());
     const size = ctx.dp.scsi_device_size();
-    this.dev = ctx.shm.device.alloc(size, 16);
+    this.dev = ctx.shm.device.alloc(size, 16, "vhost-scsi device");
     ctx.shm.bytes.fill(0, this.dev, this.dev + size);
   }
 
@@ -372,7 +372,7 @@ export class VhostScsi {
     dp.vq_set_used_base(q.ptr, shm.view.getUint16(Number(a.used_user_addr) + 2, true));
     if (this.kindOf(index) === "req") {
       const cap = Math.min(v.num, INFLIGHT_MAX);
-      v.table = shm.device.alloc(dp.scsi_inflight_size(cap), 16);
+      v.table = shm.device.alloc(dp.scsi_inflight_size(cap), 16, `vring ${index} in-flight table`);
       dp.scsi_inflight_init(v.table, cap);
       dp.vq_set_private(q.ptr, v.table);
       dp.scsi_dev_set_inflight(this.dev, index - VHOST_SCSI_VQ_IO, v.table);

@@ -1,6 +1,7 @@
 import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
-import { queueError } from "./queue-error.js";
+import { queueError, type QueueErrorName } from "./queue-error.js";
+import type { ErrnoCode } from "../vhost/errors.js";
 
 /** Queue features the data plane acts on (assembly/defs.ts VQ_FEAT_*). */
 export const VQ_FEAT_EVENT_IDX = 1;
@@ -17,8 +18,8 @@ export interface RingAddresses {
 /** A queue's recorded error. */
 export interface QueueErrorInfo {
   code: number;
-  name: string;
-  errno: string;
+  name: QueueErrorName;
+  errno: ErrnoCode;
   text: string;
   /** The index involved (head, descriptor or avail->idx value). */
   info: number;
@@ -37,7 +38,7 @@ export class DeviceQueue {
 
   constructor(private readonly shm: SharedMemory, private readonly dp: DataplaneExports) {
     const size = dp.vq_size();
-    this.ptr = shm.device.alloc(size, 16);
+    this.ptr = shm.device.alloc(size, 16, "virtqueue");
     shm.bytes.fill(0, this.ptr, this.ptr + size);
   }
 
@@ -77,15 +78,28 @@ export class DeviceQueue {
     };
   }
 
-  /** The last error the data plane recorded on this queue, or undefined. */
+  /**
+   * The queue's current error, or undefined: set when the data plane records one, cleared once
+   * the queue serves a well-formed chain again (or by clearError()).
+   */
   get error(): QueueErrorInfo | undefined {
     const code = this.dp.vq_error(this.ptr) >>> 0;
-    if (code === 0) return undefined;
-    return {
-      ...queueError(code),
-      info: this.dp.vq_error_info(this.ptr) >>> 0,
-      count: this.dp.vq_error_count(this.ptr) >>> 0,
-    };
+    return code === 0 ? undefined : this.describe(code);
+  }
+
+  /** The most recent error ever recorded on this queue (stays after the queue recovers), or undefined. */
+  get lastError(): QueueErrorInfo | undefined {
+    const code = this.dp.vq_last_error(this.ptr) >>> 0;
+    return code === 0 ? undefined : this.describe(code);
+  }
+
+  /** Errors recorded since the queue was set up. */
+  get errorCount(): number {
+    return this.dp.vq_error_count(this.ptr) >>> 0;
+  }
+
+  private describe(code: number): QueueErrorInfo {
+    return { ...queueError(code), info: this.dp.vq_error_info(this.ptr) >>> 0, count: this.errorCount };
   }
 
   clearError(): void {

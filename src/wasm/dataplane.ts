@@ -18,6 +18,7 @@ export interface DataplaneExports {
   vq_last_avail_idx(vq: number): number;
   vq_last_used_idx(vq: number): number;
   vq_error(vq: number): number;
+  vq_last_error(vq: number): number;
   vq_error_count(vq: number): number;
   vq_error_info(vq: number): number;
   vq_inflight(vq: number): number;
@@ -79,13 +80,14 @@ export interface DataplaneExports {
 }
 
 /** scsi_ctl_poll() bit: some TMF still waits for aborted requests. */
-export const CTL_TMF_PENDING = 16;
+export const CTL_TMF_PENDING = 32;
 
 /** vq_drain() result bits (assembly/defs.ts). */
 export const DRAIN_SIGNAL = 1;
 export const DRAIN_MORE = 2;
 export const DRAIN_ERROR = 4;
 export const DRAIN_USED = 8;
+export const DRAIN_STALLED = 16;
 
 /**
  * An iovec array the data plane wrote (chain_iov_ptr(), scsi_slot_data()): { count u32, out u32,
@@ -155,7 +157,7 @@ export function createDataplane(shm: SharedMemory, module: WebAssembly.Module = 
   if (dp.static_end() > STATIC_AREA_END) {
     throw new Error(`data plane static data ends at ${dp.static_end()}, past ${STATIC_AREA_END}`);
   }
-  const area = shm.device.alloc(dp.instance_area_size(), 16);
+  const area = shm.device.alloc(dp.instance_area_size(), 16, "data plane instance area");
   dp.instance_init(area);
   return { dp, area };
 }

@@ -1,5 +1,5 @@
 import type { DataplaneExports } from "../wasm/dataplane.js";
-import { CTL_TMF_PENDING, DRAIN_ERROR, DRAIN_MORE, DRAIN_SIGNAL, DRAIN_USED, readIovecs } from "../wasm/dataplane.js";
+import { CTL_TMF_PENDING, DRAIN_ERROR, DRAIN_MORE, DRAIN_SIGNAL, DRAIN_STALLED, DRAIN_USED, readIovecs } from "../wasm/dataplane.js";
 import { nodeFileOps, runFileIo, type FileOps } from "./file-io.js";
 
 /** The kinds of vring a vhost-scsi device has (VIRTIO 1.2, 5.6.2: controlq, eventq, requestq...). */
@@ -100,10 +100,10 @@ export class ScsiVringServer {
       if (f & DRAIN_USED) this.progress++;
       if (f & DRAIN_SIGNAL) this.events.signal(b.index);
       if (f & DRAIN_MORE) more = true;
-      if (f & DRAIN_ERROR) {
-        this.errored.add(b.index);
-        this.events.error(b.index);
-      }
+      // Every recorded queue error reaches the err eventfd (vq_err); a malformed entry at the
+      // head of the ring also stops the queue until the driver kicks again.
+      if (f & DRAIN_ERROR) this.events.error(b.index);
+      if (f & DRAIN_STALLED) this.errored.add(b.index);
     }
     return more ? POLL_MORE : waiting ? POLL_WAITING : POLL_IDLE;
   }

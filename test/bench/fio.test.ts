@@ -57,7 +57,7 @@ describe("the benchmark CLI", () => {
   it("a bad option value is a one-line error, no stack trace, exit 1", async () => {
     const r = await run("--bs=banana");
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^fio: --bs: 'banana' is not a size/);
+    expect(r.stderr).toMatch(/^vhost-scsi-bench: --bs: 'banana' is not a size/);
     expect(r.stderr).not.toMatch(/at .*\.js:\d+/);
   });
 

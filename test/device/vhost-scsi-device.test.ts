@@ -1,12 +1,14 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createTestbed, type Testbed } from "../../src/testbed.js";
 import { VhostScsi } from "../../src/vhost/vhost-scsi.js";
-import { read16, write16 } from "../../src/scsi/commands.js";
+import { read16, testUnitReady, write16 } from "../../src/scsi/commands.js";
+import { cmdReq, rawChain } from "../helpers/raw.js";
+import { until } from "../helpers/file-ops.js";
 import { VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_NEEDS_RESET } from "../../src/virtio/transport.js";
 import { SharedMemory } from "../../src/memory/shared-memory.js";
 import { GuestMemory } from "../../src/guest/guest-memory.js";
 import { VhostProcess } from "../../src/vhost/process.js";
-import { VhostScsiDevice } from "../../src/device/vhost-scsi-device.js";
+import { VhostScsiDevice, type QueueErrorEvent } from "../../src/device/vhost-scsi-device.js";
 import { VirtioScsiDriver } from "../../src/guest/scsi-driver.js";
 import { clearUnitAttentions, expectGood } from "../helpers/scsi.js";
 
@@ -46,7 +48,7 @@ describe("QEMU-side vhost-scsi device model", () => {
 
   it("realizes and starts with QEMU's ioctl sequence, and stops with CLEAR_ENDPOINT then GET_VRING_BASE", async () => {
     const calls: string[] = [];
-    for (const m of ["SET_OWNER", "GET_FEATURES", "SCSI_GET_ABI_VERSION", "SET_VRING_CALL", "SET_FEATURES", "SET_MEM_TABLE", "SET_VRING_NUM", "SET_VRING_BASE", "SET_VRING_ADDR", "SET_VRING_KICK", "SCSI_SET_ENDPOINT", "SCSI_CLEAR_ENDPOINT", "GET_VRING_BASE"] as const) {
+    for (const m of ["SET_OWNER", "GET_FEATURES", "SCSI_GET_ABI_VERSION", "SET_VRING_CALL", "SET_VRING_ERR", "SET_FEATURES", "SET_MEM_TABLE", "SET_VRING_NUM", "SET_VRING_BASE", "SET_VRING_ADDR", "SET_VRING_KICK", "SCSI_SET_ENDPOINT", "SCSI_CLEAR_ENDPOINT", "GET_VRING_BASE"] as const) {
       const orig = VhostScsi.prototype[m] as (...a: unknown[]) => unknown;
       vi.spyOn(VhostScsi.prototype, m).mockImplementation(function (this: VhostScsi, ...a: unknown[]) {
         const idx = typeof a[0] === "number" ? a[0] : (a[0] as { index?: number } | undefined)?.index;
@@ -55,8 +57,8 @@ describe("QEMU-side vhost-scsi device model", () => {
       });
     }
     bed = await createTestbed({ queues: 1 });
-    const realize = calls.splice(0, 6);
-    expect(realize).toEqual(["SET_OWNER", "GET_FEATURES", "SCSI_GET_ABI_VERSION", "SET_VRING_CALL(0)", "SET_VRING_CALL(1)", "SET_VRING_CALL(2)"]);
+    const realize = calls.splice(0, 9);
+    expect(realize).toEqual(["SET_OWNER", "GET_FEATURES", "SCSI_GET_ABI_VERSION", ...[0, 1, 2].flatMap((i) => [`SET_VRING_CALL(${i})`, `SET_VRING_ERR(${i})`])]);
     const start = calls.splice(0);
     const perQueue = (i: number) => [`SET_VRING_NUM(${i})`, `SET_VRING_BASE(${i})`, `SET_VRING_ADDR(${i})`, `SET_VRING_KICK(${i})`, `SET_VRING_CALL(${i})`];
     expect(start).toEqual(["SET_FEATURES", "SET_MEM_TABLE", ...perQueue(0), ...perQueue(1), ...perQueue(2), "SCSI_SET_ENDPOINT"]);
@@ -109,5 +111,56 @@ describe("QEMU-side vhost-scsi device model", () => {
     const again = await VirtioScsiDriver.probe(bed.mem, bed.device, { target: 1 });
     expect(bed.device.status() & VIRTIO_CONFIG_S_DRIVER_OK).toBeTruthy();
     expectGood(await again.command({ lun: 0, cdb: read16(0, 1), dataInLength: 512 }));
+  });
+});
+
+describe("queue errors reach the embedder (the vring err eventfd, as the kernel's vq_err signals it)", () => {
+  it("reports every error with its queue, name and errno, also for requests that were consumed; the current error clears", async () => {
+    bed = await createTestbed();
+    await clearUnitAttentions(bed);
+    const seen: QueueErrorEvent[] = [];
+    bed.device.onQueueError((e) => seen.push(e));
+    // A response buffer shorter than virtio_scsi_cmd_resp: the chain comes back empty (BadRequest).
+    const r = await rawChain(bed, 2, [cmdReq([1, 1, 0x40, 0], testUnitReady())], [100]);
+    expect(r.usedLen).toBe(0);
+    await until(() => seen.length === 1);
+    expect(seen[0]).toMatchObject({ queue: 2, name: "BadRequest", errno: "EINVAL", count: 1 });
+    expect(bed.device.vhost.vringStatus(2)!.error?.name).toBe("BadRequest");
+    // An unknown control-queue request type.
+    const ctl = new Uint8Array(24);
+    new DataView(ctl.buffer).setUint32(0, 77, true);
+    await rawChain(bed, 0, [ctl], [8]);
+    await until(() => seen.length === 2);
+    expect(seen[1]).toMatchObject({ queue: 0, name: "BadRequest", errno: "EINVAL", count: 1 });
+    // A good request ends the request queue's error; the last one stays readable.
+    expectGood(await bed.driver.command({ lun: 0, cdb: testUnitReady() }));
+    expect(bed.device.vhost.vringStatus(2)!.error).toBeUndefined();
+    expect(bed.device.vhost.vringStatus(2)!.lastError).toMatchObject({ name: "BadRequest", count: 1 });
+    expect(seen).toHaveLength(2);
+  });
+});
+
+describe("memory helpers for embedders", () => {
+  it("lists the device heap's allocations by owner", async () => {
+    bed = await createTestbed({ luns: [{ backstore: "ram", size: 1 << 20 }] });
+    const owners = bed.shm.device.allocations().map((a) => a.owner);
+    for (const o of ["vhost-scsi device", "virtqueue", "ram backstore", "lun 0", "tpg 1", "memory table", "vring 2 in-flight table"]) expect(owners).toContain(o);
+    const list = bed.shm.device.allocations();
+    for (let i = 1; i < list.length; i++) expect(list[i].start).toBeGreaterThanOrEqual(list[i - 1].start + list[i - 1].size);
+  });
+
+  it("reads and writes guest ranges that span adjacent regions; a hole is a RangeError", async () => {
+    const shm = SharedMemory.create({ deviceBytes: 1 << 20, guestBytes: 1 << 20 });
+    const mem = new GuestMemory(shm);
+    mem.addRegion(0, 8192);
+    mem.addRegion(8192, 4096);
+    mem.addRegion(32768, 4096);
+    const data = new Uint8Array(6000).map((_, i) => i & 0xff);
+    mem.write(5000, data);
+    expect(Buffer.from(mem.read(5000, 6000)).equals(Buffer.from(data))).toBe(true);
+    expect(mem.bytes(8192, 10)[0]).toBe((8192 - 5000) & 0xff);
+    expect(() => mem.read(10000, 8000)).toThrow(RangeError);
+    expect(() => mem.write(12000, new Uint8Array(1000))).toThrow(RangeError);
+    expect(mem.read(12000, 100).length).toBe(100); // the last 288 bytes below the hole
   });
 });

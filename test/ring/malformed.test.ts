@@ -28,6 +28,18 @@ function expectError(s: ReturnType<typeof setup>, name: string, info?: number) {
 
 type Case = { name: string; error: string; build: (m: MockSplitQueue) => void; num?: number };
 
+/**
+ * The errno drivers/vhost/vhost.c returns for each error: vhost_get_avail_idx (avail index
+ * jump), vhost_get_vq_desc (head, next, loop, out after in), get_indirect (length, size, loop,
+ * nesting) and translate_desc (unmapped or wrapping range, iovec array full).
+ */
+const KERNEL_ERRNO: Record<string, string> = {
+  InvalidAvailRingIndex: "EINVAL", InvalidHeadIndex: "EINVAL", InvalidDescIndex: "EINVAL", ChainLoop: "EINVAL",
+  AddressNotMapped: "EFAULT", AddressOverflow: "EFAULT", TooManyIovecs: "ENOBUFS", InvalidIndirectLength: "EINVAL",
+  NestedIndirect: "EINVAL", IndirectWithNext: "EINVAL", IndirectLoop: "EINVAL", InvalidIndirectIndex: "EINVAL",
+  ReadableAfterWritable: "EINVAL", IndirectTooBig: "E2BIG",
+};
+
 const cases: Case[] = [
   {
     name: "a descriptor that links to itself (VIRTIO 1.2, 2.7.5.2: chain longer than queue size)",
@@ -231,6 +243,7 @@ describe("malformed rings are queue errors, never traps (the kernel's vq_err)", 
     // The entry stays; popping again reports the same error again (no hidden state).
     expectError(s, c.error);
     expect(s.dq.error?.count).toBe(2);
+    expect(s.dq.error?.errno).toBe(KERNEL_ERRNO[c.error]);
   });
 
   it("accepts avail->idx moving by exactly the queue size", () => {
@@ -249,6 +262,9 @@ describe("malformed rings are queue errors, never traps (the kernel's vq_err)", 
     s.mock.setDesc(0, { addr: RAM, len: 8, flags: 0 });
     expect(pop(s.tb, s.dq)).toMatchObject({ head: 0 });
     expect(s.dq.lastAvailIdx).toBe(1);
+    // The queue's current error is over; the last one recorded stays readable.
+    expect(s.dq.error).toBeUndefined();
+    expect(s.dq.lastError).toMatchObject({ name: "ChainLoop", count: 1 });
   });
 
   it("names the offending index", () => {

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestbed, type Testbed } from "../../src/testbed.js";
 import { inquiry, read16, testUnitReady, write16 } from "../../src/scsi/commands.js";
 import { VIRTIO_SCSI_S_BAD_TARGET, VIRTIO_SCSI_S_OK } from "../../src/scsi/virtio-scsi.js";
-import { clearUnitAttentions, cmd, expectGood } from "../helpers/scsi.js";
+import { clearUnitAttentions, cmd, expectGood, expectSense } from "../helpers/scsi.js";
+import { SenseKey } from "../../src/scsi/sense.js";
 import { cmdReq, rawChain } from "../helpers/raw.js";
 
 describe("virtio-scsi request queue (VIRTIO 1.2, 5.6.6.1)", () => {
@@ -81,6 +82,55 @@ describe("virtio-scsi with VIRTIO_SCSI_F_T10_PI", () => {
     hdr.set(read16(1, 1), 27);
     const r2 = await rawChain(bed, 2, [hdr], [108, 512]);
     expect(r2.ins[0][11]).toBe(VIRTIO_SCSI_S_BAD_TARGET);
+    await bed.close();
+  });
+
+  /** A virtio_scsi_cmd_req_pi for LUN 0 of target 1. */
+  const piReq = (cdb: Uint8Array, piOut: number, piIn: number) => {
+    const hdr = new Uint8Array(59);
+    hdr.set([1, 1, 0x40, 0]);
+    new DataView(hdr.buffer).setUint32(19, piOut, true);
+    new DataView(hdr.buffer).setUint32(23, piIn, true);
+    hdr.set(cdb, 27);
+    return hdr;
+  };
+
+  it("answers PI sizes that disagree with the data direction with BAD_TARGET and executes nothing", async () => {
+    const bed = await createTestbed({ driver: { features: (1n << 32n) | (1n << 3n) } });
+    await clearUnitAttentions(bed);
+    const block = new Uint8Array(512).fill(0x77);
+    expectGood(await cmd(bed, { cdb: write16(2, 1), dataOut: block }));
+    // pi_bytesout with data-in buffers only: the READ must not run (its buffer stays untouched).
+    const read = await rawChain(bed, 2, [piReq(read16(2, 1), 8, 0)], [108, 512]);
+    expect([read.usedLen, read.ins[0][11]]).toEqual([108, VIRTIO_SCSI_S_BAD_TARGET]);
+    expect(read.ins[1].every((b) => b === 0xee)).toBe(true);
+    // pi_bytesin with data-out buffers only: the WRITE must not change the disk.
+    const write = await rawChain(bed, 2, [piReq(write16(2, 1), 0, 8), new Uint8Array(512)], [108]);
+    expect(write.ins[0][11]).toBe(VIRTIO_SCSI_S_BAD_TARGET);
+    const after = await cmd(bed, { cdb: read16(2, 1), dataInLength: 512 });
+    expect(after.dataIn.every((b) => b === 0x77)).toBe(true);
+    // PI bytes either way with no data at all.
+    for (const [o, i] of [[8, 0], [0, 8]]) {
+      const none = await rawChain(bed, 2, [piReq(testUnitReady(), o, i)], [108]);
+      expect(none.ins[0][11]).toBe(VIRTIO_SCSI_S_BAD_TARGET);
+    }
+    await bed.close();
+  });
+});
+
+describe("variable-length CDBs (SPC-5 4.2.3)", () => {
+  it("answers one longer than the 32-byte CDB field with BAD_TARGET (vhost-scsi), a shorter one INVALID COMMAND OPERATION CODE", async () => {
+    const bed = await createTestbed();
+    await clearUnitAttentions(bed);
+    const varlen = (additional: number) => {
+      const c = new Uint8Array(32);
+      c[0] = 0x7f;
+      c[7] = additional;
+      return c;
+    };
+    const long = await rawChain(bed, 2, [cmdReq([1, 1, 0x40, 0], varlen(0x20))], [108]);
+    expect(long.ins[0][11]).toBe(VIRTIO_SCSI_S_BAD_TARGET);
+    expectSense(await cmd(bed, { cdb: varlen(0x18) }), SenseKey.ILLEGAL_REQUEST, 0x2000);
     await bed.close();
   });
 });

@@ -71,10 +71,24 @@ describe("SPC-5 primary commands", () => {
       expect(descs[3].body.toString().replace(/\0+$/, "")).toBe(`${bed.target.wwpn},t,0x0001`);
     });
 
+    it("keeps OPTIMAL <= MAXIMUM TRANSFER LENGTH <= the HBA's max_sectors, so Linux's sd probes without a warning", async () => {
+      for (const [lun, bs] of [[0, 512], [1, 4096]]) {
+        const v = new DataView((await cmd(bed, { lun, cdb: inquiry(64, 0xb0), dataInLength: 64 })).dataIn.buffer);
+        const max = v.getUint32(8);
+        const opt = v.getUint32(12);
+        // sd's dev_max: 0xffff blocks for 10-byte CDBs, and max_sectors (0xffff * 512 bytes) from the config.
+        expect(max * bs).toBeLessThanOrEqual(0xffff * 512);
+        expect(max).toBeLessThanOrEqual(0xffff);
+        expect(opt).toBeGreaterThan(0);
+        expect(opt).toBeLessThanOrEqual(max);
+        expect(opt & (opt - 1)).toBe(0);
+      }
+    });
+
     it("reports block limits, characteristics and provisioning (B0h, B1h, B2h)", async () => {
       const b0 = (await cmd(bed, { cdb: inquiry(64, 0xb0), dataInLength: 64 })).dataIn;
       const v = new DataView(b0.buffer, b0.byteOffset);
-      expect([b0[1], v.getUint16(2), b0[4] & 1, v.getUint32(8), v.getUint32(20) > 0, v.getUint32(24)]).toEqual([0xb0, 0x3c, 1, 65536, true, 128]);
+      expect([b0[1], v.getUint16(2), b0[4] & 1, v.getUint32(8), v.getUint32(20) > 0, v.getUint32(24)]).toEqual([0xb0, 0x3c, 1, 65535, true, 128]);
       const b1 = (await cmd(bed, { cdb: inquiry(64, 0xb1), dataInLength: 64 })).dataIn;
       expect([b1[1], (b1[4] << 8) | b1[5]]).toEqual([0xb1, 1]);
       const b2 = (await cmd(bed, { cdb: inquiry(8, 0xb2), dataInLength: 8 })).dataIn;
