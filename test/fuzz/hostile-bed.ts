@@ -6,6 +6,24 @@ import { SplitRingView, vringAvailSize, vringDescSize, vringUsedSize } from "../
 import { createDataplane, type DataplaneExports } from "../../src/wasm/dataplane.js";
 import { TargetRegistry } from "../../src/target/registry.js";
 
+const CHUNK = 4096;
+
+/** Calls fn(start, end) for each CHUNK-sized piece where a and b differ (a native compare per chunk). */
+function eachChangedChunk(a: Uint8Array, b: Uint8Array, fn: (start: number, end: number) => void): void {
+  const n = a.length;
+  const A = Buffer.from(a.buffer, a.byteOffset, n);
+  const B = Buffer.from(b.buffer, b.byteOffset, n);
+  // Whole runs of equal memory are skipped in one compare; only runs that differ are split.
+  const walk = (s: number, e: number): void => {
+    if (A.compare(B, s, e, s, e) === 0) return;
+    if (e - s <= CHUNK) return fn(s, e);
+    const mid = s + Math.ceil((e - s) / 2 / CHUNK) * CHUNK;
+    walk(s, mid);
+    walk(mid, e);
+  };
+  walk(0, n);
+}
+
 /** A guest-physical range the fuzzer may point at, with the shared-memory offset behind it. */
 export interface Span {
   gpa: number;
@@ -49,10 +67,12 @@ export class HostileBed {
   readonly luns: { id: number; ptr: number; ram: number; size: number; blockSize: number; blocks: number }[];
   /** Device-zone ranges the data plane may write (its own state, RAM disks); everything else there is fixed. */
   readonly deviceWritable: [number, number][] = [];
+  /** The whole memory after construction, and as it was when a case was laid out (mark()). */
   private readonly snapshot: Uint8Array;
+  private readonly marked: Uint8Array;
 
   constructor() {
-    this.shm = SharedMemory.create({ deviceBytes: 6 << 20, guestBytes: 2 * REGION + (256 << 10) });
+    this.shm = SharedMemory.create({ deviceBytes: 2 << 20, guestBytes: 2 * REGION + (256 << 10) });
     const { shm } = this;
     const guard = () => {
       const at = shm.device.alloc(4096, 16);
@@ -124,11 +144,21 @@ export class HostileBed {
     this.evt = queue(8, 0x2000);
     guard();
     this.snapshot = shm.bytes.slice();
+    this.marked = shm.bytes.slice();
   }
 
-  /** Back to the state after construction (rings empty, LUNs with their power-on unit attention). */
+  /**
+   * Back to the state after construction (rings empty, LUNs with their power-on unit attention).
+   * Only the chunks a case changed are copied back, so a case costs what it touched plus one
+   * native compare of the memory, not two full copies.
+   */
   reset(): void {
-    this.shm.bytes.set(this.snapshot);
+    eachChangedChunk(this.shm.bytes, this.snapshot, (s, e) => this.shm.bytes.set(this.snapshot.subarray(s, e), s));
+  }
+
+  /** Remembers the memory as it is now (the case laid out), for forbiddenChanges(). */
+  mark(): void {
+    eachChangedChunk(this.shm.bytes, this.marked, (s, e) => this.marked.set(this.shm.bytes.subarray(s, e), s));
   }
 
   /** GPA -> shared-memory offset of a byte of guest RAM, or -1. */
@@ -142,23 +172,18 @@ export class HostileBed {
    * outside deviceWritable, in the guest zone outside mapped RAM, or in guest RAM outside
    * `guestWritable` (shared-memory ranges) and the used rings. Returns the first few.
    */
-  forbiddenChanges(before: Uint8Array, guestWritable: [number, number][]): number[] {
+  forbiddenChanges(guestWritable: [number, number][]): number[] {
     const now = this.shm.bytes;
-    const a = new Uint32Array(before.buffer, before.byteOffset, before.byteLength >>> 2);
-    const b = new Uint32Array(now.buffer, 0, a.length);
+    const before = this.marked;
     const allowed = [...this.deviceWritable, ...guestWritable, this.req.used, this.ctl.used, this.evt.used];
     const ok = (off: number) => {
       for (const [s, e] of allowed) if (off >= s && off < e) return true;
       return false;
     };
     const bad: number[] = [];
-    for (let w = 0; w < a.length && bad.length < 8; w++) {
-      if (a[w] === b[w]) continue;
-      for (let k = 0; k < 4; k++) {
-        const off = 4 * w + k;
-        if (before[off] !== now[off] && !ok(off)) bad.push(off);
-      }
-    }
+    eachChangedChunk(now, before, (s, e) => {
+      for (let off = s; off < e && bad.length < 8; off++) if (before[off] !== now[off] && !ok(off)) bad.push(off);
+    });
     return bad;
   }
 

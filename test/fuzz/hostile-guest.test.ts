@@ -72,6 +72,9 @@ const request = fc.record({
   frag: fc.oneof({ weight: 3, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 700 }) }),
   indirect: fc.boolean(),
   pi: fc.boolean(),
+  // T10-PI byte counts, any of them against any data direction (VIRTIO_SCSI_F_T10_PI).
+  piOut: fc.oneof({ weight: 4, arbitrary: fc.constant(0) }, { weight: 2, arbitrary: fc.integer({ min: 1, max: 64 }) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 2 ** 32 - 1 }) }),
+  piIn: fc.oneof({ weight: 4, arbitrary: fc.constant(0) }, { weight: 2, arbitrary: fc.integer({ min: 1, max: 64 }) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 2 ** 32 - 1 }) }),
 });
 type Request = typeof request extends fc.Arbitrary<infer T> ? T : never;
 const mutation = fc.record({ desc: fc.integer({ min: 0, max: 40 }), what: fc.constantFrom("flags", "next", "addr", "len"), value: fc.bigInt({ min: 0n, max: U64 }) });
@@ -158,16 +161,20 @@ function checked(act: () => Desc[], run: () => void): void {
   bed.reset();
   stats.cases++;
   const descs = act();
-  const before = bed.shm.bytes.slice();
+  bed.mark();
   run();
-  const bad = bed.forbiddenChanges(before, writableRanges(descs));
+  const bad = bed.forbiddenChanges(writableRanges(descs));
   expect(bad.map((o) => bed.describe(o))).toEqual([]);
   if (bed.req.dq.error) stats.queueErrors++;
   probe();
 }
 
-/** Lays a request out as a chain (direct, or one indirect descriptor) starting at descriptor `first`. */
-function layRequest(r: Request, first: number, arena: { a: number; b: number }): { descs: Desc[]; head: number; used: number; resp: number; respLen: number } {
+/**
+ * Lays a request out as a chain (direct, or one indirect descriptor) starting at descriptor
+ * `first`; null when the descriptor table is full.
+ */
+function layRequest(r: Request, first: number, arena: { a: number; b: number }): { descs: Desc[]; head: number; used: number; resp: number; respLen: number } | null {
+  if (first >= bed.req.num) return null;
   const bufs: { gpa: number; len: number; write: boolean }[] = [];
   const place = (region: "a" | "b", n: number) => {
     const g = (region === "a" ? RAM_A : RAM_B) + arena[region];
@@ -179,6 +186,10 @@ function layRequest(r: Request, first: number, arena: { a: number; b: number }):
   const h = new Uint8Array(Math.max(r.hdrLen, reqSize));
   h.set(r.lun);
   new DataView(h.buffer).setBigUint64(8, BigInt(stats.requests + 1), true);
+  if (r.pi) {
+    new DataView(h.buffer).setUint32(19, r.piOut, true);
+    new DataView(h.buffer).setUint32(23, r.piIn, true);
+  }
   h.set(r.cdb, r.pi ? 27 : 19);
   bed.shm.bytes.set(h.subarray(0, r.hdrLen), bed.hvaOf(hdr));
   bufs.push({ gpa: hdr, len: r.hdrLen, write: false });
@@ -193,8 +204,8 @@ function layRequest(r: Request, first: number, arena: { a: number; b: number }):
     const table = place("a", 16 * chain.length);
     chain.forEach((d, k) => (d.next = k + 1));
     putTable(table, chain);
-    descs.push(putDesc(bed.req, first % bed.req.num, { addr: BigInt(table), len: 16 * chain.length, flags: VRING_DESC_F_INDIRECT, next: 0 }), ...chain);
-    return { descs, head: first % bed.req.num, used: 1, resp, respLen: r.respLen };
+    descs.push(putDesc(bed.req, first, { addr: BigInt(table), len: 16 * chain.length, flags: VRING_DESC_F_INDIRECT, next: 0 }), ...chain);
+    return { descs, head: first, used: 1, resp, respLen: r.respLen };
   }
   chain.forEach((d, k) => {
     d.next = first + k + 1;
@@ -203,12 +214,28 @@ function layRequest(r: Request, first: number, arena: { a: number; b: number }):
   return { descs, head: first, used: chain.length, resp, respLen: r.respLen };
 }
 
+/**
+ * Whether vhost-scsi refuses the request's T10-PI sizes: a non-zero pi_bytesout needs data-out,
+ * else a non-zero pi_bytesin needs data-in, and the PI bytes must fit the data part.
+ */
+function piRefused(r: Request): boolean {
+  if (!r.pi) return false;
+  const outBytes = r.hdrLen + r.dataOut;
+  const inBytes = r.respLen + r.dataIn;
+  const dir = outBytes > 59 ? "out" : inBytes > 108 ? "in" : "none";
+  const data = dir === "out" ? outBytes - 59 : dir === "in" ? inBytes - 108 : 0;
+  const bytes = r.piOut || r.piIn;
+  if (bytes === 0) return false;
+  return dir !== (r.piOut ? "out" : "in") || bytes > data;
+}
+
 /** What a well-formed request's response must look like. */
 function checkResponse(r: Request, resp: number): void {
   const b = bed.shm.bytes.subarray(bed.hvaOf(resp), bed.hvaOf(resp) + 108);
   const response = b[11];
   const status = b[10];
   expect(RESPONSES.has(response)).toBe(true);
+  if (piRefused(r)) expect(response, `PI sizes out ${r.piOut} in ${r.piIn}`).toBe(3);
   if (response === 1) stats.overruns++;
   if (response === 3) stats.badTargets++;
   if (response !== 0) return;
@@ -230,6 +257,23 @@ function checkResponse(r: Request, resp: number): void {
   const lun = ((r.lun[2] & 0x3f) << 8) | r.lun[3];
   if (code === 0x2000) expect(SUPPORTED.has(r.cdb[0]) && !(r.cdb[0] === 0x42 && lun === 5)).toBe(false);
 }
+
+describe("the memory invariant the campaign relies on", () => {
+  it("sees a byte changed in an unmapped gap, in device memory, and in guest RAM the case did not make writable", () => {
+    bed.reset();
+    bed.mark();
+    const lunBlocks = bed.luns[0].ram;
+    const targets = [bed.gaps[0].hva + 100, bed.gaps[1].hva + 5, bed.hvaOf(RAM_B + 12345)];
+    for (const t of targets) bed.shm.bytes[t] ^= 0xff;
+    bed.shm.bytes[lunBlocks] ^= 0xff; // a RAM disk may change
+    const sorted = [...targets].sort((a, b) => a - b);
+    expect(bed.forbiddenChanges([])).toEqual(sorted);
+    expect(bed.forbiddenChanges([[targets[2], targets[2] + 1]])).toEqual(sorted.filter((t) => t !== targets[2]));
+    bed.reset();
+    bed.mark();
+    expect(bed.forbiddenChanges([])).toEqual([]);
+  });
+});
 
 const runs = (ms: number) => ({ seed: SEED, numRuns: 1_000_000, interruptAfterTimeLimit: ms, markInterruptAsFailure: false });
 
@@ -273,6 +317,7 @@ describe(`hostile guest (seed ${SEED}; replay with FUZZ_SEED=${SEED})`, () => {
           for (const r of reqs) {
             if (arena.a > REGION - 0x10000 || arena.b > REGION - 0x20000) break;
             const l = layRequest(r, next, arena);
+            if (!l) break;
             next += l.used;
             laid.push(l);
             all.push(...l.descs);
@@ -299,17 +344,28 @@ describe(`hostile guest (seed ${SEED}; replay with FUZZ_SEED=${SEED})`, () => {
     );
   });
 
-  it("well-formed requests with random CDBs are each answered as the specification says", () => {
+  it("well-formed requests with random CDBs (and random T10-PI sizes) are each answered as the specification says", () => {
+    // Well-formed: room for the response, and no more pieces than UIO_MAXIOV iovecs.
+    const pieces = (r: Request) => [r.pi ? 59 : 51, r.dataOut, r.respLen, r.dataIn].reduce((n, b) => n + (r.frag ? Math.ceil(b / r.frag) : b ? 1 : 0), 0);
+    const wellFormed = request.filter((r) => r.respLen >= 108 && pieces(r) <= 1024).map((r) => ({ ...r, hdrLen: r.pi ? 59 : 51 }));
     fc.assert(
-      fc.property(fc.array(request.filter((r) => r.hdrLen === 51 && r.respLen >= 108 && !r.pi), { minLength: 1, maxLength: 4 }), (reqs) => {
+      fc.property(fc.array(wellFormed, { minLength: 1, maxLength: 4 }), fc.boolean(), (reqs, pi) => {
         const laid: ReturnType<typeof layRequest>[] = [];
-        const run = () => drain("req");
+        for (const r of reqs) {
+          r.pi = pi;
+          r.hdrLen = pi ? 59 : 51;
+        }
+        const run = () => {
+          drain("req", pi);
+          expect(bed.req.ring.usedIdx).toBe(laid.length); // every request answered
+        };
         checked(() => {
           const arena = { a: 0x8000, b: 0 };
           let next = 0;
           const all: Desc[] = [];
           for (const r of reqs) {
             const l = layRequest(r, next, arena);
+            if (!l) break;
             next += l.used;
             laid.push(l);
             all.push(...l.descs);
@@ -319,8 +375,81 @@ describe(`hostile guest (seed ${SEED}; replay with FUZZ_SEED=${SEED})`, () => {
         }, run);
         // checked() ran the probe, which reset the ring; the answers are still in guest memory.
         laid.forEach((l, k) => checkResponse(reqs[k], l.resp));
+        stats.requests += laid.length;
       }),
       runs(SECONDS * 1000),
+    );
+  });
+
+  it("indirect tables chained in any order are served; a next link looping back is IndirectLoop (EINVAL, as get_indirect)", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 2, max: 12 }).chain((n) =>
+          fc.record({
+            // The chain's order through the table: entry 0 first (VIRTIO 1.2, 2.7.5.3.1), the rest shuffled.
+            order: fc.shuffledSubarray([...Array(n - 1).keys()].map((k) => k + 1), { minLength: n - 1, maxLength: n - 1 }),
+            loopFrom: fc.option(fc.integer({ min: 0, max: n - 1 })),
+            loopTo: fc.nat(),
+          }),
+        ),
+        ({ order, loopFrom, loopTo }) => {
+          const n = order.length + 1;
+          const chainOrder = [0, ...order];
+          // INQUIRY to LUN 0 cut into n pieces: the header over the first, response and data over the rest.
+          const table = RAM_A + 0x8000;
+          const hdr = RAM_A + 0x9000;
+          const resp = RAM_A + 0xa000;
+          const pieces: Desc[] = [];
+          const hdrParts = Math.max(1, Math.floor(n / 3));
+          const cut = (gpa: number, len: number, parts: number, write: boolean) => {
+            for (let k = 0; k < parts; k++) {
+              const s = Math.floor((k * len) / parts);
+              const e = Math.floor(((k + 1) * len) / parts);
+              pieces.push({ addr: BigInt(gpa + s), len: e - s, flags: write ? VRING_DESC_F_WRITE : 0, next: 0 });
+            }
+          };
+          cut(hdr, 51, hdrParts, false);
+          cut(resp, 108 + 36, n - hdrParts, true);
+          // Looping: the last link goes back to an earlier entry of the same direction.
+          const loops = loopFrom !== null;
+          const from = loops ? loopFrom : -1;
+          const firstWrite = hdrParts;
+          const lo = from >= firstWrite ? firstWrite : 0;
+          const to = lo + (loopTo % (from - lo + 1 || 1));
+          const entries: Desc[] = Array(n);
+          chainOrder.forEach((slot, pos) => {
+            const d = { ...pieces[pos] };
+            if (pos + 1 < n) d.flags |= VRING_DESC_F_NEXT;
+            d.next = pos + 1 < n ? chainOrder[pos + 1] : 0;
+            if (pos === from) {
+              d.flags |= VRING_DESC_F_NEXT;
+              d.next = chainOrder[to];
+            }
+            entries[slot] = d;
+          });
+          checked(() => {
+            const h = new Uint8Array(51);
+            h.set([1, 1, 0x40, 0]);
+            h.set(inquiry(36), 19);
+            bed.shm.bytes.set(h, bed.hvaOf(hdr));
+            putTable(table, entries);
+            const descs = [putDesc(bed.req, 0, { addr: BigInt(table), len: 16 * n, flags: VRING_DESC_F_INDIRECT, next: 0 }), ...entries];
+            publish(bed.req, [0]);
+            return descs;
+          }, () => {
+            drain("req");
+            if (loops) {
+              expect(bed.req.dq.error).toMatchObject({ name: "IndirectLoop", errno: "EINVAL" });
+              expect(bed.req.ring.usedIdx).toBe(0);
+            } else {
+              expect(bed.req.dq.error).toBeUndefined();
+              expect(bed.req.ring.usedIdx).toBe(1);
+              expect(bed.shm.bytes[bed.hvaOf(resp) + 11]).toBe(0);
+            }
+          });
+        },
+      ),
+      runs((SECONDS * 1000) / 2),
     );
   });
 
