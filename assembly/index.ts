@@ -7,7 +7,7 @@ import { VirtQueue, vq_add_used, vq_flush_used, vq_enable_notify, vq_disable_not
 import { vq_pop_chain } from "./chain";
 import { vq_drain } from "./drain";
 import { EchoDevice, NullDevice } from "./testdev";
-import { iovec_array_size } from "./iovec";
+import { IOVEC_SIZE, IoVecArray, iovec_array_size } from "./iovec";
 
 export { instance_init, instance_area_size };
 
@@ -143,17 +143,20 @@ export function static_end(): usize {
 
 // ---- virtio-scsi device ----
 
-import { ScsiDevice, ScsiTpg, device_struct_size, tpg_struct_size, dev_set_tpg, tpg_set_lun, dev_inflight_slot } from "./scsi/target";
+import { ScsiDevice, ScsiTpg, device_struct_size, tpg_struct_size, dev_set_tpg, tpg_set_lun, dev_ctx_table_slot } from "./scsi/target";
 import { ScsiLun, lun_struct_size, lun_ident, lun_ident_len, lun_raise_ua, lun_flags, lun_update_flags } from "./scsi/lun";
-import { ScsiRequestQueue, scsi_complete } from "./scsi/request";
+import { ScsiRequestQueue } from "./scsi/request";
 import { ScsiControlQueue, ctl_poll } from "./scsi/ctrl";
 import { evt_drain, evt_post } from "./scsi/event";
 import {
-  InflightTable, inflight_table_size, inflight_slot, inflight_submitted,
-} from "./scsi/inflight";
+  BOUNCE_SIZE, CQE_SIZE, CTX_IOV, IoCompletionQueue, IoCtx, IoCtxTable, IoSubmitQueue, cq_init, cq_size,
+  ctx_table_init, ctx_table_size, sq_init, sq_size,
+} from "./scsi/ioring";
+import { REMOTE_MAX_RANGES, remote_reap } from "./scsi/remote";
 import { opcode_count, opcode_row } from "./scsi/opcodes";
 import { CMD_REQ_PI_SIZE, CMD_REQ_SIZE } from "./scsi/constants";
 import { SCSI_DEV_F_T10_PI } from "./scsi/target";
+import { DRAIN_USED } from "./defs";
 
 export function scsi_device_size(): usize { return device_struct_size(); }
 export function scsi_tpg_size(): usize { return tpg_struct_size(); }
@@ -169,9 +172,9 @@ export function scsi_dev_set_features(dev: usize, features: u32): void {
 export function scsi_dev_set_tpg(dev: usize, t: u32, tpg: usize): void {
   dev_set_tpg(changetype<ScsiDevice>(dev), t, tpg);
 }
-/** Registers request queue q's in-flight table (0 unregisters). */
-export function scsi_dev_set_inflight(dev: usize, q: u32, table: usize): void {
-  atomic.store<u32>(dev_inflight_slot(changetype<ScsiDevice>(dev), q), <u32>table);
+/** Registers request queue q's request context table, where TMFs look for requests (0 unregisters). */
+export function scsi_dev_set_ctx_table(dev: usize, q: u32, table: usize): void {
+  atomic.store<u32>(dev_ctx_table_slot(changetype<ScsiDevice>(dev), q), <u32>table);
 }
 export function scsi_dev_events_missed(dev: usize): u32 {
   return atomic.load<u32>(dev + offsetof<ScsiDevice>("events_missed"));
@@ -191,14 +194,18 @@ export function scsi_tpg_set_lun(tpg: usize, id: u32, lun: usize): void {
   tpg_set_lun(changetype<ScsiTpg>(tpg), id, lun);
 }
 
-/** Fills a zeroed LUN struct. nblocks is passed as f64 (exact below 2^53). */
-export function scsi_lun_init(lun: usize, id: u32, backstore: u32, blockShift: u32, nblocks: f64, ram: usize, flags: u32, port: u32): void {
+/**
+ * Fills a zeroed LUN struct. nblocks is passed as f64 (exact below 2^53). `at` is where the
+ * blocks are for BS_RAM, the backstore's submission queue for BS_QUEUED.
+ */
+export function scsi_lun_init(lun: usize, id: u32, backstore: u32, blockShift: u32, nblocks: f64, at: usize, flags: u32, port: u32): void {
   const l = changetype<ScsiLun>(lun);
   l.id = id;
   l.backstore = backstore;
   l.block_shift = blockShift;
   l.nblocks = <u64>nblocks;
-  l.ram = <u32>ram;
+  if (backstore == 0) l.ram = <u32>at;
+  else l.sq = <u32>at;
   l.port = port;
   atomic.store<u32>(lun + offsetof<ScsiLun>("flags"), flags);
 }
@@ -237,9 +244,20 @@ export function scsi_lun_ident_len(f: u32): u32 {
   return lun_ident_len(f);
 }
 
-/** Drains a request queue of the device at dev; returns DRAIN_* bits. `polling` keeps kicks off. */
+/**
+ * Serves a request queue of the device at dev: answers the requests whose backstore completed
+ * them, then drains new ones; returns DRAIN_* bits. `polling` keeps kicks off.
+ */
 export function scsi_req_drain(vq: usize, dev: usize, weight: u32, polling: bool): u32 {
-  return vq_drain<ScsiRequestQueue>(changetype<VirtQueue>(vq), chain_iov(), changetype<ScsiRequestQueue>(dev), weight, polling);
+  const q = changetype<VirtQueue>(vq);
+  const reaped = remote_reap(q);
+  const flags = vq_drain<ScsiRequestQueue>(q, chain_iov(), changetype<ScsiRequestQueue>(dev), weight, polling);
+  return reaped != 0 && (flags & DRAIN_USED) == 0 ? flags | vq_flush_used(q) : flags;
+}
+/** Answers the completed requests of a request queue no longer drained (it is being detached). */
+export function scsi_req_reap(vq: usize): u32 {
+  const q = changetype<VirtQueue>(vq);
+  return remote_reap(q) != 0 ? vq_flush_used(q) : 0;
 }
 /** Drains the control queue; returns DRAIN_* bits (pending TMFs finish in scsi_ctl_poll). */
 export function scsi_ctl_drain(vq: usize, dev: usize, weight: u32): u32 {
@@ -254,28 +272,54 @@ export function scsi_evt_drain(vq: usize, dev: usize): u32 {
   return evt_drain(changetype<ScsiDevice>(dev), changetype<VirtQueue>(vq));
 }
 
-// ---- asynchronous backstore requests ----
+// ---- backstores served elsewhere (scsi/ioring.ts): the layout src/backstore/ring.ts uses ----
 
-export function scsi_inflight_size(capacity: u32): usize { return inflight_table_size(capacity); }
-export function scsi_inflight_init(table: usize, capacity: u32): void {
-  memory.fill(table, 0, inflight_table_size(capacity));
-  changetype<InflightTable>(table).capacity = capacity;
-}
-/** Slots submitted since the last scsi_inflight_clear_submitted(). */
-export function scsi_inflight_nsubmit(table: usize): u32 { return changetype<InflightTable>(table).nsubmit; }
-export function scsi_inflight_submitted(table: usize, k: u32): u32 { return inflight_submitted(changetype<InflightTable>(table), k); }
-export function scsi_inflight_clear_submitted(table: usize): void { changetype<InflightTable>(table).nsubmit = 0; }
-export function scsi_slot_op(table: usize, i: u32): u32 { return inflight_slot(changetype<InflightTable>(table), i).op; }
-export function scsi_slot_lun(table: usize, i: u32): usize { return inflight_slot(changetype<InflightTable>(table), i).lun; }
-export function scsi_slot_offset(table: usize, i: u32): f64 { return <f64>inflight_slot(changetype<InflightTable>(table), i).offset; }
-export function scsi_slot_length(table: usize, i: u32): f64 { return <f64>inflight_slot(changetype<InflightTable>(table), i).length; }
-/** The slot's data iovecs: { count u32, out u32, [base u32, len u32] * count }. */
-export function scsi_slot_data(table: usize, i: u32): usize { return changetype<usize>(inflight_slot(changetype<InflightTable>(table), i).data()); }
-/** Completes slot i of vq's in-flight table (IO_OK, IO_ERROR, IO_MISCOMPARE at offset info). */
-export function scsi_complete_request(vq: usize, i: u32, result: u32, info: f64): void {
-  scsi_complete(changetype<VirtQueue>(vq), i, result, <u64>info);
-}
+export const IOCTX_STATE: u32 = offsetof<IoCtx>("state");
+export const IOCTX_INDEX: u32 = offsetof<IoCtx>("index");
+export const IOCTX_CQ: u32 = offsetof<IoCtx>("cq");
+export const IOCTX_OP: u32 = offsetof<IoCtx>("op");
+export const IOCTX_FLAGS: u32 = offsetof<IoCtx>("flags");
+export const IOCTX_OFFSET: u32 = offsetof<IoCtx>("offset");
+export const IOCTX_LENGTH: u32 = offsetof<IoCtx>("length");
+export const IOCTX_EXTENTS: u32 = <u32>offsetof<IoCtx>() + <u32>offsetof<IoVecArray>() + CTX_IOV * <u32>IOVEC_SIZE;
+export const SQ_MASK: u32 = offsetof<IoSubmitQueue>("mask");
+export const SQ_DEQUEUE: u32 = offsetof<IoSubmitQueue>("dequeue");
+export const SQ_WAKE: u32 = offsetof<IoSubmitQueue>("wake");
+export const SQ_SLEEPERS: u32 = offsetof<IoSubmitQueue>("sleepers");
+export const SQ_CELLS: u32 = offsetof<IoSubmitQueue>();
+export const CQ_MASK: u32 = offsetof<IoCompletionQueue>("mask");
+export const CQ_TAIL: u32 = offsetof<IoCompletionQueue>("tail");
+export const CQ_DOORBELL: u32 = offsetof<IoCompletionQueue>("doorbell");
+export const CQ_FINISHED: u32 = offsetof<IoCompletionQueue>("finished");
+export const CQ_CELLS: u32 = offsetof<IoCompletionQueue>();
+export const CQ_CELL_SIZE: u32 = <u32>CQE_SIZE;
 
+/** Bytes of a request context table with `capacity` contexts, of its completion queue, of its bounce buffer. */
+export function scsi_ctx_table_size(capacity: u32): usize { return ctx_table_size(capacity); }
+export function scsi_cq_size(entries: u32): usize { return cq_size(entries); }
+export function scsi_bounce_size(): u32 { return BOUNCE_SIZE; }
+/** Sets up a request queue's contexts (zeroed memory), its completion queue (entries >= capacity, a power of two) and bounce buffer. */
+export function scsi_ctx_table_init(table: usize, capacity: u32, cq: usize, entries: u32, bounce: usize): void {
+  memory.fill(table, 0, ctx_table_size(capacity));
+  cq_init(changetype<IoCompletionQueue>(cq), entries);
+  ctx_table_init(changetype<IoCtxTable>(table), capacity, <u32>cq, <u32>bounce);
+}
+/** Names the worker doorbell a completion queue rings (the worker serving its request queue). */
+export function scsi_cq_set_doorbell(cq: usize, doorbell: u32): void {
+  atomic.store<u32>(cq + offsetof<IoCompletionQueue>("doorbell"), doorbell);
+}
+/** Requests of a completion queue's table handed to backstores so far, and completions posted so far. */
+export function scsi_cq_submitted(cq: usize): u32 {
+  return atomic.load<u32>(cq + offsetof<IoCompletionQueue>("submitted"));
+}
+export function scsi_cq_finished(cq: usize): u32 {
+  return atomic.load<u32>(cq + offsetof<IoCompletionQueue>("finished"));
+}
+/** Bytes of a submission queue of `entries` cells (a power of two), and its set-up. */
+export function scsi_sq_size(entries: u32): usize { return sq_size(entries); }
+export function scsi_sq_init(sq: usize, entries: u32): void { sq_init(changetype<IoSubmitQueue>(sq), entries); }
+/** The most UNMAP ranges a LUN served elsewhere can take in one command. */
+export function scsi_remote_max_ranges(): u32 { return REMOTE_MAX_RANGES; }
 /** Supported command table, for tests: count and row i as (opcode << 16) | ((sa + 1) << 8) | cdb length. */
 export function scsi_opcode_count(): u32 { return opcode_count(); }
 export function scsi_opcode_row(i: u32): u32 { return opcode_row(i); }

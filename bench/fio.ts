@@ -5,10 +5,11 @@
 import { Worker } from "node:worker_threads";
 import { performance } from "node:perf_hooks";
 import { createTestbed } from "../src/testbed.js";
+import type { LunConfig } from "../src/target/tpg.js";
 import { commandRetryingUA } from "../src/guest/scan.js";
 import { testUnitReady } from "../src/scsi/commands.js";
 import { polledSlotSize } from "../src/guest/polled-queue.js";
-import { HELP, OptionError, PROGRAM, parseOptions, type FioOptions } from "./options.js";
+import { helpText, OptionError, PROGRAM, parseOptions, type FioOptions } from "./options.js";
 import { fmtBw, fmtIops, jsonReport, textReport } from "./report.js";
 import type { JobInit, JobResult } from "./job.js";
 
@@ -40,10 +41,12 @@ export async function runFio(o: FioOptions, progress: (line: string) => void = (
   const maxDepth = Math.max(...jobQueues.flatMap((qs, j) => qs.map((_, k) => depthOf(j, k))));
   const queueSize = Math.min(32768, Math.max(128, nextPow2(3 * maxDepth)));
   const bufferBytes = jobQueues.reduce((s, qs, j) => s + qs.reduce((t, _, k) => t + depthOf(j, k) * polledSlotSize(o.bs), 0), 0);
-  const lun =
-    o.backstore.kind === "file"
-      ? { backstore: "file" as const, path: o.backstore.path, size: o.size, blockSize: o.blockSize }
-      : { backstore: o.backstore.kind, size: o.size, blockSize: o.blockSize };
+  const lun = {
+    ...o.backstore,
+    size: o.size,
+    blockSize: o.blockSize,
+    ...(o.ioThreads !== undefined ? { ioThreads: o.ioThreads } : {}),
+  } as LunConfig;
   const bed = await createTestbed({
     luns: [lun],
     queues: o.queues,
@@ -154,7 +157,7 @@ async function main(): Promise<void> {
     throw e;
   }
   if (o.help) {
-    process.stdout.write(HELP);
+    process.stdout.write(helpText());
     return;
   }
   const tty = process.stderr.isTTY && !o.json;

@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { backstoreTypes, parseBackstoreArg } from "../src/backstore/index.js";
 
 /** The benchmark's options, fio's names where fio has them. */
 export interface FioOptions {
@@ -13,7 +14,12 @@ export interface FioOptions {
   /** Region of the LUN the jobs address, in bytes. */
   size: number;
   rwmixread: number;
-  backstore: { kind: "ram" } | { kind: "null" } | { kind: "file"; path: string };
+  /** `--backstore NAME:ARGS` as the registered type parsed it (its name in `backstore`). */
+  backstore: ReturnType<typeof parseBackstoreArg>;
+  /** The text given, for the report. */
+  backstoreArg: string;
+  /** I/O threads of a file backstore (undefined: its default). */
+  ioThreads: number | undefined;
   blockSize: 512 | 4096;
   verify: boolean;
   json: boolean;
@@ -52,7 +58,10 @@ function int(name: string, v: string, min: number, max: number): number {
 /** The benchmark's own name, in its messages (it speaks fio's options but is not fio). */
 export const PROGRAM = "vhost-scsi-bench";
 
-export const HELP = `usage: npm start -- [options]
+/** --help, with the backstore types registered. */
+export function helpText(): string {
+  const kinds = backstoreTypes().map((t) => t.usage).join(", ");
+  return `usage: npm start -- [options]
 
 The fio-like benchmark of the whole vhost-scsi path: guest driver -> virtqueues -> vhost
 worker threads -> SCSI target (WASM) -> backstore -> used ring -> guest.
@@ -67,13 +76,15 @@ worker threads -> SCSI target (WASM) -> backstore -> used ring -> guest.
   --runtime=TIME       run for this long (10, 10s, 500ms)                [5s]
   --size=SIZE          region of the LUN to address; without --runtime,
                        each job does this many bytes and stops           [256m]
-  --backstore=KIND     ram, null, or file:PATH                           [ram]
+  --backstore=NAME:ARGS  ${kinds.padEnd(43)} [ram]
+  --io-threads=N       I/O threads serving a file backstore        [one per core, at most 2]
   --block-size=N       logical block size, 512 or 4096                   [512]
   --busy-poll=USEC     vhost busy-poll window (VHOST_SET_VRING_BUSYLOOP_TIMEOUT) [200]
   --verify             write checksummed blocks, read them back, count mismatches
   --output-format=json, --json   one JSON object in fio's shape on stdout
   -h, --help           this text
 `;
+}
 
 export function parseOptions(argv: string[]): FioOptions {
   let parsed;
@@ -93,6 +104,7 @@ export function parseOptions(argv: string[]): FioOptions {
         size: { type: "string" },
         rwmixread: { type: "string" },
         backstore: { type: "string" },
+        "io-threads": { type: "string" },
         "block-size": { type: "string" },
         "busy-poll": { type: "string" },
         verify: { type: "boolean" },
@@ -116,12 +128,14 @@ export function parseOptions(argv: string[]): FioOptions {
   if (bs > 16 << 20) throw new OptionError(`--bs: ${bs} is larger than the 16 MiB limit`);
   const size = parseSize("size", v.size ?? "256m");
   if (size < bs || size % bs) throw new OptionError(`--size: ${size} must be a multiple of --bs (${bs})`);
+  const backstoreArg = v.backstore ?? "ram";
   let backstore: FioOptions["backstore"];
-  const b = v.backstore ?? "ram";
-  if (b === "ram" || b === "null") backstore = { kind: b };
-  else if (b.startsWith("file:") && b.length > 5) backstore = { kind: "file", path: b.slice(5) };
-  else throw new OptionError(`--backstore: '${b}' is not ram, null or file:PATH`);
-  if (backstore.kind === "ram" && size > 3 * 2 ** 30) throw new OptionError(`--size: a RAM backstore of ${size} bytes does not fit the 4 GiB wasm32 memory; use file:PATH`);
+  try {
+    backstore = parseBackstoreArg(backstoreArg);
+  } catch (e) {
+    throw new OptionError(`--backstore: ${(e as Error).message}`);
+  }
+  if (backstore.backstore === "ram" && size > 3 * 2 ** 30) throw new OptionError(`--size: a RAM backstore of ${size} bytes does not fit the 4 GiB wasm32 memory; use file:PATH`);
   const fmt = v["output-format"];
   if (fmt !== undefined && fmt !== "json" && fmt !== "normal") throw new OptionError(`--output-format: '${fmt}' must be normal or json`);
   const queues = int("queues", v.queues ?? "1", 1, 128);
@@ -139,6 +153,8 @@ export function parseOptions(argv: string[]): FioOptions {
     size,
     rwmixread: int("rwmixread", v.rwmixread ?? "50", 0, 100),
     backstore,
+    backstoreArg,
+    ioThreads: v["io-threads"] === undefined ? undefined : int("io-threads", v["io-threads"], 0, 64),
     blockSize: blockSize as 512 | 4096,
     verify: v.verify ?? false,
     json: v.json === true || fmt === "json",

@@ -115,8 +115,7 @@ export function jsonReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): u
 /** The text report: fio-like lines per direction with latency percentiles, then the threads' CPU. */
 export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): string {
   const lines: string[] = [];
-  const backstore = o.backstore.kind === "file" ? `file:${o.backstore.path}` : o.backstore.kind;
-  lines.push(`vhost-scsi: (g=0): rw=${o.rw}, bs=${o.bs}B, iodepth=${o.iodepth}, numjobs=${o.numjobs}, queues=${o.queues}, workers=${o.workers}, backstore=${backstore}, block-size=${o.blockSize}`);
+  lines.push(`vhost-scsi: (g=0): rw=${o.rw}, bs=${o.bs}B, iodepth=${o.iodepth}, numjobs=${o.numjobs}, queues=${o.queues}, workers=${o.workers}, backstore=${o.backstoreArg}, block-size=${o.blockSize}`);
   for (const d of ["read", "write"] as const) {
     const s = summarize(jobs, d);
     if (s.ios === 0) continue;

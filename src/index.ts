@@ -25,9 +25,8 @@ export { VhostMemTable, vhostRegionsOf, VHOST_MAX_MEM_REGIONS, type VhostMemoryR
 export { VhostScsi, VHOST_SCSI_MAX_IO_VQ, VHOST_SCSI_VQ_CTL, VHOST_SCSI_VQ_EVT, VHOST_SCSI_VQ_IO, type VhostContext } from "./vhost/vhost-scsi.js";
 export { VhostProcess, type VhostProcessOptions } from "./vhost/process.js";
 export { LocalWorker, type LocalWorkerOptions } from "./vhost/local-worker.js";
-export type { VhostWorker, VringAttachment, FileBinding } from "./vhost/worker.js";
+export type { VhostWorker, VringAttachment } from "./vhost/worker.js";
 export { ScsiVringServer, VHOST_SCSI_WEIGHT, POLL_IDLE, POLL_MORE, POLL_WAITING, type PollResult, type VringBinding, type VringKind } from "./worker/scsi-vrings.js";
-export { nodeFileOps, type FileOps } from "./worker/file-io.js";
 
 // The QEMU-side device model.
 export { VhostScsiDevice, type VhostScsiDeviceOptions, type QueueErrorEvent } from "./device/vhost-scsi-device.js";
@@ -37,7 +36,16 @@ export { TargetRegistry } from "./target/registry.js";
 export { ScsiTarget, generateWwpn } from "./target/target.js";
 export { Tpg, VHOST_SCSI_MAX_LUN, VHOST_SCSI_MAX_TARGET, type LunConfig, type TpgListener } from "./target/tpg.js";
 export { Lun, type LunOptions } from "./target/lun.js";
-export { RamBackstore, NullBackstore, FileBackstore, type Backstore, type BackstoreName } from "./target/backstore.js";
+
+// Backstores: the seam, the registry, the built-in types.
+export {
+  RamBackstore, NullBackstore, registerBackstore, backstoreType, backstoreTypes, parseBackstoreArg, openBackstore, openBackstoreSync,
+  type Backstore, type QueuedBackstore, type BackstoreFeatures, type BackstoreConfig, type BackstoreConfigs, type BackstoreType, type IoDone,
+} from "./backstore/index.js";
+export { FileBackstore, nodeFileOps, defaultIoThreads, type FileOps, type FileConfig } from "./backstore/file.js";
+export {
+  BS_OP_READ, BS_OP_WRITE, BS_OP_FLUSH, BS_OP_WRITE_ZEROES, BS_OP_DISCARD, type BackstoreIo, type BackstoreOp,
+} from "./backstore/ring.js";
 
 // SCSI and virtio-scsi.
 export * from "./scsi/virtio-scsi.js";

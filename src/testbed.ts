@@ -4,6 +4,7 @@ import { VirtioScsiDriver, type VirtioScsiDriverOptions } from "./guest/scsi-dri
 import { VhostProcess, type VhostProcessOptions } from "./vhost/process.js";
 import { VhostScsiDevice } from "./device/vhost-scsi-device.js";
 import type { LunConfig, Tpg } from "./target/tpg.js";
+import { openBackstore } from "./backstore/index.js";
 import type { ScsiTarget } from "./target/target.js";
 
 export interface TestbedOptions {
@@ -57,7 +58,7 @@ export async function createTestbed(opts: TestbedOptions = {}): Promise<Testbed>
   const target = proc.targets.create();
   const tag = opts.tpgTag ?? 1;
   const tpg = target.addTpg(tag);
-  luns.forEach((l, i) => tpg.addLun(i, l));
+  for (const [i, l] of luns.entries()) tpg.addLun(i, { ...l, backstore: await openBackstore(l, shm, l.readOnly) } as LunConfig);
   const mem = new GuestMemory(shm);
   mem.addRegion(0, guestBytes);
   const device = new VhostScsiDevice(proc, mem, {
@@ -81,6 +82,7 @@ export async function createTestbed(opts: TestbedOptions = {}): Promise<Testbed>
     async close() {
       await device.setStatus(0);
       await device.unrealize();
+      await proc.targets.remove(target.wwpn);
     },
   };
 }

@@ -6,6 +6,7 @@ import { fill_bytes } from "../bytes";
 import { device_ctx, iter, scratch } from "../instance";
 import { ScsiLun } from "./lun";
 import { ScsiDevice, ScsiTpg } from "./target";
+import { IoCtxTable } from "./ioring";
 import {
   ASC_INVALID_FIELD_IN_CDB, ASC_INVALID_FIELD_IN_PARAMETER_LIST, ILLEGAL_REQUEST, SAM_STAT_CHECK_CONDITION,
   SAM_STAT_GOOD, VIRTIO_SCSI_S_OK, VIRTIO_SCSI_S_OVERRUN, VIRTIO_SCSI_SENSE_SIZE,
@@ -48,11 +49,15 @@ export const SCRATCH_DATA_SIZE: usize = 3584;
   info: u64;
   /** Report descriptor-format sense (control mode page D_SENSE). */
   desc_sense: u32;
-  /** The queue and chain being served (for requests that complete asynchronously). */
-  vq: u32;
+  /** The chain being served, and its request queue's contexts (for requests served elsewhere). */
   head: u32;
-  /** Set when the command went to an asynchronous backstore and completes later. */
+  table: IoCtxTable;
+  /** Set when the command went to a backstore served elsewhere and completes later. */
   pending: u32;
+  /** A media-access CDB decoded: LBA, blocks, and the CDB byte of the transfer length (field pointer). */
+  lba: u64;
+  blocks: u32;
+  len_byte: u32;
 }
 
 /** This instance's command state. */

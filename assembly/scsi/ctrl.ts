@@ -1,6 +1,6 @@
 // The control queue (VIRTIO 1.2, 5.6.6.2): task management functions and asynchronous
-// notification query/subscribe. A TMF that aborts requests held by the file backstore is
-// answered only once those requests have completed (with VIRTIO_SCSI_S_ABORTED): it waits
+// notification query/subscribe. A TMF that aborts requests held by a backstore served elsewhere
+// is answered only once those requests have completed (with VIRTIO_SCSI_S_ABORTED): it waits
 // in the device's pending-TMF table and ctl_poll() finishes it.
 import { IoVecArray } from "../iovec";
 import { iter, scratch } from "../instance";
@@ -8,37 +8,37 @@ import { VirtQueue, vq_add_used, vq_err, vq_flush_used } from "../queue";
 import { CTL_TMF_PENDING, VQ_ERR_BAD_REQUEST } from "../defs";
 import { REQUEST_PENDING } from "../drain";
 import {
-  MAX_REQUEST_QUEUES, PendingTmf, ScsiDevice, ScsiTpg, TMF_SLOTS, VHOST_SCSI_MAX_LUN, dev_inflight_slot, dev_tmf, dev_tpg,
+  MAX_REQUEST_QUEUES, PendingTmf, ScsiDevice, ScsiTpg, TMF_SLOTS, VHOST_SCSI_MAX_LUN, dev_ctx_table_slot, dev_tmf, dev_tpg,
   tpg_lun,
 } from "./target";
 import { LUN_F_PREVENT, LUN_F_STOPPED, ScsiLun, UA_LUN_RESET, UA_NEXUS_LOSS, lun_raise_ua, lun_update_flags } from "./lun";
-import { InflightTable, SLOT_ABORTED, SLOT_SUBMITTED, inflight_abort, inflight_slot } from "./inflight";
+import { CTX_ABORTED, CTX_SUBMITTED, IoCtxTable, ctx_abort, ctx_at } from "./ioring";
 import { lun_number } from "./request";
 import * as K from "./constants";
 
-/** What a search over the in-flight tables does with the slots it matches. */
-const SCAN_COUNT: u32 = 0; // count submitted slots
-const SCAN_ABORT: u32 = 1; // mark submitted slots aborted, count them
-const SCAN_WAITING: u32 = 2; // count aborted slots not yet completed
+/** What a search over the request contexts does with the ones it matches. */
+const SCAN_COUNT: u32 = 0; // count submitted contexts
+const SCAN_ABORT: u32 = 1; // mark submitted contexts aborted, count them
+const SCAN_WAITING: u32 = 2; // count aborted contexts not yet answered
 
 /**
- * Visits every in-flight slot of the device that belongs to `lun` (or, with lun 0, to any LUN
+ * Visits every request context of the device that belongs to `lun` (or, with lun 0, to any LUN
  * of `tpg`) and, when tagged, has `tag`. Returns how many matched the mode's state.
  */
 function scan(dev: ScsiDevice, tpg: ScsiTpg, lun: usize, tagged: bool, tag: u64, mode: u32): u32 {
   let n: u32 = 0;
   for (let q: u32 = 0; q < MAX_REQUEST_QUEUES; q++) {
-    const t = changetype<InflightTable>(<usize>atomic.load<u32>(dev_inflight_slot(dev, q)));
+    const t = changetype<IoCtxTable>(<usize>atomic.load<u32>(dev_ctx_table_slot(dev, q)));
     if (changetype<usize>(t) == 0) continue;
     for (let i: u32 = 0; i < t.capacity; i++) {
-      const s = inflight_slot(t, i);
-      const state = atomic.load<u32>(changetype<usize>(s));
-      if (state != SLOT_SUBMITTED && state != SLOT_ABORTED) continue;
-      if (lun != 0 ? <usize>s.lun != lun : !lun_in_tpg(tpg, <usize>s.lun)) continue;
-      if (tagged && s.tag != tag) continue;
-      if (mode == SCAN_COUNT) n += state == SLOT_SUBMITTED ? 1 : 0;
-      else if (mode == SCAN_ABORT) n += inflight_abort(s) ? 1 : 0;
-      else n += state == SLOT_ABORTED ? 1 : 0;
+      const x = ctx_at(t, i);
+      const state = atomic.load<u32>(changetype<usize>(x));
+      if (state != CTX_SUBMITTED && state != CTX_ABORTED) continue;
+      if (lun != 0 ? <usize>x.lun != lun : !lun_in_tpg(tpg, <usize>x.lun)) continue;
+      if (tagged && x.tag != tag) continue;
+      if (mode == SCAN_COUNT) n += state == CTX_SUBMITTED ? 1 : 0;
+      else if (mode == SCAN_ABORT) n += ctx_abort(x) ? 1 : 0;
+      else n += state == CTX_ABORTED ? 1 : 0;
     }
   }
   return n;

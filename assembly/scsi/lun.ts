@@ -3,10 +3,10 @@
 // publishes it in a TPG's LUN table; workers only read it, except for the atomic state words.
 import { ASC_BUS_DEVICE_RESET_FUNCTION, ASC_CAPACITY_DATA_CHANGED, ASC_I_T_NEXUS_LOSS, ASC_POWER_ON_RESET, ASC_REPORTED_LUNS_DATA_CHANGED } from "./constants";
 
-/** Backstore kinds. */
+/** Backstore kinds: two served in place by the data plane, one served elsewhere. */
 export const BS_RAM: u32 = 0; // blocks in the device heap
 export const BS_NULL: u32 = 1; // no data: reads return zeroes, writes are dropped
-export const BS_FILE: u32 = 2; // a file, read and written asynchronously by the worker's TS side
+export const BS_QUEUED: u32 = 2; // requests go to the backstore's submission queue (ioring.ts)
 
 /** LUN flags. */
 export const LUN_F_READ_ONLY: u32 = 1;
@@ -41,8 +41,10 @@ const IDENT_OFFSETS: StaticArray<u32> = [0, 8, 24, 28, 60, 76, 140];
   /** log2 of the logical block size: 9 or 12. */
   block_shift: u32;
   nblocks: u64;
-  /** RAM backstore: offset of the blocks in the device heap. */
+  /** BS_RAM: offset of the blocks in the device heap. */
   ram: u32;
+  /** BS_QUEUED: the backstore's submission queue (IoSubmitQueue). */
+  sq: u32;
   /** UA_* bits pending (atomic: the control plane sets, workers clear). */
   ua: u32;
   /** Asynchronous requests in flight on this LUN (atomic). */

@@ -1,23 +1,21 @@
 // The request queue (VIRTIO 1.2, 5.6.6.1): parses struct virtio_scsi_cmd_req(_pi) from the
 // chain's readable part (the header may span descriptors), addresses the target and LUN, picks
 // the data direction from the buffer sizes as vhost-scsi does, dispatches, and writes struct
-// virtio_scsi_cmd_resp at the start of the writable part. Asynchronous completions (file
-// backstore) come back through scsi_complete().
+// virtio_scsi_cmd_resp at the start of the writable part. Requests for backstores served
+// elsewhere are answered later, when their completion is reaped (remote.ts).
 import { IoVecArray, IovIter } from "../iovec";
 import { iter, scratch } from "../instance";
-import { VirtQueue, vq_add_used, vq_err } from "../queue";
+import { VirtQueue, vq_err } from "../queue";
 import { VQ_ERR_BAD_REQUEST } from "../defs";
 import { REQUEST_PENDING } from "../drain";
 import {
-  ScsiCmd, cmd, cmd_check, cmd_reset, build_sense, data_in, data_out, DIR_FROM_DEVICE, DIR_NONE, DIR_TO_DEVICE,
-  SCRATCH_HDR, SCRATCH_RESP,
+  ScsiCmd, cmd, cmd_reset, build_sense, data_in, data_out, DIR_FROM_DEVICE, DIR_NONE, DIR_TO_DEVICE, SCRATCH_HDR,
+  SCRATCH_RESP,
 } from "./cmd";
 import { ScsiDevice, SCSI_DEV_F_T10_PI, dev_tpg, tpg_lun } from "./target";
-import { LUN_F_DSENSE, ScsiLun } from "./lun";
+import { LUN_F_DSENSE } from "./lun";
 import { scsi_dispatch } from "./dispatch";
-import {
-  InflightTable, IO_COMPARE, IO_MISCOMPARE, IO_OK, IO_READ, SLOT_ABORTED, inflight_release, inflight_slot,
-} from "./inflight";
+import { IoCtxTable } from "./ioring";
 import { fill_bytes } from "../bytes";
 import * as K from "./constants";
 
@@ -30,7 +28,7 @@ import * as K from "./constants";
  * Writes struct virtio_scsi_cmd_resp through cursor `resp`; returns the used length (the
  * response plus the data-in bytes).
  */
-function write_response(c: ScsiCmd, resp: IovIter): u32 {
+export function write_response(c: ScsiCmd, resp: IovIter): u32 {
   const r = scratch() + SCRATCH_RESP;
   fill_bytes(r, 0, 12);
   let senseLen: u32 = 0;
@@ -73,8 +71,8 @@ function respond_only(c: ScsiCmd, resp: IovIter, response: u8): u32 {
     resp.init(iov, iov.out, iov.count);
     cmd_reset(c);
     c.dev = dev;
-    c.vq = changetype<u32>(vq);
     c.head = head;
+    c.table = changetype<IoCtxTable>(<usize>vq.private_data);
     c.desc_sense = 0;
     const reqSize = dev.req_size;
     if (outBytes < <u64>reqSize) return respond_only(c, resp, K.VIRTIO_SCSI_S_BAD_TARGET);
@@ -134,41 +132,3 @@ function respond_only(c: ScsiCmd, resp: IovIter, response: u8): u32 {
     return write_response(c, resp);
   }
 }
-
-/**
- * Completes asynchronous request `slot` of the queue's in-flight table with `result` (IO_OK,
- * IO_ERROR, IO_MISCOMPARE with `info` = offset): writes its response and adds the used element.
- * The caller publishes the used ring once for a batch (vq_flush).
- */
-export function scsi_complete(vq: VirtQueue, slot: u32, result: u32, info: u64): void {
-  const table = changetype<InflightTable>(<usize>vq.private_data);
-  const s = inflight_slot(table, slot);
-  const c = cmd();
-  const chain = s.chain();
-  cmd_reset(c);
-  c.desc_sense = s.desc_sense;
-  c.buf_len = s.buf_len;
-  c.dir = s.op == IO_READ ? DIR_FROM_DEVICE : DIR_TO_DEVICE;
-  const lun = changetype<ScsiLun>(<usize>s.lun);
-  const head = s.head;
-  const op = s.op;
-  const data = s.data();
-  atomic.sub<u32>(changetype<usize>(lun) + offsetof<ScsiLun>("inflight"), 1);
-  vq.inflight--;
-  const state = inflight_release(table, slot);
-  if (state == SLOT_ABORTED) {
-    c.response = K.VIRTIO_SCSI_S_ABORTED;
-  } else if (result == IO_OK) {
-    c.done = data.bytes(0, data.count);
-  } else if (result == IO_MISCOMPARE) {
-    cmd_check(c, K.MISCOMPARE, K.ASC_MISCOMPARE_DURING_VERIFY);
-    c.info_valid = 1;
-    c.info = info;
-  } else {
-    cmd_check(c, K.MEDIUM_ERROR, op == IO_READ || op == IO_COMPARE ? K.ASC_UNRECOVERED_READ_ERROR : K.ASC_WRITE_ERROR);
-  }
-  const resp = iter(0);
-  resp.init(chain, chain.out, chain.count);
-  vq_add_used(vq, head, write_response(c, resp));
-}
-

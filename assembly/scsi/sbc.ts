@@ -7,15 +7,18 @@ import {
   ScsiCmd, SCRATCH_DATA_SIZE, cmd_check, cmd_invalid_cdb, cmd_invalid_param, cmd_send, cmd_want_in, cmd_want_out, data_out, param_buf,
 } from "./cmd";
 import {
-  ScsiLun, BS_FILE, BS_NULL, BS_RAM, LUN_F_LBPRZ, LUN_F_PREVENT, LUN_F_READ_ONLY, LUN_F_STOPPED, LUN_F_UNMAP,
+  ScsiLun, BS_NULL, BS_RAM, LUN_F_LBPRZ, LUN_F_PREVENT, LUN_F_READ_ONLY, LUN_F_STOPPED, LUN_F_UNMAP,
   lun_flags, lun_update_flags,
 } from "./lun";
 import { be16, be24, be32, be64, put32, put64 } from "./be";
-import { bs_read, bs_submit, bs_write, bs_zero_ram } from "./backstore";
-import { IO_COMPARE, IO_FLUSH, IO_WRITE_SAME } from "./inflight";
+import { bs_read, bs_write, bs_zero_ram } from "./backstore";
+import { BS_OP_DISCARD, BS_OP_FLUSH, BS_OP_WRITE_ZEROES } from "./ioring";
+import { remote_compare, remote_op, remote_pattern, remote_ranges } from "./remote";
+import { IovIter } from "../iovec";
 import {
   ASC_INVALID_COMMAND_OPERATION_CODE, ASC_LBA_OUT_OF_RANGE, ASC_MEDIUM_REMOVAL_PREVENTED, ASC_MISCOMPARE_DURING_VERIFY,
-  ASC_PARAMETER_LIST_LENGTH_ERROR, ASC_WRITE_PROTECTED, DATA_PROTECT, ILLEGAL_REQUEST, MISCOMPARE,
+  ASC_PARAMETER_LIST_LENGTH_ERROR, ASC_WRITE_PROTECTED, DATA_PROTECT, ILLEGAL_REQUEST, MISCOMPARE, WRITE_6,
+  WRITE_VERIFY_10, WRITE_VERIFY_16,
 } from "./constants";
 
 /** Most UNMAP block descriptors one command may carry (what fits the parameter buffer). */
@@ -66,32 +69,28 @@ export function sbc_read_capacity16(c: ScsiCmd): void {
   cmd_send(c, buf, 32, alloc);
 }
 
-/** Decoded LBA and block count of a READ/WRITE/VERIFY/... CDB of any size. */
-let rwLba: u64 = 0;
-let rwBlocks: u32 = 0;
-/** CDB byte where the transfer length field starts (for the field pointer). */
-let rwLenByte: u32 = 0;
-
-function decode_rw(cdb: usize): void {
+/** Decodes the LBA and block count of a READ/WRITE/VERIFY CDB of any size into c. */
+function decode_rw(c: ScsiCmd): void {
+  const cdb = c.cdb;
   const size = <u32>load<u8>(cdb) >> 5; // group code
   if (size == 0) {
     // 6-byte CDB: 21-bit LBA, 8-bit length where 0 means 256 (SBC-4 5.15).
-    rwLba = <u64>(be24(cdb + 1) & 0x1fffff);
-    rwBlocks = <u32>load<u8>(cdb, 4);
-    if (rwBlocks == 0) rwBlocks = 256;
-    rwLenByte = 4;
+    c.lba = <u64>(be24(cdb + 1) & 0x1fffff);
+    c.blocks = <u32>load<u8>(cdb, 4);
+    if (c.blocks == 0) c.blocks = 256;
+    c.len_byte = 4;
   } else if (size == 1 || size == 2) {
-    rwLba = <u64>be32(cdb + 2);
-    rwBlocks = be16(cdb + 7);
-    rwLenByte = 7;
+    c.lba = <u64>be32(cdb + 2);
+    c.blocks = be16(cdb + 7);
+    c.len_byte = 7;
   } else if (size == 5) {
-    rwLba = <u64>be32(cdb + 2);
-    rwBlocks = be32(cdb + 6);
-    rwLenByte = 6;
+    c.lba = <u64>be32(cdb + 2);
+    c.blocks = be32(cdb + 6);
+    c.len_byte = 6;
   } else {
-    rwLba = be64(cdb + 2);
-    rwBlocks = be32(cdb + 10);
-    rwLenByte = 10;
+    c.lba = be64(cdb + 2);
+    c.blocks = be32(cdb + 10);
+    c.len_byte = 10;
   }
 }
 
@@ -106,32 +105,37 @@ function check_transfer(c: ScsiCmd): bool {
     cmd_invalid_cdb(c, 1, 7);
     return false;
   }
-  if (rwBlocks > lun_of(c).max_xfer_blocks) {
-    cmd_invalid_cdb(c, rwLenByte);
+  if (c.blocks > lun_of(c).max_xfer_blocks) {
+    cmd_invalid_cdb(c, c.len_byte);
     return false;
   }
-  return check_range(c, rwLba, rwBlocks);
+  return check_range(c, c.lba, c.blocks);
 }
 
 /** READ(6/10/12/16) (SBC-4 5.15-5.18). */
 export function sbc_read(c: ScsiCmd): void {
-  decode_rw(c.cdb);
+  decode_rw(c);
   if (!check_transfer(c)) return;
   const lun = lun_of(c);
-  const bytes = rwBlocks << lun.block_shift;
+  const bytes = c.blocks << lun.block_shift;
   if (!cmd_want_in(c, bytes) || bytes == 0) return;
-  bs_read(c, lun, rwLba << lun.block_shift, bytes);
+  bs_read(c, lun, c.lba << lun.block_shift, bytes);
 }
 
-/** WRITE(6/10/12/16) and WRITE AND VERIFY(10/16) (SBC-4 5.41-5.46). */
+/**
+ * WRITE(6/10/12/16) and WRITE AND VERIFY(10/16) (SBC-4 5.41-5.46). FUA (byte 1 bit 3 of the
+ * longer CDBs) asks for the data to be durable before the answer; a WRITE AND VERIFY is too.
+ */
 export function sbc_write(c: ScsiCmd): void {
   if (!check_writable(c)) return;
-  decode_rw(c.cdb);
+  decode_rw(c);
   if (!check_transfer(c)) return;
   const lun = lun_of(c);
-  const bytes = rwBlocks << lun.block_shift;
+  const bytes = c.blocks << lun.block_shift;
   if (!cmd_want_out(c, bytes) || bytes == 0) return;
-  bs_write(c, lun, rwLba << lun.block_shift, bytes);
+  const op = load<u8>(c.cdb);
+  const fua = op == WRITE_VERIFY_10 || op == WRITE_VERIFY_16 || (op != WRITE_6 && (load<u8>(c.cdb, 1) & 0x08) != 0);
+  bs_write(c, lun, c.lba << lun.block_shift, bytes, fua);
 }
 
 /**
@@ -141,14 +145,14 @@ export function sbc_write(c: ScsiCmd): void {
 export function sbc_verify(c: ScsiCmd): void {
   const bytchk = (<u32>load<u8>(c.cdb, 1) >> 1) & 3;
   if (bytchk > 1) return cmd_invalid_cdb(c, 1, 2);
-  decode_rw(c.cdb);
+  decode_rw(c);
   if (!check_transfer(c)) return;
   if (bytchk == 0) return;
   const lun = lun_of(c);
-  const bytes = rwBlocks << lun.block_shift;
+  const bytes = c.blocks << lun.block_shift;
   if (!cmd_want_out(c, bytes) || bytes == 0) return;
-  const off = rwLba << lun.block_shift;
-  if (lun.backstore == BS_FILE) return bs_submit(c, lun, IO_COMPARE, off, bytes, data_out(), bytes);
+  const off = c.lba << lun.block_shift;
+  if (lun.backstore != BS_RAM && lun.backstore != BS_NULL) return remote_compare(c, lun, off, bytes, data_out());
   // Compare through the parameter buffer, a chunk at a time.
   const buf = param_buf();
   const src = data_out();
@@ -179,7 +183,7 @@ export function sbc_synchronize_cache(c: ScsiCmd): void {
   const n = ten ? be16(cdb + 7) : be32(cdb + 10);
   const lun = lun_of(c);
   if (!check_range(c, lba, n == 0 ? 0 : <u64>n)) return;
-  if (lun.backstore == BS_FILE) bs_submit(c, lun, IO_FLUSH, 0, 0, null, 0);
+  if (lun.backstore != BS_RAM && lun.backstore != BS_NULL) remote_op(c, lun, BS_OP_FLUSH, 0, 0, null, false);
 }
 
 /** UNMAP (SBC-4 5.32): every descriptor is checked before any block is unmapped. */
@@ -211,10 +215,25 @@ export function sbc_unmap(c: ScsiCmd): void {
     if (total > <u64>lun.max_unmap_blocks) return cmd_invalid_param(c, 8 + i * 16 + 8);
     if (!check_range(c, be64(d), n)) return;
   }
-  if (lun.backstore != BS_RAM) return;
-  for (let i: u32 = 0; i < count; i++) {
-    const d = buf + 8 + i * 16;
-    bs_zero_ram(lun, be64(d) << lun.block_shift, <u64>be32(d + 8) << lun.block_shift);
+  if (lun.backstore == BS_RAM) {
+    for (let i: u32 = 0; i < count; i++) {
+      const d = buf + 8 + i * 16;
+      bs_zero_ram(lun, be64(d) << lun.block_shift, <u64>be32(d + 8) << lun.block_shift);
+    }
+  } else if (lun.backstore != BS_NULL) {
+    // Served elsewhere: the non-empty ranges, packed as (lba u64, blocks u32) over the parameter
+    // buffer (each record is read before the packed list reaches it).
+    let n: u32 = 0;
+    for (let i: u32 = 0; i < count; i++) {
+      const d = buf + 8 + i * 16;
+      const lba = be64(d);
+      const blocks = be32(d + 8);
+      if (blocks == 0) continue;
+      store<u64>(buf + n * 12, lba);
+      store<u32>(buf + n * 12, blocks, 8);
+      n++;
+    }
+    remote_ranges(c, lun, buf, n);
   }
 }
 
@@ -239,7 +258,14 @@ export function sbc_write_same(c: ScsiCmd): void {
   if (!ndob && !cmd_want_out(c, bs)) return;
   const off = lba << lun.block_shift;
   const total = <u64>n << lun.block_shift;
-  if (lun.backstore == BS_FILE) return bs_submit(c, lun, IO_WRITE_SAME, off, total, ndob ? null : data_out(), ndob ? 0 : bs);
+  if (lun.backstore != BS_RAM && lun.backstore != BS_NULL) {
+    // SBC-4 5.48: zeroes may be written as such, and unmapped where unmapped blocks read as zeroes.
+    const src = data_out();
+    if (!ndob && !is_zero(src, bs)) return remote_pattern(c, lun, off, total, src);
+    if (!ndob) c.done += src.skip(bs);
+    const discard = unmap && (lun.flags & LUN_F_LBPRZ) != 0;
+    return remote_op(c, lun, discard ? BS_OP_DISCARD : BS_OP_WRITE_ZEROES, off, total, null, false);
+  }
   if (lun.backstore == BS_NULL) {
     if (!ndob) c.done += data_out().skip(bs);
     return;
@@ -248,6 +274,24 @@ export function sbc_write_same(c: ScsiCmd): void {
   if (ndob) return bs_zero_ram(lun, off, total);
   c.done += data_out().read(first, bs);
   for (let k: u64 = 1; k < <u64>n; k++) copy_bytes(first + <usize>(k << lun.block_shift), first, bs);
+}
+
+/** Whether the next len bytes at cursor `it` are all zero (the cursor does not move). */
+function is_zero(it: IovIter, len: u32): bool {
+  const iov = it.iov;
+  let i = it.idx;
+  let o = it.off;
+  let left = len;
+  while (left > 0 && i < it.end) {
+    const seg = iov.len(i) - o;
+    const n = seg < left ? seg : left;
+    const p = <usize>iov.base(i) + o;
+    for (let k: u32 = 0; k < n; k++) if (load<u8>(p + k) != 0) return false;
+    left -= n;
+    i++;
+    o = 0;
+  }
+  return true;
 }
 
 /** START STOP UNIT (SBC-4 5.25): START/stop and eject (refused while removal is prevented). */

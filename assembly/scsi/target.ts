@@ -1,6 +1,6 @@
 // The vhost-scsi device's view of its endpoint: TPGs by tag (the guest's target number),
 // each with a table of LUNs, plus the device-wide state the request, control and event
-// queues share (negotiated features, in-flight tables, the event mailbox, pending TMFs).
+// queues share (negotiated features, request context tables, the event mailbox, pending TMFs).
 import { ScsiLun } from "./lun";
 
 /** Targets (TPG tags) a device can address, and LUNs per TPG (the kernel's limits). */
@@ -71,8 +71,8 @@ export function tpg_struct_size(): usize {
 }
 
 const TPGS_OFF: usize = offsetof<ScsiDevice>();
-const INFLIGHT_OFF: usize = TPGS_OFF + (<usize>VHOST_SCSI_MAX_TARGET << 2);
-const EVT_OFF: usize = INFLIGHT_OFF + (<usize>MAX_REQUEST_QUEUES << 2);
+const CTX_TABLES_OFF: usize = TPGS_OFF + (<usize>VHOST_SCSI_MAX_TARGET << 2);
+const EVT_OFF: usize = CTX_TABLES_OFF + (<usize>MAX_REQUEST_QUEUES << 2);
 const TMF_OFF: usize = EVT_OFF + <usize>EVT_SLOTS * 16;
 const DEVICE_SIZE: usize = TMF_OFF + <usize>TMF_SLOTS * offsetof<PendingTmf>();
 
@@ -89,9 +89,9 @@ export function dev_set_tpg(dev: ScsiDevice, t: u32, tpg: usize): void {
   atomic.store<u32>(changetype<usize>(dev) + TPGS_OFF + (<usize>t << 2), <u32>tpg);
 }
 
-/** Address of the slot holding request queue q's in-flight table pointer. */
-@inline export function dev_inflight_slot(dev: ScsiDevice, q: u32): usize {
-  return changetype<usize>(dev) + INFLIGHT_OFF + (<usize>q << 2);
+/** Address of the slot holding request queue q's request context table (IoCtxTable) pointer. */
+@inline export function dev_ctx_table_slot(dev: ScsiDevice, q: u32): usize {
+  return changetype<usize>(dev) + CTX_TABLES_OFF + (<usize>q << 2);
 }
 
 /** Address of event mailbox entry i (a struct virtio_scsi_event). */

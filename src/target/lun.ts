@@ -1,7 +1,17 @@
 import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
-import { BackstoreKind, type Backstore } from "./backstore.js";
+import type { Backstore } from "../backstore/backstore.js";
+import { BackstoreService } from "../backstore/service.js";
+import { ringLayout } from "../backstore/ring.js";
+import { processPollTable } from "../eventfd.js";
 import { VIRTIO_SCSI_MAX_SECTORS } from "../scsi/virtio-scsi.js";
+
+/** Backstore kinds the data plane knows (assembly/scsi/lun.ts BS_*). */
+const BS_RAM = 0;
+const BS_NULL = 1;
+const BS_QUEUED = 2;
+/** Cells of a queued backstore's submission queue (requests of all queues waiting for it). */
+const SQ_ENTRIES = 1024;
 
 /** LUN flags (assembly/scsi/lun.ts LUN_F_*). */
 export const LUN_F_READ_ONLY = 1;
@@ -55,6 +65,9 @@ export class Lun {
   readonly ptr: number;
   readonly blockSize: number;
   private store: Backstore;
+  /** A queued backstore: its submission queue and the service taking requests from it. */
+  private readonly sq: number = 0;
+  private readonly service: BackstoreService | undefined;
 
   constructor(
     private readonly shm: SharedMemory,
@@ -74,15 +87,30 @@ export class Lun {
     shm.bytes.fill(0, this.ptr, this.ptr + size);
     let flags = LUN_F_WCE;
     if (options.writeCache === false) flags &= ~LUN_F_WCE;
-    if (options.readOnly) flags |= LUN_F_READ_ONLY;
+    if (options.readOnly || backstore.readOnly) flags |= LUN_F_READ_ONLY;
     if (options.descriptorSense) flags |= LUN_F_DSENSE;
     if (backstore.kind === "ram") flags |= LUN_F_UNMAP | LUN_F_LBPRZ;
-    dp.scsi_lun_init(this.ptr, id, BackstoreKind[backstore.kind], Math.log2(bs), backstore.size / bs, backstore.ram, flags, identity.port);
+    let kind = BS_NULL;
+    let at = 0;
+    let maxUnmapDescs = 128;
+    if (backstore.kind === "ram") {
+      kind = BS_RAM;
+      at = backstore.ram;
+    } else if (backstore.kind === "queued") {
+      kind = BS_QUEUED;
+      if (backstore.features.discard) flags |= LUN_F_UNMAP | (backstore.features.discardZeroes ? LUN_F_LBPRZ : 0);
+      maxUnmapDescs = Math.min(maxUnmapDescs, dp.scsi_remote_max_ranges());
+      this.sq = shm.device.alloc(dp.scsi_sq_size(SQ_ENTRIES), 16, `lun ${id} submission queue`);
+      dp.scsi_sq_init(this.sq, SQ_ENTRIES);
+      at = this.sq;
+      this.service = new BackstoreService(backstore, this.sq, { memory: shm.memory, layout: ringLayout(dp), pollTable: processPollTable().sab });
+    }
+    dp.scsi_lun_init(this.ptr, id, kind, Math.log2(bs), backstore.size / bs, at, flags, identity.port);
     // Block limits VPD: never more per command than the HBA's max_sectors lets a guest send.
     const maxXfer = Math.min(options.maxTransferBlocks ?? (32 << 20) / bs, Math.floor((VIRTIO_SCSI_MAX_SECTORS * 512) / bs));
-    dp.scsi_lun_set_limits(this.ptr, maxXfer, (64 << 20) / bs, 128, (64 << 20) / bs);
+    dp.scsi_lun_set_limits(this.ptr, maxXfer, (64 << 20) / bs, maxUnmapDescs, (64 << 20) / bs);
     this.setIdent(IDENT_VENDOR, pad(options.vendor ?? "LIO-ORG", 8));
-    this.setIdent(IDENT_PRODUCT, pad(options.product ?? `vhost-wasm-${backstore.kind}`, 16));
+    this.setIdent(IDENT_PRODUCT, pad(options.product ?? `vhost-wasm-${backstore.name}`, 16));
     this.setIdent(IDENT_REVISION, pad(options.revision ?? "4.0", 4));
     this.setIdent(IDENT_SERIAL, options.serial ?? Array.from(identity.naa.subarray(8), (b) => b.toString(16).padStart(2, "0")).join(""));
     this.setIdentBytes(IDENT_NAA, identity.naa);
@@ -119,7 +147,7 @@ export class Lun {
     return this.dp.scsi_lun_ua(this.ptr) >>> 0;
   }
 
-  /** Requests held by an asynchronous backstore. */
+  /** Requests handed to a backstore served elsewhere and not answered yet. */
   get inflight(): number {
     return this.dp.scsi_lun_inflight(this.ptr) >>> 0;
   }
@@ -139,18 +167,26 @@ export class Lun {
    */
   async resize(bytes: number, paused: (fn: () => void) => Promise<void>): Promise<void> {
     if (bytes % this.blockSize !== 0 || bytes < this.blockSize) throw new RangeError(`size ${bytes} is not a positive multiple of ${this.blockSize}`);
+    const store = this.store;
+    if (store.kind === "queued" && !store.resize) throw new Error(`backstore ${store.name} cannot change its size`);
     await paused(() => {
-      const old = this.store;
-      this.store = old.resize(bytes);
-      this.dp.scsi_lun_set_backing(this.ptr, bytes / this.blockSize, this.store.ram);
-      if (this.store.ram !== old.ram) old.dispose();
+      if (store.kind === "queued") {
+        store.resize!(bytes);
+        this.dp.scsi_lun_set_backing(this.ptr, bytes / this.blockSize, 0);
+        return;
+      }
+      this.store = store.resize(bytes);
+      this.dp.scsi_lun_set_backing(this.ptr, bytes / this.blockSize, this.store.kind === "ram" ? this.store.ram : 0);
+      store.close();
     });
     this.raiseUnitAttention(UA_CAPACITY_CHANGED);
   }
 
-  /** Frees the struct and the backstore (the LUN must be unpublished and idle). */
-  dispose(): void {
-    this.store.dispose();
+  /** Stops serving and closes the backstore, frees the structs (the LUN must be unpublished and idle). */
+  async dispose(): Promise<void> {
+    if (this.service) await this.service.stop();
+    else await this.store.close();
+    if (this.sq) this.shm.device.release(this.sq);
     this.shm.device.release(this.ptr);
   }
 }

@@ -23,11 +23,12 @@ export class TargetRegistry {
     return this.byWwpn.get(wwpn);
   }
 
-  remove(wwpn: string): void {
+  /** Removes an unbound target: its LUNs stop being served and their backstores close. */
+  async remove(wwpn: string): Promise<void> {
     const t = this.byWwpn.get(wwpn);
     if (!t) throw new Error(`no target ${wwpn}`);
     if (t.boundTo) throw new Error(`target ${wwpn} is in use by a vhost-scsi endpoint`);
-    t.dispose();
     this.byWwpn.delete(wwpn);
+    await t.dispose();
   }
 }

@@ -41,12 +41,12 @@ export class ScsiTarget {
   }
 
   /** Removes an idle TPG (not bound to a device). */
-  removeTpg(tag: number): void {
+  async removeTpg(tag: number): Promise<void> {
     const tpg = this.tpgMap.get(tag);
     if (!tpg) throw new Error(`no TPG ${tag} on ${this.wwpn}`);
     if (this.boundTo) throw new Error(`TPG ${tag} is in use by a vhost-scsi endpoint`);
-    tpg.dispose();
     this.tpgMap.delete(tag);
+    await tpg.dispose();
   }
 
   /**
@@ -64,8 +64,8 @@ export class ScsiTarget {
     return { naa, port: tag + 1, targetName: `${this.wwpn},t,0x${tag.toString(16).padStart(4, "0")}` };
   }
 
-  dispose(): void {
-    for (const t of this.tpgMap.values()) t.dispose();
+  async dispose(): Promise<void> {
+    for (const t of this.tpgMap.values()) await t.dispose();
     this.tpgMap.clear();
   }
 }

@@ -1,20 +1,15 @@
 import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import { Lun, UA_LUNS_CHANGED, type LunOptions } from "./lun.js";
-import { FileBackstore, NullBackstore, RamBackstore, type Backstore } from "./backstore.js";
+import { openBackstoreSync, type BackstoreConfig } from "../backstore/index.js";
 
 /** The kernel's per-TPG LUN limit for vhost-scsi (the LUN field holds 14 bits). */
 export const VHOST_SCSI_MAX_LUN = 16384;
 /** TPG tags a vhost-scsi device can address (the guest's target number, one byte). */
 export const VHOST_SCSI_MAX_TARGET = 256;
 
-/** A LUN's backstore and presentation, as createTestbed and the CLI take it. */
-export type LunConfig = LunOptions &
-  (
-    | { backstore: "ram"; size: number }
-    | { backstore: "null"; size: number }
-    | { backstore: "file"; path: string; size?: number }
-  );
+/** A LUN's backstore (a registered type with its fields, or one opened already) and presentation. */
+export type LunConfig = LunOptions & BackstoreConfig;
 
 /** What a TPG tells the device bound to it (hotplug events, quiescing workers). */
 export interface TpgListener {
@@ -61,22 +56,19 @@ export class Tpg {
     return [...this.luns.keys()].sort((a, b) => a - b);
   }
 
-  private openBackstore(cfg: LunConfig): Backstore {
-    if (cfg.backstore === "ram") return new RamBackstore(this.shm, cfg.size);
-    if (cfg.backstore === "null") return new NullBackstore(cfg.size);
-    return new FileBackstore(cfg.path, cfg.size, cfg.readOnly);
-  }
-
-  /** Adds LUN id with a new backstore; a bound device reports it (hotplug). */
+  /**
+   * Adds LUN id with its backstore; a bound device reports it (hotplug). A type that opens
+   * asynchronously (a network backstore) is opened first with openBackstore() and passed in.
+   */
   addLun(id: number, cfg: LunConfig): Lun {
     if (!Number.isInteger(id) || id < 0 || id >= VHOST_SCSI_MAX_LUN) throw new RangeError(`LUN ${id}: 0..16383`);
     if (this.luns.has(id)) throw new Error(`LUN ${id} exists in TPG ${this.tag}`);
-    const store = this.openBackstore(cfg);
+    const store = openBackstoreSync(cfg, this.shm, cfg.readOnly);
     let lun: Lun;
     try {
       lun = new Lun(this.shm, this.dp, id, store, cfg, this.identity(id));
     } catch (e) {
-      store.dispose();
+      void store.close();
       throw e;
     }
     for (const other of this.luns.values()) other.raiseUnitAttention(UA_LUNS_CHANGED);
@@ -99,7 +91,7 @@ export class Tpg {
     this.listener?.lunRemoved(this, lun);
     await this.listener?.flush();
     while (lun.inflight > 0) await new Promise((r) => setTimeout(r, 1));
-    lun.dispose();
+    await lun.dispose();
   }
 
   /** Changes LUN id's capacity; a bound device reports it (PARAM_CHANGE, unit attention). */
@@ -111,8 +103,8 @@ export class Tpg {
   }
 
   /** Frees every LUN and the TPG (no device may be bound). */
-  dispose(): void {
-    for (const lun of this.luns.values()) lun.dispose();
+  async dispose(): Promise<void> {
+    for (const lun of this.luns.values()) await lun.dispose();
     this.luns.clear();
     this.shm.device.release(this.ptr);
   }

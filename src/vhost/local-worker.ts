@@ -3,13 +3,11 @@ import type { SharedMemory } from "../memory/shared-memory.js";
 import { createDataplane, type DataplaneExports, type DataplaneInstance } from "../wasm/dataplane.js";
 import { POLL_MORE, POLL_WAITING, type PollResult } from "../worker/scsi-vrings.js";
 import { WorkerCore } from "../worker/worker-core.js";
-import type { FileOps } from "../worker/file-io.js";
-import type { FileBinding, VhostWorker, VringAttachment } from "./worker.js";
+import type { VhostWorker, VringAttachment } from "./worker.js";
 
 export interface LocalWorkerOptions {
   /** Do not run by itself: the embedder calls poll(). */
   manual?: boolean;
-  fileOps?: FileOps;
   /** Wraps the data plane exports (tests count calls with it). */
   wrapDataplane?: (dp: DataplaneExports) => DataplaneExports;
 }
@@ -30,7 +28,7 @@ export class LocalWorker implements VhostWorker {
     this.inst = createDataplane(shm);
     const table = processPollTable();
     const dp = opts.wrapDataplane ? opts.wrapDataplane(this.inst.dp) : this.inst.dp;
-    this.core = new WorkerCore(dp, shm.buffer, table, table.allocDoorbell(), opts.fileOps);
+    this.core = new WorkerCore(dp, table, table.allocDoorbell());
     if (!opts.manual) this.loop = this.run();
   }
 
@@ -43,11 +41,7 @@ export class LocalWorker implements VhostWorker {
   }
 
   detach(index: number): Promise<void> {
-    return this.core.detach(index);
-  }
-
-  async setFiles(files: FileBinding[]): Promise<void> {
-    this.core.setFiles(files);
+    return new Promise((resolve) => this.core.detach(index, resolve));
   }
 
   kick(index: number): void {
@@ -64,9 +58,8 @@ export class LocalWorker implements VhostWorker {
     this.core.pollTable.ring(this.core.doorbell);
   }
 
-  flush(): Promise<void> {
-    return this.core.server.idle();
-  }
+  /** Passes run to completion within one call here, so there is never one half done. */
+  async flush(): Promise<void> {}
 
   /** Serves the attached vrings once; see POLL_*. This is all there is to the synchronous mode. */
   poll(): PollResult {
@@ -88,7 +81,7 @@ export class LocalWorker implements VhostWorker {
   }
 
   async stop(): Promise<void> {
-    for (const i of [...this.core.vrings]) await this.core.detach(i);
+    for (const i of [...this.core.vrings]) await this.detach(i);
     this.core.close();
     this.running = false;
     this.core.pollTable.ring(this.core.doorbell);

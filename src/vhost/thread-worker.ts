@@ -1,17 +1,13 @@
 import { Worker, MessageChannel, type MessagePort } from "node:worker_threads";
+import { compiledModule } from "../compiled-module.js";
 import { processPollTable } from "../eventfd.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import { dataplaneModule, type DataplaneExports } from "../wasm/dataplane.js";
 import type { WorkerCommand, WorkerInit, WorkerReply } from "../worker/thread-protocol.js";
 import { VhostError } from "./errors.js";
 import { EventFd } from "../eventfd.js";
-import type { FileBinding, VhostWorker, VringAttachment } from "./worker.js";
+import type { VhostWorker, VringAttachment } from "./worker.js";
 
-/** The worker thread's script: the compiled one next to this module, or in dist/ when run from sources. */
-function workerScript(): URL {
-  const here = import.meta.url;
-  return here.endsWith(".ts") ? new URL("../../dist/src/worker/thread-main.js", here) : new URL("../worker/thread-main.js", here);
-}
 
 /**
  * A vhost worker in its own node:worker_threads thread (the kernel's vhost task), with its own
@@ -45,7 +41,7 @@ export class ThreadWorker implements VhostWorker {
       doorbell: this.doorbell,
       port: port2,
     };
-    this.thread = new Worker(workerScript(), { workerData: init, transferList: [port2] });
+    this.thread = new Worker(compiledModule(new URL("../worker/thread-main.ts", import.meta.url)), { workerData: init, transferList: [port2] });
     port1.on("message", (r: WorkerReply) => {
       const p = this.pending.get(r.seq);
       if (!p) return;
@@ -99,10 +95,6 @@ export class ThreadWorker implements VhostWorker {
     this.attached.delete(index);
     if (this.failure) return;
     await this.send({ op: "detach", index });
-  }
-
-  setFiles(files: FileBinding[]): Promise<void> {
-    return this.send({ op: "files", files });
   }
 
   kick(index: number): void {

@@ -18,15 +18,15 @@ import {
   VHOST_FILE_UNBIND, VHOST_SCSI_ABI_VERSION, VHOST_SCSI_FEATURES, VHOST_VRING_F_LOG, type VhostScsiTarget,
   type VhostVringAddr, type VhostVringFile, type VhostVringState, type VhostVringWorker,
 } from "./uapi.js";
-import type { FileBinding, VhostWorker, VringAttachment } from "./worker.js";
+import type { VhostWorker, VringAttachment } from "./worker.js";
 
 /** Request queues a device may have (the kernel's default max_io_vqs), plus control and event. */
 export const VHOST_SCSI_MAX_IO_VQ = 128;
 export const VHOST_SCSI_VQ_CTL = 0;
 export const VHOST_SCSI_VQ_EVT = 1;
 export const VHOST_SCSI_VQ_IO = 2;
-/** In-flight table slots per request queue (requests the file backstore may hold). */
-const INFLIGHT_MAX = 256;
+/** Request contexts per request queue (requests backstores served elsewhere may hold at once). */
+const CONTEXTS_MAX = 256;
 
 /** What a vhost-scsi device needs from its process: memory, data plane, targets, fds, workers. */
 export interface VhostContext {
@@ -50,9 +50,13 @@ interface Vring {
   err: EventFd | null;
   busyloopUs: number;
   workerId: number;
-  /** While the endpoint is set: the VirtQueue struct, and for request queues the in-flight table. */
+  /**
+   * While the endpoint is set: the VirtQueue struct, and for request queues one allocation
+   * holding the request context table, its completion queue and bounce buffer.
+   */
   q: DeviceQueue | undefined;
   table: number;
+  cq: number;
 }
 
 const bitOf = (features: bigint, b: number) => (features >> BigInt(b)) & 1n;
@@ -84,7 +88,7 @@ export class VhostScsi {
   }
 
   private freshVring(): Vring {
-    return { num: 1, addr: undefined, base: 0, kick: null, call: null, err: null, busyloopUs: 0, workerId: 0, q: undefined, table: 0 };
+    return { num: 1, addr: undefined, base: 0, kick: null, call: null, err: null, busyloopUs: 0, workerId: 0, q: undefined, table: 0, cq: 0 };
   }
 
   private checkOwner(): void {
@@ -260,9 +264,7 @@ export class VhostScsi {
   async NEW_WORKER(): Promise<{ worker_id: number }> {
     this.checkOwner();
     const id = this.nextWorkerId++;
-    const w = this.ctx.createWorker(id);
-    this.workers.set(id, w);
-    await w.setFiles(this.fileBindings());
+    this.workers.set(id, this.ctx.createWorker(id));
     return { worker_id: id };
   }
 
@@ -332,7 +334,6 @@ export class VhostScsi {
       dp.scsi_dev_set_tpg(this.dev, tpg.tag, tpg.ptr);
       tpg.listener = this.tpgListener;
     }
-    for (const w of this.workers.values()) await w.setFiles(this.fileBindings());
     for (let i = 0; i < this.vrings.length; i++) if (this.vrings[i].addr) await this.startVring(i);
   }
 
@@ -371,11 +372,17 @@ export class VhostScsi {
     // The used index continues from what the ring says (vhost_vq_init_access reads used->idx).
     dp.vq_set_used_base(q.ptr, shm.view.getUint16(Number(a.used_user_addr) + 2, true));
     if (this.kindOf(index) === "req") {
-      const cap = Math.min(v.num, INFLIGHT_MAX);
-      v.table = shm.device.alloc(dp.scsi_inflight_size(cap), 16, `vring ${index} in-flight table`);
-      dp.scsi_inflight_init(v.table, cap);
+      // Request contexts, their completion queue (a power of two at least as long) and a bounce buffer.
+      const cap = Math.min(v.num, CONTEXTS_MAX);
+      const entries = 1 << Math.ceil(Math.log2(cap));
+      const align = (n: number) => (n + 15) & ~15;
+      const tableSize = align(dp.scsi_ctx_table_size(cap));
+      const cqSize = align(dp.scsi_cq_size(entries));
+      v.table = shm.device.alloc(tableSize + cqSize + dp.scsi_bounce_size(), 16, `vring ${index} request contexts`);
+      v.cq = v.table + tableSize;
+      dp.scsi_ctx_table_init(v.table, cap, v.cq, entries, v.cq + cqSize);
       dp.vq_set_private(q.ptr, v.table);
-      dp.scsi_dev_set_inflight(this.dev, index - VHOST_SCSI_VQ_IO, v.table);
+      dp.scsi_dev_set_ctx_table(this.dev, index - VHOST_SCSI_VQ_IO, v.table);
     }
     v.q = q;
     await this.attach(index);
@@ -384,7 +391,7 @@ export class VhostScsi {
   private attachment(index: number): VringAttachment {
     const v = this.vrings[index];
     return {
-      binding: { index, kind: this.kindOf(index), vq: v.q!.ptr, dev: this.dev, table: v.table },
+      binding: { index, kind: this.kindOf(index), vq: v.q!.ptr, dev: this.dev, cq: v.cq },
       kick: v.kick?.handle ?? null,
       call: v.call?.handle ?? null,
       err: v.err?.handle ?? null,
@@ -398,7 +405,12 @@ export class VhostScsi {
     await w.attach(this.attachment(index));
   }
 
-  /** Stops every vring: detached from its worker once its requests in flight completed. */
+  /**
+   * Stops every vring: detached from its worker once its requests in flight are answered. A
+   * vring whose worker died cannot answer them; it is fenced instead: its memory is reused only
+   * once no backstore works on its requests any more (their completions are then dropped, and a
+   * recovery serves those requests again).
+   */
   private async stopEndpoint(): Promise<void> {
     const ep = this.endpoint;
     if (!ep) return;
@@ -407,13 +419,15 @@ export class VhostScsi {
       if (!v.q) continue;
       await this.workers.get(v.workerId)?.detach(index);
       v.base = v.q.lastAvailIdx;
-      v.q.dispose();
-      v.q = undefined;
       if (v.table) {
-        dp.scsi_dev_set_inflight(this.dev, index - VHOST_SCSI_VQ_IO, 0);
+        await this.fence(v);
+        dp.scsi_dev_set_ctx_table(this.dev, index - VHOST_SCSI_VQ_IO, 0);
         shm.device.release(v.table);
         v.table = 0;
+        v.cq = 0;
       }
+      v.q.dispose();
+      v.q = undefined;
     }
     for (const tpg of ep.tpgs) {
       dp.scsi_dev_set_tpg(this.dev, tpg.tag, 0);
@@ -423,20 +437,25 @@ export class VhostScsi {
     this.endpoint = undefined;
   }
 
-  /** Waits until every worker finished what it had in hand, file I/O included (vhost_dev_flush). */
-  private async flushWorkers(): Promise<void> {
-    for (const w of this.workers.values()) await w.flush();
+  /**
+   * Resolves once every request vring v handed to a backstore until now has ended (later ones
+   * may still run): nothing it was given touches guest memory any more.
+   */
+  private async fence(v: Vring): Promise<void> {
+    const { dp } = this.ctx;
+    const cq = v.cq;
+    if (!cq) return;
+    const until = dp.scsi_cq_submitted(cq);
+    while (((dp.scsi_cq_finished(cq) - until) | 0) < 0) await new Promise((r) => setTimeout(r, 1));
   }
 
-  private fileBindings(): FileBinding[] {
-    const out: FileBinding[] = [];
-    for (const tpg of this.endpoint?.tpgs ?? []) {
-      for (const id of tpg.lunIds) {
-        const lun = tpg.lun(id)!;
-        if (lun.backstore.fd >= 0) out.push({ lun: lun.ptr, fd: lun.backstore.fd });
-      }
-    }
-    return out;
+  /**
+   * Waits until every worker finished the pass it was in and no backstore works on a request
+   * any more, so that nothing touches memory the caller is about to change (vhost_dev_flush).
+   */
+  private async flushWorkers(): Promise<void> {
+    for (const w of this.workers.values()) await w.flush();
+    for (const v of this.vrings) await this.fence(v);
   }
 
   /** Has the event vring's worker deliver what was posted (the kernel queues vs_event_work). */
@@ -453,8 +472,6 @@ export class VhostScsi {
   /** Hotplug and capacity changes on the endpoint's TPGs become events (VIRTIO 1.2, 5.6.6.3). */
   private readonly tpgListener: TpgListener = {
     lunAdded: (tpg, lun) => {
-      const files = this.fileBindings();
-      for (const w of this.workers.values()) void w.setFiles(files);
       if (bitOf(this.acked, VIRTIO_SCSI_F_HOTPLUG)) this.postEvent(VIRTIO_SCSI_T_TRANSPORT_RESET, tpg, lun, VIRTIO_SCSI_EVT_RESET_RESCAN);
     },
     lunRemoved: (tpg, lun) => {

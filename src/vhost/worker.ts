@@ -11,12 +11,6 @@ export interface VringAttachment {
   busyloopUs: number;
 }
 
-/** A LUN's file descriptor, for the file backstore's I/O in the worker. */
-export interface FileBinding {
-  lun: number;
-  fd: number;
-}
-
 /**
  * A vhost worker (the kernel's vhost_worker): serves the vrings attached to it. Thread workers
  * run in node:worker_threads; the local worker runs in the calling thread.
@@ -25,16 +19,14 @@ export interface VhostWorker {
   readonly id: number;
   /** Serves a vring (replacing an earlier attachment of the same index). */
   attach(a: VringAttachment): Promise<void>;
-  /** Stops serving a vring; resolves once nothing of it runs and its file I/O has completed. */
+  /** Stops serving a vring; resolves once nothing of it runs and its requests in flight are answered. */
   detach(index: number): Promise<void>;
-  /** Makes LUN files known (or, with fd -1, forgotten). */
-  setFiles(files: FileBinding[]): Promise<void>;
   /** Runs vring index's handler as if it had been kicked (the kernel's vhost_work_queue). */
   kick(index: number): void;
   /** Resolves once the worker serves nothing and will not until resume(). */
   pause(): Promise<void>;
   resume(): void;
-  /** Resolves after the work in progress when it was called is done (vhost_worker_flush). */
+  /** Resolves after the pass in progress when it was called is done (vhost_worker_flush). */
   flush(): Promise<void>;
   /** Ends the worker. */
   stop(): Promise<void>;

@@ -1,7 +1,7 @@
 // The body of a vhost worker thread: its own data plane instance over the shared memory, the
 // worker core serving the vrings attached to it, and a loop that polls, busy-polls for the
-// vrings' busyloop timeout, then sleeps on its doorbell (blocking with Atomics.wait when no
-// file I/O is in flight, else with Atomics.waitAsync so that completions can run).
+// vrings' busyloop timeout, then sleeps on its doorbell (Atomics.wait): kicks, control requests
+// and backstores completing requests all ring it.
 import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import { performance } from "node:perf_hooks";
 import { PollTable } from "../eventfd.js";
@@ -14,39 +14,51 @@ import { threadCpuMs } from "./thread-cpu.js";
 const init = workerData as WorkerInit;
 const dp = instantiateDataplane(init.memory, init.area, init.module);
 const table = new PollTable(init.pollTable);
-const core = new WorkerCore(dp, init.memory.buffer as unknown as SharedArrayBuffer, table, init.doorbell);
+const core = new WorkerCore(dp, table, init.doorbell);
 const port = init.port;
 let running = true;
+/** Set by "stop": the loop ends once the vrings are detached. */
+let stopping = false;
 
-/** Runs every queued control request; each is acknowledged on the port. */
-async function handleControl(): Promise<void> {
+/**
+ * Runs every queued control request; each is acknowledged on the port. A detach is answered
+ * when its requests in flight are answered, which takes further passes of the loop.
+ */
+function handleControl(): void {
   for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) {
     const { seq, cmd } = m.message as WorkerRequest;
     const reply: WorkerReply = { seq };
+    const ack = () => port.postMessage(reply);
     try {
       switch (cmd.op) {
         case "attach": core.attach(cmd.a); break;
-        case "detach": await core.detach(cmd.index); break;
-        case "files": core.setFiles(cmd.files); break;
+        case "detach": core.detach(cmd.index, ack); continue;
         case "kick": core.kick(cmd.index); break;
         case "pause": core.paused = true; break;
         case "resume": core.paused = false; break;
-        case "flush": await core.server.idle(); break;
+        case "flush": break; // passes run to completion: nothing is half done between them
         case "cpu": reply.cpu = threadCpuMs() && { ...threadCpuMs()!, busy: core.busyMs }; break;
-        case "stop":
-          for (const i of [...core.vrings]) await core.detach(i);
-          core.close();
-          running = false;
-          break;
+        case "stop": {
+          stopping = true;
+          let left = core.vrings.size;
+          const last = () => {
+            core.close();
+            running = false;
+            ack();
+          };
+          if (left === 0) last();
+          for (const i of [...core.vrings]) core.detach(i, () => --left === 0 && last());
+          continue;
+        }
       }
     } catch (e) {
       reply.error = (e as Error).message;
     }
-    port.postMessage(reply);
+    ack();
   }
 }
 
-async function main(): Promise<void> {
+function main(): void {
   let iter = 0;
   let lastBell = -1;
   let lastProgress = -1;
@@ -56,13 +68,12 @@ async function main(): Promise<void> {
     const bell = table.value(init.doorbell);
     if (bell !== lastBell) {
       lastBell = bell;
-      await handleControl();
+      handleControl();
       if (!running) break;
       core.consumeKicks();
     }
-    // Let file I/O completions run now and then.
-    if ((++iter & 63) === 0 && core.server.ioInflight > 0) await new Promise((res) => setImmediate(res));
-    const us = core.busyloopUs;
+    ++iter;
+    const us = stopping ? 0 : core.busyloopUs;
     // Busy-polling (VHOST_SET_VRING_BUSYLOOP_TIMEOUT): drain with kicks left off for as long as
     // work keeps coming or the window lasts; then one pass with kicks back on before sleeping.
     let r = core.drain(us > 0);
@@ -88,17 +99,17 @@ async function main(): Promise<void> {
       }
     }
     if (table.value(init.doorbell) !== lastBell) continue;
-    if (core.server.ioInflight > 0 || r === POLL_WAITING) await table.waitAsync(init.doorbell, lastBell, r === POLL_WAITING ? 1 : 50);
-    else table.wait(init.doorbell, lastBell);
+    // A TMF waiting for aborted requests, or a vring being detached, is looked at every millisecond.
+    table.wait(init.doorbell, lastBell, r === POLL_WAITING ? 1 : Infinity);
     idleSince = -1;
   }
 }
 
-main().then(
-  () => port.close(),
-  (e) => {
-    core.signalErrors();
-    throw e;
-  },
-);
+try {
+  main();
+  port.close();
+} catch (e) {
+  core.signalErrors();
+  throw e;
+}
 parentPort?.on("message", () => {});

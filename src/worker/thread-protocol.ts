@@ -1,11 +1,10 @@
 import type { MessagePort } from "node:worker_threads";
-import type { FileBinding, VringAttachment } from "../vhost/worker.js";
+import type { VringAttachment } from "../vhost/worker.js";
 
 /** What the control plane asks a worker thread to do (one message per ioctl-level step). */
 export type WorkerCommand =
   | { op: "attach"; a: VringAttachment }
   | { op: "detach"; index: number }
-  | { op: "files"; files: FileBinding[] }
   | { op: "kick"; index: number }
   | { op: "pause" }
   | { op: "resume" }

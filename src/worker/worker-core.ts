@@ -1,9 +1,8 @@
 import { performance } from "node:perf_hooks";
 import { EventFd, type PollTable } from "../eventfd.js";
 import type { DataplaneExports } from "../wasm/dataplane.js";
-import type { FileBinding, VringAttachment } from "../vhost/worker.js";
+import type { VringAttachment } from "../vhost/worker.js";
 import { POLL_IDLE, ScsiVringServer, type PollResult } from "./scsi-vrings.js";
-import type { FileOps } from "./file-io.js";
 
 interface Served {
   a: VringAttachment;
@@ -21,20 +20,13 @@ interface Served {
 export class WorkerCore {
   readonly server: ScsiVringServer;
   private readonly served = new Map<number, Served>();
-  private readonly files = new Map<number, number>();
   paused = false;
 
-  constructor(dp: DataplaneExports, buffer: SharedArrayBuffer, readonly pollTable: PollTable, readonly doorbell: number, fileOps?: FileOps) {
-    this.server = new ScsiVringServer(
-      dp,
-      buffer,
-      {
-        signal: (i) => this.served.get(i)?.call?.write(1n),
-        error: (i) => this.served.get(i)?.err?.write(1n),
-      },
-      (lun) => this.files.get(lun) ?? -1,
-      fileOps,
-    );
+  constructor(private readonly dp: DataplaneExports, readonly pollTable: PollTable, readonly doorbell: number) {
+    this.server = new ScsiVringServer(dp, {
+      signal: (i) => this.served.get(i)?.call?.write(1n),
+      error: (i) => this.served.get(i)?.err?.write(1n),
+    });
   }
 
   get vrings(): ReadonlySet<number> {
@@ -53,27 +45,25 @@ export class WorkerCore {
     const kick = a.kick && EventFd.fromHandle(a.kick);
     kick?.watch(this.doorbell);
     this.served.set(a.binding.index, { a, kick, call: a.call && EventFd.fromHandle(a.call), err: a.err && EventFd.fromHandle(a.err) });
+    // Backstores served elsewhere wake this worker when they complete the queue's requests.
+    if (a.binding.cq) this.dp.scsi_cq_set_doorbell(a.binding.cq, this.doorbell);
     this.server.attach(a.binding);
     this.pollTable.ring(this.doorbell);
   }
 
   /**
-   * Stops serving a vring: no more drains at once, but its requests in flight still complete
-   * and signal the guest; resolves after that, when the vring is forgotten.
+   * Stops serving a vring: no more requests are taken, but those in flight still complete and
+   * signal the guest; done() is called after that, when the vring is forgotten. The worker's
+   * loop must keep polling meanwhile.
    */
-  async detach(index: number): Promise<void> {
+  detach(index: number, done: () => void): void {
     const s = this.served.get(index);
     s?.kick?.unwatch(this.doorbell);
-    this.server.detach(index);
-    await this.server.idle();
-    if (this.served.get(index) === s) this.served.delete(index);
-  }
-
-  setFiles(files: FileBinding[]): void {
-    for (const f of files) {
-      if (f.fd < 0) this.files.delete(f.lun);
-      else this.files.set(f.lun, f.fd);
-    }
+    this.server.detach(index, () => {
+      if (this.served.get(index) === s) this.served.delete(index);
+      done();
+    });
+    this.pollTable.ring(this.doorbell);
   }
 
   kick(index: number): void {

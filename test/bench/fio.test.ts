@@ -25,10 +25,11 @@ describe("fio-like options", () => {
   });
 
   it("has defaults: randread 4k, iodepth 32, 5 s on a RAM disk", () => {
-    expect(parseOptions([])).toMatchObject({ rw: "randread", bs: 4096, iodepth: 32, runtimeMs: 5000, backstore: { kind: "ram" }, blockSize: 512, json: false });
+    expect(parseOptions([])).toMatchObject({ rw: "randread", bs: 4096, iodepth: 32, runtimeMs: 5000, backstore: { backstore: "ram" }, blockSize: 512, json: false });
     expect(parseOptions(["--size=64m"]).runtimeMs).toBe(0);
     expect(parseOptions(["--output-format=json"]).json).toBe(true);
-    expect(parseOptions(["--backstore=file:/tmp/x.img"]).backstore).toEqual({ kind: "file", path: "/tmp/x.img" });
+    expect(parseOptions(["--backstore=file:/tmp/x.img"]).backstore).toEqual({ backstore: "file", path: "/tmp/x.img" });
+    expect(parseOptions(["--backstore=file:/tmp/x.img", "--io-threads=3"]).ioThreads).toBe(3);
   });
 
   it.each([
@@ -38,7 +39,8 @@ describe("fio-like options", () => {
     [["--iodepth=0"], /--iodepth/],
     [["--block-size=1024"], /512 or 4096/],
     [["--numjobs=2"], /--queues/],
-    [["--backstore=tape"], /ram, null or file/],
+    [["--backstore=tape"], /unknown backstore tape; known: ram, null, file/],
+    [["--backstore=file"], /needs a path/],
     [["--size=5g"], /4 GiB/],
     [["--nope"], /Unknown option/],
   ])("refuses %j", (args, msg) => {
@@ -51,7 +53,8 @@ describe("the benchmark CLI", () => {
   it("--help lists the fio-style options", async () => {
     const r = await run("--help");
     expect(r.code).toBe(0);
-    for (const o of ["--rw", "--bs", "--iodepth", "--queues", "--numjobs", "--workers", "--runtime", "--size", "--backstore", "--block-size", "--verify", "--json"]) expect(r.stdout).toContain(o);
+    expect(r.stdout).toContain("ram, null, file:PATH");
+    for (const o of ["--io-threads", "--rw", "--bs", "--iodepth", "--queues", "--numjobs", "--workers", "--runtime", "--size", "--backstore", "--block-size", "--verify", "--json"]) expect(r.stdout).toContain(o);
   });
 
   it("a bad option value is a one-line error, no stack trace, exit 1", async () => {

@@ -3,7 +3,7 @@ import { createTestbed, type Testbed } from "../../src/testbed.js";
 import { VhostScsi } from "../../src/vhost/vhost-scsi.js";
 import { read16, testUnitReady, write16 } from "../../src/scsi/commands.js";
 import { cmdReq, rawChain } from "../helpers/raw.js";
-import { until } from "../helpers/file-ops.js";
+import { until } from "../helpers/backstores.js";
 import { VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_NEEDS_RESET } from "../../src/virtio/transport.js";
 import { SharedMemory } from "../../src/memory/shared-memory.js";
 import { GuestMemory } from "../../src/guest/guest-memory.js";
@@ -144,7 +144,7 @@ describe("memory helpers for embedders", () => {
   it("lists the device heap's allocations by owner", async () => {
     bed = await createTestbed({ luns: [{ backstore: "ram", size: 1 << 20 }] });
     const owners = bed.shm.device.allocations().map((a) => a.owner);
-    for (const o of ["vhost-scsi device", "virtqueue", "ram backstore", "lun 0", "tpg 1", "memory table", "vring 2 in-flight table"]) expect(owners).toContain(o);
+    for (const o of ["vhost-scsi device", "virtqueue", "ram backstore", "lun 0", "tpg 1", "memory table", "vring 2 request contexts"]) expect(owners).toContain(o);
     const list = bed.shm.device.allocations();
     for (let i = 1; i < list.length; i++) expect(list[i].start).toBeGreaterThanOrEqual(list[i - 1].start + list[i - 1].size);
   });

@@ -5,6 +5,8 @@ import { DeviceQueue } from "../../src/virtio/device-queue.js";
 import { SplitRingView, vringAvailSize, vringDescSize, vringUsedSize } from "../../src/virtio/ring.js";
 import { createDataplane, type DataplaneExports } from "../../src/wasm/dataplane.js";
 import { TargetRegistry } from "../../src/target/registry.js";
+import { processPollTable } from "../../src/eventfd.js";
+import { BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES, BS_OP_DISCARD, RingPort, ringLayout } from "../../src/backstore/ring.js";
 
 const CHUNK = 4096;
 
@@ -64,6 +66,10 @@ export class HostileBed {
   readonly dev: number;
   readonly devPi: number;
   readonly table: number;
+  /** LUN 9: a backstore served elsewhere, here by the bed itself (serveQueued()) from `queuedBlocks`. */
+  readonly queuedSq: number;
+  readonly queuedBlocks = new Uint8Array(256 << 10);
+  private readonly port: RingPort;
   readonly luns: { id: number; ptr: number; ram: number; size: number; blockSize: number; blocks: number }[];
   /** Device-zone ranges the data plane may write (its own state, RAM disks); everything else there is fixed. */
   readonly deviceWritable: [number, number][] = [];
@@ -122,10 +128,26 @@ export class HostileBed {
     this.dev = device(false);
     this.devPi = device(true);
     guard();
-    this.table = shm.device.alloc(this.dp.scsi_inflight_size(16), 16);
-    this.dp.scsi_inflight_init(this.table, 16);
-    this.deviceWritable.push([this.table, this.table + this.dp.scsi_inflight_size(16)]);
-    for (const d of [this.dev, this.devPi]) this.dp.scsi_dev_set_inflight(d, 0, this.table);
+    // The request queue's contexts, completion queue and bounce buffer; LUN 9's submission queue.
+    const tableSize = (this.dp.scsi_ctx_table_size(16) + 15) & ~15;
+    const cqSize = (this.dp.scsi_cq_size(16) + 15) & ~15;
+    const contexts = tableSize + cqSize + this.dp.scsi_bounce_size();
+    this.table = shm.device.alloc(contexts, 16);
+    this.dp.scsi_ctx_table_init(this.table, 16, this.table + tableSize, 16, this.table + tableSize + cqSize);
+    this.deviceWritable.push([this.table, this.table + contexts]);
+    for (const d of [this.dev, this.devPi]) this.dp.scsi_dev_set_ctx_table(d, 0, this.table);
+    this.queuedSq = shm.device.alloc(this.dp.scsi_sq_size(64), 16);
+    this.dp.scsi_sq_init(this.queuedSq, 64);
+    this.deviceWritable.push([this.queuedSq, this.queuedSq + this.dp.scsi_sq_size(64)]);
+    const q = shm.device.alloc(this.dp.scsi_lun_size(), 16);
+    shm.bytes.fill(0, q, q + this.dp.scsi_lun_size());
+    const LUN_F_UNMAP_LBPRZ = 2 | 64;
+    this.dp.scsi_lun_init(q, 9, 2, 9, this.queuedBlocks.length / 512, this.queuedSq, LUN_F_UNMAP_LBPRZ, 2);
+    this.dp.scsi_lun_set_limits(q, 65535, 1 << 17, this.dp.scsi_remote_max_ranges(), 1 << 17);
+    this.dp.scsi_tpg_set_lun(tpg.ptr, 9, q);
+    this.deviceWritable.push([q, q + this.dp.scsi_lun_size()]);
+    this.luns.push({ id: 9, ptr: q, ram: 0, size: this.queuedBlocks.length, blockSize: 512, blocks: this.queuedBlocks.length / 512 });
+    this.port = new RingPort(shm.buffer, ringLayout(this.dp), processPollTable().words);
     guard();
     const queue = (num: number, at: number): FuzzQueue => {
       const desc = RAM_A + at;
@@ -154,11 +176,43 @@ export class HostileBed {
    */
   reset(): void {
     eachChangedChunk(this.shm.bytes, this.snapshot, (s, e) => this.shm.bytes.set(this.snapshot.subarray(s, e), s));
+    this.queuedBlocks.fill(0);
   }
 
   /** Remembers the memory as it is now (the case laid out), for forbiddenChanges(). */
   mark(): void {
     eachChangedChunk(this.shm.bytes, this.marked, (s, e) => this.marked.set(this.shm.bytes.subarray(s, e), s));
+  }
+
+  /**
+   * Serves LUN 9's submission queue as a backstore would: every operation taken is done on
+   * `queuedBlocks` straight through the guest-buffer views the context lists, and completed in
+   * reverse order of taking (out of order); an operation at an offset that is 3 modulo 7 blocks
+   * fails with EIO. Returns how many were served.
+   */
+  serveQueued(): number {
+    const taken: number[] = [];
+    for (let ctx = this.port.take(this.queuedSq); ctx !== 0; ctx = this.port.take(this.queuedSq)) taken.push(ctx);
+    for (const ctx of taken.reverse()) {
+      const r = this.port.request(ctx);
+      let result = r.length;
+      if (r.aborted) result = -125;
+      else if ((r.offset / 512) % 7 === 3) result = -5;
+      else if (r.offset + r.length > this.queuedBlocks.length) throw new Error(`operation past the end: ${r.offset}+${r.length}`);
+      else if (r.op === BS_OP_READ || r.op === BS_OP_WRITE) {
+        let at = r.offset;
+        for (const b of r.buffers) {
+          if (r.op === BS_OP_READ) b.set(this.queuedBlocks.subarray(at, at + b.length));
+          else this.queuedBlocks.set(b, at);
+          at += b.length;
+        }
+        if (at - r.offset !== r.length) throw new Error(`extents cover ${at - r.offset} of ${r.length} bytes`);
+      } else if (r.op === BS_OP_WRITE_ZEROES || r.op === BS_OP_DISCARD) {
+        this.queuedBlocks.fill(0, r.offset, r.offset + r.length);
+      }
+      this.port.complete(ctx, result);
+    }
+    return taken.length;
   }
 
   /** GPA -> shared-memory offset of a byte of guest RAM, or -1. */

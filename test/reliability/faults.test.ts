@@ -10,7 +10,7 @@ import { read16, write16, testUnitReady } from "../../src/scsi/commands.js";
 import * as V from "../../src/scsi/virtio-scsi.js";
 import { SenseKey } from "../../src/scsi/sense.js";
 import { clearUnitAttentions, expectGood, expectSense } from "../helpers/scsi.js";
-import { GatedFileOps, until, withFileOps } from "../helpers/file-ops.js";
+import { GatedBackstore, gatedFile, until } from "../helpers/backstores.js";
 import type { ThreadWorker } from "../../src/vhost/thread-worker.js";
 
 const dir = mkdtempSync(join(tmpdir(), "vhost-scsi-faults-"));
@@ -59,8 +59,8 @@ describe("a vhost worker thread killed mid-batch", () => {
 });
 
 describe("teardown with requests in flight (file backstore held at a gate)", () => {
-  const fileBed = async (ops: GatedFileOps) => {
-    bed = await createTestbed({ luns: [{ backstore: "file", path: join(dir, `${Math.random()}.img`), size: 1 << 20 }, { backstore: "ram", size: 1 << 20 }], process: withFileOps(ops) });
+  const fileBed = async (ops: GatedBackstore) => {
+    bed = await createTestbed({ luns: [{ backstore: ops }, { backstore: "ram", size: 1 << 20 }] });
     ops.open();
     await clearUnitAttentions(bed, [0, 1]);
     ops.closed = true;
@@ -68,7 +68,7 @@ describe("teardown with requests in flight (file backstore held at a gate)", () 
   };
 
   it("CLEAR_ENDPOINT waits for them; each completes once, GOOD", async () => {
-    const ops = new GatedFileOps();
+    const ops = gatedFile(join(dir, `${Math.random()}.img`), 1 << 20);
     const b = await fileBed(ops);
     const reqs = [0, 1, 2, 3].map((k) => b.driver.command({ lun: 0, cdb: write16(k, 1), dataOut: block(k) }));
     await until(() => ops.held === 4);
@@ -84,7 +84,7 @@ describe("teardown with requests in flight (file backstore held at a gate)", () 
   });
 
   it("RESET_OWNER waits for them; each completes once, GOOD", async () => {
-    const ops = new GatedFileOps();
+    const ops = gatedFile(join(dir, `${Math.random()}.img`), 1 << 20);
     const b = await fileBed(ops);
     const reqs = [0, 1, 2].map((k) => b.driver.command({ lun: 0, cdb: read16(k, 1), dataInLength: 512 }));
     await until(() => ops.held === 3);
@@ -97,7 +97,7 @@ describe("teardown with requests in flight (file backstore held at a gate)", () 
   });
 
   it("LUN removal waits for them; they complete GOOD, later commands see LOGICAL UNIT NOT SUPPORTED", async () => {
-    const ops = new GatedFileOps();
+    const ops = gatedFile(join(dir, `${Math.random()}.img`), 1 << 20);
     const b = await fileBed(ops);
     const reqs = [0, 1].map((k) => b.driver.command({ lun: 0, cdb: write16(k, 1), dataOut: block(k) }));
     await until(() => ops.held === 2);

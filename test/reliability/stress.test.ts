@@ -9,8 +9,7 @@ import { join } from "node:path";
 import { createTestbed, type TestbedOptions } from "../../src/testbed.js";
 import { read10, write10, testUnitReady } from "../../src/scsi/commands.js";
 import { commandRetryingUA } from "../../src/guest/scan.js";
-import { nodeFileOps, type FileOps } from "../../src/worker/file-io.js";
-import { withFileOps } from "../helpers/file-ops.js";
+import { nodeFileOps, type FileOps } from "../../src/backstore/file.js";
 
 const OPS = Number(process.env.STRESS_OPS ?? 6000);
 const BLOCKS = 8192; // 4 MiB of 512-byte blocks
@@ -162,17 +161,17 @@ describe("data integrity under concurrent load", () => {
     let seed = 99;
     const chance = (p: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % 1000) < p * 1000;
     const faulty: FileOps = {
-      readv: async (fd, v, pos) => {
+      readv: (fd, v, pos) => {
         if (chance(0.02)) throw new Error("EIO");
         return chance(0.1) ? nodeFileOps.readv(fd, [v[0].subarray(0, Math.max(1, v[0].length >> 1))], pos) : nodeFileOps.readv(fd, v, pos);
       },
-      writev: async (fd, v, pos) => {
+      writev: (fd, v, pos) => {
         if (chance(0.02)) throw new Error("EIO");
         return chance(0.1) ? nodeFileOps.writev(fd, [v[0].subarray(0, Math.max(1, v[0].length >> 1))], pos) : nodeFileOps.writev(fd, v, pos);
       },
       fdatasync: (fd) => nodeFileOps.fdatasync(fd),
     };
-    const r = await stress({ luns: [{ backstore: "file", path: join(dir, "b.img"), size: BLOCKS * 512 }], queues: 2, queueSize: 64, process: withFileOps(faulty) }, 4);
+    const r = await stress({ luns: [{ backstore: "file", path: join(dir, "b.img"), size: BLOCKS * 512, ops: faulty }], queues: 2, queueSize: 64 }, 4);
     expect(r.mismatches).toBe(0);
     expect(r.failed).toBeGreaterThan(0);
     expect(r.blocksChecked).toBeGreaterThan(OPS / 2);

@@ -4,11 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTestbed, type Testbed } from "../../src/testbed.js";
 import { cdb, read16, testUnitReady, write16, ScsiOp } from "../../src/scsi/commands.js";
-import { nodeFileOps, type FileOps } from "../../src/worker/file-io.js";
+import { nodeFileOps, type FileOps } from "../../src/backstore/file.js";
 import * as V from "../../src/scsi/virtio-scsi.js";
 import { SenseKey } from "../../src/scsi/sense.js";
 import { clearUnitAttentions, cmd, expectGood, expectSense } from "../helpers/scsi.js";
-import { GatedFileOps, until, withFileOps } from "../helpers/file-ops.js";
+import { GatedBackstore, gatedFile, until } from "../helpers/backstores.js";
 
 const dir = mkdtempSync(join(tmpdir(), "vhost-scsi-ctrl-"));
 let bed: Testbed | undefined;
@@ -20,13 +20,12 @@ afterEach(async () => {
 /** Resolves once the device holds a TMF (the control queue has a request in flight). */
 const tmfHeld = (b: Testbed) => until(() => (b.device.vhost.vringStatus(0)?.inflight ?? 0) > 0);
 
-async function fileBed(ops: GatedFileOps) {
+async function fileBed(ops: GatedBackstore) {
   bed = await createTestbed({
     luns: [
-      { backstore: "file", path: join(dir, `a-${Math.random()}.img`), size: 1 << 20 },
+      { backstore: ops },
       { backstore: "ram", size: 1 << 20 },
     ],
-    process: withFileOps(ops),
   });
   ops.open();
   await clearUnitAttentions(bed, [0, 1]);
@@ -36,7 +35,7 @@ async function fileBed(ops: GatedFileOps) {
 
 describe("task management functions (VIRTIO 1.2, 5.6.6.2)", () => {
   it("ABORT TASK waits for the aborted request, which completes with VIRTIO_SCSI_S_ABORTED first", async () => {
-    const ops = new GatedFileOps();
+    const ops = gatedFile(join(dir, `a-${Math.random()}.img`), 1 << 20);
     const b = await fileBed(ops);
     const order: string[] = [];
     const read = cmd(b, { cdb: read16(0, 8), dataInLength: 4096, tag: 77n }).then((r) => (order.push("read"), r));
@@ -56,13 +55,13 @@ describe("task management functions (VIRTIO 1.2, 5.6.6.2)", () => {
   });
 
   it("ABORT TASK of a task that is not there completes at once", async () => {
-    const ops = new GatedFileOps();
+    const ops = gatedFile(join(dir, `a-${Math.random()}.img`), 1 << 20);
     const b = await fileBed(ops);
     expect(await b.driver.tmf(V.VIRTIO_SCSI_T_TMF_ABORT_TASK, { lun: 0, tag: 5n })).toBe(V.VIRTIO_SCSI_S_FUNCTION_COMPLETE);
   });
 
   it("LOGICAL UNIT RESET aborts everything on the LUN and raises BUS DEVICE RESET FUNCTION OCCURRED", async () => {
-    const ops = new GatedFileOps();
+    const ops = gatedFile(join(dir, `a-${Math.random()}.img`), 1 << 20);
     const b = await fileBed(ops);
     const reads = [1, 2, 3].map((k) => cmd(b, { cdb: read16(k, 1), dataInLength: 512, tag: BigInt(k) }));
     await until(() => ops.held === 3);
@@ -78,7 +77,7 @@ describe("task management functions (VIRTIO 1.2, 5.6.6.2)", () => {
 
   it("ABORT TASK SET and CLEAR TASK SET abort the LUN's tasks", async () => {
     for (const sub of [V.VIRTIO_SCSI_T_TMF_ABORT_TASK_SET, V.VIRTIO_SCSI_T_TMF_CLEAR_TASK_SET]) {
-      const ops = new GatedFileOps();
+      const ops = gatedFile(join(dir, `a-${Math.random()}.img`), 1 << 20);
       const b = await fileBed(ops);
       const read = cmd(b, { cdb: read16(0, 1), dataInLength: 512 });
       await until(() => ops.held === 1);
@@ -93,7 +92,7 @@ describe("task management functions (VIRTIO 1.2, 5.6.6.2)", () => {
   });
 
   it("I_T NEXUS RESET raises I_T NEXUS LOSS OCCURRED on every LUN", async () => {
-    const ops = new GatedFileOps();
+    const ops = gatedFile(join(dir, `a-${Math.random()}.img`), 1 << 20);
     const b = await fileBed(ops);
     ops.open();
     expect(await b.driver.tmf(V.VIRTIO_SCSI_T_TMF_I_T_NEXUS_RESET, { lun: 0 })).toBe(V.VIRTIO_SCSI_S_FUNCTION_COMPLETE);
@@ -129,17 +128,17 @@ describe("asynchronous notification requests", () => {
 
 describe("file backstore faults", () => {
   const failing = (what: "read" | "write" | "sync" | "short"): FileOps => ({
-    readv: async (fd, v, p) => {
+    readv: (fd, v, p) => {
       if (what === "read") throw Object.assign(new Error("EIO"), { code: "EIO" });
       return nodeFileOps.readv(fd, v, p);
     },
-    writev: async (fd, v, p) => {
+    writev: (fd, v, p) => {
       if (what === "write") return 0;
       // "short": at most 100 bytes per call; the backstore must carry on from there.
       if (what === "short") return nodeFileOps.writev(fd, [v[0].subarray(0, Math.min(100, v[0].length))], p);
       return nodeFileOps.writev(fd, v, p);
     },
-    fdatasync: async (fd) => {
+    fdatasync: (fd) => {
       if (what === "sync") throw new Error("EIO");
       return nodeFileOps.fdatasync(fd);
     },
@@ -150,7 +149,7 @@ describe("file backstore faults", () => {
     ["a write making no progress", "write", "write", SenseKey.MEDIUM_ERROR, 0x0c00],
     ["a failing flush", "sync", "sync", SenseKey.MEDIUM_ERROR, 0x0c00],
   ] as const)("%s is MEDIUM ERROR with the right ASC, and the LUN goes on", async (_n, mode, op, key, asc) => {
-    bed = await createTestbed({ luns: [{ backstore: "file", path: join(dir, `f-${Math.random()}.img`), size: 1 << 20 }], process: withFileOps(failing(mode)) });
+    bed = await createTestbed({ luns: [{ backstore: "file", path: join(dir, `f-${Math.random()}.img`), size: 1 << 20, ops: failing(mode) }] });
     await clearUnitAttentions(bed);
     const c =
       op === "read" ? { cdb: read16(0, 1), dataInLength: 512 }
@@ -162,7 +161,7 @@ describe("file backstore faults", () => {
   });
 
   it("short writes are continued until the whole transfer is written", async () => {
-    bed = await createTestbed({ luns: [{ backstore: "file", path: join(dir, `s-${Math.random()}.img`), size: 1 << 20 }], process: withFileOps(failing("short")) });
+    bed = await createTestbed({ luns: [{ backstore: "file", path: join(dir, `s-${Math.random()}.img`), size: 1 << 20, ops: failing("short") }] });
     await clearUnitAttentions(bed);
     const data = new Uint8Array(4096).map((_, i) => i ^ 0x33);
     expectGood(await cmd(bed, { cdb: write16(10, 8), dataOut: data }));

@@ -4,7 +4,7 @@ import { readCapacity16, reportLuns, testUnitReady } from "../../src/scsi/comman
 import * as V from "../../src/scsi/virtio-scsi.js";
 import { SenseKey } from "../../src/scsi/sense.js";
 import { clearUnitAttentions, cmd, expectGood, expectSense } from "../helpers/scsi.js";
-import { until } from "../helpers/file-ops.js";
+import { until } from "../helpers/backstores.js";
 import { LocalWorker } from "../../src/vhost/local-worker.js";
 
 let bed: Testbed | undefined;

@@ -6,7 +6,7 @@ import { createTestbed } from "../../src/testbed.js";
 import type { LunConfig } from "../../src/target/tpg.js";
 import { read16, write16 } from "../../src/scsi/commands.js";
 import { clearUnitAttentions, expectGood } from "../helpers/scsi.js";
-import { until } from "../helpers/file-ops.js";
+import { until } from "../helpers/backstores.js";
 
 const dir = mkdtempSync(join(tmpdir(), "vhost-scsi-life-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

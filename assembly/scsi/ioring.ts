@@ -1,0 +1,246 @@
+// The seam between the SCSI target and backstores served outside the data plane (a file, a
+// network block server): io_uring-shaped. A request for such a LUN lives in a request context
+// (IoCtx) of its request queue's context table; the data plane puts the context on the LUN's
+// submission queue, whoever serves the backstore (an I/O thread, a socket owner) takes it from
+// there, does the I/O straight on the guest buffers the context lists, and answers on the
+// request queue's completion queue, which the queue's worker reaps in its next drain.
+//
+// Submission queue: bounded multi-producer multi-consumer (every worker posts, every I/O thread
+// takes), one sequence word per cell. Completion queue: multi-producer, single consumer (the
+// queue's worker). Both live in shared memory; the TypeScript side (src/backstore/) reads and
+// writes them with Atomics on the layout exported below.
+import { IoVecArray, iovec_array_size } from "../iovec";
+
+/** Operations a backstore serves (IoCtx.op). */
+export const BS_OP_READ: u32 = 1; // read length bytes at offset into the extents
+export const BS_OP_WRITE: u32 = 2; // write the extents at offset
+export const BS_OP_FLUSH: u32 = 3; // make written data durable
+export const BS_OP_WRITE_ZEROES: u32 = 4; // zero length bytes at offset
+export const BS_OP_DISCARD: u32 = 5; // deallocate length bytes at offset
+
+/** IoCtx.flags: the write must be durable when it completes (SBC-4 FUA). */
+export const BS_F_FUA: u32 = 1;
+
+/** Context states (atomic: a TMF on another worker may abort a submitted context). */
+export const CTX_FREE: u32 = 0;
+export const CTX_SUBMITTED: u32 = 1;
+export const CTX_ABORTED: u32 = 2;
+
+/** Extents (guest buffer pieces) and chain iovecs one context holds: seg_max plus headers and PI. */
+export const CTX_IOV: u32 = 136;
+
+/**
+ * One request served elsewhere: what the backstore must do (op, flags, offset, length, the
+ * extents) and what the SCSI side needs to answer it (chain, tag, step state).
+ */
+@unmanaged export class IoCtx {
+  state: u32;
+  /** This context's index in its table (the completion names it). */
+  index: u32;
+  /** The completion queue the backstore answers on. */
+  cq: u32;
+  op: u32;
+  flags: u32;
+  /** The LUN (ScsiLun) and the chain's head index. */
+  lun: u32;
+  head: u32;
+  desc_sense: u32;
+  offset: u64;
+  length: u64;
+  tag: u64;
+  /** The guest's data buffer bytes (for the residual) and the data bytes moved so far. */
+  buf_len: u64;
+  done: u64;
+  /** Which SCSI command the steps carry out (REMOTE_* in remote.ts) and where it stands. */
+  kind: u32;
+  step: u32;
+  /** The command's whole range (multi-step commands): byte offset and length. */
+  range_off: u64;
+  range_len: u64;
+
+  /** The chain's iovecs as popped (the response goes to the start of its writable part). */
+  @inline chain(): IoVecArray {
+    return changetype<IoVecArray>(changetype<usize>(this) + offsetof<IoCtx>());
+  }
+  /** The extents the backstore moves data through (exactly `length` bytes for READ and WRITE). */
+  @inline extents(): IoVecArray {
+    return changetype<IoVecArray>(changetype<usize>(this) + offsetof<IoCtx>() + iovec_array_size(CTX_IOV));
+  }
+}
+
+export const CTX_SIZE: usize = (offsetof<IoCtx>() + 2 * iovec_array_size(CTX_IOV) + 15) & ~15;
+
+/** Bytes of bounce memory a table keeps for commands that compare with the medium (VERIFY). */
+export const BOUNCE_SIZE: u32 = 65536;
+
+/** A request queue's contexts, its completion queue and a bounce buffer; contexts follow. */
+@unmanaged export class IoCtxTable {
+  capacity: u32;
+  /** Contexts not free (owner only). */
+  count: u32;
+  /** Hint: where to look for a free context. */
+  next: u32;
+  cq: u32;
+  /** BOUNCE_SIZE bytes, and the context using them (index + 1, 0 when free). */
+  bounce: u32;
+  bounce_user: u32;
+  _pad0: u32;
+  _pad1: u32;
+}
+
+@inline export function ctx_at(t: IoCtxTable, i: u32): IoCtx {
+  return changetype<IoCtx>(changetype<usize>(t) + offsetof<IoCtxTable>() + <usize>i * CTX_SIZE);
+}
+
+/** Bytes a table of `capacity` contexts occupies (the completion queue and bounce are separate). */
+export function ctx_table_size(capacity: u32): usize {
+  return offsetof<IoCtxTable>() + <usize>capacity * CTX_SIZE;
+}
+
+/** Initializes a zeroed table: contexts numbered, all free, answering on cq, with a bounce buffer. */
+export function ctx_table_init(t: IoCtxTable, capacity: u32, cq: u32, bounce: u32): void {
+  t.capacity = capacity;
+  t.cq = cq;
+  t.bounce = bounce;
+  for (let i: u32 = 0; i < capacity; i++) ctx_at(t, i).index = i;
+}
+
+/** Takes a free context; returns it, or null when all are busy. */
+export function ctx_alloc(t: IoCtxTable): IoCtx | null {
+  const cap = t.capacity;
+  if (t.count >= cap) return null;
+  let i = t.next;
+  for (let k: u32 = 0; k < cap; k++) {
+    if (i >= cap) i = 0;
+    const c = ctx_at(t, i);
+    if (atomic.load<u32>(changetype<usize>(c)) == CTX_FREE) {
+      t.count++;
+      t.next = i + 1;
+      return c;
+    }
+    i++;
+  }
+  return null;
+}
+
+/** Frees a context; returns the state it had (CTX_ABORTED if a TMF aborted it meanwhile). */
+export function ctx_release(t: IoCtxTable, c: IoCtx): u32 {
+  t.count--;
+  if (t.bounce_user == c.index + 1) t.bounce_user = 0;
+  return atomic.xchg<u32>(changetype<usize>(c), CTX_FREE);
+}
+
+/** Marks a submitted context aborted (a TMF); false if it was not submitted. */
+export function ctx_abort(c: IoCtx): bool {
+  return atomic.cmpxchg<u32>(changetype<usize>(c), CTX_SUBMITTED, CTX_ABORTED) == CTX_SUBMITTED;
+}
+
+// ---- submission queue ----
+
+/** A backstore's submission queue: cells of { seq, ctx } follow the header. */
+@unmanaged export class IoSubmitQueue {
+  mask: u32;
+  enqueue: u32;
+  dequeue: u32;
+  /** Futex word the backstore's threads sleep on, and how many sleep. */
+  wake: u32;
+  sleepers: u32;
+  _pad0: u32;
+  _pad1: u32;
+  _pad2: u32;
+}
+
+@inline function sq_cell(q: IoSubmitQueue, pos: u32): usize {
+  return changetype<usize>(q) + offsetof<IoSubmitQueue>() + (<usize>(pos & q.mask) << 3);
+}
+
+export function sq_size(entries: u32): usize {
+  return offsetof<IoSubmitQueue>() + (<usize>entries << 3);
+}
+
+/** Initializes a queue of `entries` cells (a power of two). */
+export function sq_init(q: IoSubmitQueue, entries: u32): void {
+  memory.fill(changetype<usize>(q), 0, sq_size(entries));
+  q.mask = entries - 1;
+  for (let i: u32 = 0; i < entries; i++) store<u32>(sq_cell(q, i), i);
+}
+
+/** Posts ctx; false when the queue is full. Wakes a sleeping consumer. */
+export function sq_push(q: IoSubmitQueue, ctx: usize): bool {
+  const enq = changetype<usize>(q) + offsetof<IoSubmitQueue>("enqueue");
+  let pos = atomic.load<u32>(enq);
+  while (true) {
+    const cell = sq_cell(q, pos);
+    const dif = <i32>(atomic.load<u32>(cell) - pos);
+    if (dif == 0) {
+      if (atomic.cmpxchg<u32>(enq, pos, pos + 1) == pos) {
+        store<u32>(cell, <u32>ctx, 4);
+        atomic.store<u32>(cell, pos + 1);
+        break;
+      }
+      pos = atomic.load<u32>(enq);
+    } else if (dif < 0) {
+      return false;
+    } else {
+      pos = atomic.load<u32>(enq);
+    }
+  }
+  if (atomic.load<u32>(changetype<usize>(q) + offsetof<IoSubmitQueue>("sleepers")) != 0) {
+    const w = changetype<usize>(q) + offsetof<IoSubmitQueue>("wake");
+    atomic.add<u32>(w, 1);
+    atomic.notify(w, 1);
+  }
+  return true;
+}
+
+// ---- completion queue ----
+
+/** A request queue's completion queue: cells of { seq, ctx index, result, _ } follow the header. */
+@unmanaged export class IoCompletionQueue {
+  mask: u32;
+  /** Next cell a producer reserves (atomic). */
+  tail: u32;
+  /** Next cell the consumer reads. */
+  head: u32;
+  /** The poll-table doorbell of the worker serving the queue (the control plane keeps it current). */
+  doorbell: u32;
+  /**
+   * Requests handed to backstores so far (the data plane counts), and completions posted so far
+   * (the backstore's side counts, after posting). Once `finished` has caught up with a value
+   * `submitted` had, every request handed over until then has ended: no backstore touches its
+   * guest buffers any more (the fence before memory or the queue is reused).
+   */
+  submitted: u32;
+  finished: u32;
+  _pad0: u32;
+  _pad1: u32;
+}
+
+export const CQE_SIZE: usize = 16;
+
+@inline export function cq_cell(q: IoCompletionQueue, pos: u32): usize {
+  return changetype<usize>(q) + offsetof<IoCompletionQueue>() + <usize>(pos & q.mask) * CQE_SIZE;
+}
+
+export function cq_size(entries: u32): usize {
+  return offsetof<IoCompletionQueue>() + <usize>entries * CQE_SIZE;
+}
+
+export function cq_init(q: IoCompletionQueue, entries: u32): void {
+  memory.fill(changetype<usize>(q), 0, cq_size(entries));
+  q.mask = entries - 1;
+}
+
+/**
+ * The next completion, as a cell address, or 0 when none is posted; cq_consume() moves on.
+ * The cell's seq is stored last by the producer (release), so its fields are complete here.
+ */
+export function cq_peek(q: IoCompletionQueue): usize {
+  const pos = q.head;
+  const cell = cq_cell(q, pos);
+  return atomic.load<u32>(cell) == pos + 1 ? cell : 0;
+}
+
+@inline export function cq_consume(q: IoCompletionQueue): void {
+  q.head++;
+}

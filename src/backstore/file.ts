@@ -1,0 +1,152 @@
+// The file backstore: a regular file or block device, read and written with synchronous
+// preadv/pwritev (fs.readvSync/writevSync) straight on views of the guest buffers, fdatasync
+// for FLUSH. By default it is served by I/O threads (--io-threads); with ioThreads 0 on the
+// thread that opened it.
+import { closeSync, constants, fdatasyncSync, fstatSync, ftruncateSync, openSync, readvSync, writevSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import type { BackstoreFeatures, BackstoreType, IoDone, QueuedBackstore } from "./backstore.js";
+import { BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, type BackstoreIo } from "./ring.js";
+import { compiledModule } from "../compiled-module.js";
+
+/** The file operations the backstore runs; tests substitute failing or short ones. */
+export interface FileOps {
+  readv(fd: number, buffers: Uint8Array[], position: number): number;
+  writev(fd: number, buffers: Uint8Array[], position: number): number;
+  fdatasync(fd: number): void;
+}
+
+export const nodeFileOps: FileOps = { readv: readvSync, writev: writevSync, fdatasync: fdatasyncSync };
+
+export interface FileConfig {
+  path: string;
+  /** Bytes; default the file's size (a larger size extends the file). */
+  size?: number;
+  /** I/O threads serving it; default one per core, at most 2. 0: the thread that opened it. */
+  ioThreads?: number;
+  /** The operations to run (tests); default Node's synchronous fs calls. Only on the opening thread. */
+  ops?: FileOps;
+}
+
+declare module "./backstore.js" {
+  interface BackstoreConfigs {
+    file: FileConfig;
+  }
+}
+
+/** I/O threads when the config does not say: one per core, two at most. */
+export function defaultIoThreads(): number {
+  return Math.min(2, availableParallelism());
+}
+
+const FEATURES: BackstoreFeatures = { flush: true, fua: false, discard: false, discardZeroes: false, writeZeroes: false };
+
+/** The views still to move after `done` bytes of `buffers` went through. */
+function rest(buffers: readonly Uint8Array[], done: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const v of buffers) {
+    if (done >= v.length) {
+      done -= v.length;
+      continue;
+    }
+    out.push(done > 0 ? v.subarray(done) : v);
+    done = 0;
+  }
+  return out;
+}
+
+/** errno of a failed fs call, negated (Node reports it negative already); EIO when unknown. */
+function negErrno(e: unknown): number {
+  const n = (e as { errno?: number }).errno;
+  return typeof n === "number" && n !== 0 ? -Math.abs(n) : -5;
+}
+
+/**
+ * Runs one operation to the end: short transfers are continued; a transfer that makes no
+ * progress (end of file, a device that stops) is EIO. Returns the length or -errno.
+ */
+export function runFileIo(ops: FileOps, fd: number, io: BackstoreIo): number {
+  try {
+    if (io.op === BS_OP_FLUSH) {
+      ops.fdatasync(fd);
+      return 0;
+    }
+    const move = io.op === BS_OP_READ ? ops.readv : io.op === BS_OP_WRITE ? ops.writev : undefined;
+    if (!move) return -95; // EOPNOTSUPP: the service emulates everything else
+    for (let done = 0; done < io.length; ) {
+      const n = move(fd, rest(io.buffers, done), io.offset + done);
+      if (n <= 0) return -5;
+      done += n;
+    }
+    return io.length;
+  } catch (e) {
+    return negErrno(e);
+  }
+}
+
+/** A file opened as a backstore (the control plane's handle; I/O threads open their own view of the fd). */
+export class FileBackstore implements QueuedBackstore {
+  readonly kind = "queued";
+  readonly name = "file";
+  readonly features = FEATURES;
+  readonly fd: number;
+  size: number;
+  readonly threads?: { count: number; module: string; init: unknown };
+  private readonly ops: FileOps;
+
+  constructor(readonly path: string, cfg: Omit<FileConfig, "path"> = {}, readonly readOnly = false) {
+    this.fd = openSync(path, readOnly ? constants.O_RDONLY : constants.O_RDWR | constants.O_CREAT, 0o644);
+    try {
+      const have = fstatSync(this.fd).size;
+      this.size = cfg.size ?? have;
+      if (this.size > have && !readOnly) ftruncateSync(this.fd, this.size);
+      if (!(this.size > 0)) throw new RangeError(`file backstore ${path} is empty; give a size`);
+    } catch (e) {
+      closeSync(this.fd);
+      throw e;
+    }
+    this.ops = cfg.ops ?? nodeFileOps;
+    const count = cfg.ops ? 0 : cfg.ioThreads ?? defaultIoThreads();
+    if (count > 0) this.threads = { count, module: compiledModule(new URL("./file.ts", import.meta.url)).href, init: { fd: this.fd, size: this.size, readOnly } };
+  }
+
+  submit(batch: readonly BackstoreIo[], done: IoDone): void {
+    for (const io of batch) done(io, runFileIo(this.ops, this.fd, io));
+  }
+
+  resize(size: number): void {
+    ftruncateSync(this.fd, size);
+    this.size = size;
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+}
+
+/** In an I/O thread: the same file through the descriptor the control plane opened (fds are per process). */
+export function openInThread(init: { fd: number; size: number; readOnly: boolean }): QueuedBackstore {
+  return {
+    kind: "queued",
+    name: "file",
+    size: init.size,
+    readOnly: init.readOnly,
+    features: FEATURES,
+    submit(batch, done) {
+      for (const io of batch) done(io, runFileIo(nodeFileOps, init.fd, io));
+    },
+    // The descriptor belongs to the control plane's FileBackstore, which closes it.
+    close() {},
+  };
+}
+
+export const fileBackstoreType: BackstoreType<"file"> = {
+  name: "file",
+  usage: "file:PATH",
+  parseArg(arg) {
+    if (!arg) throw new RangeError("file: needs a path (file:PATH)");
+    return { path: arg };
+  },
+  open(cfg, { readOnly }) {
+    return new FileBackstore(cfg.path, cfg, readOnly);
+  },
+};

@@ -1,0 +1,37 @@
+// An I/O thread: opens its backstore from the module the backstore named (openInThread) and
+// serves the LUN's submission queue, with synchronous I/O straight on views of the guest
+// buffers. It spins briefly when the queue runs empty (a request arriving then is taken within
+// a microsecond), then sleeps on the queue's wake word until a producer notifies.
+import { workerData } from "node:worker_threads";
+import { performance } from "node:perf_hooks";
+import { RingPort, type TakenRequest } from "./ring.js";
+import { BATCH, runBatch, type IoThreadInit } from "./service.js";
+import type { QueuedBackstore } from "./backstore.js";
+
+/** How long an idle I/O thread keeps looking before it sleeps, ms. */
+const SPIN_MS = 0.05;
+
+const d = workerData as IoThreadInit;
+const control = new Int32Array(d.control);
+const port = new RingPort(d.memory.buffer as unknown as SharedArrayBuffer, d.layout, new Int32Array(d.pollTable));
+const mod = (await import(d.module)) as { openInThread(init: unknown): QueuedBackstore };
+const backstore = mod.openInThread(d.init);
+const finish = (ctx: number, result: number) => port.complete(ctx, result);
+
+let idleSince = -1;
+while (Atomics.load(control, 0) === 0) {
+  const batch: TakenRequest[] = [];
+  for (let ctx = port.take(d.sq); ctx !== 0; ctx = batch.length < BATCH ? port.take(d.sq) : 0) batch.push(port.request(ctx));
+  if (batch.length) {
+    runBatch(backstore, batch, finish);
+    port.ringDoorbells();
+    idleSince = -1;
+    continue;
+  }
+  const now = performance.now();
+  if (idleSince < 0) idleSince = now;
+  if (now - idleSince < SPIN_MS) continue;
+  port.sleep(d.sq, 100);
+  idleSince = -1;
+}
+await backstore.close();

@@ -1,0 +1,170 @@
+// Serving a LUN's submission queue: take request contexts, hand them to the backstore in
+// batches, post each completion on its request queue's completion queue and ring the serving
+// worker's doorbell. It runs in I/O threads (io-thread.ts) when the backstore can be opened
+// there, otherwise on the thread that opened the backstore, between its other events.
+import { Worker } from "node:worker_threads";
+import { compiledModule } from "../compiled-module.js";
+import type { QueuedBackstore } from "./backstore.js";
+import {
+  BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES, BS_OP_DISCARD, RingPort, type BackstoreIo, type RingLayout, type TakenRequest,
+} from "./ring.js";
+import { log } from "../log.js";
+
+/** Contexts taken from the submission queue per batch. */
+export const BATCH = 64;
+const ECANCELED = 125;
+const EOPNOTSUPP = 95;
+const EROFS = 30;
+const ZEROES = new Uint8Array(1 << 20);
+
+/** Views of zeroes covering `length` bytes (WRITE_ZEROES on a backstore without it). */
+function zeroBuffers(length: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let at = 0; at < length; at += ZEROES.length) out.push(ZEROES.subarray(0, Math.min(ZEROES.length, length - at)));
+  return out;
+}
+
+/**
+ * Runs a batch of taken requests on backstore b and calls finish(ctx, result) once for each:
+ * aborted ones at once with -ECANCELED, the rest when b is done. What b lacks is emulated: no
+ * FLUSH means nothing to flush; WRITE_ZEROES becomes a WRITE of zeroes; a FUA write on a
+ * backstore without FUA is a WRITE then a FLUSH.
+ */
+export function runBatch(b: QueuedBackstore, batch: readonly TakenRequest[], finish: (ctx: number, result: number) => void): void {
+  const next = new Map<BackstoreIo, (result: number) => void>();
+  const ios: BackstoreIo[] = [];
+  const issue = (io: BackstoreIo, then: (result: number) => void) => {
+    next.set(io, then);
+    ios.push(io);
+  };
+  for (const r of batch) {
+    const end = (result: number) => finish(r.ctx, result);
+    if (r.aborted) {
+      end(-ECANCELED);
+      continue;
+    }
+    if (b.readOnly && r.op !== BS_OP_FLUSH && r.op !== BS_OP_READ) {
+      end(-EROFS);
+      continue;
+    }
+    const f = b.features;
+    if (r.op === BS_OP_FLUSH && !f.flush) end(0);
+    else if (r.op === BS_OP_DISCARD && !f.discard) end(-EOPNOTSUPP);
+    else if (r.op === BS_OP_WRITE_ZEROES && !f.writeZeroes) issue({ op: BS_OP_WRITE, offset: r.offset, length: r.length, buffers: zeroBuffers(r.length), fua: false }, end);
+    else if (r.op === BS_OP_WRITE && r.fua && !f.fua && f.flush) {
+      issue({ ...r, fua: false }, (res) => {
+        if (res < 0) return end(res);
+        const flush: BackstoreIo = { op: BS_OP_FLUSH, offset: 0, length: 0, buffers: [], fua: false };
+        next.set(flush, (fr) => end(fr < 0 ? fr : res));
+        b.submit([flush], done);
+      });
+    } else issue(r, end);
+  }
+  const done = (io: BackstoreIo, result: number) => {
+    const then = next.get(io);
+    if (!then) return log("backstore %s completed an operation twice or one it was not given", b.name);
+    next.delete(io);
+    then(result);
+  };
+  if (ios.length) b.submit(ios, done);
+}
+
+/** Stands in for a backstore whose I/O threads are gone: every operation fails with EIO. */
+function failing(b: QueuedBackstore): QueuedBackstore {
+  log("backstore %s: no I/O thread left; its requests fail with EIO", b.name);
+  return { ...b, threads: undefined, submit: (batch, done) => batch.forEach((io) => done(io, -5)) };
+}
+
+/** What a service needs of the process: the memory, the seam's layout, the workers' poll table. */
+export interface ServiceContext {
+  memory: WebAssembly.Memory;
+  layout: RingLayout;
+  pollTable: SharedArrayBuffer;
+}
+
+
+/** What an I/O thread starts with. */
+export interface IoThreadInit {
+  memory: WebAssembly.Memory;
+  layout: RingLayout;
+  pollTable: SharedArrayBuffer;
+  sq: number;
+  module: string;
+  init: unknown;
+  /** [0]: set to 1 to stop; [1]: set to 1 by the thread once its backstore is open. */
+  control: SharedArrayBuffer;
+}
+
+/**
+ * Serves a queued backstore's submission queue at `sq` until stop(): in `threads.count` I/O
+ * threads when the backstore says how to open it there, else on this thread.
+ */
+export class BackstoreService {
+  private running = true;
+  private readonly port: RingPort;
+  private loop: Promise<void> | undefined;
+  /** The I/O threads still running. */
+  private readonly threads = new Set<Worker>();
+  private readonly control = new SharedArrayBuffer(8);
+  private ringQueued = false;
+
+  constructor(private readonly backstore: QueuedBackstore, private readonly sq: number, ctx: ServiceContext) {
+    this.port = new RingPort(ctx.memory.buffer as unknown as SharedArrayBuffer, ctx.layout, new Int32Array(ctx.pollTable));
+    const t = backstore.threads;
+    if (t && t.count > 0) {
+      for (let i = 0; i < t.count; i++) {
+        const init: IoThreadInit = { memory: ctx.memory, layout: ctx.layout, pollTable: ctx.pollTable, sq, module: t.module, init: t.init, control: this.control };
+        const w = new Worker(compiledModule(new URL("./io-thread.ts", import.meta.url)), { workerData: init });
+        w.on("error", (e) => log("backstore %s: I/O thread failed: %s", backstore.name, e.message));
+        // Should the last I/O thread die, requests fail (EIO) rather than wait for ever.
+        w.on("exit", () => {
+          this.threads.delete(w);
+          if (this.threads.size === 0 && this.running) this.loop = this.run(failing(backstore));
+        });
+        w.unref();
+        this.threads.add(w);
+      }
+    } else {
+      this.loop = this.run(backstore);
+    }
+  }
+
+  /**
+   * The loop on this thread: take a batch and run it; sleep on the queue when empty. Completions
+   * (now or later) ring the workers' doorbells once per turn of the event loop.
+   */
+  private async run(backstore: QueuedBackstore): Promise<void> {
+    const { port, sq } = this;
+    const finish = (ctx: number, result: number) => {
+      port.complete(ctx, result);
+      if (this.ringQueued) return;
+      this.ringQueued = true;
+      queueMicrotask(() => {
+        this.ringQueued = false;
+        port.ringDoorbells();
+      });
+    };
+    while (this.running) {
+      const batch: TakenRequest[] = [];
+      for (let ctx = port.take(sq); ctx !== 0; ctx = batch.length < BATCH ? port.take(sq) : 0) batch.push(port.request(ctx));
+      if (batch.length) {
+        runBatch(backstore, batch, finish);
+        // Let completions that arrive asynchronously run before looking again.
+        await new Promise((r) => setImmediate(r));
+        continue;
+      }
+      await port.sleepAsync(sq, 100);
+    }
+  }
+
+  /** Stops taking requests (the LUN is gone: nothing is queued or in flight any more) and closes the backstore. */
+  async stop(): Promise<void> {
+    this.running = false;
+    Atomics.store(new Int32Array(this.control), 0, 1);
+    this.port.wake(this.sq);
+    // Held until they are gone (an idle I/O thread does not keep the process alive otherwise).
+    await Promise.all([...this.threads].map((w) => new Promise((r) => (w.ref(), w.once("exit", r), this.port.wake(this.sq)))));
+    await this.loop;
+    await this.backstore.close();
+  }
+}
