@@ -79,14 +79,23 @@ export interface QueuedBackstore {
    */
   submit(batch: readonly BackstoreIo[], done: IoDone): void;
   /**
-   * Serve it from I/O threads rather than the thread that opened it: how many threads, the
-   * module (URL) whose export `openInThread(init)` opens it there, and what that needs
-   * (structured-cloneable). Operations done there must complete synchronously.
+   * It can be served from other threads: the module (URL) whose export `openInThread(init)`
+   * opens it there, what that needs (structured-cloneable), and by whom: `ioThreads` dedicated
+   * I/O threads, or with 0 the vhost workers themselves, between their passes over the rings.
+   * Operations done there must complete synchronously. Without it, it is served on the thread
+   * that opened it.
    */
-  readonly threads?: { count: number; module: string; init: unknown };
+  readonly threaded?: ThreadedBackstore;
   /** Changes the capacity (absent: not resizable). */
   resize?(size: number): void;
   close(): void | Promise<void>;
+}
+
+/** How a backstore is opened and served in other threads (QueuedBackstore.threaded). */
+export interface ThreadedBackstore {
+  module: string;
+  init: unknown;
+  ioThreads: number;
 }
 
 export type Backstore = RamBackstore | NullBackstore | QueuedBackstore;

@@ -1,10 +1,10 @@
 // The file backstore: a regular file or block device, read and written with synchronous
 // preadv/pwritev (fs.readvSync/writevSync) straight on views of the guest buffers, fdatasync
-// for FLUSH. By default it is served by I/O threads (--io-threads); with ioThreads 0 on the
-// thread that opened it.
+// for FLUSH. It is served by dedicated I/O threads (--io-threads N), or with 0 by the vhost
+// workers themselves; the default depends on the cores (docs/performance.md).
 import { closeSync, constants, fdatasyncSync, fstatSync, ftruncateSync, openSync, readvSync, writevSync } from "node:fs";
 import { availableParallelism } from "node:os";
-import type { BackstoreFeatures, BackstoreType, IoDone, QueuedBackstore } from "./backstore.js";
+import type { BackstoreFeatures, BackstoreType, IoDone, QueuedBackstore, ThreadedBackstore } from "./backstore.js";
 import { BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, type BackstoreIo } from "./ring.js";
 import { compiledModule } from "../compiled-module.js";
 
@@ -21,9 +21,9 @@ export interface FileConfig {
   path: string;
   /** Bytes; default the file's size (a larger size extends the file). */
   size?: number;
-  /** I/O threads serving it; default one per core, at most 2. 0: the thread that opened it. */
+  /** Dedicated I/O threads serving it; 0: the vhost workers serve it. Default: defaultIoThreads(). */
   ioThreads?: number;
-  /** The operations to run (tests); default Node's synchronous fs calls. Only on the opening thread. */
+  /** The operations to run (tests); default Node's synchronous fs calls. Served on the opening thread then. */
   ops?: FileOps;
 }
 
@@ -33,9 +33,12 @@ declare module "./backstore.js" {
   }
 }
 
-/** I/O threads when the config does not say: one per core, two at most. */
+/**
+ * I/O threads when the config does not say: none on a machine of two cores or fewer (the vhost
+ * workers do the I/O, which beats handing it to a third thread there), else two.
+ */
 export function defaultIoThreads(): number {
-  return Math.min(2, availableParallelism());
+  return availableParallelism() <= 2 ? 0 : 2;
 }
 
 const FEATURES: BackstoreFeatures = { flush: true, fua: false, discard: false, discardZeroes: false, writeZeroes: false };
@@ -90,7 +93,7 @@ export class FileBackstore implements QueuedBackstore {
   readonly features = FEATURES;
   readonly fd: number;
   size: number;
-  readonly threads?: { count: number; module: string; init: unknown };
+  readonly threaded?: ThreadedBackstore;
   private readonly ops: FileOps;
 
   constructor(readonly path: string, cfg: Omit<FileConfig, "path"> = {}, readonly readOnly = false) {
@@ -105,8 +108,10 @@ export class FileBackstore implements QueuedBackstore {
       throw e;
     }
     this.ops = cfg.ops ?? nodeFileOps;
-    const count = cfg.ops ? 0 : cfg.ioThreads ?? defaultIoThreads();
-    if (count > 0) this.threads = { count, module: compiledModule(new URL("./file.ts", import.meta.url)).href, init: { fd: this.fd, size: this.size, readOnly } };
+    if (!cfg.ops) {
+      const module = compiledModule(new URL("./file.ts", import.meta.url)).href;
+      this.threaded = { module, init: { fd: this.fd, size: this.size, readOnly }, ioThreads: cfg.ioThreads ?? defaultIoThreads() };
+    }
   }
 
   submit(batch: readonly BackstoreIo[], done: IoDone): void {

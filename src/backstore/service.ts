@@ -1,7 +1,8 @@
 // Serving a LUN's submission queue: take request contexts, hand them to the backstore in
 // batches, post each completion on its request queue's completion queue and ring the serving
-// worker's doorbell. It runs in I/O threads (io-thread.ts) when the backstore can be opened
-// there, otherwise on the thread that opened the backstore, between its other events.
+// worker's doorbell. Where: in dedicated I/O threads (io-thread.ts), or in the vhost workers
+// between their passes (worker-core.ts), when the backstore can be opened in other threads;
+// otherwise on the thread that opened the backstore, between its other events.
 import { Worker } from "node:worker_threads";
 import { compiledModule } from "../compiled-module.js";
 import type { QueuedBackstore } from "./backstore.js";
@@ -10,8 +11,11 @@ import {
 } from "./ring.js";
 import { log } from "../log.js";
 
-/** Contexts taken from the submission queue per batch. */
-export const BATCH = 64;
+/**
+ * Contexts taken from the submission queue per batch: small enough that completions go back
+ * (and the guest refills the ring) while the rest of a deep queue is still being served.
+ */
+export const BATCH = 8;
 const ECANCELED = 125;
 const EOPNOTSUPP = 95;
 const EROFS = 30;
@@ -72,7 +76,14 @@ export function runBatch(b: QueuedBackstore, batch: readonly TakenRequest[], fin
 /** Stands in for a backstore whose I/O threads are gone: every operation fails with EIO. */
 function failing(b: QueuedBackstore): QueuedBackstore {
   log("backstore %s: no I/O thread left; its requests fail with EIO", b.name);
-  return { ...b, threads: undefined, submit: (batch, done) => batch.forEach((io) => done(io, -5)) };
+  return { ...b, threaded: undefined, submit: (batch, done) => batch.forEach((io) => done(io, -5)) };
+}
+
+/** A submission queue the vhost workers serve, and how to open its backstore in their threads. */
+export interface WorkerServedBackstore {
+  sq: number;
+  module: string;
+  init: unknown;
 }
 
 /** What a service needs of the process: the memory, the seam's layout, the workers' poll table. */
@@ -96,8 +107,8 @@ export interface IoThreadInit {
 }
 
 /**
- * Serves a queued backstore's submission queue at `sq` until stop(): in `threads.count` I/O
- * threads when the backstore says how to open it there, else on this thread.
+ * Serves a queued backstore's submission queue at `sq` until stop(): in its dedicated I/O
+ * threads, or not at all when the vhost workers serve it (`workerServed`), or on this thread.
  */
 export class BackstoreService {
   private running = true;
@@ -105,14 +116,18 @@ export class BackstoreService {
   private loop: Promise<void> | undefined;
   /** The I/O threads still running. */
   private readonly threads = new Set<Worker>();
+  /** Set when the vhost workers are to serve the queue: what they need to open the backstore. */
+  readonly workerServed: WorkerServedBackstore | undefined;
   private readonly control = new SharedArrayBuffer(8);
   private ringQueued = false;
 
   constructor(private readonly backstore: QueuedBackstore, private readonly sq: number, ctx: ServiceContext) {
     this.port = new RingPort(ctx.memory.buffer as unknown as SharedArrayBuffer, ctx.layout, new Int32Array(ctx.pollTable));
-    const t = backstore.threads;
-    if (t && t.count > 0) {
-      for (let i = 0; i < t.count; i++) {
+    const t = backstore.threaded;
+    if (t && t.ioThreads === 0) {
+      this.workerServed = { sq, module: t.module, init: t.init };
+    } else if (t) {
+      for (let i = 0; i < t.ioThreads; i++) {
         const init: IoThreadInit = { memory: ctx.memory, layout: ctx.layout, pollTable: ctx.pollTable, sq, module: t.module, init: t.init, control: this.control };
         const w = new Worker(compiledModule(new URL("./io-thread.ts", import.meta.url)), { workerData: init });
         w.on("error", (e) => log("backstore %s: I/O thread failed: %s", backstore.name, e.message));

@@ -1,7 +1,7 @@
 import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import type { Backstore } from "../backstore/backstore.js";
-import { BackstoreService } from "../backstore/service.js";
+import { BackstoreService, type WorkerServedBackstore } from "../backstore/service.js";
 import { ringLayout } from "../backstore/ring.js";
 import { processPollTable } from "../eventfd.js";
 import { VIRTIO_SCSI_MAX_SECTORS } from "../scsi/virtio-scsi.js";
@@ -145,6 +145,11 @@ export class Lun {
   /** Pending unit attention bits. */
   get unitAttentions(): number {
     return this.dp.scsi_lun_ua(this.ptr) >>> 0;
+  }
+
+  /** When the vhost workers are to serve the backstore: its submission queue and how to open it. */
+  get workerServed(): WorkerServedBackstore | undefined {
+    return this.service?.workerServed;
   }
 
   /** Requests handed to a backstore served elsewhere and not answered yet. */

@@ -15,6 +15,8 @@ export type LunConfig = LunOptions & BackstoreConfig;
 export interface TpgListener {
   lunAdded(tpg: Tpg, lun: Lun): void;
   lunRemoved(tpg: Tpg, lun: Lun): void;
+  /** A removed LUN has no request left: whatever serves its backstore for the device can let go. */
+  lunReleased(tpg: Tpg, lun: Lun): Promise<void>;
   lunResized(tpg: Tpg, lun: Lun): void;
   /** Runs fn while no worker of the device serves requests; resolves after. */
   paused(fn: () => void): Promise<void>;
@@ -91,6 +93,7 @@ export class Tpg {
     this.listener?.lunRemoved(this, lun);
     await this.listener?.flush();
     while (lun.inflight > 0) await new Promise((r) => setTimeout(r, 1));
+    await this.listener?.lunReleased(this, lun);
     await lun.dispose();
   }
 

@@ -4,6 +4,7 @@ import { createDataplane, type DataplaneExports, type DataplaneInstance } from "
 import { POLL_MORE, POLL_WAITING, type PollResult } from "../worker/scsi-vrings.js";
 import { WorkerCore } from "../worker/worker-core.js";
 import type { VhostWorker, VringAttachment } from "./worker.js";
+import type { WorkerServedBackstore } from "../backstore/service.js";
 
 export interface LocalWorkerOptions {
   /** Do not run by itself: the embedder calls poll(). */
@@ -28,7 +29,7 @@ export class LocalWorker implements VhostWorker {
     this.inst = createDataplane(shm);
     const table = processPollTable();
     const dp = opts.wrapDataplane ? opts.wrapDataplane(this.inst.dp) : this.inst.dp;
-    this.core = new WorkerCore(dp, table, table.allocDoorbell());
+    this.core = new WorkerCore(dp, table, table.allocDoorbell(), shm.buffer);
     if (!opts.manual) this.loop = this.run();
   }
 
@@ -42,6 +43,10 @@ export class LocalWorker implements VhostWorker {
 
   detach(index: number): Promise<void> {
     return new Promise((resolve) => this.core.detach(index, resolve));
+  }
+
+  setBackstores(list: readonly WorkerServedBackstore[]): Promise<void> {
+    return this.core.setBackstores(list);
   }
 
   kick(index: number): void {

@@ -7,6 +7,7 @@ import type { WorkerCommand, WorkerInit, WorkerReply } from "../worker/thread-pr
 import { VhostError } from "./errors.js";
 import { EventFd } from "../eventfd.js";
 import type { VhostWorker, VringAttachment } from "./worker.js";
+import type { WorkerServedBackstore } from "../backstore/service.js";
 
 
 /**
@@ -95,6 +96,10 @@ export class ThreadWorker implements VhostWorker {
     this.attached.delete(index);
     if (this.failure) return;
     await this.send({ op: "detach", index });
+  }
+
+  setBackstores(list: readonly WorkerServedBackstore[]): Promise<void> {
+    return this.send({ op: "backstores", list });
   }
 
   kick(index: number): void {

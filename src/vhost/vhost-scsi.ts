@@ -19,6 +19,8 @@ import {
   type VhostVringAddr, type VhostVringFile, type VhostVringState, type VhostVringWorker,
 } from "./uapi.js";
 import type { VhostWorker, VringAttachment } from "./worker.js";
+import type { WorkerServedBackstore } from "../backstore/service.js";
+import { log } from "../log.js";
 
 /** Request queues a device may have (the kernel's default max_io_vqs), plus control and event. */
 export const VHOST_SCSI_MAX_IO_VQ = 128;
@@ -264,7 +266,9 @@ export class VhostScsi {
   async NEW_WORKER(): Promise<{ worker_id: number }> {
     this.checkOwner();
     const id = this.nextWorkerId++;
-    this.workers.set(id, this.ctx.createWorker(id));
+    const w = this.ctx.createWorker(id);
+    this.workers.set(id, w);
+    await w.setBackstores(this.workerServedBackstores());
     return { worker_id: id };
   }
 
@@ -334,6 +338,7 @@ export class VhostScsi {
       dp.scsi_dev_set_tpg(this.dev, tpg.tag, tpg.ptr);
       tpg.listener = this.tpgListener;
     }
+    await this.updateWorkerBackstores();
     for (let i = 0; i < this.vrings.length; i++) if (this.vrings[i].addr) await this.startVring(i);
   }
 
@@ -435,6 +440,7 @@ export class VhostScsi {
     }
     ep.target.boundTo = undefined;
     this.endpoint = undefined;
+    await this.updateWorkerBackstores();
   }
 
   /**
@@ -458,6 +464,24 @@ export class VhostScsi {
     for (const v of this.vrings) await this.fence(v);
   }
 
+  /** The backstores of the endpoint's LUNs that the vhost workers serve themselves (io-threads 0). */
+  private workerServedBackstores(): WorkerServedBackstore[] {
+    const out: WorkerServedBackstore[] = [];
+    for (const tpg of this.endpoint?.tpgs ?? []) {
+      for (const id of tpg.lunIds) {
+        const s = tpg.lun(id)!.workerServed;
+        if (s) out.push(s);
+      }
+    }
+    return out;
+  }
+
+  /** Tells every live worker which backstores to serve (requests of any queue reach any of them). */
+  private async updateWorkerBackstores(): Promise<void> {
+    const list = this.workerServedBackstores();
+    for (const w of this.workers.values()) if (!w.failure) await w.setBackstores(list);
+  }
+
   /** Has the event vring's worker deliver what was posted (the kernel queues vs_event_work). */
   private wakeEvents(): void {
     const v = this.vrings[VHOST_SCSI_VQ_EVT];
@@ -472,10 +496,14 @@ export class VhostScsi {
   /** Hotplug and capacity changes on the endpoint's TPGs become events (VIRTIO 1.2, 5.6.6.3). */
   private readonly tpgListener: TpgListener = {
     lunAdded: (tpg, lun) => {
+      if (lun.workerServed) void this.updateWorkerBackstores().catch((e) => log("vhost-scsi: serving LUN %d failed: %s", lun.id, (e as Error).message));
       if (bitOf(this.acked, VIRTIO_SCSI_F_HOTPLUG)) this.postEvent(VIRTIO_SCSI_T_TRANSPORT_RESET, tpg, lun, VIRTIO_SCSI_EVT_RESET_RESCAN);
     },
     lunRemoved: (tpg, lun) => {
       if (bitOf(this.acked, VIRTIO_SCSI_F_HOTPLUG)) this.postEvent(VIRTIO_SCSI_T_TRANSPORT_RESET, tpg, lun, VIRTIO_SCSI_EVT_RESET_REMOVED);
+    },
+    lunReleased: async (_tpg, lun) => {
+      if (lun.workerServed) await this.updateWorkerBackstores();
     },
     lunResized: (tpg, lun) => {
       // The reason carries ASC 2Ah ASCQ 09h: CAPACITY DATA HAS CHANGED.

@@ -1,5 +1,6 @@
 import type { EventFdHandle } from "../eventfd.js";
 import type { VringBinding } from "../worker/scsi-vrings.js";
+import type { WorkerServedBackstore } from "../backstore/service.js";
 
 /** One vring as handed to a worker: where it is, and its eventfds (unset: null). */
 export interface VringAttachment {
@@ -21,6 +22,8 @@ export interface VhostWorker {
   attach(a: VringAttachment): Promise<void>;
   /** Stops serving a vring; resolves once nothing of it runs and its requests in flight are answered. */
   detach(index: number): Promise<void>;
+  /** Serves these backstores' submission queues itself (and no others) between its passes. */
+  setBackstores(list: readonly WorkerServedBackstore[]): Promise<void>;
   /** Runs vring index's handler as if it had been kicked (the kernel's vhost_work_queue). */
   kick(index: number): void;
   /** Resolves once the worker serves nothing and will not until resume(). */

@@ -14,7 +14,7 @@ import { threadCpuMs } from "./thread-cpu.js";
 const init = workerData as WorkerInit;
 const dp = instantiateDataplane(init.memory, init.area, init.module);
 const table = new PollTable(init.pollTable);
-const core = new WorkerCore(dp, table, init.doorbell);
+const core = new WorkerCore(dp, table, init.doorbell, init.memory.buffer as unknown as SharedArrayBuffer);
 const port = init.port;
 let running = true;
 /** Set by "stop": the loop ends once the vrings are detached. */
@@ -22,9 +22,10 @@ let stopping = false;
 
 /**
  * Runs every queued control request; each is acknowledged on the port. A detach is answered
- * when its requests in flight are answered, which takes further passes of the loop.
+ * when its requests in flight are answered, which takes further passes of the loop; opening
+ * backstores (an import) lets the event loop run.
  */
-function handleControl(): void {
+async function handleControl(): Promise<void> {
   for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) {
     const { seq, cmd } = m.message as WorkerRequest;
     const reply: WorkerReply = { seq };
@@ -32,6 +33,7 @@ function handleControl(): void {
     try {
       switch (cmd.op) {
         case "attach": core.attach(cmd.a); break;
+        case "backstores": await core.setBackstores(cmd.list); break;
         case "detach": core.detach(cmd.index, ack); continue;
         case "kick": core.kick(cmd.index); break;
         case "pause": core.paused = true; break;
@@ -58,7 +60,7 @@ function handleControl(): void {
   }
 }
 
-function main(): void {
+async function main(): Promise<void> {
   let iter = 0;
   let lastBell = -1;
   let lastProgress = -1;
@@ -68,7 +70,7 @@ function main(): void {
     const bell = table.value(init.doorbell);
     if (bell !== lastBell) {
       lastBell = bell;
-      handleControl();
+      await handleControl();
       if (!running) break;
       core.consumeKicks();
     }
@@ -105,11 +107,11 @@ function main(): void {
   }
 }
 
-try {
-  main();
-  port.close();
-} catch (e) {
-  core.signalErrors();
-  throw e;
-}
+main().then(
+  () => port.close(),
+  (e) => {
+    core.signalErrors();
+    throw e;
+  },
+);
 parentPort?.on("message", () => {});

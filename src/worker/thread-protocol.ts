@@ -1,10 +1,12 @@
 import type { MessagePort } from "node:worker_threads";
 import type { VringAttachment } from "../vhost/worker.js";
+import type { WorkerServedBackstore } from "../backstore/service.js";
 
 /** What the control plane asks a worker thread to do (one message per ioctl-level step). */
 export type WorkerCommand =
   | { op: "attach"; a: VringAttachment }
   | { op: "detach"; index: number }
+  | { op: "backstores"; list: readonly WorkerServedBackstore[] }
   | { op: "kick"; index: number }
   | { op: "pause" }
   | { op: "resume" }

@@ -2,7 +2,10 @@ import { performance } from "node:perf_hooks";
 import { EventFd, type PollTable } from "../eventfd.js";
 import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { VringAttachment } from "../vhost/worker.js";
-import { POLL_IDLE, ScsiVringServer, type PollResult } from "./scsi-vrings.js";
+import { POLL_IDLE, POLL_MORE, ScsiVringServer, type PollResult } from "./scsi-vrings.js";
+import { RingPort, ringLayout, type TakenRequest } from "../backstore/ring.js";
+import { BATCH, runBatch, type WorkerServedBackstore } from "../backstore/service.js";
+import type { QueuedBackstore } from "../backstore/backstore.js";
 
 interface Served {
   a: VringAttachment;
@@ -20,13 +23,46 @@ interface Served {
 export class WorkerCore {
   readonly server: ScsiVringServer;
   private readonly served = new Map<number, Served>();
+  /** Submission queues of backstores this worker serves itself (io-threads 0), by address. */
+  private backstores = new Map<number, QueuedBackstore>();
+  private readonly port: RingPort;
+  private readonly finish = (ctx: number, result: number) => this.port.complete(ctx, result);
   paused = false;
 
-  constructor(private readonly dp: DataplaneExports, readonly pollTable: PollTable, readonly doorbell: number) {
+  constructor(private readonly dp: DataplaneExports, readonly pollTable: PollTable, readonly doorbell: number, buffer: SharedArrayBuffer) {
     this.server = new ScsiVringServer(dp, {
       signal: (i) => this.served.get(i)?.call?.write(1n),
       error: (i) => this.served.get(i)?.err?.write(1n),
     });
+    this.port = new RingPort(buffer, ringLayout(dp), pollTable.words);
+  }
+
+  /**
+   * Serves these submission queues itself from now on (and no others): each backstore opened
+   * in this thread from its module. The caller keeps a queue listed until nothing is sent to it.
+   */
+  async setBackstores(list: readonly WorkerServedBackstore[]): Promise<void> {
+    const next = new Map<number, QueuedBackstore>();
+    for (const s of list) {
+      const had = this.backstores.get(s.sq);
+      next.set(s.sq, had ?? ((await import(s.module)) as { openInThread(init: unknown): QueuedBackstore }).openInThread(s.init));
+    }
+    for (const [sq, b] of this.backstores) if (!next.has(sq)) await b.close();
+    this.backstores = next;
+  }
+
+  /** Serves one batch from each submission queue of backstores served here; how many requests. */
+  private serveBackstores(): number {
+    let n = 0;
+    for (const [sq, b] of this.backstores) {
+      const batch: TakenRequest[] = [];
+      for (let ctx = this.port.take(sq); ctx !== 0; ctx = batch.length < BATCH ? this.port.take(sq) : 0) batch.push(this.port.request(ctx));
+      if (batch.length === 0) continue;
+      runBatch(b, batch, this.finish);
+      n += batch.length;
+    }
+    if (n) this.port.ringDoorbells();
+    return n;
   }
 
   get vrings(): ReadonlySet<number> {
@@ -84,7 +120,9 @@ export class WorkerCore {
     if (this.paused) return POLL_IDLE;
     const progress = this.server.progress;
     const t0 = performance.now();
-    const r = this.server.poll(polling);
+    let r = this.server.poll(polling);
+    // Requests for backstores served here: a batch at a time, then their answers go back at once.
+    if (this.backstores.size && this.serveBackstores()) r = POLL_MORE;
     if (this.server.progress !== progress) this.busyMs += performance.now() - t0;
     return r;
   }
