@@ -293,7 +293,7 @@ function complete(vq: VirtQueue, t: IoCtxTable, x: IoCtx, result: i32): bool {
       cmd_check(c, K.MISCOMPARE, K.ASC_MISCOMPARE_DURING_VERIFY);
       c.info_valid = 1;
       c.info = <u64>diff;
-      c.done = <u64>diff;
+      c.done = x.range_len; // the whole data-out was transferred before the compare (no residual)
     } else {
       x.done += x.length;
       more = x.done < x.range_len;

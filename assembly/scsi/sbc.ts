@@ -167,6 +167,7 @@ export function sbc_verify(c: ScsiCmd): void {
         cmd_check(c, MISCOMPARE, ASC_MISCOMPARE_DURING_VERIFY);
         c.info_valid = 1;
         c.info = <u64>(at + k);
+        c.done = bytes; // the whole data-out was transferred before the compare (no residual)
         return;
       }
     }

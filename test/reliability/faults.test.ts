@@ -58,6 +58,36 @@ describe("a vhost worker thread killed mid-batch", () => {
   });
 });
 
+describe("a vhost worker killed while its file I/O runs elsewhere (the fence)", () => {
+  it("recovery waits until that I/O has ended before the requests are served again; each completes once", async () => {
+    const gate = gatedFile(join(dir, `fence-${Math.random()}.img`), 1 << 20);
+    bed = await createTestbed({ luns: [{ backstore: gate }], queues: 2, workers: 2, queueSize: 64 });
+    gate.open();
+    await clearUnitAttentions(bed);
+    for (let lba = 0; lba < 8; lba++) expectGood(await bed.driver.command({ lun: 0, cdb: write16(lba, 1), dataOut: block(lba) }));
+    gate.closed = true;
+    const v = bed.device.vhost;
+    // Reads on queue 1, held by the backstore: their data would land in guest buffers when let go.
+    const reads = Array.from({ length: 8 }, (_, lba) => bed!.driver.command({ lun: 0, queue: 1, cdb: read16(lba, 1), dataInLength: 512 }));
+    await until(() => gate.held === 8);
+    const victim = (await v.GET_VRING_WORKER(3)).worker_id;
+    await workerOf(bed, victim).nodeWorker.terminate();
+    await until(() => v.failedWorkers().length === 1);
+    let recovered = false;
+    const recovery = bed.device.recoverWorkers().then(() => (recovered = true));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(recovered).toBe(false); // fenced: the held reads still own their guest buffers
+    gate.open();
+    await recovery;
+    const results = await Promise.all(reads);
+    results.forEach((r, lba) => {
+      expectGood(r);
+      expect(Buffer.from(r.dataIn).equals(Buffer.from(block(lba)))).toBe(true);
+    });
+    expect(bed.driver.requests[1].ring.usedIdx).toBe(bed.device.vhost.vringStatus(3)!.lastUsedIdx);
+  });
+});
+
 describe("teardown with requests in flight (file backstore held at a gate)", () => {
   const fileBed = async (ops: GatedBackstore) => {
     bed = await createTestbed({ luns: [{ backstore: ops }, { backstore: "ram", size: 1 << 20 }] });
