@@ -6,27 +6,38 @@ import { join } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
 const bin = (name) => join(root, "node_modules", ".bin", name);
-const wasm = join(root, "dist", "dataplane.wasm");
 
 const newest = (dir) =>
   Math.max(...readdirSync(dir, { recursive: true }).map((f) => statSync(join(dir, f)).mtimeMs));
 
 mkdirSync(join(root, "dist"), { recursive: true });
-if (!existsSync(wasm) || statSync(wasm).mtimeMs < Math.max(newest(join(root, "assembly")), statSync(new URL(import.meta.url)).mtimeMs)) {
-  execFileSync(bin("asc"), [
-    "assembly/index.ts",
-    "--outFile", "dist/dataplane.wasm",
-    "--textFile", "dist/dataplane.wat",
-    "--runtime", "stub",
-    "--importMemory", "--sharedMemory", "--initialMemory", "1", "--maximumMemory", "65536",
-    "--enable", "threads",
-    "--optimizeLevel", "3", "--shrinkLevel", "0", "--converge", "--noAssert",
-  ], { cwd: root, stdio: "inherit" });
-}
-// The data plane must never allocate: per-instance heaps would overlap in the one shared memory,
-// and the runtime's bump heap starts right after the static data. A module that links the
-// runtime allocator is refused here.
-if (/\$~lib\/rt\//.test(readFileSync(join(root, "dist", "dataplane.wat"), "utf8"))) {
-  throw new Error("dist/dataplane.wat uses the AssemblyScript runtime allocator: the data plane must not allocate");
+// Two builds of the same data plane: static data at the bottom of the memory (the default
+// layout), and relocated to 16 MiB for a memory it shares with a module that owns the bottom
+// (an emulator: src/memory/shared-memory.ts RELOCATED_STATIC_BASE).
+const builds = [
+  { name: "dataplane", base: 0 },
+  { name: "dataplane-reloc", base: 16 << 20 },
+];
+for (const { name, base } of builds) {
+  const wasm = join(root, "dist", `${name}.wasm`);
+  const wat = join(root, "dist", `${name}.wat`);
+  if (!existsSync(wasm) || statSync(wasm).mtimeMs < Math.max(newest(join(root, "assembly")), statSync(new URL(import.meta.url)).mtimeMs)) {
+    execFileSync(bin("asc"), [
+      "assembly/index.ts",
+      "--outFile", `dist/${name}.wasm`,
+      "--textFile", `dist/${name}.wat`,
+      "--runtime", "stub",
+      "--importMemory", "--sharedMemory", "--initialMemory", String(Math.floor(base / 65536) + 1), "--maximumMemory", "65536",
+      ...(base ? ["--memoryBase", String(base)] : []),
+      "--enable", "threads",
+      "--optimizeLevel", "3", "--shrinkLevel", "0", "--converge", "--noAssert",
+    ], { cwd: root, stdio: "inherit" });
+  }
+  // The data plane must never allocate: per-instance heaps would overlap in the one shared memory,
+  // and the runtime's bump heap starts right after the static data. A module that links the
+  // runtime allocator is refused here.
+  if (/\$~lib\/rt\//.test(readFileSync(wat, "utf8"))) {
+    throw new Error(`${wat} uses the AssemblyScript runtime allocator: the data plane must not allocate`);
+  }
 }
 execFileSync(bin("tsc"), ["-p", "tsconfig.json"], { cwd: root, stdio: "inherit" });

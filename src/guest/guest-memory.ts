@@ -25,6 +25,8 @@ const REGION_ALIGN = 4096;
 export class GuestMemory {
   private readonly list: GuestRegion[] = [];
   private readonly allocators = new Map<GuestRegion, RangeAllocator>();
+  /** Regions whose backing belongs to someone else (an emulator's RAM): never allocated from nor freed. */
+  private readonly external = new Set<GuestRegion>();
   private readonly listeners: GuestMemoryListener[] = [];
   private pending: Promise<unknown>[] = [];
 
@@ -50,22 +52,42 @@ export class GuestMemory {
     return this.list;
   }
 
-  /** Plugs in size bytes of zeroed RAM at guest-physical gpa. */
-  addRegion(gpa: number, size: number): GuestRegion {
+  private checkNew(gpa: number, size: number): void {
     if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa % REGION_ALIGN || !(size > 0) || size % REGION_ALIGN) {
       throw new RangeError(`guest region ${gpa}+${size} must be 4 KiB aligned and non-empty`);
     }
     if (this.list.some((r) => gpa < r.gpa + r.size && r.gpa < gpa + size)) {
       throw new RangeError(`guest region ${gpa}+${size} overlaps an existing region`);
     }
+  }
+
+  private insert(region: GuestRegion): GuestRegion {
+    this.list.push(region);
+    this.list.sort((a, b) => a.gpa - b.gpa);
+    this.changed();
+    return region;
+  }
+
+  /** Plugs in size bytes of zeroed RAM at guest-physical gpa. */
+  addRegion(gpa: number, size: number): GuestRegion {
+    this.checkNew(gpa, size);
     const hva = this.shm.guest.alloc(size, REGION_ALIGN);
     this.shm.bytes.fill(0, hva, hva + size);
     const region: GuestRegion = { gpa, size, hva };
-    this.list.push(region);
-    this.list.sort((a, b) => a.gpa - b.gpa);
     this.allocators.set(region, new RangeAllocator(gpa, gpa + size));
-    this.changed();
-    return region;
+    return this.insert(region);
+  }
+
+  /**
+   * Maps RAM someone else owns (an emulator's guest RAM, in the guest zone of the shared memory)
+   * at guest-physical gpa: [hva, hva + size) is the guest's as it is; nothing is allocated in it.
+   */
+  addExternalRegion(gpa: number, hva: number, size: number): GuestRegion {
+    this.checkNew(gpa, size);
+    if (hva % REGION_ALIGN || !this.shm.isGuestRange(hva, size)) throw new RangeError(`backing ${hva}+${size} is not a 4 KiB aligned range of the guest zone`);
+    const region: GuestRegion = { gpa, size, hva };
+    this.external.add(region);
+    return this.insert(region);
   }
 
   /**
@@ -79,7 +101,7 @@ export class GuestMemory {
     this.allocators.delete(region);
     this.changed();
     await this.settled();
-    this.shm.guest.release(region.hva);
+    if (!this.external.delete(region)) this.shm.guest.release(region.hva);
   }
 
   /** Resolves when the listeners have finished with every change so far. */

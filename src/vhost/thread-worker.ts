@@ -35,7 +35,7 @@ export class ThreadWorker implements VhostWorker {
     this.port = port1;
     const init: WorkerInit = {
       id,
-      module: dataplaneModule(),
+      module: dataplaneModule(shm.staticBase),
       memory: shm.memory,
       area: this.area,
       pollTable: table.sab,

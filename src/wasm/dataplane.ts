@@ -1,6 +1,6 @@
 import { readFileSync, existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { STATIC_AREA_END, type SharedMemory } from "../memory/shared-memory.js";
+import { RELOCATED_STATIC_BASE, STATIC_AREA_END, type SharedMemory } from "../memory/shared-memory.js";
 
 /** Raw exports of the AssemblyScript data plane (assembly/index.ts). u32 results arrive as i32. */
 export interface DataplaneExports {
@@ -125,21 +125,27 @@ export function readIovecs(view: DataView, ptr: number): { out: number; entries:
 /** vq_pop() result for a queue error (VQ_NO_HEAD as a u32). */
 export const VQ_NO_HEAD = 0xffffffff;
 
-let compiled: WebAssembly.Module | undefined;
+const compiled = new Map<string, WebAssembly.Module>();
 
-function wasmPath(): string {
-  // dist/src/wasm/dataplane.js -> dist/dataplane.wasm; src/wasm/dataplane.ts -> dist/dataplane.wasm
-  for (const rel of ["../../dataplane.wasm", "../../dist/dataplane.wasm"]) {
+function wasmPath(file: string): string {
+  // dist/src/wasm/dataplane.js -> dist/<file>; src/wasm/dataplane.ts -> dist/<file>
+  for (const rel of [`../../${file}`, `../../dist/${file}`]) {
     const p = fileURLToPath(new URL(rel, import.meta.url));
     if (existsSync(p)) return p;
   }
-  throw new Error("dataplane.wasm not found: run `npm run build`");
+  throw new Error(`${file} not found: run \`npm run build\``);
 }
 
-/** The compiled data plane module (compiled once per thread; a Module can be posted to workers). */
-export function dataplaneModule(): WebAssembly.Module {
-  compiled ??= new WebAssembly.Module(readFileSync(wasmPath()));
-  return compiled;
+/**
+ * The compiled data plane module (compiled once per thread; a Module can be posted to workers):
+ * the default build, or with `staticBase` the relocated one whose static data starts there.
+ */
+export function dataplaneModule(staticBase = 0): WebAssembly.Module {
+  if (staticBase !== 0 && staticBase !== RELOCATED_STATIC_BASE) throw new RangeError(`no data plane build with static data at ${staticBase}`);
+  const file = staticBase === 0 ? "dataplane.wasm" : "dataplane-reloc.wasm";
+  let m = compiled.get(file);
+  if (!m) compiled.set(file, (m = new WebAssembly.Module(readFileSync(wasmPath(file)))));
+  return m;
 }
 
 /**
@@ -174,10 +180,10 @@ export interface DataplaneInstance {
  * Instantiates the data plane over shm and gives it a per-instance area from the device heap.
  * Checks that the module's static data fits below the device heap.
  */
-export function createDataplane(shm: SharedMemory, module: WebAssembly.Module = dataplaneModule()): DataplaneInstance {
+export function createDataplane(shm: SharedMemory, module: WebAssembly.Module = dataplaneModule(shm.staticBase)): DataplaneInstance {
   const dp = instantiateDataplane(shm.memory, 0, module);
-  if (dp.static_end() > STATIC_AREA_END) {
-    throw new Error(`data plane static data ends at ${dp.static_end()}, past ${STATIC_AREA_END}`);
+  if (dp.static_end() > shm.staticBase + STATIC_AREA_END) {
+    throw new Error(`data plane static data ends at ${dp.static_end()}, past ${shm.staticBase + STATIC_AREA_END}`);
   }
   const area = shm.device.alloc(dp.instance_area_size(), 16, "data plane instance area");
   dp.instance_init(area);
