@@ -21,6 +21,8 @@ export function guestCacheDir() {
 
 /** Kernel modules the guest loads (their dependencies are found from the modules themselves). */
 const MODULES = ["virtio_pci", "virtio_scsi", "sd_mod", "crc32c_generic", "ext4"];
+/** Modules for v86's own IDE disk, loaded later for the comparison. */
+const IDE_MODULES = ["ata_piix"];
 /** Busybox applets the workload uses (links to /bin/busybox). */
 const APPLETS = [
   "sh", "mount", "umount", "mkdir", "mke2fs", "dd", "sync", "sha256sum", "insmod", "rmmod", "lsmod", "cat", "echo", "sleep",
@@ -182,8 +184,10 @@ export function guestImages({ cacheDir = guestCacheDir(), log = () => {} } = {})
   for (const ap of APPLETS) link(`bin/${ap}`, "busybox");
   const idx = moduleIndex(join(root, "lib", "modules", kdir, "kernel"));
   const order = loadOrder(idx, MODULES);
-  for (const m of order) file(`lib/modules/${m}.ko`, readFileSync(idx.get(m)), 0o100644);
+  const ide = loadOrder(idx, IDE_MODULES).filter((m) => !order.includes(m));
+  for (const m of [...order, ...ide]) file(`lib/modules/${m}.ko`, readFileSync(idx.get(m)), 0o100644);
   file("etc/modules.order", Buffer.from(order.join("\n") + "\n"), 0o100644);
+  file("etc/modules.ide", Buffer.from(ide.join("\n") + "\n"), 0o100644);
   // Dynamically linked sg3-utils: the binaries, libsgutils2, and glibc's loader and libc.
   for (const t of SG_TOOLS) file(`usr/bin/${t}`, readFileSync(join(root, "usr", "bin", t)));
   const libdir = join(root, "lib", "i386-linux-gnu");

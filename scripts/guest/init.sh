@@ -1,7 +1,123 @@
 #!/bin/sh
-# Placeholder init while bringing up the v86 guest.
+# The guest's workload (PID 1 of the initramfs): the Linux virtio_scsi and sd drivers against the
+# vhost-scsi-wasm device. Each check prints "=== RESULT <name> ok" or "=== RESULT <name> FAIL <why>";
+# the host (scripts/guest.mjs) reads them from the serial console and answers "=== HOTPLUG?" and
+# "=== UNPLUG?" by adding and removing LUN 2.
+export PATH=/bin:/usr/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-echo "=== BOOTED $(uname -r)"
+say() { echo "=== $*"; }
+ok() { say "RESULT $1 ok"; }
+fail() { say "RESULT $1 FAIL $2"; }
+now() { cut -d' ' -f1 /proc/uptime; }
+# Waits up to $2 tenths of a second for path $1 to exist (or, with $3 = gone, to vanish).
+wait_for() {
+  i=0
+  while [ $i -lt "$2" ]; do
+    if [ "$3" = gone ]; then [ -e "$1" ] || return 0; else [ -e "$1" ] && return 0; fi
+    sleep 0.1
+    i=$((i + 1))
+  done
+  return 1
+}
+# The sd disk of target 1, LUN $1 (the vhost-scsi device), by its SCSI address.
+disk_of() {
+  for d in /sys/block/sd*; do
+    case "$(basename "$(readlink "$d/device")")" in *:0:1:"$1") basename "$d"; return 0 ;; esac
+  done
+  return 1
+}
+
+say "BOOTED $(uname -r) at $(now)s"
+for m in $(cat /etc/modules.order); do insmod "/lib/modules/$m.ko" || fail "insmod-$m" "exit $?"; done
+if wait_for /sys/class/scsi_disk/0:0:1:1 100; then ok scan; else fail scan "LUNs 0 and 1 did not appear"; fi
+A=$(disk_of 0)
+B=$(disk_of 1)
+say "SCAN disks: LUN0=$A LUN1=$B"
+dmesg | grep -E "scsi [0-9]|sd [0-9]|virtio_scsi|Optimal|Write cache|Attached" | sed 's/^/  | /'
+# sd warns when the Block Limits page's transfer lengths disagree with each other or the HBA.
+if dmesg | grep -qE "Optimal transfer size .*(> dev_max|< PAGE_SIZE|not a multiple)"; then fail block-limits "sd warned about the transfer sizes"; else ok block-limits; fi
+
+# A filesystem on LUN 0 (ext2, served by the ext4 driver): make, mount, write, sync, unmount,
+# mount again, compare checksums.
+if mke2fs -q "/dev/$A" && mount -t ext2 "/dev/$A" /mnt; then
+  for i in 1 2 3 4; do dd if=/dev/urandom of=/mnt/f$i bs=4k count=$((i * 64)) 2>/dev/null; done
+  cp /bin/busybox /mnt/busybox
+  sha256sum /mnt/f1 /mnt/f2 /mnt/f3 /mnt/f4 /mnt/busybox > /tmp/sums
+  sync
+  umount /mnt
+  echo 3 > /proc/sys/vm/drop_caches
+  mount -t ext2 "/dev/$A" /mnt && if sha256sum -c -s /tmp/sums; then ok filesystem; else fail filesystem "checksums differ after remount"; fi
+else
+  fail filesystem "mke2fs or mount failed"
+fi
+
+# O_DIRECT writes and reads on LUN 1, straight to and from the device.
+dd if=/dev/urandom of=/tmp/pattern bs=64k count=16 2>/dev/null
+if dd if=/tmp/pattern of="/dev/$B" bs=64k oflag=direct 2>/dev/null && dd if="/dev/$B" of=/tmp/back bs=64k count=16 iflag=direct 2>/dev/null && cmp -s /tmp/pattern /tmp/back; then
+  ok direct-io
+else
+  fail direct-io "O_DIRECT data differs"
+fi
+# Guest-side throughput (the emulated CPU bounds it): 4 KiB O_DIRECT reads and writes.
+t0=$(now); dd if="/dev/$B" of=/dev/null bs=4k count=2048 iflag=direct 2>/dev/null; t1=$(now)
+say "IO virtio-scsi read 2048x4k seconds $t0 $t1"
+t0=$(now); dd if=/tmp/pattern of="/dev/$B" bs=4k count=256 oflag=direct 2>/dev/null; t1=$(now)
+say "IO virtio-scsi write 256x4k seconds $t0 $t1"
+# v86's IDE disk, through libata in PIO mode (its bus-master DMA times out under libata).
+for m in $(cat /etc/modules.ide); do
+  if [ "$m" = libata ]; then insmod "/lib/modules/$m.ko" dma=0; else insmod "/lib/modules/$m.ko"; fi
+done
+wait_for /sys/class/scsi_disk/1:0:0:0 100
+for d in /sys/block/sd*; do
+  if grep -q ATA "$d/device/vendor" 2>/dev/null; then
+    I=$(basename "$d")
+    t0=$(now); dd if="/dev/$I" of=/dev/null bs=4k count=2048 iflag=direct 2>/dev/null; t1=$(now)
+    say "IO ide read 2048x4k seconds $t0 $t1"
+  fi
+done
+
+# A program stored on the virtio disk, run many times with the page cache dropped in between:
+# its pages come back by DMA each time, into frames that may hold code v86 compiled before.
+n=0
+for i in $(seq 1 12); do
+  echo 3 > /proc/sys/vm/drop_caches
+  [ "$(/mnt/busybox sha256sum /mnt/f2)" = "$(grep /mnt/f2 /tmp/sums)" ] && n=$((n + 1))
+done
+if [ $n -eq 12 ]; then ok jit-invalidation; else fail jit-invalidation "$n of 12 runs right"; fi
+umount /mnt
+
+# A LUN reset from the guest: LOGICAL UNIT RESET, then the unit attention it leaves behind.
+if sg_reset -d "/dev/$B" >/dev/null 2>&1; then
+  sg_turs "/dev/$B" >/dev/null 2>&1
+  if sg_turs "/dev/$B" >/dev/null 2>&1; then ok lun-reset; else fail lun-reset "TEST UNIT READY fails after the reset"; fi
+else
+  fail lun-reset "sg_reset -d failed"
+fi
+
+# The driver unloaded and loaded again: the disks come back with their data.
+rmmod sd_mod virtio_scsi 2>/dev/null || rmmod virtio_scsi
+wait_for "/sys/block/$A" 50 gone || fail rmmod "LUN 0 still there"
+insmod /lib/modules/virtio_scsi.ko
+lsmod | grep -q sd_mod || insmod /lib/modules/sd_mod.ko
+if wait_for /sys/class/scsi_disk/0:0:1:1 100; then
+  A=$(disk_of 0)
+  mount -t ext2 "/dev/$A" /mnt && sha256sum -c -s /tmp/sums && ok reload || fail reload "data differs after reloading the driver"
+  umount /mnt
+else
+  fail reload "LUNs did not come back"
+fi
+
+# Hot-plug: the host adds LUN 2 when asked; the rescan event brings it in.
+say "HOTPLUG?"
+if wait_for /sys/class/scsi_disk/0:0:1:2 300; then
+  C=$(disk_of 2)
+  dd if=/tmp/pattern of="/dev/$C" bs=64k oflag=direct 2>/dev/null && dd if="/dev/$C" of=/tmp/back bs=64k count=16 iflag=direct 2>/dev/null && cmp -s /tmp/pattern /tmp/back && ok hotplug || fail hotplug "I/O on the new LUN failed"
+  say "UNPLUG?"
+  if wait_for "/sys/class/scsi_disk/0:0:1:2" 300 gone; then ok unplug; else fail unplug "LUN 2 stayed"; fi
+else
+  fail hotplug "LUN 2 did not appear"
+fi
+say "DONE at $(now)s"
 poweroff -f

@@ -20,8 +20,9 @@ export interface V86Cpu {
   jit_imports: Record<string, unknown>;
   wm: { wasm_table: WebAssembly.Table };
   io: {
-    register_read(port: number, device: unknown, r8?: (p: number) => number, r16?: (p: number) => number, r32?: (p: number) => number): void;
-    register_write(port: number, device: unknown, w8?: (p: number, v: number) => void, w16?: (p: number, v: number) => void, w32?: (p: number, v: number) => void): void;
+    /** Handlers for one port, called with `device` as this; reads take no argument, writes the value. */
+    register_read(port: number, device: unknown, r8?: () => number, r16?: () => number, r32?: () => number): void;
+    register_write(port: number, device: unknown, w8?: (v: number) => void, w16?: (v: number) => void, w32?: (v: number) => void): void;
   };
   devices: { pci: { register_device(d: unknown): Int32Array; raise_irq(pciId: number): void; lower_irq(pciId: number): void } };
   jit_dirty_cache(start: number, end: number): void;

@@ -9,6 +9,12 @@ import type { WorkerServedBackstore } from "../backstore/service.js";
 export interface LocalWorkerOptions {
   /** Do not run by itself: the embedder calls poll(). */
   manual?: boolean;
+  /**
+   * Called after every pass over the vrings, in the same turn of the event loop: an emulator
+   * running its guest CPU on this thread learns there what the pass wrote, before the guest
+   * runs again (v86 invalidates its JIT there).
+   */
+  afterPoll?: () => void;
   /** Wraps the data plane exports (tests count calls with it). */
   wrapDataplane?: (dp: DataplaneExports) => DataplaneExports;
 }
@@ -20,6 +26,7 @@ export interface LocalWorkerOptions {
  */
 export class LocalWorker implements VhostWorker {
   private readonly inst: DataplaneInstance;
+  private readonly afterPoll: (() => void) | undefined;
   private readonly core: WorkerCore;
   private running = true;
   private loop: Promise<void> | undefined;
@@ -30,6 +37,7 @@ export class LocalWorker implements VhostWorker {
     const table = processPollTable();
     const dp = opts.wrapDataplane ? opts.wrapDataplane(this.inst.dp) : this.inst.dp;
     this.core = new WorkerCore(dp, table, table.allocDoorbell(), shm.buffer);
+    this.afterPoll = opts.afterPoll;
     if (!opts.manual) this.loop = this.run();
   }
 
@@ -68,14 +76,16 @@ export class LocalWorker implements VhostWorker {
 
   /** Serves the attached vrings once; see POLL_*. This is all there is to the synchronous mode. */
   poll(): PollResult {
-    return this.core.poll();
+    const r = this.core.poll();
+    this.afterPoll?.();
+    return r;
   }
 
   private async run(): Promise<void> {
     const { pollTable, doorbell } = this.core;
     while (this.running) {
       const seen = pollTable.value(doorbell);
-      const r = this.core.poll();
+      const r = this.poll();
       if (r === POLL_MORE) {
         await new Promise((res) => setImmediate(res));
         continue;

@@ -1,0 +1,103 @@
+// `npm run guest`: boots Debian's Linux in v86 with a virtio-scsi disk served by this data plane
+// (LUN 0 a RAM disk, LUN 1 a file, LUN 2 plugged in and out while the guest runs) beside v86's
+// own IDE disk, runs the workload of scripts/guest/init.sh and reports what the guest saw.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { readFileSync } from "node:fs";
+import { guestImages } from "./guest-image.mjs";
+
+const dist = new URL("../dist/src/", import.meta.url);
+
+/**
+ * Boots the guest and runs the workload. Resolves with the results ({ name: "ok" | reason }),
+ * the console lines, boot and total times, and the guest-side I/O rates; `log` gets each
+ * console line as it comes.
+ */
+export async function runGuest({ log = () => {}, timeoutMs = 150_000, memoryMiB = 128 } = {}) {
+  const images = guestImages({ log: (m) => log(`[images] ${m}`) });
+  const { createV86WithSharedMemory, attachVirtioScsi } = await import(new URL("v86/index.js", dist).href);
+  const dir = mkdtempSync(join(tmpdir(), "vhost-scsi-guest-"));
+  const buf = (f) => ({ buffer: new Uint8Array(readFileSync(f)).buffer });
+  const t0 = performance.now();
+  const { emulator, shm, cpu } = await createV86WithSharedMemory({
+    v86: {
+      bios: buf(images.bios),
+      vga_bios: buf(images.vgaBios),
+      bzimage: buf(images.kernel),
+      initrd: buf(images.initrd),
+      cmdline: "console=ttyS0 quiet loglevel=4",
+      memory_size: memoryMiB << 20,
+      hda: { buffer: new ArrayBuffer(16 << 20) },
+      disable_speaker: true,
+      acpi: false,
+    },
+    // The device heap holds the RAM LUNs (64 MiB, and 16 MiB plugged in later) and the rest.
+    deviceBytes: (64 + 16 + 16) << 20,
+  });
+  const disk = await attachVirtioScsi({ emulator, shm, cpu }, {
+    luns: [
+      { backstore: "ram", size: 64 << 20, serial: "RAM0" },
+      { backstore: "file", path: join(dir, "lun1.img"), size: 32 << 20 },
+    ],
+  });
+  const lines = [];
+  const results = {};
+  const io = {};
+  let bootMs;
+  let line = "";
+  let finish;
+  const done = new Promise((r) => (finish = r));
+  const onLine = async (l) => {
+    lines.push(l);
+    log(l);
+    const m = /^=== (\S+) ?(.*)$/.exec(l);
+    if (!m) return;
+    const [, what, rest] = m;
+    if (what === "BOOTED") bootMs = performance.now() - t0;
+    else if (what === "RESULT") {
+      const [name, ...why] = rest.split(" ");
+      results[name] = why[0] === "ok" ? "ok" : why.slice(1).join(" ") || "FAIL";
+    } else if (what === "IO") {
+      // "IO <disk> <read|write> <count>x4k seconds <t0> <t1>"
+      const [diskName, dir2, count, , a, b] = rest.split(" ");
+      io[`${diskName} ${dir2}`] = Math.round(Number(count.split("x")[0]) / (Number(b) - Number(a)));
+    } else if (what === "HOTPLUG?") disk.tpg.addLun(2, { backstore: "ram", size: 16 << 20 });
+    else if (what === "UNPLUG?") await disk.tpg.removeLun(2);
+    else if (what === "DONE") finish();
+  };
+  emulator.add_listener("serial0-output-byte", (byte) => {
+    const ch = String.fromCharCode(byte);
+    if (ch === "\n") {
+      void onLine(line.replace(/\r$/, ""));
+      line = "";
+    } else line += ch;
+  });
+  emulator.run();
+  const timer = setTimeout(() => finish("timeout"), timeoutMs);
+  const outcome = await done;
+  clearTimeout(timer);
+  const totalMs = performance.now() - t0;
+  const queue = disk.device.vhost.vringStatus(2);
+  await emulator.stop();
+  await disk.close();
+  await emulator.destroy();
+  rmSync(dir, { recursive: true, force: true });
+  return { results, lines, bootMs, totalMs, io, timedOut: outcome === "timeout", requests: queue ? Number(queue.stats.completed) : undefined };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const quiet = process.argv.includes("--quiet");
+  try {
+    const r = await runGuest({ log: (l) => !quiet && console.log(`  ${l}`) });
+    console.log(`\nboot to the workload: ${(r.bootMs / 1000).toFixed(1)} s; whole run ${(r.totalMs / 1000).toFixed(1)} s${r.timedOut ? " (TIMED OUT)" : ""}`);
+    for (const [name, v] of Object.entries(r.results)) console.log(`  ${v === "ok" ? "ok  " : "FAIL"} ${name}${v === "ok" ? "" : `: ${v}`}`);
+    for (const [k, v] of Object.entries(r.io)) console.log(`  guest ${k}: ${v} IOPS (4 KiB, O_DIRECT, as the guest measured it)`);
+    const failed = r.timedOut || Object.values(r.results).some((v) => v !== "ok");
+    process.exit(failed ? 1 : 0);
+  } catch (e) {
+    console.error(`guest: ${e.message}`);
+    process.exit(1);
+  }
+}
