@@ -80,11 +80,12 @@ export async function runGuest({ log = () => {}, timeoutMs = 150_000, memoryMiB 
   clearTimeout(timer);
   const totalMs = performance.now() - t0;
   const queue = disk.device.vhost.vringStatus(2);
+  const deviceBusyMs = disk.deviceBusyMs();
   await emulator.stop();
   await disk.close();
   await emulator.destroy();
   rmSync(dir, { recursive: true, force: true });
-  return { results, lines, bootMs, totalMs, io, timedOut: outcome === "timeout", requests: queue ? Number(queue.stats.completed) : undefined };
+  return { results, lines, bootMs, totalMs, io, deviceBusyMs, timedOut: outcome === "timeout", requests: queue ? Number(queue.stats.completed) : undefined };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
@@ -94,6 +95,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     console.log(`\nboot to the workload: ${(r.bootMs / 1000).toFixed(1)} s; whole run ${(r.totalMs / 1000).toFixed(1)} s${r.timedOut ? " (TIMED OUT)" : ""}`);
     for (const [name, v] of Object.entries(r.results)) console.log(`  ${v === "ok" ? "ok  " : "FAIL"} ${name}${v === "ok" ? "" : `: ${v}`}`);
     for (const [k, v] of Object.entries(r.io)) console.log(`  guest ${k}: ${v} IOPS (4 KiB, O_DIRECT, as the guest measured it)`);
+    console.log(`  device: ${(r.deviceBusyMs / 1000).toFixed(2)} s serving requests in a ${(r.totalMs / 1000).toFixed(1)} s run (${((100 * r.deviceBusyMs) / r.totalMs).toFixed(1)} %); the emulated CPU bounds guest I/O`);
     const failed = r.timedOut || Object.values(r.results).some((v) => v !== "ok");
     process.exit(failed ? 1 : 0);
   } catch (e) {

@@ -49,6 +49,8 @@ export interface V86VirtioScsi {
   device: VhostScsiDevice;
   pci: V86VirtioPci;
   mem: GuestMemory;
+  /** Time the vhost workers spent serving requests so far, ms (on v86's thread). */
+  deviceBusyMs(): number;
   /** Stops the device and releases it (the emulator itself is the caller's). */
   close(): Promise<void>;
 }
@@ -61,8 +63,13 @@ export interface V86VirtioScsi {
 export async function attachVirtioScsi(setup: { emulator: V86Emulator; shm: SharedMemory; cpu: V86Cpu }, opts: AttachOptions): Promise<V86VirtioScsi> {
   const { shm, cpu } = setup;
   let pci: V86VirtioPci | undefined;
+  const workers: LocalWorker[] = [];
   const proc = new VhostProcess(shm, {
-    createWorker: (id, s) => new LocalWorker(id, s, { afterPoll: () => pci?.invalidateUsed() }),
+    createWorker: (id, s) => {
+      const w = new LocalWorker(id, s, { afterPoll: () => pci?.invalidateUsed() });
+      workers.push(w);
+      return w;
+    },
   });
   const target = proc.targets.create();
   const tpg = target.addTpg(1);
@@ -89,6 +96,7 @@ export async function attachVirtioScsi(setup: { emulator: V86Emulator; shm: Shar
     device,
     pci: transport,
     mem,
+    deviceBusyMs: () => workers.reduce((t, w) => t + w.busyMs, 0),
     async close() {
       await transport.settled();
       await device.setStatus(0);

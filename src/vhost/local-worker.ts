@@ -74,6 +74,11 @@ export class LocalWorker implements VhostWorker {
   /** Passes run to completion within one call here, so there is never one half done. */
   async flush(): Promise<void> {}
 
+  /** Time this worker's passes spent serving requests so far, ms (its thread does other things too). */
+  get busyMs(): number {
+    return this.core.busyMs;
+  }
+
   /** Serves the attached vrings once; see POLL_*. This is all there is to the synchronous mode. */
   poll(): PollResult {
     const r = this.core.poll();

@@ -1,0 +1,42 @@
+// A real Linux guest (Debian's 686 kernel in v86) against the device: its virtio_scsi and sd
+// drivers probe it, and the workload of scripts/guest/init.sh runs (filesystem, O_DIRECT, a
+// program run from the disk again and again for v86's JIT, LUN reset, driver reload, hot-plug).
+// The images come from Debian's packages on first use (scripts/guest-image.mjs); where they
+// cannot be had the test says why and skips.
+import { describe, expect, it } from "vitest";
+// @ts-expect-error: a plain JavaScript script
+import { guestImages } from "../../scripts/guest-image.mjs";
+// @ts-expect-error: a plain JavaScript script
+import { runGuest } from "../../scripts/guest.mjs";
+
+let missing: string | undefined;
+try {
+  guestImages();
+} catch (e) {
+  missing = (e as Error).message;
+}
+
+describe("Linux in v86 with a virtio-scsi disk served by the data plane", () => {
+  it("probes the disks and passes the whole workload", async (ctx) => {
+    if (missing) {
+      console.warn(`skipped: ${missing}`);
+      ctx.skip();
+    }
+    const r = await runGuest({ timeoutMs: 170_000 });
+    expect(r.timedOut, r.lines.slice(-20).join("\n")).toBe(false);
+    expect(r.results).toEqual({
+      scan: "ok",
+      "block-limits": "ok",
+      filesystem: "ok",
+      "direct-io": "ok",
+      "jit-invalidation": "ok",
+      "lun-reset": "ok",
+      reload: "ok",
+      hotplug: "ok",
+      unplug: "ok",
+    });
+    // The guest moved data through the device (the scan, the filesystem, the O_DIRECT runs).
+    expect(r.requests).toBeGreaterThan(100);
+    expect(r.io["virtio-scsi read"]).toBeGreaterThan(0);
+  }, 240_000);
+});
