@@ -3,7 +3,7 @@
 // backstore is served elsewhere, through a request context (remote.ts).
 import { ScsiCmd, data_in, data_out } from "./cmd";
 import { BS_NULL, BS_RAM, ScsiLun } from "./lun";
-import { BS_OP_READ, BS_OP_WRITE } from "./ioring";
+import { BS_F_FUA, BS_OP_READ, BS_OP_WRITE } from "./ioring";
 import { remote_op } from "./remote";
 
 /** Reads `bytes` at byte offset `off` of the LUN into the data-in buffers. */
@@ -11,7 +11,7 @@ export function bs_read(c: ScsiCmd, lun: ScsiLun, off: u64, bytes: u32): void {
   const kind = lun.backstore;
   if (kind == BS_RAM) c.done += data_in().write(<usize>lun.ram + <usize>off, bytes);
   else if (kind == BS_NULL) c.done += data_in().fill(0, bytes);
-  else remote_op(c, lun, BS_OP_READ, off, bytes, data_in(), false);
+  else remote_op(c, lun, BS_OP_READ, off, bytes, data_in(), 0);
 }
 
 /** Writes `bytes` of data-out at byte offset `off` of the LUN (`fua`: durable before the answer). */
@@ -19,7 +19,7 @@ export function bs_write(c: ScsiCmd, lun: ScsiLun, off: u64, bytes: u32, fua: bo
   const kind = lun.backstore;
   if (kind == BS_RAM) c.done += data_out().read(<usize>lun.ram + <usize>off, bytes);
   else if (kind == BS_NULL) c.done += data_out().skip(bytes);
-  else remote_op(c, lun, BS_OP_WRITE, off, bytes, data_out(), fua);
+  else remote_op(c, lun, BS_OP_WRITE, off, bytes, data_out(), fua ? BS_F_FUA : 0);
 }
 
 /** Fills `bytes` at byte offset `off` of a RAM LUN with zeroes (UNMAP, WRITE SAME NDOB). */

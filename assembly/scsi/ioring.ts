@@ -20,6 +20,8 @@ export const BS_OP_DISCARD: u32 = 5; // deallocate length bytes at offset
 
 /** IoCtx.flags: the write must be durable when it completes (SBC-4 FUA). */
 export const BS_F_FUA: u32 = 1;
+/** IoCtx.flags: WRITE_ZEROES may deallocate the range (WRITE SAME with UNMAP, SBC-4 5.48). */
+export const BS_F_UNMAP: u32 = 2;
 
 /** Context states (atomic: a TMF on another worker may abort a submitted context). */
 export const CTX_FREE: u32 = 0;

@@ -10,7 +10,7 @@ import { VirtQueue, vq_add_used } from "../queue";
 import { ScsiCmd, cmd, cmd_check, cmd_reset, DIR_FROM_DEVICE, DIR_TO_DEVICE } from "./cmd";
 import { ScsiLun } from "./lun";
 import {
-  BOUNCE_SIZE, BS_F_FUA, BS_OP_DISCARD, BS_OP_READ, BS_OP_WRITE, CTX_ABORTED, CTX_IOV,
+  BOUNCE_SIZE, BS_OP_DISCARD, BS_OP_READ, BS_OP_WRITE, CTX_ABORTED, CTX_IOV,
   CTX_SUBMITTED, IoCompletionQueue, IoCtx, IoCtxTable, IoSubmitQueue, cq_consume, cq_peek, ctx_alloc, ctx_at, ctx_release,
   sq_push,
 } from "./ioring";
@@ -128,8 +128,8 @@ function take_extents(dst: IoVecArray, it: IovIter, len: u64): bool {
   return true;
 }
 
-/** One operation over [off, off + len) with the data at cursor `data` (READ, WRITE) or none. */
-export function remote_op(c: ScsiCmd, lun: ScsiLun, op: u32, off: u64, len: u64, data: IovIter | null, fua: bool): void {
+/** One operation over [off, off + len) with the data at cursor `data` (READ, WRITE) or none; BS_F_* flags. */
+export function remote_op(c: ScsiCmd, lun: ScsiLun, op: u32, off: u64, len: u64, data: IovIter | null, flags: u32): void {
   const x = ctx_begin(c, lun, REMOTE_ONE);
   if (x === null) return;
   if (data !== null && !take_extents(x.extents(), data, len)) {
@@ -138,7 +138,7 @@ export function remote_op(c: ScsiCmd, lun: ScsiLun, op: u32, off: u64, len: u64,
     return;
   }
   x.op = op;
-  x.flags = fua ? BS_F_FUA : 0;
+  x.flags = flags;
   x.offset = off;
   x.length = len;
   x.range_off = off;

@@ -12,7 +12,7 @@ import {
 } from "./lun";
 import { be16, be24, be32, be64, put32, put64 } from "./be";
 import { bs_read, bs_write, bs_zero_ram } from "./backstore";
-import { BS_OP_DISCARD, BS_OP_FLUSH, BS_OP_WRITE_ZEROES } from "./ioring";
+import { BS_F_UNMAP, BS_OP_DISCARD, BS_OP_FLUSH, BS_OP_WRITE_ZEROES } from "./ioring";
 import { remote_compare, remote_op, remote_pattern, remote_ranges } from "./remote";
 import { IovIter } from "../iovec";
 import {
@@ -184,7 +184,7 @@ export function sbc_synchronize_cache(c: ScsiCmd): void {
   const n = ten ? be16(cdb + 7) : be32(cdb + 10);
   const lun = lun_of(c);
   if (!check_range(c, lba, n == 0 ? 0 : <u64>n)) return;
-  if (lun.backstore != BS_RAM && lun.backstore != BS_NULL) remote_op(c, lun, BS_OP_FLUSH, 0, 0, null, false);
+  if (lun.backstore != BS_RAM && lun.backstore != BS_NULL) remote_op(c, lun, BS_OP_FLUSH, 0, 0, null, 0);
 }
 
 /** UNMAP (SBC-4 5.32): every descriptor is checked before any block is unmapped. */
@@ -265,7 +265,7 @@ export function sbc_write_same(c: ScsiCmd): void {
     if (!ndob && !is_zero(src, bs)) return remote_pattern(c, lun, off, total, src);
     if (!ndob) c.done += src.skip(bs);
     const discard = unmap && (lun.flags & LUN_F_LBPRZ) != 0;
-    return remote_op(c, lun, discard ? BS_OP_DISCARD : BS_OP_WRITE_ZEROES, off, total, null, false);
+    return remote_op(c, lun, discard ? BS_OP_DISCARD : BS_OP_WRITE_ZEROES, off, total, null, unmap ? BS_F_UNMAP : 0);
   }
   if (lun.backstore == BS_NULL) {
     if (!ndob) c.done += data_out().skip(bs);

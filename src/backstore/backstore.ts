@@ -72,6 +72,10 @@ export interface QueuedBackstore {
   /** Writes are refused: the LUN is write-protected. */
   readonly readOnly: boolean;
   readonly features: BackstoreFeatures;
+  /** The smallest I/O it takes, bytes: a LUN's logical block size defaults to it (at least 512). */
+  readonly blockSize?: number;
+  /** The largest single transfer it takes, bytes: the LUN's MAXIMUM TRANSFER LENGTH stays within it. */
+  readonly maxTransfer?: number;
   /**
    * Starts every operation of the batch on the views of guest memory it carries; done() is
    * called once per operation, in any order, on this thread (possibly before submit returns).

@@ -14,8 +14,9 @@ export type BackstoreOp = typeof BS_OP_READ | typeof BS_OP_WRITE | typeof BS_OP_
 
 /** Context states the backstore side looks at (CTX_*). */
 const CTX_ABORTED = 2;
-/** IoCtx.flags: FUA. */
+/** IoCtx.flags: FUA; WRITE_ZEROES may deallocate (WRITE SAME with UNMAP). */
 const BS_F_FUA = 1;
+const BS_F_UNMAP = 2;
 
 /** Byte offsets of the seam's fields, as the data plane exports them. */
 export interface RingLayout {
@@ -76,6 +77,8 @@ export interface BackstoreIo {
   readonly buffers: readonly Uint8Array[];
   /** WRITE: durable once it completes. */
   readonly fua: boolean;
+  /** WRITE_ZEROES: the range may be deallocated rather than written (WRITE SAME with UNMAP). */
+  readonly unmap?: boolean;
 }
 
 /** A request context taken from a submission queue. */
@@ -144,6 +147,7 @@ export class RingPort {
       length: Number(v.getBigUint64(ctx + L.ctxLength, true)),
       buffers,
       fua: (v.getUint32(ctx + L.ctxFlags, true) & BS_F_FUA) !== 0,
+      unmap: (v.getUint32(ctx + L.ctxFlags, true) & BS_F_UNMAP) !== 0,
       aborted: Atomics.load(this.i32, (ctx + L.ctxState) >> 2) === CTX_ABORTED,
     };
   }

@@ -77,7 +77,9 @@ export class Lun {
     readonly options: LunOptions,
     identity: { naa: Uint8Array; port: number; targetName: string },
   ) {
-    const bs = options.blockSize ?? 512;
+    const minBlock = backstore.kind === "queued" ? backstore.blockSize ?? 1 : 1;
+    const bs = options.blockSize ?? (minBlock > 512 ? 4096 : 512);
+    if (bs % minBlock !== 0) throw new RangeError(`backstore ${backstore.name} needs I/O in multiples of ${minBlock} bytes; block size ${bs} is not`);
     if (bs !== 512 && bs !== 4096) throw new RangeError(`block size ${bs}: 512 or 4096`);
     if (backstore.size % bs !== 0 || backstore.size < bs) throw new RangeError(`backstore size ${backstore.size} is not a positive multiple of ${bs}`);
     this.blockSize = bs;
@@ -107,7 +109,8 @@ export class Lun {
     }
     dp.scsi_lun_init(this.ptr, id, kind, Math.log2(bs), backstore.size / bs, at, flags, identity.port);
     // Block limits VPD: never more per command than the HBA's max_sectors lets a guest send.
-    const maxXfer = Math.min(options.maxTransferBlocks ?? (32 << 20) / bs, Math.floor((VIRTIO_SCSI_MAX_SECTORS * 512) / bs));
+    const backstoreMax = backstore.kind === "queued" && backstore.maxTransfer ? Math.floor(backstore.maxTransfer / bs) : Infinity;
+    const maxXfer = Math.min(options.maxTransferBlocks ?? (32 << 20) / bs, Math.floor((VIRTIO_SCSI_MAX_SECTORS * 512) / bs), backstoreMax);
     dp.scsi_lun_set_limits(this.ptr, maxXfer, (64 << 20) / bs, maxUnmapDescs, (64 << 20) / bs);
     this.setIdent(IDENT_VENDOR, pad(options.vendor ?? "LIO-ORG", 8));
     this.setIdent(IDENT_PRODUCT, pad(options.product ?? `vhost-wasm-${backstore.name}`, 16));

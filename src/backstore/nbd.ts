@@ -1,0 +1,684 @@
+// The NBD backstore: a LUN on a Network Block Device server (qemu-nbd, nbdkit, nbd-server, a
+// storage service speaking NBD), as the NBD protocol document describes it: fixed-newstyle
+// handshake with NBD_OPT_GO (export size, block size constraints, transmission flags),
+// structured replies when the server offers them, many requests in flight per connection keyed
+// by cookie, READ / WRITE / FLUSH / TRIM / WRITE_ZEROES with FUA and NO_HOLE. No TLS: a server
+// that requires it is refused with a message saying so.
+//
+// Failures: a dropped connection, a server that stops answering (no reply within timeoutMs) and
+// bad server input (wrong magic, unknown cookie, impossible lengths) all close the connection;
+// its requests in flight are sent again once a connection is re-established (with backoff,
+// for up to reconnectMs), and fail with ENOTCONN / ETIMEDOUT after that. Every request is
+// completed exactly once. Data read lands in the guest buffers' views as it arrives.
+import { connect, type Socket } from "node:net";
+import type { BackstoreFeatures, BackstoreType, IoDone, QueuedBackstore } from "./backstore.js";
+import { BS_OP_DISCARD, BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES, type BackstoreIo } from "./ring.js";
+import { log } from "../log.js";
+
+export interface NbdConfig {
+  /** `nbd://HOST[:PORT]/EXPORT` or `nbd+unix:///EXPORT?socket=PATH` (the NBD URI syntax). */
+  uri: string;
+  /** Connections to open when the server allows several (NBD_FLAG_CAN_MULTI_CONN). Default 2. */
+  connections?: number;
+  /** A request with no reply for this long means the server stopped answering. Default 30 s. */
+  timeoutMs?: number;
+  /** How long to keep reconnecting before requests fail. Default 15 s. */
+  reconnectMs?: number;
+}
+
+declare module "./backstore.js" {
+  interface BackstoreConfigs {
+    nbd: NbdConfig;
+  }
+}
+
+// ---- protocol constants (NBD protocol document) ----
+const NBDMAGIC = 0x4e42444d41474943n;
+const IHAVEOPT = 0x49484156454f5054n;
+const OPT_REPLY_MAGIC = 0x3e889045565a9n;
+const NBD_FLAG_FIXED_NEWSTYLE = 1;
+const NBD_FLAG_NO_ZEROES = 2;
+const NBD_FLAG_C_FIXED_NEWSTYLE = 1;
+const NBD_FLAG_C_NO_ZEROES = 2;
+const NBD_OPT_ABORT = 2;
+const NBD_OPT_GO = 7;
+const NBD_OPT_STRUCTURED_REPLY = 8;
+const NBD_REP_ACK = 1;
+const NBD_REP_INFO = 3;
+const NBD_REP_FLAG_ERROR = 0x80000000;
+// The reply types are unsigned 32-bit: `+`, not `|`, keeps them positive to compare with readUInt32BE.
+const NBD_REP_ERR_UNSUP = NBD_REP_FLAG_ERROR + 1;
+const NBD_REP_ERR_TLS_REQD = NBD_REP_FLAG_ERROR + 5;
+const NBD_REP_ERR_UNKNOWN = NBD_REP_FLAG_ERROR + 6;
+const NBD_INFO_EXPORT = 0;
+const NBD_INFO_BLOCK_SIZE = 3;
+const NBD_FLAG_READ_ONLY = 1 << 1;
+const NBD_FLAG_SEND_FLUSH = 1 << 2;
+const NBD_FLAG_SEND_FUA = 1 << 3;
+const NBD_FLAG_SEND_TRIM = 1 << 5;
+const NBD_FLAG_SEND_WRITE_ZEROES = 1 << 6;
+const NBD_FLAG_CAN_MULTI_CONN = 1 << 8;
+const NBD_REQUEST_MAGIC = 0x25609513;
+const NBD_SIMPLE_REPLY_MAGIC = 0x67446698;
+const NBD_STRUCTURED_REPLY_MAGIC = 0x668e33ef;
+const NBD_CMD_READ = 0;
+const NBD_CMD_WRITE = 1;
+const NBD_CMD_DISC = 2;
+const NBD_CMD_FLUSH = 3;
+const NBD_CMD_TRIM = 4;
+const NBD_CMD_WRITE_ZEROES = 6;
+const NBD_CMD_FLAG_FUA = 1;
+const NBD_CMD_FLAG_NO_HOLE = 2;
+const NBD_REPLY_FLAG_DONE = 1;
+const NBD_REPLY_TYPE_NONE = 0;
+const NBD_REPLY_TYPE_OFFSET_DATA = 1;
+const NBD_REPLY_TYPE_OFFSET_HOLE = 2;
+const NBD_REPLY_TYPE_ERROR_BIT = 0x8000;
+/** Linux errno values completions carry. */
+const EIO = 5;
+const ENOTCONN = 107;
+const ETIMEDOUT = 110;
+
+/** Where an NBD URI points. */
+export interface NbdAddress {
+  host?: string;
+  port?: number;
+  socket?: string;
+  export: string;
+}
+
+/** Parses `nbd://HOST[:PORT]/EXPORT` and `nbd+unix:///EXPORT?socket=PATH`. */
+export function parseNbdUri(uri: string): NbdAddress {
+  let u: URL;
+  try {
+    u = new URL(uri);
+  } catch {
+    throw new RangeError(`${uri}: not an NBD URI (nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH)`);
+  }
+  const name = decodeURIComponent(u.pathname.replace(/^\//, ""));
+  if (u.protocol === "nbd:") {
+    if (!u.hostname) throw new RangeError(`${uri}: no host`);
+    return { host: u.hostname.replace(/^\[|\]$/g, ""), port: u.port ? Number(u.port) : 10809, export: name };
+  }
+  if (u.protocol === "nbd+unix:") {
+    const socket = u.searchParams.get("socket");
+    if (!socket) throw new RangeError(`${uri}: nbd+unix needs ?socket=PATH`);
+    return { socket, export: name };
+  }
+  throw new RangeError(`${uri}: the scheme must be nbd: or nbd+unix: (TLS schemes are not supported)`);
+}
+
+/** What NBD_OPT_GO told about the export. */
+interface ExportInfo {
+  size: number;
+  flags: number;
+  minBlock: number;
+  maxPayload: number;
+  structured: boolean;
+}
+
+/** Buffered reads over a socket during the handshake. */
+class HandshakeReader {
+  private chunks: Buffer[] = [];
+  private have = 0;
+  private wake: (() => void) | undefined;
+  private ended: Error | undefined;
+  constructor(private readonly sock: Socket) {
+    sock.on("data", this.onData);
+    sock.on("close", this.onEnd);
+    sock.on("error", this.onError);
+  }
+  private readonly onData = (b: Buffer) => {
+    this.chunks.push(b);
+    this.have += b.length;
+    this.wake?.();
+  };
+  private readonly onEnd = () => {
+    this.ended ??= new Error("the server closed the connection during the handshake");
+    this.wake?.();
+  };
+  private readonly onError = (e: Error) => {
+    this.ended = e;
+    this.wake?.();
+  };
+  async read(n: number): Promise<Buffer> {
+    while (this.have < n) {
+      if (this.ended) throw this.ended;
+      await new Promise<void>((r) => (this.wake = r));
+      this.wake = undefined;
+    }
+    const all = Buffer.concat(this.chunks);
+    this.chunks = all.length > n ? [all.subarray(n)] : [];
+    this.have -= n;
+    return all.subarray(0, n);
+  }
+  /** Stops reading; returns what arrived beyond the handshake. */
+  detach(): Buffer {
+    this.sock.off("data", this.onData);
+    this.sock.off("close", this.onEnd);
+    this.sock.off("error", this.onError);
+    return Buffer.concat(this.chunks);
+  }
+}
+
+/** Opens a socket to the address. */
+function dial(a: NbdAddress): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = a.socket ? connect(a.socket) : connect(a.port!, a.host!);
+    s.once("connect", () => {
+      s.off("error", reject);
+      s.setNoDelay(true);
+      resolve(s);
+    });
+    s.once("error", reject);
+  });
+}
+
+/** The fixed-newstyle handshake up to NBD_OPT_GO; resolves with the export's description. */
+async function handshake(sock: Socket, r: HandshakeReader, name: string): Promise<ExportInfo> {
+  const hello = await r.read(18);
+  if (hello.readBigUInt64BE(0) !== NBDMAGIC) throw new Error("not an NBD server (no NBDMAGIC)");
+  if (hello.readBigUInt64BE(8) !== IHAVEOPT) throw new Error("the server speaks the old-style NBD handshake; only fixed newstyle is supported");
+  const hflags = hello.readUInt16BE(16);
+  if (!(hflags & NBD_FLAG_FIXED_NEWSTYLE)) throw new Error("the server does not support the fixed newstyle handshake");
+  const cflags = Buffer.alloc(4);
+  cflags.writeUInt32BE(NBD_FLAG_C_FIXED_NEWSTYLE | (hflags & NBD_FLAG_NO_ZEROES ? NBD_FLAG_C_NO_ZEROES : 0));
+  sock.write(cflags);
+  const option = (opt: number, data: Buffer) => {
+    const h = Buffer.alloc(16);
+    h.writeBigUInt64BE(IHAVEOPT);
+    h.writeUInt32BE(opt, 8);
+    h.writeUInt32BE(data.length, 12);
+    sock.write(Buffer.concat([h, data]));
+  };
+  const reply = async (opt: number) => {
+    const h = await r.read(20);
+    if (h.readBigUInt64BE(0) !== OPT_REPLY_MAGIC) throw new Error("bad option reply magic");
+    if (h.readUInt32BE(8) !== opt) throw new Error(`option reply for option ${h.readUInt32BE(8)}, expected ${opt}`);
+    const type = h.readUInt32BE(12);
+    const len = h.readUInt32BE(16);
+    if (len > 1 << 20) throw new Error(`option reply of ${len} bytes`);
+    return { type, data: await r.read(len) };
+  };
+  // Structured replies, when offered (an unsupported option is answered ERR_UNSUP).
+  option(NBD_OPT_STRUCTURED_REPLY, Buffer.alloc(0));
+  const sr = await reply(NBD_OPT_STRUCTURED_REPLY);
+  if (sr.type === NBD_REP_ERR_TLS_REQD) throw new Error("the server requires TLS, which this client does not implement");
+  const structured = sr.type === NBD_REP_ACK;
+  // NBD_OPT_GO: the export, asking for its block size constraints.
+  const nameBuf = Buffer.from(name);
+  const go = Buffer.alloc(4 + nameBuf.length + 2 + 2);
+  go.writeUInt32BE(nameBuf.length);
+  nameBuf.copy(go, 4);
+  go.writeUInt16BE(1, 4 + nameBuf.length);
+  go.writeUInt16BE(NBD_INFO_BLOCK_SIZE, 6 + nameBuf.length);
+  option(NBD_OPT_GO, go);
+  const info: ExportInfo = { size: -1, flags: 0, minBlock: 1, maxPayload: 32 << 20, structured };
+  for (;;) {
+    const { type, data } = await reply(NBD_OPT_GO);
+    if (type === NBD_REP_ACK) break;
+    if (type === NBD_REP_INFO && data.length >= 2) {
+      const it = data.readUInt16BE(0);
+      if (it === NBD_INFO_EXPORT && data.length >= 12) {
+        info.size = Number(data.readBigUInt64BE(2));
+        info.flags = data.readUInt16BE(10);
+      } else if (it === NBD_INFO_BLOCK_SIZE && data.length >= 14) {
+        info.minBlock = data.readUInt32BE(2);
+        info.maxPayload = data.readUInt32BE(10);
+      }
+      continue;
+    }
+    const msg = data.length ? `: ${data.toString()}` : "";
+    if (type === NBD_REP_ERR_TLS_REQD) throw new Error("the server requires TLS, which this client does not implement");
+    if (type === NBD_REP_ERR_UNKNOWN) throw new Error(`the server has no export "${name}"${msg}`);
+    if (type === NBD_REP_ERR_UNSUP) throw new Error("the server does not support NBD_OPT_GO");
+    if (type & NBD_REP_FLAG_ERROR) throw new Error(`the server refused the export (error ${type & 0x7fffffff})${msg}`);
+  }
+  if (info.size < 0) throw new Error("the server did not tell the export's size");
+  return info;
+}
+
+/** One request on the wire. */
+interface Pending {
+  io: BackstoreIo;
+  cookie: number;
+  sentAt: number;
+  /** READ: bytes of the request covered by data or holes so far; the error a chunk reported. */
+  covered: number;
+  error: number;
+}
+
+/** Writes `data` into the request's buffers at byte `pos` of the request (bounds checked by the caller). */
+function scatter(buffers: readonly Uint8Array[], pos: number, data: Uint8Array | null, len: number): void {
+  let at = 0;
+  for (const b of buffers) {
+    if (len === 0) return;
+    if (pos >= at + b.length) {
+      at += b.length;
+      continue;
+    }
+    const off = pos - at;
+    const n = Math.min(b.length - off, len);
+    if (data) b.set(data.subarray(0, n), off);
+    else b.fill(0, off, off + n);
+    if (data) data = data.subarray(n);
+    pos += n;
+    len -= n;
+    at += b.length;
+  }
+}
+
+/**
+ * One transmission-phase connection: sends requests, parses replies into the guest buffers,
+ * and reports its end (a drop, a protocol error, a timeout) with the requests it still had.
+ */
+class NbdConnection {
+  readonly pending = new Map<number, Pending>();
+  private buf: Buffer = Buffer.alloc(0);
+  /** A reply being received: its request and how many payload bytes are still to come. */
+  private cur: { p: Pending; left: number; kind: "simple-data" | "chunk"; type: number; flags: number; pos: number; header: Buffer } | undefined;
+  private closed = false;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly sock: Socket,
+    readonly info: ExportInfo,
+    private readonly onComplete: (p: Pending, result: number) => void,
+    private readonly onEnd: (c: NbdConnection, why: Error, timedOut: boolean) => void,
+    timeoutMs: number,
+    leftover: Buffer,
+  ) {
+    sock.on("data", (b: Buffer) => this.receive(b));
+    sock.on("error", (e) => this.end(e, false));
+    sock.on("close", () => this.end(new Error("the server closed the connection"), false));
+    this.timer = setInterval(() => {
+      const now = Date.now();
+      for (const p of this.pending.values()) {
+        if (now - p.sentAt > timeoutMs) return this.end(new Error(`no reply for ${timeoutMs} ms`), true);
+      }
+    }, Math.max(10, Math.min(1000, timeoutMs / 4)));
+    this.timer.unref();
+    if (leftover.length) this.receive(leftover);
+  }
+
+  get alive(): boolean {
+    return !this.closed;
+  }
+
+  /** Sends requests (corked: one write for the batch where the socket allows). */
+  send(ps: Pending[]): void {
+    this.sock.cork();
+    for (const p of ps) {
+      this.pending.set(p.cookie, p);
+      p.sentAt = Date.now();
+      p.covered = 0;
+      p.error = 0;
+      const io = p.io;
+      const h = Buffer.alloc(28);
+      h.writeUInt32BE(NBD_REQUEST_MAGIC, 0);
+      let type = NBD_CMD_READ;
+      let flags = 0;
+      if (io.op === BS_OP_WRITE) {
+        type = NBD_CMD_WRITE;
+        if (io.fua) flags |= NBD_CMD_FLAG_FUA;
+      } else if (io.op === BS_OP_FLUSH) type = NBD_CMD_FLUSH;
+      else if (io.op === BS_OP_DISCARD) type = NBD_CMD_TRIM;
+      else if (io.op === BS_OP_WRITE_ZEROES) {
+        type = NBD_CMD_WRITE_ZEROES;
+        if (!io.unmap) flags |= NBD_CMD_FLAG_NO_HOLE;
+      }
+      h.writeUInt16BE(flags, 4);
+      h.writeUInt16BE(type, 6);
+      h.writeBigUInt64BE(BigInt(p.cookie), 8);
+      h.writeBigUInt64BE(BigInt(io.op === BS_OP_FLUSH ? 0 : io.offset), 16);
+      h.writeUInt32BE(io.op === BS_OP_FLUSH ? 0 : io.length, 24);
+      this.sock.write(h);
+      if (io.op === BS_OP_WRITE) for (const b of io.buffers) this.sock.write(b);
+    }
+    this.sock.uncork();
+  }
+
+  /** A protocol violation by the server: logged, and the connection is closed (hard disconnect). */
+  private protocolError(what: string): void {
+    this.end(new Error(`bad server input: ${what}`), false);
+  }
+
+  private receive(b: Buffer): void {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, b]) : b;
+    while (!this.closed) {
+      if (this.cur) {
+        if (!this.payload()) return;
+        continue;
+      }
+      if (this.buf.length < 4) return;
+      const magic = this.buf.readUInt32BE(0);
+      if (magic === NBD_SIMPLE_REPLY_MAGIC) {
+        if (this.buf.length < 16) return;
+        const error = this.buf.readUInt32BE(4);
+        const cookie = Number(this.buf.readBigUInt64BE(8));
+        this.buf = this.buf.subarray(16);
+        const p = this.pending.get(cookie);
+        if (!p) return this.protocolError(`a reply for cookie ${cookie}, which is not in flight`);
+        if (this.info.structured && p.io.op === BS_OP_READ && error === 0) return this.protocolError("a simple reply to a read after structured replies were agreed");
+        if (p.io.op === BS_OP_READ && error === 0) {
+          this.cur = { p, left: p.io.length, kind: "simple-data", type: 0, flags: NBD_REPLY_FLAG_DONE, pos: 0, header: Buffer.alloc(0) };
+          continue;
+        }
+        this.finish(p, error ? -error : p.io.length);
+      } else if (magic === NBD_STRUCTURED_REPLY_MAGIC) {
+        if (!this.info.structured) return this.protocolError("a structured reply that was not agreed");
+        if (this.buf.length < 20) return;
+        const flags = this.buf.readUInt16BE(4);
+        const type = this.buf.readUInt16BE(6);
+        const cookie = Number(this.buf.readBigUInt64BE(8));
+        const length = this.buf.readUInt32BE(16);
+        this.buf = this.buf.subarray(20);
+        const p = this.pending.get(cookie);
+        if (!p) return this.protocolError(`a reply chunk for cookie ${cookie}, which is not in flight`);
+        const isRead = p.io.op === BS_OP_READ;
+        if (type === NBD_REPLY_TYPE_NONE) {
+          if (length !== 0 || !(flags & NBD_REPLY_FLAG_DONE)) return this.protocolError("a NONE chunk with a payload or without DONE");
+        } else if (type === NBD_REPLY_TYPE_OFFSET_DATA) {
+          if (!isRead || length < 9 || length - 8 > p.io.length) return this.protocolError(`an OFFSET_DATA chunk of ${length} bytes for a ${isRead ? `${p.io.length}-byte read` : "non-read"}`);
+        } else if (type === NBD_REPLY_TYPE_OFFSET_HOLE) {
+          if (!isRead || length !== 12) return this.protocolError("a malformed OFFSET_HOLE chunk");
+        } else if (type & NBD_REPLY_TYPE_ERROR_BIT) {
+          if (length < 6 || length > 65536 + 14) return this.protocolError(`an error chunk of ${length} bytes`);
+        } else {
+          return this.protocolError(`an unexpected chunk type ${type}`);
+        }
+        this.cur = { p, left: length, kind: "chunk", type, flags, pos: 0, header: Buffer.alloc(0) };
+      } else {
+        return this.protocolError(`reply magic 0x${magic.toString(16)}`);
+      }
+    }
+  }
+
+  /** Consumes payload of the current reply; false when more bytes are needed. */
+  private payload(): boolean {
+    const c = this.cur!;
+    const p = c.p;
+    if (c.kind === "simple-data") {
+      const n = Math.min(c.left, this.buf.length);
+      scatter(p.io.buffers, c.pos, this.buf.subarray(0, n), n);
+      c.pos += n;
+      c.left -= n;
+      this.buf = this.buf.subarray(n);
+      if (c.left > 0) return false;
+      this.cur = undefined;
+      this.finish(p, p.io.length);
+      return true;
+    }
+    if (c.type === NBD_REPLY_TYPE_OFFSET_DATA) {
+      // The 8-byte offset first, then the data straight into the guest buffers.
+      if (c.header.length < 8) {
+        const take = Math.min(8 - c.header.length, this.buf.length);
+        c.header = Buffer.concat([c.header, this.buf.subarray(0, take)]);
+        this.buf = this.buf.subarray(take);
+        c.left -= take;
+        if (c.header.length < 8) return false;
+        const start = Number(c.header.readBigUInt64BE(0)) - p.io.offset;
+        if (start < 0 || start + c.left > p.io.length) {
+          this.protocolError("data outside the request's range");
+          return false;
+        }
+        c.pos = start;
+        p.covered += c.left;
+      }
+      const n = Math.min(c.left, this.buf.length);
+      scatter(p.io.buffers, c.pos, this.buf.subarray(0, n), n);
+      c.pos += n;
+      c.left -= n;
+      this.buf = this.buf.subarray(n);
+      if (c.left > 0) return false;
+    } else {
+      if (this.buf.length < c.left) return false;
+      const body = this.buf.subarray(0, c.left);
+      this.buf = this.buf.subarray(c.left);
+      if (c.type === NBD_REPLY_TYPE_OFFSET_HOLE) {
+        const start = Number(body.readBigUInt64BE(0)) - p.io.offset;
+        const size = body.readUInt32BE(8);
+        if (start < 0 || size === 0 || start + size > p.io.length) {
+          this.protocolError("a hole outside the request's range");
+          return false;
+        }
+        scatter(p.io.buffers, start, null, size);
+        p.covered += size;
+      } else if (c.type & NBD_REPLY_TYPE_ERROR_BIT) {
+        const msgLen = body.readUInt16BE(4);
+        if (msgLen > body.length - 6) {
+          this.protocolError("an error message longer than its chunk");
+          return false;
+        }
+        p.error = body.readUInt32BE(0) || EIO;
+        if (msgLen) log("nbd: server error %d: %s", p.error, body.subarray(6, 6 + msgLen).toString());
+      }
+    }
+    this.cur = undefined;
+    if (c.flags & NBD_REPLY_FLAG_DONE) {
+      if (p.error) this.finish(p, -p.error);
+      else if (p.io.op === BS_OP_READ && p.covered !== p.io.length) {
+        this.protocolError(`a read answered with ${p.covered} of ${p.io.length} bytes`);
+        return false;
+      } else this.finish(p, p.io.length);
+    }
+    return true;
+  }
+
+  private finish(p: Pending, result: number): void {
+    this.pending.delete(p.cookie);
+    this.onComplete(p, result);
+  }
+
+  private end(why: Error, timedOut: boolean): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    this.cur = undefined;
+    this.sock.destroy();
+    this.onEnd(this, why, timedOut);
+  }
+
+  /** Ends the connection politely (NBD_CMD_DISC) once nothing is in flight. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    const h = Buffer.alloc(28);
+    h.writeUInt32BE(NBD_REQUEST_MAGIC, 0);
+    h.writeUInt16BE(NBD_CMD_DISC, 6);
+    this.sock.end(h);
+  }
+}
+
+/** Opens a connection and negotiates within timeoutMs; throws with the reason it could not. */
+async function openConnection(addr: NbdAddress, timeoutMs: number): Promise<{ sock: Socket; info: ExportInfo; leftover: Buffer }> {
+  const sock = await dial(addr);
+  const r = new HandshakeReader(sock);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer to the handshake within ${timeoutMs} ms`)), timeoutMs);
+    });
+    const info = await Promise.race([handshake(sock, r, addr.export), timeout]);
+    clearTimeout(timer);
+    return { sock, info, leftover: r.detach() };
+  } catch (e) {
+    clearTimeout(timer);
+    // Tell the server we are going (NBD_OPT_ABORT) before closing, as the protocol asks.
+    const h = Buffer.alloc(16);
+    h.writeBigUInt64BE(IHAVEOPT);
+    h.writeUInt32BE(NBD_OPT_ABORT, 8);
+    r.detach();
+    sock.on("error", () => {}); // a reset while saying goodbye changes nothing
+    sock.end(h);
+    throw e;
+  }
+}
+
+/** A LUN's blocks on an NBD server. Served on the thread that opened it (its sockets live there). */
+export class NbdBackstore implements QueuedBackstore {
+  readonly kind = "queued";
+  readonly name = "nbd";
+  readonly size: number;
+  readonly readOnly: boolean;
+  readonly features: BackstoreFeatures;
+  /** The export's smallest I/O (NBD_INFO_BLOCK_SIZE minimum) and largest request payload. */
+  readonly blockSize: number;
+  readonly maxTransfer: number;
+  private readonly conns: (NbdConnection | undefined)[];
+  private next = 0;
+  private cookie = 1;
+  /** Requests waiting for a connection (a reconnect in progress). */
+  private waiting: BackstoreIo[] = [];
+  private reconnecting: Promise<void> | undefined;
+  private closing = false;
+  private readonly done = new Map<BackstoreIo, IoDone>();
+
+  private constructor(
+    private readonly uri: string,
+    private readonly addr: NbdAddress,
+    private readonly cfg: Required<Omit<NbdConfig, "uri">>,
+    first: { sock: Socket; info: ExportInfo; leftover: Buffer },
+  ) {
+    const f = first.info.flags;
+    this.size = first.info.size;
+    this.readOnly = (f & NBD_FLAG_READ_ONLY) !== 0;
+    this.features = {
+      flush: (f & NBD_FLAG_SEND_FLUSH) !== 0,
+      fua: (f & NBD_FLAG_SEND_FUA) !== 0,
+      discard: (f & NBD_FLAG_SEND_TRIM) !== 0,
+      // NBD_CMD_TRIM leaves the contents undefined: no LBPRZ.
+      discardZeroes: false,
+      writeZeroes: (f & NBD_FLAG_SEND_WRITE_ZEROES) !== 0,
+    };
+    this.blockSize = Math.max(1, first.info.minBlock);
+    this.maxTransfer = first.info.maxPayload;
+    const n = f & NBD_FLAG_CAN_MULTI_CONN ? Math.max(1, cfg.connections) : 1;
+    this.conns = Array(n).fill(undefined);
+    this.conns[0] = this.wrap(first);
+  }
+
+  /** Connects (all connections) and negotiates. */
+  static async connect(cfg: NbdConfig): Promise<NbdBackstore> {
+    const addr = parseNbdUri(cfg.uri);
+    const full = { connections: cfg.connections ?? 2, timeoutMs: cfg.timeoutMs ?? 30_000, reconnectMs: cfg.reconnectMs ?? 15_000 };
+    let first;
+    try {
+      first = await openConnection(addr, full.timeoutMs);
+    } catch (e) {
+      throw new Error(`nbd ${cfg.uri}: ${(e as Error).message}`);
+    }
+    const b = new NbdBackstore(cfg.uri, addr, full, first);
+    try {
+      for (let i = 1; i < b.conns.length; i++) b.conns[i] = b.wrap(await openConnection(addr, full.timeoutMs));
+    } catch (e) {
+      await b.close();
+      throw new Error(`nbd ${cfg.uri}: connection ${b.conns.filter(Boolean).length + 1}: ${(e as Error).message}`);
+    }
+    return b;
+  }
+
+  private wrap(c: { sock: Socket; info: ExportInfo; leftover: Buffer }): NbdConnection {
+    return new NbdConnection(c.sock, c.info, (p, result) => this.complete(p.io, result), (conn, why, timedOut) => this.lost(conn, why, timedOut), this.cfg.timeoutMs, c.leftover);
+  }
+
+  private complete(io: BackstoreIo, result: number): void {
+    const done = this.done.get(io);
+    if (!done) return;
+    this.done.delete(io);
+    done(io, result);
+  }
+
+  submit(batch: readonly BackstoreIo[], done: IoDone): void {
+    for (const io of batch) this.done.set(io, done);
+    if (this.reconnecting) {
+      this.waiting.push(...batch);
+      return;
+    }
+    this.dispatch(batch);
+  }
+
+  /** Sends operations over the live connections, round robin. */
+  private dispatch(ios: readonly BackstoreIo[]): void {
+    const live = this.conns.filter((c): c is NbdConnection => !!c?.alive);
+    if (live.length === 0) {
+      this.waiting.push(...ios);
+      void this.reconnect(new Error("no connection"), false);
+      return;
+    }
+    const per = live.map(() => [] as Pending[]);
+    for (const io of ios) per[this.next++ % live.length].push({ io, cookie: this.cookie++, sentAt: 0, covered: 0, error: 0 });
+    live.forEach((c, i) => per[i].length && c.send(per[i]));
+  }
+
+  /** A connection ended: its requests wait for a new one, which is opened with backoff. */
+  private lost(conn: NbdConnection, why: Error, timedOut: boolean): void {
+    const i = this.conns.indexOf(conn);
+    if (i >= 0) this.conns[i] = undefined;
+    const retry = [...conn.pending.values()].map((p) => p.io);
+    conn.pending.clear();
+    if (this.closing) {
+      for (const io of retry) this.complete(io, -ENOTCONN);
+      return;
+    }
+    log("nbd %s: connection lost (%s); %d requests will be sent again", this.uri, why.message, retry.length);
+    this.waiting.push(...retry);
+    void this.reconnect(why, timedOut);
+  }
+
+  /** Reconnects with backoff until reconnectMs has passed; then fails what waits. */
+  private reconnect(why: Error, timedOut: boolean): Promise<void> {
+    if (this.reconnecting) return this.reconnecting;
+    const deadline = Date.now() + this.cfg.reconnectMs;
+    this.reconnecting = (async () => {
+      let delay = 50;
+      let last = why;
+      while (!this.closing && Date.now() < deadline) {
+        try {
+          for (let i = 0; i < this.conns.length; i++) {
+            if (this.conns[i]?.alive) continue;
+            const c = await openConnection(this.addr, Math.max(1, Math.min(this.cfg.timeoutMs, deadline - Date.now())));
+            if (c.info.size !== this.size) log("nbd: the export's size changed from %d to %d", this.size, c.info.size);
+            this.conns[i] = this.wrap(c);
+          }
+          break;
+        } catch (e) {
+          last = e as Error;
+          await new Promise((r) => setTimeout(r, Math.min(delay, Math.max(1, deadline - Date.now()))));
+          delay = Math.min(delay * 2, 2000);
+        }
+      }
+      this.reconnecting = undefined;
+      const waiting = this.waiting;
+      this.waiting = [];
+      if (this.conns.some((c) => c?.alive) && !this.closing) {
+        this.dispatch(waiting);
+      } else {
+        log("nbd %s: giving up reconnecting (%s); %d requests fail", this.uri, last.message, waiting.length);
+        for (const io of waiting) this.complete(io, timedOut ? -ETIMEDOUT : -ENOTCONN);
+      }
+    })();
+    return this.reconnecting;
+  }
+
+  /** Closes the connections (the LUN has no request in flight any more). */
+  async close(): Promise<void> {
+    this.closing = true;
+    await this.reconnecting;
+    for (const c of this.conns) c?.close();
+    for (const io of [...this.done.keys()]) this.complete(io, -ENOTCONN);
+  }
+}
+
+export const nbdBackstoreType: BackstoreType<"nbd"> = {
+  name: "nbd",
+  aliases: ["nbd+unix"],
+  usage: "nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH",
+  uri: true,
+  parseArg(arg) {
+    parseNbdUri(arg);
+    return { uri: arg };
+  },
+  open: (cfg) => NbdBackstore.connect(cfg),
+};

@@ -1,0 +1,236 @@
+// The NBD backstore against real servers started here (nbdkit's memory plugin, qemu-nbd over a
+// raw file) and against a small fake server that misbehaves on purpose. Tests that need a
+// server binary say so and skip where it is not installed (.ci/run installs qemu-utils and
+// nbdkit).
+import { afterEach, describe, expect, it } from "vitest";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createTestbed, type Testbed } from "../../src/testbed.js";
+import { parseNbdUri } from "../../src/backstore/nbd.js";
+import { read16, readCapacity16, write16 } from "../../src/scsi/commands.js";
+import { SenseKey } from "../../src/scsi/sense.js";
+import { VIRTIO_SCSI_S_TRANSPORT_FAILURE } from "../../src/scsi/virtio-scsi.js";
+import type { LunConfig } from "../../src/target/tpg.js";
+import { clearUnitAttentions, expectGood, expectSense } from "../helpers/scsi.js";
+import { block, script, UNMAP_READS } from "../helpers/scsi-script.js";
+import { BLOCKS, stress } from "../helpers/stress.js";
+import { until } from "../helpers/backstores.js";
+import { FakeNbdServer } from "../helpers/nbd-server.js";
+
+const dir = mkdtempSync(join(tmpdir(), "vhost-scsi-nbd-"));
+const has = (cmd: string) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
+const NBDKIT = has("nbdkit");
+const QEMU_NBD = has("qemu-nbd");
+let bed: Testbed | undefined;
+const servers: (ChildProcess | FakeNbdServer)[] = [];
+afterEach(async () => {
+  await bed?.close();
+  bed = undefined;
+  for (const s of servers.splice(0)) {
+    if (s instanceof FakeNbdServer) await s.close();
+    else s.kill("SIGKILL");
+  }
+});
+
+/** Starts a server process that listens on `sock`; resolves once the socket exists. */
+async function start(cmd: string, args: string[], sock: string): Promise<ChildProcess> {
+  rmSync(sock, { force: true });
+  const p = spawn(cmd, args, { stdio: "ignore" });
+  servers.push(p);
+  await until(() => existsSync(sock), 10_000);
+  return p;
+}
+
+const nbdkitMemory = async (size: string) => {
+  const sock = join(dir, `k-${Math.random()}.sock`);
+  await start("nbdkit", ["-f", "-U", sock, "memory", size], sock);
+  return `nbd+unix:///?socket=${sock}`;
+};
+
+/** qemu-nbd over a raw file (kept across restarts of the server). */
+const qemuNbd = async (file: string, extra: string[] = []) => {
+  const sock = join(dir, `q-${Math.random()}.sock`);
+  const p = await start("qemu-nbd", ["-f", "raw", "-k", sock, "-t", "-e", "8", ...extra, file], sock);
+  return { uri: `nbd+unix:///?socket=${sock}`, p, sock };
+};
+
+const lun0 = async (cfg: LunConfig, queues = 2) => {
+  bed = await createTestbed({ luns: [cfg], queues });
+  await clearUnitAttentions(bed);
+  return bed;
+};
+
+describe("NBD URIs", () => {
+  it("parses nbd:// and nbd+unix:// as qemu and nbdkit write them, and refuses the rest", () => {
+    expect(parseNbdUri("nbd://storage.example:10810/disk0")).toEqual({ host: "storage.example", port: 10810, export: "disk0" });
+    expect(parseNbdUri("nbd://10.0.0.5/")).toEqual({ host: "10.0.0.5", port: 10809, export: "" });
+    expect(parseNbdUri("nbd+unix:///vol?socket=/run/nbd.sock")).toEqual({ socket: "/run/nbd.sock", export: "vol" });
+    expect(() => parseNbdUri("nbds://host/x")).toThrow(/TLS schemes are not supported/);
+    expect(() => parseNbdUri("nbd+unix:///x")).toThrow(/socket=PATH/);
+  });
+});
+
+describe.skipIf(!NBDKIT)("nbdkit's memory plugin", () => {
+  if (!NBDKIT) console.warn("skipped: nbdkit is not installed (Debian package nbdkit)");
+  it("answers the SCSI command script as the RAM disk does", async () => {
+    const ram = await script(await lun0({ backstore: "ram", size: 1 << 20 }));
+    await bed!.close();
+    bed = undefined;
+    const nbd = await script(await lun0({ backstore: "nbd", uri: await nbdkitMemory("1M") }));
+    expect(nbd).toEqual(ram);
+  });
+
+  it("keeps every block exact under the integrity stress (4 submitters, 2 queues)", async () => {
+    const uri = await nbdkitMemory(`${BLOCKS * 512}`);
+    const r = await stress({ luns: [{ backstore: "nbd", uri }], queues: 2, queueSize: 64 }, 4);
+    expect(r).toMatchObject({ mismatches: 0, failed: 0 });
+  });
+});
+
+describe.skipIf(!QEMU_NBD)("qemu-nbd over a raw file", () => {
+  if (!QEMU_NBD) console.warn("skipped: qemu-nbd is not installed (Debian package qemu-utils)");
+  const image = (size: number) => {
+    const f = join(dir, `img-${Math.random()}.raw`);
+    writeFileSync(f, "");
+    truncateSync(f, size);
+    return f;
+  };
+
+  it("answers the SCSI command script as the RAM disk does", async () => {
+    const ram = await script(await lun0({ backstore: "ram", size: 1 << 20 }));
+    await bed!.close();
+    bed = undefined;
+    const { uri } = await qemuNbd(image(1 << 20));
+    const t = await lun0({ backstore: "nbd", uri });
+    const nbd = await script(t);
+    // NBD_CMD_TRIM leaves the blocks' contents undefined (qemu-nbd ignores it by default), so
+    // the LUN offers UNMAP without LBPRZ and the two reads after the UNMAP may differ.
+    const afterUnmap = (a: unknown[]) => a.filter((_, i) => i !== UNMAP_READS[0] && i !== UNMAP_READS[1]);
+    expect(afterUnmap(nbd)).toEqual(afterUnmap(ram));
+    const cap = await t.driver.command({ lun: 0, cdb: readCapacity16(), dataInLength: 32 });
+    expectGood(cap);
+    expect(cap.dataIn[14] & 0xc0).toBe(0x80); // LBPME, not LBPRZ (SBC-4 5.20.2)
+  });
+
+  it("an export the server does not have is refused with its name", async () => {
+    const { sock } = await qemuNbd(image(1 << 20), ["-x", "disk0"]);
+    await expect(createTestbed({ luns: [{ backstore: "nbd", uri: `nbd+unix:///disk1?socket=${sock}` }] })).rejects.toThrow(/no export "disk1"/);
+    bed = await createTestbed({ luns: [{ backstore: "nbd", uri: `nbd+unix:///disk0?socket=${sock}` }] });
+    await clearUnitAttentions(bed);
+    expectGood(await bed.driver.command({ lun: 0, cdb: read16(0, 1), dataInLength: 512 }));
+  });
+
+  it("a read-only export is a write-protected LUN (DATA PROTECT on writes)", async () => {
+    const { uri } = await qemuNbd(image(1 << 20), ["-r"]);
+    const t = await lun0({ backstore: "nbd", uri });
+    expectSense(await t.driver.command({ lun: 0, cdb: write16(0, 1), dataOut: block(0) }), SenseKey.DATA_PROTECT, 0x2700);
+    expectGood(await t.driver.command({ lun: 0, cdb: read16(0, 1), dataInLength: 512 }));
+  });
+
+  it("the server killed mid-run and started again: requests are sent again, each completes once, every block exact", async () => {
+    const file = image(BLOCKS * 512);
+    const first = await qemuNbd(file);
+    let restarted = false;
+    const run = stress({ luns: [{ backstore: "nbd", uri: first.uri, reconnectMs: 20_000 }], queues: 2, queueSize: 64 }, 4);
+    await new Promise((r) => setTimeout(r, 400));
+    first.p.kill("SIGKILL");
+    await new Promise((r) => setTimeout(r, 300));
+    await start("qemu-nbd", ["-f", "raw", "-k", first.sock, "-t", "-e", "8", file], first.sock);
+    restarted = true;
+    const r = await run;
+    expect(restarted).toBe(true);
+    expect(r).toMatchObject({ mismatches: 0, failed: 0 });
+  });
+
+  it("a server that stops answering: after the timeout the requests end as TRANSPORT_FAILURE, later ones succeed", async () => {
+    const { uri, p } = await qemuNbd(image(1 << 20));
+    const t = await lun0({ backstore: "nbd", uri, timeoutMs: 300, reconnectMs: 800 });
+    expectGood(await t.driver.command({ lun: 0, cdb: write16(0, 1), dataOut: block(0) }));
+    p.kill("SIGSTOP");
+    try {
+      const r = await t.driver.command({ lun: 0, cdb: read16(0, 1), dataInLength: 512 });
+      expect(r.response).toBe(VIRTIO_SCSI_S_TRANSPORT_FAILURE);
+    } finally {
+      p.kill("SIGCONT");
+    }
+    await until(() => true);
+    const again = await t.driver.command({ lun: 0, cdb: read16(0, 1), dataInLength: 512 });
+    expectGood(again);
+    expect(Buffer.from(again.dataIn).equals(Buffer.from(block(0)))).toBe(true);
+  });
+});
+
+describe("a misbehaving NBD server", () => {
+  const fake = async (opts: ConstructorParameters<typeof FakeNbdServer>[0]) => {
+    const s = new FakeNbdServer(opts);
+    await s.listen();
+    servers.push(s);
+    return s;
+  };
+
+  it("server errors become the SCSI answers Linux expects", async () => {
+    const errno = { v: 0 };
+    const s = await fake({ size: 1 << 20, flags: 4, script: () => (errno.v ? { reply: "error", errno: errno.v } : undefined) });
+    const t = await lun0({ backstore: "nbd", uri: s.uri });
+    const write = () => t.driver.command({ lun: 0, cdb: write16(1, 1), dataOut: block(1) });
+    for (const [e, key, asc] of [[5, SenseKey.MEDIUM_ERROR, 0x0c00], [28, SenseKey.DATA_PROTECT, 0x2707], [1, SenseKey.DATA_PROTECT, 0x2700], [22, SenseKey.ILLEGAL_REQUEST, 0x2400]] as const) {
+      errno.v = e;
+      expectSense(await write(), key, asc);
+    }
+    errno.v = 5;
+    expectSense(await t.driver.command({ lun: 0, cdb: read16(1, 1), dataInLength: 512 }), SenseKey.MEDIUM_ERROR, 0x1100);
+    errno.v = 0;
+    expectGood(await write());
+  });
+
+  it.each([
+    ["a wrong reply magic", () => Buffer.from("0123456789abcdef0123456789abcdef")],
+    ["a reply for a cookie never sent", () => Buffer.from("67446698000000000000000000012345", "hex")],
+  ])("%s closes the connection; the request is sent again on a new one and completes once", async (_n, garbage) => {
+    let bad = true;
+    const s = await fake({
+      size: 1 << 20,
+      script: (r) => {
+        if (r.type !== 0 || !bad) return undefined;
+        bad = false;
+        return { reply: "raw", bytes: garbage() };
+      },
+    });
+    s.image.set(block(7), 7 * 512);
+    const t = await lun0({ backstore: "nbd", uri: s.uri, reconnectMs: 5000 });
+    const before = s.requests.length;
+    const r = await t.driver.command({ lun: 0, cdb: read16(7, 1), dataInLength: 512 });
+    expectGood(r);
+    expect(Buffer.from(r.dataIn).equals(Buffer.from(block(7)))).toBe(true);
+    expect(s.requests.length - before).toBe(2); // the read, and the same read again after reconnecting
+  });
+
+  it("a dropped connection with writes in flight: each is sent again and completes once", async () => {
+    let drops = 2;
+    const s = await fake({ size: 1 << 20, script: (r, c) => (r.type === 1 && drops-- > 0 ? (c.destroy(), { reply: "silence" }) : undefined) });
+    const t = await lun0({ backstore: "nbd", uri: s.uri });
+    const results = await Promise.all([3, 4, 5].map((lba) => t.driver.command({ lun: 0, cdb: write16(lba, 1), dataOut: block(lba) })));
+    for (const r of results) expectGood(r);
+    for (const lba of [3, 4, 5]) expect(s.image.subarray(lba * 512, lba * 512 + 512).equals(Buffer.from(block(lba)))).toBe(true);
+  });
+
+  it("a server that requires TLS is refused with a message saying so", async () => {
+    const s = await fake({ size: 1 << 20, requireTls: true });
+    await expect(createTestbed({ luns: [{ backstore: "nbd", uri: s.uri }] })).rejects.toThrow(/requires TLS/);
+  });
+
+  it("with NBD_FLAG_CAN_MULTI_CONN the requests are spread over two connections; without, one", async () => {
+    for (const [flags, conns] of [[1 << 8, 2], [0, 1]] as const) {
+      const s = await fake({ size: 1 << 20, flags });
+      const t = await lun0({ backstore: "nbd", uri: s.uri });
+      await Promise.all(Array.from({ length: 16 }, (_, lba) => t.driver.command({ lun: 0, cdb: read16(lba, 1), dataInLength: 512 })));
+      expect(s.connections.size).toBe(conns);
+      await bed!.close();
+      bed = undefined;
+    }
+  });
+});
+
+process.on("exit", () => rmSync(dir, { recursive: true, force: true }));

@@ -1,0 +1,154 @@
+// A small NBD server for tests: the fixed-newstyle handshake, then each request handed to a
+// script that decides the reply (data from a memory image by default, or an error, silence,
+// garbage). It speaks simple replies only unless told to accept structured ones.
+import { createServer, type Server, type Socket } from "node:net";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export interface NbdRequest {
+  type: number;
+  flags: number;
+  cookie: bigint;
+  offset: number;
+  length: number;
+  data?: Buffer;
+}
+
+/** What the script tells the server to do with a request. */
+export type NbdAction =
+  | { reply: "ok" }
+  | { reply: "error"; errno: number }
+  | { reply: "silence" }
+  | { reply: "raw"; bytes: Buffer }
+  | { reply: "close" };
+
+export interface FakeNbdOptions {
+  size: number;
+  flags?: number;
+  /** Answer NBD_OPT_GO with NBD_REP_ERR_TLS_REQD. */
+  requireTls?: boolean;
+  script?: (r: NbdRequest, c: Socket) => NbdAction | undefined;
+}
+
+const OPT_REPLY_MAGIC = 0x3e889045565a9n;
+
+export class FakeNbdServer {
+  readonly image: Buffer;
+  readonly socketPath: string;
+  private server: Server | undefined;
+  readonly requests: NbdRequest[] = [];
+  readonly connections = new Set<Socket>();
+
+  constructor(readonly opts: FakeNbdOptions) {
+    this.image = Buffer.alloc(opts.size);
+    this.socketPath = join(mkdtempSync(join(tmpdir(), "fake-nbd-")), "sock");
+  }
+
+  get uri(): string {
+    return `nbd+unix:///?socket=${this.socketPath}`;
+  }
+
+  async listen(): Promise<void> {
+    this.server = createServer((c) => this.serve(c));
+    await new Promise<void>((r) => this.server!.listen(this.socketPath, r));
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.connections) c.destroy();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+
+  /** Cuts every open connection (the server stays up). */
+  drop(): void {
+    for (const c of this.connections) c.destroy();
+  }
+
+  private serve(c: Socket): void {
+    this.connections.add(c);
+    c.on("close", () => this.connections.delete(c));
+    c.on("error", () => {});
+    let buf = Buffer.alloc(0);
+    let phase: "flags" | "options" | "transmission" = "flags";
+    const hello = Buffer.alloc(18);
+    hello.write("NBDMAGIC", 0);
+    hello.write("IHAVEOPT", 8);
+    hello.writeUInt16BE(1 | 2, 16); // fixed newstyle, no zeroes
+    c.write(hello);
+    const optReply = (opt: number, type: number, data = Buffer.alloc(0)) => {
+      const h = Buffer.alloc(20);
+      h.writeBigUInt64BE(OPT_REPLY_MAGIC);
+      h.writeUInt32BE(opt, 8);
+      h.writeUInt32BE(type >>> 0, 12);
+      h.writeUInt32BE(data.length, 16);
+      c.write(Buffer.concat([h, data]));
+    };
+    c.on("data", (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      for (;;) {
+        if (phase === "flags") {
+          if (buf.length < 4) return;
+          buf = buf.subarray(4);
+          phase = "options";
+        } else if (phase === "options") {
+          if (buf.length < 16) return;
+          const len = buf.readUInt32BE(12);
+          if (buf.length < 16 + len) return;
+          const opt = buf.readUInt32BE(8);
+          buf = buf.subarray(16 + len);
+          if (opt === 7) {
+            if (this.opts.requireTls) {
+              optReply(opt, 0x80000005);
+              continue;
+            }
+            const info = Buffer.alloc(12);
+            info.writeUInt16BE(0, 0);
+            info.writeBigUInt64BE(BigInt(this.opts.size), 2);
+            info.writeUInt16BE((this.opts.flags ?? 0) | 1, 10);
+            optReply(opt, 3, info);
+            optReply(opt, 1);
+            phase = "transmission";
+          } else if (opt === 2) {
+            optReply(opt, 1);
+            c.end();
+            return;
+          } else {
+            optReply(opt, 0x80000001); // ERR_UNSUP (structured replies included)
+          }
+        } else {
+          if (buf.length < 28) return;
+          const r: NbdRequest = { flags: buf.readUInt16BE(4), type: buf.readUInt16BE(6), cookie: buf.readBigUInt64BE(8), offset: Number(buf.readBigUInt64BE(16)), length: buf.readUInt32BE(24) };
+          const need = r.type === 1 ? 28 + r.length : 28;
+          if (buf.length < need) return;
+          if (r.type === 1) r.data = Buffer.from(buf.subarray(28, need));
+          buf = buf.subarray(need);
+          if (r.type === 2) {
+            c.end();
+            return;
+          }
+          this.requests.push(r);
+          this.answer(c, r);
+        }
+      }
+    });
+  }
+
+  private answer(c: Socket, r: NbdRequest): void {
+    const action = this.opts.script?.(r, c) ?? { reply: "ok" };
+    const header = (errno: number) => {
+      const h = Buffer.alloc(16);
+      h.writeUInt32BE(0x67446698, 0);
+      h.writeUInt32BE(errno, 4);
+      h.writeBigUInt64BE(r.cookie, 8);
+      return h;
+    };
+    if (action.reply === "silence") return;
+    if (action.reply === "close") return void c.destroy();
+    if (action.reply === "raw") return void c.write(action.bytes);
+    if (action.reply === "error") return void c.write(header(action.errno));
+    if (r.type === 0) return void c.write(Buffer.concat([header(0), this.image.subarray(r.offset, r.offset + r.length)]));
+    if (r.type === 1) r.data!.copy(this.image, r.offset);
+    if (r.type === 4 || r.type === 6) this.image.fill(0, r.offset, r.offset + r.length);
+    c.write(header(0));
+  }
+}
