@@ -11,7 +11,7 @@ import { testUnitReady } from "../src/scsi/commands.js";
 import { polledSlotSize } from "../src/guest/polled-queue.js";
 import { helpText, OptionError, PROGRAM, parseOptions, type FioOptions } from "./options.js";
 import { fmtBw, fmtIops, jsonReport, textReport, type DeviceInfo } from "./report.js";
-import { fileReference } from "./file-reference.js";
+import { backstoreReference } from "./backstore-reference.js";
 import type { JobInit, JobResult } from "./job.js";
 
 const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(n));
@@ -131,8 +131,6 @@ export async function runFio(o: FioOptions, progress: (line: string) => void = (
     }
     const cpu1 = await vhost.workerCpu();
     for (const w of jobs) await w.terminate();
-    // A file backstore is compared with the same I/O done directly on the same file, now.
-    const path = o.backstore.backstore === "file" ? (o.backstore.path as string) : undefined;
     const dev: DeviceInfo = {
       workers: cpu1.map((c) => {
         const b = cpu0.find((x) => x.id === c.id) ?? { user: 0, system: 0, busy: 0 };
@@ -141,7 +139,8 @@ export async function runFio(o: FioOptions, progress: (line: string) => void = (
       guestCpu: jobResults.reduce((s, j) => ({ user: s.user + (j.cpu?.user ?? 0), system: s.system + (j.cpu?.system ?? 0) }), { user: 0, system: 0 }),
       kicks: jobResults.reduce((s, j) => s + j.kicks, 0),
       memcpyBw,
-      fileRef: path ? fileReference(path, o, Math.min(2000, Math.max(500, o.runtimeMs))) : undefined,
+      // A file or NBD backstore is compared with the same I/O done directly on its storage, now.
+      references: backstoreReference(o, Math.min(2000, Math.max(500, o.runtimeMs))),
     };
     return { jobs: jobResults, text: textReport(o, jobResults, dev), json: jsonReport(o, jobResults, dev) };
   } finally {

@@ -192,8 +192,6 @@ function drainAll(fns: ((slot: number, ok: boolean) => void)[]): void {
   }
 }
 
-/** How long a job polls its used rings without completions before it sleeps on an interrupt. */
-const POLL_BEFORE_SLEEP_MS = 0.2;
 
 /** Reaps and publishes until `until` says so; polls, and sleeps on interrupts when idle for a while. */
 function runLoop(until: () => boolean): void {
@@ -213,7 +211,7 @@ function runLoop(until: () => boolean): void {
     if (stopping && allIdle()) return;
     const now = performance.now();
     if (idleSince < 0) idleSince = now;
-    else if (now - idleSince > POLL_BEFORE_SLEEP_MS) queues[0].wait(1);
+    else if (now - idleSince >= o.guestPollUs / 1000) queues[0].wait(1);
   }
 }
 

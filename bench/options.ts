@@ -25,6 +25,8 @@ export interface FioOptions {
   json: boolean;
   /** VHOST_SET_VRING_BUSYLOOP_TIMEOUT for the request queues, µs. */
   busyPollUs: number;
+  /** How long a guest job polls its used rings without completions before sleeping on the interrupt, µs. */
+  guestPollUs: number;
   help: boolean;
 }
 
@@ -80,6 +82,8 @@ worker threads -> SCSI target (WASM) -> backstore -> used ring -> guest.
   --io-threads=N       I/O threads serving a file backstore        [one per core, at most 2]
   --block-size=N       logical block size, 512 or 4096                   [512]
   --busy-poll=USEC     vhost busy-poll window (VHOST_SET_VRING_BUSYLOOP_TIMEOUT) [200]
+  --guest-poll=USEC    guest jobs poll the used ring this long before sleeping
+                       on the interrupt (fio's hipri, Linux io_poll)        [200]
   --verify             write checksummed blocks, read them back, count mismatches
   --output-format=json, --json   one JSON object in fio's shape on stdout
   -h, --help           this text
@@ -107,6 +111,7 @@ export function parseOptions(argv: string[]): FioOptions {
         "io-threads": { type: "string" },
         "block-size": { type: "string" },
         "busy-poll": { type: "string" },
+        "guest-poll": { type: "string" },
         verify: { type: "boolean" },
         json: { type: "boolean" },
         "output-format": { type: "string" },
@@ -159,6 +164,7 @@ export function parseOptions(argv: string[]): FioOptions {
     verify: v.verify ?? false,
     json: v.json === true || fmt === "json",
     busyPollUs: int("busy-poll", v["busy-poll"] ?? "200", 0, 1_000_000),
+    guestPollUs: int("guest-poll", v["guest-poll"] ?? "200", 0, 1_000_000),
     help: v.help ?? false,
   };
 }

@@ -1,6 +1,6 @@
 import hdr from "hdr-histogram-js";
 import type { FioOptions } from "./options.js";
-import type { FileReference } from "./file-reference.js";
+import type { Reference } from "./backstore-reference.js";
 import type { JobResult } from "./job.js";
 
 const PCTS = [1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.5, 99.9, 99.95, 99.99];
@@ -62,7 +62,8 @@ export interface DeviceInfo {
   /** Native memcpy bandwidth measured in the same run with the same chunk size, bytes/s. */
   memcpyBw: number;
   /** A file backstore: the same I/O by a plain fs loop and by fio on the same file, same run. */
-  fileRef?: FileReference;
+  /** Yardsticks on the same backstore storage, same run (file, nbd). */
+  references: Reference[];
 }
 
 /** fio's JSON shape: { "fio version", jobs: [{ jobname, read, write, ... }] }, plus a device section. */
@@ -111,11 +112,8 @@ export function jsonReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): u
       guest_cpu_ms: dev.guestCpu,
       kicks: dev.kicks,
       memcpy_bw_bytes: Math.round(dev.memcpyBw),
-      ...(dev.fileRef && {
-        file_reference: {
-          node_sync_loop_iops: Math.round(dev.fileRef.nodeLoopIops),
-          fio_psync_iops: dev.fileRef.fioIops === undefined ? null : Math.round(dev.fileRef.fioIops),
-        },
+      ...(dev.references.length && {
+        backstore_reference: Object.fromEntries(dev.references.map((r) => [r.key, r.iops === undefined ? null : Math.round(r.iops)])),
       }),
     },
   };
@@ -150,11 +148,12 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
   if (busyS > 0) lines.push(`  device throughput per busy core: ${fmtIops(allIos / busyS)} IOPS`);
   const bw = summarize(jobs, "read").bw + summarize(jobs, "write").bw;
   lines.push(`  memcpy reference (${o.bs}-byte chunks, same run): ${fmtBw(dev.memcpyBw)}; this run moved ${((bw / dev.memcpyBw) * 100).toFixed(0)}% of it`);
-  if (dev.fileRef) {
+  if (dev.references.length) {
     const iops = summarize(jobs, "read").iops + summarize(jobs, "write").iops;
-    const f = dev.fileRef;
-    lines.push(`  file reference (same file, same run): one-thread fs sync loop ${fmtIops(f.nodeLoopIops)} IOPS, this run ${(iops / f.nodeLoopIops).toFixed(2)}x of it`);
-    lines.push(f.fioIops === undefined ? `    fio psync: not run: ${f.fioMissing}` : `    fio --ioengine=psync, one job: ${fmtIops(f.fioIops)} IOPS, this run ${(iops / f.fioIops).toFixed(2)}x of it`);
+    lines.push(`  backstore reference (same ${o.backstore.backstore === "file" ? "file" : "export"}, same run):`);
+    for (const r of dev.references) {
+      lines.push(r.iops === undefined ? `    ${r.label}: not run: ${r.missing}` : `    ${r.label}: ${fmtIops(r.iops)} IOPS, this run ${(iops / r.iops).toFixed(2)}x of it`);
+    }
   }
   lines.push(`  guest jobs: cpu usr=${(dev.guestCpu.user / 1000).toFixed(2)}s sys=${(dev.guestCpu.system / 1000).toFixed(2)}s, kicks=${dev.kicks}`);
   return lines.join("\n");

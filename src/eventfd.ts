@@ -13,38 +13,57 @@ const SEQ = 2; // changes on every read and write: the futex word waiters sleep 
 const SEM = 3; // 1 when created with EFD_SEMAPHORE
 const WATCH = 4; // poll registrations: doorbell index + 1, or 0
 const WATCH_SLOTS = 8;
-const EVENTFD_BYTES = (WATCH + WATCH_SLOTS) * 4;
+const SLEEPERS = WATCH + WATCH_SLOTS; // threads waiting on SEQ: a change wakes only when there are some
+const EVENTFD_BYTES = (SLEEPERS + 1) * 4;
 
 /**
  * A table of doorbells: words a thread sleeps on to wait for any of several eventfds, the way
  * the kernel's vhost_poll hooks a worker onto many eventfds' wait queues. Word 0 allocates.
+ * Each doorbell has a count of its sleepers in the table's second half: ring() makes the wake
+ * call (a futex wake, costly) only when someone sleeps, as the kernel's wake_up skips an
+ * empty wait queue.
  */
 export class PollTable {
   readonly words: Int32Array;
-  constructor(readonly sab: SharedArrayBuffer = new SharedArrayBuffer(4 * 4096)) {
+  /** Doorbells in the table; sleepers counts follow them. */
+  private readonly size: number;
+  constructor(readonly sab: SharedArrayBuffer = new SharedArrayBuffer(4 * 8192)) {
     this.words = new Int32Array(sab);
+    this.size = this.words.length >> 1;
   }
   /** A new doorbell index. */
   allocDoorbell(): number {
     const i = Atomics.add(this.words, 0, 1) + 1;
-    if (i >= this.words.length) throw new VhostError("ENOMEM", "poll table full");
+    if (i >= this.size) throw new VhostError("ENOMEM", "poll table full");
     return i;
   }
-  /** Sleeps (worker threads) until doorbell i moves from `seen`, or timeout ms. */
+  /**
+   * Sleeps (worker threads) until doorbell i moves from `seen`, or timeout ms. The sleeper is
+   * counted before the word is compared, so a ring() that the comparison misses sees the count.
+   */
   wait(i: number, seen: number, timeout = Infinity): void {
-    Atomics.wait(this.words, i, seen, timeout);
+    const { words } = this;
+    Atomics.add(words, this.size + i, 1);
+    Atomics.wait(words, i, seen, timeout);
+    Atomics.sub(words, this.size + i, 1);
   }
   /** Resolves when doorbell i moves from `seen`, or after timeout ms (any thread). */
   async waitAsync(i: number, seen: number, timeout = Infinity): Promise<void> {
-    const r = Atomics.waitAsync(this.words, i, seen, timeout);
-    if (r.async) await r.value;
+    const { words } = this;
+    Atomics.add(words, this.size + i, 1);
+    try {
+      const r = Atomics.waitAsync(words, i, seen, timeout);
+      if (r.async) await r.value;
+    } finally {
+      Atomics.sub(words, this.size + i, 1);
+    }
   }
   value(i: number): number {
     return Atomics.load(this.words, i);
   }
   ring(i: number): void {
     Atomics.add(this.words, i, 1);
-    Atomics.notify(this.words, i);
+    if (Atomics.load(this.words, this.size + i) !== 0) Atomics.notify(this.words, i);
   }
 }
 
@@ -114,7 +133,7 @@ export class EventFd {
 
   private changed(): void {
     Atomics.add(this.words, SEQ, 1);
-    Atomics.notify(this.words, SEQ);
+    if (Atomics.load(this.words, SLEEPERS) !== 0) Atomics.notify(this.words, SEQ);
     for (let k = 0; k < WATCH_SLOTS; k++) {
       const w = Atomics.load(this.words, WATCH + k);
       if (w) this.pollTable.ring(w - 1);
@@ -131,7 +150,7 @@ export class EventFd {
       const cur = Atomics.load(this.counter, 0);
       if (cur + v > EFD_MAX) {
         if (this.nonblocking) throw new VhostError("EAGAIN", "eventfd counter would overflow");
-        Atomics.wait(this.words, SEQ, seen);
+        this.sleep(seen, Infinity);
         continue;
       }
       if (Atomics.compareExchange(this.counter, 0, cur, cur + v) === cur) break;
@@ -160,7 +179,7 @@ export class EventFd {
       const v = this.tryRead();
       if (v !== undefined) return v;
       if (this.nonblocking) throw new VhostError("EAGAIN", "eventfd counter is 0");
-      if (Atomics.wait(this.words, SEQ, seen, timeoutMs) === "timed-out") throw new VhostError("EAGAIN", "eventfd read timed out");
+      if (this.sleep(seen, timeoutMs) === "timed-out") throw new VhostError("EAGAIN", "eventfd read timed out");
     }
   }
 
@@ -173,8 +192,13 @@ export class EventFd {
       if (v !== undefined) return v;
       const left = deadline - Date.now();
       if (left <= 0) throw new VhostError("EAGAIN", "eventfd read timed out");
-      const r = Atomics.waitAsync(this.words, SEQ, seen, left);
-      if (r.async) await r.value;
+      Atomics.add(this.words, SLEEPERS, 1);
+      try {
+        const r = Atomics.waitAsync(this.words, SEQ, seen, left);
+        if (r.async) await r.value;
+      } finally {
+        Atomics.sub(this.words, SLEEPERS, 1);
+      }
     }
   }
 
@@ -188,7 +212,15 @@ export class EventFd {
    * timeoutMs; consumes nothing. For a thread that polls a ring and sleeps on its notifier.
    */
   waitChange(seq: number, timeoutMs = Infinity): void {
-    Atomics.wait(this.words, SEQ, seq, timeoutMs);
+    this.sleep(seq, timeoutMs);
+  }
+
+  /** Atomics.wait on SEQ, counted as a sleeper first so that a change that the wait misses wakes it. */
+  private sleep(seen: number, timeoutMs: number): "ok" | "not-equal" | "timed-out" {
+    Atomics.add(this.words, SLEEPERS, 1);
+    const r = Atomics.wait(this.words, SEQ, seen, timeoutMs);
+    Atomics.sub(this.words, SLEEPERS, 1);
+    return r;
   }
 
   /** Registers doorbell i of this eventfd's poll table to ring on every change. */

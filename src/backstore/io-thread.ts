@@ -7,13 +7,14 @@ import { performance } from "node:perf_hooks";
 import { RingPort, type TakenRequest } from "./ring.js";
 import { BATCH, runBatch, type IoThreadInit } from "./service.js";
 import type { QueuedBackstore } from "./backstore.js";
+import { PollTable } from "../eventfd.js";
 
 /** How long an idle I/O thread keeps looking before it sleeps, ms. */
 const SPIN_MS = 0.05;
 
 const d = workerData as IoThreadInit;
 const control = new Int32Array(d.control);
-const port = new RingPort(d.memory.buffer as unknown as SharedArrayBuffer, d.layout, new Int32Array(d.pollTable));
+const port = new RingPort(d.memory.buffer as unknown as SharedArrayBuffer, d.layout, new PollTable(d.pollTable));
 const mod = (await import(d.module)) as { openInThread(init: unknown): QueuedBackstore };
 const backstore = mod.openInThread(d.init);
 const finish = (ctx: number, result: number) => port.complete(ctx, result);

@@ -3,6 +3,7 @@
 // completion queues, all with Atomics over the shared memory. Used by every thread that serves
 // a backstore: an I/O thread, or the thread that opened the backstore.
 import type { DataplaneExports } from "../wasm/dataplane.js";
+import type { PollTable } from "../eventfd.js";
 
 /** Backstore operations (assembly/scsi/ioring.ts BS_OP_*). */
 export const BS_OP_READ = 1;
@@ -101,8 +102,8 @@ export class RingPort {
   constructor(
     private readonly buffer: SharedArrayBuffer,
     private readonly layout: RingLayout,
-    /** The poll table the vhost workers sleep on (processPollTable().words). */
-    private readonly doorbells: Int32Array,
+    /** The poll table the vhost workers sleep on. */
+    private readonly doorbells: PollTable,
   ) {
     this.i32 = new Int32Array(buffer);
     this.view = new DataView(buffer);
@@ -174,9 +175,7 @@ export class RingPort {
   /** Wakes the workers whose queues got completions since the last call. */
   ringDoorbells(): void {
     for (const b of this.bells) {
-      if (b <= 0) continue;
-      Atomics.add(this.doorbells, b, 1);
-      Atomics.notify(this.doorbells, b);
+      if (b > 0) this.doorbells.ring(b);
     }
     this.bells.clear();
   }

@@ -34,7 +34,7 @@ export class WorkerCore {
       signal: (i) => this.served.get(i)?.call?.write(1n),
       error: (i) => this.served.get(i)?.err?.write(1n),
     });
-    this.port = new RingPort(buffer, ringLayout(dp), pollTable.words);
+    this.port = new RingPort(buffer, ringLayout(dp), pollTable);
   }
 
   /**

@@ -1,11 +1,18 @@
 import { describe, expect, it } from "vitest";
-import { execFile } from "node:child_process";
+import { execFile, spawn, spawnSync } from "node:child_process";
 import { promisify } from "node:util";
 import { fileURLToPath } from "node:url";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { OptionError, parseOptions, parseSize, parseTime } from "../../bench/options.js";
+import { until } from "../helpers/backstores.js";
+
+const has = (cmd: string) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
+const FIO = has("fio");
+const NBDKIT = has("nbdkit");
+if (!FIO) console.warn("fio is not installed (Debian package fio): the benchmark's fio yardsticks are not checked");
+if (!NBDKIT) console.warn("skipped: the NBD benchmark run needs nbdkit (Debian package nbdkit)");
 
 const fio = fileURLToPath(new URL("../../dist/bench/fio.js", import.meta.url));
 const run = async (...args: string[]) => {
@@ -54,7 +61,7 @@ describe("the benchmark CLI", () => {
     const r = await run("--help");
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("ram, null, file:PATH");
-    for (const o of ["--io-threads", "--rw", "--bs", "--iodepth", "--queues", "--numjobs", "--workers", "--runtime", "--size", "--backstore", "--block-size", "--verify", "--json"]) expect(r.stdout).toContain(o);
+    for (const o of ["--io-threads", "--rw", "--bs", "--iodepth", "--queues", "--numjobs", "--workers", "--runtime", "--size", "--backstore", "--block-size", "--verify", "--json", "--busy-poll", "--guest-poll"]) expect(r.stdout).toContain(o);
   });
 
   it("a bad option value is a one-line error, no stack trace, exit 1", async () => {
@@ -96,7 +103,28 @@ describe("the benchmark CLI", () => {
       expect(j.jobs[0].write.io_bytes).toBeGreaterThanOrEqual(8 << 20);
       expect(j.jobs[0].verify.mismatches).toBe(0);
       expect(j.jobs[0].verify.blocks).toBeGreaterThan(0);
+      // The yardsticks ran on the same file: a plain fs loop, and fio psync where fio is installed.
+      expect(j.device.backstore_reference.node_sync_loop).toBeGreaterThan(0);
+      if (FIO) expect(j.device.backstore_reference.fio_psync).toBeGreaterThan(0);
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.skipIf(!NBDKIT)("runs on an NBD export and compares with fio's nbd engine on it, same run", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "fio-"));
+    const sock = join(dir, "nbd.sock");
+    const server = spawn("nbdkit", ["-f", "-U", sock, "memory", "64M"], { stdio: "ignore" });
+    try {
+      await until(() => existsSync(sock), 10_000);
+      const r = await run("--json", `--backstore=nbd+unix:///?socket=${sock}`, "--size=64m", "--runtime=500ms", "--rw=randwrite", "--busy-poll=0");
+      expect(r.code).toBe(0);
+      const j = JSON.parse(r.stdout);
+      expect(j.jobs[0].write.total_ios).toBeGreaterThan(100);
+      expect(j.jobs[0].error).toBe(0);
+      if (FIO) expect(j.device.backstore_reference.fio_nbd).toBeGreaterThan(0);
+    } finally {
+      server.kill("SIGKILL");
       rmSync(dir, { recursive: true, force: true });
     }
   });

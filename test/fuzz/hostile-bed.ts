@@ -147,7 +147,7 @@ export class HostileBed {
     this.dp.scsi_tpg_set_lun(tpg.ptr, 9, q);
     this.deviceWritable.push([q, q + this.dp.scsi_lun_size()]);
     this.luns.push({ id: 9, ptr: q, ram: 0, size: this.queuedBlocks.length, blockSize: 512, blocks: this.queuedBlocks.length / 512 });
-    this.port = new RingPort(shm.buffer, ringLayout(this.dp), processPollTable().words);
+    this.port = new RingPort(shm.buffer, ringLayout(this.dp), processPollTable());
     guard();
     const queue = (num: number, at: number): FuzzQueue => {
       const desc = RAM_A + at;
