@@ -117,19 +117,32 @@ interface ExportInfo {
   structured: boolean;
 }
 
+/**
+ * A socket read into one reused buffer (net's `onread`), so that a large read reply is not a
+ * new allocation per chunk: its reader must take what it needs before returning.
+ */
+interface Dialed {
+  sock: Socket;
+  /** Gets each chunk read, valid only during the call. */
+  reader: (chunk: Buffer) => void;
+}
+
+/** Bytes read from a socket per call: room for a 128 KiB read reply and what follows it. */
+const READ_BUFFER = 256 << 10;
+
 /** Buffered reads over a socket during the handshake. */
 class HandshakeReader {
   private chunks: Buffer[] = [];
   private have = 0;
   private wake: (() => void) | undefined;
   private ended: Error | undefined;
-  constructor(private readonly sock: Socket) {
-    sock.on("data", this.onData);
-    sock.on("close", this.onEnd);
-    sock.on("error", this.onError);
+  constructor(private readonly d: Dialed) {
+    d.reader = this.onData;
+    d.sock.on("close", this.onEnd);
+    d.sock.on("error", this.onError);
   }
   private readonly onData = (b: Buffer) => {
-    this.chunks.push(b);
+    this.chunks.push(Buffer.from(b));
     this.have += b.length;
     this.wake?.();
   };
@@ -154,21 +167,30 @@ class HandshakeReader {
   }
   /** Stops reading; returns what arrived beyond the handshake. */
   detach(): Buffer {
-    this.sock.off("data", this.onData);
-    this.sock.off("close", this.onEnd);
-    this.sock.off("error", this.onError);
+    this.d.reader = () => {};
+    this.d.sock.off("close", this.onEnd);
+    this.d.sock.off("error", this.onError);
     return Buffer.concat(this.chunks);
   }
 }
 
 /** Opens a socket to the address. */
-function dial(a: NbdAddress): Promise<Socket> {
+function dial(a: NbdAddress): Promise<Dialed> {
   return new Promise((resolve, reject) => {
-    const s = a.socket ? connect(a.socket) : connect(a.port!, a.host!);
+    const d: Dialed = { sock: undefined as unknown as Socket, reader: () => {} };
+    const onread = {
+      buffer: Buffer.allocUnsafe(READ_BUFFER),
+      callback: (n: number, buf: Uint8Array) => {
+        d.reader((buf as Buffer).subarray(0, n));
+        return true;
+      },
+    };
+    const s = a.socket ? connect({ path: a.socket, onread }) : connect({ port: a.port!, host: a.host!, onread });
+    d.sock = s;
     s.once("connect", () => {
       s.off("error", reject);
       s.setNoDelay(true);
-      resolve(s);
+      resolve(d);
     });
     s.once("error", reject);
   });
@@ -280,15 +302,19 @@ class NbdConnection {
   private closed = false;
   private readonly timer: NodeJS.Timeout;
 
+  private readonly sock: Socket;
+  readonly info: ExportInfo;
+
   constructor(
-    private readonly sock: Socket,
-    readonly info: ExportInfo,
+    opened: Opened,
     private readonly onComplete: (p: Pending, result: number) => void,
     private readonly onEnd: (c: NbdConnection, why: Error, timedOut: boolean) => void,
     timeoutMs: number,
-    leftover: Buffer,
   ) {
-    sock.on("data", (b: Buffer) => this.receive(b));
+    const { d, info, leftover } = opened;
+    const sock = (this.sock = d.sock);
+    this.info = info;
+    d.reader = (b) => this.receive(b);
     sock.on("error", (e) => this.end(e, false));
     sock.on("close", () => this.end(new Error("the server closed the connection"), false));
     this.timer = setInterval(() => {
@@ -343,7 +369,13 @@ class NbdConnection {
     this.end(new Error(`bad server input: ${what}`), false);
   }
 
+  /** Parses a chunk read (a view of the socket's read buffer: what is left over is copied). */
   private receive(b: Buffer): void {
+    this.parse(b);
+    if (this.buf.length) this.buf = Buffer.from(this.buf);
+  }
+
+  private parse(b: Buffer): void {
     this.buf = this.buf.length ? Buffer.concat([this.buf, b]) : b;
     while (!this.closed) {
       if (this.cur) {
@@ -492,9 +524,10 @@ class NbdConnection {
 }
 
 /** Opens a connection and negotiates within timeoutMs; throws with the reason it could not. */
-async function openConnection(addr: NbdAddress, timeoutMs: number): Promise<{ sock: Socket; info: ExportInfo; leftover: Buffer }> {
-  const sock = await dial(addr);
-  const r = new HandshakeReader(sock);
+async function openConnection(addr: NbdAddress, timeoutMs: number): Promise<Opened> {
+  const d = await dial(addr);
+  const { sock } = d;
+  const r = new HandshakeReader(d);
   let timer: NodeJS.Timeout | undefined;
   try {
     const timeout = new Promise<never>((_, reject) => {
@@ -502,7 +535,7 @@ async function openConnection(addr: NbdAddress, timeoutMs: number): Promise<{ so
     });
     const info = await Promise.race([handshake(sock, r, addr.export), timeout]);
     clearTimeout(timer);
-    return { sock, info, leftover: r.detach() };
+    return { d, info, leftover: r.detach() };
   } catch (e) {
     clearTimeout(timer);
     // Tell the server we are going (NBD_OPT_ABORT) before closing, as the protocol asks.
@@ -514,6 +547,13 @@ async function openConnection(addr: NbdAddress, timeoutMs: number): Promise<{ so
     sock.end(h);
     throw e;
   }
+}
+
+/** A negotiated connection: its socket, the export, and what the server sent beyond the handshake. */
+interface Opened {
+  d: Dialed;
+  info: ExportInfo;
+  leftover: Buffer;
 }
 
 /** A LUN's blocks on an NBD server. Served on the thread that opened it (its sockets live there). */
@@ -539,7 +579,7 @@ export class NbdBackstore implements QueuedBackstore {
     private readonly uri: string,
     private readonly addr: NbdAddress,
     private readonly cfg: Required<Omit<NbdConfig, "uri">>,
-    first: { sock: Socket; info: ExportInfo; leftover: Buffer },
+    first: Opened,
   ) {
     const f = first.info.flags;
     this.size = first.info.size;
@@ -579,8 +619,8 @@ export class NbdBackstore implements QueuedBackstore {
     return b;
   }
 
-  private wrap(c: { sock: Socket; info: ExportInfo; leftover: Buffer }): NbdConnection {
-    return new NbdConnection(c.sock, c.info, (p, result) => this.complete(p.io, result), (conn, why, timedOut) => this.lost(conn, why, timedOut), this.cfg.timeoutMs, c.leftover);
+  private wrap(c: Opened): NbdConnection {
+    return new NbdConnection(c, (p, result) => this.complete(p.io, result), (conn, why, timedOut) => this.lost(conn, why, timedOut), this.cfg.timeoutMs);
   }
 
   private complete(io: BackstoreIo, result: number): void {
