@@ -79,7 +79,8 @@ worker threads -> SCSI target (WASM) -> backstore -> used ring -> guest.
   --size=SIZE          region of the LUN to address; without --runtime,
                        each job does this many bytes and stops           [256m]
   --backstore=NAME:ARGS  ${kinds.padEnd(43)} [ram]
-  --io-threads=N       I/O threads serving a file backstore        [one per core, at most 2]
+  --io-threads=N       I/O threads serving a file backstore; 0: the vhost
+                       workers do its I/O        [0 on 2 cores or fewer, else 2]
   --block-size=N       logical block size, 512 or 4096                   [512]
   --busy-poll=USEC     vhost busy-poll window (VHOST_SET_VRING_BUSYLOOP_TIMEOUT) [200]
   --guest-poll=USEC    guest jobs poll the used ring this long before sleeping

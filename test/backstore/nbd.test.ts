@@ -7,6 +7,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createServer, type AddressInfo } from "node:net";
 import { createTestbed, type Testbed } from "../../src/testbed.js";
 import { parseNbdUri } from "../../src/backstore/nbd.js";
 import { read16, readCapacity16, write16 } from "../../src/scsi/commands.js";
@@ -33,6 +34,15 @@ afterEach(async () => {
     else s.kill("SIGKILL");
   }
 });
+
+/** A TCP port nothing listens on now. */
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const srv = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
 
 /** Starts a server process that listens on `sock`; resolves once the socket exists. */
 async function start(cmd: string, args: string[], sock: string): Promise<ChildProcess> {
@@ -80,6 +90,22 @@ describe.skipIf(!NBDKIT)("nbdkit's memory plugin", () => {
     bed = undefined;
     const nbd = await script(await lun0({ backstore: "nbd", uri: await nbdkitMemory("1M") }));
     expect(nbd).toEqual(ram);
+  });
+
+  it("serves a LUN over TCP (nbd://127.0.0.1:PORT/) as over a unix socket", async () => {
+    const port = await freePort();
+    const p = spawn("nbdkit", ["-f", "-i", "127.0.0.1", "-p", String(port), "memory", "1M"], { stdio: "ignore" });
+    servers.push(p);
+    const uri = `nbd://127.0.0.1:${port}/`;
+    // nbdkit listens a moment after it starts: connection refused until then.
+    let t: Testbed | undefined;
+    for (const end = Date.now() + 10_000; !t && Date.now() < end; await new Promise((r) => setTimeout(r, 50))) {
+      t = await lun0({ backstore: "nbd", uri }).catch(() => undefined);
+    }
+    expectGood(await t!.driver.command({ lun: 0, cdb: write16(7, 2), dataOut: block(7, 2) }));
+    const r = await t!.driver.command({ lun: 0, cdb: read16(7, 2), dataInLength: 1024 });
+    expectGood(r);
+    expect(Buffer.from(r.dataIn).equals(Buffer.from(block(7, 2)))).toBe(true);
   });
 
   it("keeps every block exact under the integrity stress (4 submitters, 2 queues)", async () => {
