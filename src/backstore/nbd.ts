@@ -426,17 +426,22 @@ class NbdConnection {
     }
   }
 
+  /** Moves the data bytes at hand into the request's buffers; true once the reply's data is all in. */
+  private takeData(c: NonNullable<NbdConnection["cur"]>): boolean {
+    const n = Math.min(c.left, this.buf.length);
+    scatter(c.p.io.buffers, c.pos, this.buf.subarray(0, n), n);
+    c.pos += n;
+    c.left -= n;
+    this.buf = this.buf.subarray(n);
+    return c.left === 0;
+  }
+
   /** Consumes payload of the current reply; false when more bytes are needed. */
   private payload(): boolean {
     const c = this.cur!;
     const p = c.p;
     if (c.kind === "simple-data") {
-      const n = Math.min(c.left, this.buf.length);
-      scatter(p.io.buffers, c.pos, this.buf.subarray(0, n), n);
-      c.pos += n;
-      c.left -= n;
-      this.buf = this.buf.subarray(n);
-      if (c.left > 0) return false;
+      if (!this.takeData(c)) return false;
       this.cur = undefined;
       this.finish(p, p.io.length);
       return true;
@@ -457,12 +462,7 @@ class NbdConnection {
         c.pos = start;
         p.covered += c.left;
       }
-      const n = Math.min(c.left, this.buf.length);
-      scatter(p.io.buffers, c.pos, this.buf.subarray(0, n), n);
-      c.pos += n;
-      c.left -= n;
-      this.buf = this.buf.subarray(n);
-      if (c.left > 0) return false;
+      if (!this.takeData(c)) return false;
     } else {
       if (this.buf.length < c.left) return false;
       const body = this.buf.subarray(0, c.left);
