@@ -12,28 +12,10 @@ import { polledSlotSize } from "../src/guest/polled-queue.js";
 import { helpText, OptionError, PROGRAM, parseOptions, type FioOptions } from "./options.js";
 import { fmtBw, fmtIops, jsonReport, textReport, type DeviceInfo } from "./report.js";
 import { backstoreReference } from "./backstore-reference.js";
+import { nativeReference } from "./native-reference.js";
 import type { JobInit, JobResult } from "./job.js";
 
 const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(n));
-
-/**
- * The memcpy reference a run is compared with: native memcpy (Buffer.copy between ordinary
- * buffers) moving `bs`-byte chunks sequentially from a source as large as the LUN region (up to
- * 256 MiB, so that it is not cache-resident either) into a ring of `depth` destination chunks.
- */
-function memcpyReference(bs: number, region: number, depth: number, ms = 300): number {
-  const src = Buffer.alloc(Math.min(region, 256 << 20), 1);
-  const dst = Buffer.alloc(bs * Math.max(1, depth));
-  const chunks = Math.floor(src.length / bs);
-  let bytes = 0;
-  const t0 = performance.now();
-  for (let i = 0; ; i++) {
-    src.copy(dst, (i % depth) * bs, (i % chunks) * bs, (i % chunks) * bs + bs);
-    bytes += bs;
-    if ((i & 63) === 0 && performance.now() - t0 > ms) break;
-  }
-  return bytes / ((performance.now() - t0) / 1000);
-}
 
 export async function runFio(o: FioOptions, progress: (line: string) => void = () => {}): Promise<{ jobs: JobResult[]; text: string; json: unknown }> {
   // Each job's iodepth is spread over its queues; each in-flight I/O holds three descriptors.
@@ -101,7 +83,6 @@ export async function runFio(o: FioOptions, progress: (line: string) => void = (
         }),
     );
     await Promise.all(jobs.map((w) => new Promise<void>((r) => w.on("message", (m) => "ready" in m && r()))));
-    const memcpyBw = memcpyReference(o.bs, o.size, o.iodepth);
     const cpu0 = await vhost.workerCpu();
     const ctl = new Int32Array(control);
     Atomics.store(ctl, 0, 1);
@@ -138,7 +119,8 @@ export async function runFio(o: FioOptions, progress: (line: string) => void = (
       }),
       guestCpu: jobResults.reduce((s, j) => ({ user: s.user + (j.cpu?.user ?? 0), system: s.system + (j.cpu?.system ?? 0) }), { user: 0, system: 0 }),
       kicks: jobResults.reduce((s, j) => s + j.kicks, 0),
-      memcpyBw,
+      // A RAM disk run is compared with the C request loop and C memcpy at its block size, now.
+      native: o.backstore.backstore === "ram" ? nativeReference(o.bs, o.iodepth, Math.min(2000, Math.max(500, o.runtimeMs))) : undefined,
       // A file or NBD backstore is compared with the same I/O done directly on its storage, now.
       references: backstoreReference(o, Math.min(2000, Math.max(500, o.runtimeMs))),
     };

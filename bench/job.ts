@@ -6,6 +6,7 @@ import { performance } from "node:perf_hooks";
 import hdr from "hdr-histogram-js";
 import { PolledScsiQueue, type ReleasedQueue } from "../src/guest/polled-queue.js";
 import { threadCpuMs } from "../src/worker/thread-cpu.js";
+import { AdaptivePoll } from "../src/worker/adaptive-poll.js";
 import type { FioOptions } from "./options.js";
 
 /** What the main thread gives a job. */
@@ -193,6 +194,9 @@ function drainAll(fns: ((slot: number, ok: boolean) => void)[]): void {
 }
 
 
+/** How long this job polls with nothing reaped before sleeping on the interrupt (adapted within --guest-poll). */
+const poll = new AdaptivePoll(o.guestPollUs);
+
 /** Reaps and publishes until `until` says so; polls, and sleeps on interrupts when idle for a while. */
 function runLoop(until: () => boolean): void {
   let iter = 0;
@@ -204,14 +208,18 @@ function runLoop(until: () => boolean): void {
     for (let qi = 0; qi < queues.length; qi++) queues[qi].publish();
     if ((++iter & 255) === 0 && until()) return;
     if (n > 0) {
+      if (idleSince >= 0) poll.waited((passNow - idleSince) * 1000, false, o.guestPollUs);
       idleSince = -1;
       continue;
     }
-    if ((iter & 63) !== 0) continue;
+    if ((iter & 63) !== 0 && poll.windowUs > 0) continue;
     if (stopping && allIdle()) return;
     const now = performance.now();
     if (idleSince < 0) idleSince = now;
-    else if (now - idleSince >= o.guestPollUs / 1000) queues[0].wait(1);
+    if (now - idleSince < poll.windowUs / 1000) continue;
+    queues[0].wait(1);
+    poll.waited((performance.now() - idleSince) * 1000, true, o.guestPollUs);
+    idleSince = -1;
   }
 }
 

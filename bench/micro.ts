@@ -13,6 +13,7 @@ import { TsInquiryQueue } from "./reference/ts-inquiry.js";
 import { ScsiBench } from "./scsi-bed.js";
 import { runRingBench } from "./ring.js";
 import { dataplaneModule } from "../src/wasm/dataplane.js";
+import { nativeReference } from "./native-reference.js";
 
 const TIME = Number(process.env.BENCH_TIME_MS ?? 1000);
 
@@ -175,12 +176,38 @@ async function scaling(): Promise<void> {
   rows.push({ name: "multi-queue scaling, device side: 4 KiB RAM-disk reads, threads each with a queue", a: "2 queues, 2 workers", aRate: two, b: "1 queue, 1 worker", bRate: one, unit: "req/s" });
 }
 
+async function nativeLoop(): Promise<void> {
+  // The device side of a RAM-disk READ (chain walk, virtio-scsi and CDB parsing, copy, response,
+  // used ring) beside the C loop of bench/perf-ref, which does that and the guest's side too.
+  for (const bs of [4096, 512]) {
+    const n = nativeReference(bs, 32, TIME, [1, 2]);
+    if (n.missing) {
+      console.log(`C reference at ${bs} B: not run: ${n.missing}`);
+      continue;
+    }
+    const BATCH = 32;
+    const blocks = bs / 512;
+    const b = new ScsiBench(BATCH, bs, (i) => read16(((i * 7919) % 16000) * blocks, blocks), { backstore: "ram", size: 64 << 20 });
+    const bench = new Bench({ time: TIME, warmupTime: 200 }).add("wasm", b.run);
+    await bench.run();
+    const r = bench.tasks[0].result;
+    if (!("throughput" in r)) throw new Error(`wasm: ${r.state}`);
+    b.check();
+    const wasm = r.throughput.mean * BATCH;
+    for (const c of n.runs) {
+      const what = c.mode === 1 ? "C loop, guest and device in one thread" : "C loop, guest and device threads polling";
+      rows.push({ name: `${bs} B RAM-disk READ: data plane (device side only) vs the C loop (mode ${c.mode})`, a: "wasm device side", aRate: wasm, b: what, bRate: c.iops, unit: "req/s" });
+    }
+  }
+}
+
 await ringNull();
 await indirect();
 await inquiryDispatch();
 await copies();
 await eventfdRoundTrip();
 await scaling();
+await nativeLoop();
 
 console.log(`micro-benchmarks (${TIME} ms per task, ${process.version}); ratio = first / second, measured in the same run\n`);
 for (const r of rows) {

@@ -1,6 +1,8 @@
 import hdr from "hdr-histogram-js";
+import { availableParallelism } from "node:os";
 import type { FioOptions } from "./options.js";
 import type { Reference } from "./backstore-reference.js";
+import { NATIVE_DISK_BYTES, type NativeReference } from "./native-reference.js";
 import type { JobResult } from "./job.js";
 
 const PCTS = [1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.5, 99.9, 99.95, 99.99];
@@ -52,6 +54,7 @@ const units = (n: number, base: number, names: string[]) => {
 };
 export const fmtIops = (n: number) => units(n, 1000, ["", "k", "M"]);
 export const fmtBw = (n: number) => `${units(n, 1024, ["B", "KiB", "MiB", "GiB"])}/s`;
+const fmtBytes = (n: number) => `${n / 1048576}MiB`;
 const fmtNs = (n: number) => (n >= 10_000_000 ? `${(n / 1e6).toFixed(1)}ms` : n >= 10_000 ? `${(n / 1e3).toFixed(1)}us` : `${Math.round(n)}ns`);
 
 export interface DeviceInfo {
@@ -59,9 +62,8 @@ export interface DeviceInfo {
   workers: { id: number; user: number; system: number; busy: number }[];
   guestCpu: { user: number; system: number };
   kicks: number;
-  /** Native memcpy bandwidth measured in the same run with the same chunk size, bytes/s. */
-  memcpyBw: number;
-  /** A file backstore: the same I/O by a plain fs loop and by fio on the same file, same run. */
+  /** The C request loop and C memcpy at the same block size, same run (RAM disk runs). */
+  native?: NativeReference;
   /** Yardsticks on the same backstore storage, same run (file, nbd). */
   references: Reference[];
 }
@@ -103,6 +105,8 @@ export function jsonReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): u
     ],
     device: {
       queues: o.queues,
+      cores: availableParallelism(),
+      busy_threads: busyThreads(o),
       workers: dev.workers.map((w) => ({ id: w.id, usr_cpu_ms: w.user, sys_cpu_ms: w.system, busy_ms: Math.round(w.busy) })),
       iops_per_busy_core: (() => {
         const busy = dev.workers.reduce((s, w) => s + w.busy, 0) / 1000;
@@ -111,7 +115,11 @@ export function jsonReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): u
       })(),
       guest_cpu_ms: dev.guestCpu,
       kicks: dev.kicks,
-      memcpy_bw_bytes: Math.round(dev.memcpyBw),
+      ...(dev.native && {
+        native_reference: dev.native.missing
+          ? { missing: dev.native.missing }
+          : Object.fromEntries(dev.native.runs.flatMap((r) => [[`mode${r.mode}_iops`, Math.round(r.iops)], ["memcpy_bw_bytes", Math.round(r.memcpyBw)]])),
+      }),
       ...(dev.references.length && {
         backstore_reference: Object.fromEntries(dev.references.map((r) => [r.key, r.iops === undefined ? null : Math.round(r.iops)])),
       }),
@@ -119,10 +127,20 @@ export function jsonReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): u
   };
 }
 
+/** Threads that poll or run the whole time: the guest jobs and the vhost workers. */
+const busyThreads = (o: FioOptions) => o.numjobs + o.workers;
+
 /** The text report: fio-like lines per direction with latency percentiles, then the threads' CPU. */
 export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): string {
   const lines: string[] = [];
   lines.push(`vhost-scsi: (g=0): rw=${o.rw}, bs=${o.bs}B, iodepth=${o.iodepth}, numjobs=${o.numjobs}, queues=${o.queues}, workers=${o.workers}, backstore=${o.backstoreArg}, block-size=${o.blockSize}`);
+  const busy = busyThreads(o);
+  if (busy > availableParallelism()) {
+    lines.push(
+      `  note: ${busy} busy threads (${o.numjobs} guest jobs, ${o.workers} vhost workers) on ${availableParallelism()} cores: each hand-over waits for a time slice,` +
+        ` polling backs off to sleeping; expect a fraction of a configuration that fits (e.g. --queues ${o.queues} --workers 1 --numjobs 1)`,
+    );
+  }
   for (const d of ["read", "write"] as const) {
     const s = summarize(jobs, d);
     if (s.ios === 0) continue;
@@ -147,7 +165,17 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
   const allIos = jobs.reduce((s, j) => s + j.read.ios + j.write.ios, 0);
   if (busyS > 0) lines.push(`  device throughput per busy core: ${fmtIops(allIos / busyS)} IOPS`);
   const bw = summarize(jobs, "read").bw + summarize(jobs, "write").bw;
-  lines.push(`  memcpy reference (${o.bs}-byte chunks, same run): ${fmtBw(dev.memcpyBw)}; this run moved ${((bw / dev.memcpyBw) * 100).toFixed(0)}% of it`);
+  if (dev.native) {
+    const iops = summarize(jobs, "read").iops + summarize(jobs, "write").iops;
+    const n = dev.native;
+    const disk = o.size === NATIVE_DISK_BYTES ? "" : `; its disk is ${fmtBytes(NATIVE_DISK_BYTES)}, this run addressed ${fmtBytes(o.size)}`;
+    if (n.missing) lines.push(`  C reference (bench/perf-ref/vring_ref.c): not run: ${n.missing}`);
+    for (const r of n.runs) {
+      const what = r.mode === 2 ? "guest and device threads polling (mode 2)" : "one thread doing both (mode 1)";
+      lines.push(`  C reference (bench/perf-ref/vring_ref.c, same run${disk}): ${what} ${fmtIops(r.iops)} IOPS, this run ${(iops / r.iops).toFixed(2)}x of it`);
+    }
+    if (n.runs.length) lines.push(`    memcpy in C (${o.bs}-byte chunks, same run): ${fmtBw(n.runs[0].memcpyBw)}; this run moved ${((bw / n.runs[0].memcpyBw) * 100).toFixed(0)}% of it`);
+  }
   if (dev.references.length) {
     const iops = summarize(jobs, "read").iops + summarize(jobs, "write").iops;
     lines.push(`  backstore reference (same ${o.backstore.backstore === "file" ? "file" : "export"}, same run):`);

@@ -10,6 +10,7 @@ import { WorkerCore } from "./worker-core.js";
 import { POLL_MORE, POLL_WAITING } from "./scsi-vrings.js";
 import type { WorkerInit, WorkerReply, WorkerRequest } from "./thread-protocol.js";
 import { threadCpuMs } from "./thread-cpu.js";
+import { AdaptivePoll } from "./adaptive-poll.js";
 
 const init = workerData as WorkerInit;
 const dp = instantiateDataplane(init.memory, init.area, init.module);
@@ -65,6 +66,7 @@ async function main(): Promise<void> {
   let lastBell = -1;
   let lastProgress = -1;
   let idleSince = -1;
+  const poll = new AdaptivePoll(0);
   while (running) {
     // Control requests and kicks both ring the doorbell: look at them only when it moved.
     const bell = table.value(init.doorbell);
@@ -75,12 +77,15 @@ async function main(): Promise<void> {
       core.consumeKicks();
     }
     ++iter;
-    const us = stopping ? 0 : core.busyloopUs;
-    // Busy-polling (VHOST_SET_VRING_BUSYLOOP_TIMEOUT): drain with kicks left off for as long as
-    // work keeps coming or the window lasts; then one pass with kicks back on before sleeping.
+    const limit = stopping ? 0 : core.busyloopUs;
+    // Busy-polling (VHOST_SET_VRING_BUSYLOOP_TIMEOUT), for the window AdaptivePoll keeps within
+    // that limit: drain with kicks left off for as long as work keeps coming or the window
+    // lasts; then one pass with kicks back on before sleeping.
+    const us = Math.min(limit, poll.windowUs);
     let r = core.drain(us > 0);
     if (r === POLL_MORE || core.server.progress !== lastProgress) {
       lastProgress = core.server.progress;
+      if (idleSince >= 0) poll.waited((performance.now() - idleSince) * 1000, false, limit);
       idleSince = -1;
       continue;
     }
@@ -101,8 +106,10 @@ async function main(): Promise<void> {
       }
     }
     if (table.value(init.doorbell) !== lastBell) continue;
+    const waitStart = idleSince >= 0 ? idleSince : performance.now();
     // A TMF waiting for aborted requests, or a vring being detached, is looked at every millisecond.
     table.wait(init.doorbell, lastBell, r === POLL_WAITING ? 1 : Infinity);
+    poll.waited((performance.now() - waitStart) * 1000, true, limit);
     idleSince = -1;
   }
 }

@@ -5,11 +5,13 @@ import { fileURLToPath } from "node:url";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { availableParallelism } from "node:os";
 import { OptionError, parseOptions, parseSize, parseTime } from "../../bench/options.js";
 import { until } from "../helpers/backstores.js";
 
 const has = (cmd: string) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
 const FIO = has("fio");
+const GCC = has("gcc");
 const NBDKIT = has("nbdkit");
 if (!FIO) console.warn("fio is not installed (Debian package fio): the benchmark's fio yardsticks are not checked");
 if (!NBDKIT) console.warn("skipped: the NBD benchmark run needs nbdkit (Debian package nbdkit)");
@@ -83,6 +85,15 @@ describe("the benchmark CLI", () => {
     expect(read.lat_ns.min).toBeLessThanOrEqual(read.lat_ns.percentile["50.000000"]);
     expect(j.jobs[0].error).toBe(0);
     expect(j.device.workers).toHaveLength(1);
+    // The C request loop ran in the same run at the same block size (where gcc is installed).
+    if (GCC) expect(j.device.native_reference.mode2_iops).toBeGreaterThan(0);
+    else expect(j.device.native_reference.missing).toMatch(/gcc/);
+  });
+
+  it("says when the busy threads outnumber the cores", async () => {
+    const r = await run("--runtime=300ms", `--queues=${availableParallelism()}`, `--workers=${availableParallelism()}`, "--numjobs=2", "--busy-poll=0");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`note: ${availableParallelism() + 2} busy threads \\(2 guest jobs, ${availableParallelism()} vhost workers\\) on ${availableParallelism()} cores`));
   });
 
   it("--verify on randrw reports 0 mismatches", async () => {
