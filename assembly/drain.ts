@@ -5,7 +5,8 @@
 import { DRAIN_ERROR, DRAIN_MORE, DRAIN_STALLED } from "./defs";
 import { IoVecArray } from "./iovec";
 import { vq_pop_chain } from "./chain";
-import { VirtQueue, VQ_NO_HEAD, vq_add_used, vq_disable_notify, vq_enable_notify, vq_flush_used } from "./queue";
+import { VirtQueue, VQ_NO_HEAD, vq_add_used, vq_disable_notify, vq_enable_notify, vq_flush_used, vq_publish_used } from "./queue";
+const EARLY_MASK: u32 = 7;
 
 /** A handler's answer when the request completes later (an asynchronous backstore holds it). */
 export const REQUEST_PENDING: i64 = -1;
@@ -44,6 +45,7 @@ export function vq_drain<D>(vq: VirtQueue, iov: IoVecArray, dev: D, weight: u32,
     } else {
       vq_add_used(vq, head, <u32>written);
       added = true;
+      if ((served & EARLY_MASK) == EARLY_MASK) vq_publish_used(vq);
     }
     if (++served >= weight) {
       flags |= DRAIN_MORE;

@@ -110,13 +110,18 @@ export function vq_add_used(vq: VirtQueue, head: u32, len: u32): void {
   vq.completed++;
 }
 
+/** Stores used->idx (release ordering, VIRTIO 1.2, 2.7.8.2) without deciding on an interrupt. */
+@inline export function vq_publish_used(vq: VirtQueue): void {
+  atomic.store<u16>(<usize>vq.used, <u16>vq.last_used_idx, 2);
+}
+
 /**
  * Publishes the used elements added so far (used->idx store with release ordering, VIRTIO 1.2,
  * 2.7.8.2) and decides whether the driver wants an interrupt. Returns DRAIN_USED, plus
  * DRAIN_SIGNAL when the call eventfd should be signalled.
  */
 export function vq_flush_used(vq: VirtQueue): u32 {
-  atomic.store<u16>(<usize>vq.used, <u16>vq.last_used_idx, 2);
+  vq_publish_used(vq);
   if (!vq_needs_notification(vq)) return DRAIN_USED;
   vq.signals++;
   return DRAIN_USED | DRAIN_SIGNAL;

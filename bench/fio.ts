@@ -13,7 +13,9 @@ import { helpText, OptionError, PROGRAM, parseOptions, type FioOptions } from ".
 import { fmtBw, fmtIops, jsonReport, textReport, type DeviceInfo } from "./report.js";
 import { backstoreReference } from "./backstore-reference.js";
 import { nativeReference } from "./native-reference.js";
-import type { JobInit, JobResult } from "./job.js";
+import type { JobResult } from "./job.js";
+import type { JobInit } from "./guest-engine.js";
+import { engineAreaBytes } from "./wasm-engine.js";
 
 const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(n));
 
@@ -24,6 +26,9 @@ export async function runFio(o: FioOptions, progress: (line: string) => void = (
   const maxDepth = Math.max(...jobQueues.flatMap((qs, j) => qs.map((_, k) => depthOf(j, k))));
   const queueSize = Math.min(32768, Math.max(128, nextPow2(3 * maxDepth)));
   const bufferBytes = jobQueues.reduce((s, qs, j) => s + qs.reduce((t, _, k) => t + depthOf(j, k) * polledSlotSize(o.bs), 0), 0);
+  const regionBytes = o.verify ? Math.floor(o.size / o.numjobs / o.bs) * o.bs : o.size;
+  // The WebAssembly engine's state is the guest program's memory: guest RAM, one area per job.
+  const engineBytes = jobQueues.map((qs, j) => (o.engine === "wasm" ? engineAreaBytes(qs.map((_, k) => depthOf(j, k)), Math.floor(regionBytes / o.bs), o.verify) : 0));
   const lun = {
     ...o.backstore,
     size: o.size,
@@ -35,7 +40,7 @@ export async function runFio(o: FioOptions, progress: (line: string) => void = (
     queues: o.queues,
     workers: o.workers,
     queueSize,
-    guestMemory: Math.ceil((bufferBytes + 16 * queueSize * (o.queues + 2) * 2 + (8 << 20)) / 65536) * 65536,
+    guestMemory: Math.ceil((bufferBytes + engineBytes.reduce((a, b) => a + b + 4096, 0) + 16 * queueSize * (o.queues + 2) * 2 + (8 << 20)) / 65536) * 65536,
   });
   try {
     await commandRetryingUA(bed.driver, { lun: 0, cdb: testUnitReady() });
@@ -44,11 +49,12 @@ export async function runFio(o: FioOptions, progress: (line: string) => void = (
     for (let q = 0; q < o.queues; q++) await vhost.SET_VRING_BUSYLOOP_TIMEOUT({ index: 2 + q, num: o.busyPollUs });
     const stats = new SharedArrayBuffer(o.numjobs * 4 * 8);
     const control = new SharedArrayBuffer(8);
-    const regionBytes = o.verify ? Math.floor(o.size / o.numjobs / o.bs) * o.bs : o.size;
     const jobs = jobQueues.map((qs, j) => {
       const init: JobInit = {
         index: j,
         buffer: bed.shm.buffer,
+        memory: bed.shm.memory,
+        engineArea: engineBytes[j] ? bed.mem.hva(bed.mem.alloc(engineBytes[j], 4096)) : 0,
         queues: qs.map((q, k) => {
           const r = bed.driver.releaseQueue(q);
           const depth = depthOf(j, k);

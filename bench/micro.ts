@@ -14,6 +14,8 @@ import { ScsiBench } from "./scsi-bed.js";
 import { runRingBench } from "./ring.js";
 import { dataplaneModule } from "../src/wasm/dataplane.js";
 import { nativeReference } from "./native-reference.js";
+import { runFio } from "./fio.js";
+import { parseOptions } from "./options.js";
 
 const TIME = Number(process.env.BENCH_TIME_MS ?? 1000);
 
@@ -201,6 +203,17 @@ async function nativeLoop(): Promise<void> {
   }
 }
 
+async function engines(): Promise<void> {
+  // The whole path (npm start's job, 4 KiB randread, 64 MiB RAM disk) with each guest load engine.
+  const rate = async (engine: string) => {
+    const r = await runFio(parseOptions([`--runtime=${Math.max(500, TIME)}ms`, "--size=64m", `--engine=${engine}`]));
+    return r.jobs.reduce((s, j) => s + j.read.ios, 0) / (Math.max(...r.jobs.map((j) => j.elapsedMs)) / 1000);
+  };
+  const wasm = await rate("wasm");
+  const ts = await rate("ts");
+  rows.push({ name: "npm start's job (4 KiB randread, 64 MiB RAM disk): guest load engine", a: "--engine wasm", aRate: wasm, b: "--engine ts", bRate: ts, unit: "req/s" });
+}
+
 await ringNull();
 await indirect();
 await inquiryDispatch();
@@ -208,6 +221,7 @@ await copies();
 await eventfdRoundTrip();
 await scaling();
 await nativeLoop();
+await engines();
 
 console.log(`micro-benchmarks (${TIME} ms per task, ${process.version}); ratio = first / second, measured in the same run\n`);
 for (const r of rows) {

@@ -27,6 +27,8 @@ export interface FioOptions {
   busyPollUs: number;
   /** How long a guest job polls its used rings without completions before sleeping on the interrupt, µs. */
   guestPollUs: number;
+  /** The guest jobs' load engine: WebAssembly (dist/guest-engine.wasm) or the TypeScript PolledScsiQueue. */
+  engine: "wasm" | "ts";
   help: boolean;
 }
 
@@ -85,6 +87,8 @@ worker threads -> SCSI target (WASM) -> backstore -> used ring -> guest.
   --busy-poll=USEC     vhost busy-poll window (VHOST_SET_VRING_BUSYLOOP_TIMEOUT) [200]
   --guest-poll=USEC    guest jobs poll the used ring this long before sleeping
                        on the interrupt (fio's hipri, Linux io_poll)        [200]
+  --engine=wasm|ts     the guest jobs' load engine: WebAssembly, or the
+                       TypeScript guest driver (PolledScsiQueue)            [wasm]
   --verify             write checksummed blocks, read them back, count mismatches
   --output-format=json, --json   one JSON object in fio's shape on stdout
   -h, --help           this text
@@ -113,6 +117,7 @@ export function parseOptions(argv: string[]): FioOptions {
         "block-size": { type: "string" },
         "busy-poll": { type: "string" },
         "guest-poll": { type: "string" },
+        engine: { type: "string" },
         verify: { type: "boolean" },
         json: { type: "boolean" },
         "output-format": { type: "string" },
@@ -148,6 +153,8 @@ export function parseOptions(argv: string[]): FioOptions {
   const numjobs = int("numjobs", v.numjobs ?? "1", 1, 64);
   if (numjobs > queues) throw new OptionError(`--numjobs: ${numjobs} jobs need at least as many --queues (${queues})`);
   const runtimeGiven = v.runtime !== undefined;
+  const engine = v.engine ?? "wasm";
+  if (engine !== "wasm" && engine !== "ts") throw new OptionError(`--engine: '${engine}' must be wasm or ts`);
   return {
     rw,
     bs,
@@ -166,6 +173,7 @@ export function parseOptions(argv: string[]): FioOptions {
     json: v.json === true || fmt === "json",
     busyPollUs: int("busy-poll", v["busy-poll"] ?? "200", 0, 1_000_000),
     guestPollUs: int("guest-poll", v["guest-poll"] ?? "200", 0, 1_000_000),
+    engine,
     help: v.help ?? false,
   };
 }

@@ -13,17 +13,19 @@ const newest = (dir) =>
 mkdirSync(join(root, "dist"), { recursive: true });
 // Two builds of the same data plane: static data at the bottom of the memory (the default
 // layout), and relocated to 16 MiB for a memory it shares with a module that owns the bottom
-// (an emulator: src/memory/shared-memory.ts RELOCATED_STATIC_BASE).
+// (an emulator: src/memory/shared-memory.ts RELOCATED_STATIC_BASE). And the benchmark's guest
+// load engine, which shares the memory too and so must have no static data at all.
 const builds = [
-  { name: "dataplane", base: 0 },
-  { name: "dataplane-reloc", base: 16 << 20 },
+  { name: "dataplane", entry: "assembly/index.ts", base: 0 },
+  { name: "dataplane-reloc", entry: "assembly/index.ts", base: 16 << 20 },
+  { name: "guest-engine", entry: "assembly/guest/engine.ts", base: 0, noData: true },
 ];
-for (const { name, base } of builds) {
+for (const { name, entry, base, noData } of builds) {
   const wasm = join(root, "dist", `${name}.wasm`);
   const wat = join(root, "dist", `${name}.wat`);
   if (!existsSync(wasm) || statSync(wasm).mtimeMs < Math.max(newest(join(root, "assembly")), statSync(new URL(import.meta.url)).mtimeMs)) {
     execFileSync(bin("asc"), [
-      "assembly/index.ts",
+      entry,
       "--outFile", `dist/${name}.wasm`,
       "--textFile", `dist/${name}.wat`,
       "--runtime", "stub",
@@ -33,11 +35,12 @@ for (const { name, base } of builds) {
       "--optimizeLevel", "3", "--shrinkLevel", "0", "--converge", "--noAssert",
     ], { cwd: root, stdio: "inherit" });
   }
-  // The data plane must never allocate: per-instance heaps would overlap in the one shared memory,
-  // and the runtime's bump heap starts right after the static data. A module that links the
-  // runtime allocator is refused here.
-  if (/\$~lib\/rt\//.test(readFileSync(wat, "utf8"))) {
-    throw new Error(`${wat} uses the AssemblyScript runtime allocator: the data plane must not allocate`);
-  }
+  // No module may allocate: per-instance heaps would overlap in the one shared memory, and the
+  // runtime's bump heap starts right after the static data. A module that links the runtime
+  // allocator is refused here, and one that must share the bottom of the memory with the data
+  // plane is refused if it has any static data.
+  const text = readFileSync(wat, "utf8");
+  if (/\$~lib\/rt\//.test(text)) throw new Error(`${wat} uses the AssemblyScript runtime allocator: it must not allocate`);
+  if (noData && /\(data /.test(text)) throw new Error(`${wat} has static data: it would overlap the data plane's`);
 }
 execFileSync(bin("tsc"), ["-p", "tsconfig.json"], { cwd: root, stdio: "inherit" });

@@ -52,6 +52,7 @@ describe("fio-like options", () => {
     [["--backstore=file"], /needs a path/],
     [["--size=5g"], /4 GiB/],
     [["--nope"], /Unknown option/],
+    [["--engine=c"], /--engine: 'c' must be wasm or ts/],
   ])("refuses %j", (args, msg) => {
     expect(() => parseOptions(args)).toThrow(OptionError);
     expect(() => parseOptions(args)).toThrow(msg);
@@ -63,7 +64,7 @@ describe("the benchmark CLI", () => {
     const r = await run("--help");
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("ram, null, file:PATH");
-    for (const o of ["--io-threads", "--rw", "--bs", "--iodepth", "--queues", "--numjobs", "--workers", "--runtime", "--size", "--backstore", "--block-size", "--verify", "--json", "--busy-poll", "--guest-poll"]) expect(r.stdout).toContain(o);
+    for (const o of ["--io-threads", "--rw", "--bs", "--iodepth", "--queues", "--numjobs", "--workers", "--runtime", "--size", "--backstore", "--block-size", "--verify", "--json", "--busy-poll", "--guest-poll", "--engine"]) expect(r.stdout).toContain(o);
   });
 
   it("a bad option value is a one-line error, no stack trace, exit 1", async () => {
@@ -103,6 +104,25 @@ describe("the benchmark CLI", () => {
     expect(Number(m[1])).toBeGreaterThan(100);
     expect(Number(m[2])).toBe(0);
     expect(r.stdout).toMatch(/read: IOPS=.*\n.*lat \(nsec\)/);
+  });
+
+  it.each(["wasm", "ts"])("--engine %s: --verify counts every block that does not come back as written (null backstore)", async (engine) => {
+    const r = await run("--json", "--backstore=null", "--verify", "--rw=write", "--size=1m", `--engine=${engine}`);
+    expect(r.code).toBe(2);
+    const v = JSON.parse(r.stdout).jobs[0].verify;
+    expect(v.blocks).toBe(256);
+    expect(v.mismatches).toBe(256);
+  });
+
+  it.each(["wasm", "ts"])("--engine %s: randrw with --verify over two queues and jobs, 0 mismatches", async (engine) => {
+    const r = await run("--json", "--verify", "--rw=randrw", "--runtime=300ms", "--size=8m", "--queues=2", "--numjobs=2", "--busy-poll=0", `--engine=${engine}`);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout).jobs[0];
+    expect(j.read.total_ios).toBeGreaterThan(100);
+    expect(j.write.total_ios).toBeGreaterThan(100);
+    expect(j.verify.blocks).toBeGreaterThan(0);
+    expect(j.verify.mismatches).toBe(0);
+    expect(j.error).toBe(0);
   });
 
   it("runs on a file backstore with --size and no --runtime, doing --size bytes", async () => {

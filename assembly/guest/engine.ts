@@ -1,0 +1,481 @@
+// The benchmark's guest load engine (its own module, dist/guest-engine.wasm): what a fio job
+// does on a polled virtio-scsi request queue, in WebAssembly as fio's engines are native code.
+// Per request slot a fixed chain of three descriptors (request header, response, data; VIRTIO
+// 1.2 5.6.6) carries a READ(16) or WRITE(16); avail->idx is published once per pass and the
+// device kicked only when avail_event asks for it (2.7.10); used entries are reaped by polling,
+// each response checked, its latency recorded in a log-linear histogram, and with verify every
+// written block stamped and every block read checked. The TypeScript job thread calls pass()
+// once per batch and writes the kick eventfds this reports.
+//
+// All state lives in memory the caller hands in (guest RAM: this is the guest's program); the
+// module has no static data, so it can share the memory with the data plane.
+import { vring_need_event } from "../queue";
+
+// ---- job state (bytes from the state pointer) ----
+const J_QUEUES: usize = 0;
+const J_BS: usize = 4;
+const J_BLOCK_SIZE: usize = 8;
+const J_MODE: usize = 12;
+const J_MIX: usize = 16;
+const J_BLOCKS: usize = 20;
+const J_SEED: usize = 24;
+const J_SEQ_NEXT: usize = 28;
+const J_GEN: usize = 32;
+const J_STOPPING: usize = 36;
+const J_KICKS: usize = 40;
+const J_PHASE: usize = 44;
+const J_CURSOR: usize = 48;
+const J_QTAB: usize = 52;
+const J_GENS: usize = 56;
+const J_BUSY: usize = 60;
+const J_HIST: usize = 64;
+const J_REGION: usize = 72; // u64 bytes
+const J_NOW: usize = 80; // u64 ns of the current pass
+const J_COUNTERS: usize = 88; // u64 each, COUNTER_*
+const COUNTERS: usize = 8;
+const J_SIZE: usize = J_COUNTERS + 8 * COUNTERS;
+
+/** Counters the caller reads (engine_counter). */
+const COUNTER_READ_IOS: u32 = 0;
+const COUNTER_READ_BYTES: u32 = 1;
+const COUNTER_WRITE_IOS: u32 = 2;
+const COUNTER_WRITE_BYTES: u32 = 3;
+const COUNTER_ERRORS: u32 = 4;
+const COUNTER_MISMATCHES: u32 = 5;
+const COUNTER_VERIFIED: u32 = 6;
+
+/** J_MODE bits. */
+const MODE_SEQUENTIAL: u32 = 1;
+const MODE_MIXED: u32 = 2;
+const MODE_ALL_READS: u32 = 4;
+const MODE_VERIFY: u32 = 8;
+
+/** Phases: the timed run; writing the whole region first (verify on reads); reading back what was written. */
+const PHASE_RUN: u32 = 0;
+const PHASE_FILL: u32 = 1;
+const PHASE_READBACK: u32 = 2;
+
+// ---- queue state ----
+const Q_DESC: usize = 0;
+const Q_AVAIL: usize = 4;
+const Q_USED: usize = 8;
+const Q_MASK: usize = 12;
+const Q_DEPTH: usize = 16;
+const Q_BUF_HVA: usize = 20;
+const Q_BUF_GPA: usize = 24; // u64
+const Q_AVAIL_SHADOW: usize = 32;
+const Q_KICKED: usize = 36;
+const Q_LAST_USED: usize = 40;
+const Q_TAG: usize = 44;
+const Q_SLOTS: usize = 48;
+const Q_SIZE: usize = 56;
+
+// ---- slot state ----
+const S_BLOCK: usize = 0;
+const S_READ: usize = 4; // u8: the request is a read
+const S_LAYOUT: usize = 5; // u8: 0 laid out for writing, 1 for reading, 2 not yet
+const S_START: usize = 8; // u64 ns
+const S_SIZE: usize = 16;
+
+// ---- a slot's guest RAM: header, response, data ----
+const SLOT_HDR: usize = 0;
+const SLOT_RESP: usize = 64;
+const SLOT_DATA: usize = 256;
+const CMD_REQ_SIZE: u32 = 51; // virtio_scsi_cmd_req with a 32-byte CDB
+const CMD_RESP_SIZE: u32 = 108; // virtio_scsi_cmd_resp with 96 bytes of sense
+const VRING_DESC_F_NEXT: u16 = 1;
+const VRING_DESC_F_WRITE: u16 = 2;
+const READ_16: u8 = 0x88;
+const WRITE_16: u8 = 0x8a;
+
+// ---- latency histogram: values in ns, exact below 1024, then 512 buckets per power of two ----
+const SUB: u32 = 1024;
+const HALF: u32 = 512;
+const HIST_BUCKETS: u32 = SUB + 54 * HALF;
+
+/** The bucket of a value. */
+@inline function bucket(v: u64): u32 {
+  if (v < <u64>SUB) return <u32>v;
+  const shift = <u32>(63 - clz(v)) - 9; // v >> shift is in [512, 1024)
+  return SUB + (shift - 1) * HALF + (<u32>(v >> shift) - HALF);
+}
+
+/** The middle of a bucket's range (what the caller records it as). */
+export function engine_bucket_value(b: u32): f64 {
+  if (b < SUB) return <f64>b;
+  const shift = (b - SUB) / HALF + 1;
+  const low = <u64>((b - SUB) % HALF + HALF) << shift;
+  return <f64>low + <f64>((<u64>1 << shift) >> 1);
+}
+
+export function engine_job_bytes(): u32 {
+  return <u32>J_SIZE;
+}
+export function engine_queue_bytes(): u32 {
+  return <u32>Q_SIZE;
+}
+export function engine_slot_bytes(): u32 {
+  return <u32>S_SIZE;
+}
+export function engine_hist_buckets(): u32 {
+  return HIST_BUCKETS;
+}
+
+/** Guest RAM one slot needs for requests of `bs` bytes (header, response, data rounded to 4 KiB). */
+@inline function slot_ram(bs: u32): u32 {
+  return <u32>SLOT_DATA + ((bs + 4095) & ~4095);
+}
+export function engine_slot_ram(bs: u32): u32 {
+  return slot_ram(bs);
+}
+
+/**
+ * Sets up a job at `st`: its queues' table at `qtab` (nQueues * engine_queue_bytes()), the
+ * verify tables (gens: u32 per block, busy: u8 per block; 0 without verify), and two
+ * histograms at `hist` (reads, writes: engine_hist_buckets() u32 each), all zeroed by the caller.
+ */
+export function engine_init(
+  st: usize, nQueues: u32, qtab: usize, bs: u32, blockSize: u32, mode: u32, mix: u32, blocks: u32,
+  seed: u32, region: u64, gens: usize, busy: usize, hist: usize,
+): void {
+  store<u32>(st + J_QUEUES, nQueues);
+  store<u32>(st + J_BS, bs);
+  store<u32>(st + J_BLOCK_SIZE, blockSize);
+  store<u32>(st + J_MODE, mode);
+  store<u32>(st + J_MIX, mix);
+  store<u32>(st + J_BLOCKS, blocks);
+  store<u32>(st + J_SEED, seed != 0 ? seed : 1);
+  store<u32>(st + J_GEN, 1);
+  store<u32>(st + J_QTAB, <u32>qtab);
+  store<u32>(st + J_GENS, <u32>gens);
+  store<u32>(st + J_BUSY, <u32>busy);
+  store<u32>(st + J_HIST, <u32>hist);
+  store<u64>(st + J_REGION, region);
+}
+
+/**
+ * Sets up queue qi: its ring in shared-memory offsets (desc, avail, used, `num` entries), the
+ * indices the guest driver left it at, the slots' guest RAM (`depth` * engine_slot_ram(bs) at
+ * bufGpa / bufHva), the slot table (depth * engine_slot_bytes()), and where requests go.
+ */
+export function engine_init_queue(
+  st: usize, qi: u32, desc: usize, avail: usize, used: usize, num: u32, depth: u32,
+  bufGpa: u64, bufHva: usize, availIdx: u32, usedIdx: u32, target: u32, lun: u32, slots: usize,
+): void {
+  const q = queue(st, qi);
+  const bs = load<u32>(st + J_BS);
+  store<u32>(q + Q_DESC, <u32>desc);
+  store<u32>(q + Q_AVAIL, <u32>avail);
+  store<u32>(q + Q_USED, <u32>used);
+  store<u32>(q + Q_MASK, num - 1);
+  store<u32>(q + Q_DEPTH, depth);
+  store<u32>(q + Q_BUF_HVA, <u32>bufHva);
+  store<u64>(q + Q_BUF_GPA, bufGpa);
+  store<u32>(q + Q_AVAIL_SHADOW, availIdx);
+  store<u32>(q + Q_KICKED, availIdx);
+  store<u32>(q + Q_LAST_USED, usedIdx);
+  store<u32>(q + Q_TAG, 1);
+  store<u32>(q + Q_SLOTS, <u32>slots);
+  for (let s: u32 = 0; s < depth; s++) {
+    store<u8>(slots + <usize>s * S_SIZE + S_LAYOUT, 2);
+    const h = bufHva + s * slot_ram(bs) + SLOT_HDR;
+    memory.fill(h, 0, SLOT_DATA);
+    store<u8>(h, 1);
+    store<u8>(h + 1, <u8>target);
+    store<u8>(h + 2, <u8>((lun >> 8) | 0x40));
+    store<u8>(h + 3, <u8>lun);
+  }
+  // used_event far behind: no interrupts while polling.
+  atomic.store<u16>(avail + 4 + 2 * num, <u16>(usedIdx - 1));
+}
+
+@inline function queue(st: usize, qi: u32): usize {
+  return <usize>load<u32>(st + J_QTAB) + <usize>qi * Q_SIZE;
+}
+
+@inline function count(st: usize, c: u32, n: u64): void {
+  const at = st + J_COUNTERS + 8 * <usize>c;
+  store<u64>(at, load<u64>(at) + n);
+}
+
+export function engine_counter(st: usize, c: u32): f64 {
+  return <f64>load<u64>(st + J_COUNTERS + 8 * <usize>c);
+}
+
+/** xorshift32: the job's random stream. */
+@inline function rand(st: usize): u32 {
+  let x = load<u32>(st + J_SEED);
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  store<u32>(st + J_SEED, x);
+  return x;
+}
+
+/** Fills a block's buffer with its stamp: every word derived from (block, generation, index). */
+function stamp(buf: usize, words: u32, block: u32, gen: u32): void {
+  let x = (block + 1) * 0x9e3779b1 ^ gen * 0x85ebca6b;
+  for (let k: u32 = 0; k < words; k++) {
+    x = (x ^ (x >> 15)) * 0x2c1b3c6d + k;
+    store<u32>(buf + 4 * k, x);
+  }
+  store<u32>(buf, block);
+  store<u32>(buf + 4, gen);
+}
+
+function matches(buf: usize, words: u32, block: u32, gen: u32): bool {
+  if (load<u32>(buf) != block || load<u32>(buf + 4) != gen) return false;
+  let x = (block + 1) * 0x9e3779b1 ^ gen * 0x85ebca6b;
+  for (let k: u32 = 0; k < words; k++) {
+    x = (x ^ (x >> 15)) * 0x2c1b3c6d + k;
+    if (k >= 2 && load<u32>(buf + 4 * k) != x) return false;
+  }
+  return true;
+}
+
+/** Writes descriptor i of the queue's table. */
+@inline function set_desc(q: usize, i: u32, gpa: u64, len: u32, flags: u16, next: u16): void {
+  const d = <usize>load<u32>(q + Q_DESC) + 16 * i;
+  store<u64>(d, gpa);
+  store<u32>(d + 8, len);
+  store<u16>(d + 12, flags);
+  store<u16>(d + 14, next);
+}
+
+/** Lays a slot's chain out for reading (header, response, data-in) or writing (header, data-out, response). */
+function layout(q: usize, slot: u32, bs: u32, read: bool): void {
+  const d = 3 * slot;
+  const g = load<u64>(q + Q_BUF_GPA) + <u64>(slot * slot_ram(bs));
+  set_desc(q, d, g + SLOT_HDR, CMD_REQ_SIZE, VRING_DESC_F_NEXT, <u16>(d + 1));
+  if (read) {
+    set_desc(q, d + 1, g + SLOT_RESP, CMD_RESP_SIZE, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, <u16>(d + 2));
+    set_desc(q, d + 2, g + SLOT_DATA, bs, VRING_DESC_F_WRITE, 0);
+  } else {
+    set_desc(q, d + 1, g + SLOT_DATA, bs, VRING_DESC_F_NEXT, <u16>(d + 2));
+    set_desc(q, d + 2, g + SLOT_RESP, CMD_RESP_SIZE, VRING_DESC_F_WRITE, 0);
+  }
+}
+
+/** The block a new request addresses; u32.MAX_VALUE when the phase has no more. */
+function next_block(st: usize): u32 {
+  const blocks = load<u32>(st + J_BLOCKS);
+  const phase = load<u32>(st + J_PHASE);
+  if (phase != PHASE_RUN) {
+    let c = load<u32>(st + J_CURSOR);
+    if (phase == PHASE_READBACK) {
+      const gens = <usize>load<u32>(st + J_GENS);
+      while (c < blocks && load<u32>(gens + 4 * c) == 0) c++;
+    }
+    if (c >= blocks) return u32.MAX_VALUE;
+    store<u32>(st + J_CURSOR, c + 1);
+    return c;
+  }
+  const busy = <usize>load<u32>(st + J_BUSY);
+  const sequential = (load<u32>(st + J_MODE) & MODE_SEQUENTIAL) != 0;
+  // A block with a request in flight is skipped (verify), up to 64 tries.
+  let b: u32;
+  let tries = 0;
+  do {
+    if (sequential) {
+      const n = load<u32>(st + J_SEQ_NEXT);
+      store<u32>(st + J_SEQ_NEXT, n + 1);
+      b = n % blocks;
+    } else {
+      b = rand(st) % blocks;
+    }
+  } while (busy != 0 && load<u8>(busy + b) != 0 && ++tries <= 64);
+  return b;
+}
+
+/** Starts a request in `slot` of queue q, as the phase asks; false when the phase has no more. */
+function issue(st: usize, q: usize, slot: u32): bool {
+  const mode = load<u32>(st + J_MODE);
+  const phase = load<u32>(st + J_PHASE);
+  let read: bool;
+  if (phase == PHASE_FILL) read = false;
+  else if (phase == PHASE_READBACK) read = true;
+  else if ((mode & MODE_ALL_READS) != 0) read = true;
+  else if ((mode & MODE_MIXED) != 0) read = rand(st) % 100 < load<u32>(st + J_MIX);
+  else read = false;
+  const b = next_block(st);
+  if (b == u32.MAX_VALUE) return false;
+  const verify = (mode & MODE_VERIFY) != 0;
+  const gens = <usize>load<u32>(st + J_GENS);
+  // Nothing to check yet: write the block first.
+  if (verify && read && phase == PHASE_RUN && load<u32>(gens + 4 * b) == 0) read = false;
+  const bs = load<u32>(st + J_BS);
+  const s = <usize>load<u32>(q + Q_SLOTS) + <usize>slot * S_SIZE;
+  store<u32>(s + S_BLOCK, b);
+  store<u8>(s + S_READ, read ? 1 : 0);
+  const hva = <usize>load<u32>(q + Q_BUF_HVA) + slot * slot_ram(bs);
+  if (verify) {
+    store<u8>(<usize>load<u32>(st + J_BUSY) + b, 1);
+    if (!read) {
+      const gen = load<u32>(st + J_GEN);
+      store<u32>(st + J_GEN, gen + 1);
+      store<u32>(gens + 4 * b, gen);
+      stamp(hva + SLOT_DATA, bs >> 2, b, gen);
+    }
+  }
+  store<u64>(s + S_START, load<u64>(st + J_NOW));
+  if (<u32>load<u8>(s + S_LAYOUT) != (read ? 1 : 0)) {
+    layout(q, slot, bs, read);
+    store<u8>(s + S_LAYOUT, read ? 1 : 0);
+  }
+  // READ(16) / WRITE(16): tag, opcode, LBA, transfer length (big-endian).
+  const lba = (load<u64>(st + J_REGION) + <u64>b * bs) / load<u32>(st + J_BLOCK_SIZE);
+  const tag = load<u32>(q + Q_TAG);
+  store<u32>(q + Q_TAG, tag + 1);
+  store<u32>(hva + 8, tag);
+  const cdb = hva + 19;
+  store<u8>(cdb, read ? READ_16 : WRITE_16);
+  store<u64>(cdb + 2, bswap<u64>(lba));
+  store<u32>(cdb + 10, bswap<u32>(bs / load<u32>(st + J_BLOCK_SIZE)));
+  const avail = <usize>load<u32>(q + Q_AVAIL);
+  const shadow = load<u32>(q + Q_AVAIL_SHADOW);
+  store<u16>(avail + 4 + 2 * (shadow & load<u32>(q + Q_MASK)), <u16>(3 * slot));
+  store<u32>(q + Q_AVAIL_SHADOW, (shadow + 1) & 0xffff);
+  return true;
+}
+
+/** Publishes what was submitted to queue qi; marks it for a kick if the device asked (event-idx). */
+function publish(st: usize, qi: u32): void {
+  const q = queue(st, qi);
+  const old = load<u32>(q + Q_KICKED);
+  const now = load<u32>(q + Q_AVAIL_SHADOW);
+  if (old == now) return;
+  const avail = <usize>load<u32>(q + Q_AVAIL);
+  atomic.store<u16>(avail + 2, <u16>now);
+  store<u32>(q + Q_KICKED, now);
+  const used = <usize>load<u32>(q + Q_USED);
+  const availEvent = <u32>atomic.load<u16>(used + 4 + 8 * (load<u32>(q + Q_MASK) + 1));
+  if (vring_need_event(availEvent, now, old)) store<u32>(st + J_KICKS, load<u32>(st + J_KICKS) | (1 << qi));
+}
+
+/** A request came back: checks it, counts it, and starts the next one in its slot (unless stopping). */
+function complete(st: usize, q: usize, slot: u32): void {
+  const bs = load<u32>(st + J_BS);
+  const s = <usize>load<u32>(q + Q_SLOTS) + <usize>slot * S_SIZE;
+  const hva = <usize>load<u32>(q + Q_BUF_HVA) + slot * slot_ram(bs);
+  const r = hva + SLOT_RESP;
+  // status and response (bytes 10, 11) zero, no residual (bytes 4..7).
+  const ok = load<u16>(r + 10) == 0 && load<u32>(r + 4) == 0;
+  const read = load<u8>(s + S_READ) != 0;
+  const b = load<u32>(s + S_BLOCK);
+  const phase = load<u32>(st + J_PHASE);
+  const verify = (load<u32>(st + J_MODE) & MODE_VERIFY) != 0;
+  if (!ok) count(st, COUNTER_ERRORS, 1);
+  if (phase == PHASE_RUN) {
+    const lat = load<u64>(st + J_NOW) - load<u64>(s + S_START);
+    const h = <usize>load<u32>(st + J_HIST) + (read ? 0 : 4 * <usize>HIST_BUCKETS) + 4 * <usize>bucket(lat > 0 ? lat : 1);
+    store<u32>(h, load<u32>(h) + 1);
+    count(st, read ? COUNTER_READ_IOS : COUNTER_WRITE_IOS, 1);
+    count(st, read ? COUNTER_READ_BYTES : COUNTER_WRITE_BYTES, bs);
+  }
+  if (verify) {
+    store<u8>(<usize>load<u32>(st + J_BUSY) + b, 0);
+    if (read) {
+      count(st, COUNTER_VERIFIED, 1);
+      if (!matches(hva + SLOT_DATA, bs >> 2, b, load<u32>(<usize>load<u32>(st + J_GENS) + 4 * b))) count(st, COUNTER_MISMATCHES, 1);
+    }
+  }
+  if (load<u32>(st + J_STOPPING) == 0) issue(st, q, slot);
+}
+
+/** Reaps queue q's used ring; returns how many came back. */
+function reap(st: usize, q: usize): u32 {
+  const used = <usize>load<u32>(q + Q_USED);
+  const end = <u32>atomic.load<u16>(used + 2);
+  let last = load<u32>(q + Q_LAST_USED);
+  const mask = load<u32>(q + Q_MASK);
+  const depth = load<u32>(q + Q_DEPTH);
+  let n: u32 = 0;
+  while (last != end) {
+    const id = load<u32>(used + 4 + 8 * (last & mask));
+    last = (last + 1) & 0xffff;
+    n++;
+    const slot = id / 3;
+    if (slot >= depth || id % 3 != 0) {
+      count(st, COUNTER_ERRORS, 1); // not a chain this job posted
+      continue;
+    }
+    complete(st, q, slot);
+  }
+  store<u32>(q + Q_LAST_USED, last);
+  return n;
+}
+
+/**
+ * Begins a phase (0 run, 1 fill the region with writes, 2 read back what was written) at time
+ * nowMs: every slot of every queue gets a request, and they are published. Returns the queues
+ * to kick as a bit mask.
+ */
+export function engine_begin(st: usize, phase: u32, nowMs: f64): u32 {
+  store<u32>(st + J_PHASE, phase);
+  store<u32>(st + J_CURSOR, 0);
+  store<u32>(st + J_STOPPING, 0);
+  store<u64>(st + J_NOW, <u64>(nowMs * 1e6));
+  store<u32>(st + J_KICKS, 0);
+  const n = load<u32>(st + J_QUEUES);
+  for (let qi: u32 = 0; qi < n; qi++) {
+    const q = queue(st, qi);
+    const depth = load<u32>(q + Q_DEPTH);
+    for (let s: u32 = 0; s < depth; s++) if (!issue(st, q, s)) break;
+    publish(st, qi);
+  }
+  return load<u32>(st + J_KICKS);
+}
+
+/**
+ * One pass at time nowMs: reaps every queue (starting a new request per completion unless
+ * stopping), then publishes. Returns how many came back; engine_kicks() the queues to kick.
+ */
+export function engine_pass(st: usize, nowMs: f64): u32 {
+  store<u64>(st + J_NOW, <u64>(nowMs * 1e6));
+  store<u32>(st + J_KICKS, 0);
+  const nq = load<u32>(st + J_QUEUES);
+  let n: u32 = 0;
+  for (let qi: u32 = 0; qi < nq; qi++) n += reap(st, queue(st, qi));
+  for (let qi: u32 = 0; qi < nq; qi++) publish(st, qi);
+  return n;
+}
+
+export function engine_kicks(st: usize): u32 {
+  return load<u32>(st + J_KICKS);
+}
+
+/** No new requests from now on; those in flight still come back. */
+export function engine_stop(st: usize): void {
+  store<u32>(st + J_STOPPING, 1);
+}
+
+/** Requests in flight on all queues. */
+export function engine_outstanding(st: usize): u32 {
+  const nq = load<u32>(st + J_QUEUES);
+  let n: u32 = 0;
+  for (let qi: u32 = 0; qi < nq; qi++) {
+    const q = queue(st, qi);
+    n += (load<u32>(q + Q_AVAIL_SHADOW) - load<u32>(q + Q_LAST_USED)) & 0xffff;
+  }
+  return n;
+}
+
+/**
+ * Before sleeping on queue qi's interrupt: asks for one at the next used entry (used_event)
+ * and returns whether one is there already (then do not sleep).
+ */
+export function engine_arm(st: usize, qi: u32): bool {
+  const q = queue(st, qi);
+  const last = load<u32>(q + Q_LAST_USED);
+  const avail = <usize>load<u32>(q + Q_AVAIL);
+  const usedEvent = avail + 4 + 2 * (load<u32>(q + Q_MASK) + 1);
+  atomic.store<u16>(usedEvent, <u16>last);
+  return <u32>atomic.load<u16>(<usize>load<u32>(q + Q_USED) + 2) != last;
+}
+
+/** After the sleep: used_event far behind again (no interrupts while polling). */
+export function engine_disarm(st: usize, qi: u32): void {
+  const q = queue(st, qi);
+  const avail = <usize>load<u32>(q + Q_AVAIL);
+  atomic.store<u16>(avail + 4 + 2 * (load<u32>(q + Q_MASK) + 1), <u16>(load<u32>(q + Q_LAST_USED) - 1));
+}

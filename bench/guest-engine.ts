@@ -1,0 +1,61 @@
+// What a guest job's load engine does, whichever runs it: WebAssembly (wasm-engine.ts, the
+// default) or the library's TypeScript guest driver (ts-engine.ts). The job thread (job.ts)
+// drives either with one pass() per batch and sleeps on its interrupt when idle.
+import type { Histogram } from "hdr-histogram-js";
+import type { ReleasedQueue } from "../src/guest/polled-queue.js";
+import type { FioOptions } from "./options.js";
+
+/** What the main thread gives a job. */
+export interface JobInit {
+  index: number;
+  buffer: SharedArrayBuffer;
+  memory: WebAssembly.Memory;
+  queues: { ring: ReleasedQueue; depth: number; bufferGpa: number; bufferHva: number }[];
+  /** Guest RAM for the WebAssembly engine's state (engineAreaBytes()), at this shared-memory offset. */
+  engineArea: number;
+  opts: FioOptions;
+  target: number;
+  /** The byte range of the LUN this job addresses. */
+  regionStart: number;
+  regionBytes: number;
+  /** Live counters [readIos, readBytes, writeIos, writeBytes] per job, and the control words. */
+  stats: SharedArrayBuffer;
+  control: SharedArrayBuffer; // Int32 [0]: go, [1]: stop
+}
+
+/** What an engine is doing: the timed run; writing the region first (--verify on reads); reading back what was written. */
+export const PHASE_RUN = 0;
+export const PHASE_FILL = 1;
+export const PHASE_READBACK = 2;
+export type Phase = typeof PHASE_RUN | typeof PHASE_FILL | typeof PHASE_READBACK;
+
+/** Per direction of the timed run: I/Os, bytes, latencies (ns). */
+export interface DirCounts {
+  ios: number;
+  bytes: number;
+}
+
+export interface EngineCounts {
+  read: DirCounts;
+  write: DirCounts;
+  /** Requests answered with anything but GOOD and no residual. */
+  errors: number;
+  verified: number;
+  mismatches: number;
+  kicks: number;
+}
+
+export interface GuestEngine {
+  /** Starts a phase at time `now` (ms) with a request in every slot, published and kicked. */
+  begin(phase: Phase, now: number): void;
+  /** Reaps every queue (a new request per completion unless stopping, or the phase is done), publishes, kicks; returns how many came back. */
+  pass(now: number): number;
+  /** No new requests; those in flight still come back. */
+  stop(): void;
+  readonly outstanding: number;
+  /** Sleeps on the first queue's interrupt for up to `ms` unless a completion is there already. */
+  wait(ms: number): void;
+  counts(): EngineCounts;
+  /** Latencies of the timed run in ns: reads, writes. */
+  histograms(): [Histogram, Histogram];
+}

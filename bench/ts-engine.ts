@@ -1,0 +1,158 @@
+// The TypeScript load engine: the library's PolledScsiQueue (the guest driver's polled request
+// queue) with the job's block choice, checks, verify stamps and HDR histograms in TypeScript.
+import hdr, { type Histogram } from "hdr-histogram-js";
+import { PolledScsiQueue } from "../src/guest/polled-queue.js";
+import { PHASE_FILL, PHASE_READBACK, PHASE_RUN, type EngineCounts, type GuestEngine, type JobInit, type Phase } from "./guest-engine.js";
+import { matches, stamp } from "./verify-stamp.js";
+
+export class TsGuestEngine implements GuestEngine {
+  private readonly queues: PolledScsiQueue[];
+  private readonly o: JobInit["opts"];
+  private readonly blocks: number;
+  private readonly sequential: boolean;
+  private readonly mixed: boolean;
+  private readonly allReads: boolean;
+  private seed: number;
+  private seqNext = 0;
+  /** --verify: the generation last written to each block (0: never), and blocks in flight. */
+  private readonly gens: Uint32Array | undefined;
+  private readonly busy: Uint8Array | undefined;
+  private genCounter = 1;
+  /** Per queue and slot: what is in flight. */
+  private readonly slotBlock: Int32Array[];
+  private readonly slotRead: Uint8Array[];
+  private readonly slotStart: Float64Array[];
+  private readonly hist: [Histogram, Histogram] = [hdr.build({ numberOfSignificantValueDigits: 3 }), hdr.build({ numberOfSignificantValueDigits: 3 })];
+  private readonly c: EngineCounts = { read: { ios: 0, bytes: 0 }, write: { ios: 0, bytes: 0 }, errors: 0, verified: 0, mismatches: 0, kicks: 0 };
+  private readonly doneFns: ((slot: number, ok: boolean) => void)[];
+  private phase: Phase = PHASE_RUN;
+  private cursor = 0;
+  private stopping = false;
+  private now = 0;
+
+  constructor(private readonly init: JobInit) {
+    const o = (this.o = init.opts);
+    this.queues = init.queues.map(
+      (q) =>
+        new PolledScsiQueue(init.buffer, q.ring, {
+          target: init.target, lun: 0, depth: q.depth, bytes: o.bs, blockSize: o.blockSize, bufferGpa: q.bufferGpa, bufferHva: q.bufferHva,
+        }),
+    );
+    this.blocks = Math.floor(init.regionBytes / o.bs);
+    this.sequential = o.rw === "read" || o.rw === "write" || o.rw === "rw";
+    this.mixed = o.rw === "randrw" || o.rw === "rw";
+    this.allReads = o.rw === "read" || o.rw === "randread";
+    this.seed = (0x9e3779b9 ^ Math.imul(init.index, 0x85ebca6b)) >>> 0 || 1;
+    this.gens = o.verify ? new Uint32Array(this.blocks) : undefined;
+    this.busy = o.verify ? new Uint8Array(this.blocks) : undefined;
+    this.slotBlock = init.queues.map((q) => new Int32Array(q.depth));
+    this.slotRead = init.queues.map((q) => new Uint8Array(q.depth));
+    this.slotStart = init.queues.map((q) => new Float64Array(q.depth));
+    this.doneFns = this.queues.map((_, qi) => (slot: number, ok: boolean) => this.complete(qi, slot, ok));
+  }
+
+  /** xorshift32: the job's random stream. */
+  private rand(): number {
+    let x = this.seed;
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (this.seed = x >>> 0);
+  }
+
+  /** The block a new request addresses; -1 when the phase has no more. */
+  private nextBlock(): number {
+    if (this.phase !== PHASE_RUN) {
+      let c = this.cursor;
+      if (this.phase === PHASE_READBACK) while (c < this.blocks && this.gens![c] === 0) c++;
+      if (c >= this.blocks) return -1;
+      this.cursor = c + 1;
+      return c;
+    }
+    for (let tries = 0; ; tries++) {
+      const b = this.sequential ? this.seqNext++ % this.blocks : this.rand() % this.blocks;
+      if (!this.busy || !this.busy[b] || tries >= 64) return b;
+    }
+  }
+
+  private issue(qi: number, slot: number): boolean {
+    const { gens, busy } = this;
+    let read = this.phase === PHASE_FILL ? false : this.phase === PHASE_READBACK ? true : this.allReads ? true : this.mixed ? this.rand() % 100 < this.o.rwmixread : false;
+    const b = this.nextBlock();
+    if (b < 0) return false;
+    if (gens && read && this.phase === PHASE_RUN && gens[b] === 0) read = false; // nothing to check yet: write it first
+    this.slotBlock[qi][slot] = b;
+    this.slotRead[qi][slot] = read ? 1 : 0;
+    if (busy) busy[b] = 1;
+    const q = this.queues[qi];
+    if (gens && !read) {
+      gens[b] = this.genCounter++;
+      stamp(q.data(slot), b, gens[b]);
+    }
+    this.slotStart[qi][slot] = this.now;
+    q.submit(slot, read, this.init.regionStart + b * this.o.bs);
+    return true;
+  }
+
+  private complete(qi: number, slot: number, ok: boolean): void {
+    const read = this.slotRead[qi][slot] === 1;
+    const b = this.slotBlock[qi][slot];
+    if (!ok) this.c.errors++;
+    if (this.phase === PHASE_RUN) {
+      this.hist[read ? 0 : 1].recordValue(Math.max(1, Math.round((this.now - this.slotStart[qi][slot]) * 1e6)));
+      const d = read ? this.c.read : this.c.write;
+      d.ios++;
+      d.bytes += this.o.bs;
+    }
+    if (this.gens) {
+      this.busy![b] = 0;
+      if (read) {
+        this.c.verified++;
+        if (!matches(this.queues[qi].data(slot), b, this.gens[b])) this.c.mismatches++;
+      }
+    }
+    if (!this.stopping) this.issue(qi, slot);
+  }
+
+  begin(phase: Phase, now: number): void {
+    this.phase = phase;
+    this.cursor = 0;
+    this.stopping = false;
+    this.now = now;
+    this.init.queues.forEach((q, qi) => {
+      for (let s = 0; s < q.depth && this.issue(qi, s); s++);
+    });
+    for (const q of this.queues) q.publish();
+  }
+
+  pass(now: number): number {
+    this.now = now;
+    let n = 0;
+    for (let qi = 0; qi < this.queues.length; qi++) n += this.queues[qi].reap(this.doneFns[qi]);
+    for (const q of this.queues) q.publish();
+    return n;
+  }
+
+  stop(): void {
+    this.stopping = true;
+  }
+
+  get outstanding(): number {
+    let n = 0;
+    for (const q of this.queues) n += q.outstanding;
+    return n;
+  }
+
+  wait(ms: number): void {
+    this.queues[0].wait(ms);
+  }
+
+  counts(): EngineCounts {
+    return { ...this.c, read: { ...this.c.read }, write: { ...this.c.write }, kicks: this.queues.reduce((s, q) => s + q.kicks, 0) };
+  }
+
+  histograms(): [Histogram, Histogram] {
+    return this.hist;
+  }
+}

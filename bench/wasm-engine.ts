@@ -1,0 +1,178 @@
+// The WebAssembly load engine (assembly/guest/engine.ts, dist/guest-engine.wasm) over the shared
+// memory: its state in guest RAM the main thread set aside (JobInit.engineArea), one call per
+// pass; kicks go out on the queues' eventfds here, and the latency buckets become HDR
+// histograms at the end.
+import { readFileSync } from "node:fs";
+import hdr, { type Histogram } from "hdr-histogram-js";
+import { EventFd } from "../src/eventfd.js";
+import { polledSlotSize } from "../src/guest/polled-queue.js";
+import type { EngineCounts, GuestEngine, JobInit, Phase } from "./guest-engine.js";
+
+interface EngineExports {
+  engine_job_bytes(): number;
+  engine_queue_bytes(): number;
+  engine_slot_bytes(): number;
+  engine_hist_buckets(): number;
+  engine_slot_ram(bs: number): number;
+  engine_bucket_value(b: number): number;
+  engine_init(st: number, nQueues: number, qtab: number, bs: number, blockSize: number, mode: number, mix: number, blocks: number, seed: number, region: bigint, gens: number, busy: number, hist: number): void;
+  engine_init_queue(st: number, qi: number, desc: number, avail: number, used: number, num: number, depth: number, bufGpa: bigint, bufHva: number, availIdx: number, usedIdx: number, target: number, lun: number, slots: number): void;
+  engine_begin(st: number, phase: number, nowMs: number): number;
+  engine_pass(st: number, nowMs: number): number;
+  engine_kicks(st: number): number;
+  engine_stop(st: number): void;
+  engine_outstanding(st: number): number;
+  engine_arm(st: number, qi: number): number;
+  engine_disarm(st: number, qi: number): void;
+  engine_counter(st: number, c: number): number;
+}
+
+const MODE_SEQUENTIAL = 1;
+const MODE_MIXED = 2;
+const MODE_ALL_READS = 4;
+const MODE_VERIFY = 8;
+const COUNTER = { readIos: 0, readBytes: 1, writeIos: 2, writeBytes: 3, errors: 4, mismatches: 5, verified: 6 } as const;
+
+let compiled: WebAssembly.Module | undefined;
+/** The engine's module (compiled once per thread). */
+export function engineModule(): WebAssembly.Module {
+  compiled ??= new WebAssembly.Module(readFileSync(new URL("../guest-engine.wasm", import.meta.url)));
+  return compiled;
+}
+
+const instantiate = (memory: WebAssembly.Memory) => new WebAssembly.Instance(engineModule(), { env: { memory } }).exports as unknown as EngineExports;
+
+/** One region of an engine area: [offset, bytes]. */
+interface AreaLayout {
+  job: number;
+  qtab: number;
+  slots: number[];
+  hist: number;
+  gens: number;
+  busy: number;
+  bytes: number;
+}
+
+/** Where an engine's state goes in its area, for these queues' depths, `blocks` blocks and verify. */
+function areaLayout(e: EngineExports, depths: number[], blocks: number, verify: boolean): AreaLayout {
+  const align = (n: number) => (n + 63) & ~63;
+  let at = 0;
+  const take = (n: number) => {
+    const here = at;
+    at = align(at + n);
+    return here;
+  };
+  const job = take(e.engine_job_bytes());
+  const qtab = take(depths.length * e.engine_queue_bytes());
+  const slots = depths.map((d) => take(d * e.engine_slot_bytes()));
+  const hist = take(2 * 4 * e.engine_hist_buckets());
+  const gens = verify ? take(4 * blocks) : 0;
+  const busy = verify ? take(blocks) : 0;
+  return { job, qtab, slots, hist, gens, busy, bytes: at };
+}
+
+/** Bytes of guest RAM an engine needs (the main thread sets them aside before the job starts). */
+export function engineAreaBytes(depths: number[], blocks: number, verify: boolean): number {
+  const scratch = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+  return areaLayout(instantiate(scratch), depths, blocks, verify).bytes;
+}
+
+export class WasmGuestEngine implements GuestEngine {
+  private readonly e: EngineExports;
+  private readonly st: number;
+  private readonly kick: EventFd[];
+  private readonly call: EventFd;
+  private readonly hist: number;
+  private readonly buffer: SharedArrayBuffer;
+  private kicks = 0;
+
+  constructor(init: JobInit) {
+    const o = init.opts;
+    const e = (this.e = instantiate(init.memory));
+    const blocks = Math.floor(init.regionBytes / o.bs);
+    const L = areaLayout(e, init.queues.map((q) => q.depth), blocks, o.verify);
+    const base = init.engineArea;
+    this.buffer = init.buffer;
+    new Uint8Array(init.buffer, base, L.bytes).fill(0);
+    this.st = base + L.job;
+    this.hist = base + L.hist;
+    const mode =
+      (o.rw === "read" || o.rw === "write" || o.rw === "rw" ? MODE_SEQUENTIAL : 0) |
+      (o.rw === "randrw" || o.rw === "rw" ? MODE_MIXED : 0) |
+      (o.rw === "read" || o.rw === "randread" ? MODE_ALL_READS : 0) |
+      (o.verify ? MODE_VERIFY : 0);
+    const seed = (0x9e3779b9 ^ Math.imul(init.index, 0x85ebca6b)) >>> 0;
+    e.engine_init(this.st, init.queues.length, base + L.qtab, o.bs, o.blockSize, mode, o.rwmixread, blocks, seed, BigInt(init.regionStart),
+      o.verify ? base + L.gens : 0, o.verify ? base + L.busy : 0, this.hist);
+    init.queues.forEach((q, qi) => {
+      const r = q.ring;
+      e.engine_init_queue(this.st, qi, r.desc, r.avail, r.used, r.num, q.depth, BigInt(q.bufferGpa), q.bufferHva, r.availIdx, r.usedIdx, init.target, 0, base + L.slots[qi]);
+      if (!r.eventIdx) throw new RangeError("the WebAssembly engine needs VIRTIO_RING_F_EVENT_IDX");
+      if (r.num < 3 * q.depth) throw new RangeError(`queue of ${r.num} cannot hold ${q.depth} three-descriptor chains`);
+    });
+    // The main thread laid the slots' guest RAM out with polledSlotSize(): the engine must agree.
+    if (e.engine_slot_ram(o.bs) !== polledSlotSize(o.bs)) throw new Error("guest-engine.wasm and polledSlotSize() disagree on a slot's size");
+    this.kick = init.queues.map((q) => EventFd.fromHandle(q.ring.kick));
+    this.call = EventFd.fromHandle(init.queues[0].ring.call);
+  }
+
+  private kickQueues(mask: number): void {
+    for (let qi = 0; mask !== 0; qi++, mask >>>= 1) {
+      if (mask & 1) {
+        this.kick[qi].write(1n);
+        this.kicks++;
+      }
+    }
+  }
+
+  begin(phase: Phase, now: number): void {
+    this.kickQueues(this.e.engine_begin(this.st, phase, now));
+  }
+
+  pass(now: number): number {
+    const n = this.e.engine_pass(this.st, now);
+    const mask = this.e.engine_kicks(this.st);
+    if (mask !== 0) this.kickQueues(mask);
+    return n;
+  }
+
+  stop(): void {
+    this.e.engine_stop(this.st);
+  }
+
+  get outstanding(): number {
+    return this.e.engine_outstanding(this.st);
+  }
+
+  wait(ms: number): void {
+    const seq = this.call.seq;
+    if (!this.e.engine_arm(this.st, 0)) this.call.waitChange(seq, ms);
+    this.call.tryRead();
+    this.e.engine_disarm(this.st, 0);
+  }
+
+  counts(): EngineCounts {
+    const c = (k: number) => this.e.engine_counter(this.st, k);
+    return {
+      read: { ios: c(COUNTER.readIos), bytes: c(COUNTER.readBytes) },
+      write: { ios: c(COUNTER.writeIos), bytes: c(COUNTER.writeBytes) },
+      errors: c(COUNTER.errors),
+      verified: c(COUNTER.verified),
+      mismatches: c(COUNTER.mismatches),
+      kicks: this.kicks,
+    };
+  }
+
+  histograms(): [Histogram, Histogram] {
+    const n = this.e.engine_hist_buckets();
+    const counts = new Uint32Array(this.buffer, this.hist, 2 * n);
+    return [0, 1].map((d) => {
+      const h = hdr.build({ numberOfSignificantValueDigits: 3 });
+      for (let b = 0; b < n; b++) {
+        const k = counts[d * n + b];
+        if (k) h.recordValueWithCount(Math.max(1, Math.round(this.e.engine_bucket_value(b))), k);
+      }
+      return h;
+    }) as [Histogram, Histogram];
+  }
+}
