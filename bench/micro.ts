@@ -13,7 +13,7 @@ import { TsInquiryQueue } from "./reference/ts-inquiry.js";
 import { ScsiBench } from "./scsi-bed.js";
 import { runRingBench } from "./ring.js";
 import { dataplaneModule } from "../src/wasm/dataplane.js";
-import { nativeReference } from "./native-reference.js";
+import { nativeReference, wasmReference } from "./native-reference.js";
 import { runFio } from "./fio.js";
 import { parseOptions } from "./options.js";
 
@@ -196,6 +196,9 @@ async function nativeLoop(): Promise<void> {
     if (!("throughput" in r)) throw new Error(`wasm: ${r.state}`);
     b.check();
     const wasm = r.throughput.mean * BATCH;
+    const w = wasmReference(bs, 32, TIME);
+    if (w.iops) rows.push({ name: `${bs} B RAM-disk READ: data plane (device side only) vs the C loop compiled to wasm32 (guest and device, one thread)`, a: "wasm device side", aRate: wasm, b: "C->wasm32 loop", bRate: w.iops, unit: "req/s" });
+    else console.log(`C->wasm32 reference at ${bs} B: not run: ${w.missing}`);
     for (const c of n.runs) {
       const what = c.mode === 1 ? "C loop, guest and device in one thread" : "C loop, guest and device threads polling";
       rows.push({ name: `${bs} B RAM-disk READ: data plane (device side only) vs the C loop (mode ${c.mode})`, a: "wasm device side", aRate: wasm, b: what, bRate: c.iops, unit: "req/s" });

@@ -3,9 +3,12 @@
 // READ(10) chains, a 64 MiB RAM disk), built here with gcc on first use. Mode 2 is a guest
 // thread and a device thread both polling, as a guest job and a vhost worker; mode 1 one
 // thread doing both. Its memcpy figure (the block size's chunks from random disk offsets, in C)
-// is the native bandwidth a large-block run is compared with.
+// is the native bandwidth a large-block run is compared with. bench/perf-ref/wasm_ref.c is the
+// same loop (mode 1) compiled to wasm32 with clang-14, run here on V8 over a shared memory: what
+// WebAssembly itself costs, without cross-thread traffic.
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 
@@ -27,23 +30,25 @@ const SOURCE = fileURLToPath(new URL("../../bench/perf-ref/vring_ref.c", import.
 /** The C loop's RAM disk, bytes (fixed in vring_ref.c). */
 export const NATIVE_DISK_BYTES = 64 << 20;
 
-/** Builds the C loop (once per source change); its path, or why it could not be built. */
-function build(): { bin?: string; missing?: string } {
+const WASM_SOURCE = fileURLToPath(new URL("../../bench/perf-ref/wasm_ref.c", import.meta.url));
+
+/** Compiles `source` to `out` with `cc args` (once per source change); the output's path, or why it could not be built. */
+function build(cc: string, pkg: string, source: string, out: string, args: string[]): { bin?: string; missing?: string } {
   const dir = fileURLToPath(new URL("../perf-ref/", import.meta.url));
-  const bin = join(dir, "vring_ref");
-  if (existsSync(bin) && statSync(bin).mtimeMs >= statSync(SOURCE).mtimeMs) return { bin };
+  const bin = join(dir, out);
+  if (existsSync(bin) && statSync(bin).mtimeMs >= statSync(source).mtimeMs) return { bin };
   mkdirSync(dir, { recursive: true });
   try {
-    execFileSync("gcc", ["-O2", "-o", bin, SOURCE, "-lpthread"], { stdio: ["ignore", "ignore", "pipe"] });
+    execFileSync(cc, [...args, "-o", bin, source], { stdio: ["ignore", "ignore", "pipe"] });
     return { bin };
   } catch (e) {
-    return { missing: (e as NodeJS.ErrnoException).code === "ENOENT" ? "gcc is not installed (Debian package gcc)" : `gcc failed: ${(e as Error).message.split("\n")[0]}` };
+    return { missing: (e as NodeJS.ErrnoException).code === "ENOENT" ? `${cc} is not installed (Debian package ${pkg})` : `${cc} failed: ${(e as Error).message.split("\n")[0]}` };
   }
 }
 
 /** The C loop in the given modes at the run's block size and iodepth, `ms` each. */
 export function nativeReference(bs: number, iodepth: number, ms: number, modes: (1 | 2)[] = [2]): NativeReference {
-  const { bin, missing } = build();
+  const { bin, missing } = build("gcc", "gcc", SOURCE, "vring_ref", ["-O2", "-pthread"]);
   if (!bin) return { runs: [], missing };
   const runs: NativeRun[] = [];
   for (const mode of modes) {
@@ -56,4 +61,28 @@ export function nativeReference(bs: number, iodepth: number, ms: number, modes: 
     }
   }
   return { runs };
+}
+
+/** The C loop compiled to wasm32 (mode 1: guest and device in one thread), run here for `ms`: its IOPS, or why not. */
+export function wasmReference(bs: number, iodepth: number, ms: number): { iops?: number; missing?: string } {
+  const args = ["--target=wasm32", "-O2", "-nostdlib", "-mbulk-memory", "-matomics", "-Wl,--no-entry", "-Wl,--import-memory",
+    "-Wl,--shared-memory", "-Wl,--max-memory=268435456", "-Wl,--export-dynamic"];
+  const { bin, missing } = build("clang-14", "clang-14 and lld-14", WASM_SOURCE, "wasm_ref.wasm", args);
+  if (!bin) return { missing };
+  const memory = new WebAssembly.Memory({ initial: 4096, maximum: 4096, shared: true });
+  const e = new WebAssembly.Instance(new WebAssembly.Module(readFileSync(bin)), { env: { memory } }).exports as {
+    init(base: number, bs: number, depth: number): void;
+    run(rounds: number): number;
+    errs(): number;
+  };
+  e.init(16 << 20, bs, iodepth);
+  let done = 0;
+  const t0 = performance.now();
+  let t1 = t0;
+  do {
+    done += e.run(64);
+    t1 = performance.now();
+  } while (t1 - t0 < ms);
+  if (e.errs() !== 0) return { missing: `wasm_ref reported ${e.errs()} errors` };
+  return { iops: done / ((t1 - t0) / 1000) };
 }
