@@ -69,11 +69,13 @@ export class WorkerCore {
     return new Set(this.served.keys());
   }
 
-  /** The longest busy-poll window asked for by an attached vring (VHOST_SET_VRING_BUSYLOOP_TIMEOUT). */
-  get busyloopUs(): number {
+  /** The longest busy-poll window asked for by an attached vring (VHOST_SET_VRING_BUSYLOOP_TIMEOUT); kept as vrings come and go. */
+  busyloopUs = 0;
+
+  private updateBusyloop(): void {
     let us = 0;
     for (const s of this.served.values()) us = Math.max(us, s.a.busyloopUs);
-    return us;
+    this.busyloopUs = us;
   }
 
   attach(a: VringAttachment): void {
@@ -84,6 +86,7 @@ export class WorkerCore {
     // Backstores served elsewhere wake this worker when they complete the queue's requests.
     if (a.binding.cq) this.dp.scsi_cq_set_doorbell(a.binding.cq, this.doorbell);
     this.server.attach(a.binding);
+    this.updateBusyloop();
     this.pollTable.ring(this.doorbell);
   }
 
@@ -97,6 +100,7 @@ export class WorkerCore {
     s?.kick?.unwatch(this.doorbell);
     this.server.detach(index, () => {
       if (this.served.get(index) === s) this.served.delete(index);
+      this.updateBusyloop();
       done();
     });
     this.pollTable.ring(this.doorbell);
@@ -142,5 +146,6 @@ export class WorkerCore {
   close(): void {
     for (const s of this.served.values()) s.kick?.unwatch(this.doorbell);
     this.served.clear();
+    this.busyloopUs = 0;
   }
 }
