@@ -13,13 +13,16 @@ import { helpText, OptionError, PROGRAM, parseOptions, type FioOptions } from ".
 import { fmtBw, fmtIops, jsonReport, textReport, type DeviceInfo } from "./report.js";
 import { backstoreReference } from "./backstore-reference.js";
 import { nativeReference } from "./native-reference.js";
-import type { JobResult } from "./job.js";
+import { writeFioLogs } from "./fio-logs.js";
+import { plotSvg } from "./plot.js";
+import { writeFileSync } from "node:fs";
+import type { JobResult } from "./job-result.js";
 import type { JobInit } from "./guest-engine.js";
 import { engineAreaBytes } from "./wasm-engine.js";
 
 const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(n));
 
-export async function runFio(o: FioOptions, progress: (line: string) => void = () => {}): Promise<{ jobs: JobResult[]; text: string; json: unknown }> {
+export async function runFio(o: FioOptions, progress: (line: string) => void = () => {}): Promise<{ jobs: JobResult[]; text: string; json: (plus: boolean) => unknown }> {
   // Each job's iodepth is spread over its queues; each in-flight I/O holds three descriptors.
   const jobQueues = Array.from({ length: o.numjobs }, (_, j) => Array.from({ length: o.queues }, (_, q) => q).filter((q) => q % o.numjobs === j));
   const depthOf = (j: number, k: number) => Math.max(1, Math.floor(o.iodepth / jobQueues[j].length) + (k < o.iodepth % jobQueues[j].length ? 1 : 0));
@@ -130,7 +133,7 @@ export async function runFio(o: FioOptions, progress: (line: string) => void = (
       // A file or NBD backstore is compared with the same I/O done directly on its storage, now.
       references: backstoreReference(o, Math.min(2000, Math.max(500, o.runtimeMs))),
     };
-    return { jobs: jobResults, text: textReport(o, jobResults, dev), json: jsonReport(o, jobResults, dev) };
+    return { jobs: jobResults, text: textReport(o, jobResults, dev), json: (plus) => jsonReport(o, jobResults, dev, plus) };
   } finally {
     await bed.close();
   }
@@ -151,10 +154,12 @@ async function main(): Promise<void> {
     process.stdout.write(helpText());
     return;
   }
-  const tty = process.stderr.isTTY && !o.json;
+  const tty = process.stderr.isTTY && o.formats.every((f) => f === "normal");
   const r = await runFio(o, tty ? (line) => process.stderr.write(`\r${line}\x1b[K`) : undefined);
   if (tty) process.stderr.write("\r\x1b[K");
-  process.stdout.write(o.json ? JSON.stringify(r.json, null, 2) + "\n" : r.text + "\n");
+  for (const f of o.formats) process.stdout.write(f === "normal" ? r.text + "\n" : JSON.stringify(r.json(f === "json+"), null, 2) + "\n");
+  writeFioLogs(o, r.jobs);
+  if (o.plot) writeFileSync(o.plot, plotSvg(o, r.jobs));
   process.exit(r.jobs.some((j) => j.verifyMismatches > 0) ? 2 : 0);
 }
 

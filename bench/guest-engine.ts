@@ -29,10 +29,11 @@ export const PHASE_FILL = 1;
 export const PHASE_READBACK = 2;
 export type Phase = typeof PHASE_RUN | typeof PHASE_FILL | typeof PHASE_READBACK;
 
-/** Per direction of the timed run: I/Os, bytes, latencies (ns). */
+/** Per direction of the timed run: I/Os, bytes, the sum of their latencies (ns). */
 export interface DirCounts {
   ios: number;
   bytes: number;
+  latNs: number;
 }
 
 export interface EngineCounts {

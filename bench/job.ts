@@ -11,24 +11,8 @@ import { AdaptivePoll } from "../src/worker/adaptive-poll.js";
 import { PHASE_FILL, PHASE_READBACK, PHASE_RUN, type GuestEngine, type JobInit } from "./guest-engine.js";
 import { TsGuestEngine } from "./ts-engine.js";
 import { WasmGuestEngine } from "./wasm-engine.js";
+import { TIMELINE_STRIDE, type JobResult } from "./job-result.js";
 
-export interface DirResult {
-  ios: number;
-  bytes: number;
-  histogram: string;
-}
-
-export interface JobResult {
-  index: number;
-  read: DirResult;
-  write: DirResult;
-  errors: number;
-  verifyMismatches: number;
-  verifiedBlocks: number;
-  elapsedMs: number;
-  cpu: { user: number; system: number } | undefined;
-  kicks: number;
-}
 
 const init = workerData as JobInit;
 const o = init.opts;
@@ -37,13 +21,26 @@ const control = new Int32Array(init.control);
 const engine: GuestEngine = o.engine === "wasm" ? new WasmGuestEngine(init) : new TsGuestEngine(init);
 const allReads = o.rw === "read" || o.rw === "randread";
 
-/** Publishes the live counters the main thread's progress line reads. */
-function flushStats(): void {
+/** The window of the timeline: --log_avg_msec for logs and the plot, else fio's 500 ms of bw and iops samples. */
+const sampleMs = o.iopsLog || o.bwLog || o.latLog || o.plot ? o.logAvgMsec : 500;
+const timeline: number[] = [];
+/** The timed run's start, and the counters at the last window's end. */
+let runStart = -1;
+let nextSample = Infinity;
+let last = { r: 0, rb: 0, rl: 0, w: 0, wb: 0, wl: 0 };
+
+/** Publishes the live counters the main thread's progress line reads, and closes a log window when one is due. */
+function flushStats(now = performance.now()): void {
   const c = engine.counts();
   stats[0] = c.read.ios;
   stats[1] = c.read.bytes;
   stats[2] = c.write.ios;
   stats[3] = c.write.bytes;
+  if (now < nextSample) return;
+  const cur = { r: c.read.ios, rb: c.read.bytes, rl: c.read.latNs, w: c.write.ios, wb: c.write.bytes, wl: c.write.latNs };
+  timeline.push(now - runStart, cur.r - last.r, cur.rb - last.rb, cur.rl - last.rl, cur.w - last.w, cur.wb - last.wb, cur.wl - last.wl);
+  last = cur;
+  nextSample += sampleMs;
 }
 
 /** How long this job polls with nothing reaped before sleeping on the interrupt (adapted within --guest-poll). */
@@ -59,8 +56,8 @@ function runLoop(done: () => boolean): void {
   for (;;) {
     const now = performance.now();
     const n = engine.pass(now);
-    if ((++iter & 255) === 0) {
-      flushStats();
+    if ((++iter & 255) === 0 || now >= nextSample) {
+      flushStats(now);
       if (done()) return;
     }
     if (n > 0) {
@@ -94,6 +91,8 @@ while (Atomics.load(control, 0) === 0) Atomics.wait(control, 0, 0, 100);
 const t0 = performance.now();
 const cpu0 = threadCpuMs();
 const limitBytes = o.runtimeMs > 0 ? Infinity : init.regionBytes;
+runStart = t0;
+if (sampleMs > 0) nextSample = t0 + sampleMs;
 engine.begin(PHASE_RUN, t0);
 let stopping = false;
 runLoop(() => {
@@ -107,6 +106,18 @@ runLoop(() => {
   return stopping && engine.outstanding === 0;
 });
 const elapsedMs = performance.now() - t0;
+// The last, partial window; one shorter than half a window (the drain at the end) joins the one before.
+if (sampleMs > 0) {
+  nextSample = -Infinity;
+  flushStats(t0 + elapsedMs);
+  nextSample = Infinity;
+  const n = timeline.length;
+  if (n >= 2 * TIMELINE_STRIDE && timeline[n - TIMELINE_STRIDE] - timeline[n - 2 * TIMELINE_STRIDE] < sampleMs / 2) {
+    const tail = timeline.splice(n - TIMELINE_STRIDE);
+    timeline[n - 2 * TIMELINE_STRIDE] = tail[0];
+    for (let k = 1; k < TIMELINE_STRIDE; k++) timeline[n - 2 * TIMELINE_STRIDE + k] += tail[k];
+  }
+}
 
 // --verify after writes: read back every block written and check it.
 if (o.verify && !allReads) {
@@ -128,5 +139,6 @@ const result: JobResult = {
   elapsedMs,
   cpu: cpu0 && cpu1 && { user: cpu1.user - cpu0.user, system: cpu1.system - cpu0.system },
   kicks: c.kicks,
+  timeline,
 };
 parentPort!.postMessage(result);

@@ -1,6 +1,8 @@
 import { parseArgs } from "node:util";
 import { backstoreTypes, parseBackstoreArg } from "../src/backstore/index.js";
 
+export type OutputFormat = "normal" | "json" | "json+";
+
 /** The benchmark's options, fio's names where fio has them. */
 export interface FioOptions {
   rw: "read" | "write" | "randread" | "randwrite" | "randrw" | "rw";
@@ -22,7 +24,15 @@ export interface FioOptions {
   ioThreads: number | undefined;
   blockSize: 512 | 4096;
   verify: boolean;
-  json: boolean;
+  /** --output-format, in the order given: the text report, fio's JSON, fio's JSON with latency bins. */
+  formats: OutputFormat[];
+  /** fio's log files: the name stem of each (undefined: not written), and the averaging window, ms. */
+  iopsLog: string | undefined;
+  bwLog: string | undefined;
+  latLog: string | undefined;
+  logAvgMsec: number;
+  /** --plot: an SVG file with IOPS over time and the latency percentiles. */
+  plot: string | undefined;
   /** VHOST_SET_VRING_BUSYLOOP_TIMEOUT for the request queues, µs. */
   busyPollUs: number;
   /** How long a guest job polls its used rings without completions before sleeping on the interrupt, µs. */
@@ -90,7 +100,16 @@ worker threads -> SCSI target (WASM) -> backstore -> used ring -> guest.
   --engine=wasm|ts     the guest jobs' load engine: WebAssembly, or the
                        TypeScript guest driver (PolledScsiQueue)            [wasm]
   --verify             write checksummed blocks, read them back, count mismatches
-  --output-format=json, --json   one JSON object in fio's shape on stdout
+  --output-format=LIST normal, json, json+ (comma-separated, as fio): the text
+                       report; fio's JSON; fio's JSON with clat_ns.bins   [normal]
+  --json               --output-format=json
+  --write_iops_log=NAME, --write_bw_log=NAME, --write_lat_log=NAME
+                       fio's log files NAME_iops.N.log, NAME_bw.N.log,
+                       NAME_lat.N.log / _clat / _slat (N: the job, from 1)
+  --log_avg_msec=N     average the logs over N ms (fio logs every I/O when
+                       0; here 0 means 100: a line per I/O is too many)    [100]
+  --plot=FILE.svg      draw IOPS over time per job and the latency
+                       percentiles into an SVG file
   -h, --help           this text
 `;
 }
@@ -121,6 +140,11 @@ export function parseOptions(argv: string[]): FioOptions {
         verify: { type: "boolean" },
         json: { type: "boolean" },
         "output-format": { type: "string" },
+        write_iops_log: { type: "string" },
+        write_bw_log: { type: "string" },
+        write_lat_log: { type: "string" },
+        log_avg_msec: { type: "string" },
+        plot: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -147,8 +171,12 @@ export function parseOptions(argv: string[]): FioOptions {
     throw new OptionError(`--backstore: ${(e as Error).message}`);
   }
   if (backstore.backstore === "ram" && size > 3 * 2 ** 30) throw new OptionError(`--size: a RAM backstore of ${size} bytes does not fit the 4 GiB wasm32 memory; use file:PATH`);
-  const fmt = v["output-format"];
-  if (fmt !== undefined && fmt !== "json" && fmt !== "normal") throw new OptionError(`--output-format: '${fmt}' must be normal or json`);
+  const formats = (v["output-format"] ?? (v.json ? "json" : "normal")).split(",").map((f) => f.trim()) as OutputFormat[];
+  for (const f of formats) if (!["normal", "json", "json+"].includes(f)) throw new OptionError(`--output-format: '${f}' must be normal, json or json+`);
+  if (v.json && !formats.includes("json")) formats.push("json");
+  for (const [name, value] of [["write_iops_log", v.write_iops_log], ["write_bw_log", v.write_bw_log], ["write_lat_log", v.write_lat_log], ["plot", v.plot]] as const) {
+    if (value === "") throw new OptionError(`--${name}: needs a file name`);
+  }
   const queues = int("queues", v.queues ?? "1", 1, 128);
   const numjobs = int("numjobs", v.numjobs ?? "1", 1, 64);
   if (numjobs > queues) throw new OptionError(`--numjobs: ${numjobs} jobs need at least as many --queues (${queues})`);
@@ -170,7 +198,12 @@ export function parseOptions(argv: string[]): FioOptions {
     ioThreads: v["io-threads"] === undefined ? undefined : int("io-threads", v["io-threads"], 0, 64),
     blockSize: blockSize as 512 | 4096,
     verify: v.verify ?? false,
-    json: v.json === true || fmt === "json",
+    formats: [...new Set(formats)],
+    iopsLog: v.write_iops_log,
+    bwLog: v.write_bw_log,
+    latLog: v.write_lat_log,
+    logAvgMsec: int("log_avg_msec", v.log_avg_msec ?? "0", 0, 3_600_000) || 100,
+    plot: v.plot,
     busyPollUs: int("busy-poll", v["busy-poll"] ?? "200", 0, 1_000_000),
     guestPollUs: int("guest-poll", v["guest-poll"] ?? "200", 0, 1_000_000),
     engine,

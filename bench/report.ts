@@ -3,23 +3,8 @@ import { availableParallelism } from "node:os";
 import type { FioOptions } from "./options.js";
 import type { Reference } from "./backstore-reference.js";
 import { NATIVE_DISK_BYTES, type NativeReference } from "./native-reference.js";
-import type { JobResult } from "./job.js";
-
-const PCTS = [1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.5, 99.9, 99.95, 99.99];
-
-/** fio's latency object (nanoseconds) from a histogram of nanosecond samples. */
-function latency(h: hdr.Histogram) {
-  const percentile: Record<string, number> = {};
-  for (const p of PCTS) percentile[p.toFixed(6)] = h.totalCount ? h.getValueAtPercentile(p) : 0;
-  return {
-    min: h.totalCount ? h.minNonZeroValue : 0,
-    max: h.totalCount ? h.maxValue : 0,
-    mean: h.totalCount ? h.mean : 0,
-    stddev: h.totalCount ? h.stdDeviation : 0,
-    N: h.totalCount,
-    percentile,
-  };
-}
+import type { JobResult } from "./job-result.js";
+import { fioJson } from "./fio-json.js";
 
 export interface Summary {
   ios: number;
@@ -27,7 +12,8 @@ export interface Summary {
   runtimeMs: number;
   iops: number;
   bw: number;
-  lat: ReturnType<typeof latency>;
+  /** Latencies (ns). */
+  lat: hdr.Histogram;
 }
 
 /** One direction summed over the jobs (fio's group reporting). */
@@ -41,7 +27,7 @@ export function summarize(jobs: JobResult[], dir: "read" | "write"): Summary {
     h.add(hdr.decodeFromCompressedBase64(j[dir].histogram));
   }
   const runtimeMs = Math.max(...jobs.map((j) => j.elapsedMs));
-  return { ios, bytes, runtimeMs, iops: ios / (runtimeMs / 1000), bw: bytes / (runtimeMs / 1000), lat: latency(h) };
+  return { ios, bytes, runtimeMs, iops: ios / (runtimeMs / 1000), bw: bytes / (runtimeMs / 1000), lat: h };
 }
 
 const units = (n: number, base: number, names: string[]) => {
@@ -68,41 +54,9 @@ export interface DeviceInfo {
   references: Reference[];
 }
 
-/** fio's JSON shape: { "fio version", jobs: [{ jobname, read, write, ... }] }, plus a device section. */
-export function jsonReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): unknown {
-  const dir = (s: Summary) => ({
-    io_bytes: s.bytes,
-    io_kbytes: Math.round(s.bytes / 1024),
-    bw_bytes: Math.round(s.bw),
-    bw: Math.round(s.bw / 1024),
-    iops: s.iops,
-    runtime: Math.round(s.runtimeMs),
-    total_ios: s.ios,
-    lat_ns: s.lat,
-    clat_ns: s.lat,
-  });
-  const read = summarize(jobs, "read");
-  const write = summarize(jobs, "write");
-  return {
-    "fio version": "vhost-scsi-wasm-0.1.0",
-    timestamp: Math.floor(Date.now() / 1000),
-    "global options": {
-      rw: o.rw, bs: String(o.bs), iodepth: String(o.iodepth), numjobs: String(o.numjobs), size: String(o.size),
-      runtime: String(o.runtimeMs / 1000), rwmixread: String(o.rwmixread),
-    },
-    jobs: [
-      {
-        jobname: "vhost-scsi",
-        groupid: 0,
-        error: jobs.reduce((s, j) => s + j.errors, 0),
-        job_runtime: Math.round(Math.max(...jobs.map((j) => j.elapsedMs))),
-        read: dir(read),
-        write: dir(write),
-        usr_cpu: dev.guestCpu.user,
-        sys_cpu: dev.guestCpu.system,
-        verify: { blocks: jobs.reduce((s, j) => s + j.verifiedBlocks, 0), mismatches: jobs.reduce((s, j) => s + j.verifyMismatches, 0) },
-      },
-    ],
+/** The run in fio's JSON (json+ with `plus`), with the device side in a `device` section of our own. */
+export function jsonReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo, plus = false): unknown {
+  return fioJson(o, jobs, plus, {
     device: {
       queues: o.queues,
       cores: availableParallelism(),
@@ -124,7 +78,7 @@ export function jsonReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): u
         backstore_reference: Object.fromEntries(dev.references.map((r) => [r.key, r.iops === undefined ? null : Math.round(r.iops)])),
       }),
     },
-  };
+  });
 }
 
 /** Threads that poll or run the whole time: the guest jobs and the vhost workers. */
@@ -146,8 +100,8 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
     if (s.ios === 0) continue;
     lines.push(`  ${d}: IOPS=${fmtIops(s.iops)}, BW=${fmtBw(s.bw)} (${(s.bw / 1e6).toFixed(1)}MB/s)(${units(s.bytes, 1024, ["B", "KiB", "MiB", "GiB"])}/${Math.round(s.runtimeMs)}msec)`);
     const l = s.lat;
-    lines.push(`    lat (nsec): min=${fmtNs(l.min)}, max=${fmtNs(l.max)}, avg=${fmtNs(l.mean)}, stdev=${fmtNs(l.stddev)}`);
-    const p = (x: number) => fmtNs(l.percentile[x.toFixed(6)]);
+    lines.push(`    lat (nsec): min=${fmtNs(l.minNonZeroValue)}, max=${fmtNs(l.maxValue)}, avg=${fmtNs(l.mean)}, stdev=${fmtNs(l.stdDeviation)}`);
+    const p = (x: number) => fmtNs(l.getValueAtPercentile(x));
     lines.push(`    lat percentiles: p50=${p(50)}, p90=${p(90)}, p99=${p(99)}, p99.9=${p(99.9)}, p99.99=${p(99.99)}`);
   }
   const errors = jobs.reduce((s, j) => s + j.errors, 0);

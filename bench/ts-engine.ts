@@ -23,7 +23,7 @@ export class TsGuestEngine implements GuestEngine {
   private readonly slotRead: Uint8Array[];
   private readonly slotStart: Float64Array[];
   private readonly hist: [Histogram, Histogram] = [hdr.build({ numberOfSignificantValueDigits: 3 }), hdr.build({ numberOfSignificantValueDigits: 3 })];
-  private readonly c: EngineCounts = { read: { ios: 0, bytes: 0 }, write: { ios: 0, bytes: 0 }, errors: 0, verified: 0, mismatches: 0, kicks: 0 };
+  private readonly c: EngineCounts = { read: { ios: 0, bytes: 0, latNs: 0 }, write: { ios: 0, bytes: 0, latNs: 0 }, errors: 0, verified: 0, mismatches: 0, kicks: 0 };
   private readonly doneFns: ((slot: number, ok: boolean) => void)[];
   private phase: Phase = PHASE_RUN;
   private cursor = 0;
@@ -100,8 +100,10 @@ export class TsGuestEngine implements GuestEngine {
     const b = this.slotBlock[qi][slot];
     if (!ok) this.c.errors++;
     if (this.phase === PHASE_RUN) {
-      this.hist[read ? 0 : 1].recordValue(Math.max(1, Math.round((this.now - this.slotStart[qi][slot]) * 1e6)));
+      const lat = Math.max(1, Math.round((this.now - this.slotStart[qi][slot]) * 1e6));
+      this.hist[read ? 0 : 1].recordValue(lat);
       const d = read ? this.c.read : this.c.write;
+      d.latNs += lat;
       d.ios++;
       d.bytes += this.o.bs;
     }

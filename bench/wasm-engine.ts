@@ -31,7 +31,7 @@ const MODE_SEQUENTIAL = 1;
 const MODE_MIXED = 2;
 const MODE_ALL_READS = 4;
 const MODE_VERIFY = 8;
-const COUNTER = { readIos: 0, readBytes: 1, writeIos: 2, writeBytes: 3, errors: 4, mismatches: 5, verified: 6 } as const;
+const COUNTER = { readIos: 0, readBytes: 1, writeIos: 2, writeBytes: 3, errors: 4, mismatches: 5, verified: 6, readLatNs: 7, writeLatNs: 8 } as const;
 
 let compiled: WebAssembly.Module | undefined;
 /** The engine's module (compiled once per thread). */
@@ -154,8 +154,8 @@ export class WasmGuestEngine implements GuestEngine {
   counts(): EngineCounts {
     const c = (k: number) => this.e.engine_counter(this.st, k);
     return {
-      read: { ios: c(COUNTER.readIos), bytes: c(COUNTER.readBytes) },
-      write: { ios: c(COUNTER.writeIos), bytes: c(COUNTER.writeBytes) },
+      read: { ios: c(COUNTER.readIos), bytes: c(COUNTER.readBytes), latNs: c(COUNTER.readLatNs) },
+      write: { ios: c(COUNTER.writeIos), bytes: c(COUNTER.writeBytes), latNs: c(COUNTER.writeLatNs) },
       errors: c(COUNTER.errors),
       verified: c(COUNTER.verified),
       mismatches: c(COUNTER.mismatches),

@@ -32,7 +32,7 @@ const J_HIST: usize = 64;
 const J_REGION: usize = 72; // u64 bytes
 const J_NOW: usize = 80; // u64 ns of the current pass
 const J_COUNTERS: usize = 88; // u64 each, COUNTER_*
-const COUNTERS: usize = 8;
+const COUNTERS: usize = 9;
 const J_SIZE: usize = J_COUNTERS + 8 * COUNTERS;
 
 /** Counters the caller reads (engine_counter). */
@@ -43,6 +43,8 @@ const COUNTER_WRITE_BYTES: u32 = 3;
 const COUNTER_ERRORS: u32 = 4;
 const COUNTER_MISMATCHES: u32 = 5;
 const COUNTER_VERIFIED: u32 = 6;
+const COUNTER_READ_LAT_NS: u32 = 7;
+const COUNTER_WRITE_LAT_NS: u32 = 8;
 
 /** J_MODE bits. */
 const MODE_SEQUENTIAL: u32 = 1;
@@ -369,6 +371,7 @@ function complete(st: usize, q: usize, slot: u32): void {
     const lat = load<u64>(st + J_NOW) - load<u64>(s + S_START);
     const h = <usize>load<u32>(st + J_HIST) + (read ? 0 : 4 * <usize>HIST_BUCKETS) + 4 * <usize>bucket(lat > 0 ? lat : 1);
     store<u32>(h, load<u32>(h) + 1);
+    count(st, read ? COUNTER_READ_LAT_NS : COUNTER_WRITE_LAT_NS, lat);
     count(st, read ? COUNTER_READ_IOS : COUNTER_WRITE_IOS, 1);
     count(st, read ? COUNTER_READ_BYTES : COUNTER_WRITE_BYTES, bs);
   }

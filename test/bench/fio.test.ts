@@ -1,31 +1,18 @@
 import { describe, expect, it } from "vitest";
-import { execFile, spawn, spawnSync } from "node:child_process";
-import { promisify } from "node:util";
-import { fileURLToPath } from "node:url";
+import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { availableParallelism } from "node:os";
 import { OptionError, parseOptions, parseSize, parseTime } from "../../bench/options.js";
 import { until } from "../helpers/backstores.js";
+import { has, runBench as run } from "../helpers/bench-cli.js";
 
-const has = (cmd: string) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
 const FIO = has("fio");
 const GCC = has("gcc");
 const NBDKIT = has("nbdkit");
 if (!FIO) console.warn("fio is not installed (Debian package fio): the benchmark's fio yardsticks are not checked");
 if (!NBDKIT) console.warn("skipped: the NBD benchmark run needs nbdkit (Debian package nbdkit)");
-
-const fio = fileURLToPath(new URL("../../dist/bench/fio.js", import.meta.url));
-const run = async (...args: string[]) => {
-  try {
-    const r = await promisify(execFile)(process.execPath, [fio, ...args], { timeout: 60_000 });
-    return { code: 0, ...r };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-};
 
 describe("fio-like options", () => {
   it("parses fio sizes and times", () => {
@@ -34,9 +21,12 @@ describe("fio-like options", () => {
   });
 
   it("has defaults: randread 4k, iodepth 32, 5 s on a RAM disk", () => {
-    expect(parseOptions([])).toMatchObject({ rw: "randread", bs: 4096, iodepth: 32, runtimeMs: 5000, backstore: { backstore: "ram" }, blockSize: 512, json: false });
+    expect(parseOptions([])).toMatchObject({ rw: "randread", bs: 4096, iodepth: 32, runtimeMs: 5000, backstore: { backstore: "ram" }, blockSize: 512, formats: ["normal"] });
     expect(parseOptions(["--size=64m"]).runtimeMs).toBe(0);
-    expect(parseOptions(["--output-format=json"]).json).toBe(true);
+    expect(parseOptions(["--output-format=json"]).formats).toEqual(["json"]);
+    expect(parseOptions(["--output-format=normal,json+"]).formats).toEqual(["normal", "json+"]);
+    expect(parseOptions(["--json"]).formats).toEqual(["json"]);
+    expect(parseOptions(["--write_iops_log=x"])).toMatchObject({ iopsLog: "x", logAvgMsec: 100 });
     expect(parseOptions(["--backstore=file:/tmp/x.img"]).backstore).toEqual({ backstore: "file", path: "/tmp/x.img" });
     expect(parseOptions(["--backstore=file:/tmp/x.img", "--io-threads=3"]).ioThreads).toBe(3);
   });
@@ -53,6 +43,9 @@ describe("fio-like options", () => {
     [["--size=5g"], /4 GiB/],
     [["--nope"], /Unknown option/],
     [["--engine=c"], /--engine: 'c' must be wasm or ts/],
+    [["--output-format=xml"], /--output-format: 'xml' must be normal, json or json\+/],
+    [["--write_lat_log="], /--write_lat_log: needs a file name/],
+    [["--log_avg_msec=-5"], /--log_avg_msec/],
   ])("refuses %j", (args, msg) => {
     expect(() => parseOptions(args)).toThrow(OptionError);
     expect(() => parseOptions(args)).toThrow(msg);
@@ -64,7 +57,7 @@ describe("the benchmark CLI", () => {
     const r = await run("--help");
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("ram, null, file:PATH");
-    for (const o of ["--io-threads", "--rw", "--bs", "--iodepth", "--queues", "--numjobs", "--workers", "--runtime", "--size", "--backstore", "--block-size", "--verify", "--json", "--busy-poll", "--guest-poll", "--engine"]) expect(r.stdout).toContain(o);
+    for (const o of ["--io-threads", "--rw", "--bs", "--iodepth", "--queues", "--numjobs", "--workers", "--runtime", "--size", "--backstore", "--block-size", "--verify", "--json", "--busy-poll", "--guest-poll", "--engine", "--output-format", "--write_iops_log", "--write_bw_log", "--write_lat_log", "--log_avg_msec", "--plot"]) expect(r.stdout).toContain(o);
   });
 
   it("a bad option value is a one-line error, no stack trace, exit 1", async () => {
@@ -82,8 +75,8 @@ describe("the benchmark CLI", () => {
     expect(read.iops).toBeGreaterThan(1000);
     expect(Math.abs(read.bw_bytes - read.iops * 4096)).toBeLessThan(read.iops * 4096 * 0.001 + 1);
     expect(read.io_bytes).toBe(read.total_ios * 4096);
-    expect(Object.keys(read.lat_ns.percentile)).toContain("99.900000");
-    expect(read.lat_ns.min).toBeLessThanOrEqual(read.lat_ns.percentile["50.000000"]);
+    expect(Object.keys(read.clat_ns.percentile)).toContain("99.900000");
+    expect(read.clat_ns.min).toBeLessThanOrEqual(read.clat_ns.percentile["50.000000"]);
     expect(j.jobs[0].error).toBe(0);
     expect(j.device.workers).toHaveLength(1);
     // The C request loop ran in the same run at the same block size (where gcc is installed).
@@ -117,12 +110,15 @@ describe("the benchmark CLI", () => {
   it.each(["wasm", "ts"])("--engine %s: randrw with --verify over two queues and jobs, 0 mismatches", async (engine) => {
     const r = await run("--json", "--verify", "--rw=randrw", "--runtime=300ms", "--size=8m", "--queues=2", "--numjobs=2", "--busy-poll=0", `--engine=${engine}`);
     expect(r.code).toBe(0);
-    const j = JSON.parse(r.stdout).jobs[0];
-    expect(j.read.total_ios).toBeGreaterThan(100);
-    expect(j.write.total_ios).toBeGreaterThan(100);
-    expect(j.verify.blocks).toBeGreaterThan(0);
-    expect(j.verify.mismatches).toBe(0);
-    expect(j.error).toBe(0);
+    const jobs = JSON.parse(r.stdout).jobs;
+    expect(jobs).toHaveLength(2);
+    for (const j of jobs) {
+      expect(j.read.total_ios).toBeGreaterThan(100);
+      expect(j.write.total_ios).toBeGreaterThan(100);
+      expect(j.verify.blocks).toBeGreaterThan(0);
+      expect(j.verify.mismatches).toBe(0);
+      expect(j.error).toBe(0);
+    }
   });
 
   it("runs on a file backstore with --size and no --runtime, doing --size bytes", async () => {
@@ -163,7 +159,8 @@ describe("the benchmark CLI", () => {
   it("drives several queues with several workers and jobs", async () => {
     const r = await run("--json", "--runtime=400ms", "--queues=2", "--workers=2", "--numjobs=2", "--busy-poll=0");
     const j = JSON.parse(r.stdout);
-    expect(j.jobs[0].read.total_ios).toBeGreaterThan(1000);
+    expect(j.jobs).toHaveLength(2);
+    for (const job of j.jobs) expect(job.read.total_ios).toBeGreaterThan(1000);
     expect(j.device.workers).toHaveLength(2);
   });
 });

@@ -1,0 +1,174 @@
+// The run as fio writes it with --output-format=json or json+ (fio 3.x key layout): one entry
+// per job with every data direction fio has (read, write, trim, sync), slat/clat/lat in ns with
+// clat percentiles, json+'s clat_ns.bins in fio's bucket scheme, bandwidth and IOPS statistics
+// over fio's 500 ms-style samples, iodepth_level and the latency_ns/us/ms distributions. What
+// fio has no key for (verify, the device side and the yardsticks) sits in sections of our own
+// (`verify` in a job, `device` at the top), which fio's tools ignore.
+import hdr, { type Histogram } from "hdr-histogram-js";
+import type { FioOptions } from "./options.js";
+import { windows, type JobResult } from "./job-result.js";
+import { fioBins, recorded } from "./fio-buckets.js";
+
+/** The percentiles fio reports by default. */
+export const FIO_PERCENTILES = [1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.5, 99.9, 99.95, 99.99];
+
+const stats = (h: Histogram) => ({
+  min: h.totalCount ? h.minNonZeroValue : 0,
+  max: h.totalCount ? h.maxValue : 0,
+  mean: h.totalCount ? h.mean : 0,
+  stddev: h.totalCount ? h.stdDeviation : 0,
+  N: h.totalCount,
+});
+const NONE = { min: 0, max: 0, mean: 0, stddev: 0, N: 0 };
+
+/** fio's clat object: statistics, and where there are samples the percentiles and (json+) the bins. */
+function clat(h: Histogram, plus: boolean) {
+  if (h.totalCount === 0) return stats(h);
+  const percentile: Record<string, number> = {};
+  for (const p of FIO_PERCENTILES) percentile[p.toFixed(6)] = h.getValueAtPercentile(p);
+  return { ...stats(h), percentile, ...(plus && { bins: fioBins(h) }) };
+}
+
+/** min, max, mean, standard deviation and count of samples. */
+function sampleStats(xs: number[]) {
+  if (xs.length === 0) return { min: 0, max: 0, mean: 0, dev: 0, n: 0 };
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+  const dev = xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1)) : 0;
+  return { min: Math.min(...xs), max: Math.max(...xs), mean, dev, n: xs.length };
+}
+
+/** One direction of one job; `d` 0 reads, 1 writes; `groupBw` the whole run's bandwidth in that direction (bw_agg). */
+function direction(j: JobResult, d: 0 | 1, plus: boolean, groupBw: number) {
+  const r = d === 0 ? j.read : j.write;
+  const h = hdr.decodeFromCompressedBase64(r.histogram);
+  const s = j.elapsedMs / 1000;
+  // Per window: KiB/s and IOPS, as fio's bw and iops samples.
+  const bw: number[] = [];
+  const iops: number[] = [];
+  for (const w of windows(j)) {
+    bw.push(w.dir[d].bytes / 1024 / (w.ms / 1000));
+    iops.push(w.dir[d].ios / (w.ms / 1000));
+  }
+  const b = sampleStats(bw);
+  const i = sampleStats(iops);
+  const bwBytes = r.bytes / s;
+  return {
+    io_bytes: r.bytes,
+    io_kbytes: Math.round(r.bytes / 1024),
+    bw_bytes: Math.round(bwBytes),
+    bw: Math.round(bwBytes / 1024),
+    iops: r.ios / s,
+    runtime: Math.round(j.elapsedMs),
+    total_ios: r.ios,
+    short_ios: 0,
+    drop_ios: 0,
+    slat_ns: NONE,
+    clat_ns: clat(h, plus),
+    lat_ns: stats(h),
+    bw_min: Math.round(b.min),
+    bw_max: Math.round(b.max),
+    bw_agg: groupBw > 0 ? (bwBytes / groupBw) * 100 : 0,
+    bw_mean: b.mean,
+    bw_dev: b.dev,
+    bw_samples: b.n,
+    iops_min: Math.round(i.min),
+    iops_max: Math.round(i.max),
+    iops_mean: i.mean,
+    iops_stddev: i.dev,
+    iops_samples: i.n,
+  };
+}
+
+/** A direction this benchmark never issues (trim), in fio's shape. */
+function idle() {
+  return {
+    io_bytes: 0, io_kbytes: 0, bw_bytes: 0, bw: 0, iops: 0, runtime: 0, total_ios: 0, short_ios: 0, drop_ios: 0,
+    slat_ns: NONE, clat_ns: NONE, lat_ns: NONE,
+    bw_min: 0, bw_max: 0, bw_agg: 0, bw_mean: 0, bw_dev: 0, bw_samples: 0,
+    iops_min: 0, iops_max: 0, iops_mean: 0, iops_stddev: 0, iops_samples: 0,
+  };
+}
+
+/** fio's iodepth_level: the share of time at each depth level (this benchmark keeps its depth). */
+function iodepthLevel(depth: number): Record<string, number> {
+  const levels = ["1", "2", "4", "8", "16", "32", ">=64"];
+  const at = depth >= 64 ? 6 : Math.floor(Math.log2(depth));
+  return Object.fromEntries(levels.map((l, k) => [l, k === at ? 100 : 0]));
+}
+
+/**
+ * fio's latency_ns / latency_us / latency_ms: the share (%) of I/Os whose latency is at or under
+ * each bound and over the one before; latency_ms ends with ">=2000".
+ */
+function latencyShares(h: Histogram) {
+  const keys = [2, 4, 10, 20, 50, 100, 250, 500, 750, 1000];
+  const groups = [
+    { name: "latency_ns", scale: 1, keys },
+    { name: "latency_us", scale: 1e3, keys },
+    { name: "latency_ms", scale: 1e6, keys: [...keys, 2000] },
+  ];
+  const bounds = groups.flatMap((g) => g.keys.map((k) => k * g.scale));
+  const counts = new Array<number>(bounds.length + 1).fill(0);
+  for (const { value, count } of recorded(h)) {
+    let i = bounds.findIndex((b) => value <= b);
+    if (i < 0) i = bounds.length;
+    counts[i] += count;
+  }
+  const pct = (n: number) => (h.totalCount ? (n / h.totalCount) * 100 : 0);
+  const out: Record<string, Record<string, number>> = {};
+  let at = 0;
+  for (const g of groups) {
+    out[g.name] = {};
+    for (const k of g.keys) out[g.name][String(k)] = pct(counts[at++]);
+  }
+  out.latency_ms[">=2000"] = pct(counts[at]);
+  return out;
+}
+
+/** The whole document; `plus` adds json+'s bins; `extra` the sections of our own at the top. */
+export function fioJson(o: FioOptions, jobs: JobResult[], plus: boolean, extra: Record<string, unknown>): unknown {
+  const now = Date.now();
+  const groupBw = [0, 1].map((d) => jobs.reduce((s, j) => s + (d === 0 ? j.read.bytes : j.write.bytes) / (j.elapsedMs / 1000), 0));
+  const jobOptions = {
+    rw: o.rw, bs: String(o.bs), iodepth: String(o.iodepth), numjobs: String(o.numjobs), size: String(o.size),
+    runtime: String(o.runtimeMs / 1000), rwmixread: String(o.rwmixread), ioengine: `vhost-scsi-${o.engine}`,
+  };
+  return {
+    "fio version": "vhost-scsi-wasm-0.1.0",
+    timestamp: Math.floor(now / 1000),
+    timestamp_ms: now,
+    time: new Date(now).toString(),
+    "global options": jobOptions,
+    jobs: jobs.map((j) => {
+      const all = hdr.build({ numberOfSignificantValueDigits: 3 });
+      for (const d of [j.read, j.write]) all.add(hdr.decodeFromCompressedBase64(d.histogram));
+      return {
+        jobname: "vhost-scsi",
+        groupid: 0,
+        error: j.errors,
+        eta: 0,
+        elapsed: Math.round(j.elapsedMs / 1000),
+        "job options": { name: "vhost-scsi", ...jobOptions },
+        read: direction(j, 0, plus, groupBw[0]),
+        write: direction(j, 1, plus, groupBw[1]),
+        trim: idle(),
+        sync: { total_ios: 0, lat_ns: NONE },
+        job_runtime: Math.round(j.elapsedMs),
+        usr_cpu: j.cpu ? (j.cpu.user / j.elapsedMs) * 100 : 0,
+        sys_cpu: j.cpu ? (j.cpu.system / j.elapsedMs) * 100 : 0,
+        ctx: 0,
+        majf: 0,
+        minf: 0,
+        iodepth_level: iodepthLevel(o.iodepth),
+        ...latencyShares(all),
+        latency_depth: o.iodepth,
+        latency_target: 0,
+        latency_percentile: 100,
+        latency_window: 0,
+        verify: { blocks: j.verifiedBlocks, mismatches: j.verifyMismatches },
+        kicks: j.kicks,
+      };
+    }),
+    ...extra,
+  };
+}

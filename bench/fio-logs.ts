@@ -1,0 +1,49 @@
+// fio's log files (--write_iops_log, --write_bw_log, --write_lat_log with --log_avg_msec), named
+// and laid out as fio writes them, so that fio_generate_plots and fio2gnuplot read them: one
+// file per job (NAME_iops.1.log, ...), a line per averaging window and data direction:
+// "msec, value, direction (0 read, 1 write), block size (0 for averaged samples), offset".
+import { writeFileSync } from "node:fs";
+import { windows, type JobResult, type WindowCounts } from "./job-result.js";
+import type { FioOptions } from "./options.js";
+
+type Value = (c: WindowCounts, windowMs: number) => number;
+
+/** What one kind of log holds per window. */
+const KINDS: Record<string, Value> = {
+  iops: (c, ms) => Math.round((c.ios * 1000) / ms),
+  bw: (c, ms) => Math.round((c.bytes / 1024) * (1000 / ms)),
+  lat: (c) => (c.ios ? Math.round(c.latNs / c.ios) : 0),
+  clat: (c) => (c.ios ? Math.round(c.latNs / c.ios) : 0),
+  // Submission latency is not measured apart: requests are on the ring the moment they are made.
+  slat: () => 0,
+};
+
+/** One log's text for one job. */
+export function fioLog(job: JobResult, kind: keyof typeof KINDS): string {
+  const value = KINDS[kind];
+  const dirs = [job.read.ios > 0, job.write.ios > 0];
+  const lines: string[] = [];
+  for (const w of windows(job)) {
+    for (const d of [0, 1] as const) if (dirs[d]) lines.push(`${Math.round(w.endMs)}, ${value(w.dir[d], w.ms)}, ${d}, 0, 0`);
+  }
+  return lines.length ? lines.join("\n") + "\n" : "";
+}
+
+/** Writes the logs the options ask for; returns the files written. */
+export function writeFioLogs(o: FioOptions, jobs: JobResult[]): string[] {
+  const files: string[] = [];
+  const write = (stem: string | undefined, kinds: (keyof typeof KINDS)[]) => {
+    if (!stem) return;
+    jobs.forEach((j, n) => {
+      for (const kind of kinds) {
+        const file = `${stem}_${kind}.${n + 1}.log`;
+        writeFileSync(file, fioLog(j, kind));
+        files.push(file);
+      }
+    });
+  };
+  write(o.iopsLog, ["iops"]);
+  write(o.bwLog, ["bw"]);
+  write(o.latLog, ["lat", "clat", "slat"]);
+  return files;
+}
