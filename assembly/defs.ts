@@ -29,7 +29,7 @@ export const VQ_FEAT_EVENT_IDX: u32 = 1;
 export const VQ_FEAT_NOTIFY_ON_EMPTY: u32 = 2;
 
 // Queue errors, the analogue of the kernel's vq_err() messages. The control plane maps them to
-// names and errno values (src/virtio/queue-error.ts); keep the numbering in step.
+// names and errno values (src/virtio/queue-error.ts) by these names, which the build generates.
 export const VQ_ERR_NONE: u32 = 0;
 /** avail->idx moved more than the queue size past last_avail_idx (EINVAL). */
 export const VQ_ERR_AVAIL_IDX: u32 = 1;

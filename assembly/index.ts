@@ -1,13 +1,11 @@
 // The data plane's exports: the entry points a vhost worker calls once per batch, and the
 // accessors the control plane uses to set up the structs it allocated in shared memory.
-import { UIO_MAXIOV, VHOST_MAX_MEM_REGIONS } from "./defs";
+import { VHOST_MAX_MEM_REGIONS } from "./defs";
 import { MemTable, MemRegion, memtable_region } from "./memtable";
 import { chain_iov, instance_init, instance_area_size } from "./instance";
-import { VirtQueue, vq_add_used, vq_flush_used, vq_enable_notify, vq_disable_notify } from "./queue";
-import { vq_pop_chain } from "./chain";
+import { VirtQueue, vq_flush_used } from "./queue";
 import { vq_drain } from "./drain";
-import { EchoDevice, NullDevice } from "./testdev";
-import { IOVEC_SIZE, IoVecArray, iovec_array_size } from "./iovec";
+import { IOVEC_SIZE, IoVecArray } from "./iovec";
 
 export { instance_init, instance_area_size };
 
@@ -90,52 +88,6 @@ export function vq_clear_error(p: usize): void {
   changetype<VirtQueue>(p).error = 0;
 }
 
-// ---- low-level ring access (tests, the control plane's checks) ----
-
-/** Bytes one iovec array of UIO_MAXIOV entries occupies. */
-export function iov_array_size(): usize {
-  return iovec_array_size(UIO_MAXIOV);
-}
-
-/** Pops one chain into this instance's chain iovec array; see vq_pop_chain(). */
-export function vq_pop(p: usize): u32 {
-  return vq_pop_chain(changetype<VirtQueue>(p), chain_iov());
-}
-
-/** Address of this instance's chain iovec array: { count u32, out u32, [base u32, len u32] * n }. */
-export function chain_iov_ptr(): usize {
-  return changetype<usize>(chain_iov());
-}
-
-export function vq_push_used(p: usize, head: u32, len: u32): void {
-  vq_add_used(changetype<VirtQueue>(p), head, len);
-}
-
-/** Publishes used entries; returns DRAIN_USED | DRAIN_SIGNAL as vq_flush_used(). */
-export function vq_flush(p: usize): u32 {
-  return vq_flush_used(changetype<VirtQueue>(p));
-}
-
-export function vq_notify_enable(p: usize): bool {
-  return vq_enable_notify(changetype<VirtQueue>(p));
-}
-
-export function vq_notify_disable(p: usize): void {
-  vq_disable_notify(changetype<VirtQueue>(p));
-}
-
-// ---- batch entry points ----
-
-/** Drains vq with the echo device; returns DRAIN_* bits. */
-export function echo_drain(p: usize, weight: u32): u32 {
-  return vq_drain<EchoDevice>(changetype<VirtQueue>(p), chain_iov(), changetype<EchoDevice>(0), weight);
-}
-
-/** Drains vq with a null device (struct at dev: { replyLen u32 }); returns DRAIN_* bits. */
-export function null_drain(p: usize, dev: usize, weight: u32): u32 {
-  return vq_drain<NullDevice>(changetype<VirtQueue>(p), chain_iov(), changetype<NullDevice>(dev), weight);
-}
-
 /** End of the module's static data: the control plane's allocations start above it. */
 export function static_end(): usize {
   return __heap_base;
@@ -153,7 +105,6 @@ import {
   ctx_table_init, ctx_table_size, sq_init, sq_size,
 } from "./scsi/ioring";
 import { REMOTE_MAX_RANGES, remote_reap } from "./scsi/remote";
-import { opcode_count, opcode_row } from "./scsi/opcodes";
 import { CMD_REQ_PI_SIZE, CMD_REQ_SIZE } from "./scsi/constants";
 import { SCSI_DEV_F_T10_PI } from "./scsi/target";
 import { DRAIN_USED } from "./defs";
@@ -293,6 +244,8 @@ export const CQ_DOORBELL: u32 = offsetof<IoCompletionQueue>("doorbell");
 export const CQ_FINISHED: u32 = offsetof<IoCompletionQueue>("finished");
 export const CQ_CELLS: u32 = offsetof<IoCompletionQueue>();
 export const CQ_CELL_SIZE: u32 = <u32>CQE_SIZE;
+/** Where the entries of an iovec array ({ count u32, out u32, [base u32, len u32] * count }) start. */
+export const IOVEC_ARRAY_ENTRIES: u32 = offsetof<IoVecArray>();
 
 /** Bytes of a request context table with `capacity` contexts, of its completion queue, of its bounce buffer. */
 export function scsi_ctx_table_size(capacity: u32): usize { return ctx_table_size(capacity); }
@@ -320,6 +273,3 @@ export function scsi_sq_size(entries: u32): usize { return sq_size(entries); }
 export function scsi_sq_init(sq: usize, entries: u32): void { sq_init(changetype<IoSubmitQueue>(sq), entries); }
 /** The most UNMAP ranges a LUN served elsewhere can take in one command. */
 export function scsi_remote_max_ranges(): u32 { return REMOTE_MAX_RANGES; }
-/** Supported command table, for tests: count and row i as (opcode << 16) | ((sa + 1) << 8) | cdb length. */
-export function scsi_opcode_count(): u32 { return opcode_count(); }
-export function scsi_opcode_row(i: u32): u32 { return opcode_row(i); }

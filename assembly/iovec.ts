@@ -57,12 +57,6 @@ const MOVE_FILL: u32 = 2;
     this.off = 0;
   }
 
-  /** Bytes left from the cursor to the end of its run. */
-  remaining(): u64 {
-    if (this.idx >= this.end) return 0;
-    return this.iov.bytes(this.idx, this.end) - this.off;
-  }
-
   /**
    * Moves up to len bytes between the cursor and device memory: mode READ copies guest to mem,
    * WRITE copies mem to guest, FILL stores the byte value `mem` into the guest buffers.

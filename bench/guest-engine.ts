@@ -24,9 +24,8 @@ export interface JobInit {
 }
 
 /** What an engine is doing: the timed run; writing the region first (--verify on reads); reading back what was written. */
-export const PHASE_RUN = 0;
-export const PHASE_FILL = 1;
-export const PHASE_READBACK = 2;
+import { PHASE_FILL, PHASE_READBACK, PHASE_RUN } from "./engine-abi.generated.js";
+export { PHASE_FILL, PHASE_READBACK, PHASE_RUN };
 export type Phase = typeof PHASE_RUN | typeof PHASE_FILL | typeof PHASE_READBACK;
 
 /** Per direction of the timed run: I/Os, bytes, the sum of their latencies (ns). */

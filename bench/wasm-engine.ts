@@ -7,31 +7,10 @@ import hdr, { type Histogram } from "hdr-histogram-js";
 import { EventFd } from "../src/eventfd.js";
 import { polledSlotSize } from "../src/guest/polled-queue.js";
 import type { EngineCounts, GuestEngine, JobInit, Phase } from "./guest-engine.js";
-
-interface EngineExports {
-  engine_job_bytes(): number;
-  engine_queue_bytes(): number;
-  engine_slot_bytes(): number;
-  engine_hist_buckets(): number;
-  engine_slot_ram(bs: number): number;
-  engine_bucket_value(b: number): number;
-  engine_init(st: number, nQueues: number, qtab: number, bs: number, blockSize: number, mode: number, mix: number, blocks: number, seed: number, region: bigint, gens: number, busy: number, hist: number): void;
-  engine_init_queue(st: number, qi: number, desc: number, avail: number, used: number, num: number, depth: number, bufGpa: bigint, bufHva: number, availIdx: number, usedIdx: number, target: number, lun: number, slots: number): void;
-  engine_begin(st: number, phase: number, nowMs: number): number;
-  engine_pass(st: number, nowMs: number): number;
-  engine_kicks(st: number): number;
-  engine_stop(st: number): void;
-  engine_outstanding(st: number): number;
-  engine_arm(st: number, qi: number): number;
-  engine_disarm(st: number, qi: number): void;
-  engine_counter(st: number, c: number): number;
-}
-
-const MODE_SEQUENTIAL = 1;
-const MODE_MIXED = 2;
-const MODE_ALL_READS = 4;
-const MODE_VERIFY = 8;
-const COUNTER = { readIos: 0, readBytes: 1, writeIos: 2, writeBytes: 3, errors: 4, mismatches: 5, verified: 6, readLatNs: 7, writeLatNs: 8 } as const;
+import {
+  COUNTER_ERRORS, COUNTER_MISMATCHES, COUNTER_READ_BYTES, COUNTER_READ_IOS, COUNTER_READ_LAT_NS, COUNTER_VERIFIED, COUNTER_WRITE_BYTES,
+  COUNTER_WRITE_IOS, COUNTER_WRITE_LAT_NS, MODE_ALL_READS, MODE_MIXED, MODE_SEQUENTIAL, MODE_VERIFY, type EngineExports,
+} from "./engine-abi.generated.js";
 
 let compiled: WebAssembly.Module | undefined;
 /** The engine's module (compiled once per thread). */
@@ -154,11 +133,11 @@ export class WasmGuestEngine implements GuestEngine {
   counts(): EngineCounts {
     const c = (k: number) => this.e.engine_counter(this.st, k);
     return {
-      read: { ios: c(COUNTER.readIos), bytes: c(COUNTER.readBytes), latNs: c(COUNTER.readLatNs) },
-      write: { ios: c(COUNTER.writeIos), bytes: c(COUNTER.writeBytes), latNs: c(COUNTER.writeLatNs) },
-      errors: c(COUNTER.errors),
-      verified: c(COUNTER.verified),
-      mismatches: c(COUNTER.mismatches),
+      read: { ios: c(COUNTER_READ_IOS), bytes: c(COUNTER_READ_BYTES), latNs: c(COUNTER_READ_LAT_NS) },
+      write: { ios: c(COUNTER_WRITE_IOS), bytes: c(COUNTER_WRITE_BYTES), latNs: c(COUNTER_WRITE_LAT_NS) },
+      errors: c(COUNTER_ERRORS),
+      verified: c(COUNTER_VERIFIED),
+      mismatches: c(COUNTER_MISMATCHES),
       kicks: this.kicks,
     };
   }

@@ -1,8 +1,10 @@
-// Builds the data plane (AssemblyScript -> dist/dataplane.wasm) and the TypeScript (-> dist/).
-// The wasm step is skipped when dist/dataplane.wasm is newer than every file in assembly/.
+// Builds the data plane (AssemblyScript -> dist/*.wasm), generates the TypeScript side of its
+// interface from assembly/ (scripts/abi.mjs), and builds the TypeScript (-> dist/). A wasm step
+// is skipped when its module and declarations are newer than every file in assembly/.
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, statSync, existsSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { checkNoHandCopies, generateAbi } from "./abi.mjs";
 
 const root = new URL("..", import.meta.url).pathname;
 const bin = (name) => join(root, "node_modules", ".bin", name);
@@ -15,25 +17,35 @@ mkdirSync(join(root, "dist"), { recursive: true });
 // layout), and relocated to 16 MiB for a memory it shares with a module that owns the bottom
 // (an emulator: src/memory/shared-memory.ts RELOCATED_STATIC_BASE). And the benchmark's guest
 // load engine, which shares the memory too and so must have no static data at all.
+// A third build adds the test devices and the step-by-step ring entry points for the tests and
+// micro-benchmarks (assembly/testing.ts).
 const builds = [
   { name: "dataplane", entry: "assembly/index.ts", base: 0 },
   { name: "dataplane-reloc", entry: "assembly/index.ts", base: 16 << 20 },
+  { name: "dataplane-testing", entry: "assembly/testing.ts", base: 0 },
   { name: "guest-engine", entry: "assembly/guest/engine.ts", base: 0, noData: true },
 ];
+mkdirSync(join(root, "dist", "bindings"), { recursive: true });
+const sourcesChanged = Math.max(newest(join(root, "assembly")), ...["build.mjs", "abi.mjs"].map((f) => statSync(join(root, "scripts", f)).mtimeMs));
 for (const { name, entry, base, noData } of builds) {
   const wasm = join(root, "dist", `${name}.wasm`);
   const wat = join(root, "dist", `${name}.wat`);
-  if (!existsSync(wasm) || statSync(wasm).mtimeMs < Math.max(newest(join(root, "assembly")), statSync(new URL(import.meta.url)).mtimeMs)) {
+  const dts = join(root, "dist", "bindings", `${name}.d.ts`);
+  if (!existsSync(wasm) || !existsSync(dts) || statSync(wasm).mtimeMs < sourcesChanged) {
     execFileSync(bin("asc"), [
       entry,
       "--outFile", `dist/${name}.wasm`,
       "--textFile", `dist/${name}.wat`,
+      "--bindings", "raw",
       "--runtime", "stub",
       "--importMemory", "--sharedMemory", "--initialMemory", String(Math.floor(base / 65536) + 1), "--maximumMemory", "65536",
       ...(base ? ["--memoryBase", String(base)] : []),
       "--enable", "threads",
       "--optimizeLevel", "3", "--shrinkLevel", "0", "--converge", "--noAssert",
     ], { cwd: root, stdio: "inherit" });
+    // asc writes its declarations beside the module; only the .d.ts is kept, for the generator.
+    renameSync(join(root, "dist", `${name}.d.ts`), dts);
+    rmSync(join(root, "dist", `${name}.js`));
   }
   // No module may allocate: per-instance heaps would overlap in the one shared memory, and the
   // runtime's bump heap starts right after the static data. A module that links the runtime
@@ -43,4 +55,40 @@ for (const { name, entry, base, noData } of builds) {
   if (/\$~lib\/rt\//.test(text)) throw new Error(`${wat} uses the AssemblyScript runtime allocator: it must not allocate`);
   if (noData && /\(data /.test(text)) throw new Error(`${wat} has static data: it would overlap the data plane's`);
 }
+
+// The TypeScript side of each interface, generated; rewritten only when it changes.
+const read = (name) => readFileSync(join(root, "dist", "bindings", `${name}.d.ts`), "utf8");
+const module = (name) => new WebAssembly.Module(readFileSync(join(root, "dist", `${name}.wasm`)));
+const asFiles = (dir) => readdirSync(join(root, dir)).filter((f) => f.endsWith(".ts")).map((f) => `${dir}/${f}`);
+const dataplane = generateAbi({
+  root,
+  sourceFiles: [...asFiles("assembly"), ...asFiles("assembly/scsi")].filter((f) => f !== "assembly/testing.ts"),
+  wasm: module("dataplane"),
+  interfaces: [
+    { dts: read("dataplane"), iface: "DataplaneExports", doc: "The data plane's exports (assembly/index.ts) as a raw instance gives them: u32 results arrive as i32, u64 as bigint." },
+  ],
+});
+const base = new Set(dataplane.exported);
+const testing = generateAbi({
+  root,
+  sourceFiles: ["assembly/testing.ts"],
+  wasm: module("dataplane-testing"),
+  interfaces: [
+    { dts: read("dataplane-testing"), iface: "DataplaneTestExports", extendsIface: "DataplaneExports", exclude: base, doc: "The test build's exports (assembly/testing.ts): the data plane's and the test devices'." },
+  ],
+});
+const engine = generateAbi({
+  root,
+  sourceFiles: ["assembly/guest/engine.ts"],
+  wasm: module("guest-engine"),
+  interfaces: [{ dts: read("guest-engine"), iface: "EngineExports", doc: "The benchmark's guest load engine's exports (assembly/guest/engine.ts)." }],
+});
+const write = (file, text) => {
+  const path = join(root, file);
+  if (!existsSync(path) || readFileSync(path, "utf8") !== text) writeFileSync(path, text);
+};
+write("src/wasm/abi.generated.ts", dataplane.text + testing.text.replace(/^(\/\/.*\n)+\n?/, "\n"));
+write("bench/engine-abi.generated.ts", engine.text);
+checkNoHandCopies(root, [...dataplane.names, ...engine.names], ["src", "bench"], ["src/wasm/", "bench/engine-abi.generated.ts"]);
+
 execFileSync(bin("tsc"), ["-p", "tsconfig.json"], { cwd: root, stdio: "inherit" });

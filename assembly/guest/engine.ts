@@ -10,6 +10,8 @@
 // All state lives in memory the caller hands in (guest RAM: this is the guest's program); the
 // module has no static data, so it can share the memory with the data plane.
 import { vring_need_event } from "../queue";
+import { VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from "../defs";
+import { CMD_REQ_SIZE, CMD_RESP_SIZE, READ_16, WRITE_16 } from "../scsi/constants";
 
 // ---- job state (bytes from the state pointer) ----
 const J_QUEUES: usize = 0;
@@ -36,26 +38,26 @@ const COUNTERS: usize = 9;
 const J_SIZE: usize = J_COUNTERS + 8 * COUNTERS;
 
 /** Counters the caller reads (engine_counter). */
-const COUNTER_READ_IOS: u32 = 0;
-const COUNTER_READ_BYTES: u32 = 1;
-const COUNTER_WRITE_IOS: u32 = 2;
-const COUNTER_WRITE_BYTES: u32 = 3;
-const COUNTER_ERRORS: u32 = 4;
-const COUNTER_MISMATCHES: u32 = 5;
-const COUNTER_VERIFIED: u32 = 6;
-const COUNTER_READ_LAT_NS: u32 = 7;
-const COUNTER_WRITE_LAT_NS: u32 = 8;
+export const COUNTER_READ_IOS: u32 = 0;
+export const COUNTER_READ_BYTES: u32 = 1;
+export const COUNTER_WRITE_IOS: u32 = 2;
+export const COUNTER_WRITE_BYTES: u32 = 3;
+export const COUNTER_ERRORS: u32 = 4;
+export const COUNTER_MISMATCHES: u32 = 5;
+export const COUNTER_VERIFIED: u32 = 6;
+export const COUNTER_READ_LAT_NS: u32 = 7;
+export const COUNTER_WRITE_LAT_NS: u32 = 8;
 
 /** J_MODE bits. */
-const MODE_SEQUENTIAL: u32 = 1;
-const MODE_MIXED: u32 = 2;
-const MODE_ALL_READS: u32 = 4;
-const MODE_VERIFY: u32 = 8;
+export const MODE_SEQUENTIAL: u32 = 1;
+export const MODE_MIXED: u32 = 2;
+export const MODE_ALL_READS: u32 = 4;
+export const MODE_VERIFY: u32 = 8;
 
 /** Phases: the timed run; writing the whole region first (verify on reads); reading back what was written. */
-const PHASE_RUN: u32 = 0;
-const PHASE_FILL: u32 = 1;
-const PHASE_READBACK: u32 = 2;
+export const PHASE_RUN: u32 = 0;
+export const PHASE_FILL: u32 = 1;
+export const PHASE_READBACK: u32 = 2;
 
 // ---- queue state ----
 const Q_DESC: usize = 0;
@@ -83,12 +85,6 @@ const S_SIZE: usize = 16;
 const SLOT_HDR: usize = 0;
 const SLOT_RESP: usize = 64;
 const SLOT_DATA: usize = 256;
-const CMD_REQ_SIZE: u32 = 51; // virtio_scsi_cmd_req with a 32-byte CDB
-const CMD_RESP_SIZE: u32 = 108; // virtio_scsi_cmd_resp with 96 bytes of sense
-const VRING_DESC_F_NEXT: u16 = 1;
-const VRING_DESC_F_WRITE: u16 = 2;
-const READ_16: u8 = 0x88;
-const WRITE_16: u8 = 0x8a;
 
 // ---- latency histogram: values in ns, exact below 1024, then 512 buckets per power of two ----
 const SUB: u32 = 1024;

@@ -64,10 +64,9 @@ export function tpg_struct_size(): usize {
   /** Event mailbox: the control plane writes at tail, the event queue's worker reads at head. */
   evt_head: u32;
   evt_tail: u32;
-  /** The control queue, the VirtQueue its pending TMFs belong to. */
-  ctl_vq: u32;
   ntmf: u32;
-  _pad: u32;
+  _pad0: u32;
+  _pad1: u32;
 }
 
 const TPGS_OFF: usize = offsetof<ScsiDevice>();

@@ -14,7 +14,7 @@ const SPIN_MS = 0.05;
 
 const d = workerData as IoThreadInit;
 const control = new Int32Array(d.control);
-const port = new RingPort(d.memory.buffer as unknown as SharedArrayBuffer, d.layout, new PollTable(d.pollTable));
+const port = new RingPort(d.memory.buffer as unknown as SharedArrayBuffer, new PollTable(d.pollTable));
 const mod = (await import(d.module)) as { openInThread(init: unknown): QueuedBackstore };
 const backstore = mod.openInThread(d.init);
 const finish = (ctx: number, result: number) => port.complete(ctx, result);

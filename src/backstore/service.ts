@@ -7,7 +7,7 @@ import { Worker } from "node:worker_threads";
 import { compiledModule } from "../compiled-module.js";
 import type { QueuedBackstore } from "./backstore.js";
 import {
-  BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES, BS_OP_DISCARD, RingPort, type BackstoreIo, type RingLayout, type TakenRequest,
+  BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES, BS_OP_DISCARD, RingPort, type BackstoreIo, type TakenRequest,
 } from "./ring.js";
 import { log } from "../log.js";
 import { PollTable } from "../eventfd.js";
@@ -93,10 +93,9 @@ export interface WorkerServedBackstore {
   init: unknown;
 }
 
-/** What a service needs of the process: the memory, the seam's layout, the workers' poll table. */
+/** What a service needs of the process: the memory and the workers' poll table. */
 export interface ServiceContext {
   memory: WebAssembly.Memory;
-  layout: RingLayout;
   pollTable: SharedArrayBuffer;
 }
 
@@ -104,7 +103,6 @@ export interface ServiceContext {
 /** What an I/O thread starts with. */
 export interface IoThreadInit {
   memory: WebAssembly.Memory;
-  layout: RingLayout;
   pollTable: SharedArrayBuffer;
   sq: number;
   module: string;
@@ -129,13 +127,13 @@ export class BackstoreService {
   private ringQueued = false;
 
   constructor(private readonly backstore: QueuedBackstore, private readonly sq: number, ctx: ServiceContext) {
-    this.port = new RingPort(ctx.memory.buffer as unknown as SharedArrayBuffer, ctx.layout, new PollTable(ctx.pollTable));
+    this.port = new RingPort(ctx.memory.buffer as unknown as SharedArrayBuffer, new PollTable(ctx.pollTable));
     const t = backstore.threaded;
     if (t && t.ioThreads === 0) {
       this.workerServed = { sq, module: t.module, init: t.init };
     } else if (t) {
       for (let i = 0; i < t.ioThreads; i++) {
-        const init: IoThreadInit = { memory: ctx.memory, layout: ctx.layout, pollTable: ctx.pollTable, sq, module: t.module, init: t.init, control: this.control };
+        const init: IoThreadInit = { memory: ctx.memory, pollTable: ctx.pollTable, sq, module: t.module, init: t.init, control: this.control };
         const w = new Worker(compiledModule(new URL("./io-thread.ts", import.meta.url)), { workerData: init });
         w.on("error", (e) => log("backstore %s: I/O thread failed: %s", backstore.name, e.message));
         // Should the last I/O thread die, requests fail (EIO) rather than wait for ever.

@@ -1,4 +1,6 @@
 // SCSI operation codes and status (SPC-5, SBC-4) and small CDB builders for the guest side.
+import { SAI_READ_CAPACITY_16, MI_REPORT_SUPPORTED_OPERATION_CODES } from "../wasm/abi.generated.js";
+export { SAI_READ_CAPACITY_16, MI_REPORT_SUPPORTED_OPERATION_CODES };
 
 export const ScsiOp = {
   TEST_UNIT_READY: 0x00,
@@ -30,9 +32,6 @@ export const ScsiOp = {
   READ_12: 0xa8,
   WRITE_12: 0xaa,
 } as const;
-
-export const SAI_READ_CAPACITY_16 = 0x10;
-export const MI_REPORT_SUPPORTED_OPERATION_CODES = 0x0c;
 
 export const SamStatus = {
   GOOD: 0x00,

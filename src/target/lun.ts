@@ -2,40 +2,13 @@ import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import type { Backstore } from "../backstore/backstore.js";
 import { BackstoreService, type WorkerServedBackstore } from "../backstore/service.js";
-import { ringLayout } from "../backstore/ring.js";
 import { processPollTable } from "../eventfd.js";
 import { VIRTIO_SCSI_MAX_SECTORS } from "../scsi/virtio-scsi.js";
+import { LUN_F_READ_ONLY, LUN_F_UNMAP, LUN_F_STOPPED, LUN_F_PREVENT, LUN_F_DSENSE, LUN_F_WCE, LUN_F_LBPRZ, UA_POWER_ON, UA_NEXUS_LOSS, UA_LUN_RESET, UA_CAPACITY_CHANGED, UA_LUNS_CHANGED, BS_RAM, BS_NULL, BS_QUEUED, IDENT_VENDOR, IDENT_PRODUCT, IDENT_REVISION, IDENT_SERIAL, IDENT_NAA, IDENT_TARGET } from "../wasm/abi.generated.js";
+export { LUN_F_READ_ONLY, LUN_F_UNMAP, LUN_F_STOPPED, LUN_F_PREVENT, LUN_F_DSENSE, LUN_F_WCE, LUN_F_LBPRZ, UA_POWER_ON, UA_NEXUS_LOSS, UA_LUN_RESET, UA_CAPACITY_CHANGED, UA_LUNS_CHANGED };
 
-/** Backstore kinds the data plane knows (assembly/scsi/lun.ts BS_*). */
-const BS_RAM = 0;
-const BS_NULL = 1;
-const BS_QUEUED = 2;
 /** Cells of a queued backstore's submission queue (requests of all queues waiting for it). */
 const SQ_ENTRIES = 1024;
-
-/** LUN flags (assembly/scsi/lun.ts LUN_F_*). */
-export const LUN_F_READ_ONLY = 1;
-export const LUN_F_UNMAP = 2;
-export const LUN_F_STOPPED = 4;
-export const LUN_F_PREVENT = 8;
-export const LUN_F_DSENSE = 16;
-export const LUN_F_WCE = 32;
-export const LUN_F_LBPRZ = 64;
-
-/** Unit attention conditions (assembly/scsi/lun.ts UA_*). */
-export const UA_POWER_ON = 1;
-export const UA_NEXUS_LOSS = 2;
-export const UA_LUN_RESET = 4;
-export const UA_CAPACITY_CHANGED = 8;
-export const UA_LUNS_CHANGED = 16;
-
-/** Identification fields (assembly/scsi/lun.ts IDENT_*). */
-const IDENT_VENDOR = 0;
-const IDENT_PRODUCT = 1;
-const IDENT_REVISION = 2;
-const IDENT_SERIAL = 3;
-const IDENT_NAA = 4;
-const IDENT_TARGET = 5;
 
 /** How a LUN presents itself; everything but the backstore has a default. */
 export interface LunOptions {
@@ -105,7 +78,7 @@ export class Lun {
       this.sq = shm.device.alloc(dp.scsi_sq_size(SQ_ENTRIES), 16, `lun ${id} submission queue`);
       dp.scsi_sq_init(this.sq, SQ_ENTRIES);
       at = this.sq;
-      this.service = new BackstoreService(backstore, this.sq, { memory: shm.memory, layout: ringLayout(dp), pollTable: processPollTable().sab });
+      this.service = new BackstoreService(backstore, this.sq, { memory: shm.memory, pollTable: processPollTable().sab });
     }
     dp.scsi_lun_init(this.ptr, id, kind, Math.log2(bs), backstore.size / bs, at, flags, identity.port);
     // Block limits VPD: never more per command than the HBA's max_sectors lets a guest send.

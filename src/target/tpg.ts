@@ -2,11 +2,8 @@ import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import { Lun, UA_LUNS_CHANGED, type LunOptions } from "./lun.js";
 import { openBackstoreSync, type BackstoreConfig } from "../backstore/index.js";
-
-/** The kernel's per-TPG LUN limit for vhost-scsi (the LUN field holds 14 bits). */
-export const VHOST_SCSI_MAX_LUN = 16384;
-/** TPG tags a vhost-scsi device can address (the guest's target number, one byte). */
-export const VHOST_SCSI_MAX_TARGET = 256;
+import { VHOST_SCSI_MAX_LUN, VHOST_SCSI_MAX_TARGET } from "../wasm/abi.generated.js";
+export { VHOST_SCSI_MAX_LUN, VHOST_SCSI_MAX_TARGET };
 
 /** A LUN's backstore (a registered type with its fields, or one opened already) and presentation. */
 export type LunConfig = LunOptions & BackstoreConfig;

@@ -4,7 +4,7 @@ import { GuestVirtqueue } from "../guest/virtqueue.js";
 import { MockSplitQueue } from "../guest/mock-queue.js";
 import { VhostMemTable, vhostRegionsOf } from "../vhost/mem-table.js";
 import { DeviceQueue, VQ_FEAT_EVENT_IDX } from "../virtio/device-queue.js";
-import { createDataplane, type DataplaneExports } from "../wasm/dataplane.js";
+import { createDataplane, dataplaneTestModule, type DataplaneTestExports } from "../wasm/dataplane.js";
 
 export interface RingTestbedOptions {
   /** Guest RAM regions (gpa, size); default one 8 MiB region at 0. */
@@ -21,7 +21,8 @@ export interface RingTestbedOptions {
 export class RingTestbed {
   readonly shm: SharedMemory;
   readonly mem: GuestMemory;
-  readonly dp: DataplaneExports;
+  /** The test build of the data plane: production exports plus the test devices. */
+  readonly dp: DataplaneTestExports;
   readonly memtable: VhostMemTable;
 
   constructor(opts: RingTestbedOptions = {}) {
@@ -30,7 +31,7 @@ export class RingTestbed {
       deviceBytes: opts.deviceBytes ?? 1 << 20,
       guestBytes: regions.reduce((s, r) => s + r.size, 0),
     });
-    this.dp = createDataplane(this.shm).dp;
+    this.dp = createDataplane<DataplaneTestExports>(this.shm, dataplaneTestModule()).dp;
     this.mem = new GuestMemory(this.shm);
     for (const r of regions) this.mem.addRegion(r.gpa, r.size);
     this.memtable = new VhostMemTable(this.shm, this.dp);

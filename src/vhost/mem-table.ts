@@ -2,6 +2,8 @@ import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import { VhostError } from "./errors.js";
 import type { GuestRegion } from "../guest/guest-memory.js";
+import { VHOST_MAX_MEM_REGIONS } from "../wasm/abi.generated.js";
+export { VHOST_MAX_MEM_REGIONS };
 
 /** struct vhost_memory_region (include/uapi/linux/vhost_types.h). */
 export interface VhostMemoryRegion {
@@ -10,9 +12,6 @@ export interface VhostMemoryRegion {
   userspace_addr: bigint;
   flags_padding?: bigint;
 }
-
-/** The kernel's default max_mem_regions (drivers/vhost/vhost.c). */
-export const VHOST_MAX_MEM_REGIONS = 64;
 
 const U64_MAX = (1n << 64n) - 1n;
 
@@ -77,13 +76,6 @@ export class VhostMemTable {
     this.active = next;
     this.current = regions.map((r) => ({ ...r }));
     return mt;
-  }
-
-  /** Whether shared-memory range [uaddr, uaddr + len) lies inside one region's userspace range. */
-  coversUserRange(uaddr: bigint, len: bigint): boolean {
-    return this.current.some(
-      (r) => uaddr >= r.userspace_addr && uaddr + len <= r.userspace_addr + r.memory_size,
-    );
   }
 
   /** Releases both copies. */

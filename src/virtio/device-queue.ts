@@ -2,10 +2,8 @@ import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import { queueError, type QueueErrorName } from "./queue-error.js";
 import type { ErrnoCode } from "../vhost/errors.js";
-
-/** Queue features the data plane acts on (assembly/defs.ts VQ_FEAT_*). */
-export const VQ_FEAT_EVENT_IDX = 1;
-export const VQ_FEAT_NOTIFY_ON_EMPTY = 2;
+import { VQ_FEAT_EVENT_IDX, VQ_FEAT_NOTIFY_ON_EMPTY } from "../wasm/abi.generated.js";
+export { VQ_FEAT_EVENT_IDX, VQ_FEAT_NOTIFY_ON_EMPTY };
 
 /** Where one ring lives: shared-memory offsets (the vhost "userspace addresses"). */
 export interface RingAddresses {

@@ -1,11 +1,7 @@
 // Split virtqueue layout (VIRTIO 1.2, 2.7) with the names of include/uapi/linux/virtio_ring.h,
 // and a typed view of one ring in the shared memory, used by the guest driver and the mock driver.
-
-export const VRING_DESC_F_NEXT = 1;
-export const VRING_DESC_F_WRITE = 2;
-export const VRING_DESC_F_INDIRECT = 4;
-export const VRING_USED_F_NO_NOTIFY = 1;
-export const VRING_AVAIL_F_NO_INTERRUPT = 1;
+import { VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_DESC_F_INDIRECT, VRING_USED_F_NO_NOTIFY, VRING_AVAIL_F_NO_INTERRUPT } from "../wasm/abi.generated.js";
+export { VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_DESC_F_INDIRECT, VRING_USED_F_NO_NOTIFY, VRING_AVAIL_F_NO_INTERRUPT };
 
 export const VIRTIO_F_NOTIFY_ON_EMPTY = 24;
 export const VIRTIO_F_ANY_LAYOUT = 27;

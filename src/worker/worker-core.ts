@@ -3,7 +3,7 @@ import { EventFd, type PollTable } from "../eventfd.js";
 import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { VringAttachment } from "../vhost/worker.js";
 import { POLL_IDLE, POLL_MORE, ScsiVringServer, type PollResult } from "./scsi-vrings.js";
-import { RingPort, ringLayout, type TakenRequest } from "../backstore/ring.js";
+import { RingPort, type TakenRequest } from "../backstore/ring.js";
 import { BATCH, runBatch, type WorkerServedBackstore } from "../backstore/service.js";
 import type { QueuedBackstore } from "../backstore/backstore.js";
 
@@ -34,7 +34,7 @@ export class WorkerCore {
       signal: (i) => this.served.get(i)?.call?.write(1n),
       error: (i) => this.served.get(i)?.err?.write(1n),
     });
-    this.port = new RingPort(buffer, ringLayout(dp), pollTable);
+    this.port = new RingPort(buffer, pollTable);
   }
 
   /**

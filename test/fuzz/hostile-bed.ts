@@ -3,10 +3,11 @@ import { GuestMemory } from "../../src/guest/guest-memory.js";
 import { VhostMemTable, vhostRegionsOf } from "../../src/vhost/mem-table.js";
 import { DeviceQueue } from "../../src/virtio/device-queue.js";
 import { SplitRingView, vringAvailSize, vringDescSize, vringUsedSize } from "../../src/virtio/ring.js";
-import { createDataplane, type DataplaneExports } from "../../src/wasm/dataplane.js";
+import { createDataplane, dataplaneTestModule, type DataplaneTestExports } from "../../src/wasm/dataplane.js";
 import { TargetRegistry } from "../../src/target/registry.js";
 import { processPollTable } from "../../src/eventfd.js";
-import { BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES, BS_OP_DISCARD, RingPort, ringLayout } from "../../src/backstore/ring.js";
+import { BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES, BS_OP_DISCARD, RingPort } from "../../src/backstore/ring.js";
+import { RamBackstore } from "../../src/backstore/backstore.js";
 
 const CHUNK = 4096;
 
@@ -56,7 +57,7 @@ export interface FuzzQueue {
  */
 export class HostileBed {
   readonly shm: SharedMemory;
-  readonly dp: DataplaneExports;
+  readonly dp: DataplaneTestExports;
   readonly mem: GuestMemory;
   readonly regions: Span[];
   readonly gaps: Span[];
@@ -85,7 +86,7 @@ export class HostileBed {
       shm.bytes.fill(CANARY, at, at + 4096);
     };
     guard();
-    const inst = createDataplane(shm);
+    const inst = createDataplane<DataplaneTestExports>(shm, dataplaneTestModule());
     this.dp = inst.dp;
     this.deviceWritable.push([inst.area, inst.area + this.dp.instance_area_size()]);
     guard();
@@ -111,10 +112,11 @@ export class HostileBed {
     ] as const;
     this.luns = specs.map(([id, cfg]) => {
       const l = tpg.addLun(id, cfg);
-      if (l.backstore.ram) this.deviceWritable.push([l.backstore.ram, l.backstore.ram + l.backstore.size]);
+      const ram = l.backstore instanceof RamBackstore ? l.backstore.ram : 0;
+      if (ram) this.deviceWritable.push([ram, ram + l.backstore.size]);
       // Its state words (flags, unit attentions, in-flight count) change; identity is checked by the probe.
       this.deviceWritable.push([l.ptr, l.ptr + this.dp.scsi_lun_size()]);
-      return { id, ptr: l.ptr, ram: l.backstore.ram, size: l.backstore.size, blockSize: l.blockSize, blocks: l.blocks };
+      return { id, ptr: l.ptr, ram, size: l.backstore.size, blockSize: l.blockSize, blocks: l.blocks };
     });
     guard();
     const device = (pi: boolean) => {
@@ -147,7 +149,7 @@ export class HostileBed {
     this.dp.scsi_tpg_set_lun(tpg.ptr, 9, q);
     this.deviceWritable.push([q, q + this.dp.scsi_lun_size()]);
     this.luns.push({ id: 9, ptr: q, ram: 0, size: this.queuedBlocks.length, blockSize: 512, blocks: this.queuedBlocks.length / 512 });
-    this.port = new RingPort(shm.buffer, ringLayout(this.dp), processPollTable());
+    this.port = new RingPort(shm.buffer, processPollTable());
     guard();
     const queue = (num: number, at: number): FuzzQueue => {
       const desc = RAM_A + at;

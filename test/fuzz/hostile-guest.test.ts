@@ -340,7 +340,7 @@ describe(`hostile guest (seed ${SEED}; replay with FUZZ_SEED=${SEED})`, () => {
   it("random virtio-scsi requests and CDBs, some mutated: responses and sense as specified", () => {
     fc.assert(
       fc.property(fc.array(request, { minLength: 1, maxLength: 4 }), fc.array(mutation, { maxLength: 2 }), (reqs, mutations) => {
-        const laid: ReturnType<typeof layRequest>[] = [];
+        const laid: NonNullable<ReturnType<typeof layRequest>>[] = [];
         const pi = reqs[0].pi;
         for (const r of reqs) r.pi = pi;
         const run = () => drain("req", pi);
@@ -385,7 +385,7 @@ describe(`hostile guest (seed ${SEED}; replay with FUZZ_SEED=${SEED})`, () => {
     const wellFormed = request.filter((r) => r.respLen >= 108 && pieces(r) <= 1024).map((r) => ({ ...r, hdrLen: r.pi ? 59 : 51 }));
     fc.assert(
       fc.property(fc.array(wellFormed, { minLength: 1, maxLength: 4 }), fc.boolean(), (reqs, pi) => {
-        const laid: ReturnType<typeof layRequest>[] = [];
+        const laid: NonNullable<ReturnType<typeof layRequest>>[] = [];
         for (const r of reqs) {
           r.pi = pi;
           r.hdrLen = pi ? 59 : 51;

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { Worker } from "node:worker_threads";
 import { RingTestbed } from "../../src/testing/ring-testbed.js";
 import { GuestVirtqueue } from "../../src/guest/virtqueue.js";
-import { dataplaneModule } from "../../src/wasm/dataplane.js";
+import { dataplaneTestModule } from "../../src/wasm/dataplane.js";
 
 const TOTAL = 20_000;
 const SLOT = 256;
@@ -20,7 +20,7 @@ describe("one data plane instance per worker thread over one shared memory", () 
     const workers = queues.map(
       (q) =>
         new Worker(new URL("../fixtures/echo-worker.mjs", import.meta.url), {
-          workerData: { module: dataplaneModule(), memory: tb.shm.memory, area: tb.shm.device.alloc(areaSize, 16), vq: q.device.ptr, total: TOTAL },
+          workerData: { module: dataplaneTestModule(), memory: tb.shm.memory, area: tb.shm.device.alloc(areaSize, 16), vq: q.device.ptr, total: TOTAL },
         }),
     );
     const finished = workers.map((w) => new Promise<{ drains: number; completed: number }>((res, rej) => {

@@ -6,6 +6,8 @@ import { SenseKey } from "../../src/scsi/sense.js";
 import { clearUnitAttentions, cmd, expectGood, expectSense } from "../helpers/scsi.js";
 import { until } from "../helpers/backstores.js";
 import { LocalWorker } from "../../src/vhost/local-worker.js";
+import { RamBackstore } from "../../src/backstore/backstore.js";
+import type { Lun } from "../../src/target/lun.js";
 
 let bed: Testbed | undefined;
 afterEach(async () => {
@@ -13,6 +15,11 @@ afterEach(async () => {
   bed = undefined;
 });
 
+/** Where a RAM LUN's blocks are in the shared memory. */
+const ramOf = (lun: Lun) => {
+  if (!(lun.backstore instanceof RamBackstore)) throw new Error("not a RAM LUN");
+  return lun.backstore.ram;
+};
 const lunOf = (e: { lun: Uint8Array }) => ({ target: e.lun[1], lun: ((e.lun[2] << 8) | e.lun[3]) & 0x3fff });
 
 describe("event queue (VIRTIO 1.2, 5.6.6.3)", () => {
@@ -36,15 +43,15 @@ describe("event queue (VIRTIO 1.2, 5.6.6.3)", () => {
     bed = await createTestbed({ luns: [{ backstore: "ram", size: 1 << 20 }] });
     await clearUnitAttentions(bed);
     const before = new Uint8Array(1 << 20).map((_, i) => i & 0xff);
-    bed.shm.bytes.set(before, bed.tpg.lun(0)!.backstore.ram);
+    bed.shm.bytes.set(before, ramOf(bed.tpg.lun(0)!));
     await bed.tpg.resizeLun(0, 2 << 20);
     await until(() => bed!.driver.events.length === 1);
     expect(bed.driver.events[0]).toMatchObject({ event: V.VIRTIO_SCSI_T_PARAM_CHANGE, reason: 0x2a | (0x09 << 8) });
     expectSense(await cmd(bed, { cdb: testUnitReady() }), SenseKey.UNIT_ATTENTION, 0x2a09);
     const cap = (await cmd(bed, { cdb: readCapacity16(32), dataInLength: 32 })).dataIn;
     expect(new DataView(cap.buffer, cap.byteOffset).getBigUint64(0)).toBe(BigInt((2 << 20) / 512 - 1));
-    const lun = bed.tpg.lun(0)!;
-    expect(Buffer.from(bed.shm.bytes.subarray(lun.backstore.ram, lun.backstore.ram + (1 << 20))).equals(Buffer.from(before))).toBe(true);
+    const ram = ramOf(bed.tpg.lun(0)!);
+    expect(Buffer.from(bed.shm.bytes.subarray(ram, ram + (1 << 20))).equals(Buffer.from(before))).toBe(true);
   });
 
   it("sends no events to a driver that did not negotiate HOTPLUG or CHANGE", async () => {
