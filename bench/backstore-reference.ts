@@ -51,7 +51,17 @@ function fio(label: string, key: string, engine: string[], o: FioOptions, ms: nu
   try {
     const out = execFileSync(
       "fio",
-      ["--name=ref", ...engine, `--rw=${rw}`, `--bs=${o.bs}`, `--size=${o.size}`, `--runtime=${Math.max(1, Math.round(ms / 1000))}`, "--time_based", "--numjobs=1", "--output-format=json"],
+      [
+        "--name=ref",
+        ...engine,
+        `--rw=${rw}`,
+        `--bs=${o.bs}`,
+        `--size=${o.size}`,
+        `--runtime=${Math.max(1, Math.round(ms / 1000))}`,
+        "--time_based",
+        "--numjobs=1",
+        "--output-format=json",
+      ],
       { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] },
     );
     // Some engines print a line of their own before the JSON (nbd: "fio: connected to NBD server").
@@ -59,7 +69,12 @@ function fio(label: string, key: string, engine: string[], o: FioOptions, ms: nu
     if (job.error) return { label, key, missing: `fio failed: error ${job.error}` };
     return { label, key, iops: job.read.iops + job.write.iops };
   } catch (e) {
-    return { label, key, missing: (e as NodeJS.ErrnoException).code === "ENOENT" ? "fio is not installed (Debian package fio)" : `fio failed: ${(e as Error).message.split("\n")[0]}` };
+    return {
+      label,
+      key,
+      missing:
+        (e as NodeJS.ErrnoException).code === "ENOENT" ? "fio is not installed (Debian package fio)" : `fio failed: ${(e as Error).message.split("\n")[0]}`,
+    };
   }
 }
 
@@ -71,7 +86,9 @@ export function backstoreReference(o: FioOptions, ms = 1000): Reference[] {
     return [nodeLoop(path, o, ms), fio("fio --ioengine=psync, one job", "fio_psync", ["--ioengine=psync", `--filename=${path}`], o, ms)];
   }
   if (b.backstore === "nbd") {
-    return [fio(`fio --ioengine=nbd, iodepth ${o.iodepth}, one job`, "fio_nbd", ["--ioengine=nbd", `--uri=${b.uri as string}`, `--iodepth=${o.iodepth}`], o, ms)];
+    return [
+      fio(`fio --ioengine=nbd, iodepth ${o.iodepth}, one job`, "fio_nbd", ["--ioengine=nbd", `--uri=${b.uri as string}`, `--iodepth=${o.iodepth}`], o, ms),
+    ];
   }
   return [];
 }

@@ -25,7 +25,11 @@ export function fioBucketValue(idx: number): number {
 
 /** The HDR histogram's recorded values, each with its count (hdr.build's JavaScript histograms). */
 export function* recorded(h: Histogram): Generator<{ value: number; count: number }> {
-  const it = (h as unknown as { recordedValuesIterator: { reset(): void; hasNext(): boolean; next(): { valueIteratedTo: number; countAddedInThisIterationStep: number } } }).recordedValuesIterator;
+  const it = (
+    h as unknown as {
+      recordedValuesIterator: { reset(): void; hasNext(): boolean; next(): { valueIteratedTo: number; countAddedInThisIterationStep: number } };
+    }
+  ).recordedValuesIterator;
   it.reset();
   while (it.hasNext()) {
     const v = it.next();

@@ -82,10 +82,29 @@ function direction(j: JobResult, d: 0 | 1, plus: boolean, groupBw: number) {
 /** A direction this benchmark never issues (trim), in fio's shape. */
 function idle() {
   return {
-    io_bytes: 0, io_kbytes: 0, bw_bytes: 0, bw: 0, iops: 0, runtime: 0, total_ios: 0, short_ios: 0, drop_ios: 0,
-    slat_ns: NONE, clat_ns: NONE, lat_ns: NONE,
-    bw_min: 0, bw_max: 0, bw_agg: 0, bw_mean: 0, bw_dev: 0, bw_samples: 0,
-    iops_min: 0, iops_max: 0, iops_mean: 0, iops_stddev: 0, iops_samples: 0,
+    io_bytes: 0,
+    io_kbytes: 0,
+    bw_bytes: 0,
+    bw: 0,
+    iops: 0,
+    runtime: 0,
+    total_ios: 0,
+    short_ios: 0,
+    drop_ios: 0,
+    slat_ns: NONE,
+    clat_ns: NONE,
+    lat_ns: NONE,
+    bw_min: 0,
+    bw_max: 0,
+    bw_agg: 0,
+    bw_mean: 0,
+    bw_dev: 0,
+    bw_samples: 0,
+    iops_min: 0,
+    iops_max: 0,
+    iops_mean: 0,
+    iops_stddev: 0,
+    iops_samples: 0,
   };
 }
 
@@ -130,8 +149,14 @@ export function fioJson(o: FioOptions, jobs: JobResult[], plus: boolean, extra: 
   const now = Date.now();
   const groupBw = [0, 1].map((d) => jobs.reduce((s, j) => s + (d === 0 ? j.read.bytes : j.write.bytes) / (j.elapsedMs / 1000), 0));
   const jobOptions = {
-    rw: o.rw, bs: String(o.bs), iodepth: String(o.iodepth), numjobs: String(o.numjobs), size: String(o.size),
-    runtime: String(o.runtimeMs / 1000), rwmixread: String(o.rwmixread), ioengine: `vhost-scsi-${o.engine}`,
+    rw: o.rw,
+    bs: String(o.bs),
+    iodepth: String(o.iodepth),
+    numjobs: String(o.numjobs),
+    size: String(o.size),
+    runtime: String(o.runtimeMs / 1000),
+    rwmixread: String(o.rwmixread),
+    ioengine: `vhost-scsi-${o.engine}`,
   };
   return {
     "fio version": "vhost-scsi-wasm-0.1.0",

@@ -19,14 +19,14 @@ const KINDS: Record<string, Value> = {
 };
 
 /** One log's text for one job. */
-export function fioLog(job: JobResult, kind: keyof typeof KINDS): string {
+function fioLog(job: JobResult, kind: keyof typeof KINDS): string {
   const value = KINDS[kind];
   const dirs = [job.read.ios > 0, job.write.ios > 0];
   const lines: string[] = [];
   for (const w of windows(job)) {
     for (const d of [0, 1] as const) if (dirs[d]) lines.push(`${Math.round(w.endMs)}, ${value(w.dir[d], w.ms)}, ${d}, 0, 0`);
   }
-  return lines.length ? lines.join("\n") + "\n" : "";
+  return lines.length ? `${lines.join("\n")}\n` : "";
 }
 
 /** Writes the logs the options ask for; returns the files written. */

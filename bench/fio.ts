@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 // The main job (`npm start`): a fio-like benchmark of the whole vhost-scsi path on a RAM-disk
 // LUN by default. The device side (QEMU-side device model, /dev/vhost-scsi, vhost worker
 // threads) runs as a user would set it up; the guest driver probes it, then hands its request
@@ -7,7 +8,7 @@ import { performance } from "node:perf_hooks";
 import { createTestbed } from "../src/testbed.js";
 import type { LunConfig } from "../src/target/tpg.js";
 import { commandRetryingUA } from "../src/guest/scan.js";
-import { testUnitReady } from "../src/scsi/commands.js";
+import { testUnitReady } from "../src/guest/scsi-commands.js";
 import { polledSlotSize } from "../src/guest/polled-queue.js";
 import { helpText, OptionError, PROGRAM, parseOptions, type FioOptions } from "./options.js";
 import { fmtBw, fmtIops, jsonReport, textReport, type DeviceInfo } from "./report.js";
@@ -15,14 +16,18 @@ import { backstoreReference } from "./backstore-reference.js";
 import { nativeReference } from "./native-reference.js";
 import { writeFioLogs } from "./fio-logs.js";
 import { plotSvg } from "./plot.js";
-import { writeFileSync } from "node:fs";
+import { realpathSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import type { JobResult } from "./job-result.js";
 import type { JobInit } from "./guest-engine.js";
 import { engineAreaBytes } from "./wasm-engine.js";
 
 const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(n));
 
-export async function runFio(o: FioOptions, progress: (line: string) => void = () => {}): Promise<{ jobs: JobResult[]; text: string; json: (plus: boolean) => unknown }> {
+export async function runFio(
+  o: FioOptions,
+  progress: (line: string) => void = () => {},
+): Promise<{ jobs: JobResult[]; text: string; json: (plus: boolean) => unknown }> {
   // Each job's iodepth is spread over its queues; each in-flight I/O holds three descriptors.
   const jobQueues = Array.from({ length: o.numjobs }, (_, j) => Array.from({ length: o.queues }, (_, q) => q).filter((q) => q % o.numjobs === j));
   const depthOf = (j: number, k: number) => Math.max(1, Math.floor(o.iodepth / jobQueues[j].length) + (k < o.iodepth % jobQueues[j].length ? 1 : 0));
@@ -31,7 +36,15 @@ export async function runFio(o: FioOptions, progress: (line: string) => void = (
   const bufferBytes = jobQueues.reduce((s, qs, j) => s + qs.reduce((t, _, k) => t + depthOf(j, k) * polledSlotSize(o.bs), 0), 0);
   const regionBytes = o.verify ? Math.floor(o.size / o.numjobs / o.bs) * o.bs : o.size;
   // The WebAssembly engine's state is the guest program's memory: guest RAM, one area per job.
-  const engineBytes = jobQueues.map((qs, j) => (o.engine === "wasm" ? engineAreaBytes(qs.map((_, k) => depthOf(j, k)), Math.floor(regionBytes / o.bs), o.verify) : 0));
+  const engineBytes = jobQueues.map((qs, j) =>
+    o.engine === "wasm"
+      ? engineAreaBytes(
+          qs.map((_, k) => depthOf(j, k)),
+          Math.floor(regionBytes / o.bs),
+          o.verify,
+        )
+      : 0,
+  );
   const lun = {
     ...o.backstore,
     size: o.size,
@@ -64,8 +77,15 @@ export async function runFio(o: FioOptions, progress: (line: string) => void = (
           const bufferGpa = bed.mem.alloc(depth * polledSlotSize(o.bs), 4096);
           return {
             ring: {
-              num: r.num, desc: bed.mem.hva(r.desc), avail: bed.mem.hva(r.avail), used: bed.mem.hva(r.used),
-              availIdx: r.availIdx, usedIdx: r.usedIdx, eventIdx: r.eventIdx, kick: notifiers[2 + q].kick, call: notifiers[2 + q].call,
+              num: r.num,
+              desc: bed.mem.hva(r.desc),
+              avail: bed.mem.hva(r.avail),
+              used: bed.mem.hva(r.used),
+              availIdx: r.availIdx,
+              usedIdx: r.usedIdx,
+              eventIdx: r.eventIdx,
+              kick: notifiers[2 + q].kick,
+              call: notifiers[2 + q].call,
             },
             depth,
             bufferGpa,
@@ -101,7 +121,10 @@ export async function runFio(o: FioOptions, progress: (line: string) => void = (
     let last = { t: t0, r: 0, rb: 0, w: 0, wb: 0 };
     const timer = setInterval(() => {
       const now = performance.now();
-      let r = 0, rb = 0, w = 0, wb = 0;
+      let r = 0,
+        rb = 0,
+        w = 0,
+        wb = 0;
       for (let j = 0; j < o.numjobs; j++) {
         r += live[4 * j];
         rb += live[4 * j + 1];
@@ -110,7 +133,9 @@ export async function runFio(o: FioOptions, progress: (line: string) => void = (
       }
       const dt = (now - last.t) / 1000;
       const eta = o.runtimeMs > 0 ? Math.max(0, Math.ceil((o.runtimeMs - (now - t0)) / 1000)) : "?";
-      progress(`Jobs: ${o.numjobs} (f=${o.numjobs}): [r=${fmtBw((rb - last.rb) / dt)},w=${fmtBw((wb - last.wb) / dt)}][r=${fmtIops((r - last.r) / dt)},w=${fmtIops((w - last.w) / dt)} IOPS][eta ${eta}s]`);
+      progress(
+        `Jobs: ${o.numjobs} (f=${o.numjobs}): [r=${fmtBw((rb - last.rb) / dt)},w=${fmtBw((wb - last.wb) / dt)}][r=${fmtIops((r - last.r) / dt)},w=${fmtIops((w - last.w) / dt)} IOPS][eta ${eta}s]`,
+      );
       last = { t: now, r, rb, w, wb };
     }, 500);
     let jobResults: JobResult[];
@@ -157,13 +182,23 @@ async function main(): Promise<void> {
   const tty = process.stderr.isTTY && o.formats.every((f) => f === "normal");
   const r = await runFio(o, tty ? (line) => process.stderr.write(`\r${line}\x1b[K`) : undefined);
   if (tty) process.stderr.write("\r\x1b[K");
-  for (const f of o.formats) process.stdout.write(f === "normal" ? r.text + "\n" : JSON.stringify(r.json(f === "json+"), null, 2) + "\n");
+  for (const f of o.formats) process.stdout.write(f === "normal" ? `${r.text}\n` : `${JSON.stringify(r.json(f === "json+"), null, 2)}\n`);
   writeFioLogs(o, r.jobs);
   if (o.plot) writeFileSync(o.plot, plotSvg(o, r.jobs));
   process.exit(r.jobs.some((j) => j.verifyMismatches > 0) ? 2 : 0);
 }
 
-if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/.*\/dist\//, "/dist/"))) {
+/** Whether this module is the program being run (directly, or through the package's bin symlink). */
+function isMain(): boolean {
+  if (!process.argv[1]) return false;
+  try {
+    return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) {
   main().catch((e) => {
     process.stderr.write(`${PROGRAM}: ${(e as Error).message}\n`);
     process.exit(1);

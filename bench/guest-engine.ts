@@ -29,7 +29,7 @@ export { PHASE_FILL, PHASE_READBACK, PHASE_RUN };
 export type Phase = typeof PHASE_RUN | typeof PHASE_FILL | typeof PHASE_READBACK;
 
 /** Per direction of the timed run: I/Os, bytes, the sum of their latencies (ns). */
-export interface DirCounts {
+interface DirCounts {
   ios: number;
   bytes: number;
   latNs: number;

@@ -1,7 +1,7 @@
 // What a benchmark job thread reports back to the main thread when it finishes, and the
 // per-window timeline that the fio logs, fio's bw/iops statistics and the plot are drawn from.
 
-export interface DirResult {
+interface DirResult {
   ios: number;
   bytes: number;
   histogram: string;

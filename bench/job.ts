@@ -13,7 +13,6 @@ import { TsGuestEngine } from "./ts-engine.js";
 import { WasmGuestEngine } from "./wasm-engine.js";
 import { TIMELINE_STRIDE, type JobResult } from "./job-result.js";
 
-
 const init = workerData as JobInit;
 const o = init.opts;
 const stats = new Float64Array(init.stats, init.index * 4 * 8, 4);

@@ -4,13 +4,13 @@
 import { Bench } from "tinybench";
 import { Worker } from "node:worker_threads";
 import { RingTestbed } from "../src/testing/ring-testbed.js";
-import { MockSplitQueue } from "../src/guest/mock-queue.js";
+import { MockSplitQueue } from "../src/testing/mock-queue.js";
 import { VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from "../src/virtio/ring.js";
-import { EventFd } from "../src/eventfd.js";
-import { inquiry, read16, write16 } from "../src/scsi/commands.js";
+import { EventFd } from "../src/sys/eventfd.js";
+import { inquiry, read16, write16 } from "../src/guest/scsi-commands.js";
 import { TsSplitQueue } from "./reference/ts-split-queue.js";
 import { TsInquiryQueue } from "./reference/ts-inquiry.js";
-import { ScsiBench } from "./scsi-bed.js";
+import { ScsiBench } from "../src/testing/scsi-bed.js";
 import { runRingBench } from "./ring.js";
 import { dataplaneModule } from "../src/wasm/dataplane.js";
 import { nativeReference, wasmReference } from "./native-reference.js";
@@ -78,9 +78,24 @@ async function indirect(): Promise<void> {
   const ref = new TsSplitQueue(tb.shm.buffer, tb.memtable.regions, 128, tr.ring.desc, tr.ring.avail, tr.ring.used);
   let wi = 0;
   let ti = 0;
-  await pair("indirect chain (1 indirect descriptor, 3-entry table), null request", "req/s", BATCH,
-    ["wasm", () => { wr.ring.availIdx = wi = (wi + BATCH) & 0xffff; tb.dp.null_drain(dq.ptr, nullDev, 256); }],
-    ["plain TS", () => { tr.ring.availIdx = ti = (ti + BATCH) & 0xffff; ref.drainNull(108, 256); }],
+  await pair(
+    "indirect chain (1 indirect descriptor, 3-entry table), null request",
+    "req/s",
+    BATCH,
+    [
+      "wasm",
+      () => {
+        wr.ring.availIdx = wi = (wi + BATCH) & 0xffff;
+        tb.dp.null_drain(dq.ptr, nullDev, 256);
+      },
+    ],
+    [
+      "plain TS",
+      () => {
+        tr.ring.availIdx = ti = (ti + BATCH) & 0xffff;
+        ref.drainNull(108, 256);
+      },
+    ],
   );
   if (dq.error || ref.error || wr.usedIdx !== wi || tr.usedIdx !== ti) throw new Error("indirect benchmark did not serve every chain");
 }
@@ -96,15 +111,27 @@ async function inquiryDispatch(): Promise<void> {
   const { ring } = twin;
   const ref = new TsInquiryQueue(twin.tb.shm.buffer, ring.num, ring.ring.desc, ring.ring.avail, ring.ring.used, (g) => twin.tb.mem.hva(g), ident);
   let ti = ring.usedIdx;
-  await pair("INQUIRY dispatch (header, LUN, CDB checks, 36-byte data, response)", "req/s", BATCH,
+  await pair(
+    "INQUIRY dispatch (header, LUN, CDB checks, 36-byte data, response)",
+    "req/s",
+    BATCH,
     ["wasm", w.run],
-    ["plain TS", () => { ring.ring.availIdx = ti = (ti + BATCH) & 0xffff; ref.drain(); }],
+    [
+      "plain TS",
+      () => {
+        ring.ring.availIdx = ti = (ti + BATCH) & 0xffff;
+        ref.drain();
+      },
+    ],
   );
   w.check();
 }
 
 async function copies(): Promise<void> {
-  for (const [bs, batch] of [[4096, 64], [128 << 10, 8]] as const) {
+  for (const [bs, batch] of [
+    [4096, 64],
+    [128 << 10, 8],
+  ] as const) {
     for (const write of [false, true]) {
       const blocks = bs / 512;
       const b = new ScsiBench(batch, bs, (i) => (write ? write16 : read16)(i * blocks, blocks), { backstore: "ram", size: 64 << 20 }, { write });
@@ -117,7 +144,13 @@ async function copies(): Promise<void> {
       const to = b.tb.mem.hva(b.tb.mem.alloc(bs * batch, 4096));
       const name = `${bs / 1024} KiB RAM-disk ${write ? "WRITE(16)" : "READ(16)"}`;
       await pair(`${name}: data plane vs native memcpy`, "B/s", bs * batch, ["wasm request", b.run], ["memcpy (Buffer.copy)", () => src.copy(dst)]);
-      await pair(`${name}: data plane vs TypedArray.set on shared memory`, "B/s", bs * batch, ["wasm request", b.run], ["TypedArray.set", () => sab.set(sab.subarray(from, from + bs * batch), to)]);
+      await pair(
+        `${name}: data plane vs TypedArray.set on shared memory`,
+        "B/s",
+        bs * batch,
+        ["wasm request", b.run],
+        ["TypedArray.set", () => sab.set(sab.subarray(from, from + bs * batch), to)],
+      );
       b.check();
     }
   }
@@ -135,14 +168,26 @@ async function eventfdRoundTrip(): Promise<void> {
   const w2 = new Worker(script, { workerData: { mode: "raw", raw: raw.buffer } });
   await Promise.all([w1, w2].map((w) => new Promise((r) => w.once("online", r))));
   let seq = 0;
-  await pair("eventfd signal + wake round trip (another thread)", "trips/s", 1,
-    ["EventFd", () => { ping.write(1n); pong.read(); }],
-    ["bare Atomics", () => {
-      seq++;
-      Atomics.store(raw, 0, seq);
-      Atomics.notify(raw, 0);
-      while (Atomics.load(raw, 1) !== seq) Atomics.wait(raw, 1, seq - 1);
-    }],
+  await pair(
+    "eventfd signal + wake round trip (another thread)",
+    "trips/s",
+    1,
+    [
+      "EventFd",
+      () => {
+        ping.write(1n);
+        pong.read();
+      },
+    ],
+    [
+      "bare Atomics",
+      () => {
+        seq++;
+        Atomics.store(raw, 0, seq);
+        Atomics.notify(raw, 0);
+        while (Atomics.load(raw, 1) !== seq) Atomics.wait(raw, 1, seq - 1);
+      },
+    ],
   );
   await Promise.all([w1.terminate(), w2.terminate()]);
 }
@@ -159,10 +204,11 @@ async function scaling(): Promise<void> {
   const ms = Math.max(500, TIME);
   const run = async (n: number) => {
     const go = new SharedArrayBuffer(4);
-    const ws = queues.slice(0, n).map((q, i) =>
-      new Worker(new URL("./scale-worker.js", import.meta.url), {
-        workerData: { module, memory: b.tb.shm.memory, area: areas[i], vq: q.dq.ptr, dev: b.dev, availIdx: q.ring.ring.avail + 2, batch: BATCH, ms, go },
-      }),
+    const ws = queues.slice(0, n).map(
+      (q, i) =>
+        new Worker(new URL("./scale-worker.js", import.meta.url), {
+          workerData: { module, memory: b.tb.shm.memory, area: areas[i], vq: q.dq.ptr, dev: b.dev, availIdx: q.ring.ring.avail + 2, batch: BATCH, ms, go },
+        }),
     );
     await Promise.all(ws.map((w) => new Promise((r) => w.once("online", r))));
     const done = ws.map((w) => new Promise<{ served: number; seconds: number; error: number }>((r) => w.once("message", r)));
@@ -175,7 +221,14 @@ async function scaling(): Promise<void> {
   };
   const one = await run(1);
   const two = await run(2);
-  rows.push({ name: "multi-queue scaling, device side: 4 KiB RAM-disk reads, threads each with a queue", a: "2 queues, 2 workers", aRate: two, b: "1 queue, 1 worker", bRate: one, unit: "req/s" });
+  rows.push({
+    name: "multi-queue scaling, device side: 4 KiB RAM-disk reads, threads each with a queue",
+    a: "2 queues, 2 workers",
+    aRate: two,
+    b: "1 queue, 1 worker",
+    bRate: one,
+    unit: "req/s",
+  });
 }
 
 async function nativeLoop(): Promise<void> {
@@ -197,11 +250,26 @@ async function nativeLoop(): Promise<void> {
     b.check();
     const wasm = r.throughput.mean * BATCH;
     const w = wasmReference(bs, 32, TIME);
-    if (w.iops) rows.push({ name: `${bs} B RAM-disk READ: data plane (device side only) vs the C loop compiled to wasm32 (guest and device, one thread)`, a: "wasm device side", aRate: wasm, b: "C->wasm32 loop", bRate: w.iops, unit: "req/s" });
+    if (w.iops)
+      rows.push({
+        name: `${bs} B RAM-disk READ: data plane (device side only) vs the C loop compiled to wasm32 (guest and device, one thread)`,
+        a: "wasm device side",
+        aRate: wasm,
+        b: "C->wasm32 loop",
+        bRate: w.iops,
+        unit: "req/s",
+      });
     else console.log(`C->wasm32 reference at ${bs} B: not run: ${w.missing}`);
     for (const c of n.runs) {
       const what = c.mode === 1 ? "C loop, guest and device in one thread" : "C loop, guest and device threads polling";
-      rows.push({ name: `${bs} B RAM-disk READ: data plane (device side only) vs the C loop (mode ${c.mode})`, a: "wasm device side", aRate: wasm, b: what, bRate: c.iops, unit: "req/s" });
+      rows.push({
+        name: `${bs} B RAM-disk READ: data plane (device side only) vs the C loop (mode ${c.mode})`,
+        a: "wasm device side",
+        aRate: wasm,
+        b: what,
+        bRate: c.iops,
+        unit: "req/s",
+      });
     }
   }
 }
@@ -214,7 +282,14 @@ async function engines(): Promise<void> {
   };
   const wasm = await rate("wasm");
   const ts = await rate("ts");
-  rows.push({ name: "npm start's job (4 KiB randread, 64 MiB RAM disk): guest load engine", a: "--engine wasm", aRate: wasm, b: "--engine ts", bRate: ts, unit: "req/s" });
+  rows.push({
+    name: "npm start's job (4 KiB randread, 64 MiB RAM disk): guest load engine",
+    a: "--engine wasm",
+    aRate: wasm,
+    b: "--engine ts",
+    bRate: ts,
+    unit: "req/s",
+  });
 }
 
 await ringNull();

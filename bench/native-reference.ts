@@ -12,7 +12,7 @@ import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 
-export interface NativeRun {
+interface NativeRun {
   mode: 1 | 2;
   iops: number;
   /** memcpy of `bs`-byte chunks in C, bytes/s. */
@@ -42,7 +42,12 @@ function build(cc: string, pkg: string, source: string, out: string, args: strin
     execFileSync(cc, [...args, "-o", bin, source], { stdio: ["ignore", "ignore", "pipe"] });
     return { bin };
   } catch (e) {
-    return { missing: (e as NodeJS.ErrnoException).code === "ENOENT" ? `${cc} is not installed (Debian package ${pkg})` : `${cc} failed: ${(e as Error).message.split("\n")[0]}` };
+    return {
+      missing:
+        (e as NodeJS.ErrnoException).code === "ENOENT"
+          ? `${cc} is not installed (Debian package ${pkg})`
+          : `${cc} failed: ${(e as Error).message.split("\n")[0]}`,
+    };
   }
 }
 
@@ -65,8 +70,18 @@ export function nativeReference(bs: number, iodepth: number, ms: number, modes: 
 
 /** The C loop compiled to wasm32 (mode 1: guest and device in one thread), run here for `ms`: its IOPS, or why not. */
 export function wasmReference(bs: number, iodepth: number, ms: number): { iops?: number; missing?: string } {
-  const args = ["--target=wasm32", "-O2", "-nostdlib", "-mbulk-memory", "-matomics", "-Wl,--no-entry", "-Wl,--import-memory",
-    "-Wl,--shared-memory", "-Wl,--max-memory=268435456", "-Wl,--export-dynamic"];
+  const args = [
+    "--target=wasm32",
+    "-O2",
+    "-nostdlib",
+    "-mbulk-memory",
+    "-matomics",
+    "-Wl,--no-entry",
+    "-Wl,--import-memory",
+    "-Wl,--shared-memory",
+    "-Wl,--max-memory=268435456",
+    "-Wl,--export-dynamic",
+  ];
   const { bin, missing } = build("clang-14", "clang-14 and lld-14", WASM_SOURCE, "wasm_ref.wasm", args);
   if (!bin) return { missing };
   const memory = new WebAssembly.Memory({ initial: 4096, maximum: 4096, shared: true });

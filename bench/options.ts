@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import { backstoreTypes, parseBackstoreArg } from "../src/backstore/index.js";
 
-export type OutputFormat = "normal" | "json" | "json+";
+type OutputFormat = "normal" | "json" | "json+";
 
 /** The benchmark's options, fio's names where fio has them. */
 export interface FioOptions {
@@ -74,7 +74,9 @@ export const PROGRAM = "vhost-scsi-bench";
 
 /** --help, with the backstore types registered. */
 export function helpText(): string {
-  const kinds = backstoreTypes().map((t) => t.usage).join(", ");
+  const kinds = backstoreTypes()
+    .map((t) => t.usage)
+    .join(", ");
   return `usage: npm start -- [options]
 
 The fio-like benchmark of the whole vhost-scsi path: guest driver -> virtqueues -> vhost
@@ -114,39 +116,42 @@ worker threads -> SCSI target (WASM) -> backstore -> used ring -> guest.
 `;
 }
 
+/** The command line's options, fio's names where fio has them. */
+const OPTIONS = {
+  rw: { type: "string" },
+  readwrite: { type: "string" },
+  bs: { type: "string" },
+  iodepth: { type: "string" },
+  queues: { type: "string" },
+  numjobs: { type: "string" },
+  workers: { type: "string" },
+  runtime: { type: "string" },
+  size: { type: "string" },
+  rwmixread: { type: "string" },
+  backstore: { type: "string" },
+  "io-threads": { type: "string" },
+  "block-size": { type: "string" },
+  "busy-poll": { type: "string" },
+  "guest-poll": { type: "string" },
+  engine: { type: "string" },
+  verify: { type: "boolean" },
+  json: { type: "boolean" },
+  "output-format": { type: "string" },
+  write_iops_log: { type: "string" },
+  write_bw_log: { type: "string" },
+  write_lat_log: { type: "string" },
+  log_avg_msec: { type: "string" },
+  plot: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
 export function parseOptions(argv: string[]): FioOptions {
-  let parsed;
+  let parsed: ReturnType<typeof parseArgs<{ args: string[]; strict: true; options: typeof OPTIONS }>>;
   try {
     parsed = parseArgs({
       args: argv,
       strict: true,
-      options: {
-        rw: { type: "string" },
-        readwrite: { type: "string" },
-        bs: { type: "string" },
-        iodepth: { type: "string" },
-        queues: { type: "string" },
-        numjobs: { type: "string" },
-        workers: { type: "string" },
-        runtime: { type: "string" },
-        size: { type: "string" },
-        rwmixread: { type: "string" },
-        backstore: { type: "string" },
-        "io-threads": { type: "string" },
-        "block-size": { type: "string" },
-        "busy-poll": { type: "string" },
-        "guest-poll": { type: "string" },
-        engine: { type: "string" },
-        verify: { type: "boolean" },
-        json: { type: "boolean" },
-        "output-format": { type: "string" },
-        write_iops_log: { type: "string" },
-        write_bw_log: { type: "string" },
-        write_lat_log: { type: "string" },
-        log_avg_msec: { type: "string" },
-        plot: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
+      options: OPTIONS,
     });
   } catch (e) {
     throw new OptionError((e as Error).message);
@@ -170,11 +175,17 @@ export function parseOptions(argv: string[]): FioOptions {
   } catch (e) {
     throw new OptionError(`--backstore: ${(e as Error).message}`);
   }
-  if (backstore.backstore === "ram" && size > 3 * 2 ** 30) throw new OptionError(`--size: a RAM backstore of ${size} bytes does not fit the 4 GiB wasm32 memory; use file:PATH`);
+  if (backstore.backstore === "ram" && size > 3 * 2 ** 30)
+    throw new OptionError(`--size: a RAM backstore of ${size} bytes does not fit the 4 GiB wasm32 memory; use file:PATH`);
   const formats = (v["output-format"] ?? (v.json ? "json" : "normal")).split(",").map((f) => f.trim()) as OutputFormat[];
   for (const f of formats) if (!["normal", "json", "json+"].includes(f)) throw new OptionError(`--output-format: '${f}' must be normal, json or json+`);
   if (v.json && !formats.includes("json")) formats.push("json");
-  for (const [name, value] of [["write_iops_log", v.write_iops_log], ["write_bw_log", v.write_bw_log], ["write_lat_log", v.write_lat_log], ["plot", v.plot]] as const) {
+  for (const [name, value] of [
+    ["write_iops_log", v.write_iops_log],
+    ["write_bw_log", v.write_bw_log],
+    ["write_lat_log", v.write_lat_log],
+    ["plot", v.plot],
+  ] as const) {
     if (value === "") throw new OptionError(`--${name}: needs a file name`);
   }
   const queues = int("queues", v.queues ?? "1", 1, 128);

@@ -1,7 +1,7 @@
 // The other side of the eventfd round-trip micro-benchmark: answers each ping, blocking in
 // between, either with EventFds (mode "eventfd") or with bare Atomics on two words ("raw").
 import { workerData } from "node:worker_threads";
-import { EventFd } from "../src/eventfd.js";
+import { EventFd } from "../src/sys/eventfd.js";
 
 if (workerData.mode === "eventfd") {
   const ping = EventFd.fromHandle(workerData.ping);

@@ -49,11 +49,20 @@ function iopsPanel(jobs: JobResult[]): string {
   const out = [frame(x0, "IOPS over time", "seconds", "IOPS")];
   for (let v = 0; v <= yMax + yStep / 2; v += yStep) {
     const y = top + h - (v / yMax) * h;
-    out.push(`<line x1="${x0}" x2="${x0 + w}" y1="${y}" y2="${y}" stroke="#ddd"/>`, `<text x="${x0 - 6}" y="${y + 4}" text-anchor="end" font-size="11">${fmt(v)}</text>`);
+    out.push(
+      `<line x1="${x0}" x2="${x0 + w}" y1="${y}" y2="${y}" stroke="#ddd"/>`,
+      `<text x="${x0 - 6}" y="${y + 4}" text-anchor="end" font-size="11">${fmt(v)}</text>`,
+    );
   }
-  for (let t = 0; t <= tMax + 1e-9; t += tStep) out.push(`<text x="${x0 + (t / tMax) * w}" y="${top + h + 16}" text-anchor="middle" font-size="11">${+t.toPrecision(3)}</text>`);
+  for (let t = 0; t <= tMax + 1e-9; t += tStep)
+    out.push(`<text x="${x0 + (t / tMax) * w}" y="${top + h + 16}" text-anchor="middle" font-size="11">${+t.toPrecision(3)}</text>`);
   series.forEach((s, i) => {
-    out.push(polyline(s.map(([t, v]) => [x0 + (t / tMax) * w, top + h - (v / yMax) * h]), COLORS[i % COLORS.length]));
+    out.push(
+      polyline(
+        s.map(([t, v]) => [x0 + (t / tMax) * w, top + h - (v / yMax) * h]),
+        COLORS[i % COLORS.length],
+      ),
+    );
     out.push(`<text x="${x0 + w - 8}" y="${top + 18 + 16 * i}" text-anchor="end" font-size="12" fill="${COLORS[i % COLORS.length]}">job ${i + 1}</text>`);
   });
   return out.join("\n");
@@ -76,7 +85,11 @@ function latencyPanel(jobs: JobResult[]): string {
   const [l0, l1] = [Math.floor(Math.log10(lo)), Math.ceil(Math.log10(hi))];
   const py = (ns: number) => top + h - ((Math.log10(Math.max(ns, 10 ** l0)) - l0) / (l1 - l0)) * h;
   const out = [frame(x0, "Latency by percentile", "percentile", "latency")];
-  for (let e = l0; e <= l1; e++) out.push(`<line x1="${x0}" x2="${x0 + w}" y1="${py(10 ** e)}" y2="${py(10 ** e)}" stroke="#ddd"/>`, `<text x="${x0 - 6}" y="${py(10 ** e) + 4}" text-anchor="end" font-size="11">${fmtNs(10 ** e)}</text>`);
+  for (let e = l0; e <= l1; e++)
+    out.push(
+      `<line x1="${x0}" x2="${x0 + w}" y1="${py(10 ** e)}" y2="${py(10 ** e)}" stroke="#ddd"/>`,
+      `<text x="${x0 - 6}" y="${py(10 ** e) + 4}" text-anchor="end" font-size="11">${fmtNs(10 ** e)}</text>`,
+    );
   for (const p of [0, 90, 99, 99.9, 99.99, 99.999]) out.push(`<text x="${px(p)}" y="${top + h + 16}" text-anchor="middle" font-size="11">${p}%</text>`);
   live.forEach(([d, hh], i) => {
     const pts: [number, number][] = [];
@@ -85,7 +98,10 @@ function latencyPanel(jobs: JobResult[]): string {
       pts.push([px(p), py(hh.getValueAtPercentile(p))]);
     }
     const color = d === "read" ? COLORS[0] : COLORS[1];
-    out.push(polyline(pts, color), `<text x="${x0 + 8}" y="${top + 18 + 16 * i}" font-size="12" fill="${color}">${d}: p50 ${fmtNs(hh.getValueAtPercentile(50))}, p99 ${fmtNs(hh.getValueAtPercentile(99))}</text>`);
+    out.push(
+      polyline(pts, color),
+      `<text x="${x0 + 8}" y="${top + 18 + 16 * i}" font-size="12" fill="${color}">${d}: p50 ${fmtNs(hh.getValueAtPercentile(50))}, p99 ${fmtNs(hh.getValueAtPercentile(99))}</text>`,
+    );
   });
   return out.join("\n");
 }

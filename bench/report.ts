@@ -6,7 +6,7 @@ import { NATIVE_DISK_BYTES, type NativeReference } from "./native-reference.js";
 import type { JobResult } from "./job-result.js";
 import { fioJson } from "./fio-json.js";
 
-export interface Summary {
+interface Summary {
   ios: number;
   bytes: number;
   runtimeMs: number;
@@ -17,7 +17,7 @@ export interface Summary {
 }
 
 /** One direction summed over the jobs (fio's group reporting). */
-export function summarize(jobs: JobResult[], dir: "read" | "write"): Summary {
+function summarize(jobs: JobResult[], dir: "read" | "write"): Summary {
   const h = hdr.build({ numberOfSignificantValueDigits: 3 });
   let ios = 0;
   let bytes = 0;
@@ -72,7 +72,12 @@ export function jsonReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo, pl
       ...(dev.native && {
         native_reference: dev.native.missing
           ? { missing: dev.native.missing }
-          : Object.fromEntries(dev.native.runs.flatMap((r) => [[`mode${r.mode}_iops`, Math.round(r.iops)], ["memcpy_bw_bytes", Math.round(r.memcpyBw)]])),
+          : Object.fromEntries(
+              dev.native.runs.flatMap((r) => [
+                [`mode${r.mode}_iops`, Math.round(r.iops)],
+                ["memcpy_bw_bytes", Math.round(r.memcpyBw)],
+              ]),
+            ),
       }),
       ...(dev.references.length && {
         backstore_reference: Object.fromEntries(dev.references.map((r) => [r.key, r.iops === undefined ? null : Math.round(r.iops)])),
@@ -87,7 +92,9 @@ const busyThreads = (o: FioOptions) => o.numjobs + o.workers;
 /** The text report: fio-like lines per direction with latency percentiles, then the threads' CPU. */
 export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): string {
   const lines: string[] = [];
-  lines.push(`vhost-scsi: (g=0): rw=${o.rw}, bs=${o.bs}B, iodepth=${o.iodepth}, numjobs=${o.numjobs}, queues=${o.queues}, workers=${o.workers}, backstore=${o.backstoreArg}, block-size=${o.blockSize}`);
+  lines.push(
+    `vhost-scsi: (g=0): rw=${o.rw}, bs=${o.bs}B, iodepth=${o.iodepth}, numjobs=${o.numjobs}, queues=${o.queues}, workers=${o.workers}, backstore=${o.backstoreArg}, block-size=${o.blockSize}`,
+  );
   const busy = busyThreads(o);
   if (busy > availableParallelism()) {
     lines.push(
@@ -98,7 +105,9 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
   for (const d of ["read", "write"] as const) {
     const s = summarize(jobs, d);
     if (s.ios === 0) continue;
-    lines.push(`  ${d}: IOPS=${fmtIops(s.iops)}, BW=${fmtBw(s.bw)} (${(s.bw / 1e6).toFixed(1)}MB/s)(${units(s.bytes, 1024, ["B", "KiB", "MiB", "GiB"])}/${Math.round(s.runtimeMs)}msec)`);
+    lines.push(
+      `  ${d}: IOPS=${fmtIops(s.iops)}, BW=${fmtBw(s.bw)} (${(s.bw / 1e6).toFixed(1)}MB/s)(${units(s.bytes, 1024, ["B", "KiB", "MiB", "GiB"])}/${Math.round(s.runtimeMs)}msec)`,
+    );
     const l = s.lat;
     lines.push(`    lat (nsec): min=${fmtNs(l.minNonZeroValue)}, max=${fmtNs(l.maxValue)}, avg=${fmtNs(l.mean)}, stdev=${fmtNs(l.stdDeviation)}`);
     const p = (x: number) => fmtNs(l.getValueAtPercentile(x));
@@ -128,13 +137,20 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
       const what = r.mode === 2 ? "guest and device threads polling (mode 2)" : "one thread doing both (mode 1)";
       lines.push(`  C reference (bench/perf-ref/vring_ref.c, same run${disk}): ${what} ${fmtIops(r.iops)} IOPS, this run ${(iops / r.iops).toFixed(2)}x of it`);
     }
-    if (n.runs.length) lines.push(`    memcpy in C (${o.bs}-byte chunks, same run): ${fmtBw(n.runs[0].memcpyBw)}; this run moved ${((bw / n.runs[0].memcpyBw) * 100).toFixed(0)}% of it`);
+    if (n.runs.length)
+      lines.push(
+        `    memcpy in C (${o.bs}-byte chunks, same run): ${fmtBw(n.runs[0].memcpyBw)}; this run moved ${((bw / n.runs[0].memcpyBw) * 100).toFixed(0)}% of it`,
+      );
   }
   if (dev.references.length) {
     const iops = summarize(jobs, "read").iops + summarize(jobs, "write").iops;
     lines.push(`  backstore reference (same ${o.backstore.backstore === "file" ? "file" : "export"}, same run):`);
     for (const r of dev.references) {
-      lines.push(r.iops === undefined ? `    ${r.label}: not run: ${r.missing}` : `    ${r.label}: ${fmtIops(r.iops)} IOPS, this run ${(iops / r.iops).toFixed(2)}x of it`);
+      lines.push(
+        r.iops === undefined
+          ? `    ${r.label}: not run: ${r.missing}`
+          : `    ${r.label}: ${fmtIops(r.iops)} IOPS, this run ${(iops / r.iops).toFixed(2)}x of it`,
+      );
     }
   }
   lines.push(`  guest jobs: cpu usr=${(dev.guestCpu.user / 1000).toFixed(2)}s sys=${(dev.guestCpu.system / 1000).toFixed(2)}s, kicks=${dev.kicks}`);

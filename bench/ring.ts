@@ -8,7 +8,7 @@
 // each batch only publishes avail->idx += 64. The device does all its per-request work.
 import { Bench } from "tinybench";
 import { RingTestbed } from "../src/testing/ring-testbed.js";
-import { MockSplitQueue } from "../src/guest/mock-queue.js";
+import { MockSplitQueue } from "../src/testing/mock-queue.js";
 import { VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from "../src/virtio/ring.js";
 import { TsSplitQueue } from "./reference/ts-split-queue.js";
 

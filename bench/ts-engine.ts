@@ -23,7 +23,14 @@ export class TsGuestEngine implements GuestEngine {
   private readonly slotRead: Uint8Array[];
   private readonly slotStart: Float64Array[];
   private readonly hist: [Histogram, Histogram] = [hdr.build({ numberOfSignificantValueDigits: 3 }), hdr.build({ numberOfSignificantValueDigits: 3 })];
-  private readonly c: EngineCounts = { read: { ios: 0, bytes: 0, latNs: 0 }, write: { ios: 0, bytes: 0, latNs: 0 }, errors: 0, verified: 0, mismatches: 0, kicks: 0 };
+  private readonly c: EngineCounts = {
+    read: { ios: 0, bytes: 0, latNs: 0 },
+    write: { ios: 0, bytes: 0, latNs: 0 },
+    errors: 0,
+    verified: 0,
+    mismatches: 0,
+    kicks: 0,
+  };
   private readonly doneFns: ((slot: number, ok: boolean) => void)[];
   private phase: Phase = PHASE_RUN;
   private cursor = 0;
@@ -35,7 +42,13 @@ export class TsGuestEngine implements GuestEngine {
     this.queues = init.queues.map(
       (q) =>
         new PolledScsiQueue(init.buffer, q.ring, {
-          target: init.target, lun: 0, depth: q.depth, bytes: o.bs, blockSize: o.blockSize, bufferGpa: q.bufferGpa, bufferHva: q.bufferHva,
+          target: init.target,
+          lun: 0,
+          depth: q.depth,
+          bytes: o.bs,
+          blockSize: o.blockSize,
+          bufferGpa: q.bufferGpa,
+          bufferHva: q.bufferHva,
         }),
     );
     this.blocks = Math.floor(init.regionBytes / o.bs);
@@ -72,13 +85,22 @@ export class TsGuestEngine implements GuestEngine {
     }
     for (let tries = 0; ; tries++) {
       const b = this.sequential ? this.seqNext++ % this.blocks : this.rand() % this.blocks;
-      if (!this.busy || !this.busy[b] || tries >= 64) return b;
+      if (!this.busy?.[b] || tries >= 64) return b;
     }
   }
 
   private issue(qi: number, slot: number): boolean {
     const { gens, busy } = this;
-    let read = this.phase === PHASE_FILL ? false : this.phase === PHASE_READBACK ? true : this.allReads ? true : this.mixed ? this.rand() % 100 < this.o.rwmixread : false;
+    let read =
+      this.phase === PHASE_FILL
+        ? false
+        : this.phase === PHASE_READBACK
+          ? true
+          : this.allReads
+            ? true
+            : this.mixed
+              ? this.rand() % 100 < this.o.rwmixread
+              : false;
     const b = this.nextBlock();
     if (b < 0) return false;
     if (gens && read && this.phase === PHASE_RUN && gens[b] === 0) read = false; // nothing to check yet: write it first

@@ -4,17 +4,29 @@
 // histograms at the end.
 import { readFileSync } from "node:fs";
 import hdr, { type Histogram } from "hdr-histogram-js";
-import { EventFd } from "../src/eventfd.js";
+import { EventFd } from "../src/sys/eventfd.js";
 import { polledSlotSize } from "../src/guest/polled-queue.js";
 import type { EngineCounts, GuestEngine, JobInit, Phase } from "./guest-engine.js";
 import {
-  COUNTER_ERRORS, COUNTER_MISMATCHES, COUNTER_READ_BYTES, COUNTER_READ_IOS, COUNTER_READ_LAT_NS, COUNTER_VERIFIED, COUNTER_WRITE_BYTES,
-  COUNTER_WRITE_IOS, COUNTER_WRITE_LAT_NS, MODE_ALL_READS, MODE_MIXED, MODE_SEQUENTIAL, MODE_VERIFY, type EngineExports,
+  COUNTER_ERRORS,
+  COUNTER_MISMATCHES,
+  COUNTER_READ_BYTES,
+  COUNTER_READ_IOS,
+  COUNTER_READ_LAT_NS,
+  COUNTER_VERIFIED,
+  COUNTER_WRITE_BYTES,
+  COUNTER_WRITE_IOS,
+  COUNTER_WRITE_LAT_NS,
+  MODE_ALL_READS,
+  MODE_MIXED,
+  MODE_SEQUENTIAL,
+  MODE_VERIFY,
+  type EngineExports,
 } from "./engine-abi.generated.js";
 
 let compiled: WebAssembly.Module | undefined;
 /** The engine's module (compiled once per thread). */
-export function engineModule(): WebAssembly.Module {
+function engineModule(): WebAssembly.Module {
   compiled ??= new WebAssembly.Module(readFileSync(new URL("../guest-engine.wasm", import.meta.url)));
   return compiled;
 }
@@ -69,7 +81,12 @@ export class WasmGuestEngine implements GuestEngine {
     const o = init.opts;
     const e = (this.e = instantiate(init.memory));
     const blocks = Math.floor(init.regionBytes / o.bs);
-    const L = areaLayout(e, init.queues.map((q) => q.depth), blocks, o.verify);
+    const L = areaLayout(
+      e,
+      init.queues.map((q) => q.depth),
+      blocks,
+      o.verify,
+    );
     const base = init.engineArea;
     this.buffer = init.buffer;
     new Uint8Array(init.buffer, base, L.bytes).fill(0);
@@ -81,11 +98,39 @@ export class WasmGuestEngine implements GuestEngine {
       (o.rw === "read" || o.rw === "randread" ? MODE_ALL_READS : 0) |
       (o.verify ? MODE_VERIFY : 0);
     const seed = (0x9e3779b9 ^ Math.imul(init.index, 0x85ebca6b)) >>> 0;
-    e.engine_init(this.st, init.queues.length, base + L.qtab, o.bs, o.blockSize, mode, o.rwmixread, blocks, seed, BigInt(init.regionStart),
-      o.verify ? base + L.gens : 0, o.verify ? base + L.busy : 0, this.hist);
+    e.engine_init(
+      this.st,
+      init.queues.length,
+      base + L.qtab,
+      o.bs,
+      o.blockSize,
+      mode,
+      o.rwmixread,
+      blocks,
+      seed,
+      BigInt(init.regionStart),
+      o.verify ? base + L.gens : 0,
+      o.verify ? base + L.busy : 0,
+      this.hist,
+    );
     init.queues.forEach((q, qi) => {
       const r = q.ring;
-      e.engine_init_queue(this.st, qi, r.desc, r.avail, r.used, r.num, q.depth, BigInt(q.bufferGpa), q.bufferHva, r.availIdx, r.usedIdx, init.target, 0, base + L.slots[qi]);
+      e.engine_init_queue(
+        this.st,
+        qi,
+        r.desc,
+        r.avail,
+        r.used,
+        r.num,
+        q.depth,
+        BigInt(q.bufferGpa),
+        q.bufferHva,
+        r.availIdx,
+        r.usedIdx,
+        init.target,
+        0,
+        base + L.slots[qi],
+      );
       if (!r.eventIdx) throw new RangeError("the WebAssembly engine needs VIRTIO_RING_F_EVENT_IDX");
       if (r.num < 3 * q.depth) throw new RangeError(`queue of ${r.num} cannot hold ${q.depth} three-descriptor chains`);
     });

@@ -3,7 +3,10 @@
 import { createTestbed, scanTarget, write16, read16 } from "vhost-scsi-wasm";
 
 const bed = await createTestbed({
-  luns: [{ backstore: "ram", size: 64 << 20 }, { backstore: "null", size: 1 << 30, blockSize: 4096 }],
+  luns: [
+    { backstore: "ram", size: 64 << 20 },
+    { backstore: "null", size: 1 << 30, blockSize: 4096 },
+  ],
   process: { workerThreads: false },
 });
 

@@ -13,7 +13,11 @@ const INT_TYPES = { u8: "u", u16: "u", u32: "u", usize: "u", i8: "i", i16: "i", 
 function docBefore(text, at) {
   const m = /\/\*\*((?:[^*]|\*(?!\/))*)\*\/\s*$/.exec(text.slice(Math.max(0, at - 2000), at));
   if (!m) return undefined;
-  return m[1].split("\n").map((l) => l.replace(/^\s*\* ?/, "").trim()).filter(Boolean).join(" ");
+  return m[1]
+    .split("\n")
+    .map((l) => l.replace(/^\s*\* ?/, "").trim())
+    .filter(Boolean)
+    .join(" ");
 }
 
 /** Every `export const` of the AssemblyScript files: name, type, expression, doc, file. */
@@ -29,9 +33,7 @@ function declaredConstants(root, files) {
 
 /** The value of a constant expression over literals and other constants, or undefined. */
 function evaluate(expr, known) {
-  const js = expr
-    .replace(/<\w+>/g, "")
-    .replace(/\b([A-Za-z_]\w*)\b/g, (id) => (known.has(id) ? `(${known.get(id)})` : `#${id}`));
+  const js = expr.replace(/<\w+>/g, "").replace(/\b([A-Za-z_]\w*)\b/g, (id) => (known.has(id) ? `(${known.get(id)})` : `#${id}`));
   if (js.includes("#") || !/^[\d\sxa-fA-F+\-*/%()<>&|^~.]+$/.test(js)) return undefined;
   try {
     return Function(`"use strict"; return (${js});`)();
@@ -43,10 +45,14 @@ function evaluate(expr, known) {
 /** Converts a JS number to the value an AssemblyScript constant of `type` has. */
 function asType(v, type) {
   switch (INT_TYPES[type]) {
-    case "u": return v >>> 0;
-    case "i": return v | 0;
-    case "b": return v ? 1 : 0;
-    default: return Number.isSafeInteger(v) || INT_TYPES[type] === "f" ? v : undefined;
+    case "u":
+      return v >>> 0;
+    case "i":
+      return v | 0;
+    case "b":
+      return v ? 1 : 0;
+    default:
+      return Number.isSafeInteger(v) || INT_TYPES[type] === "f" ? v : undefined;
   }
 }
 
@@ -64,10 +70,14 @@ function exportSignatures(dts, sources, exclude) {
     if (exclude.has(name)) continue;
     const types = Object.fromEntries([...block.matchAll(/@param (\w+) `([^`]+)`/g)].map((p) => [p[1], p[2]]));
     const ret = /@returns `([^`]+)`/.exec(block)?.[1];
-    const args = params.split(",").map((p) => p.trim()).filter(Boolean).map((p) => {
-      const n = p.split(":")[0].trim();
-      return `${n}: ${tsParam(types[n])}`;
-    });
+    const args = params
+      .split(",")
+      .map((p) => p.trim())
+      .filter(Boolean)
+      .map((p) => {
+        const n = p.split(":")[0].trim();
+        return `${n}: ${tsParam(types[n])}`;
+      });
     const at = sources.map((src) => [src, src.search(new RegExp(`^export function ${name}\\b`, "m"))]).find(([, i]) => i >= 0);
     const doc = at && docBefore(at[0], at[1]);
     funcs.push({ name, sig: `${name}(${args.join(", ")}): ${tsResult(ret)};`, doc, ret });
@@ -91,7 +101,11 @@ export function generateAbi({ root, sourceFiles, interfaces, wasm }) {
   const instance = new WebAssembly.Instance(wasm, {
     env: { memory: new WebAssembly.Memory({ initial: 1024, maximum: 65536, shared: true }), abort() {} },
   });
-  const globals = new Map(Object.entries(instance.exports).filter(([, v]) => v instanceof WebAssembly.Global).map(([k, v]) => [k, v.value]));
+  const globals = new Map(
+    Object.entries(instance.exports)
+      .filter(([, v]) => v instanceof WebAssembly.Global)
+      .map(([k, v]) => [k, v.value]),
+  );
   for (let progress = true; progress; ) {
     progress = false;
     for (const c of declared) {
@@ -121,12 +135,12 @@ export function generateAbi({ root, sourceFiles, interfaces, wasm }) {
   for (const { dts, iface, extendsIface, doc, exclude = new Set() } of interfaces) {
     const { funcs, globals: gl } = exportSignatures(dts, sources, exclude);
     exported.push(...funcs.map((f) => f.name), ...gl);
-    lines.push("", comment(doc) + `export interface ${iface}${extendsIface ? ` extends ${extendsIface}` : ""} {`);
+    lines.push("", `${comment(doc)}export interface ${iface}${extendsIface ? ` extends ${extendsIface}` : ""} {`);
     for (const f of funcs) lines.push(`${comment(f.doc && f.doc + (f.ret === "bool" ? " (1 or 0)" : ""), "  ")}  ${f.sig}`);
     for (const g of gl) lines.push(`  ${g}: WebAssembly.Global;`);
     lines.push("}");
   }
-  return { text: lines.join("\n").replace(/\n\n\n+/g, "\n\n") + "\n", names: [...known.keys()], exported };
+  return { text: `${lines.join("\n").replace(/\n\n\n+/g, "\n\n")}\n`, names: [...known.keys()], exported };
 }
 
 /** TypeScript files under dirs (skipping `skip`), each with its text. */
@@ -145,7 +159,8 @@ export function checkNoHandCopies(root, names, dirs, owners) {
   const copies = [];
   for (const f of tsFiles(root, dirs, owners)) {
     const text = readFileSync(join(root, f), "utf8");
-    for (const m of text.matchAll(/\b(?:const|let|var)\s+([A-Z][A-Z0-9_]+)\s*[:=]/g)) if (set.has(m[1])) copies.push(`${relative(root, join(root, f))}: ${m[1]}`);
+    for (const m of text.matchAll(/\b(?:const|let|var)\s+([A-Z][A-Z0-9_]+)\s*[:=]/g))
+      if (set.has(m[1])) copies.push(`${relative(root, join(root, f))}: ${m[1]}`);
     for (const m of text.matchAll(/\binterface\s+(DataplaneExports|DataplaneTestExports|EngineExports)\b/g)) copies.push(`${f}: interface ${m[1]}`);
   }
   if (copies.length) throw new Error(`hand copies of data-plane ABI names (import them from the generated module instead):\n  ${copies.join("\n  ")}`);

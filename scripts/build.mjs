@@ -5,12 +5,12 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { checkNoHandCopies, generateAbi } from "./abi.mjs";
+import { checkFolderLayering } from "./layering.mjs";
 
 const root = new URL("..", import.meta.url).pathname;
 const bin = (name) => join(root, "node_modules", ".bin", name);
 
-const newest = (dir) =>
-  Math.max(...readdirSync(dir, { recursive: true }).map((f) => statSync(join(dir, f)).mtimeMs));
+const newest = (dir) => Math.max(...readdirSync(dir, { recursive: true }).map((f) => statSync(join(dir, f)).mtimeMs));
 
 mkdirSync(join(root, "dist"), { recursive: true });
 // Two builds of the same data plane: static data at the bottom of the memory (the default
@@ -32,17 +32,36 @@ for (const { name, entry, base, noData } of builds) {
   const wat = join(root, "dist", `${name}.wat`);
   const dts = join(root, "dist", "bindings", `${name}.d.ts`);
   if (!existsSync(wasm) || !existsSync(dts) || statSync(wasm).mtimeMs < sourcesChanged) {
-    execFileSync(bin("asc"), [
-      entry,
-      "--outFile", `dist/${name}.wasm`,
-      "--textFile", `dist/${name}.wat`,
-      "--bindings", "raw",
-      "--runtime", "stub",
-      "--importMemory", "--sharedMemory", "--initialMemory", String(Math.floor(base / 65536) + 1), "--maximumMemory", "65536",
-      ...(base ? ["--memoryBase", String(base)] : []),
-      "--enable", "threads",
-      "--optimizeLevel", "3", "--shrinkLevel", "0", "--converge", "--noAssert",
-    ], { cwd: root, stdio: "inherit" });
+    execFileSync(
+      bin("asc"),
+      [
+        entry,
+        "--outFile",
+        `dist/${name}.wasm`,
+        "--textFile",
+        `dist/${name}.wat`,
+        "--bindings",
+        "raw",
+        "--runtime",
+        "stub",
+        "--importMemory",
+        "--sharedMemory",
+        "--initialMemory",
+        String(Math.floor(base / 65536) + 1),
+        "--maximumMemory",
+        "65536",
+        ...(base ? ["--memoryBase", String(base)] : []),
+        "--enable",
+        "threads",
+        "--optimizeLevel",
+        "3",
+        "--shrinkLevel",
+        "0",
+        "--converge",
+        "--noAssert",
+      ],
+      { cwd: root, stdio: "inherit" },
+    );
     // asc writes its declarations beside the module; only the .d.ts is kept, for the generator.
     renameSync(join(root, "dist", `${name}.d.ts`), dts);
     rmSync(join(root, "dist", `${name}.js`));
@@ -59,13 +78,20 @@ for (const { name, entry, base, noData } of builds) {
 // The TypeScript side of each interface, generated; rewritten only when it changes.
 const read = (name) => readFileSync(join(root, "dist", "bindings", `${name}.d.ts`), "utf8");
 const module = (name) => new WebAssembly.Module(readFileSync(join(root, "dist", `${name}.wasm`)));
-const asFiles = (dir) => readdirSync(join(root, dir)).filter((f) => f.endsWith(".ts")).map((f) => `${dir}/${f}`);
+const asFiles = (dir) =>
+  readdirSync(join(root, dir))
+    .filter((f) => f.endsWith(".ts"))
+    .map((f) => `${dir}/${f}`);
 const dataplane = generateAbi({
   root,
   sourceFiles: [...asFiles("assembly"), ...asFiles("assembly/scsi")].filter((f) => f !== "assembly/testing.ts"),
   wasm: module("dataplane"),
   interfaces: [
-    { dts: read("dataplane"), iface: "DataplaneExports", doc: "The data plane's exports (assembly/index.ts) as a raw instance gives them: u32 results arrive as i32, u64 as bigint." },
+    {
+      dts: read("dataplane"),
+      iface: "DataplaneExports",
+      doc: "The data plane's exports (assembly/index.ts) as a raw instance gives them: u32 results arrive as i32, u64 as bigint.",
+    },
   ],
 });
 const base = new Set(dataplane.exported);
@@ -74,7 +100,13 @@ const testing = generateAbi({
   sourceFiles: ["assembly/testing.ts"],
   wasm: module("dataplane-testing"),
   interfaces: [
-    { dts: read("dataplane-testing"), iface: "DataplaneTestExports", extendsIface: "DataplaneExports", exclude: base, doc: "The test build's exports (assembly/testing.ts): the data plane's and the test devices'." },
+    {
+      dts: read("dataplane-testing"),
+      iface: "DataplaneTestExports",
+      extendsIface: "DataplaneExports",
+      exclude: base,
+      doc: "The test build's exports (assembly/testing.ts): the data plane's and the test devices'.",
+    },
   ],
 });
 const engine = generateAbi({
@@ -90,5 +122,7 @@ const write = (file, text) => {
 write("src/wasm/abi.generated.ts", dataplane.text + testing.text.replace(/^(\/\/.*\n)+\n?/, "\n"));
 write("bench/engine-abi.generated.ts", engine.text);
 checkNoHandCopies(root, [...dataplane.names, ...engine.names], ["src", "bench"], ["src/wasm/", "bench/engine-abi.generated.ts"]);
+
+checkFolderLayering(join(root, "src"));
 
 execFileSync(bin("tsc"), ["-p", "tsconfig.json"], { cwd: root, stdio: "inherit" });

@@ -30,11 +30,15 @@ console.log(`fuzz campaign: ${jobs} processes x ${minutes} min (FUZZ_SECONDS=${p
 const runs = seeds.map(
   (seed) =>
     new Promise((resolve) => {
-      const p = spawn(join(root, "node_modules/.bin/vitest"), ["run", "test/fuzz/hostile-guest.test.ts", "--testTimeout", String((perProperty + 120) * 1000), "--reporter", "dot"], {
-        cwd: root,
-        env: { ...process.env, FUZZ_SEED: String(seed), FUZZ_SECONDS: String(perProperty), FUZZ_REPORT: reportFile },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
+      const p = spawn(
+        join(root, "node_modules/.bin/vitest"),
+        ["run", "test/fuzz/hostile-guest.test.ts", "--testTimeout", String((perProperty + 120) * 1000), "--reporter", "dot"],
+        {
+          cwd: root,
+          env: { ...process.env, FUZZ_SEED: String(seed), FUZZ_SECONDS: String(perProperty), FUZZ_REPORT: reportFile },
+          stdio: ["ignore", "pipe", "pipe"],
+        },
+      );
       let out = "";
       p.stdout.on("data", (d) => (out += d));
       p.stderr.on("data", (d) => (out += d));
@@ -42,10 +46,15 @@ const runs = seeds.map(
     }),
 );
 const results = await Promise.all(runs);
-const lines = readFileSync(reportFile, "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l));
+const lines = readFileSync(reportFile, "utf8")
+  .trim()
+  .split("\n")
+  .filter(Boolean)
+  .map((l) => JSON.parse(l));
 const sum = (k) => lines.reduce((s, l) => s + l[k], 0);
 const failed = results.filter((r) => r.code !== 0);
-for (const f of failed) console.log(`seed ${f.seed} FAILED (replay: FUZZ_SEED=${f.seed} npx vitest run test/fuzz/hostile-guest.test.ts)\n${f.out.slice(-4000)}`);
+for (const f of failed)
+  console.log(`seed ${f.seed} FAILED (replay: FUZZ_SEED=${f.seed} npx vitest run test/fuzz/hostile-guest.test.ts)\n${f.out.slice(-4000)}`);
 const seconds = (Date.now() - started) / 1000;
 console.log(
   `${failed.length ? "FAILED" : "clean"}: ${sum("cases")} cases in ${(seconds / 60).toFixed(1)} min (${Math.round(sum("cases") / seconds)}/s), ` +

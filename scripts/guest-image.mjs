@@ -25,8 +25,38 @@ const MODULES = ["virtio_pci", "virtio_scsi", "sd_mod", "crc32c_generic", "ext4"
 const IDE_MODULES = ["ata_piix"];
 /** Busybox applets the workload uses (links to /bin/busybox). */
 const APPLETS = [
-  "sh", "mount", "umount", "mkdir", "mke2fs", "dd", "sync", "sha256sum", "insmod", "rmmod", "lsmod", "cat", "echo", "sleep",
-  "grep", "ls", "dmesg", "poweroff", "cmp", "seq", "head", "tail", "cp", "rm", "wc", "test", "[", "true", "false", "uname", "tr", "cut",
+  "sh",
+  "mount",
+  "umount",
+  "mkdir",
+  "mke2fs",
+  "dd",
+  "sync",
+  "sha256sum",
+  "insmod",
+  "rmmod",
+  "lsmod",
+  "cat",
+  "echo",
+  "sleep",
+  "grep",
+  "ls",
+  "dmesg",
+  "poweroff",
+  "cmp",
+  "seq",
+  "head",
+  "tail",
+  "cp",
+  "rm",
+  "wc",
+  "test",
+  "[",
+  "true",
+  "false",
+  "uname",
+  "tr",
+  "cut",
 ];
 const SG_TOOLS = ["sg_reset", "sg_inq", "sg_turs"];
 
@@ -49,12 +79,25 @@ function apt(dir) {
   mkdirSync(join(dir, "cache", "archives", "partial"), { recursive: true });
   writeFileSync(
     join(dir, "sources.list"),
-    ["deb [arch=i386] http://deb.debian.org/debian bookworm main", "deb [arch=i386] http://deb.debian.org/debian-security bookworm-security main", ""].join("\n"),
+    ["deb [arch=i386] http://deb.debian.org/debian bookworm main", "deb [arch=i386] http://deb.debian.org/debian-security bookworm-security main", ""].join(
+      "\n",
+    ),
   );
   const opts = [
-    "-o", "APT::Architecture=i386", "-o", "APT::Architectures=i386",
-    "-o", `Dir::Etc::SourceList=${join(dir, "sources.list")}`, "-o", "Dir::Etc::SourceParts=/dev/null",
-    "-o", `Dir::State::Lists=${join(dir, "lists")}`, "-o", `Dir::Cache=${join(dir, "cache")}`, "-o", "Debug::NoLocking=1",
+    "-o",
+    "APT::Architecture=i386",
+    "-o",
+    "APT::Architectures=i386",
+    "-o",
+    `Dir::Etc::SourceList=${join(dir, "sources.list")}`,
+    "-o",
+    "Dir::Etc::SourceParts=/dev/null",
+    "-o",
+    `Dir::State::Lists=${join(dir, "lists")}`,
+    "-o",
+    `Dir::Cache=${join(dir, "cache")}`,
+    "-o",
+    "Debug::NoLocking=1",
   ];
   return {
     update: () => run("apt-get", [...opts, "-q", "update"]),
@@ -67,7 +110,7 @@ function apt(dir) {
 function moduleDepends(ko) {
   const text = readFileSync(ko).toString("latin1");
   const m = /\0depends=([^\0]*)\0/.exec(text);
-  return m && m[1] ? m[1].split(",").filter(Boolean) : [];
+  return m?.[1] ? m[1].split(",").filter(Boolean) : [];
 }
 
 /** Every .ko under dir, by module name (dashes and underscores alike). */
@@ -105,11 +148,11 @@ function cpio(entries) {
   const hex = (n) => n.toString(16).padStart(8, "0");
   const pad4 = (n) => (4 - (n % 4)) % 4;
   const add = (name, mode, data) => {
-    const nameBuf = Buffer.from(name + "\0");
-    const header = "070701" + [ino++, mode, 0, 0, 1, 0, data.length, 0, 0, 0, 0, nameBuf.length, 0].map(hex).join("");
+    const nameBuf = Buffer.from(`${name}\0`);
+    const header = `070701${[ino++, mode, 0, 0, 1, 0, data.length, 0, 0, 0, 0, nameBuf.length, 0].map(hex).join("")}`;
     parts.push(Buffer.from(header), nameBuf, Buffer.alloc(pad4(110 + nameBuf.length)), data, Buffer.alloc(pad4(data.length)));
   };
-  for (const e of entries) add(e.path, e.mode, e.link ? Buffer.from(e.link) : e.data ?? Buffer.alloc(0));
+  for (const e of entries) add(e.path, e.mode, e.link ? Buffer.from(e.link) : (e.data ?? Buffer.alloc(0)));
   add("TRAILER!!!", 0, Buffer.alloc(0));
   return Buffer.concat(parts);
 }
@@ -128,7 +171,10 @@ export function guestImages({ cacheDir = guestCacheDir(), log = () => {} } = {})
   const initScript = readFileSync(join(here, "guest", "init.sh"));
   const stamp = join(cacheDir, "ready.json");
   // Rebuilt when the workload script or this builder changes.
-  const want = createHash("sha1").update(initScript).update(readFileSync(new URL(import.meta.url))).digest("hex");
+  const want = createHash("sha1")
+    .update(initScript)
+    .update(readFileSync(new URL(import.meta.url)))
+    .digest("hex");
   if (existsSync(stamp) && readFileSync(stamp, "utf8") === want && Object.values(out).every(existsSync)) return out;
   if (!which("apt-get") || !which("dpkg-deb")) throw new Error("guest images: apt-get and dpkg-deb are needed to fetch them (a Debian or Ubuntu host)");
   mkdirSync(cacheDir, { recursive: true });
@@ -143,7 +189,11 @@ export function guestImages({ cacheDir = guestCacheDir(), log = () => {} } = {})
       // A suite that fails (an unreachable security mirror) is no reason to stop if main answered.
       log(`apt-get update reported: ${e.stderr?.toString().split("\n").filter(Boolean).pop() ?? e.message}`);
     }
-    const kernels = a.search("^linux-image-6\\.1\\.0-[0-9]+-686-unsigned$").split("\n").map((l) => l.split(" ")[0]).filter(Boolean);
+    const kernels = a
+      .search("^linux-image-6\\.1\\.0-[0-9]+-686-unsigned$")
+      .split("\n")
+      .map((l) => l.split(" ")[0])
+      .filter(Boolean);
     if (kernels.length === 0) throw new Error("guest images: no linux-image-6.1.0-*-686-unsigned in Debian bookworm i386 (no network?)");
     const kernel = kernels.sort((x, y) => Number(/-(\d+)-686/.exec(x)[1]) - Number(/-(\d+)-686/.exec(y)[1])).pop();
     mkdirSync(debs, { recursive: true });
@@ -186,8 +236,8 @@ export function guestImages({ cacheDir = guestCacheDir(), log = () => {} } = {})
   const order = loadOrder(idx, MODULES);
   const ide = loadOrder(idx, IDE_MODULES).filter((m) => !order.includes(m));
   for (const m of [...order, ...ide]) file(`lib/modules/${m}.ko`, readFileSync(idx.get(m)), 0o100644);
-  file("etc/modules.order", Buffer.from(order.join("\n") + "\n"), 0o100644);
-  file("etc/modules.ide", Buffer.from(ide.join("\n") + "\n"), 0o100644);
+  file("etc/modules.order", Buffer.from(`${order.join("\n")}\n`), 0o100644);
+  file("etc/modules.ide", Buffer.from(`${ide.join("\n")}\n`), 0o100644);
   // Dynamically linked sg3-utils: the binaries, libsgutils2, and glibc's loader and libc.
   for (const t of SG_TOOLS) file(`usr/bin/${t}`, readFileSync(join(root, "usr", "bin", t)));
   const libdir = join(root, "lib", "i386-linux-gnu");
@@ -209,7 +259,6 @@ export function guestImages({ cacheDir = guestCacheDir(), log = () => {} } = {})
   log(`guest images ready in ${cacheDir} (kernel ${kdir}, modules: ${order.join(" ")})`);
   return out;
 }
-
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   try {

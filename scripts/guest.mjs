@@ -36,12 +36,15 @@ export async function runGuest({ log = () => {}, timeoutMs = 150_000, memoryMiB 
     // The device heap holds the RAM LUNs (64 MiB, and 16 MiB plugged in later) and the rest.
     deviceBytes: (64 + 16 + 16) << 20,
   });
-  const disk = await attachVirtioScsi({ emulator, shm, cpu }, {
-    luns: [
-      { backstore: "ram", size: 64 << 20, serial: "RAM0" },
-      { backstore: "file", path: join(dir, "lun1.img"), size: 32 << 20 },
-    ],
-  });
+  const disk = await attachVirtioScsi(
+    { emulator, shm, cpu },
+    {
+      luns: [
+        { backstore: "ram", size: 64 << 20, serial: "RAM0" },
+        { backstore: "file", path: join(dir, "lun1.img"), size: 32 << 20 },
+      ],
+    },
+  );
   const lines = [];
   const results = {};
   const io = {};
@@ -95,7 +98,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     console.log(`\nboot to the workload: ${(r.bootMs / 1000).toFixed(1)} s; whole run ${(r.totalMs / 1000).toFixed(1)} s${r.timedOut ? " (TIMED OUT)" : ""}`);
     for (const [name, v] of Object.entries(r.results)) console.log(`  ${v === "ok" ? "ok  " : "FAIL"} ${name}${v === "ok" ? "" : `: ${v}`}`);
     for (const [k, v] of Object.entries(r.io)) console.log(`  guest ${k}: ${v} IOPS (4 KiB, O_DIRECT, as the guest measured it)`);
-    console.log(`  device: ${(r.deviceBusyMs / 1000).toFixed(2)} s serving requests in a ${(r.totalMs / 1000).toFixed(1)} s run (${((100 * r.deviceBusyMs) / r.totalMs).toFixed(1)} %); the emulated CPU bounds guest I/O`);
+    console.log(
+      `  device: ${(r.deviceBusyMs / 1000).toFixed(2)} s serving requests in a ${(r.totalMs / 1000).toFixed(1)} s run (${((100 * r.deviceBusyMs) / r.totalMs).toFixed(1)} %); the emulated CPU bounds guest I/O`,
+    );
     const failed = r.timedOut || Object.values(r.results).some((v) => v !== "ok");
     process.exit(failed ? 1 : 0);
   } catch (e) {

@@ -1,61 +1,87 @@
-// vhost-scsi-wasm public API.
+// vhost-scsi-wasm: what a user of the package needs. The raw data-plane interface is
+// `vhost-scsi-wasm/abi`; mocks and harnesses for tests are `vhost-scsi-wasm/testing`; a
+// device's transport carried to another thread is `vhost-scsi-wasm/transport`; the v86
+// embedding is `vhost-scsi-wasm/v86`.
 
 // The whole stack wired the way a user would wire it by hand.
 export { createTestbed, type Testbed, type TestbedOptions } from "./testbed.js";
 
-// Memory and the data plane.
-export { SharedMemory, WASM_PAGE, STATIC_AREA_END, type SharedMemoryOptions } from "./memory/shared-memory.js";
-export { RangeAllocator, type Allocation } from "./memory/range-allocator.js";
-export {
-  dataplaneModule, instantiateDataplane, createDataplane, DRAIN_SIGNAL, DRAIN_MORE, DRAIN_ERROR, DRAIN_USED, DRAIN_STALLED, VQ_NO_HEAD,
-  type DataplaneExports, type DataplaneInstance,
-} from "./wasm/dataplane.js";
+// The shared memory that holds the device's structures and guest RAM.
+export { SharedMemory, type SharedMemoryOptions, type SharedMemoryLayout } from "./memory/shared-memory.js";
 
-// virtio rings and transport.
-export * from "./virtio/ring.js";
-export * from "./virtio/transport.js";
-export { DeviceQueue, VQ_FEAT_EVENT_IDX, VQ_FEAT_NOTIFY_ON_EMPTY, type RingAddresses, type QueueErrorInfo } from "./virtio/device-queue.js";
+// The vhost control plane: /dev/vhost-scsi, its ioctls (the uapi header), eventfds, workers.
+export { VhostProcess, type VhostProcessOptions } from "./vhost/process.js";
+export { VhostScsi, VHOST_SCSI_MAX_IO_VQ, VHOST_SCSI_VQ_CTL, VHOST_SCSI_VQ_EVT, VHOST_SCSI_VQ_IO, type VhostContext } from "./vhost/vhost-scsi.js";
+export * from "./vhost/uapi.js";
+export { vhostRegionsOf, VHOST_MAX_MEM_REGIONS, type VhostMemoryRegion } from "./vhost/mem-table.js";
+export { EventFd, EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, type EventFdHandle } from "./sys/eventfd.js";
+export { LocalWorker, type LocalWorkerOptions } from "./worker/local-worker.js";
+export type { VhostWorker } from "./worker/worker.js";
+
+// Errors: errno values as the kernel returns them, and what a queue error means.
+export { VhostError, Errno, type ErrnoCode } from "./sys/errors.js";
 export { QUEUE_ERRORS, queueError, type QueueErrorName } from "./virtio/queue-error.js";
 
-// The vhost control plane: /dev/vhost-scsi, ioctls, eventfds, workers.
-export { EventFd, PollTable, processPollTable, EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, type EventFdHandle } from "./eventfd.js";
-export { VhostError, Errno, type ErrnoCode } from "./vhost/errors.js";
-export * from "./vhost/uapi.js";
-export { VhostMemTable, vhostRegionsOf, VHOST_MAX_MEM_REGIONS, type VhostMemoryRegion } from "./vhost/mem-table.js";
-export { VhostScsi, VHOST_SCSI_MAX_IO_VQ, VHOST_SCSI_VQ_CTL, VHOST_SCSI_VQ_EVT, VHOST_SCSI_VQ_IO, type VhostContext } from "./vhost/vhost-scsi.js";
-export { VhostProcess, type VhostProcessOptions } from "./vhost/process.js";
-export { LocalWorker, type LocalWorkerOptions } from "./vhost/local-worker.js";
-export type { VhostWorker, VringAttachment } from "./vhost/worker.js";
-export { ScsiVringServer, VHOST_SCSI_WEIGHT, POLL_IDLE, POLL_MORE, POLL_WAITING, type PollResult, type VringBinding, type VringKind } from "./worker/scsi-vrings.js";
-
-// The QEMU-side device model.
+// The QEMU-side device model and the virtio transport a driver sees.
 export { VhostScsiDevice, type VhostScsiDeviceOptions, type QueueErrorEvent } from "./device/vhost-scsi-device.js";
+export {
+  VIRTIO_CONFIG_S_ACKNOWLEDGE,
+  VIRTIO_CONFIG_S_DRIVER,
+  VIRTIO_CONFIG_S_DRIVER_OK,
+  VIRTIO_CONFIG_S_FEATURES_OK,
+  VIRTIO_CONFIG_S_NEEDS_RESET,
+  VIRTIO_CONFIG_S_FAILED,
+  type QueueConfig,
+  type VirtioTransport,
+} from "./virtio/transport.js";
+export {
+  VIRTIO_F_NOTIFY_ON_EMPTY,
+  VIRTIO_F_ANY_LAYOUT,
+  VIRTIO_RING_F_INDIRECT_DESC,
+  VIRTIO_RING_F_EVENT_IDX,
+  VIRTIO_F_VERSION_1,
+  VIRTQUEUE_MAX_SIZE,
+  VRING_DESC_F_NEXT,
+  VRING_DESC_F_WRITE,
+  VRING_DESC_F_INDIRECT,
+  VRING_USED_F_NO_NOTIFY,
+  VRING_AVAIL_F_NO_INTERRUPT,
+} from "./virtio/ring.js";
+export * from "./virtio/virtio-scsi.js";
 
-// The target: WWPN, TPGs, LUNs, backstores.
+// The target: WWPN, TPGs, LUNs.
 export { TargetRegistry } from "./target/registry.js";
 export { ScsiTarget, generateWwpn } from "./target/target.js";
 export { Tpg, VHOST_SCSI_MAX_LUN, VHOST_SCSI_MAX_TARGET, type LunConfig, type TpgListener } from "./target/tpg.js";
-export { Lun, type LunOptions } from "./target/lun.js";
+export { Lun, UA_POWER_ON, UA_NEXUS_LOSS, UA_LUN_RESET, UA_CAPACITY_CHANGED, UA_LUNS_CHANGED, type LunOptions } from "./target/lun.js";
 
-// Backstores: the seam, the registry, the built-in types.
+// Backstores: the seam a backstore implements, the registry, the built-in types.
 export {
-  RamBackstore, NullBackstore, registerBackstore, backstoreType, backstoreTypes, parseBackstoreArg, openBackstore, openBackstoreSync,
-  type Backstore, type QueuedBackstore, type BackstoreFeatures, type BackstoreConfig, type BackstoreConfigs, type BackstoreType, type IoDone,
+  RamBackstore,
+  NullBackstore,
+  registerBackstore,
+  backstoreType,
+  backstoreTypes,
+  parseBackstoreArg,
+  openBackstore,
+  openBackstoreSync,
+  type Backstore,
+  type QueuedBackstore,
+  type ThreadedBackstore,
+  type BackstoreFeatures,
+  type BackstoreConfig,
+  type BackstoreConfigs,
+  type BackstoreType,
+  type IoDone,
 } from "./backstore/index.js";
-export { FileBackstore, nodeFileOps, defaultIoThreads, type FileOps, type FileConfig } from "./backstore/file.js";
-export {
-  BS_OP_READ, BS_OP_WRITE, BS_OP_FLUSH, BS_OP_WRITE_ZEROES, BS_OP_DISCARD, type BackstoreIo, type BackstoreOp,
-} from "./backstore/ring.js";
+export { FileBackstore, defaultIoThreads, type FileOps, type FileConfig } from "./backstore/file.js";
+export { NbdBackstore, parseNbdUri, type NbdConfig, type NbdAddress } from "./backstore/nbd.js";
+export { BS_OP_READ, BS_OP_WRITE, BS_OP_FLUSH, BS_OP_WRITE_ZEROES, BS_OP_DISCARD, type BackstoreIo, type BackstoreOp } from "./backstore/ring.js";
 
-// SCSI and virtio-scsi.
-export * from "./scsi/virtio-scsi.js";
-export * from "./scsi/commands.js";
-export * from "./scsi/sense.js";
-
-// The guest side.
+// The guest side: RAM, the virtqueue and virtio-scsi drivers, SCSI commands and sense.
 export { GuestMemory, type GuestRegion, type GuestMemoryListener } from "./guest/guest-memory.js";
 export { GuestVirtqueue, type GuestBuffer, type UsedElem, type GuestVirtqueueOptions } from "./guest/virtqueue.js";
-export { MockSplitQueue, type RawDesc } from "./guest/mock-queue.js";
 export { VirtioScsiDriver, type ScsiCommand, type ScsiResult, type ScsiEvent, type VirtioScsiDriverOptions } from "./guest/scsi-driver.js";
 export { scanTarget, reportLunNumbers, commandRetryingUA, type ScannedDisk } from "./guest/scan.js";
-export { RingTestbed, type RingTestbedOptions } from "./testing/ring-testbed.js";
+export * from "./guest/scsi-commands.js";
+export * from "./guest/sense.js";

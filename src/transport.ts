@@ -1,3 +1,4 @@
 // vhost-scsi-wasm/transport: a device's virtio transport carried to a guest in another thread.
-export { hostTransport, type TransportDescription, type TransportRequest } from "./device/transport-host.js";
+export { hostTransport } from "./device/transport-host.js";
+export type { TransportDescription, TransportRequest } from "./virtio/transport.js";
 export { RemoteTransport } from "./guest/remote-transport.js";

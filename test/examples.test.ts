@@ -3,8 +3,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { fileURLToPath } from "node:url";
 
-const run = (name: string) =>
-  promisify(execFile)(process.execPath, [fileURLToPath(new URL(`../examples/${name}`, import.meta.url))], { timeout: 60_000 });
+const run = (name: string) => promisify(execFile)(process.execPath, [fileURLToPath(new URL(`../examples/${name}`, import.meta.url))], { timeout: 60_000 });
 
 describe("examples", () => {
   it("library.mjs: library import in one thread", async () => {

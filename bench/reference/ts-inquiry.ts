@@ -11,7 +11,15 @@ export class TsInquiryQueue {
   private lastAvail = 0;
   private lastUsed = 0;
 
-  constructor(buffer: SharedArrayBuffer, private readonly num: number, private readonly desc: number, private readonly avail: number, private readonly used: number, private readonly gpaToHva: (gpa: number) => number, private readonly ident: Uint8Array) {
+  constructor(
+    buffer: SharedArrayBuffer,
+    private readonly num: number,
+    private readonly desc: number,
+    private readonly avail: number,
+    private readonly used: number,
+    private readonly gpaToHva: (gpa: number) => number,
+    private readonly ident: Uint8Array,
+  ) {
     this.u8 = new Uint8Array(buffer);
     this.u16 = new Uint16Array(buffer);
     this.u32 = new Uint32Array(buffer);

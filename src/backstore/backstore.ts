@@ -12,7 +12,10 @@ export class RamBackstore {
   readonly readOnly = false;
   readonly ram: number;
 
-  constructor(private readonly shm: SharedMemory, readonly size: number) {
+  constructor(
+    private readonly shm: SharedMemory,
+    readonly size: number,
+  ) {
     this.ram = shm.device.alloc(size, 4096, "ram backstore");
     shm.bytes.fill(0, this.ram, this.ram + size);
   }
@@ -115,9 +118,7 @@ export interface BackstoreConfigs {
 }
 
 /** A LUN's backstore: a registered type with its fields, or one opened already. */
-export type BackstoreConfig =
-  | { [K in keyof BackstoreConfigs]: { backstore: K } & BackstoreConfigs[K] }[keyof BackstoreConfigs]
-  | { backstore: Backstore };
+export type BackstoreConfig = { [K in keyof BackstoreConfigs]: { backstore: K } & BackstoreConfigs[K] }[keyof BackstoreConfigs] | { backstore: Backstore };
 
 /** A backstore type, as registerBackstore() takes it. */
 export interface BackstoreType<K extends keyof BackstoreConfigs = keyof BackstoreConfigs> {

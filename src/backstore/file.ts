@@ -6,7 +6,7 @@ import { closeSync, constants, fdatasyncSync, fstatSync, ftruncateSync, openSync
 import { availableParallelism } from "node:os";
 import type { BackstoreFeatures, BackstoreType, IoDone, QueuedBackstore, ThreadedBackstore } from "./backstore.js";
 import { BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, type BackstoreIo } from "./ring.js";
-import { compiledModule } from "../compiled-module.js";
+import { compiledModule } from "../sys/compiled-module.js";
 
 /** The file operations the backstore runs; tests substitute failing or short ones. */
 export interface FileOps {
@@ -96,7 +96,11 @@ export class FileBackstore implements QueuedBackstore {
   readonly threaded?: ThreadedBackstore;
   private readonly ops: FileOps;
 
-  constructor(readonly path: string, cfg: Omit<FileConfig, "path"> = {}, readonly readOnly = false) {
+  constructor(
+    readonly path: string,
+    cfg: Omit<FileConfig, "path"> = {},
+    readonly readOnly = false,
+  ) {
     this.fd = openSync(path, readOnly ? constants.O_RDONLY : constants.O_RDWR | constants.O_CREAT, 0o644);
     try {
       const have = fstatSync(this.fd).size;

@@ -7,7 +7,7 @@ import { performance } from "node:perf_hooks";
 import { RingPort, type TakenRequest } from "./ring.js";
 import { BATCH, runBatch, type IoThreadInit } from "./service.js";
 import type { QueuedBackstore } from "./backstore.js";
-import { PollTable } from "../eventfd.js";
+import { PollTable } from "../sys/eventfd.js";
 
 /** How long an idle I/O thread keeps looking before it sleeps, ms. */
 const SPIN_MS = 0.05;

@@ -13,7 +13,7 @@
 import { connect, type Socket } from "node:net";
 import type { BackstoreFeatures, BackstoreType, IoDone, QueuedBackstore } from "./backstore.js";
 import { BS_OP_DISCARD, BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES, type BackstoreIo } from "./ring.js";
-import { log } from "../log.js";
+import { log } from "../sys/log.js";
 
 export interface NbdConfig {
   /** `nbd://HOST[:PORT]/EXPORT` or `nbd+unix:///EXPORT?socket=PATH` (the NBD URI syntax). */
@@ -317,12 +317,15 @@ class NbdConnection {
     d.reader = (b) => this.receive(b);
     sock.on("error", (e) => this.end(e, false));
     sock.on("close", () => this.end(new Error("the server closed the connection"), false));
-    this.timer = setInterval(() => {
-      const now = Date.now();
-      for (const p of this.pending.values()) {
-        if (now - p.sentAt > timeoutMs) return this.end(new Error(`no reply for ${timeoutMs} ms`), true);
-      }
-    }, Math.max(10, Math.min(1000, timeoutMs / 4)));
+    this.timer = setInterval(
+      () => {
+        const now = Date.now();
+        for (const p of this.pending.values()) {
+          if (now - p.sentAt > timeoutMs) return this.end(new Error(`no reply for ${timeoutMs} ms`), true);
+        }
+      },
+      Math.max(10, Math.min(1000, timeoutMs / 4)),
+    );
     this.timer.unref();
     if (leftover.length) this.receive(leftover);
   }
@@ -391,7 +394,8 @@ class NbdConnection {
         this.buf = this.buf.subarray(16);
         const p = this.pending.get(cookie);
         if (!p) return this.protocolError(`a reply for cookie ${cookie}, which is not in flight`);
-        if (this.info.structured && p.io.op === BS_OP_READ && error === 0) return this.protocolError("a simple reply to a read after structured replies were agreed");
+        if (this.info.structured && p.io.op === BS_OP_READ && error === 0)
+          return this.protocolError("a simple reply to a read after structured replies were agreed");
         if (p.io.op === BS_OP_READ && error === 0) {
           this.cur = { p, left: p.io.length, kind: "simple-data", type: 0, flags: NBD_REPLY_FLAG_DONE, pos: 0, header: Buffer.alloc(0) };
           continue;
@@ -411,7 +415,8 @@ class NbdConnection {
         if (type === NBD_REPLY_TYPE_NONE) {
           if (length !== 0 || !(flags & NBD_REPLY_FLAG_DONE)) return this.protocolError("a NONE chunk with a payload or without DONE");
         } else if (type === NBD_REPLY_TYPE_OFFSET_DATA) {
-          if (!isRead || length < 9 || length - 8 > p.io.length) return this.protocolError(`an OFFSET_DATA chunk of ${length} bytes for a ${isRead ? `${p.io.length}-byte read` : "non-read"}`);
+          if (!isRead || length < 9 || length - 8 > p.io.length)
+            return this.protocolError(`an OFFSET_DATA chunk of ${length} bytes for a ${isRead ? `${p.io.length}-byte read` : "non-read"}`);
         } else if (type === NBD_REPLY_TYPE_OFFSET_HOLE) {
           if (!isRead || length !== 12) return this.protocolError("a malformed OFFSET_HOLE chunk");
         } else if (type & NBD_REPLY_TYPE_ERROR_BIT) {
@@ -603,7 +608,7 @@ export class NbdBackstore implements QueuedBackstore {
   static async connect(cfg: NbdConfig): Promise<NbdBackstore> {
     const addr = parseNbdUri(cfg.uri);
     const full = { connections: cfg.connections ?? 2, timeoutMs: cfg.timeoutMs ?? 30_000, reconnectMs: cfg.reconnectMs ?? 15_000 };
-    let first;
+    let first: Opened;
     try {
       first = await openConnection(addr, full.timeoutMs);
     } catch (e) {
@@ -620,7 +625,12 @@ export class NbdBackstore implements QueuedBackstore {
   }
 
   private wrap(c: Opened): NbdConnection {
-    return new NbdConnection(c, (p, result) => this.complete(p.io, result), (conn, why, timedOut) => this.lost(conn, why, timedOut), this.cfg.timeoutMs);
+    return new NbdConnection(
+      c,
+      (p, result) => this.complete(p.io, result),
+      (conn, why, timedOut) => this.lost(conn, why, timedOut),
+      this.cfg.timeoutMs,
+    );
   }
 
   private complete(io: BackstoreIo, result: number): void {

@@ -2,11 +2,37 @@
 // LUN's submission queue, reading what to do, and posting completions on the request queues'
 // completion queues, all with Atomics over the shared memory. Used by every thread that serves
 // a backstore: an I/O thread, or the thread that opened the backstore.
-import type { PollTable } from "../eventfd.js";
+import type { PollTable } from "../sys/eventfd.js";
 import {
-  BS_OP_READ, BS_OP_WRITE, BS_OP_FLUSH, BS_OP_WRITE_ZEROES, BS_OP_DISCARD, CTX_ABORTED, BS_F_FUA, BS_F_UNMAP,
-  IOCTX_STATE, IOCTX_INDEX, IOCTX_CQ, IOCTX_OP, IOCTX_FLAGS, IOCTX_OFFSET, IOCTX_LENGTH, IOCTX_EXTENTS, SQ_MASK, SQ_DEQUEUE, SQ_WAKE, SQ_SLEEPERS, SQ_CELLS, CQ_MASK, CQ_TAIL, CQ_DOORBELL, CQ_FINISHED, CQ_CELLS, CQ_CELL_SIZE,
-  IOVEC_ARRAY_ENTRIES, IOVEC_SIZE,
+  BS_OP_READ,
+  BS_OP_WRITE,
+  BS_OP_FLUSH,
+  BS_OP_WRITE_ZEROES,
+  BS_OP_DISCARD,
+  CTX_ABORTED,
+  BS_F_FUA,
+  BS_F_UNMAP,
+  IOCTX_STATE,
+  IOCTX_INDEX,
+  IOCTX_CQ,
+  IOCTX_OP,
+  IOCTX_FLAGS,
+  IOCTX_OFFSET,
+  IOCTX_LENGTH,
+  IOCTX_EXTENTS,
+  SQ_MASK,
+  SQ_DEQUEUE,
+  SQ_WAKE,
+  SQ_SLEEPERS,
+  SQ_CELLS,
+  CQ_MASK,
+  CQ_TAIL,
+  CQ_DOORBELL,
+  CQ_FINISHED,
+  CQ_CELLS,
+  CQ_CELL_SIZE,
+  IOVEC_ARRAY_ENTRIES,
+  IOVEC_SIZE,
 } from "../wasm/abi.generated.js";
 export { BS_OP_READ, BS_OP_WRITE, BS_OP_FLUSH, BS_OP_WRITE_ZEROES, BS_OP_DISCARD };
 
@@ -83,7 +109,8 @@ export class RingPort {
     const ext = ctx + IOCTX_EXTENTS;
     const n = op === BS_OP_READ || op === BS_OP_WRITE ? v.getUint32(ext, true) : 0;
     const buffers: Uint8Array[] = [];
-    for (let i = 0, at = ext + IOVEC_ARRAY_ENTRIES; i < n; i++, at += IOVEC_SIZE) buffers.push(new Uint8Array(buffer, v.getUint32(at, true), v.getUint32(at + 4, true)));
+    for (let i = 0, at = ext + IOVEC_ARRAY_ENTRIES; i < n; i++, at += IOVEC_SIZE)
+      buffers.push(new Uint8Array(buffer, v.getUint32(at, true), v.getUint32(at + 4, true)));
     return {
       ctx,
       op,

@@ -4,13 +4,11 @@
 // between their passes (worker-core.ts), when the backstore can be opened in other threads;
 // otherwise on the thread that opened the backstore, between its other events.
 import { Worker } from "node:worker_threads";
-import { compiledModule } from "../compiled-module.js";
+import { compiledModule } from "../sys/compiled-module.js";
 import type { QueuedBackstore } from "./backstore.js";
-import {
-  BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES, BS_OP_DISCARD, RingPort, type BackstoreIo, type TakenRequest,
-} from "./ring.js";
-import { log } from "../log.js";
-import { PollTable } from "../eventfd.js";
+import { BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES, BS_OP_DISCARD, RingPort, type BackstoreIo, type TakenRequest } from "./ring.js";
+import { log } from "../sys/log.js";
+import { PollTable } from "../sys/eventfd.js";
 
 /**
  * Contexts taken from the submission queue per batch: small enough that completions go back
@@ -61,7 +59,8 @@ export function runBatch(b: QueuedBackstore, batch: readonly TakenRequest[], fin
     const f = b.features;
     if (r.op === BS_OP_FLUSH && !f.flush) end(0);
     else if (r.op === BS_OP_DISCARD && !f.discard) end(-EOPNOTSUPP);
-    else if (r.op === BS_OP_WRITE_ZEROES && !f.writeZeroes) issue({ op: BS_OP_WRITE, offset: r.offset, length: r.length, buffers: zeroBuffers(r.length), fua: false }, end);
+    else if (r.op === BS_OP_WRITE_ZEROES && !f.writeZeroes)
+      issue({ op: BS_OP_WRITE, offset: r.offset, length: r.length, buffers: zeroBuffers(r.length), fua: false }, end);
     else if (r.op === BS_OP_WRITE && r.fua && !f.fua && f.flush) {
       issue({ ...r, fua: false }, (res) => {
         if (res < 0) return end(res);
@@ -99,7 +98,6 @@ export interface ServiceContext {
   pollTable: SharedArrayBuffer;
 }
 
-
 /** What an I/O thread starts with. */
 export interface IoThreadInit {
   memory: WebAssembly.Memory;
@@ -126,7 +124,11 @@ export class BackstoreService {
   private readonly control = new SharedArrayBuffer(8);
   private ringQueued = false;
 
-  constructor(private readonly backstore: QueuedBackstore, private readonly sq: number, ctx: ServiceContext) {
+  constructor(
+    private readonly backstore: QueuedBackstore,
+    private readonly sq: number,
+    ctx: ServiceContext,
+  ) {
     this.port = new RingPort(ctx.memory.buffer as unknown as SharedArrayBuffer, new PollTable(ctx.pollTable));
     const t = backstore.threaded;
     if (t && t.ioThreads === 0) {

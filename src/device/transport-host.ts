@@ -1,29 +1,17 @@
 import type { MessagePort } from "node:worker_threads";
-import type { QueueConfig, VirtioTransport } from "../virtio/transport.js";
-import type { EventFdHandle } from "../eventfd.js";
-import { VIRTIO_SCSI_CONFIG_SIZE } from "../scsi/virtio-scsi.js";
-
-/** What a guest in another thread learns about the device up front. */
-export interface TransportDescription {
-  deviceId: number;
-  deviceFeatures: string; // bigint as a decimal string (structured clone keeps it, but JSON does not)
-  config: Uint8Array;
-  queueMaxSizes: number[];
-  notifiers: { kick: EventFdHandle; call: EventFdHandle }[];
-}
-
-/** Guest-to-device requests; the reply is { id, status } or { id, error }. */
-export type TransportRequest =
-  | { id: number; op: "setStatus"; status: number; driverFeatures: string; queues: [number, QueueConfig][] }
-  | { id: number; op: "writeConfig"; offset: number; data: Uint8Array }
-  | { id: number; op: "readConfig"; offset: number; length: number };
+import type { TransportDescription, TransportRequest, VirtioTransport } from "../virtio/transport.js";
+import type { EventFdHandle } from "../sys/eventfd.js";
+import { VIRTIO_SCSI_CONFIG_SIZE } from "../virtio/virtio-scsi.js";
 
 /**
  * Serves a device's transport to a guest driver running in another thread, over a message
  * port: the register writes a driver makes (features, queue addresses, status, config) arrive
  * as requests; kicks and interrupts go directly through the shared eventfds.
  */
-export function hostTransport(device: VirtioTransport & { notifiers(): { kick: EventFdHandle; call: EventFdHandle }[] }, port: MessagePort): TransportDescription {
+export function hostTransport(
+  device: VirtioTransport & { notifiers(): { kick: EventFdHandle; call: EventFdHandle }[] },
+  port: MessagePort,
+): TransportDescription {
   port.on("message", async (m: TransportRequest) => {
     try {
       if (m.op === "setStatus") {

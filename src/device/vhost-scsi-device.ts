@@ -1,7 +1,7 @@
 import type { GuestMemory, GuestRegion } from "../guest/guest-memory.js";
-import { onSignal, type EventFdHandle } from "../eventfd.js";
-import { log } from "../log.js";
-import type { ErrnoCode } from "../vhost/errors.js";
+import { onSignal, type EventFdHandle } from "../sys/eventfd.js";
+import { log } from "../sys/log.js";
+import type { ErrnoCode } from "../sys/errors.js";
 import type { QueueErrorName } from "../virtio/queue-error.js";
 import type { VhostProcess } from "../vhost/process.js";
 import type { VhostScsi } from "../vhost/vhost-scsi.js";
@@ -9,16 +9,27 @@ import { VHOST_SCSI_MAX_IO_VQ } from "../vhost/vhost-scsi.js";
 import { vhostRegionsOf } from "../vhost/mem-table.js";
 import { VHOST_SCSI_ABI_VERSION } from "../vhost/uapi.js";
 import {
-  VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FAILED, VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_NEEDS_RESET,
-  type QueueConfig, type VirtioTransport,
+  VIRTIO_CONFIG_S_DRIVER_OK,
+  VIRTIO_CONFIG_S_FAILED,
+  VIRTIO_CONFIG_S_FEATURES_OK,
+  VIRTIO_CONFIG_S_NEEDS_RESET,
+  type QueueConfig,
+  type VirtioTransport,
 } from "../virtio/transport.js";
 import { VIRTIO_F_VERSION_1 } from "../virtio/ring.js";
-import { VIRTIO_ID_SCSI, VIRTIO_SCSI_CDB_SIZE, VIRTIO_SCSI_MAX_SECTORS, VIRTIO_SCSI_CONFIG_SIZE, VIRTIO_SCSI_EVENT_SIZE, VIRTIO_SCSI_SENSE_SIZE } from "../scsi/virtio-scsi.js";
+import {
+  VIRTIO_ID_SCSI,
+  VIRTIO_SCSI_CDB_SIZE,
+  VIRTIO_SCSI_MAX_SECTORS,
+  VIRTIO_SCSI_CONFIG_SIZE,
+  VIRTIO_SCSI_EVENT_SIZE,
+  VIRTIO_SCSI_SENSE_SIZE,
+} from "../virtio/virtio-scsi.js";
 
 /** QEMU's limits for virtio-scsi: max_channel 0, max_target 255, max_lun 16383. */
-export const VIRTIO_SCSI_MAX_CHANNEL = 0;
-export const VIRTIO_SCSI_MAX_TARGET = 255;
-export const VIRTIO_SCSI_MAX_LUN = 16383;
+const VIRTIO_SCSI_MAX_CHANNEL = 0;
+const VIRTIO_SCSI_MAX_TARGET = 255;
+const VIRTIO_SCSI_MAX_LUN = 16383;
 
 export interface VhostScsiDeviceOptions {
   /** The target's WWPN (vhost-scsi-pci,wwpn=...). */
@@ -86,10 +97,15 @@ export class VhostScsiDevice implements VirtioTransport {
   /** The last error from starting the backend (the device then shows NEEDS_RESET). */
   lastError: Error | undefined;
 
-  constructor(private readonly proc: VhostProcess, private readonly mem: GuestMemory, private readonly opts: VhostScsiDeviceOptions) {
+  constructor(
+    private readonly proc: VhostProcess,
+    private readonly mem: GuestMemory,
+    private readonly opts: VhostScsiDeviceOptions,
+  ) {
     this.requestQueues = opts.numQueues ?? 1;
     this.queueSize = opts.queueSize ?? 128;
-    if (!(this.requestQueues >= 1 && this.requestQueues <= VHOST_SCSI_MAX_IO_VQ)) throw new RangeError(`num_queues ${this.requestQueues}: 1..${VHOST_SCSI_MAX_IO_VQ}`);
+    if (!(this.requestQueues >= 1 && this.requestQueues <= VHOST_SCSI_MAX_IO_VQ))
+      throw new RangeError(`num_queues ${this.requestQueues}: 1..${VHOST_SCSI_MAX_IO_VQ}`);
     this.queues = Array.from({ length: 2 + this.requestQueues }, () => ({ config: undefined, kick: -1, call: -1, err: -1, lastAvail: 0, errorsSeen: 0 }));
     const dv = new DataView(this.config.buffer);
     dv.setUint32(0, this.requestQueues, true);
@@ -245,7 +261,11 @@ export class VhostScsiDevice implements VirtioTransport {
   /** The vring error notifier: what the err eventfd's signal means, read from the queue's state. */
   private watchErr(index: number): void {
     const q = this.queues[index];
-    onSignal(this.proc.eventfdOf(q.err), () => this.queueErrorSignalled(index), () => this.errWatching);
+    onSignal(
+      this.proc.eventfdOf(q.err),
+      () => this.queueErrorSignalled(index),
+      () => this.errWatching,
+    );
   }
 
   private queueErrorSignalled(index: number): void {
@@ -304,7 +324,11 @@ export class VhostScsiDevice implements VirtioTransport {
    */
   private watchCall(index: number): void {
     this.callWatchers.add(index);
-    onSignal(this.proc.eventfdOf(this.queues[index].call), () => this.interrupt(index), () => this.callWatchers.has(index));
+    onSignal(
+      this.proc.eventfdOf(this.queues[index].call),
+      () => this.interrupt(index),
+      () => this.callWatchers.has(index),
+    );
   }
 
   private async memoryChanged(regions: readonly GuestRegion[]): Promise<void> {

@@ -12,7 +12,7 @@ export interface GuestRegion {
  * Called when guest RAM regions are added or removed (the device model's memory listener); a
  * returned promise tells when the listener is done with the change (its memory table updated).
  */
-export type GuestMemoryListener = (regions: readonly GuestRegion[]) => void | Promise<unknown>;
+export type GuestMemoryListener = (regions: readonly GuestRegion[]) => undefined | Promise<unknown>;
 
 /** Guest RAM regions are placed on 4 KiB boundaries (VHOST_PAGE_SIZE). */
 const REGION_ALIGN = 4096;

@@ -1,6 +1,6 @@
-import { EventFd, type EventFdHandle } from "../eventfd.js";
+import { EventFd, type EventFdHandle } from "../sys/eventfd.js";
 import { VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, vringNeedEvent } from "../virtio/ring.js";
-import { VIRTIO_SCSI_CMD_REQ_SIZE, VIRTIO_SCSI_CMD_RESP_SIZE } from "../scsi/virtio-scsi.js";
+import { VIRTIO_SCSI_CMD_REQ_SIZE, VIRTIO_SCSI_CMD_RESP_SIZE } from "../virtio/virtio-scsi.js";
 
 /** A request queue handed over by VirtioScsiDriver.releaseQueue(), with its notifiers. */
 export interface ReleasedQueue {
@@ -69,7 +69,11 @@ export class PolledScsiQueue {
   private nextTag = 1;
   kicks = 0;
 
-  constructor(buffer: SharedArrayBuffer, private readonly q: ReleasedQueue, private readonly o: PolledQueueOptions) {
+  constructor(
+    buffer: SharedArrayBuffer,
+    private readonly q: ReleasedQueue,
+    private readonly o: PolledQueueOptions,
+  ) {
     if (q.num < 3 * o.depth) throw new RangeError(`queue of ${q.num} cannot hold ${o.depth} three-descriptor chains`);
     // Kick and interrupt suppression here are the event-idx kind (avail_event, used_event).
     if (!q.eventIdx) throw new RangeError("a polled queue needs VIRTIO_RING_F_EVENT_IDX");

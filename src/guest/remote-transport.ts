@@ -1,7 +1,7 @@
 import type { MessagePort } from "node:worker_threads";
-import { EventFd, onSignal } from "../eventfd.js";
+import { EventFd, onSignal } from "../sys/eventfd.js";
 import type { QueueConfig, VirtioTransport } from "../virtio/transport.js";
-import type { TransportDescription, TransportRequest } from "../device/transport-host.js";
+import type { TransportDescription, TransportRequest } from "../virtio/transport.js";
 
 /**
  * The guest side of hostTransport(): a VirtioTransport in the guest's thread. Feature and queue
@@ -20,7 +20,10 @@ export class RemoteTransport implements VirtioTransport {
   private config: Uint8Array;
   private listening = false;
 
-  constructor(private readonly desc: TransportDescription, private readonly port: MessagePort) {
+  constructor(
+    private readonly desc: TransportDescription,
+    private readonly port: MessagePort,
+  ) {
     this.deviceId = desc.deviceId;
     this.config = desc.config;
     this.kicks = desc.notifiers.map((n) => EventFd.fromHandle(n.kick));
@@ -49,7 +52,12 @@ export class RemoteTransport implements VirtioTransport {
     return this.statusReg;
   }
   async setStatus(status: number): Promise<void> {
-    const r = await this.request({ op: "setStatus", status, driverFeatures: this.driverFeatures.toString(), queues: [...this.queueWrites] } as TransportRequest);
+    const r = await this.request({
+      op: "setStatus",
+      status,
+      driverFeatures: this.driverFeatures.toString(),
+      queues: [...this.queueWrites],
+    } as TransportRequest);
     this.queueWrites.clear();
     this.statusReg = r.status;
     if (r.error) throw new Error(r.error);
@@ -78,7 +86,13 @@ export class RemoteTransport implements VirtioTransport {
   onInterrupt(handler: (index: number) => void): void {
     if (this.listening) return;
     this.listening = true;
-    this.calls.forEach((efd, i) => onSignal(efd, () => handler(i), () => this.listening));
+    this.calls.forEach((efd, i) =>
+      onSignal(
+        efd,
+        () => handler(i),
+        () => this.listening,
+      ),
+    );
   }
   /** Stops waiting for interrupts. */
   close(): void {

@@ -1,7 +1,7 @@
 import type { ScsiCommand, ScsiResult, VirtioScsiDriver } from "./scsi-driver.js";
-import { inquiry, modeSense10, readCapacity16, reportLuns } from "../scsi/commands.js";
-import { SenseKey } from "../scsi/sense.js";
-import { SamStatus } from "../scsi/commands.js";
+import { inquiry, modeSense10, readCapacity16, reportLuns } from "./scsi-commands.js";
+import { SenseKey } from "./sense.js";
+import { SamStatus } from "./scsi-commands.js";
 
 /** What a Linux-like scan learns about one disk. */
 export interface ScannedDisk {
@@ -66,8 +66,7 @@ export async function reportLunNumbers(d: VirtioScsiDriver, target: number): Pro
 export async function scanTarget(d: VirtioScsiDriver, target = d.defaultTarget): Promise<ScannedDisk[]> {
   const disks: ScannedDisk[] = [];
   for (const lun of await reportLunNumbers(d, target)) {
-    const run = async (cdb: Uint8Array, len: number, what: string) =>
-      must(await commandRetryingUA(d, { target, lun, cdb, dataInLength: len }), what);
+    const run = async (cdb: Uint8Array, len: number, what: string) => must(await commandRetryingUA(d, { target, lun, cdb, dataInLength: len }), what);
     const std = await run(inquiry(96), 96, "INQUIRY");
     if (std[0] >> 5 === 3) continue;
     const pages = await run(inquiry(255, 0x00), 255, "VPD 00h");
@@ -79,7 +78,7 @@ export async function scanTarget(d: VirtioScsiDriver, target = d.defaultTarget):
       const end = 4 + ((p[2] << 8) | p[3]);
       for (let at = 4; at + 4 <= end; at += 4 + p[at + 3]) {
         if ((p[at + 1] & 0x0f) === 3 && (p[at + 1] & 0x30) === 0) {
-          wwid = "naa." + Buffer.from(p.subarray(at + 4, at + 4 + p[at + 3])).toString("hex");
+          wwid = `naa.${Buffer.from(p.subarray(at + 4, at + 4 + p[at + 3])).toString("hex")}`;
           break;
         }
       }

@@ -1,16 +1,29 @@
 import { GuestVirtqueue, type GuestBuffer } from "./virtqueue.js";
 import type { GuestMemory } from "./guest-memory.js";
 import {
-  VIRTIO_CONFIG_S_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER, VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FEATURES_OK,
+  VIRTIO_CONFIG_S_ACKNOWLEDGE,
+  VIRTIO_CONFIG_S_DRIVER,
+  VIRTIO_CONFIG_S_DRIVER_OK,
+  VIRTIO_CONFIG_S_FEATURES_OK,
   type VirtioTransport,
 } from "../virtio/transport.js";
 import { VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC } from "../virtio/ring.js";
 import {
-  VIRTIO_SCSI_CMD_REQ_PI_SIZE, VIRTIO_SCSI_CMD_REQ_SIZE, VIRTIO_SCSI_CMD_RESP_SIZE, VIRTIO_SCSI_CTRL_AN_REQ_SIZE,
-  VIRTIO_SCSI_CTRL_AN_RESP_SIZE, VIRTIO_SCSI_CTRL_TMF_REQ_SIZE, VIRTIO_SCSI_EVENT_SIZE, VIRTIO_SCSI_F_CHANGE,
-  VIRTIO_SCSI_F_HOTPLUG, VIRTIO_SCSI_F_T10_PI, VIRTIO_SCSI_T_TMF, VIRTIO_SCSI_S_SIMPLE, virtioScsiLun,
-} from "../scsi/virtio-scsi.js";
-import { decodeSense, type SenseInfo } from "../scsi/sense.js";
+  VIRTIO_SCSI_CMD_REQ_PI_SIZE,
+  VIRTIO_SCSI_CMD_REQ_SIZE,
+  VIRTIO_SCSI_CMD_RESP_SIZE,
+  VIRTIO_SCSI_CTRL_AN_REQ_SIZE,
+  VIRTIO_SCSI_CTRL_AN_RESP_SIZE,
+  VIRTIO_SCSI_CTRL_TMF_REQ_SIZE,
+  VIRTIO_SCSI_EVENT_SIZE,
+  VIRTIO_SCSI_F_CHANGE,
+  VIRTIO_SCSI_F_HOTPLUG,
+  VIRTIO_SCSI_F_T10_PI,
+  VIRTIO_SCSI_T_TMF,
+  VIRTIO_SCSI_S_SIMPLE,
+  virtioScsiLun,
+} from "../virtio/virtio-scsi.js";
+import { decodeSense, type SenseInfo } from "./sense.js";
 
 /** One SCSI command as a guest issues it. */
 export interface ScsiCommand {
@@ -117,8 +130,9 @@ export class VirtioScsiDriver {
     await t.setStatus(0);
     await t.setStatus(VIRTIO_CONFIG_S_ACKNOWLEDGE);
     await t.setStatus(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
-    const wanted = opts.features ??
-      (bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_RING_F_INDIRECT_DESC) | bit(VIRTIO_SCSI_F_HOTPLUG) | bit(VIRTIO_SCSI_F_CHANGE));
+    const wanted =
+      opts.features ??
+      bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_RING_F_INDIRECT_DESC) | bit(VIRTIO_SCSI_F_HOTPLUG) | bit(VIRTIO_SCSI_F_CHANGE);
     const features = t.deviceFeatures() & wanted;
     if (!(features & bit(VIRTIO_F_VERSION_1))) throw new Error("device does not offer VIRTIO_F_VERSION_1");
     t.setDriverFeatures(features);
@@ -173,13 +187,22 @@ export class VirtioScsiDriver {
    * Puts a chain on queue q (waiting for room if it is full) and resolves with the used length.
    * The chain is laid out in one guest allocation; `fragment` splits it into small descriptors.
    */
-  private submit(q: GuestVirtqueue<Pending>, index: number, out: GuestBuffer[], inb: GuestBuffer[], fragment?: number, indirect?: boolean): Promise<{ usedLen: number }> {
+  private submit(
+    q: GuestVirtqueue<Pending>,
+    index: number,
+    out: GuestBuffer[],
+    inb: GuestBuffer[],
+    fragment?: number,
+    indirect?: boolean,
+  ): Promise<{ usedLen: number }> {
     const frag = (bufs: GuestBuffer[]) =>
-      !fragment ? bufs.filter((b) => b.len > 0) : bufs.flatMap((b) => {
-        const parts: GuestBuffer[] = [];
-        for (let at = 0; at < b.len; at += fragment) parts.push({ addr: b.addr + at, len: Math.min(fragment, b.len - at) });
-        return parts;
-      });
+      !fragment
+        ? bufs.filter((b) => b.len > 0)
+        : bufs.flatMap((b) => {
+            const parts: GuestBuffer[] = [];
+            for (let at = 0; at < b.len; at += fragment) parts.push({ addr: b.addr + at, len: Math.min(fragment, b.len - at) });
+            return parts;
+          });
     const o = frag(out);
     const i = frag(inb);
     const n = o.length + i.length;
@@ -231,8 +254,14 @@ export class VirtioScsiDriver {
     const { usedLen } = await this.submit(
       q,
       2 + qi,
-      [{ addr: block + hdr, len: reqSize }, { addr: block + data, len: outLen }],
-      [{ addr: block + resp, len: VIRTIO_SCSI_CMD_RESP_SIZE }, { addr: block + din, len: inLen }],
+      [
+        { addr: block + hdr, len: reqSize },
+        { addr: block + data, len: outLen },
+      ],
+      [
+        { addr: block + resp, len: VIRTIO_SCSI_CMD_RESP_SIZE },
+        { addr: block + din, len: inLen },
+      ],
       c.fragment,
       c.indirect,
     );

@@ -1,6 +1,15 @@
 import {
-  SplitRingView, VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
-  VRING_DESC_SIZE, VRING_USED_F_NO_NOTIFY, isValidQueueSize, vringAvailSize, vringDescSize, vringNeedEvent,
+  SplitRingView,
+  VRING_AVAIL_F_NO_INTERRUPT,
+  VRING_DESC_F_INDIRECT,
+  VRING_DESC_F_NEXT,
+  VRING_DESC_F_WRITE,
+  VRING_DESC_SIZE,
+  VRING_USED_F_NO_NOTIFY,
+  isValidQueueSize,
+  vringAvailSize,
+  vringDescSize,
+  vringNeedEvent,
   vringUsedSize,
 } from "../virtio/ring.js";
 import type { GuestMemory, GuestRegion } from "./guest-memory.js";
@@ -62,7 +71,10 @@ export class GuestVirtqueue<T = unknown> {
   private lastUsed = 0;
   private availFlagsShadow = 0;
 
-  constructor(readonly mem: GuestMemory, opts: GuestVirtqueueOptions) {
+  constructor(
+    readonly mem: GuestMemory,
+    opts: GuestVirtqueueOptions,
+  ) {
     if (!isValidQueueSize(opts.num)) throw new RangeError(`queue size ${opts.num} is not a power of two in 1..32768`);
     const num = opts.num;
     this.num = num;
@@ -167,9 +179,7 @@ export class GuestVirtqueue<T = unknown> {
     if (old === now) return false;
     this.ring.availIdx = now;
     this.kickedIdx = now;
-    const needed = this.eventIdx
-      ? vringNeedEvent(this.ring.availEvent, now, old)
-      : (this.ring.usedFlags & VRING_USED_F_NO_NOTIFY) === 0;
+    const needed = this.eventIdx ? vringNeedEvent(this.ring.availEvent, now, old) : (this.ring.usedFlags & VRING_USED_F_NO_NOTIFY) === 0;
     if (needed) this.notify();
     return needed;
   }

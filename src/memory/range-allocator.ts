@@ -14,7 +14,10 @@ export class RangeAllocator {
   private free: { start: number; end: number }[];
   private readonly used = new Map<number, { size: number; owner: string }>();
 
-  constructor(readonly start: number, readonly end: number) {
+  constructor(
+    readonly start: number,
+    readonly end: number,
+  ) {
     if (!(start >= 0 && end >= start)) throw new RangeError(`bad range [${start}, ${end})`);
     this.free = end > start ? [{ start, end }] : [];
   }

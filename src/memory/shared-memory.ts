@@ -5,7 +5,7 @@ export const WASM_PAGE = 65536;
 /** wasm32 limit: 65536 pages, 4 GiB. */
 export const WASM_MAX_PAGES = 65536;
 /** The first page holds the data plane's static data (checked against its static_end()). */
-export const STATIC_AREA_END = WASM_PAGE;
+export const STATIC_AREA_END = 1 * WASM_PAGE;
 /**
  * Where the relocated data plane build (dist/dataplane-reloc.wasm) keeps its static data: high
  * enough that a module sharing the memory and owning its low part (v86, whose own data ends
@@ -48,7 +48,11 @@ export class SharedMemory {
   /** Where the data plane's static data begins: 0 for the default build, else the relocated build's base. */
   readonly staticBase: number;
 
-  private constructor(readonly memory: WebAssembly.Memory, readonly deviceEnd: number, layout?: SharedMemoryLayout) {
+  private constructor(
+    readonly memory: WebAssembly.Memory,
+    readonly deviceEnd: number,
+    layout?: SharedMemoryLayout,
+  ) {
     this.buffer = memory.buffer as unknown as SharedArrayBuffer;
     this.bytes = new Uint8Array(this.buffer);
     this.view = new DataView(this.buffer);
@@ -63,9 +67,7 @@ export class SharedMemory {
     const devicePages = pages(opts.deviceBytes);
     const total = 1 + devicePages + pages(opts.guestBytes);
     if (total > WASM_MAX_PAGES) {
-      throw new RangeError(
-        `device ${opts.deviceBytes} + guest ${opts.guestBytes} bytes exceed the 4 GiB of a wasm32 memory`,
-      );
+      throw new RangeError(`device ${opts.deviceBytes} + guest ${opts.guestBytes} bytes exceed the 4 GiB of a wasm32 memory`);
     }
     const memory = new WebAssembly.Memory({ initial: total, maximum: total, shared: true });
     return new SharedMemory(memory, (1 + devicePages) * WASM_PAGE);
@@ -92,9 +94,6 @@ export class SharedMemory {
 
   /** Whether [offset, offset + len) lies entirely in the guest RAM zone. */
   isGuestRange(offset: number, len: number): boolean {
-    return (
-      Number.isSafeInteger(offset) && Number.isSafeInteger(len) && len >= 0 &&
-      offset >= this.deviceEnd && offset + len <= this.buffer.byteLength
-    );
+    return Number.isSafeInteger(offset) && Number.isSafeInteger(len) && len >= 0 && offset >= this.deviceEnd && offset + len <= this.buffer.byteLength;
   }
 }

@@ -2,10 +2,30 @@ import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import type { Backstore } from "../backstore/backstore.js";
 import { BackstoreService, type WorkerServedBackstore } from "../backstore/service.js";
-import { processPollTable } from "../eventfd.js";
-import { VIRTIO_SCSI_MAX_SECTORS } from "../scsi/virtio-scsi.js";
-import { LUN_F_READ_ONLY, LUN_F_UNMAP, LUN_F_STOPPED, LUN_F_PREVENT, LUN_F_DSENSE, LUN_F_WCE, LUN_F_LBPRZ, UA_POWER_ON, UA_NEXUS_LOSS, UA_LUN_RESET, UA_CAPACITY_CHANGED, UA_LUNS_CHANGED, BS_RAM, BS_NULL, BS_QUEUED, IDENT_VENDOR, IDENT_PRODUCT, IDENT_REVISION, IDENT_SERIAL, IDENT_NAA, IDENT_TARGET } from "../wasm/abi.generated.js";
-export { LUN_F_READ_ONLY, LUN_F_UNMAP, LUN_F_STOPPED, LUN_F_PREVENT, LUN_F_DSENSE, LUN_F_WCE, LUN_F_LBPRZ, UA_POWER_ON, UA_NEXUS_LOSS, UA_LUN_RESET, UA_CAPACITY_CHANGED, UA_LUNS_CHANGED };
+import { processPollTable } from "../sys/eventfd.js";
+import { VIRTIO_SCSI_MAX_SECTORS } from "../virtio/virtio-scsi.js";
+import {
+  LUN_F_READ_ONLY,
+  LUN_F_UNMAP,
+  LUN_F_DSENSE,
+  LUN_F_WCE,
+  LUN_F_LBPRZ,
+  UA_POWER_ON,
+  UA_NEXUS_LOSS,
+  UA_LUN_RESET,
+  UA_CAPACITY_CHANGED,
+  UA_LUNS_CHANGED,
+  BS_RAM,
+  BS_NULL,
+  BS_QUEUED,
+  IDENT_VENDOR,
+  IDENT_PRODUCT,
+  IDENT_REVISION,
+  IDENT_SERIAL,
+  IDENT_NAA,
+  IDENT_TARGET,
+} from "../wasm/abi.generated.js";
+export { UA_POWER_ON, UA_NEXUS_LOSS, UA_LUN_RESET, UA_CAPACITY_CHANGED, UA_LUNS_CHANGED };
 
 /** Cells of a queued backstore's submission queue (requests of all queues waiting for it). */
 const SQ_ENTRIES = 1024;
@@ -50,7 +70,7 @@ export class Lun {
     readonly options: LunOptions,
     identity: { naa: Uint8Array; port: number; targetName: string },
   ) {
-    const minBlock = backstore.kind === "queued" ? backstore.blockSize ?? 1 : 1;
+    const minBlock = backstore.kind === "queued" ? (backstore.blockSize ?? 1) : 1;
     const bs = options.blockSize ?? (minBlock > 512 ? 4096 : 512);
     if (bs % minBlock !== 0) throw new RangeError(`backstore ${backstore.name} needs I/O in multiples of ${minBlock} bytes; block size ${bs} is not`);
     if (bs !== 512 && bs !== 4096) throw new RangeError(`block size ${bs}: 512 or 4096`);

@@ -9,7 +9,10 @@ import { ScsiTarget } from "./target.js";
 export class TargetRegistry {
   private readonly byWwpn = new Map<string, ScsiTarget>();
 
-  constructor(private readonly shm: SharedMemory, private readonly dp: DataplaneExports) {}
+  constructor(
+    private readonly shm: SharedMemory,
+    private readonly dp: DataplaneExports,
+  ) {}
 
   /** Creates a target (with a generated WWPN unless given). */
   create(wwpn?: string): ScsiTarget {

@@ -20,7 +20,11 @@ export class ScsiTarget {
   /** The device bound to this target's TPGs (VHOST_SCSI_SET_ENDPOINT), if any. */
   boundTo: unknown;
 
-  constructor(private readonly shm: SharedMemory, private readonly dp: DataplaneExports, readonly wwpn: string = generateWwpn()) {
+  constructor(
+    private readonly shm: SharedMemory,
+    private readonly dp: DataplaneExports,
+    readonly wwpn: string = generateWwpn(),
+  ) {
     if (!WWPN_RE.test(wwpn)) throw new RangeError(`WWPN ${wwpn}: expected naa. and 16 hex digits`);
   }
 
@@ -57,7 +61,7 @@ export class ScsiTarget {
   private identity(tag: number, lun: number): { naa: Uint8Array; port: number; targetName: string } {
     const hex = this.wwpn.slice(4);
     const naa = new Uint8Array(16);
-    const id = BigInt("0x" + hex);
+    const id = BigInt(`0x${hex}`);
     const dv = new DataView(naa.buffer);
     dv.setBigUint64(0, (6n << 60n) | ((id & 0xffffffffffffn) << 12n) | BigInt(tag & 0xfff));
     dv.setBigUint64(8, (BigInt(tag) << 16n) | BigInt(lun));

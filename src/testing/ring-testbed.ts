@@ -1,7 +1,7 @@
 import { SharedMemory } from "../memory/shared-memory.js";
 import { GuestMemory } from "../guest/guest-memory.js";
 import { GuestVirtqueue } from "../guest/virtqueue.js";
-import { MockSplitQueue } from "../guest/mock-queue.js";
+import type { MockSplitQueue } from "./mock-queue.js";
 import { VhostMemTable, vhostRegionsOf } from "../vhost/mem-table.js";
 import { DeviceQueue, VQ_FEAT_EVENT_IDX } from "../virtio/device-queue.js";
 import { createDataplane, dataplaneTestModule, type DataplaneTestExports } from "../wasm/dataplane.js";

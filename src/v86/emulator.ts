@@ -102,7 +102,7 @@ export async function createV86WithSharedMemory(opts: V86WithSharedMemoryOptions
  * it shared before it is instantiated (what cpu.codegen_finalize of v86 0.5.462 does otherwise).
  */
 function shareJitMemory(cpu: V86Cpu): void {
-  cpu.codegen_finalize = function (index, start, flags, ptr, len) {
+  cpu.codegen_finalize = (index, start, flags, ptr, len) => {
     const code = new Uint8Array(new Uint8Array(cpu.wasm_memory.buffer, ptr >>> 0, len >>> 0));
     const mem = moduleMemory(code);
     const bytes = mem?.import && !mem.shared ? importSharedMemory(code, mem.import.module, mem.import.name, mem.min, WASM_MAX_PAGES) : code;

@@ -8,7 +8,7 @@
 // thread, so that after each of their passes v86's JIT learns what they wrote before the guest
 // runs again (docs/v86.md explains why not in other threads).
 import { VhostProcess } from "../vhost/process.js";
-import { LocalWorker } from "../vhost/local-worker.js";
+import { LocalWorker } from "../worker/local-worker.js";
 import { VhostScsiDevice } from "../device/vhost-scsi-device.js";
 import { GuestMemory } from "../guest/guest-memory.js";
 import { openBackstore } from "../backstore/index.js";

@@ -7,9 +7,7 @@
 // own status register, and after a reset the status reads as before until the device model
 // has stopped (a driver may reset and start again back to back, as SeaBIOS does).
 import type { V86Cpu } from "./emulator.js";
-import {
-  VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FEATURES_OK, type VirtioTransport,
-} from "../virtio/transport.js";
+import { VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FEATURES_OK, type VirtioTransport } from "../virtio/transport.js";
 import { VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from "../virtio/ring.js";
 
 /** PCI vendor, device (0x1040 + virtio device id) and class of a modern virtio device. */
@@ -38,10 +36,22 @@ const MAX_QUEUES = (DEVICE_CFG - NOTIFY) / NOTIFY_MULTIPLIER;
 
 /** Common configuration registers (struct virtio_pci_common_cfg). */
 const CC = {
-  deviceFeatureSelect: 0x00, deviceFeature: 0x04, driverFeatureSelect: 0x08, driverFeature: 0x0c,
-  msixConfig: 0x10, numQueues: 0x12, deviceStatus: 0x14, configGeneration: 0x15, queueSelect: 0x16,
-  queueSize: 0x18, queueMsixVector: 0x1a, queueEnable: 0x1c, queueNotifyOff: 0x1e,
-  queueDesc: 0x20, queueDriver: 0x28, queueDevice: 0x30,
+  deviceFeatureSelect: 0x00,
+  deviceFeature: 0x04,
+  driverFeatureSelect: 0x08,
+  driverFeature: 0x0c,
+  msixConfig: 0x10,
+  numQueues: 0x12,
+  deviceStatus: 0x14,
+  configGeneration: 0x15,
+  queueSelect: 0x16,
+  queueSize: 0x18,
+  queueMsixVector: 0x1a,
+  queueEnable: 0x1c,
+  queueNotifyOff: 0x1e,
+  queueDesc: 0x20,
+  queueDriver: 0x28,
+  queueDevice: 0x30,
 } as const;
 const VIRTIO_MSI_NO_VECTOR = 0xffff;
 
@@ -76,16 +86,37 @@ export class V86VirtioPci {
   /** Used ring positions already made visible to v86's JIT (per queue). */
   private readonly seenUsed: number[];
 
-  constructor(private readonly cpu: V86Cpu, private readonly dev: VirtioTransport, private readonly opts: VirtioPciOptions) {
+  constructor(
+    private readonly cpu: V86Cpu,
+    private readonly dev: VirtioTransport,
+    private readonly opts: VirtioPciOptions,
+  ) {
     const n = dev.numQueues();
     if (n > MAX_QUEUES) throw new RangeError(`${n} queues: the notification area holds ${MAX_QUEUES}`);
     this.queues = Array.from({ length: n }, () => this.freshQueue());
     this.seenUsed = Array(n).fill(0);
     for (let off = 0; off < BAR_SIZE; off++) {
-      cpu.io.register_read(opts.ioBase + off, this, () => this.read(off, 1), () => this.read(off, 2), () => this.read(off, 4));
-      cpu.io.register_write(opts.ioBase + off, this, (v) => this.write(off, 1, v), (v) => this.write(off, 2, v), (v) => this.write(off, 4, v));
+      cpu.io.register_read(
+        opts.ioBase + off,
+        this,
+        () => this.read(off, 1),
+        () => this.read(off, 2),
+        () => this.read(off, 4),
+      );
+      cpu.io.register_write(
+        opts.ioBase + off,
+        this,
+        (v) => this.write(off, 1, v),
+        (v) => this.write(off, 2, v),
+        (v) => this.write(off, 4, v),
+      );
     }
-    cpu.devices.pci.register_device({ pci_id: opts.pciId, pci_space: this.configSpace(), pci_bars: [{ size: BAR_SIZE }], name: "virtio-scsi (vhost-scsi-wasm)" });
+    cpu.devices.pci.register_device({
+      pci_id: opts.pciId,
+      pci_space: this.configSpace(),
+      pci_bars: [{ size: BAR_SIZE }],
+      name: "virtio-scsi (vhost-scsi-wasm)",
+    });
     dev.onInterrupt(() => this.interrupt());
   }
 
@@ -132,7 +163,11 @@ export class V86VirtioPci {
     v.setUint32(CC.deviceFeatureSelect, this.deviceFeatureSelect, true);
     v.setUint32(CC.deviceFeature, this.deviceFeatureSelect < 2 ? Number((features >> BigInt(32 * this.deviceFeatureSelect)) & 0xffffffffn) : 0, true);
     v.setUint32(CC.driverFeatureSelect, this.driverFeatureSelect, true);
-    v.setUint32(CC.driverFeature, this.driverFeatureSelect < 2 ? Number((this.driverFeatures >> BigInt(32 * this.driverFeatureSelect)) & 0xffffffffn) : 0, true);
+    v.setUint32(
+      CC.driverFeature,
+      this.driverFeatureSelect < 2 ? Number((this.driverFeatures >> BigInt(32 * this.driverFeatureSelect)) & 0xffffffffn) : 0,
+      true,
+    );
     v.setUint16(CC.msixConfig, VIRTIO_MSI_NO_VECTOR, true);
     v.setUint16(CC.numQueues, this.queues.length, true);
     v.setUint8(CC.deviceStatus, this.status);
@@ -185,17 +220,26 @@ export class V86VirtioPci {
     const q = this.queues[this.queueSelect];
     const lo = (x: number) => x >>> 0;
     switch (off) {
-      case CC.deviceFeatureSelect: this.deviceFeatureSelect = lo(value); return;
-      case CC.driverFeatureSelect: this.driverFeatureSelect = lo(value); return;
+      case CC.deviceFeatureSelect:
+        this.deviceFeatureSelect = lo(value);
+        return;
+      case CC.driverFeatureSelect:
+        this.driverFeatureSelect = lo(value);
+        return;
       case CC.driverFeature: {
         if (this.driverFeatureSelect > 1) return;
         const shift = BigInt(32 * this.driverFeatureSelect);
         this.driverFeatures = (this.driverFeatures & ~(0xffffffffn << shift)) | (BigInt(lo(value)) << shift);
         return;
       }
-      case CC.deviceStatus: return this.writeStatus(value & 0xff);
-      case CC.queueSelect: this.queueSelect = value & 0xffff; return;
-      case CC.queueSize: if (q) q.size = value & 0xffff; return;
+      case CC.deviceStatus:
+        return this.writeStatus(value & 0xff);
+      case CC.queueSelect:
+        this.queueSelect = value & 0xffff;
+        return;
+      case CC.queueSize:
+        if (q) q.size = value & 0xffff;
+        return;
       case CC.queueEnable:
         if (q && value & 1) {
           q.enable = 1;
@@ -203,9 +247,15 @@ export class V86VirtioPci {
         }
         return;
       // 32-bit queue addresses: the high halves must be 0 (guest RAM is below 4 GiB).
-      case CC.queueDesc: if (q) q.desc = lo(value); return;
-      case CC.queueDriver: if (q) q.driver = lo(value); return;
-      case CC.queueDevice: if (q) q.device = lo(value); return;
+      case CC.queueDesc:
+        if (q) q.desc = lo(value);
+        return;
+      case CC.queueDriver:
+        if (q) q.driver = lo(value);
+        return;
+      case CC.queueDevice:
+        if (q) q.device = lo(value);
+        return;
     }
   }
 

@@ -14,7 +14,10 @@ const LIMITS_SHARED_MAX = 3;
 
 /** A cursor over module bytes. */
 class Reader {
-  constructor(readonly b: Uint8Array, public at = 0) {}
+  constructor(
+    readonly b: Uint8Array,
+    public at = 0,
+  ) {}
   u8(): number {
     if (this.at >= this.b.length) throw new Error("wasm: unexpected end of module");
     return this.b[this.at++];
@@ -77,7 +80,8 @@ export function moduleMemory(bytes: Uint8Array): ModuleMemory | undefined {
   forEachSection(bytes, (id, body) => {
     if (id === SECTION_IMPORT) {
       for (const e of readImports(body)) {
-        if (e.kind === KIND_MEMORY) found = { min: e.limits!.min, max: e.limits!.max, shared: (e.limits!.flags & 2) !== 0, import: { module: e.module, name: e.name } };
+        if (e.kind === KIND_MEMORY)
+          found = { min: e.limits!.min, max: e.limits!.max, shared: (e.limits!.flags & 2) !== 0, import: { module: e.module, name: e.name } };
       }
     } else if (id === SECTION_MEMORY) {
       const r = new Reader(body);

@@ -1,6 +1,6 @@
 import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
-import { VhostError } from "./errors.js";
+import { VhostError } from "../sys/errors.js";
 import type { GuestRegion } from "../guest/guest-memory.js";
 import { VHOST_MAX_MEM_REGIONS } from "../wasm/abi.generated.js";
 export { VHOST_MAX_MEM_REGIONS };
@@ -25,7 +25,10 @@ export class VhostMemTable {
   private active = -1;
   private current: readonly VhostMemoryRegion[] = [];
 
-  constructor(private readonly shm: SharedMemory, private readonly dp: DataplaneExports) {
+  constructor(
+    private readonly shm: SharedMemory,
+    private readonly dp: DataplaneExports,
+  ) {
     const size = dp.memtable_size();
     this.slots = [shm.device.alloc(size, 16, "memory table"), shm.device.alloc(size, 16, "memory table")];
     for (const s of this.slots) dp.memtable_set_count(s, 0);

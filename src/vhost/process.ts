@@ -1,12 +1,12 @@
-import { EventFd } from "../eventfd.js";
-import { SharedMemory } from "../memory/shared-memory.js";
+import { EventFd } from "../sys/eventfd.js";
+import type { SharedMemory } from "../memory/shared-memory.js";
 import { createDataplane, type DataplaneInstance } from "../wasm/dataplane.js";
 import { TargetRegistry } from "../target/registry.js";
-import { VhostError } from "./errors.js";
+import { VhostError } from "../sys/errors.js";
 import { VhostScsi, type VhostContext } from "./vhost-scsi.js";
-import type { VhostWorker } from "./worker.js";
-import { LocalWorker } from "./local-worker.js";
-import { ThreadWorker } from "./thread-worker.js";
+import type { VhostWorker } from "../worker/worker.js";
+import { LocalWorker } from "../worker/local-worker.js";
+import { ThreadWorker } from "../worker/thread-worker.js";
 import * as U from "./uapi.js";
 
 /** How a process runs its vhost workers. */
@@ -28,7 +28,10 @@ export class VhostProcess {
   private readonly fds = new Map<number, EventFd | VhostScsi>();
   private nextFd = 3;
 
-  constructor(readonly shm: SharedMemory, private readonly opts: VhostProcessOptions = {}) {
+  constructor(
+    readonly shm: SharedMemory,
+    private readonly opts: VhostProcessOptions = {},
+  ) {
     this.control = createDataplane(shm);
     this.targets = new TargetRegistry(shm, this.control.dp);
   }

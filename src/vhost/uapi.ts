@@ -2,8 +2,8 @@
 // feature bits, and the binary layouts of the ioctl arguments (include/uapi/linux/vhost.h,
 // vhost_types.h), so that code ported from C passes the same numbers and bytes.
 import { VIRTIO_F_ANY_LAYOUT, VIRTIO_F_NOTIFY_ON_EMPTY, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC } from "../virtio/ring.js";
-import { VIRTIO_SCSI_F_CHANGE, VIRTIO_SCSI_F_HOTPLUG, VIRTIO_SCSI_F_T10_PI } from "../scsi/virtio-scsi.js";
-import { VhostError } from "./errors.js";
+import { VIRTIO_SCSI_F_CHANGE, VIRTIO_SCSI_F_HOTPLUG, VIRTIO_SCSI_F_T10_PI } from "../virtio/virtio-scsi.js";
+import { VhostError } from "../sys/errors.js";
 
 const _IOC_NONE = 0;
 const _IOC_WRITE = 1;
@@ -67,9 +67,14 @@ const bit = (n: number) => 1n << BigInt(n);
  * VIRTIO_SCSI_F_CHANGE (capacity-change events).
  */
 export const VHOST_SCSI_FEATURES =
-  bit(VIRTIO_F_NOTIFY_ON_EMPTY) | bit(VIRTIO_RING_F_INDIRECT_DESC) | bit(VIRTIO_RING_F_EVENT_IDX) |
-  bit(VIRTIO_F_ANY_LAYOUT) | bit(VIRTIO_F_VERSION_1) |
-  bit(VIRTIO_SCSI_F_HOTPLUG) | bit(VIRTIO_SCSI_F_CHANGE) | bit(VIRTIO_SCSI_F_T10_PI);
+  bit(VIRTIO_F_NOTIFY_ON_EMPTY) |
+  bit(VIRTIO_RING_F_INDIRECT_DESC) |
+  bit(VIRTIO_RING_F_EVENT_IDX) |
+  bit(VIRTIO_F_ANY_LAYOUT) |
+  bit(VIRTIO_F_VERSION_1) |
+  bit(VIRTIO_SCSI_F_HOTPLUG) |
+  bit(VIRTIO_SCSI_F_CHANGE) |
+  bit(VIRTIO_SCSI_F_T10_PI);
 
 /** struct vhost_vring_state. */
 export interface VhostVringState {

@@ -1,26 +1,38 @@
 import type { SharedMemory } from "../memory/shared-memory.js";
 import type { DataplaneExports } from "../wasm/dataplane.js";
-import { EventFd } from "../eventfd.js";
+import type { EventFd } from "../sys/eventfd.js";
 import { DeviceQueue, VQ_FEAT_EVENT_IDX, VQ_FEAT_NOTIFY_ON_EMPTY } from "../virtio/device-queue.js";
 import { VIRTIO_F_NOTIFY_ON_EMPTY, VIRTIO_RING_F_EVENT_IDX, isValidQueueSize, vringAvailSize, vringDescSize, vringUsedSize } from "../virtio/ring.js";
 import {
-  VIRTIO_SCSI_EVT_RESET_REMOVED, VIRTIO_SCSI_EVT_RESET_RESCAN, VIRTIO_SCSI_F_CHANGE, VIRTIO_SCSI_F_HOTPLUG, VIRTIO_SCSI_F_T10_PI,
-  VIRTIO_SCSI_T_PARAM_CHANGE, VIRTIO_SCSI_T_TRANSPORT_RESET,
-} from "../scsi/virtio-scsi.js";
+  VIRTIO_SCSI_EVT_RESET_REMOVED,
+  VIRTIO_SCSI_EVT_RESET_RESCAN,
+  VIRTIO_SCSI_F_CHANGE,
+  VIRTIO_SCSI_F_HOTPLUG,
+  VIRTIO_SCSI_F_T10_PI,
+  VIRTIO_SCSI_T_PARAM_CHANGE,
+  VIRTIO_SCSI_T_TRANSPORT_RESET,
+} from "../virtio/virtio-scsi.js";
 import type { TargetRegistry } from "../target/registry.js";
 import type { ScsiTarget } from "../target/target.js";
 import type { Tpg, TpgListener } from "../target/tpg.js";
 import type { Lun } from "../target/lun.js";
 import type { VringKind } from "../worker/scsi-vrings.js";
-import { VhostError } from "./errors.js";
+import { VhostError } from "../sys/errors.js";
 import { VhostMemTable, type VhostMemoryRegion } from "./mem-table.js";
 import {
-  VHOST_FILE_UNBIND, VHOST_SCSI_ABI_VERSION, VHOST_SCSI_FEATURES, VHOST_VRING_F_LOG, type VhostScsiTarget,
-  type VhostVringAddr, type VhostVringFile, type VhostVringState, type VhostVringWorker,
+  VHOST_FILE_UNBIND,
+  VHOST_SCSI_ABI_VERSION,
+  VHOST_SCSI_FEATURES,
+  VHOST_VRING_F_LOG,
+  type VhostScsiTarget,
+  type VhostVringAddr,
+  type VhostVringFile,
+  type VhostVringState,
+  type VhostVringWorker,
 } from "./uapi.js";
-import type { VhostWorker, VringAttachment } from "./worker.js";
+import type { VhostWorker, VringAttachment } from "../worker/worker.js";
 import type { WorkerServedBackstore } from "../backstore/service.js";
-import { log } from "../log.js";
+import { log } from "../sys/log.js";
 
 /** Request queues a device may have (the kernel's default max_io_vqs), plus control and event. */
 export const VHOST_SCSI_MAX_IO_VQ = 128;
@@ -354,8 +366,7 @@ export class VhostScsi {
   // ---- running the rings ----
 
   private ringCovered(num: number, a: VhostVringAddr, regions: readonly VhostMemoryRegion[]): boolean {
-    const inOne = (addr: bigint, len: number) =>
-      regions.some((r) => addr >= r.userspace_addr && addr + BigInt(len) <= r.userspace_addr + r.memory_size);
+    const inOne = (addr: bigint, len: number) => regions.some((r) => addr >= r.userspace_addr && addr + BigInt(len) <= r.userspace_addr + r.memory_size);
     return inOne(a.desc_user_addr, vringDescSize(num)) && inOne(a.avail_user_addr, vringAvailSize(num)) && inOne(a.used_user_addr, vringUsedSize(num));
   }
 

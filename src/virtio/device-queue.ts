@@ -1,7 +1,7 @@
 import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import { queueError, type QueueErrorName } from "./queue-error.js";
-import type { ErrnoCode } from "../vhost/errors.js";
+import type { ErrnoCode } from "../sys/errors.js";
 import { VQ_FEAT_EVENT_IDX, VQ_FEAT_NOTIFY_ON_EMPTY } from "../wasm/abi.generated.js";
 export { VQ_FEAT_EVENT_IDX, VQ_FEAT_NOTIFY_ON_EMPTY };
 
@@ -34,7 +34,10 @@ export class DeviceQueue {
   /** Queue size set by setup(); 0 before. */
   num = 0;
 
-  constructor(private readonly shm: SharedMemory, private readonly dp: DataplaneExports) {
+  constructor(
+    private readonly shm: SharedMemory,
+    private readonly dp: DataplaneExports,
+  ) {
     const size = dp.vq_size();
     this.ptr = shm.device.alloc(size, 16, "virtqueue");
     shm.bytes.fill(0, this.ptr, this.ptr + size);

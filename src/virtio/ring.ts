@@ -10,9 +10,9 @@ export const VIRTIO_RING_F_EVENT_IDX = 29;
 export const VIRTIO_F_VERSION_1 = 32;
 
 /** VIRTIO 1.2, 2.7: alignment of the descriptor table, avail ring and used ring. */
-export const VRING_DESC_ALIGN_SIZE = 16;
-export const VRING_AVAIL_ALIGN_SIZE = 2;
-export const VRING_USED_ALIGN_SIZE = 4;
+const VRING_DESC_ALIGN_SIZE = 16;
+const VRING_AVAIL_ALIGN_SIZE = 2;
+const VRING_USED_ALIGN_SIZE = 4;
 /** Largest split-ring queue size (VIRTIO 1.2, 2.7). */
 export const VIRTQUEUE_MAX_SIZE = 32768;
 /** Size of struct virtq_desc. */
@@ -45,7 +45,13 @@ export class SplitRingView {
   private readonly availIdx16: number;
   private readonly usedIdx16: number;
 
-  constructor(buffer: SharedArrayBuffer, readonly num: number, readonly desc: number, readonly avail: number, readonly used: number) {
+  constructor(
+    buffer: SharedArrayBuffer,
+    readonly num: number,
+    readonly desc: number,
+    readonly avail: number,
+    readonly used: number,
+  ) {
     if (desc % VRING_DESC_ALIGN_SIZE || avail % VRING_AVAIL_ALIGN_SIZE || used % VRING_USED_ALIGN_SIZE) {
       throw new RangeError("misaligned ring");
     }
@@ -67,26 +73,60 @@ export class SplitRingView {
     const w = (this.desc + i * VRING_DESC_SIZE) >>> 2;
     return this.u32[w] + this.u32[w + 1] * 2 ** 32;
   }
-  descLen(i: number): number { return this.u32[((this.desc + i * VRING_DESC_SIZE) >>> 2) + 2]; }
-  descFlags(i: number): number { return this.u16[((this.desc + i * VRING_DESC_SIZE) >>> 1) + 6]; }
-  descNext(i: number): number { return this.u16[((this.desc + i * VRING_DESC_SIZE) >>> 1) + 7]; }
+  descLen(i: number): number {
+    return this.u32[((this.desc + i * VRING_DESC_SIZE) >>> 2) + 2];
+  }
+  descFlags(i: number): number {
+    return this.u16[((this.desc + i * VRING_DESC_SIZE) >>> 1) + 6];
+  }
+  descNext(i: number): number {
+    return this.u16[((this.desc + i * VRING_DESC_SIZE) >>> 1) + 7];
+  }
 
-  get availFlags(): number { return Atomics.load(this.u16, this.avail >>> 1); }
-  set availFlags(v: number) { Atomics.store(this.u16, this.avail >>> 1, v); }
-  get availIdx(): number { return Atomics.load(this.u16, this.availIdx16); }
+  get availFlags(): number {
+    return Atomics.load(this.u16, this.avail >>> 1);
+  }
+  set availFlags(v: number) {
+    Atomics.store(this.u16, this.avail >>> 1, v);
+  }
+  get availIdx(): number {
+    return Atomics.load(this.u16, this.availIdx16);
+  }
   /** Publishes avail->idx (release: ring entries written before it are visible first). */
-  set availIdx(v: number) { Atomics.store(this.u16, this.availIdx16, v & 0xffff); }
-  setAvailRing(slot: number, head: number): void { this.u16[this.availIdx16 + 1 + (slot & (this.num - 1))] = head; }
-  availRing(slot: number): number { return this.u16[this.availIdx16 + 1 + (slot & (this.num - 1))]; }
+  set availIdx(v: number) {
+    Atomics.store(this.u16, this.availIdx16, v & 0xffff);
+  }
+  setAvailRing(slot: number, head: number): void {
+    this.u16[this.availIdx16 + 1 + (slot & (this.num - 1))] = head;
+  }
+  availRing(slot: number): number {
+    return this.u16[this.availIdx16 + 1 + (slot & (this.num - 1))];
+  }
   /** used_event, after avail->ring[num]. */
-  get usedEvent(): number { return Atomics.load(this.u16, this.availIdx16 + 1 + this.num); }
-  set usedEvent(v: number) { Atomics.store(this.u16, this.availIdx16 + 1 + this.num, v & 0xffff); }
+  get usedEvent(): number {
+    return Atomics.load(this.u16, this.availIdx16 + 1 + this.num);
+  }
+  set usedEvent(v: number) {
+    Atomics.store(this.u16, this.availIdx16 + 1 + this.num, v & 0xffff);
+  }
 
-  get usedFlags(): number { return Atomics.load(this.u16, this.used >>> 1); }
-  get usedIdx(): number { return Atomics.load(this.u16, this.usedIdx16); }
-  set usedIdx(v: number) { Atomics.store(this.u16, this.usedIdx16, v & 0xffff); }
-  usedId(slot: number): number { return this.u32[((this.used + 4) >>> 2) + 2 * (slot & (this.num - 1))]; }
-  usedLen(slot: number): number { return this.u32[((this.used + 4) >>> 2) + 2 * (slot & (this.num - 1)) + 1]; }
+  get usedFlags(): number {
+    return Atomics.load(this.u16, this.used >>> 1);
+  }
+  get usedIdx(): number {
+    return Atomics.load(this.u16, this.usedIdx16);
+  }
+  set usedIdx(v: number) {
+    Atomics.store(this.u16, this.usedIdx16, v & 0xffff);
+  }
+  usedId(slot: number): number {
+    return this.u32[((this.used + 4) >>> 2) + 2 * (slot & (this.num - 1))];
+  }
+  usedLen(slot: number): number {
+    return this.u32[((this.used + 4) >>> 2) + 2 * (slot & (this.num - 1)) + 1];
+  }
   /** avail_event, after used->ring[num]. */
-  get availEvent(): number { return Atomics.load(this.u16, ((this.used + 4) >>> 1) + 4 * this.num); }
+  get availEvent(): number {
+    return Atomics.load(this.u16, ((this.used + 4) >>> 1) + 4 * this.num);
+  }
 }

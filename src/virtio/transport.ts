@@ -1,5 +1,6 @@
 // What a virtio driver sees of a device (the common configuration of VIRTIO 1.2, 4.1.4.3,
 // without the PCI): features, status, device config, queue setup, notification, interrupts.
+import type { EventFdHandle } from "../sys/eventfd.js";
 
 /** Device status bits (VIRTIO 1.2, 2.1). */
 export const VIRTIO_CONFIG_S_ACKNOWLEDGE = 1;
@@ -37,3 +38,21 @@ export interface VirtioTransport {
   /** Where the device's used-buffer notifications (interrupts) go. */
   onInterrupt(handler: (index: number) => void): void;
 }
+
+// A transport carried to a driver in another thread (src/device/transport-host.ts serves it,
+// src/guest/remote-transport.ts drives it).
+
+/** What a guest in another thread learns about the device up front. */
+export interface TransportDescription {
+  deviceId: number;
+  deviceFeatures: string; // bigint as a decimal string (structured clone keeps it, but JSON does not)
+  config: Uint8Array;
+  queueMaxSizes: number[];
+  notifiers: { kick: EventFdHandle; call: EventFdHandle }[];
+}
+
+/** Guest-to-device requests; the reply is { id, status } or { id, error }. */
+export type TransportRequest =
+  | { id: number; op: "setStatus"; status: number; driverFeatures: string; queues: [number, QueueConfig][] }
+  | { id: number; op: "writeConfig"; offset: number; data: Uint8Array }
+  | { id: number; op: "readConfig"; offset: number; length: number };

@@ -80,7 +80,10 @@ export interface DataplaneInstance<E extends DataplaneExports = DataplaneExports
  * Instantiates the data plane over shm and gives it a per-instance area from the device heap.
  * Checks that the module's static data fits below the device heap.
  */
-export function createDataplane<E extends DataplaneExports = DataplaneExports>(shm: SharedMemory, module: WebAssembly.Module = dataplaneModule(shm.staticBase)): DataplaneInstance<E> {
+export function createDataplane<E extends DataplaneExports = DataplaneExports>(
+  shm: SharedMemory,
+  module: WebAssembly.Module = dataplaneModule(shm.staticBase),
+): DataplaneInstance<E> {
   const dp = instantiateDataplane<E>(shm.memory, 0, module);
   if (dp.static_end() > shm.staticBase + STATIC_AREA_END) {
     throw new Error(`data plane static data ends at ${dp.static_end()}, past ${shm.staticBase + STATIC_AREA_END}`);

@@ -29,7 +29,7 @@ export const POLL_WAITING = 2;
 export type PollResult = typeof POLL_IDLE | typeof POLL_MORE | typeof POLL_WAITING;
 
 /** The kernel's VHOST_SCSI_WEIGHT: requests per queue before others get a turn. */
-export const VHOST_SCSI_WEIGHT = 256;
+const VHOST_SCSI_WEIGHT = 256;
 
 /**
  * The body of a vhost-scsi worker: drains the vrings attached to it through its own data plane
@@ -45,7 +45,10 @@ export class ScsiVringServer {
   /** Grows whenever a pass published used entries (busy-polling tells idle from busy by it). */
   progress = 0;
 
-  constructor(private readonly dp: DataplaneExports, private readonly events: VringEvents) {}
+  constructor(
+    private readonly dp: DataplaneExports,
+    private readonly events: VringEvents,
+  ) {}
 
   attach(b: VringBinding): void {
     this.bindings.set(b.index, b);

@@ -4,7 +4,7 @@
 // and backstores completing requests all ring it.
 import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import { performance } from "node:perf_hooks";
-import { PollTable } from "../eventfd.js";
+import { PollTable } from "../sys/eventfd.js";
 import { instantiateDataplane } from "../wasm/dataplane.js";
 import { WorkerCore } from "./worker-core.js";
 import { POLL_MORE, POLL_WAITING } from "./scsi-vrings.js";
@@ -33,14 +33,29 @@ async function handleControl(): Promise<void> {
     const ack = () => port.postMessage(reply);
     try {
       switch (cmd.op) {
-        case "attach": core.attach(cmd.a); break;
-        case "backstores": await core.setBackstores(cmd.list); break;
-        case "detach": core.detach(cmd.index, ack); continue;
-        case "kick": core.kick(cmd.index); break;
-        case "pause": core.paused = true; break;
-        case "resume": core.paused = false; break;
-        case "flush": break; // passes run to completion: nothing is half done between them
-        case "cpu": reply.cpu = threadCpuMs() && { ...threadCpuMs()!, busy: core.busyMs }; break;
+        case "attach":
+          core.attach(cmd.a);
+          break;
+        case "backstores":
+          await core.setBackstores(cmd.list);
+          break;
+        case "detach":
+          core.detach(cmd.index, ack);
+          continue;
+        case "kick":
+          core.kick(cmd.index);
+          break;
+        case "pause":
+          core.paused = true;
+          break;
+        case "resume":
+          core.paused = false;
+          break;
+        case "flush":
+          break; // passes run to completion: nothing is half done between them
+        case "cpu":
+          reply.cpu = threadCpuMs() && { ...threadCpuMs()!, busy: core.busyMs };
+          break;
         case "stop": {
           stopping = true;
           let left = core.vrings.size;

@@ -1,5 +1,5 @@
 import type { MessagePort } from "node:worker_threads";
-import type { VringAttachment } from "../vhost/worker.js";
+import type { VringAttachment } from "./worker.js";
 import type { WorkerServedBackstore } from "../backstore/service.js";
 
 /** What the control plane asks a worker thread to do (one message per ioctl-level step). */

@@ -1,7 +1,7 @@
 import { performance } from "node:perf_hooks";
-import { EventFd, type PollTable } from "../eventfd.js";
+import { EventFd, type PollTable } from "../sys/eventfd.js";
 import type { DataplaneExports } from "../wasm/dataplane.js";
-import type { VringAttachment } from "../vhost/worker.js";
+import type { VringAttachment } from "./worker.js";
 import { POLL_IDLE, POLL_MORE, ScsiVringServer, type PollResult } from "./scsi-vrings.js";
 import { RingPort, type TakenRequest } from "../backstore/ring.js";
 import { BATCH, runBatch, type WorkerServedBackstore } from "../backstore/service.js";
@@ -29,7 +29,12 @@ export class WorkerCore {
   private readonly finish = (ctx: number, result: number) => this.port.complete(ctx, result);
   paused = false;
 
-  constructor(private readonly dp: DataplaneExports, readonly pollTable: PollTable, readonly doorbell: number, buffer: SharedArrayBuffer) {
+  constructor(
+    private readonly dp: DataplaneExports,
+    readonly pollTable: PollTable,
+    readonly doorbell: number,
+    buffer: SharedArrayBuffer,
+  ) {
     this.server = new ScsiVringServer(dp, {
       signal: (i) => this.served.get(i)?.call?.write(1n),
       error: (i) => this.served.get(i)?.err?.write(1n),

@@ -10,9 +10,9 @@ import { join } from "node:path";
 import { createServer, type AddressInfo } from "node:net";
 import { createTestbed, type Testbed } from "../../src/testbed.js";
 import { parseNbdUri } from "../../src/backstore/nbd.js";
-import { read16, readCapacity16, write16 } from "../../src/scsi/commands.js";
-import { SenseKey } from "../../src/scsi/sense.js";
-import { VIRTIO_SCSI_S_TRANSPORT_FAILURE } from "../../src/scsi/virtio-scsi.js";
+import { read16, readCapacity16, write16 } from "../../src/guest/scsi-commands.js";
+import { SenseKey } from "../../src/guest/sense.js";
+import { VIRTIO_SCSI_S_TRANSPORT_FAILURE } from "../../src/virtio/virtio-scsi.js";
 import type { LunConfig } from "../../src/target/tpg.js";
 import { clearUnitAttentions, expectGood, expectSense } from "../helpers/scsi.js";
 import { block, script, UNMAP_READS } from "../helpers/scsi-script.js";
@@ -201,7 +201,12 @@ describe("a misbehaving NBD server", () => {
     const s = await fake({ size: 1 << 20, flags: 4, script: () => (errno.v ? { reply: "error", errno: errno.v } : undefined) });
     const t = await lun0({ backstore: "nbd", uri: s.uri });
     const write = () => t.driver.command({ lun: 0, cdb: write16(1, 1), dataOut: block(1) });
-    for (const [e, key, asc] of [[5, SenseKey.MEDIUM_ERROR, 0x0c00], [28, SenseKey.DATA_PROTECT, 0x2707], [1, SenseKey.DATA_PROTECT, 0x2700], [22, SenseKey.ILLEGAL_REQUEST, 0x2400]] as const) {
+    for (const [e, key, asc] of [
+      [5, SenseKey.MEDIUM_ERROR, 0x0c00],
+      [28, SenseKey.DATA_PROTECT, 0x2707],
+      [1, SenseKey.DATA_PROTECT, 0x2700],
+      [22, SenseKey.ILLEGAL_REQUEST, 0x2400],
+    ] as const) {
       errno.v = e;
       expectSense(await write(), key, asc);
     }
@@ -248,7 +253,10 @@ describe("a misbehaving NBD server", () => {
   });
 
   it("with NBD_FLAG_CAN_MULTI_CONN the requests are spread over two connections; without, one", async () => {
-    for (const [flags, conns] of [[1 << 8, 2], [0, 1]] as const) {
+    for (const [flags, conns] of [
+      [1 << 8, 2],
+      [0, 1],
+    ] as const) {
       const s = await fake({ size: 1 << 20, flags });
       const t = await lun0({ backstore: "nbd", uri: s.uri });
       await Promise.all(Array.from({ length: 16 }, (_, lba) => t.driver.command({ lun: 0, cdb: read16(lba, 1), dataInLength: 512 })));

@@ -8,9 +8,9 @@ import { join } from "node:path";
 import { createTestbed, type Testbed } from "../../src/testbed.js";
 import type { BackstoreFeatures, IoDone, QueuedBackstore } from "../../src/backstore/backstore.js";
 import { BS_OP_DISCARD, BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES, type BackstoreIo } from "../../src/backstore/ring.js";
-import { cdb, read16, ScsiOp, write16 } from "../../src/scsi/commands.js";
-import { SenseKey } from "../../src/scsi/sense.js";
-import { VIRTIO_SCSI_S_TRANSPORT_FAILURE } from "../../src/scsi/virtio-scsi.js";
+import { cdb, read16, ScsiOp, write16 } from "../../src/guest/scsi-commands.js";
+import { SenseKey } from "../../src/guest/sense.js";
+import { VIRTIO_SCSI_S_TRANSPORT_FAILURE } from "../../src/virtio/virtio-scsi.js";
 import type { LunConfig } from "../../src/target/tpg.js";
 import { clearUnitAttentions, expectGood, expectSense } from "../helpers/scsi.js";
 import { PROVISIONING, block, script } from "../helpers/scsi-script.js";
@@ -32,7 +32,11 @@ class ScriptedBackstore implements QueuedBackstore {
   readonly readOnly = false;
   readonly blocks: Uint8Array;
   readonly ops: number[] = [];
-  constructor(readonly size: number, readonly features: BackstoreFeatures, private readonly script: Script = () => undefined) {
+  constructor(
+    readonly size: number,
+    readonly features: BackstoreFeatures,
+    private readonly script: Script = () => undefined,
+  ) {
     this.blocks = new Uint8Array(size);
   }
   submit(batch: readonly BackstoreIo[], done: IoDone): void {
@@ -72,7 +76,9 @@ describe("a backstore written in the test, through the seam", () => {
     const t = await lun0({ backstore: b });
     const writes = Array.from({ length: 48 }, (_, lba) => t.driver.command({ lun: 0, queue: lba % 2, cdb: write16(lba, 1), dataOut: block(lba) }));
     for (const r of await Promise.all(writes)) expectGood(r);
-    const reads = await Promise.all(Array.from({ length: 48 }, (_, lba) => t.driver.command({ lun: 0, queue: lba % 2, cdb: read16(lba, 1), dataInLength: 512 })));
+    const reads = await Promise.all(
+      Array.from({ length: 48 }, (_, lba) => t.driver.command({ lun: 0, queue: lba % 2, cdb: read16(lba, 1), dataInLength: 512 })),
+    );
     reads.forEach((r, lba) => expect(Buffer.from(r.dataIn).equals(Buffer.from(block(lba)))).toBe(true));
     expect(t.tpg.lun(0)!.inflight).toBe(0);
   });
@@ -110,7 +116,16 @@ describe("a backstore written in the test, through the seam", () => {
     expect(b.ops.splice(0)).toEqual([BS_OP_WRITE, BS_OP_FLUSH]);
     // WRITE SAME(16) NDOB: zeroes written as data.
     b.blocks.fill(0xff, 0, 4096);
-    expectGood(await t.driver.command({ lun: 0, cdb: cdb(16, ScsiOp.WRITE_SAME_16, [[1, 1, 0x01], [2, 8, 0], [10, 4, 8]]) }));
+    expectGood(
+      await t.driver.command({
+        lun: 0,
+        cdb: cdb(16, ScsiOp.WRITE_SAME_16, [
+          [1, 1, 0x01],
+          [2, 8, 0],
+          [10, 4, 8],
+        ]),
+      }),
+    );
     expect(b.ops.splice(0)).toEqual([BS_OP_WRITE]);
     expect(b.blocks.subarray(0, 4096).every((x) => x === 0)).toBe(true);
     // UNMAP is not offered without DISCARD.
@@ -124,7 +139,12 @@ describe("a backstore written in the test, through the seam", () => {
 });
 
 describe("every backstore gets the same SCSI semantics", () => {
-  const file = (name: string, ioThreads: number): LunConfig => ({ backstore: "file", path: join(dir, `${name}-${Math.random()}.img`), size: 1 << 20, ioThreads });
+  const file = (name: string, ioThreads: number): LunConfig => ({
+    backstore: "file",
+    path: join(dir, `${name}-${Math.random()}.img`),
+    size: 1 << 20,
+    ioThreads,
+  });
   it("ram, file served by the workers, file served by an I/O thread, and a backstore written here answer a script identically", async () => {
     const answers: unknown[][] = [];
     for (const cfg of [

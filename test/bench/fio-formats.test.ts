@@ -94,11 +94,16 @@ describe("--output-format", () => {
         expect(t.status).toBe(0);
       }
       doc.jobs.forEach((job: Record<string, { clat_ns: { percentile: Record<string, number> } }>, n: number) => {
-        const lines = readFileSync(join(dir, `clat_job${n}.csv`), "utf8").trim().split("\n");
+        const lines = readFileSync(join(dir, `clat_job${n}.csv`), "utf8")
+          .trim()
+          .split("\n");
         const cols = lines[0].split(",").map((c) => c.trim());
         for (const d of ["read", "write"]) {
           const [at, cum] = [cols.indexOf(`${d}_clat_ns_count`), cols.indexOf(`${d}_clat_ns_percentile`)];
-          const rows = lines.slice(1).map((l) => l.split(",").map((c) => c.trim())).filter((c) => c[at] !== "");
+          const rows = lines
+            .slice(1)
+            .map((l) => l.split(",").map((c) => c.trim()))
+            .filter((c) => c[at] !== "");
           for (const [p, ours] of Object.entries(job[d].clat_ns.percentile)) {
             // fio's tool: the first bucket whose cumulative share reaches p.
             const theirs = Number(rows.find((c) => Number(c[cum]) >= Number(p) / 100 - 1e-12)![0]);
@@ -115,16 +120,31 @@ describe("fio's log files", () => {
   it("--write_iops_log/--write_bw_log/--write_lat_log write fio's files, one per job, whose windows add up to the run", () =>
     inTmp(async (dir) => {
       const stem = join(dir, "run");
-      const r = await runBench("--json", "--rw=randrw", "--runtime=800ms", "--queues=2", "--numjobs=2", "--busy-poll=0", `--write_iops_log=${stem}`, `--write_bw_log=${stem}`, `--write_lat_log=${stem}`, "--log_avg_msec=100");
+      const r = await runBench(
+        "--json",
+        "--rw=randrw",
+        "--runtime=800ms",
+        "--queues=2",
+        "--numjobs=2",
+        "--busy-poll=0",
+        `--write_iops_log=${stem}`,
+        `--write_bw_log=${stem}`,
+        `--write_lat_log=${stem}`,
+        "--log_avg_msec=100",
+      );
       expect(r.code).toBe(0);
       expect(readdirSync(dir).sort()).toEqual(["bw", "clat", "iops", "lat", "slat"].flatMap((k) => [1, 2].map((n) => `run_${k}.${n}.log`)).sort());
       const doc = JSON.parse(r.stdout);
       for (const n of [1, 2]) {
         const job = doc.jobs[n - 1];
-        const rows = (k: string) => readFileSync(`${stem}_${k}.${n}.log`, "utf8").trim().split("\n").map((l) => {
-          expect(l).toMatch(/^\d+, \d+, [01], 0, 0$/);
-          return l.split(", ").map(Number);
-        });
+        const rows = (k: string) =>
+          readFileSync(`${stem}_${k}.${n}.log`, "utf8")
+            .trim()
+            .split("\n")
+            .map((l) => {
+              expect(l).toMatch(/^\d+, \d+, [01], 0, 0$/);
+              return l.split(", ").map(Number);
+            });
         const iops = rows("iops");
         // About one window per 100 ms of the run, for reads and for writes.
         expect(iops.length).toBeGreaterThanOrEqual(2 * 6);
@@ -149,8 +169,7 @@ describe("fio's log files", () => {
         }
         expect(rows("bw").length).toBe(iops.length);
       }
-    }),
-  );
+    }));
 
   it.skipIf(!FIO2GNUPLOT)("fio2gnuplot reads the logs (and draws them where gnuplot is installed)", () =>
     inTmp(async (dir) => {
@@ -161,7 +180,10 @@ describe("fio's log files", () => {
       expect(t.status).toBe(0);
       expect(t.stdout).toContain("run_iops.1.log");
       // Its statistics over the samples are those of the log we wrote.
-      const values = readFileSync(join(dir, "run_iops.1.log"), "utf8").trim().split("\n").map((l) => Number(l.split(", ")[1]));
+      const values = readFileSync(join(dir, "run_iops.1.log"), "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => Number(l.split(", ")[1]));
       const global = readFileSync(join(out, "run_iops..global"), "utf8");
       expect(Number(/values_count=(\d+)/.exec(global)![1])).toBe(values.length);
       expect(Number(/avg=([\d.]+)/.exec(global)![1])).toBeCloseTo(values.reduce((a, b) => a + b, 0) / values.length, 0);
@@ -172,12 +194,20 @@ describe("fio's log files", () => {
   it.skipIf(!has("fio_generate_plots") || !GNUPLOT)("fio_generate_plots draws the logs", () =>
     inTmp(async (dir) => {
       const stem = join(dir, "run");
-      const r = await runBench("--rw=randrw", "--runtime=500ms", `--write_iops_log=${stem}`, `--write_bw_log=${stem}`, `--write_lat_log=${stem}`, "--log_avg_msec=100");
+      const r = await runBench(
+        "--rw=randrw",
+        "--runtime=500ms",
+        `--write_iops_log=${stem}`,
+        `--write_bw_log=${stem}`,
+        `--write_lat_log=${stem}`,
+        "--log_avg_msec=100",
+      );
       expect(r.code).toBe(0);
       const t = spawnSync("fio_generate_plots", ["vhost"], { cwd: dir, encoding: "utf8" });
       expect(t.status).toBe(0);
       // One chart per kind of log, each with the curve of our job's log file.
-      for (const k of ["iops", "bw", "clat", "lat", "slat"]) expect(readFileSync(join(dir, `vhost-${k}.svg`), "utf8")).toMatch(/<g id="gnuplot_plot_1" ><title>Queue depth run\.1<\/title>/);
+      for (const k of ["iops", "bw", "clat", "lat", "slat"])
+        expect(readFileSync(join(dir, `vhost-${k}.svg`), "utf8")).toMatch(/<g id="gnuplot_plot_1" ><title>Queue depth run\.1<\/title>/);
     }),
   );
 });
@@ -197,6 +227,5 @@ describe("--plot", () => {
       const lines = [...svg.matchAll(/<polyline [^>]*points="([^"]+)"/g)].map((m) => m[1].split(" ").map((p) => p.split(",").map(Number)));
       expect(lines).toHaveLength(4);
       for (const pts of lines) for (const [x, y] of pts) expect(Number.isFinite(x) && Number.isFinite(y)).toBe(true);
-    }),
-  );
+    }));
 });

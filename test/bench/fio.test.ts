@@ -21,7 +21,15 @@ describe("fio-like options", () => {
   });
 
   it("has defaults: randread 4k, iodepth 32, 5 s on a RAM disk", () => {
-    expect(parseOptions([])).toMatchObject({ rw: "randread", bs: 4096, iodepth: 32, runtimeMs: 5000, backstore: { backstore: "ram" }, blockSize: 512, formats: ["normal"] });
+    expect(parseOptions([])).toMatchObject({
+      rw: "randread",
+      bs: 4096,
+      iodepth: 32,
+      runtimeMs: 5000,
+      backstore: { backstore: "ram" },
+      blockSize: 512,
+      formats: ["normal"],
+    });
     expect(parseOptions(["--size=64m"]).runtimeMs).toBe(0);
     expect(parseOptions(["--output-format=json"]).formats).toEqual(["json"]);
     expect(parseOptions(["--output-format=normal,json+"]).formats).toEqual(["normal", "json+"]);
@@ -57,7 +65,31 @@ describe("the benchmark CLI", () => {
     const r = await run("--help");
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("ram, null, file:PATH");
-    for (const o of ["--io-threads", "--rw", "--bs", "--iodepth", "--queues", "--numjobs", "--workers", "--runtime", "--size", "--backstore", "--block-size", "--verify", "--json", "--busy-poll", "--guest-poll", "--engine", "--output-format", "--write_iops_log", "--write_bw_log", "--write_lat_log", "--log_avg_msec", "--plot"]) expect(r.stdout).toContain(o);
+    for (const o of [
+      "--io-threads",
+      "--rw",
+      "--bs",
+      "--iodepth",
+      "--queues",
+      "--numjobs",
+      "--workers",
+      "--runtime",
+      "--size",
+      "--backstore",
+      "--block-size",
+      "--verify",
+      "--json",
+      "--busy-poll",
+      "--guest-poll",
+      "--engine",
+      "--output-format",
+      "--write_iops_log",
+      "--write_bw_log",
+      "--write_lat_log",
+      "--log_avg_msec",
+      "--plot",
+    ])
+      expect(r.stdout).toContain(o);
   });
 
   it("a bad option value is a one-line error, no stack trace, exit 1", async () => {
@@ -87,7 +119,11 @@ describe("the benchmark CLI", () => {
   it("says when the busy threads outnumber the cores", async () => {
     const r = await run("--runtime=300ms", `--queues=${availableParallelism()}`, `--workers=${availableParallelism()}`, "--numjobs=2", "--busy-poll=0");
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(new RegExp(`note: ${availableParallelism() + 2} busy threads \\(2 guest jobs, ${availableParallelism()} vhost workers\\) on ${availableParallelism()} cores`));
+    expect(r.stdout).toMatch(
+      new RegExp(
+        `note: ${availableParallelism() + 2} busy threads \\(2 guest jobs, ${availableParallelism()} vhost workers\\) on ${availableParallelism()} cores`,
+      ),
+    );
   });
 
   it("--verify on randrw reports 0 mismatches", async () => {
@@ -108,7 +144,17 @@ describe("the benchmark CLI", () => {
   });
 
   it.each(["wasm", "ts"])("--engine %s: randrw with --verify over two queues and jobs, 0 mismatches", async (engine) => {
-    const r = await run("--json", "--verify", "--rw=randrw", "--runtime=300ms", "--size=8m", "--queues=2", "--numjobs=2", "--busy-poll=0", `--engine=${engine}`);
+    const r = await run(
+      "--json",
+      "--verify",
+      "--rw=randrw",
+      "--runtime=300ms",
+      "--size=8m",
+      "--queues=2",
+      "--numjobs=2",
+      "--busy-poll=0",
+      `--engine=${engine}`,
+    );
     expect(r.code).toBe(0);
     const jobs = JSON.parse(r.stdout).jobs;
     expect(jobs).toHaveLength(2);

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createTestbed, type Testbed } from "../../src/testbed.js";
 import { VhostScsi } from "../../src/vhost/vhost-scsi.js";
-import { read16, testUnitReady, write16 } from "../../src/scsi/commands.js";
+import { read16, testUnitReady, write16 } from "../../src/guest/scsi-commands.js";
 import { cmdReq, rawChain } from "../helpers/raw.js";
 import { until } from "../helpers/backstores.js";
 import { VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_NEEDS_RESET } from "../../src/virtio/transport.js";
@@ -48,7 +48,22 @@ describe("QEMU-side vhost-scsi device model", () => {
 
   it("realizes and starts with QEMU's ioctl sequence, and stops with CLEAR_ENDPOINT then GET_VRING_BASE", async () => {
     const calls: string[] = [];
-    for (const m of ["SET_OWNER", "GET_FEATURES", "SCSI_GET_ABI_VERSION", "SET_VRING_CALL", "SET_VRING_ERR", "SET_FEATURES", "SET_MEM_TABLE", "SET_VRING_NUM", "SET_VRING_BASE", "SET_VRING_ADDR", "SET_VRING_KICK", "SCSI_SET_ENDPOINT", "SCSI_CLEAR_ENDPOINT", "GET_VRING_BASE"] as const) {
+    for (const m of [
+      "SET_OWNER",
+      "GET_FEATURES",
+      "SCSI_GET_ABI_VERSION",
+      "SET_VRING_CALL",
+      "SET_VRING_ERR",
+      "SET_FEATURES",
+      "SET_MEM_TABLE",
+      "SET_VRING_NUM",
+      "SET_VRING_BASE",
+      "SET_VRING_ADDR",
+      "SET_VRING_KICK",
+      "SCSI_SET_ENDPOINT",
+      "SCSI_CLEAR_ENDPOINT",
+      "GET_VRING_BASE",
+    ] as const) {
       const orig = VhostScsi.prototype[m] as (...a: unknown[]) => unknown;
       vi.spyOn(VhostScsi.prototype, m).mockImplementation(function (this: VhostScsi, ...a: unknown[]) {
         const idx = typeof a[0] === "number" ? a[0] : (a[0] as { index?: number } | undefined)?.index;
@@ -58,7 +73,12 @@ describe("QEMU-side vhost-scsi device model", () => {
     }
     bed = await createTestbed({ queues: 1 });
     const realize = calls.splice(0, 9);
-    expect(realize).toEqual(["SET_OWNER", "GET_FEATURES", "SCSI_GET_ABI_VERSION", ...[0, 1, 2].flatMap((i) => [`SET_VRING_CALL(${i})`, `SET_VRING_ERR(${i})`])]);
+    expect(realize).toEqual([
+      "SET_OWNER",
+      "GET_FEATURES",
+      "SCSI_GET_ABI_VERSION",
+      ...[0, 1, 2].flatMap((i) => [`SET_VRING_CALL(${i})`, `SET_VRING_ERR(${i})`]),
+    ]);
     const start = calls.splice(0);
     const perQueue = (i: number) => [`SET_VRING_NUM(${i})`, `SET_VRING_BASE(${i})`, `SET_VRING_ADDR(${i})`, `SET_VRING_KICK(${i})`, `SET_VRING_CALL(${i})`];
     expect(start).toEqual(["SET_FEATURES", "SET_MEM_TABLE", ...perQueue(0), ...perQueue(1), ...perQueue(2), "SCSI_SET_ENDPOINT"]);
@@ -144,7 +164,8 @@ describe("memory helpers for embedders", () => {
   it("lists the device heap's allocations by owner", async () => {
     bed = await createTestbed({ luns: [{ backstore: "ram", size: 1 << 20 }] });
     const owners = bed.shm.device.allocations().map((a) => a.owner);
-    for (const o of ["vhost-scsi device", "virtqueue", "ram backstore", "lun 0", "tpg 1", "memory table", "vring 2 request contexts"]) expect(owners).toContain(o);
+    for (const o of ["vhost-scsi device", "virtqueue", "ram backstore", "lun 0", "tpg 1", "memory table", "vring 2 request contexts"])
+      expect(owners).toContain(o);
     const list = bed.shm.device.allocations();
     for (let i = 1; i < list.length; i++) expect(list[i].start).toBeGreaterThanOrEqual(list[i - 1].start + list[i - 1].size);
   });

@@ -14,10 +14,10 @@
 import { afterAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { appendFileSync } from "node:fs";
-import { HostileBed, RAM_A, RAM_B, REGION, type FuzzQueue } from "./hostile-bed.js";
+import { HostileBed, RAM_A, RAM_B, REGION, type FuzzQueue } from "../helpers/hostile-bed.js";
 import { VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from "../../src/virtio/ring.js";
-import { decodeSense, ASC_NAMES } from "../../src/scsi/sense.js";
-import { inquiry } from "../../src/scsi/commands.js";
+import { decodeSense, ASC_NAMES } from "../../src/guest/sense.js";
+import { inquiry } from "../../src/guest/scsi-commands.js";
 
 const SECONDS = Number(process.env.FUZZ_SECONDS ?? 12);
 const SEED = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : Math.floor(Math.random() * 2 ** 31);
@@ -47,20 +47,25 @@ const desc = fc.record({ addr, len, flags, next: fc.integer({ min: 0, max: 20 })
 type Desc = { addr: bigint; len: number; flags: number; next: number };
 
 /** A virtio-scsi request as a well-meaning driver would build it, to be mutated or not. */
-const cdbArb = fc.tuple(
-  fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...SUPPORTED) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) }),
-  fc.uint8Array({ minLength: 31, maxLength: 31 }),
-  fc.constantFrom("random", "small", "zero"),
-).map(([op, rest, shape]) => {
-  const c = new Uint8Array(32);
-  c[0] = op;
-  if (shape === "random") c.set(rest, 1);
-  else if (shape === "small") rest.forEach((b, i) => (c[1 + i] = b % 9));
-  return c;
-});
+const cdbArb = fc
+  .tuple(
+    fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...SUPPORTED) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) }),
+    fc.uint8Array({ minLength: 31, maxLength: 31 }),
+    fc.constantFrom("random", "small", "zero"),
+  )
+  .map(([op, rest, shape]) => {
+    const c = new Uint8Array(32);
+    c[0] = op;
+    if (shape === "random") c.set(rest, 1);
+    else if (shape === "small") rest.forEach((b, i) => (c[1 + i] = b % 9));
+    return c;
+  });
 const lunField = fc.oneof(
   { weight: 6, arbitrary: fc.constantFrom(0, 2, 5, 7, 9, 300).map((l) => [1, 1, 0x40 | (l >> 8), l & 0xff]) },
-  { weight: 1, arbitrary: fc.tuple(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 })) },
+  {
+    weight: 1,
+    arbitrary: fc.tuple(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 })),
+  },
 );
 const request = fc.record({
   lun: lunField,
@@ -73,11 +78,23 @@ const request = fc.record({
   indirect: fc.boolean(),
   pi: fc.boolean(),
   // T10-PI byte counts, any of them against any data direction (VIRTIO_SCSI_F_T10_PI).
-  piOut: fc.oneof({ weight: 4, arbitrary: fc.constant(0) }, { weight: 2, arbitrary: fc.integer({ min: 1, max: 64 }) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 2 ** 32 - 1 }) }),
-  piIn: fc.oneof({ weight: 4, arbitrary: fc.constant(0) }, { weight: 2, arbitrary: fc.integer({ min: 1, max: 64 }) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 2 ** 32 - 1 }) }),
+  piOut: fc.oneof(
+    { weight: 4, arbitrary: fc.constant(0) },
+    { weight: 2, arbitrary: fc.integer({ min: 1, max: 64 }) },
+    { weight: 1, arbitrary: fc.integer({ min: 0, max: 2 ** 32 - 1 }) },
+  ),
+  piIn: fc.oneof(
+    { weight: 4, arbitrary: fc.constant(0) },
+    { weight: 2, arbitrary: fc.integer({ min: 1, max: 64 }) },
+    { weight: 1, arbitrary: fc.integer({ min: 0, max: 2 ** 32 - 1 }) },
+  ),
 });
 type Request = typeof request extends fc.Arbitrary<infer T> ? T : never;
-const mutation = fc.record({ desc: fc.integer({ min: 0, max: 40 }), what: fc.constantFrom("flags", "next", "addr", "len"), value: fc.bigInt({ min: 0n, max: U64 }) });
+const mutation = fc.record({
+  desc: fc.integer({ min: 0, max: 40 }),
+  what: fc.constantFrom("flags", "next", "addr", "len"),
+  value: fc.bigInt({ min: 0n, max: U64 }),
+});
 
 // ---- driving the bed ----
 
@@ -148,8 +165,7 @@ function drain(kind: "req" | "ctl" | "evt", pi = false): void {
     if (kind === "req") {
       bed.dp.scsi_req_drain(bed.req.dq.ptr, dev, 64, k % 2 === 1);
       bed.serveQueued();
-    }
-    else if (kind === "ctl") bed.dp.scsi_ctl_drain(bed.ctl.dq.ptr, dev, 64) | bed.dp.scsi_ctl_poll(bed.ctl.dq.ptr, dev);
+    } else if (kind === "ctl") bed.dp.scsi_ctl_drain(bed.ctl.dq.ptr, dev, 64) | bed.dp.scsi_ctl_poll(bed.ctl.dq.ptr, dev);
     else bed.dp.scsi_evt_drain(bed.evt.dq.ptr, dev);
     observe();
   }
@@ -207,7 +223,11 @@ function checked(act: () => Desc[], run: () => void): void {
  * Lays a request out as a chain (direct, or one indirect descriptor) starting at descriptor
  * `first`; null when the descriptor table is full.
  */
-function layRequest(r: Request, first: number, arena: { a: number; b: number }): { descs: Desc[]; head: number; used: number; resp: number; respLen: number } | null {
+function layRequest(
+  r: Request,
+  first: number,
+  arena: { a: number; b: number },
+): { descs: Desc[]; head: number; used: number; resp: number; respLen: number } | null {
   if (first >= bed.req.num) return null;
   const bufs: { gpa: number; len: number; write: boolean }[] = [];
   const place = (region: "a" | "b", n: number) => {
@@ -231,8 +251,21 @@ function layRequest(r: Request, first: number, arena: { a: number; b: number }):
   const resp = place("a", r.respLen || 1);
   bufs.push({ gpa: resp, len: r.respLen, write: true });
   if (r.dataIn) bufs.push({ gpa: place("b", r.dataIn), len: r.dataIn, write: true });
-  const parts = r.frag ? bufs.flatMap((b) => Array.from({ length: Math.max(1, Math.ceil(b.len / r.frag)) }, (_, k) => ({ ...b, gpa: b.gpa + k * r.frag, len: Math.min(r.frag, b.len - k * r.frag) }))) : bufs;
-  const chain: Desc[] = parts.map((p, k) => ({ addr: BigInt(p.gpa), len: p.len, flags: (p.write ? VRING_DESC_F_WRITE : 0) | (k + 1 < parts.length ? VRING_DESC_F_NEXT : 0), next: 0 }));
+  const parts = r.frag
+    ? bufs.flatMap((b) =>
+        Array.from({ length: Math.max(1, Math.ceil(b.len / r.frag)) }, (_, k) => ({
+          ...b,
+          gpa: b.gpa + k * r.frag,
+          len: Math.min(r.frag, b.len - k * r.frag),
+        })),
+      )
+    : bufs;
+  const chain: Desc[] = parts.map((p, k) => ({
+    addr: BigInt(p.gpa),
+    len: p.len,
+    flags: (p.write ? VRING_DESC_F_WRITE : 0) | (k + 1 < parts.length ? VRING_DESC_F_NEXT : 0),
+    next: 0,
+  }));
   const descs: Desc[] = [];
   if (r.indirect || first + chain.length > bed.req.num) {
     const table = place("a", 16 * chain.length);
@@ -358,14 +391,22 @@ describe(`hostile guest (seed ${SEED}; replay with FUZZ_SEED=${SEED})`, () => {
           }
           for (const m of mutations) {
             const i = m.desc % bed.req.num;
-            const d: Desc = { addr: BigInt(bed.req.ring.descAddr(i)), len: bed.req.ring.descLen(i), flags: bed.req.ring.descFlags(i), next: bed.req.ring.descNext(i) };
+            const d: Desc = {
+              addr: BigInt(bed.req.ring.descAddr(i)),
+              len: bed.req.ring.descLen(i),
+              flags: bed.req.ring.descFlags(i),
+              next: bed.req.ring.descNext(i),
+            };
             if (m.what === "flags") d.flags = Number(m.value & 0xffffn);
             else if (m.what === "next") d.next = Number(m.value % 24n);
             else if (m.what === "addr") d.addr = m.value;
             else d.len = Number(m.value & 0xffffffffn);
             all.push(putDesc(bed.req, i, d));
           }
-          publish(bed.req, laid.map((l) => l.head));
+          publish(
+            bed.req,
+            laid.map((l) => l.head),
+          );
           stats.requests += laid.length;
           return all;
         }, run);
@@ -405,7 +446,10 @@ describe(`hostile guest (seed ${SEED}; replay with FUZZ_SEED=${SEED})`, () => {
             laid.push(l);
             all.push(...l.descs);
           }
-          publish(bed.req, laid.map((l) => l.head));
+          publish(
+            bed.req,
+            laid.map((l) => l.head),
+          );
           return all;
         }, run);
         // checked() ran the probe, which reset the ring; the answers are still in guest memory.
@@ -422,7 +466,10 @@ describe(`hostile guest (seed ${SEED}; replay with FUZZ_SEED=${SEED})`, () => {
         fc.integer({ min: 2, max: 12 }).chain((n) =>
           fc.record({
             // The chain's order through the table: entry 0 first (VIRTIO 1.2, 2.7.5.3.1), the rest shuffled.
-            order: fc.shuffledSubarray([...Array(n - 1).keys()].map((k) => k + 1), { minLength: n - 1, maxLength: n - 1 }),
+            order: fc.shuffledSubarray(
+              [...Array(n - 1).keys()].map((k) => k + 1),
+              { minLength: n - 1, maxLength: n - 1 },
+            ),
             loopFrom: fc.option(fc.integer({ min: 0, max: n - 1 })),
             loopTo: fc.nat(),
           }),
@@ -462,26 +509,29 @@ describe(`hostile guest (seed ${SEED}; replay with FUZZ_SEED=${SEED})`, () => {
             }
             entries[slot] = d;
           });
-          checked(() => {
-            const h = new Uint8Array(51);
-            h.set([1, 1, 0x40, 0]);
-            h.set(inquiry(36), 19);
-            bed.shm.bytes.set(h, bed.hvaOf(hdr));
-            putTable(table, entries);
-            const descs = [putDesc(bed.req, 0, { addr: BigInt(table), len: 16 * n, flags: VRING_DESC_F_INDIRECT, next: 0 }), ...entries];
-            publish(bed.req, [0]);
-            return descs;
-          }, () => {
-            drain("req");
-            if (loops) {
-              expect(bed.req.dq.error).toMatchObject({ name: "IndirectLoop", errno: "EINVAL" });
-              expect(bed.req.ring.usedIdx).toBe(0);
-            } else {
-              expect(bed.req.dq.error).toBeUndefined();
-              expect(bed.req.ring.usedIdx).toBe(1);
-              expect(bed.shm.bytes[bed.hvaOf(resp) + 11]).toBe(0);
-            }
-          });
+          checked(
+            () => {
+              const h = new Uint8Array(51);
+              h.set([1, 1, 0x40, 0]);
+              h.set(inquiry(36), 19);
+              bed.shm.bytes.set(h, bed.hvaOf(hdr));
+              putTable(table, entries);
+              const descs = [putDesc(bed.req, 0, { addr: BigInt(table), len: 16 * n, flags: VRING_DESC_F_INDIRECT, next: 0 }), ...entries];
+              publish(bed.req, [0]);
+              return descs;
+            },
+            () => {
+              drain("req");
+              if (loops) {
+                expect(bed.req.dq.error).toMatchObject({ name: "IndirectLoop", errno: "EINVAL" });
+                expect(bed.req.ring.usedIdx).toBe(0);
+              } else {
+                expect(bed.req.dq.error).toBeUndefined();
+                expect(bed.req.ring.usedIdx).toBe(1);
+                expect(bed.shm.bytes[bed.hvaOf(resp) + 11]).toBe(0);
+              }
+            },
+          );
         },
       ),
       runs((SECONDS * 1000) / 2),
@@ -491,7 +541,15 @@ describe(`hostile guest (seed ${SEED}; replay with FUZZ_SEED=${SEED})`, () => {
   it("random control-queue requests (TMF, AN, unknown types, short buffers)", () => {
     fc.assert(
       fc.property(
-        fc.array(fc.record({ type: fc.oneof(fc.constantFrom(0, 1, 2), fc.integer({ min: 0, max: 2 ** 32 - 1 })), body: fc.uint8Array({ minLength: 0, maxLength: 40 }), out: fc.integer({ min: 0, max: 40 }), inLen: fc.integer({ min: 0, max: 16 }) }), { minLength: 1, maxLength: 4 }),
+        fc.array(
+          fc.record({
+            type: fc.oneof(fc.constantFrom(0, 1, 2), fc.integer({ min: 0, max: 2 ** 32 - 1 })),
+            body: fc.uint8Array({ minLength: 0, maxLength: 40 }),
+            out: fc.integer({ min: 0, max: 40 }),
+            inLen: fc.integer({ min: 0, max: 16 }),
+          }),
+          { minLength: 1, maxLength: 4 },
+        ),
         (reqs) => {
           const run = () => drain("ctl");
           checked(() => {
@@ -505,7 +563,10 @@ describe(`hostile guest (seed ${SEED}; replay with FUZZ_SEED=${SEED})`, () => {
               descs.push(putDesc(bed.ctl, 2 * k, { addr: BigInt(at), len: r.out, flags: VRING_DESC_F_NEXT, next: 2 * k + 1 }));
               descs.push(putDesc(bed.ctl, 2 * k + 1, { addr: BigInt(at + 0x80), len: r.inLen, flags: VRING_DESC_F_WRITE, next: 0 }));
             });
-            publish(bed.ctl, reqs.map((_, k) => 2 * k));
+            publish(
+              bed.ctl,
+              reqs.map((_, k) => 2 * k),
+            );
             return descs;
           }, run);
         },
@@ -516,20 +577,26 @@ describe(`hostile guest (seed ${SEED}; replay with FUZZ_SEED=${SEED})`, () => {
 
   it("event queue buffers of any shape while events are posted", () => {
     fc.assert(
-      fc.property(fc.array(desc, { minLength: 8, maxLength: 8 }), fc.array(fc.integer({ min: 0, max: 9 }), { maxLength: 8 }), fc.integer({ min: 0, max: 70 }), (table, heads, events) => {
-        const run = () => drain("evt");
-        checked(() => {
-          const descs = table.map((d, i) => putDesc(bed.evt, i, d));
-          publish(bed.evt, heads);
-          for (let e = 0; e < events; e++) bed.dp.scsi_post_event(bed.dev, 1, 1, e % 400, 1);
-          return descs;
-        }, run);
-      }),
+      fc.property(
+        fc.array(desc, { minLength: 8, maxLength: 8 }),
+        fc.array(fc.integer({ min: 0, max: 9 }), { maxLength: 8 }),
+        fc.integer({ min: 0, max: 70 }),
+        (table, heads, events) => {
+          const run = () => drain("evt");
+          checked(() => {
+            const descs = table.map((d, i) => putDesc(bed.evt, i, d));
+            publish(bed.evt, heads);
+            for (let e = 0; e < events; e++) bed.dp.scsi_post_event(bed.dev, 1, 1, e % 400, 1);
+            return descs;
+          }, run);
+        },
+      ),
       runs((SECONDS * 1000) / 2),
     );
   });
 });
 
 afterAll(() => {
-  if (process.env.FUZZ_REPORT) appendFileSync(process.env.FUZZ_REPORT, JSON.stringify({ seed: SEED, seconds: SECONDS, ...stats, at: new Date().toISOString() }) + "\n");
+  if (process.env.FUZZ_REPORT)
+    appendFileSync(process.env.FUZZ_REPORT, `${JSON.stringify({ seed: SEED, seconds: SECONDS, ...stats, at: new Date().toISOString() })}\n`);
 });

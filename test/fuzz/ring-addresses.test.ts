@@ -7,7 +7,7 @@ import { SharedMemory } from "../../src/memory/shared-memory.js";
 import { GuestMemory } from "../../src/guest/guest-memory.js";
 import { VhostProcess } from "../../src/vhost/process.js";
 import { vhostRegionsOf } from "../../src/vhost/mem-table.js";
-import { VhostError } from "../../src/vhost/errors.js";
+import { VhostError } from "../../src/sys/errors.js";
 import { vringAvailSize, vringDescSize, vringUsedSize } from "../../src/virtio/ring.js";
 
 const SECONDS = Number(process.env.FUZZ_SECONDS ?? 12);
@@ -18,7 +18,10 @@ describe("random ring addresses in SET_VRING_ADDR", () => {
     const proc = new VhostProcess(shm, { workerThreads: false });
     const mem = new GuestMemory(shm);
     const ram = mem.addRegion(0, 1 << 20);
-    proc.targets.create("naa.5001405000000abc").addTpg(1).addLun(0, { backstore: "null", size: 1 << 20 });
+    proc.targets
+      .create("naa.5001405000000abc")
+      .addTpg(1)
+      .addLun(0, { backstore: "null", size: 1 << 20 });
     const fd = proc.open("/dev/vhost-scsi");
     const d = proc.device(fd);
     await d.SET_OWNER();
@@ -33,8 +36,13 @@ describe("random ring addresses in SET_VRING_ADDR", () => {
       fc.asyncProperty(fc.integer({ min: 0, max: 15 }), near, near, near, async (log2, desc, avail, used) => {
         const num = 2 ** log2;
         await d.SET_VRING_NUM({ index: 2, num });
-        const ok = !(desc & 15n) && !(avail & 1n) && !(used & 3n) &&
-          inRam(desc, vringDescSize(num)) && inRam(avail, vringAvailSize(num)) && inRam(used, vringUsedSize(num));
+        const ok =
+          !(desc & 15n) &&
+          !(avail & 1n) &&
+          !(used & 3n) &&
+          inRam(desc, vringDescSize(num)) &&
+          inRam(avail, vringAvailSize(num)) &&
+          inRam(used, vringUsedSize(num));
         let err: string | undefined;
         try {
           await d.SET_VRING_ADDR({ index: 2, flags: 0, desc_user_addr: desc, avail_user_addr: avail, used_user_addr: used, log_guest_addr: 0n });

@@ -16,12 +16,7 @@ export interface NbdRequest {
 }
 
 /** What the script tells the server to do with a request. */
-export type NbdAction =
-  | { reply: "ok" }
-  | { reply: "error"; errno: number }
-  | { reply: "silence" }
-  | { reply: "raw"; bytes: Buffer }
-  | { reply: "close" };
+type NbdAction = { reply: "ok" } | { reply: "error"; errno: number } | { reply: "silence" } | { reply: "raw"; bytes: Buffer } | { reply: "close" };
 
 export interface FakeNbdOptions {
   size: number;
@@ -117,7 +112,13 @@ export class FakeNbdServer {
           }
         } else {
           if (buf.length < 28) return;
-          const r: NbdRequest = { flags: buf.readUInt16BE(4), type: buf.readUInt16BE(6), cookie: buf.readBigUInt64BE(8), offset: Number(buf.readBigUInt64BE(16)), length: buf.readUInt32BE(24) };
+          const r: NbdRequest = {
+            flags: buf.readUInt16BE(4),
+            type: buf.readUInt16BE(6),
+            cookie: buf.readBigUInt64BE(8),
+            offset: Number(buf.readBigUInt64BE(16)),
+            length: buf.readUInt32BE(24),
+          };
           const need = r.type === 1 ? 28 + r.length : 28;
           if (buf.length < need) return;
           if (r.type === 1) r.data = Buffer.from(buf.subarray(28, need));

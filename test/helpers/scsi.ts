@@ -1,7 +1,7 @@
 import { expect } from "vitest";
 import type { ScsiResult, ScsiCommand } from "../../src/guest/scsi-driver.js";
 import type { Testbed } from "../../src/testbed.js";
-import { testUnitReady } from "../../src/scsi/commands.js";
+import { testUnitReady } from "../../src/guest/scsi-commands.js";
 
 /** Expects GOOD status and VIRTIO_SCSI_S_OK. */
 export function expectGood(r: ScsiResult): void {

@@ -3,7 +3,7 @@
 // every block stamped with its LBA, a generation and a checksum, checked against a model.
 import { expect } from "vitest";
 import { createTestbed, type TestbedOptions } from "../../src/testbed.js";
-import { read10, write10, testUnitReady } from "../../src/scsi/commands.js";
+import { read10, write10, testUnitReady } from "../../src/guest/scsi-commands.js";
 import { commandRetryingUA } from "../../src/guest/scan.js";
 
 export const OPS = Number(process.env.STRESS_OPS ?? 6000);
@@ -135,4 +135,3 @@ export async function stress(opts: TestbedOptions, submitters: number): Promise<
     await bed.close();
   }
 }
-

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { RingTestbed } from "../../src/testing/ring-testbed.js";
 import { VhostMemTable, type VhostMemoryRegion } from "../../src/vhost/mem-table.js";
-import { VhostError } from "../../src/vhost/errors.js";
-import { MockSplitQueue } from "../../src/guest/mock-queue.js";
+import { VhostError } from "../../src/sys/errors.js";
+import { MockSplitQueue } from "../../src/testing/mock-queue.js";
 import { STATIC_AREA_END } from "../../src/memory/shared-memory.js";
 import { pop } from "../helpers/ring.js";
 
@@ -50,7 +50,12 @@ describe("VhostMemTable (VHOST_SET_MEM_TABLE checks)", () => {
   });
 
   it("a queue stops translating a range once its region is gone from the table", () => {
-    const tb2 = new RingTestbed({ regions: [{ gpa: 0, size: 1 << 20 }, { gpa: 1 << 20, size: 1 << 20 }] });
+    const tb2 = new RingTestbed({
+      regions: [
+        { gpa: 0, size: 1 << 20 },
+        { gpa: 1 << 20, size: 1 << 20 },
+      ],
+    });
     const mock = new MockSplitQueue(tb2.mem, 8); // rings in region 0
     const dq = tb2.deviceQueue(mock);
     mock.setDesc(0, { addr: (1 << 20) + 64, len: 8, flags: 0 });

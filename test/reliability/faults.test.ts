@@ -6,12 +6,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { QueueErrorEvent } from "../../src/device/vhost-scsi-device.js";
 import { createTestbed, type Testbed } from "../../src/testbed.js";
-import { read16, write16, testUnitReady } from "../../src/scsi/commands.js";
-import * as V from "../../src/scsi/virtio-scsi.js";
-import { SenseKey } from "../../src/scsi/sense.js";
+import { read16, write16, testUnitReady } from "../../src/guest/scsi-commands.js";
+import * as V from "../../src/virtio/virtio-scsi.js";
+import { SenseKey } from "../../src/guest/sense.js";
 import { clearUnitAttentions, expectGood, expectSense } from "../helpers/scsi.js";
-import { GatedBackstore, gatedFile, until } from "../helpers/backstores.js";
-import type { ThreadWorker } from "../../src/vhost/thread-worker.js";
+import { type GatedBackstore, gatedFile, until } from "../helpers/backstores.js";
+import type { ThreadWorker } from "../../src/worker/thread-worker.js";
 
 const dir = mkdtempSync(join(tmpdir(), "vhost-scsi-faults-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -159,7 +159,16 @@ describe("guest RAM unplugged while in use", () => {
     h.fill(0);
     h.set([1, 1, 0x40, 0]);
     h.set(read16(0, 1), 19);
-    const pending = new Promise<{ usedLen: number }>((resolve) => q.add([{ addr: hdr, len: 51 }], [{ addr: hdr + 64, len: 108 }, { addr: data, len: 512 }], { resolve } as never));
+    const pending = new Promise<{ usedLen: number }>((resolve) =>
+      q.add(
+        [{ addr: hdr, len: 51 }],
+        [
+          { addr: hdr + 64, len: 108 },
+          { addr: data, len: 512 },
+        ],
+        { resolve } as never,
+      ),
+    );
     void pending;
     await bed.mem.removeRegion(2 ** 32);
     // The backing is back in the guest zone's free space: fill it with canaries and watch it.

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTestbed } from "../../src/testbed.js";
-import { read16, write16 } from "../../src/scsi/commands.js";
+import { read16, write16 } from "../../src/guest/scsi-commands.js";
 import { clearUnitAttentions, expectGood } from "../helpers/scsi.js";
 
 const dir = mkdtempSync(join(tmpdir(), "vhost-scsi-sg-"));
@@ -15,7 +15,10 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe.each([512, 4096] as const)("file backstore scatter-gather, %i-byte blocks", (bs) => {
   it("random fragmentation and chain shapes move exactly the bytes asked for", async () => {
-    const bed = await createTestbed({ luns: [{ backstore: "file", path: join(dir, `sg-${bs}.img`), size: 4 << 20, blockSize: bs }], process: { workerThreads: false } });
+    const bed = await createTestbed({
+      luns: [{ backstore: "file", path: join(dir, `sg-${bs}.img`), size: 4 << 20, blockSize: bs }],
+      process: { workerThreads: false },
+    });
     await clearUnitAttentions(bed);
     const blocks = (4 << 20) / bs;
     await fc.assert(

@@ -28,7 +28,7 @@ describe("data integrity under concurrent load", () => {
 
   it("file backstore with injected I/O errors and short transfers: failures are MEDIUM ERROR, the rest stays exact", async () => {
     let seed = 99;
-    const chance = (p: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % 1000) < p * 1000;
+    const chance = (p: number) => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % 1000 < p * 1000;
     const faulty: FileOps = {
       readv: (fd, v, pos) => {
         if (chance(0.02)) throw new Error("EIO");

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { RingTestbed } from "../../src/testing/ring-testbed.js";
-import { MockSplitQueue } from "../../src/guest/mock-queue.js";
+import { MockSplitQueue } from "../../src/testing/mock-queue.js";
 import { VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from "../../src/virtio/ring.js";
 import { pop } from "../helpers/ring.js";
 
@@ -56,8 +56,14 @@ describe("descriptor chain walk (VIRTIO 1.2, 2.7.5)", () => {
     mock.publish(5);
     expect(pop(tb, dq)).toEqual({
       head: 5,
-      out: [[hva(0x30000), 51], [hva(0x31000), 4096]],
-      in: [[hva(0x32000), 108], [hva(0x33000), 512]],
+      out: [
+        [hva(0x30000), 51],
+        [hva(0x31000), 4096],
+      ],
+      in: [
+        [hva(0x32000), 108],
+        [hva(0x33000), 512],
+      ],
     });
   });
 
@@ -70,7 +76,14 @@ describe("descriptor chain walk (VIRTIO 1.2, 2.7.5)", () => {
     ]);
     mock.setDesc(0, { addr: 0x20000, len: 48, flags: INDIRECT });
     mock.publish(0);
-    expect(pop(tb, dq)).toEqual({ head: 0, out: [[hva(0x30000), 10], [hva(0x32000), 20]], in: [[hva(0x31000), 30]] });
+    expect(pop(tb, dq)).toEqual({
+      head: 0,
+      out: [
+        [hva(0x30000), 10],
+        [hva(0x32000), 20],
+      ],
+      in: [[hva(0x31000), 30]],
+    });
   });
 
   it("walks a mixed chain: direct descriptors, then an indirect table", () => {
@@ -82,7 +95,14 @@ describe("descriptor chain walk (VIRTIO 1.2, 2.7.5)", () => {
     mock.setDesc(1, { addr: 0x30000, len: 51, flags: NEXT, next: 6 });
     mock.setDesc(6, { addr: 0x20000, len: 32, flags: INDIRECT });
     mock.publish(1);
-    expect(pop(tb, dq)).toEqual({ head: 1, out: [[hva(0x30000), 51], [hva(0x31000), 8]], in: [[hva(0x32000), 96]] });
+    expect(pop(tb, dq)).toEqual({
+      head: 1,
+      out: [
+        [hva(0x30000), 51],
+        [hva(0x31000), 8],
+      ],
+      in: [[hva(0x32000), 96]],
+    });
   });
 
   it("splits a buffer that straddles two guest RAM regions into two iovecs", () => {
@@ -95,7 +115,14 @@ describe("descriptor chain walk (VIRTIO 1.2, 2.7.5)", () => {
     expect(r1.hva).not.toBe(r0.hva + r0.size); // not contiguous in the shared memory
     mock.setDesc(0, { addr: (1 << 20) - 100, len: 300, flags: WRITE });
     mock.publish(0);
-    expect(pop(tb, dq)).toEqual({ head: 0, out: [], in: [[r0.hva + r0.size - 100, 100], [r1.hva, 200]] });
+    expect(pop(tb, dq)).toEqual({
+      head: 0,
+      out: [],
+      in: [
+        [r0.hva + r0.size - 100, 100],
+        [r1.hva, 200],
+      ],
+    });
   });
 
   it("reads an indirect table that straddles two regions, including a descriptor cut in half", () => {
@@ -122,7 +149,14 @@ describe("descriptor chain walk (VIRTIO 1.2, 2.7.5)", () => {
     tb.mem.bytes(1 << 20, 24).set(bytes.subarray(24));
     mock.setDesc(2, { addr: table, len: 48, flags: INDIRECT });
     mock.publish(2);
-    expect(pop(tb, dq)).toEqual({ head: 2, out: [[hva(0x1000), 1], [hva(0x2000), 2]], in: [[hva(0x3000), 3]] });
+    expect(pop(tb, dq)).toEqual({
+      head: 2,
+      out: [
+        [hva(0x1000), 1],
+        [hva(0x2000), 2],
+      ],
+      in: [[hva(0x3000), 3]],
+    });
   });
 
   it("accepts zero-length descriptors without producing iovecs", () => {

@@ -19,14 +19,17 @@ describe("one data plane instance per worker thread over one shared memory", () 
     const areaSize = tb.dp.instance_area_size();
     const workers = queues.map(
       (q) =>
-        new Worker(new URL("../fixtures/echo-worker.mjs", import.meta.url), {
+        new Worker(new URL("../helpers/echo-worker.mjs", import.meta.url), {
           workerData: { module: dataplaneTestModule(), memory: tb.shm.memory, area: tb.shm.device.alloc(areaSize, 16), vq: q.device.ptr, total: TOTAL },
         }),
     );
-    const finished = workers.map((w) => new Promise<{ drains: number; completed: number }>((res, rej) => {
-      w.once("message", res);
-      w.once("error", rej);
-    }));
+    const finished = workers.map(
+      (w) =>
+        new Promise<{ drains: number; completed: number }>((res, rej) => {
+          w.once("message", res);
+          w.once("error", rej);
+        }),
+    );
 
     // The guest: keep both rings full; each request carries a 32-byte pattern unique to the
     // queue and sequence number, echoed into a 32-byte writable buffer.

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { RingTestbed } from "../../src/testing/ring-testbed.js";
-import { MockSplitQueue, type RawDesc } from "../../src/guest/mock-queue.js";
+import { MockSplitQueue, type RawDesc } from "../../src/testing/mock-queue.js";
 import { VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from "../../src/virtio/ring.js";
 import { pop } from "../helpers/ring.js";
 
@@ -34,10 +34,20 @@ type Case = { name: string; error: string; build: (m: MockSplitQueue) => void; n
  * nesting) and translate_desc (unmapped or wrapping range, iovec array full).
  */
 const KERNEL_ERRNO: Record<string, string> = {
-  InvalidAvailRingIndex: "EINVAL", InvalidHeadIndex: "EINVAL", InvalidDescIndex: "EINVAL", ChainLoop: "EINVAL",
-  AddressNotMapped: "EFAULT", AddressOverflow: "EFAULT", TooManyIovecs: "ENOBUFS", InvalidIndirectLength: "EINVAL",
-  NestedIndirect: "EINVAL", IndirectWithNext: "EINVAL", IndirectLoop: "EINVAL", InvalidIndirectIndex: "EINVAL",
-  ReadableAfterWritable: "EINVAL", IndirectTooBig: "E2BIG",
+  InvalidAvailRingIndex: "EINVAL",
+  InvalidHeadIndex: "EINVAL",
+  InvalidDescIndex: "EINVAL",
+  ChainLoop: "EINVAL",
+  AddressNotMapped: "EFAULT",
+  AddressOverflow: "EFAULT",
+  TooManyIovecs: "ENOBUFS",
+  InvalidIndirectLength: "EINVAL",
+  NestedIndirect: "EINVAL",
+  IndirectWithNext: "EINVAL",
+  IndirectLoop: "EINVAL",
+  InvalidIndirectIndex: "EINVAL",
+  ReadableAfterWritable: "EINVAL",
+  IndirectTooBig: "E2BIG",
 };
 
 const cases: Case[] = [

@@ -10,8 +10,7 @@ function pair(num: number, eventIdx: boolean, extraFeatures = 0) {
   const guest = new GuestVirtqueue<number>(tb.mem, { num, eventIdx });
   const device = tb.deviceQueue(guest, (eventIdx ? VQ_FEAT_EVENT_IDX : 0) | extraFeatures);
   const buf = tb.mem.alloc(4096 * num);
-  const add = (token: number) =>
-    guest.add([{ addr: buf + 4096 * (token % num), len: 8 }], [{ addr: buf + 4096 * (token % num) + 64, len: 8 }], token);
+  const add = (token: number) => guest.add([{ addr: buf + 4096 * (token % num), len: 8 }], [{ addr: buf + 4096 * (token % num) + 64, len: 8 }], token);
   const drain = (weight = 256) => tb.dp.echo_drain(device.ptr, weight) >>> 0;
   return { tb, guest, device, add, drain };
 }

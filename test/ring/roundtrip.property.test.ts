@@ -23,7 +23,12 @@ interface Pending {
 describe("random valid chains round-trip exactly through the echo device", () => {
   // Two RAM regions adjacent in guest-physical space but not in the shared memory, so that
   // buffers placed around the 1 MiB boundary are split into two iovecs by the device.
-  const tb = new RingTestbed({ regions: [{ gpa: MiB, size: MiB }, { gpa: 0, size: MiB }] });
+  const tb = new RingTestbed({
+    regions: [
+      { gpa: MiB, size: MiB },
+      { gpa: 0, size: MiB },
+    ],
+  });
 
   it("every chain comes back once, in order of completion, with the echoed bytes", () => {
     fc.assert(

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { createTestbed } from "../../src/testbed.js";
-import { LocalWorker } from "../../src/vhost/local-worker.js";
+import { LocalWorker } from "../../src/worker/local-worker.js";
 import type { DataplaneExports } from "../../src/wasm/dataplane.js";
-import { read16, write16 } from "../../src/scsi/commands.js";
+import { read16, write16 } from "../../src/guest/scsi-commands.js";
 
 describe("batching: one WASM call serves a whole batch", () => {
   it("64 random 4 KiB reads on a RAM LUN take one scsi_req_drain call and no per-request crossing", async () => {

@@ -3,12 +3,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTestbed, type Testbed } from "../../src/testbed.js";
-import { cdb, read16, testUnitReady, write16, ScsiOp } from "../../src/scsi/commands.js";
+import { cdb, read16, testUnitReady, write16, ScsiOp } from "../../src/guest/scsi-commands.js";
 import { nodeFileOps, type FileOps } from "../../src/backstore/file.js";
-import * as V from "../../src/scsi/virtio-scsi.js";
-import { SenseKey } from "../../src/scsi/sense.js";
+import * as V from "../../src/virtio/virtio-scsi.js";
+import { SenseKey } from "../../src/guest/sense.js";
 import { clearUnitAttentions, cmd, expectGood, expectSense } from "../helpers/scsi.js";
-import { GatedBackstore, gatedFile, until } from "../helpers/backstores.js";
+import { type GatedBackstore, gatedFile, until } from "../helpers/backstores.js";
 
 const dir = mkdtempSync(join(tmpdir(), "vhost-scsi-ctrl-"));
 let bed: Testbed | undefined;
@@ -22,10 +22,7 @@ const tmfHeld = (b: Testbed) => until(() => (b.device.vhost.vringStatus(0)?.infl
 
 async function fileBed(ops: GatedBackstore) {
   bed = await createTestbed({
-    luns: [
-      { backstore: ops },
-      { backstore: "ram", size: 1 << 20 },
-    ],
+    luns: [{ backstore: ops }, { backstore: "ram", size: 1 << 20 }],
   });
   ops.open();
   await clearUnitAttentions(bed, [0, 1]);
@@ -152,9 +149,11 @@ describe("file backstore faults", () => {
     bed = await createTestbed({ luns: [{ backstore: "file", path: join(dir, `f-${Math.random()}.img`), size: 1 << 20, ops: failing(mode) }] });
     await clearUnitAttentions(bed);
     const c =
-      op === "read" ? { cdb: read16(0, 1), dataInLength: 512 }
-      : op === "write" ? { cdb: write16(0, 1), dataOut: new Uint8Array(512) }
-      : { cdb: cdb(10, ScsiOp.SYNCHRONIZE_CACHE_10) };
+      op === "read"
+        ? { cdb: read16(0, 1), dataInLength: 512 }
+        : op === "write"
+          ? { cdb: write16(0, 1), dataOut: new Uint8Array(512) }
+          : { cdb: cdb(10, ScsiOp.SYNCHRONIZE_CACHE_10) };
     const r = await cmd(bed, c);
     expectSense(r, key, asc);
     expectGood(await cmd(bed, { cdb: testUnitReady() }));

@@ -1,11 +1,11 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { createTestbed, type Testbed } from "../../src/testbed.js";
-import { readCapacity16, reportLuns, testUnitReady } from "../../src/scsi/commands.js";
-import * as V from "../../src/scsi/virtio-scsi.js";
-import { SenseKey } from "../../src/scsi/sense.js";
+import { readCapacity16, reportLuns, testUnitReady } from "../../src/guest/scsi-commands.js";
+import * as V from "../../src/virtio/virtio-scsi.js";
+import { SenseKey } from "../../src/guest/sense.js";
 import { clearUnitAttentions, cmd, expectGood, expectSense } from "../helpers/scsi.js";
 import { until } from "../helpers/backstores.js";
-import { LocalWorker } from "../../src/vhost/local-worker.js";
+import { LocalWorker } from "../../src/worker/local-worker.js";
 import { RamBackstore } from "../../src/backstore/backstore.js";
 import type { Lun } from "../../src/target/lun.js";
 

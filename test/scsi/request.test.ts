@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestbed, type Testbed } from "../../src/testbed.js";
-import { inquiry, read16, testUnitReady, write16 } from "../../src/scsi/commands.js";
-import { VIRTIO_SCSI_S_BAD_TARGET, VIRTIO_SCSI_S_OK } from "../../src/scsi/virtio-scsi.js";
+import { inquiry, read16, testUnitReady, write16 } from "../../src/guest/scsi-commands.js";
+import { VIRTIO_SCSI_S_BAD_TARGET, VIRTIO_SCSI_S_OK } from "../../src/virtio/virtio-scsi.js";
 import { clearUnitAttentions, cmd, expectGood, expectSense } from "../helpers/scsi.js";
-import { SenseKey } from "../../src/scsi/sense.js";
+import { SenseKey } from "../../src/guest/sense.js";
 import { cmdReq, rawChain } from "../helpers/raw.js";
 
 describe("virtio-scsi request queue (VIRTIO 1.2, 5.6.6.1)", () => {
@@ -110,7 +110,10 @@ describe("virtio-scsi with VIRTIO_SCSI_F_T10_PI", () => {
     const after = await cmd(bed, { cdb: read16(2, 1), dataInLength: 512 });
     expect(after.dataIn.every((b) => b === 0x77)).toBe(true);
     // PI bytes either way with no data at all.
-    for (const [o, i] of [[8, 0], [0, 8]]) {
+    for (const [o, i] of [
+      [8, 0],
+      [0, 8],
+    ]) {
       const none = await rawChain(bed, 2, [piReq(testUnitReady(), o, i)], [108]);
       expect(none.ins[0][11]).toBe(VIRTIO_SCSI_S_BAD_TARGET);
     }

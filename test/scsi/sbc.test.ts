@@ -4,8 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTestbed, type Testbed } from "../../src/testbed.js";
 import type { LunConfig } from "../../src/target/tpg.js";
-import { cdb, read10, read16, write10, write16, readCapacity16, ScsiOp } from "../../src/scsi/commands.js";
-import { SenseKey } from "../../src/scsi/sense.js";
+import { cdb, read10, read16, write10, write16, readCapacity16, ScsiOp } from "../../src/guest/scsi-commands.js";
+import { SenseKey } from "../../src/guest/sense.js";
 import { clearUnitAttentions, cmd, expectGood, expectSense } from "../helpers/scsi.js";
 
 const ILLEGAL = SenseKey.ILLEGAL_REQUEST;
@@ -17,15 +17,31 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const pattern = (n: number, seed: number) => new Uint8Array(n).map((_, i) => (i * 31 + seed * 7 + (i >> 9)) & 0xff);
 
 const read = (lba: number, n: number, op: number): Uint8Array => {
-  if (op === ScsiOp.READ_6) return cdb(6, op, [[1, 3, lba], [4, 1, n & 0xff]]);
+  if (op === ScsiOp.READ_6)
+    return cdb(6, op, [
+      [1, 3, lba],
+      [4, 1, n & 0xff],
+    ]);
   if (op === ScsiOp.READ_10) return read10(lba, n);
-  if (op === ScsiOp.READ_12) return cdb(12, op, [[2, 4, lba], [6, 4, n]]);
+  if (op === ScsiOp.READ_12)
+    return cdb(12, op, [
+      [2, 4, lba],
+      [6, 4, n],
+    ]);
   return read16(lba, n);
 };
 const write = (lba: number, n: number, op: number): Uint8Array => {
-  if (op === ScsiOp.WRITE_6) return cdb(6, op, [[1, 3, lba], [4, 1, n & 0xff]]);
+  if (op === ScsiOp.WRITE_6)
+    return cdb(6, op, [
+      [1, 3, lba],
+      [4, 1, n & 0xff],
+    ]);
   if (op === ScsiOp.WRITE_10) return write10(lba, n);
-  if (op === ScsiOp.WRITE_12) return cdb(12, op, [[2, 4, lba], [6, 4, n]]);
+  if (op === ScsiOp.WRITE_12)
+    return cdb(12, op, [
+      [2, 4, lba],
+      [6, 4, n],
+    ]);
   return write16(lba, n);
 };
 
@@ -94,14 +110,25 @@ describe("SBC-4 block commands on a RAM LUN", () => {
   const bs = 512;
   const blocks = (8 << 20) / bs;
   beforeAll(async () => {
-    bed = await createTestbed({ luns: [{ backstore: "ram", size: 8 << 20 }, { backstore: "ram", size: 1 << 20, readOnly: true }] });
+    bed = await createTestbed({
+      luns: [
+        { backstore: "ram", size: 8 << 20 },
+        { backstore: "ram", size: 1 << 20, readOnly: true },
+      ],
+    });
     await clearUnitAttentions(bed, [0, 1]);
   });
   afterAll(() => bed.close());
 
   it("a transfer length of 0 moves nothing and is GOOD; READ(6) length 0 means 256 blocks", async () => {
     expectGood(await cmd(bed, { cdb: read16(0, 0) }));
-    const r6 = await cmd(bed, { cdb: cdb(6, ScsiOp.READ_6, [[1, 3, 0], [4, 1, 0]]), dataInLength: 256 * bs });
+    const r6 = await cmd(bed, {
+      cdb: cdb(6, ScsiOp.READ_6, [
+        [1, 3, 0],
+        [4, 1, 0],
+      ]),
+      dataInLength: 256 * bs,
+    });
     expectGood(r6);
     expect(r6.dataIn.length).toBe(256 * bs);
   });
@@ -114,7 +141,18 @@ describe("SBC-4 block commands on a RAM LUN", () => {
   });
 
   it("refuses protection information (RDPROTECT) and transfers above the block limit", async () => {
-    expectSense(await cmd(bed, { cdb: cdb(16, ScsiOp.READ_16, [[1, 1, 0x20], [10, 4, 1]]), dataInLength: bs }), ILLEGAL, INVALID_FIELD, { byte: 1, bit: 7 });
+    expectSense(
+      await cmd(bed, {
+        cdb: cdb(16, ScsiOp.READ_16, [
+          [1, 1, 0x20],
+          [10, 4, 1],
+        ]),
+        dataInLength: bs,
+      }),
+      ILLEGAL,
+      INVALID_FIELD,
+      { byte: 1, bit: 7 },
+    );
     expectSense(await cmd(bed, { cdb: read16(0, 65537), dataInLength: 65537 * bs }), ILLEGAL, INVALID_FIELD, { byte: 10 });
   });
 
@@ -146,21 +184,87 @@ describe("SBC-4 block commands on a RAM LUN", () => {
 
   it("WRITE AND VERIFY writes; VERIFY with BYTCHK compares and reports the first difference", async () => {
     const data = pattern(2 * bs, 3);
-    expectGood(await cmd(bed, { cdb: cdb(16, ScsiOp.WRITE_VERIFY_16, [[1, 1, 0x02], [2, 8, 40], [10, 4, 2]]), dataOut: data }));
-    expectGood(await cmd(bed, { cdb: cdb(10, ScsiOp.VERIFY_10, [[2, 4, 40], [7, 2, 2]]) }));
-    expectGood(await cmd(bed, { cdb: cdb(16, ScsiOp.VERIFY_16, [[1, 1, 0x02], [2, 8, 40], [10, 4, 2]]), dataOut: data }));
+    expectGood(
+      await cmd(bed, {
+        cdb: cdb(16, ScsiOp.WRITE_VERIFY_16, [
+          [1, 1, 0x02],
+          [2, 8, 40],
+          [10, 4, 2],
+        ]),
+        dataOut: data,
+      }),
+    );
+    expectGood(
+      await cmd(bed, {
+        cdb: cdb(10, ScsiOp.VERIFY_10, [
+          [2, 4, 40],
+          [7, 2, 2],
+        ]),
+      }),
+    );
+    expectGood(
+      await cmd(bed, {
+        cdb: cdb(16, ScsiOp.VERIFY_16, [
+          [1, 1, 0x02],
+          [2, 8, 40],
+          [10, 4, 2],
+        ]),
+        dataOut: data,
+      }),
+    );
     const bad = data.slice();
     bad[700] ^= 1;
-    const r = await cmd(bed, { cdb: cdb(10, ScsiOp.VERIFY_10, [[1, 1, 0x02], [2, 4, 40], [7, 2, 2]]), dataOut: bad });
+    const r = await cmd(bed, {
+      cdb: cdb(10, ScsiOp.VERIFY_10, [
+        [1, 1, 0x02],
+        [2, 4, 40],
+        [7, 2, 2],
+      ]),
+      dataOut: bad,
+    });
     expectSense(r, SenseKey.MISCOMPARE, 0x1d00);
     expect(r.senseInfo?.information).toBe(700n);
-    expectSense(await cmd(bed, { cdb: cdb(10, ScsiOp.VERIFY_10, [[1, 1, 0x04], [2, 4, 40], [7, 2, 2]]) }), ILLEGAL, INVALID_FIELD, { byte: 1, bit: 2 });
+    expectSense(
+      await cmd(bed, {
+        cdb: cdb(10, ScsiOp.VERIFY_10, [
+          [1, 1, 0x04],
+          [2, 4, 40],
+          [7, 2, 2],
+        ]),
+      }),
+      ILLEGAL,
+      INVALID_FIELD,
+      { byte: 1, bit: 2 },
+    );
   });
 
   it("SYNCHRONIZE CACHE checks its range (0 blocks = to the end)", async () => {
-    expectGood(await cmd(bed, { cdb: cdb(10, ScsiOp.SYNCHRONIZE_CACHE_10, [[2, 4, 0], [7, 2, 0]]) }));
-    expectGood(await cmd(bed, { cdb: cdb(16, ScsiOp.SYNCHRONIZE_CACHE_16, [[2, 8, blocks - 1], [10, 4, 1]]) }));
-    expectSense(await cmd(bed, { cdb: cdb(16, ScsiOp.SYNCHRONIZE_CACHE_16, [[2, 8, blocks - 1], [10, 4, 2]]) }), ILLEGAL, LBA_RANGE);
+    expectGood(
+      await cmd(bed, {
+        cdb: cdb(10, ScsiOp.SYNCHRONIZE_CACHE_10, [
+          [2, 4, 0],
+          [7, 2, 0],
+        ]),
+      }),
+    );
+    expectGood(
+      await cmd(bed, {
+        cdb: cdb(16, ScsiOp.SYNCHRONIZE_CACHE_16, [
+          [2, 8, blocks - 1],
+          [10, 4, 1],
+        ]),
+      }),
+    );
+    expectSense(
+      await cmd(bed, {
+        cdb: cdb(16, ScsiOp.SYNCHRONIZE_CACHE_16, [
+          [2, 8, blocks - 1],
+          [10, 4, 2],
+        ]),
+      }),
+      ILLEGAL,
+      LBA_RANGE,
+    );
   });
 
   const unmapParams = (descs: [number | bigint, number][], extra = 0) => {
@@ -185,7 +289,10 @@ describe("SBC-4 block commands on a RAM LUN", () => {
     expect(Buffer.from(r.subarray(0, bs)).equals(Buffer.from(pattern(4 * bs, 1).subarray(0, bs)))).toBe(true);
     // One bad descriptor: nothing is unmapped.
     expectGood(await cmd(bed, { cdb: write16(300, 1), dataOut: pattern(bs, 2) }));
-    const q = unmapParams([[300, 1], [BigInt(blocks), 1]]);
+    const q = unmapParams([
+      [300, 1],
+      [BigInt(blocks), 1],
+    ]);
     expectSense(await cmd(bed, { cdb: unmap(q), dataOut: q }), ILLEGAL, LBA_RANGE);
     expect((await cmd(bed, { cdb: read16(300, 1), dataInLength: bs })).dataIn.some((x) => x !== 0)).toBe(true);
   });
@@ -206,21 +313,78 @@ describe("SBC-4 block commands on a RAM LUN", () => {
     const many = unmapParams(Array.from({ length: 129 }, (_, i) => [i, 1] as [number, number]));
     expectSense(await cmd(bed, { cdb: unmap(many), dataOut: many }), ILLEGAL, 0x2600);
     const p = unmapParams([[0, 1]]);
-    expectSense(await cmd(bed, { cdb: cdb(10, ScsiOp.UNMAP, [[1, 1, 1], [7, 2, p.length]]), dataOut: p }), ILLEGAL, INVALID_FIELD, { byte: 1, bit: 0 });
+    expectSense(
+      await cmd(bed, {
+        cdb: cdb(10, ScsiOp.UNMAP, [
+          [1, 1, 1],
+          [7, 2, p.length],
+        ]),
+        dataOut: p,
+      }),
+      ILLEGAL,
+      INVALID_FIELD,
+      { byte: 1, bit: 0 },
+    );
     expectGood(await cmd(bed, { cdb: cdb(10, ScsiOp.UNMAP, [[7, 2, 0]]) }));
   });
 
   it("WRITE SAME writes one block over the range, unmaps with UNMAP, zeroes with NDOB", async () => {
     const block = pattern(bs, 8);
-    expectGood(await cmd(bed, { cdb: cdb(16, ScsiOp.WRITE_SAME_16, [[2, 8, 500], [10, 4, 3]]), dataOut: block }));
+    expectGood(
+      await cmd(bed, {
+        cdb: cdb(16, ScsiOp.WRITE_SAME_16, [
+          [2, 8, 500],
+          [10, 4, 3],
+        ]),
+        dataOut: block,
+      }),
+    );
     const r = (await cmd(bed, { cdb: read16(500, 3), dataInLength: 3 * bs })).dataIn;
     for (let k = 0; k < 3; k++) expect(Buffer.from(r.subarray(k * bs, (k + 1) * bs)).equals(Buffer.from(block))).toBe(true);
-    expectGood(await cmd(bed, { cdb: cdb(10, ScsiOp.WRITE_SAME_10, [[1, 1, 0x08], [2, 4, 500], [7, 2, 1]]), dataOut: new Uint8Array(bs) }));
-    expectGood(await cmd(bed, { cdb: cdb(16, ScsiOp.WRITE_SAME_16, [[1, 1, 0x01], [2, 8, 501], [10, 4, 1]]) }));
+    expectGood(
+      await cmd(bed, {
+        cdb: cdb(10, ScsiOp.WRITE_SAME_10, [
+          [1, 1, 0x08],
+          [2, 4, 500],
+          [7, 2, 1],
+        ]),
+        dataOut: new Uint8Array(bs),
+      }),
+    );
+    expectGood(
+      await cmd(bed, {
+        cdb: cdb(16, ScsiOp.WRITE_SAME_16, [
+          [1, 1, 0x01],
+          [2, 8, 501],
+          [10, 4, 1],
+        ]),
+      }),
+    );
     const z = (await cmd(bed, { cdb: read16(500, 3), dataInLength: 3 * bs })).dataIn;
     expect(z.subarray(0, 2 * bs).every((x) => x === 0)).toBe(true);
-    expectSense(await cmd(bed, { cdb: cdb(16, ScsiOp.WRITE_SAME_16, [[2, 8, 500], [10, 4, 0]]), dataOut: block }), ILLEGAL, INVALID_FIELD, { byte: 10 });
-    expectSense(await cmd(bed, { cdb: cdb(16, ScsiOp.WRITE_SAME_16, [[2, 8, blocks - 1], [10, 4, 2]]), dataOut: block }), ILLEGAL, LBA_RANGE);
+    expectSense(
+      await cmd(bed, {
+        cdb: cdb(16, ScsiOp.WRITE_SAME_16, [
+          [2, 8, 500],
+          [10, 4, 0],
+        ]),
+        dataOut: block,
+      }),
+      ILLEGAL,
+      INVALID_FIELD,
+      { byte: 10 },
+    );
+    expectSense(
+      await cmd(bed, {
+        cdb: cdb(16, ScsiOp.WRITE_SAME_16, [
+          [2, 8, blocks - 1],
+          [10, 4, 2],
+        ]),
+        dataOut: block,
+      }),
+      ILLEGAL,
+      LBA_RANGE,
+    );
   });
 
   it("START STOP UNIT stops the medium (NOT READY until started again)", async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createTestbed } from "../../src/testbed.js";
-import { inquiry, read16, write16 } from "../../src/scsi/commands.js";
+import { inquiry, read16, write16 } from "../../src/guest/scsi-commands.js";
 
 describe("smoke", () => {
   it("writes and reads back through the whole path", async () => {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestbed, type Testbed } from "../../src/testbed.js";
-import { cdb, inquiry, modeSense10, modeSense6, reportLuns, requestSense, testUnitReady, ScsiOp } from "../../src/scsi/commands.js";
-import { SenseKey } from "../../src/scsi/sense.js";
+import { cdb, inquiry, modeSense10, modeSense6, reportLuns, requestSense, testUnitReady, ScsiOp } from "../../src/guest/scsi-commands.js";
+import { SenseKey } from "../../src/guest/sense.js";
 import { clearUnitAttentions, cmd, expectGood, expectSense } from "../helpers/scsi.js";
 
 const ILLEGAL = SenseKey.ILLEGAL_REQUEST;
@@ -63,7 +63,12 @@ describe("SPC-5 primary commands", () => {
       for (let at = 4; at < end; at += 4 + p[at + 3]) {
         descs.push({ code: p[at] & 0x0f, assoc: (p[at + 1] >> 4) & 3, type: p[at + 1] & 0x0f, body: Buffer.from(p.subarray(at + 4, at + 4 + p[at + 3])) });
       }
-      expect(descs.map((d) => [d.type, d.assoc, d.code])).toEqual([[3, 0, 1], [1, 0, 2], [4, 1, 1], [8, 1, 3]]);
+      expect(descs.map((d) => [d.type, d.assoc, d.code])).toEqual([
+        [3, 0, 1],
+        [1, 0, 2],
+        [4, 1, 1],
+        [8, 1, 3],
+      ]);
       expect(descs[0].body[0] >> 4).toBe(6); // NAA IEEE Registered Extended
       expect(descs[0].body.length).toBe(16);
       expect(descs[1].body.toString()).toBe("LIO-ORG SER0001");
@@ -72,7 +77,10 @@ describe("SPC-5 primary commands", () => {
     });
 
     it("keeps OPTIMAL <= MAXIMUM TRANSFER LENGTH <= the HBA's max_sectors, so Linux's sd probes without a warning", async () => {
-      for (const [lun, bs] of [[0, 512], [1, 4096]]) {
+      for (const [lun, bs] of [
+        [0, 512],
+        [1, 4096],
+      ]) {
         const v = new DataView((await cmd(bed, { lun, cdb: inquiry(64, 0xb0), dataInLength: 64 })).dataIn.buffer);
         const max = v.getUint32(8);
         const opt = v.getUint32(12);
@@ -99,8 +107,30 @@ describe("SPC-5 primary commands", () => {
 
     it("refuses an unknown VPD page and a page code without EVPD (INVALID FIELD IN CDB, byte 2)", async () => {
       expectSense(await cmd(bed, { cdb: inquiry(64, 0x99), dataInLength: 64 }), ILLEGAL, INVALID_FIELD, { byte: 2 });
-      expectSense(await cmd(bed, { cdb: cdb(6, ScsiOp.INQUIRY, [[2, 1, 0x80], [3, 2, 64]]), dataInLength: 64 }), ILLEGAL, INVALID_FIELD, { byte: 2 });
-      expectSense(await cmd(bed, { cdb: cdb(6, ScsiOp.INQUIRY, [[1, 1, 0x02], [3, 2, 64]]), dataInLength: 64 }), ILLEGAL, INVALID_FIELD, { byte: 1 });
+      expectSense(
+        await cmd(bed, {
+          cdb: cdb(6, ScsiOp.INQUIRY, [
+            [2, 1, 0x80],
+            [3, 2, 64],
+          ]),
+          dataInLength: 64,
+        }),
+        ILLEGAL,
+        INVALID_FIELD,
+        { byte: 2 },
+      );
+      expectSense(
+        await cmd(bed, {
+          cdb: cdb(6, ScsiOp.INQUIRY, [
+            [1, 1, 0x02],
+            [3, 2, 64],
+          ]),
+          dataInLength: 64,
+        }),
+        ILLEGAL,
+        INVALID_FIELD,
+        { byte: 1 },
+      );
     });
 
     it("answers for an unused LUN number with peripheral qualifier 3, type 1Fh", async () => {
@@ -201,7 +231,13 @@ describe("SPC-5 primary commands", () => {
 
   describe("REPORT SUPPORTED OPERATION CODES (SPC-5 6.35)", () => {
     const rsoc = (options: number, op = 0, sa = 0, rctd = false, alloc = 64) =>
-      cdb(12, ScsiOp.MAINTENANCE_IN, [[1, 1, 0x0c], [2, 1, (rctd ? 0x80 : 0) | options], [3, 1, op], [4, 2, sa], [6, 4, alloc]]);
+      cdb(12, ScsiOp.MAINTENANCE_IN, [
+        [1, 1, 0x0c],
+        [2, 1, (rctd ? 0x80 : 0) | options],
+        [3, 1, op],
+        [4, 2, sa],
+        [6, 4, alloc],
+      ]);
 
     it("lists every command with its CDB length, and every listed command is served", async () => {
       const r = await cmd(bed, { cdb: rsoc(0, 0, 0, false, 4096), dataInLength: 4096 });

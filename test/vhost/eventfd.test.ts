@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { Worker } from "node:worker_threads";
-import { EventFd, EFD_NONBLOCK, EFD_SEMAPHORE, PollTable } from "../../src/eventfd.js";
-import { VhostError } from "../../src/vhost/errors.js";
+import { EventFd, EFD_NONBLOCK, EFD_SEMAPHORE, PollTable } from "../../src/sys/eventfd.js";
+import type { VhostError } from "../../src/sys/errors.js";
 
 const code = (fn: () => unknown) => {
   try {
@@ -66,7 +66,7 @@ describe("eventfd (eventfd(2) semantics over a SharedArrayBuffer)", () => {
 
   it("a worker thread blocked in read() wakes when this thread writes; the handle crosses threads", async () => {
     const e = EventFd.create(0, EFD_SEMAPHORE);
-    const script = new URL("../fixtures/eventfd-reader.mjs", import.meta.url);
+    const script = new URL("../helpers/eventfd-reader.mjs", import.meta.url);
     const w = new Worker(script, { workerData: { handle: e.handle, reads: 3 } });
     const got = new Promise<bigint[]>((res, rej) => (w.once("message", res), w.once("error", rej)));
     await new Promise((r) => setTimeout(r, 30));

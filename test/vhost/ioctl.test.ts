@@ -5,7 +5,7 @@ import { GuestMemory } from "../../src/guest/guest-memory.js";
 import { VhostProcess } from "../../src/vhost/process.js";
 import { vhostRegionsOf } from "../../src/vhost/mem-table.js";
 import * as U from "../../src/vhost/uapi.js";
-import { VhostError } from "../../src/vhost/errors.js";
+import { VhostError } from "../../src/sys/errors.js";
 import { GuestVirtqueue } from "../../src/guest/virtqueue.js";
 
 const fixture = JSON.parse(readFileSync(new URL("../fixtures/uapi.json", import.meta.url), "utf8")) as Record<string, number>;
@@ -25,8 +25,26 @@ describe("uapi numbers and layouts match <linux/vhost.h> (test/fixtures/uapi.c)"
     expect((U as Record<string, unknown>)[name]).toBe(value);
   });
   it("struct sizes", () => {
-    expect([U.SIZEOF_VHOST_MEMORY, U.SIZEOF_VHOST_MEMORY_REGION, U.SIZEOF_VHOST_VRING_STATE, U.SIZEOF_VHOST_VRING_ADDR, U.SIZEOF_VHOST_VRING_FILE, U.SIZEOF_VHOST_SCSI_TARGET, U.SIZEOF_VHOST_WORKER_STATE, U.SIZEOF_VHOST_VRING_WORKER]).toEqual(
-      ["struct vhost_memory", "struct vhost_memory_region", "struct vhost_vring_state", "struct vhost_vring_addr", "struct vhost_vring_file", "struct vhost_scsi_target", "struct vhost_worker_state", "struct vhost_vring_worker"].map((k) => fixture[k]),
+    expect([
+      U.SIZEOF_VHOST_MEMORY,
+      U.SIZEOF_VHOST_MEMORY_REGION,
+      U.SIZEOF_VHOST_VRING_STATE,
+      U.SIZEOF_VHOST_VRING_ADDR,
+      U.SIZEOF_VHOST_VRING_FILE,
+      U.SIZEOF_VHOST_SCSI_TARGET,
+      U.SIZEOF_VHOST_WORKER_STATE,
+      U.SIZEOF_VHOST_VRING_WORKER,
+    ]).toEqual(
+      [
+        "struct vhost_memory",
+        "struct vhost_memory_region",
+        "struct vhost_vring_state",
+        "struct vhost_vring_addr",
+        "struct vhost_vring_file",
+        "struct vhost_scsi_target",
+        "struct vhost_worker_state",
+        "struct vhost_vring_worker",
+      ].map((k) => fixture[k]),
     );
     expect(fixture["offsetof(vhost_scsi_target.vhost_tpgt)"]).toBe(228);
     expect(U.VHOST_SCSI_ABI_VERSION).toBe(fixture.VHOST_SCSI_ABI_VERSION);
@@ -70,7 +88,14 @@ describe("vhost-scsi ioctls with kernel semantics", () => {
   };
   const ring = (num = 8) => new GuestVirtqueue(mem, { num });
   const addrOf = (index: number, q: GuestVirtqueue) =>
-    U.encodeVringAddr({ index, flags: 0, desc_user_addr: BigInt(q.ring.desc), avail_user_addr: BigInt(q.ring.avail), used_user_addr: BigInt(q.ring.used), log_guest_addr: 0n });
+    U.encodeVringAddr({
+      index,
+      flags: 0,
+      desc_user_addr: BigInt(q.ring.desc),
+      avail_user_addr: BigInt(q.ring.avail),
+      used_user_addr: BigInt(q.ring.used),
+      log_guest_addr: 0n,
+    });
   const memTable = () => U.encodeMemory(vhostRegionsOf(mem.regions));
   const target = (wwpn = "naa.5001405aabbccdde") => U.encodeScsiTarget({ abi_version: 1, vhost_wwpn: wwpn, vhost_tpgt: 1 });
 
@@ -120,7 +145,9 @@ describe("vhost-scsi ioctls with kernel semantics", () => {
 
   it("SET_MEM_TABLE: E2BIG past 64 regions, EOPNOTSUPP for padding, EFAULT for ranges outside guest RAM", async () => {
     await setup();
-    const many = U.encodeMemory(Array.from({ length: 65 }, (_, i) => ({ guest_phys_addr: BigInt(i) << 20n, memory_size: 4096n, userspace_addr: BigInt(mem.regions[0].hva) })));
+    const many = U.encodeMemory(
+      Array.from({ length: 65 }, (_, i) => ({ guest_phys_addr: BigInt(i) << 20n, memory_size: 4096n, userspace_addr: BigInt(mem.regions[0].hva) })),
+    );
     expect(await errnoOf(ioctl(U.VHOST_SET_MEM_TABLE, many))).toBe("E2BIG");
     const padded = memTable();
     padded[4] = 1;
@@ -156,8 +183,7 @@ describe("vhost-scsi ioctls with kernel semantics", () => {
     await ioctl(U.VHOST_SET_MEM_TABLE, memTable());
     await ioctl(U.VHOST_SET_VRING_NUM, U.encodeVringState({ index: 0, num: 8 }));
     const q = ring();
-    const bad = (patch: Partial<U.VhostVringAddr>) =>
-      U.encodeVringAddr({ ...U.decodeVringAddr(addrOf(0, q)), ...patch });
+    const bad = (patch: Partial<U.VhostVringAddr>) => U.encodeVringAddr({ ...U.decodeVringAddr(addrOf(0, q)), ...patch });
     expect(await errnoOf(ioctl(U.VHOST_SET_VRING_ADDR, bad({ flags: 2 })))).toBe("EOPNOTSUPP");
     expect(await errnoOf(ioctl(U.VHOST_SET_VRING_ADDR, bad({ avail_user_addr: BigInt(q.ring.avail + 1) })))).toBe("EINVAL");
     expect(await errnoOf(ioctl(U.VHOST_SET_VRING_ADDR, bad({ used_user_addr: BigInt(q.ring.used + 2) })))).toBe("EINVAL");

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTestbed } from "../../src/testbed.js";
 import type { LunConfig } from "../../src/target/tpg.js";
-import { read16, write16 } from "../../src/scsi/commands.js";
+import { read16, write16 } from "../../src/guest/scsi-commands.js";
 import { clearUnitAttentions, expectGood } from "../helpers/scsi.js";
 import { until } from "../helpers/backstores.js";
 

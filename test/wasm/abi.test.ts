@@ -10,7 +10,10 @@ import * as abi from "../../src/wasm/abi.generated.js";
 // @ts-expect-error: a plain ES module of the build, without declarations
 import { checkNoHandCopies } from "../../scripts/abi.mjs";
 
-const exportNames = (m: WebAssembly.Module, kind: string) => WebAssembly.Module.exports(m).filter((e) => e.kind === kind).map((e) => e.name);
+const exportNames = (m: WebAssembly.Module, kind: string) =>
+  WebAssembly.Module.exports(m)
+    .filter((e) => e.kind === kind)
+    .map((e) => e.name);
 const instance = (m: WebAssembly.Module) =>
   new WebAssembly.Instance(m, { env: { memory: new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true }) } }).exports;
 

@@ -2,8 +2,8 @@ import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { dataplaneModule } from "../../src/wasm/dataplane.js";
 import { STATIC_AREA_END } from "../../src/memory/shared-memory.js";
-import { ScsiBench } from "../../bench/scsi-bed.js";
-import { inquiry } from "../../src/scsi/commands.js";
+import { ScsiBench } from "../../src/testing/scsi-bed.js";
+import { inquiry } from "../../src/guest/scsi-commands.js";
 
 describe("the compiled data plane", () => {
   it("imports nothing but the shared memory", () => {

@@ -1,4 +1,4 @@
-import { VhostError } from "./vhost/errors.js";
+import { VhostError } from "./errors.js";
 
 /** eventfd(2) flags (values as in <sys/eventfd.h> on Linux x86_64). */
 export const EFD_SEMAPHORE = 1;
@@ -93,7 +93,11 @@ export class EventFd {
   readonly pollTable: PollTable;
   private closed = false;
 
-  private constructor(readonly sab: SharedArrayBuffer, poll: SharedArrayBuffer, readonly flags: number) {
+  private constructor(
+    readonly sab: SharedArrayBuffer,
+    poll: SharedArrayBuffer,
+    readonly flags: number,
+  ) {
     this.counter = new BigUint64Array(sab, 0, 1);
     this.words = new Int32Array(sab);
     this.pollTable = poll === processPollTable().sab ? processPollTable() : new PollTable(poll);

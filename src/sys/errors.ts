@@ -24,7 +24,10 @@ export type ErrnoCode = keyof typeof Errno;
 /** An ioctl failure: `errno` is the number the kernel returns negated, `code` its name. */
 export class VhostError extends Error {
   readonly errno: number;
-  constructor(readonly code: ErrnoCode, message: string) {
+  constructor(
+    readonly code: ErrnoCode,
+    message: string,
+  ) {
     super(`${code}: ${message}`);
     this.name = "VhostError";
     this.errno = Errno[code];

@@ -7,7 +7,7 @@
 export function compiledModule(url: string | URL): URL {
   const s = url.toString();
   if (!s.endsWith(".ts")) return new URL(s);
-  const js = s.slice(0, -3) + ".js";
+  const js = `${s.slice(0, -3)}.js`;
   if (/\/dist\/(src|bench)\//.test(js)) return new URL(js);
   const m = /^(.*)\/(src|bench)\/(.*)$/.exec(js);
   if (!m) throw new Error(`${s} is not a module of this package`);

@@ -48,25 +48,65 @@ export function cdb(n: number, op: number, fields: [offset: number, bytes: numbe
   for (const [at, bytes, v] of fields) {
     if (bytes === 1) b[at] = Number(v);
     else if (bytes === 2) dv.setUint16(at, Number(v));
-    else if (bytes === 3) { dv.setUint8(at, Number(v) >> 16); dv.setUint16(at + 1, Number(v) & 0xffff); }
-    else if (bytes === 4) dv.setUint32(at, Number(v));
+    else if (bytes === 3) {
+      dv.setUint8(at, Number(v) >> 16);
+      dv.setUint16(at + 1, Number(v) & 0xffff);
+    } else if (bytes === 4) dv.setUint32(at, Number(v));
     else dv.setBigUint64(at, BigInt(v));
   }
   return b;
 }
 
 /** READ(16)/WRITE(16) of n blocks at lba. */
-export const read16 = (lba: number | bigint, n: number) => cdb(16, ScsiOp.READ_16, [[2, 8, lba], [10, 4, n]]);
-export const write16 = (lba: number | bigint, n: number) => cdb(16, ScsiOp.WRITE_16, [[2, 8, lba], [10, 4, n]]);
+export const read16 = (lba: number | bigint, n: number) =>
+  cdb(16, ScsiOp.READ_16, [
+    [2, 8, lba],
+    [10, 4, n],
+  ]);
+export const write16 = (lba: number | bigint, n: number) =>
+  cdb(16, ScsiOp.WRITE_16, [
+    [2, 8, lba],
+    [10, 4, n],
+  ]);
 /** READ(10)/WRITE(10) of n blocks at lba. */
-export const read10 = (lba: number, n: number) => cdb(10, ScsiOp.READ_10, [[2, 4, lba], [7, 2, n]]);
-export const write10 = (lba: number, n: number) => cdb(10, ScsiOp.WRITE_10, [[2, 4, lba], [7, 2, n]]);
+export const read10 = (lba: number, n: number) =>
+  cdb(10, ScsiOp.READ_10, [
+    [2, 4, lba],
+    [7, 2, n],
+  ]);
+export const write10 = (lba: number, n: number) =>
+  cdb(10, ScsiOp.WRITE_10, [
+    [2, 4, lba],
+    [7, 2, n],
+  ]);
 export const inquiry = (alloc: number, page?: number) =>
-  cdb(6, ScsiOp.INQUIRY, page === undefined ? [[3, 2, alloc]] : [[1, 1, 1], [2, 1, page], [3, 2, alloc]]);
-export const readCapacity16 = (alloc = 32) => cdb(16, ScsiOp.SERVICE_ACTION_IN_16, [[1, 1, SAI_READ_CAPACITY_16], [10, 4, alloc]]);
-export const reportLuns = (alloc: number, select = 0) => cdb(12, ScsiOp.REPORT_LUNS, [[2, 1, select], [6, 4, alloc]]);
+  cdb(
+    6,
+    ScsiOp.INQUIRY,
+    page === undefined
+      ? [[3, 2, alloc]]
+      : [
+          [1, 1, 1],
+          [2, 1, page],
+          [3, 2, alloc],
+        ],
+  );
+export const readCapacity16 = (alloc = 32) =>
+  cdb(16, ScsiOp.SERVICE_ACTION_IN_16, [
+    [1, 1, SAI_READ_CAPACITY_16],
+    [10, 4, alloc],
+  ]);
+export const reportLuns = (alloc: number, select = 0) =>
+  cdb(12, ScsiOp.REPORT_LUNS, [
+    [2, 1, select],
+    [6, 4, alloc],
+  ]);
 export const testUnitReady = () => cdb(6, ScsiOp.TEST_UNIT_READY);
-export const requestSense = (alloc: number, desc = false) => cdb(6, ScsiOp.REQUEST_SENSE, [[1, 1, desc ? 1 : 0], [4, 1, alloc]]);
+export const requestSense = (alloc: number, desc = false) =>
+  cdb(6, ScsiOp.REQUEST_SENSE, [
+    [1, 1, desc ? 1 : 0],
+    [4, 1, alloc],
+  ]);
 export const modeSense10 = (page: number, alloc: number, opts: { dbd?: boolean; llbaa?: boolean; pc?: number; subpage?: number } = {}) =>
   cdb(10, ScsiOp.MODE_SENSE_10, [
     [1, 1, (opts.dbd ? 0x08 : 0) | (opts.llbaa ? 0x10 : 0)],
@@ -75,4 +115,9 @@ export const modeSense10 = (page: number, alloc: number, opts: { dbd?: boolean; 
     [7, 2, alloc],
   ]);
 export const modeSense6 = (page: number, alloc: number, opts: { dbd?: boolean; pc?: number; subpage?: number } = {}) =>
-  cdb(6, ScsiOp.MODE_SENSE_6, [[1, 1, opts.dbd ? 0x08 : 0], [2, 1, ((opts.pc ?? 0) << 6) | page], [3, 1, opts.subpage ?? 0], [4, 1, alloc]]);
+  cdb(6, ScsiOp.MODE_SENSE_6, [
+    [1, 1, opts.dbd ? 0x08 : 0],
+    [2, 1, ((opts.pc ?? 0) << 6) | page],
+    [3, 1, opts.subpage ?? 0],
+    [4, 1, alloc],
+  ]);

@@ -1,8 +1,8 @@
-import { processPollTable } from "../eventfd.js";
+import { processPollTable } from "../sys/eventfd.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import { createDataplane, type DataplaneExports, type DataplaneInstance } from "../wasm/dataplane.js";
-import { POLL_MORE, POLL_WAITING, type PollResult } from "../worker/scsi-vrings.js";
-import { WorkerCore } from "../worker/worker-core.js";
+import { POLL_MORE, POLL_WAITING, type PollResult } from "./scsi-vrings.js";
+import { WorkerCore } from "./worker-core.js";
 import type { VhostWorker, VringAttachment } from "./worker.js";
 import type { WorkerServedBackstore } from "../backstore/service.js";
 
@@ -32,7 +32,11 @@ export class LocalWorker implements VhostWorker {
   private loop: Promise<void> | undefined;
   readonly failure: Error | undefined = undefined;
 
-  constructor(readonly id: number, private readonly shm: SharedMemory, opts: LocalWorkerOptions = {}) {
+  constructor(
+    readonly id: number,
+    private readonly shm: SharedMemory,
+    opts: LocalWorkerOptions = {},
+  ) {
     this.inst = createDataplane(shm);
     const table = processPollTable();
     const dp = opts.wrapDataplane ? opts.wrapDataplane(this.inst.dp) : this.inst.dp;

@@ -1,14 +1,13 @@
 import { Worker, MessageChannel, type MessagePort } from "node:worker_threads";
-import { compiledModule } from "../compiled-module.js";
-import { processPollTable } from "../eventfd.js";
+import { compiledModule } from "../sys/compiled-module.js";
+import { processPollTable } from "../sys/eventfd.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import { dataplaneModule, type DataplaneExports } from "../wasm/dataplane.js";
-import type { WorkerCommand, WorkerInit, WorkerReply } from "../worker/thread-protocol.js";
-import { VhostError } from "./errors.js";
-import { EventFd } from "../eventfd.js";
+import type { WorkerCommand, WorkerInit, WorkerReply } from "./thread-protocol.js";
+import { VhostError } from "../sys/errors.js";
+import { EventFd } from "../sys/eventfd.js";
 import type { VhostWorker, VringAttachment } from "./worker.js";
 import type { WorkerServedBackstore } from "../backstore/service.js";
-
 
 /**
  * A vhost worker in its own node:worker_threads thread (the kernel's vhost task), with its own
@@ -27,7 +26,11 @@ export class ThreadWorker implements VhostWorker {
   private readonly area: number;
   failure: Error | undefined;
 
-  constructor(readonly id: number, private readonly shm: SharedMemory, dp: DataplaneExports) {
+  constructor(
+    readonly id: number,
+    private readonly shm: SharedMemory,
+    dp: DataplaneExports,
+  ) {
     const table = processPollTable();
     this.doorbell = table.allocDoorbell();
     this.area = shm.device.alloc(dp.instance_area_size(), 16, `worker ${id} instance area`);
@@ -42,7 +45,7 @@ export class ThreadWorker implements VhostWorker {
       doorbell: this.doorbell,
       port: port2,
     };
-    this.thread = new Worker(compiledModule(new URL("../worker/thread-main.ts", import.meta.url)), { workerData: init, transferList: [port2] });
+    this.thread = new Worker(compiledModule(new URL("./thread-main.ts", import.meta.url)), { workerData: init, transferList: [port2] });
     port1.on("message", (r: WorkerReply) => {
       const p = this.pending.get(r.seq);
       if (!p) return;

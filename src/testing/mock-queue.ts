@@ -1,5 +1,5 @@
 import { SplitRingView, isValidQueueSize, vringAvailSize, vringDescSize, vringUsedSize, VRING_DESC_SIZE } from "../virtio/ring.js";
-import type { GuestMemory } from "./guest-memory.js";
+import type { GuestMemory } from "../guest/guest-memory.js";
 
 /** A raw descriptor as a hostile guest may write it: any 64-bit address, any flags and next. */
 export interface RawDesc {
@@ -21,7 +21,10 @@ export class MockSplitQueue {
   readonly ring: SplitRingView;
   private availNext = 0;
 
-  constructor(readonly mem: GuestMemory, readonly num: number) {
+  constructor(
+    readonly mem: GuestMemory,
+    readonly num: number,
+  ) {
     if (!isValidQueueSize(num)) throw new RangeError(`queue size ${num}`);
     this.descAddr = mem.alloc(vringDescSize(num) + vringAvailSize(num) + 2 + vringUsedSize(num), 4096);
     this.availAddr = this.descAddr + vringDescSize(num);

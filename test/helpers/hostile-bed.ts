@@ -5,7 +5,7 @@ import { DeviceQueue } from "../../src/virtio/device-queue.js";
 import { SplitRingView, vringAvailSize, vringDescSize, vringUsedSize } from "../../src/virtio/ring.js";
 import { createDataplane, dataplaneTestModule, type DataplaneTestExports } from "../../src/wasm/dataplane.js";
 import { TargetRegistry } from "../../src/target/registry.js";
-import { processPollTable } from "../../src/eventfd.js";
+import { processPollTable } from "../../src/sys/eventfd.js";
 import { BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES, BS_OP_DISCARD, RingPort } from "../../src/backstore/ring.js";
 import { RamBackstore } from "../../src/backstore/backstore.js";
 

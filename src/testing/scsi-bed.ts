@@ -1,9 +1,9 @@
-import { RingTestbed } from "../src/testing/ring-testbed.js";
-import { MockSplitQueue } from "../src/guest/mock-queue.js";
-import { TargetRegistry } from "../src/target/registry.js";
-import type { DeviceQueue } from "../src/virtio/device-queue.js";
-import type { LunConfig } from "../src/target/tpg.js";
-import { VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from "../src/virtio/ring.js";
+import { RingTestbed } from "./ring-testbed.js";
+import { MockSplitQueue } from "./mock-queue.js";
+import { TargetRegistry } from "../target/registry.js";
+import type { DeviceQueue } from "../virtio/device-queue.js";
+import type { LunConfig } from "../target/tpg.js";
+import { VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from "../virtio/ring.js";
 
 /**
  * The data plane's SCSI request path without threads, for micro-benchmarks: one request queue
@@ -18,8 +18,17 @@ export class ScsiBench {
   readonly dev: number;
   private idx = 0;
 
-  constructor(readonly batch: number, dataBytes: number, cdb: (i: number) => Uint8Array, lun: LunConfig, opts: { write?: boolean } = {}) {
-    this.tb = new RingTestbed({ regions: [{ gpa: 0, size: Math.max(8 << 20, 4 * batch * (256 + dataBytes) + (1 << 20)) }], deviceBytes: (lun.backstore === "ram" ? lun.size : 0) + (4 << 20) });
+  constructor(
+    readonly batch: number,
+    dataBytes: number,
+    cdb: (i: number) => Uint8Array,
+    lun: LunConfig,
+    opts: { write?: boolean } = {},
+  ) {
+    this.tb = new RingTestbed({
+      regions: [{ gpa: 0, size: Math.max(8 << 20, 4 * batch * (256 + dataBytes) + (1 << 20)) }],
+      deviceBytes: (lun.backstore === "ram" ? lun.size : 0) + (4 << 20),
+    });
     const { tb } = this;
     const dp = tb.dp;
     const targets = new TargetRegistry(tb.shm, dp);

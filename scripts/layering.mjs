@@ -1,0 +1,43 @@
+// The folders of src/ are layers: a folder may import the folders below it, never one that
+// imports it back, directly or around a longer cycle. The files at the top of src/ are the
+// package's entry points, above everything. The build fails on a cycle and names the imports.
+import { readFileSync, readdirSync } from "node:fs";
+import { dirname, join, normalize } from "node:path";
+
+/** src/ folder -> folders it imports -> one import that does it ("file -> specifier"). */
+export function folderGraph(src) {
+  const edges = new Map();
+  for (const f of readdirSync(src, { recursive: true }).filter((f) => f.endsWith(".ts"))) {
+    if (!f.includes("/")) continue; // an entry point
+    const from = f.split("/")[0];
+    if (!edges.has(from)) edges.set(from, new Map());
+    for (const m of readFileSync(join(src, f), "utf8").matchAll(/(?:from|import)\s*\(?\s*"(\.{1,2}\/[^"]+)"/g)) {
+      const to = normalize(join(dirname(f), m[1])).split("/")[0];
+      if (to !== from && !edges.get(from).has(to)) edges.get(from).set(to, `src/${f} -> ${m[1]}`);
+    }
+  }
+  return edges;
+}
+
+/** Throws when the folders of `src` import each other in a cycle. */
+export function checkFolderLayering(src) {
+  const edges = folderGraph(src);
+  const state = new Map(); // 1: on the path, 2: done
+  const path = [];
+  const visit = (n) => {
+    state.set(n, 1);
+    path.push(n);
+    for (const m of edges.get(n)?.keys() ?? []) {
+      if (state.get(m) === 1) {
+        const cycle = [...path.slice(path.indexOf(m)), m];
+        const how = cycle.slice(0, -1).map((a, i) => edges.get(a).get(cycle[i + 1]));
+        throw new Error(`src/ folders import each other in a cycle: ${cycle.join(" -> ")}\n  ${how.join("\n  ")}`);
+      }
+      if (!state.has(m)) visit(m);
+    }
+    path.pop();
+    state.set(n, 2);
+  };
+  for (const n of edges.keys()) if (!state.has(n)) visit(n);
+  return edges;
+}
