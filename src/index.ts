@@ -16,6 +16,7 @@ export * from "./vhost/uapi.js";
 export { vhostRegionsOf, VHOST_MAX_MEM_REGIONS, type VhostMemoryRegion } from "./vhost/mem-table.js";
 export { EventFd, EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, type EventFdHandle } from "./sys/eventfd.js";
 export { LocalWorker, type LocalWorkerOptions } from "./worker/local-worker.js";
+export { POLL_IDLE, POLL_MORE, POLL_WAITING, type PollResult, type VringBinding, type VringKind } from "./worker/scsi-vrings.js";
 export type { VhostWorker } from "./worker/worker.js";
 
 // Errors: errno values as the kernel returns them, and what a queue error means.
@@ -85,3 +86,13 @@ export { VirtioScsiDriver, type ScsiCommand, type ScsiResult, type ScsiEvent, ty
 export { scanTarget, reportLunNumbers, commandRetryingUA, type ScannedDisk } from "./guest/scan.js";
 export * from "./guest/scsi-commands.js";
 export * from "./guest/sense.js";
+
+// Types the API above names (in property and parameter types), for reading and annotating.
+export type { PollTable } from "./sys/eventfd.js";
+export type { RangeAllocator, Allocation } from "./memory/range-allocator.js";
+export type { DataplaneExports, DataplaneInstance } from "./wasm/dataplane.js";
+export type { SplitRingView } from "./virtio/ring.js";
+export type { DeviceQueue, QueueErrorInfo, RingAddresses } from "./virtio/device-queue.js";
+export type { VringAttachment } from "./worker/worker.js";
+export type { WorkerServedBackstore } from "./backstore/service.js";
+export type { Pending } from "./guest/scsi-driver.js";

@@ -6,9 +6,9 @@ import type { PollTable } from "../sys/eventfd.js";
 import {
   BS_OP_READ,
   BS_OP_WRITE,
-  BS_OP_FLUSH,
-  BS_OP_WRITE_ZEROES,
-  BS_OP_DISCARD,
+  type BS_OP_FLUSH,
+  type BS_OP_WRITE_ZEROES,
+  type BS_OP_DISCARD,
   CTX_ABORTED,
   BS_F_FUA,
   BS_F_UNMAP,
@@ -34,7 +34,7 @@ import {
   IOVEC_ARRAY_ENTRIES,
   IOVEC_SIZE,
 } from "../wasm/abi.generated.js";
-export { BS_OP_READ, BS_OP_WRITE, BS_OP_FLUSH, BS_OP_WRITE_ZEROES, BS_OP_DISCARD };
+export { BS_OP_READ, BS_OP_WRITE, BS_OP_FLUSH, BS_OP_WRITE_ZEROES, BS_OP_DISCARD } from "../wasm/abi.generated.js";
 
 export type BackstoreOp = typeof BS_OP_READ | typeof BS_OP_WRITE | typeof BS_OP_FLUSH | typeof BS_OP_WRITE_ZEROES | typeof BS_OP_DISCARD;
 

@@ -188,6 +188,7 @@ export class VhostScsiDevice implements VirtioTransport {
         await this.start();
       } catch (e) {
         this.lastError = e as Error;
+        log("vhost-scsi device: starting the backend failed (%s): DEVICE_NEEDS_RESET", this.lastError.message);
         this.statusReg |= VIRTIO_CONFIG_S_NEEDS_RESET;
         await this.stop();
       }
@@ -337,6 +338,7 @@ export class VhostScsiDevice implements VirtioTransport {
       await this.vhost.SET_MEM_TABLE(vhostRegionsOf(regions));
     } catch (e) {
       this.lastError = e as Error;
+      log("vhost-scsi device: VHOST_SET_MEM_TABLE after a RAM change failed (%s): DEVICE_NEEDS_RESET", this.lastError.message);
       this.statusReg |= VIRTIO_CONFIG_S_NEEDS_RESET;
     }
   }

@@ -1,6 +1,6 @@
 // SCSI operation codes and status (SPC-5, SBC-4) and small CDB builders for the guest side.
-import { SAI_READ_CAPACITY_16, MI_REPORT_SUPPORTED_OPERATION_CODES } from "../wasm/abi.generated.js";
-export { SAI_READ_CAPACITY_16, MI_REPORT_SUPPORTED_OPERATION_CODES };
+import { SAI_READ_CAPACITY_16 } from "../wasm/abi.generated.js";
+export { SAI_READ_CAPACITY_16, MI_REPORT_SUPPORTED_OPERATION_CODES } from "../wasm/abi.generated.js";
 
 export const ScsiOp = {
   TEST_UNIT_READY: 0x00,

@@ -78,7 +78,7 @@ export interface VirtioScsiDriverOptions {
 }
 
 /** What a queue's token holds for a chain in flight: how to finish it. */
-interface Pending {
+export interface Pending {
   resolve: (r: { usedLen: number }) => void;
 }
 

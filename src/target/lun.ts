@@ -11,10 +11,7 @@ import {
   LUN_F_WCE,
   LUN_F_LBPRZ,
   UA_POWER_ON,
-  UA_NEXUS_LOSS,
-  UA_LUN_RESET,
   UA_CAPACITY_CHANGED,
-  UA_LUNS_CHANGED,
   BS_RAM,
   BS_NULL,
   BS_QUEUED,
@@ -25,7 +22,7 @@ import {
   IDENT_NAA,
   IDENT_TARGET,
 } from "../wasm/abi.generated.js";
-export { UA_POWER_ON, UA_NEXUS_LOSS, UA_LUN_RESET, UA_CAPACITY_CHANGED, UA_LUNS_CHANGED };
+export { UA_POWER_ON, UA_NEXUS_LOSS, UA_LUN_RESET, UA_CAPACITY_CHANGED, UA_LUNS_CHANGED } from "../wasm/abi.generated.js";
 
 /** Cells of a queued backstore's submission queue (requests of all queues waiting for it). */
 const SQ_ENTRIES = 1024;

@@ -3,7 +3,7 @@ import type { SharedMemory } from "../memory/shared-memory.js";
 import { Lun, UA_LUNS_CHANGED, type LunOptions } from "./lun.js";
 import { openBackstoreSync, type BackstoreConfig } from "../backstore/index.js";
 import { VHOST_SCSI_MAX_LUN, VHOST_SCSI_MAX_TARGET } from "../wasm/abi.generated.js";
-export { VHOST_SCSI_MAX_LUN, VHOST_SCSI_MAX_TARGET };
+export { VHOST_SCSI_MAX_LUN, VHOST_SCSI_MAX_TARGET } from "../wasm/abi.generated.js";
 
 /** A LUN's backstore (a registered type with its fields, or one opened already) and presentation. */
 export type LunConfig = LunOptions & BackstoreConfig;

@@ -3,7 +3,7 @@ import type { SharedMemory } from "../memory/shared-memory.js";
 import { VhostError } from "../sys/errors.js";
 import type { GuestRegion } from "../guest/guest-memory.js";
 import { VHOST_MAX_MEM_REGIONS } from "../wasm/abi.generated.js";
-export { VHOST_MAX_MEM_REGIONS };
+export { VHOST_MAX_MEM_REGIONS } from "../wasm/abi.generated.js";
 
 /** struct vhost_memory_region (include/uapi/linux/vhost_types.h). */
 export interface VhostMemoryRegion {

@@ -2,8 +2,7 @@ import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import { queueError, type QueueErrorName } from "./queue-error.js";
 import type { ErrnoCode } from "../sys/errors.js";
-import { VQ_FEAT_EVENT_IDX, VQ_FEAT_NOTIFY_ON_EMPTY } from "../wasm/abi.generated.js";
-export { VQ_FEAT_EVENT_IDX, VQ_FEAT_NOTIFY_ON_EMPTY };
+export { VQ_FEAT_EVENT_IDX, VQ_FEAT_NOTIFY_ON_EMPTY } from "../wasm/abi.generated.js";
 
 /** Where one ring lives: shared-memory offsets (the vhost "userspace addresses"). */
 export interface RingAddresses {

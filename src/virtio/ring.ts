@@ -1,7 +1,6 @@
 // Split virtqueue layout (VIRTIO 1.2, 2.7) with the names of include/uapi/linux/virtio_ring.h,
 // and a typed view of one ring in the shared memory, used by the guest driver and the mock driver.
-import { VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_DESC_F_INDIRECT, VRING_USED_F_NO_NOTIFY, VRING_AVAIL_F_NO_INTERRUPT } from "../wasm/abi.generated.js";
-export { VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_DESC_F_INDIRECT, VRING_USED_F_NO_NOTIFY, VRING_AVAIL_F_NO_INTERRUPT };
+export { VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_DESC_F_INDIRECT, VRING_USED_F_NO_NOTIFY, VRING_AVAIL_F_NO_INTERRUPT } from "../wasm/abi.generated.js";
 
 export const VIRTIO_F_NOTIFY_ON_EMPTY = 24;
 export const VIRTIO_F_ANY_LAYOUT = 27;

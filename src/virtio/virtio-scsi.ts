@@ -1,35 +1,5 @@
 // virtio-scsi constants and wire layouts, named as in include/uapi/linux/virtio_scsi.h.
-import {
-  VIRTIO_SCSI_CDB_SIZE,
-  VIRTIO_SCSI_SENSE_SIZE,
-  VIRTIO_SCSI_S_OK,
-  VIRTIO_SCSI_S_FUNCTION_COMPLETE,
-  VIRTIO_SCSI_S_OVERRUN,
-  VIRTIO_SCSI_S_ABORTED,
-  VIRTIO_SCSI_S_BAD_TARGET,
-  VIRTIO_SCSI_S_RESET,
-  VIRTIO_SCSI_S_BUSY,
-  VIRTIO_SCSI_S_TRANSPORT_FAILURE,
-  VIRTIO_SCSI_S_TARGET_FAILURE,
-  VIRTIO_SCSI_S_NEXUS_FAILURE,
-  VIRTIO_SCSI_S_FAILURE,
-  VIRTIO_SCSI_S_FUNCTION_SUCCEEDED,
-  VIRTIO_SCSI_S_FUNCTION_REJECTED,
-  VIRTIO_SCSI_S_INCORRECT_LUN,
-  VIRTIO_SCSI_T_TMF,
-  VIRTIO_SCSI_T_AN_QUERY,
-  VIRTIO_SCSI_T_AN_SUBSCRIBE,
-  VIRTIO_SCSI_T_TMF_ABORT_TASK,
-  VIRTIO_SCSI_T_TMF_ABORT_TASK_SET,
-  VIRTIO_SCSI_T_TMF_CLEAR_ACA,
-  VIRTIO_SCSI_T_TMF_CLEAR_TASK_SET,
-  VIRTIO_SCSI_T_TMF_I_T_NEXUS_RESET,
-  VIRTIO_SCSI_T_TMF_LOGICAL_UNIT_RESET,
-  VIRTIO_SCSI_T_TMF_QUERY_TASK,
-  VIRTIO_SCSI_T_TMF_QUERY_TASK_SET,
-  VIRTIO_SCSI_T_EVENTS_MISSED,
-  VIRTIO_SCSI_T_NO_EVENT,
-} from "../wasm/abi.generated.js";
+import * as abi from "../wasm/abi.generated.js";
 export {
   VIRTIO_SCSI_CDB_SIZE,
   VIRTIO_SCSI_SENSE_SIZE,
@@ -60,7 +30,7 @@ export {
   VIRTIO_SCSI_T_TMF_QUERY_TASK_SET,
   VIRTIO_SCSI_T_EVENTS_MISSED,
   VIRTIO_SCSI_T_NO_EVENT,
-};
+} from "../wasm/abi.generated.js";
 
 export const VIRTIO_ID_SCSI = 8;
 /** The config space's max_sectors this device offers (512-byte sectors per command, QEMU's default). */
@@ -73,21 +43,11 @@ export const VIRTIO_SCSI_F_CHANGE = 2;
 export const VIRTIO_SCSI_F_T10_PI = 3;
 
 /** Names of the response codes (FUNCTION_COMPLETE shares 0 with OK). */
-export const VIRTIO_SCSI_RESPONSE_NAMES: Record<number, string> = {
-  0: "VIRTIO_SCSI_S_OK",
-  1: "VIRTIO_SCSI_S_OVERRUN",
-  2: "VIRTIO_SCSI_S_ABORTED",
-  3: "VIRTIO_SCSI_S_BAD_TARGET",
-  4: "VIRTIO_SCSI_S_RESET",
-  5: "VIRTIO_SCSI_S_BUSY",
-  6: "VIRTIO_SCSI_S_TRANSPORT_FAILURE",
-  7: "VIRTIO_SCSI_S_TARGET_FAILURE",
-  8: "VIRTIO_SCSI_S_NEXUS_FAILURE",
-  9: "VIRTIO_SCSI_S_FAILURE",
-  10: "VIRTIO_SCSI_S_FUNCTION_SUCCEEDED",
-  11: "VIRTIO_SCSI_S_FUNCTION_REJECTED",
-  12: "VIRTIO_SCSI_S_INCORRECT_LUN",
-};
+export const VIRTIO_SCSI_RESPONSE_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(abi)
+    .filter(([name]) => name.startsWith("VIRTIO_SCSI_S_") && name !== "VIRTIO_SCSI_S_FUNCTION_COMPLETE")
+    .map(([name, code]) => [code, name]),
+);
 
 /** Events (VIRTIO 1.2, 5.6.6.3). */
 export const VIRTIO_SCSI_T_TRANSPORT_RESET = 1;

@@ -6,6 +6,7 @@ import { dataplaneModule, type DataplaneExports } from "../wasm/dataplane.js";
 import type { WorkerCommand, WorkerInit, WorkerReply } from "./thread-protocol.js";
 import { VhostError } from "../sys/errors.js";
 import { EventFd } from "../sys/eventfd.js";
+import { log } from "../sys/log.js";
 import type { VhostWorker, VringAttachment } from "./worker.js";
 import type { WorkerServedBackstore } from "../backstore/service.js";
 
@@ -62,6 +63,7 @@ export class ThreadWorker implements VhostWorker {
   private died(e: Error): void {
     if (this.failure) return;
     this.failure = e;
+    log("vhost worker %d died: %s; its vrings get an error signal", this.id, e.message);
     for (const a of this.attached.values()) if (a.err) EventFd.fromHandle(a.err).write(1n);
     for (const p of this.pending.values()) p.reject(new VhostError("EIO", `worker ${this.id} died: ${e.message}`));
     this.pending.clear();
