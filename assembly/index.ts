@@ -247,15 +247,32 @@ export const CQ_CELL_SIZE: u32 = <u32>CQE_SIZE;
 /** Where the entries of an iovec array ({ count u32, out u32, [base u32, len u32] * count }) start. */
 export const IOVEC_ARRAY_ENTRIES: u32 = offsetof<IoVecArray>();
 
-/** Bytes of a request context table with `capacity` contexts, of its completion queue, of its bounce buffer. */
-export function scsi_ctx_table_size(capacity: u32): usize { return ctx_table_size(capacity); }
-export function scsi_cq_size(entries: u32): usize { return cq_size(entries); }
-export function scsi_bounce_size(): u32 { return BOUNCE_SIZE; }
-/** Sets up a request queue's contexts (zeroed memory), its completion queue (entries >= capacity, a power of two) and bounce buffer. */
-export function scsi_ctx_table_init(table: usize, capacity: u32, cq: usize, entries: u32, bounce: usize): void {
-  memory.fill(table, 0, ctx_table_size(capacity));
+@inline function align16(n: usize): usize {
+  return (n + 15) & ~(<usize>15);
+}
+/** Cells of the completion queue of a table of `capacity` contexts: the next power of two. */
+@inline function req_cq_entries(capacity: u32): u32 {
+  return capacity <= 1 ? 1 : <u32>1 << (32 - clz(capacity - 1));
+}
+/**
+ * Bytes of a request queue's contexts area: the table of `capacity` contexts, its completion
+ * queue and a bounce buffer, each 16-aligned (scsi_req_area_init lays them out).
+ */
+export function scsi_req_area_size(capacity: u32): usize {
+  return align16(ctx_table_size(capacity)) + align16(cq_size(req_cq_entries(capacity))) + BOUNCE_SIZE;
+}
+/**
+ * Sets up a request queue's contexts area at `area` (scsi_req_area_size bytes, 16-aligned): the
+ * contexts numbered and free, an empty completion queue, the bounce buffer. Returns the
+ * completion queue's address.
+ */
+export function scsi_req_area_init(area: usize, capacity: u32): usize {
+  const cq = area + align16(ctx_table_size(capacity));
+  const entries = req_cq_entries(capacity);
+  memory.fill(area, 0, ctx_table_size(capacity));
   cq_init(changetype<IoCompletionQueue>(cq), entries);
-  ctx_table_init(changetype<IoCtxTable>(table), capacity, <u32>cq, <u32>bounce);
+  ctx_table_init(changetype<IoCtxTable>(area), capacity, <u32>cq, <u32>(cq + align16(cq_size(entries))));
+  return cq;
 }
 /** Names the worker doorbell a completion queue rings (the worker serving its request queue). */
 export function scsi_cq_set_doorbell(cq: usize, doorbell: u32): void {

@@ -390,13 +390,8 @@ export class VhostScsi {
     if (this.kindOf(index) === "req") {
       // Request contexts, their completion queue (a power of two at least as long) and a bounce buffer.
       const cap = Math.min(v.num, CONTEXTS_MAX);
-      const entries = 1 << Math.ceil(Math.log2(cap));
-      const align = (n: number) => (n + 15) & ~15;
-      const tableSize = align(dp.scsi_ctx_table_size(cap));
-      const cqSize = align(dp.scsi_cq_size(entries));
-      v.table = shm.device.alloc(tableSize + cqSize + dp.scsi_bounce_size(), 16, `vring ${index} request contexts`);
-      v.cq = v.table + tableSize;
-      dp.scsi_ctx_table_init(v.table, cap, v.cq, entries, v.cq + cqSize);
+      v.table = shm.device.alloc(dp.scsi_req_area_size(cap), 16, `vring ${index} request contexts`);
+      v.cq = dp.scsi_req_area_init(v.table, cap);
       dp.vq_set_private(q.ptr, v.table);
       dp.scsi_dev_set_ctx_table(this.dev, index - VHOST_SCSI_VQ_IO, v.table);
     }

@@ -131,11 +131,9 @@ export class HostileBed {
     this.devPi = device(true);
     guard();
     // The request queue's contexts, completion queue and bounce buffer; LUN 9's submission queue.
-    const tableSize = (this.dp.scsi_ctx_table_size(16) + 15) & ~15;
-    const cqSize = (this.dp.scsi_cq_size(16) + 15) & ~15;
-    const contexts = tableSize + cqSize + this.dp.scsi_bounce_size();
+    const contexts = this.dp.scsi_req_area_size(16);
     this.table = shm.device.alloc(contexts, 16);
-    this.dp.scsi_ctx_table_init(this.table, 16, this.table + tableSize, 16, this.table + tableSize + cqSize);
+    this.dp.scsi_req_area_init(this.table, 16);
     this.deviceWritable.push([this.table, this.table + contexts]);
     for (const d of [this.dev, this.devPi]) this.dp.scsi_dev_set_ctx_table(d, 0, this.table);
     this.queuedSq = shm.device.alloc(this.dp.scsi_sq_size(64), 16);
