@@ -4,9 +4,9 @@
 // over fio's 500 ms-style samples, iodepth_level and the latency_ns/us/ms distributions. What
 // fio has no key for (verify, the device side and the yardsticks) sits in sections of our own
 // (`verify` in a job, `device` at the top), which fio's tools ignore.
-import hdr, { type Histogram } from "hdr-histogram-js";
+import type { Histogram } from "hdr-histogram-js";
 import type { FioOptions } from "./options.js";
-import { windows, type JobResult } from "./job-result.js";
+import { latencies, latencyHistogram, mergedLatencies, perSecond, windows, type JobResult } from "./job-result.js";
 import { fioBins, recorded } from "./fio-buckets.js";
 
 /** The percentiles fio reports by default. */
@@ -37,34 +37,34 @@ function sampleStats(xs: number[]) {
   return { min: Math.min(...xs), max: Math.max(...xs), mean, dev, n: xs.length };
 }
 
-/** One direction of one job; `d` 0 reads, 1 writes; `groupBw` the whole run's bandwidth in that direction (bw_agg). */
-function direction(j: JobResult, d: 0 | 1, plus: boolean, groupBw: number) {
-  const r = d === 0 ? j.read : j.write;
-  const h = hdr.decodeFromCompressedBase64(r.histogram);
-  const s = j.elapsedMs / 1000;
-  // Per window: KiB/s and IOPS, as fio's bw and iops samples.
-  const bw: number[] = [];
-  const iops: number[] = [];
-  for (const w of windows(j)) {
-    bw.push(w.dir[d].bytes / 1024 / (w.ms / 1000));
-    iops.push(w.dir[d].ios / (w.ms / 1000));
-  }
-  const b = sampleStats(bw);
-  const i = sampleStats(iops);
-  const bwBytes = r.bytes / s;
+/** What one direction of one job did: I/Os, bytes, latencies, and per window (fio's samples) KiB/s and IOPS. */
+interface DirectionRun {
+  ios: number;
+  bytes: number;
+  lat: Histogram;
+  runtimeMs: number;
+  bwSamples: number[];
+  iopsSamples: number[];
+}
+
+/** One direction of one job in fio's shape; `groupBw` the whole run's bandwidth in that direction (bw_agg). */
+function direction(r: DirectionRun, plus: boolean, groupBw: number) {
+  const b = sampleStats(r.bwSamples);
+  const i = sampleStats(r.iopsSamples);
+  const bwBytes = r.runtimeMs > 0 ? perSecond(r.bytes, r.runtimeMs) : 0;
   return {
     io_bytes: r.bytes,
     io_kbytes: Math.round(r.bytes / 1024),
     bw_bytes: Math.round(bwBytes),
     bw: Math.round(bwBytes / 1024),
-    iops: r.ios / s,
-    runtime: Math.round(j.elapsedMs),
+    iops: r.runtimeMs > 0 ? perSecond(r.ios, r.runtimeMs) : 0,
+    runtime: Math.round(r.runtimeMs),
     total_ios: r.ios,
     short_ios: 0,
     drop_ios: 0,
     slat_ns: NONE,
-    clat_ns: clat(h, plus),
-    lat_ns: stats(h),
+    clat_ns: clat(r.lat, plus),
+    lat_ns: stats(r.lat),
     bw_min: Math.round(b.min),
     bw_max: Math.round(b.max),
     bw_agg: groupBw > 0 ? (bwBytes / groupBw) * 100 : 0,
@@ -79,34 +79,22 @@ function direction(j: JobResult, d: 0 | 1, plus: boolean, groupBw: number) {
   };
 }
 
-/** A direction this benchmark never issues (trim), in fio's shape. */
-function idle() {
+/** Direction `d` (0 reads, 1 writes) of job `j`. */
+function jobDirection(j: JobResult, d: 0 | 1): DirectionRun {
+  const r = d === 0 ? j.read : j.write;
+  const ws = [...windows(j)];
   return {
-    io_bytes: 0,
-    io_kbytes: 0,
-    bw_bytes: 0,
-    bw: 0,
-    iops: 0,
-    runtime: 0,
-    total_ios: 0,
-    short_ios: 0,
-    drop_ios: 0,
-    slat_ns: NONE,
-    clat_ns: NONE,
-    lat_ns: NONE,
-    bw_min: 0,
-    bw_max: 0,
-    bw_agg: 0,
-    bw_mean: 0,
-    bw_dev: 0,
-    bw_samples: 0,
-    iops_min: 0,
-    iops_max: 0,
-    iops_mean: 0,
-    iops_stddev: 0,
-    iops_samples: 0,
+    ios: r.ios,
+    bytes: r.bytes,
+    lat: latencies(r),
+    runtimeMs: j.elapsedMs,
+    bwSamples: ws.map((w) => perSecond(w.dir[d].bytes / 1024, w.ms)),
+    iopsSamples: ws.map((w) => perSecond(w.dir[d].ios, w.ms)),
   };
 }
+
+/** A direction this benchmark never issues (trim): nothing done, in fio's shape. */
+const IDLE: DirectionRun = { ios: 0, bytes: 0, lat: latencyHistogram(), runtimeMs: 0, bwSamples: [], iopsSamples: [] };
 
 /** fio's iodepth_level: the share of time at each depth level (this benchmark keeps its depth). */
 function iodepthLevel(depth: number): Record<string, number> {
@@ -147,7 +135,7 @@ function latencyShares(h: Histogram) {
 /** The whole document; `plus` adds json+'s bins; `extra` the sections of our own at the top. */
 export function fioJson(o: FioOptions, jobs: JobResult[], plus: boolean, extra: Record<string, unknown>): unknown {
   const now = Date.now();
-  const groupBw = [0, 1].map((d) => jobs.reduce((s, j) => s + (d === 0 ? j.read.bytes : j.write.bytes) / (j.elapsedMs / 1000), 0));
+  const groupBw = [0, 1].map((d) => jobs.reduce((s, j) => s + perSecond(d === 0 ? j.read.bytes : j.write.bytes, j.elapsedMs), 0));
   const jobOptions = {
     rw: o.rw,
     bs: String(o.bs),
@@ -165,8 +153,6 @@ export function fioJson(o: FioOptions, jobs: JobResult[], plus: boolean, extra: 
     time: new Date(now).toString(),
     "global options": jobOptions,
     jobs: jobs.map((j) => {
-      const all = hdr.build({ numberOfSignificantValueDigits: 3 });
-      for (const d of [j.read, j.write]) all.add(hdr.decodeFromCompressedBase64(d.histogram));
       return {
         jobname: "vhost-scsi",
         groupid: 0,
@@ -174,9 +160,9 @@ export function fioJson(o: FioOptions, jobs: JobResult[], plus: boolean, extra: 
         eta: 0,
         elapsed: Math.round(j.elapsedMs / 1000),
         "job options": { name: "vhost-scsi", ...jobOptions },
-        read: direction(j, 0, plus, groupBw[0]),
-        write: direction(j, 1, plus, groupBw[1]),
-        trim: idle(),
+        read: direction(jobDirection(j, 0), plus, groupBw[0]),
+        write: direction(jobDirection(j, 1), plus, groupBw[1]),
+        trim: direction(IDLE, plus, 0),
         sync: { total_ios: 0, lat_ns: NONE },
         job_runtime: Math.round(j.elapsedMs),
         usr_cpu: j.cpu ? (j.cpu.user / j.elapsedMs) * 100 : 0,
@@ -185,7 +171,7 @@ export function fioJson(o: FioOptions, jobs: JobResult[], plus: boolean, extra: 
         majf: 0,
         minf: 0,
         iodepth_level: iodepthLevel(o.iodepth),
-        ...latencyShares(all),
+        ...latencyShares(mergedLatencies([j.read, j.write])),
         latency_depth: o.iodepth,
         latency_target: 0,
         latency_percentile: 100,

@@ -3,20 +3,23 @@
 // file per job (NAME_iops.1.log, ...), a line per averaging window and data direction:
 // "msec, value, direction (0 read, 1 write), block size (0 for averaged samples), offset".
 import { writeFileSync } from "node:fs";
-import { windows, type JobResult, type WindowCounts } from "./job-result.js";
+import { perSecond, windows, type JobResult, type WindowCounts } from "./job-result.js";
 import type { FioOptions } from "./options.js";
 
 type Value = (c: WindowCounts, windowMs: number) => number;
 
+/** The window's mean latency (ns): total and completion latency are the same here. */
+const meanLatency: Value = (c) => (c.ios ? Math.round(c.latNs / c.ios) : 0);
+
 /** What one kind of log holds per window. */
-const KINDS: Record<string, Value> = {
-  iops: (c, ms) => Math.round((c.ios * 1000) / ms),
-  bw: (c, ms) => Math.round((c.bytes / 1024) * (1000 / ms)),
-  lat: (c) => (c.ios ? Math.round(c.latNs / c.ios) : 0),
-  clat: (c) => (c.ios ? Math.round(c.latNs / c.ios) : 0),
+const KINDS = {
+  iops: (c, ms) => Math.round(perSecond(c.ios, ms)),
+  bw: (c, ms) => Math.round(perSecond(c.bytes / 1024, ms)),
+  lat: meanLatency,
+  clat: meanLatency,
   // Submission latency is not measured apart: requests are on the ring the moment they are made.
   slat: () => 0,
-};
+} satisfies Record<string, Value>;
 
 /** One log's text for one job. */
 function fioLog(job: JobResult, kind: keyof typeof KINDS): string {
@@ -29,21 +32,17 @@ function fioLog(job: JobResult, kind: keyof typeof KINDS): string {
   return lines.length ? `${lines.join("\n")}\n` : "";
 }
 
-/** Writes the logs the options ask for; returns the files written. */
-export function writeFioLogs(o: FioOptions, jobs: JobResult[]): string[] {
-  const files: string[] = [];
+/** Writes the logs the options ask for. */
+export function writeFioLogs(o: FioOptions, jobs: JobResult[]): void {
   const write = (stem: string | undefined, kinds: (keyof typeof KINDS)[]) => {
     if (!stem) return;
     jobs.forEach((j, n) => {
       for (const kind of kinds) {
-        const file = `${stem}_${kind}.${n + 1}.log`;
-        writeFileSync(file, fioLog(j, kind));
-        files.push(file);
+        writeFileSync(`${stem}_${kind}.${n + 1}.log`, fioLog(j, kind));
       }
     });
   };
   write(o.iopsLog, ["iops"]);
   write(o.bwLog, ["bw"]);
   write(o.latLog, ["lat", "clat", "slat"]);
-  return files;
 }

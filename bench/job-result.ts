@@ -1,9 +1,14 @@
 // What a benchmark job thread reports back to the main thread when it finishes, and the
 // per-window timeline that the fio logs, fio's bw/iops statistics and the plot are drawn from.
+import hdr, { type Histogram } from "hdr-histogram-js";
+
+/** A latency histogram (ns) as every part of the benchmark keeps them: 3 significant digits. */
+export const latencyHistogram = (): Histogram => hdr.build({ numberOfSignificantValueDigits: 3 });
 
 interface DirResult {
   ios: number;
   bytes: number;
+  /** The latency histogram, compressed for the trip between threads (see latencies()). */
   histogram: string;
 }
 
@@ -52,3 +57,22 @@ export function* windows(job: JobResult): Generator<Window> {
     yield { endMs: t[k], ms, dir: [at(0), at(1)] };
   }
 }
+
+const decoded = new WeakMap<DirResult, Histogram>();
+
+/** One direction's latencies of one job, decoded once however many reports read them. */
+export function latencies(d: DirResult): Histogram {
+  let h = decoded.get(d);
+  if (!h) decoded.set(d, (h = hdr.decodeFromCompressedBase64(d.histogram)));
+  return h;
+}
+
+/** The latencies of several directions or jobs together (fio's group reporting). */
+export function mergedLatencies(ds: readonly DirResult[]): Histogram {
+  const h = latencyHistogram();
+  for (const d of ds) h.add(latencies(d));
+  return h;
+}
+
+/** Events per second from a count over `ms` milliseconds. */
+export const perSecond = (n: number, ms: number) => (n * 1000) / ms;

@@ -8,7 +8,7 @@ import { performance } from "node:perf_hooks";
 import hdr from "hdr-histogram-js";
 import { threadCpuMs } from "../src/worker/thread-cpu.js";
 import { AdaptivePoll } from "../src/worker/adaptive-poll.js";
-import { PHASE_FILL, PHASE_READBACK, PHASE_RUN, type GuestEngine, type JobInit } from "./guest-engine.js";
+import { PHASE_FILL, PHASE_READBACK, PHASE_RUN, type EngineCounts, type GuestEngine, type JobInit } from "./guest-engine.js";
 import { TsGuestEngine } from "./ts-engine.js";
 import { WasmGuestEngine } from "./wasm-engine.js";
 import { TIMELINE_STRIDE, type JobResult } from "./job-result.js";
@@ -26,7 +26,21 @@ const timeline: number[] = [];
 /** The timed run's start, and the counters at the last window's end. */
 let runStart = -1;
 let nextSample = Infinity;
-let last = { r: 0, rb: 0, rl: 0, w: 0, wb: 0, wl: 0 };
+let last = [0, 0, 0, 0, 0, 0];
+
+/** Closes the window that ends at `now`: a new one on the timeline, or with `merge` part of the last one. */
+function closeWindow(c: EngineCounts, now: number, merge: boolean): void {
+  const cur = [c.read.ios, c.read.bytes, c.read.latNs, c.write.ios, c.write.bytes, c.write.latNs];
+  const row = [now - runStart, ...cur.map((v, k) => v - last[k])];
+  last = cur;
+  if (!merge) {
+    timeline.push(...row);
+    return;
+  }
+  const at = timeline.length - TIMELINE_STRIDE;
+  timeline[at] = row[0];
+  for (let k = 1; k < TIMELINE_STRIDE; k++) timeline[at + k] += row[k];
+}
 
 /** Publishes the live counters the main thread's progress line reads, and closes a log window when one is due. */
 function flushStats(now = performance.now()): void {
@@ -36,9 +50,7 @@ function flushStats(now = performance.now()): void {
   stats[2] = c.write.ios;
   stats[3] = c.write.bytes;
   if (now < nextSample) return;
-  const cur = { r: c.read.ios, rb: c.read.bytes, rl: c.read.latNs, w: c.write.ios, wb: c.write.bytes, wl: c.write.latNs };
-  timeline.push(now - runStart, cur.r - last.r, cur.rb - last.rb, cur.rl - last.rl, cur.w - last.w, cur.wb - last.wb, cur.wl - last.wl);
-  last = cur;
+  closeWindow(c, now, false);
   nextSample += sampleMs;
 }
 
@@ -91,7 +103,7 @@ const t0 = performance.now();
 const cpu0 = threadCpuMs();
 const limitBytes = o.runtimeMs > 0 ? Infinity : init.regionBytes;
 runStart = t0;
-if (sampleMs > 0) nextSample = t0 + sampleMs;
+nextSample = t0 + sampleMs;
 engine.begin(PHASE_RUN, t0);
 let stopping = false;
 runLoop(() => {
@@ -106,17 +118,9 @@ runLoop(() => {
 });
 const elapsedMs = performance.now() - t0;
 // The last, partial window; one shorter than half a window (the drain at the end) joins the one before.
-if (sampleMs > 0) {
-  nextSample = -Infinity;
-  flushStats(t0 + elapsedMs);
-  nextSample = Infinity;
-  const n = timeline.length;
-  if (n >= 2 * TIMELINE_STRIDE && timeline[n - TIMELINE_STRIDE] - timeline[n - 2 * TIMELINE_STRIDE] < sampleMs / 2) {
-    const tail = timeline.splice(n - TIMELINE_STRIDE);
-    timeline[n - 2 * TIMELINE_STRIDE] = tail[0];
-    for (let k = 1; k < TIMELINE_STRIDE; k++) timeline[n - 2 * TIMELINE_STRIDE + k] += tail[k];
-  }
-}
+const lastEnd = timeline.length ? timeline[timeline.length - TIMELINE_STRIDE] : -Infinity;
+closeWindow(engine.counts(), t0 + elapsedMs, elapsedMs - lastEnd < sampleMs / 2);
+nextSample = Infinity;
 
 // --verify after writes: read back every block written and check it.
 if (o.verify && !allReads) {

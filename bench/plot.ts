@@ -1,8 +1,8 @@
 // --plot=FILE.svg: the run as a picture, in plain SVG (no tool, no browser needed to make it):
 // IOPS over time per job (from the --log_avg_msec windows) beside the latency percentile curve,
 // read and write, on a "nines" scale (50 %, 90 %, 99 %, 99.9 %, ...) with latency on a log axis.
-import hdr, { type Histogram } from "hdr-histogram-js";
-import { windows, type JobResult } from "./job-result.js";
+import type { Histogram } from "hdr-histogram-js";
+import { mergedLatencies, perSecond, windows, type JobResult } from "./job-result.js";
 import type { FioOptions } from "./options.js";
 
 const W = 1000;
@@ -40,7 +40,7 @@ const polyline = (pts: [number, number][], color: string) =>
 function iopsPanel(jobs: JobResult[]): string {
   const x0 = LEFT[0];
   const { w, h, top } = PANEL;
-  const series = jobs.map((j) => [...windows(j)].map((w): [number, number] => [w.endMs / 1000, ((w.dir[0].ios + w.dir[1].ios) * 1000) / w.ms]));
+  const series = jobs.map((j) => [...windows(j)].map((w): [number, number] => [w.endMs / 1000, perSecond(w.dir[0].ios + w.dir[1].ios, w.ms)]));
   const tMax = Math.max(1e-3, ...series.flatMap((s) => s.map((p) => p[0])));
   const peak = Math.max(1, ...series.flatMap((s) => s.map((p) => p[1]))) * 1.05;
   const yStep = niceStep(peak, 5);
@@ -72,11 +72,7 @@ function iopsPanel(jobs: JobResult[]): string {
 function latencyPanel(jobs: JobResult[]): string {
   const x0 = LEFT[1];
   const { w, h, top } = PANEL;
-  const dirs: [string, Histogram][] = (["read", "write"] as const).map((d) => {
-    const hh = hdr.build({ numberOfSignificantValueDigits: 3 });
-    for (const j of jobs) hh.add(hdr.decodeFromCompressedBase64(j[d].histogram));
-    return [d, hh];
-  });
+  const dirs: [string, Histogram][] = (["read", "write"] as const).map((d) => [d, mergedLatencies(jobs.map((j) => j[d]))]);
   const nines = 5; // up to 99.999 %
   const px = (p: number) => x0 + (Math.log10(1 / (1 - p / 100)) / nines) * w;
   const live = dirs.filter(([, hh]) => hh.totalCount > 0);

@@ -1,9 +1,9 @@
-import hdr from "hdr-histogram-js";
+import type { Histogram } from "hdr-histogram-js";
 import { availableParallelism } from "node:os";
 import type { FioOptions } from "./options.js";
 import type { Reference } from "./backstore-reference.js";
 import { NATIVE_DISK_BYTES, type NativeReference } from "./native-reference.js";
-import type { JobResult } from "./job-result.js";
+import { mergedLatencies, perSecond, type JobResult } from "./job-result.js";
 import { fioJson } from "./fio-json.js";
 
 interface Summary {
@@ -13,21 +13,15 @@ interface Summary {
   iops: number;
   bw: number;
   /** Latencies (ns). */
-  lat: hdr.Histogram;
+  lat: Histogram;
 }
 
 /** One direction summed over the jobs (fio's group reporting). */
 function summarize(jobs: JobResult[], dir: "read" | "write"): Summary {
-  const h = hdr.build({ numberOfSignificantValueDigits: 3 });
-  let ios = 0;
-  let bytes = 0;
-  for (const j of jobs) {
-    ios += j[dir].ios;
-    bytes += j[dir].bytes;
-    h.add(hdr.decodeFromCompressedBase64(j[dir].histogram));
-  }
+  const ios = jobs.reduce((s, j) => s + j[dir].ios, 0);
+  const bytes = jobs.reduce((s, j) => s + j[dir].bytes, 0);
   const runtimeMs = Math.max(...jobs.map((j) => j.elapsedMs));
-  return { ios, bytes, runtimeMs, iops: ios / (runtimeMs / 1000), bw: bytes / (runtimeMs / 1000), lat: h };
+  return { ios, bytes, runtimeMs, iops: perSecond(ios, runtimeMs), bw: perSecond(bytes, runtimeMs), lat: mergedLatencies(jobs.map((j) => j[dir])) };
 }
 
 const units = (n: number, base: number, names: string[]) => {
@@ -102,8 +96,11 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
         ` polling backs off to sleeping; expect a fraction of a configuration that fits (e.g. --queues ${o.queues} --workers 1 --numjobs 1)`,
     );
   }
+  const sums = { read: summarize(jobs, "read"), write: summarize(jobs, "write") };
+  const iops = sums.read.iops + sums.write.iops;
+  const bw = sums.read.bw + sums.write.bw;
   for (const d of ["read", "write"] as const) {
-    const s = summarize(jobs, d);
+    const s = sums[d];
     if (s.ios === 0) continue;
     lines.push(
       `  ${d}: IOPS=${fmtIops(s.iops)}, BW=${fmtBw(s.bw)} (${(s.bw / 1e6).toFixed(1)}MB/s)(${units(s.bytes, 1024, ["B", "KiB", "MiB", "GiB"])}/${Math.round(s.runtimeMs)}msec)`,
@@ -118,7 +115,7 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
   if (o.verify) {
     lines.push(`  verify: ${jobs.reduce((s, j) => s + j.verifiedBlocks, 0)} blocks checked, ${jobs.reduce((s, j) => s + j.verifyMismatches, 0)} mismatches`);
   }
-  const runtimeS = Math.max(...jobs.map((j) => j.elapsedMs)) / 1000;
+  const runtimeS = sums.read.runtimeMs / 1000;
   for (const w of dev.workers) {
     lines.push(
       `  vhost worker ${w.id}: cpu usr=${(w.user / 1000).toFixed(2)}s sys=${(w.system / 1000).toFixed(2)}s (${(((w.user + w.system) / 1000 / runtimeS) * 100).toFixed(0)}% of the run, busy-polling included), serving requests ${((w.busy / 1000 / runtimeS) * 100).toFixed(0)}%`,
@@ -127,9 +124,7 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
   const busyS = dev.workers.reduce((s, w) => s + w.busy, 0) / 1000;
   const allIos = jobs.reduce((s, j) => s + j.read.ios + j.write.ios, 0);
   if (busyS > 0) lines.push(`  device throughput per busy core: ${fmtIops(allIos / busyS)} IOPS`);
-  const bw = summarize(jobs, "read").bw + summarize(jobs, "write").bw;
   if (dev.native) {
-    const iops = summarize(jobs, "read").iops + summarize(jobs, "write").iops;
     const n = dev.native;
     const disk = o.size === NATIVE_DISK_BYTES ? "" : `; its disk is ${fmtBytes(NATIVE_DISK_BYTES)}, this run addressed ${fmtBytes(o.size)}`;
     if (n.missing) lines.push(`  C reference (bench/perf-ref/vring_ref.c): not run: ${n.missing}`);
@@ -143,7 +138,6 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
       );
   }
   if (dev.references.length) {
-    const iops = summarize(jobs, "read").iops + summarize(jobs, "write").iops;
     lines.push(`  backstore reference (same ${o.backstore.backstore === "file" ? "file" : "export"}, same run):`);
     for (const r of dev.references) {
       lines.push(

@@ -1,6 +1,7 @@
 // The TypeScript load engine: the library's PolledScsiQueue (the guest driver's polled request
 // queue) with the job's block choice, checks, verify stamps and HDR histograms in TypeScript.
-import hdr, { type Histogram } from "hdr-histogram-js";
+import type { Histogram } from "hdr-histogram-js";
+import { latencyHistogram } from "./job-result.js";
 import { PolledScsiQueue } from "../src/guest/polled-queue.js";
 import { PHASE_FILL, PHASE_READBACK, PHASE_RUN, type EngineCounts, type GuestEngine, type JobInit, type Phase } from "./guest-engine.js";
 import { matches, stamp } from "./verify-stamp.js";
@@ -22,7 +23,7 @@ export class TsGuestEngine implements GuestEngine {
   private readonly slotBlock: Int32Array[];
   private readonly slotRead: Uint8Array[];
   private readonly slotStart: Float64Array[];
-  private readonly hist: [Histogram, Histogram] = [hdr.build({ numberOfSignificantValueDigits: 3 }), hdr.build({ numberOfSignificantValueDigits: 3 })];
+  private readonly hist: [Histogram, Histogram] = [latencyHistogram(), latencyHistogram()];
   private readonly c: EngineCounts = {
     read: { ios: 0, bytes: 0, latNs: 0 },
     write: { ios: 0, bytes: 0, latNs: 0 },

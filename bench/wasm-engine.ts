@@ -3,7 +3,8 @@
 // pass; kicks go out on the queues' eventfds here, and the latency buckets become HDR
 // histograms at the end.
 import { readFileSync } from "node:fs";
-import hdr, { type Histogram } from "hdr-histogram-js";
+import type { Histogram } from "hdr-histogram-js";
+import { latencyHistogram } from "./job-result.js";
 import { EventFd } from "../src/sys/eventfd.js";
 import { polledSlotSize } from "../src/guest/polled-queue.js";
 import type { EngineCounts, GuestEngine, JobInit, Phase } from "./guest-engine.js";
@@ -191,7 +192,7 @@ export class WasmGuestEngine implements GuestEngine {
     const n = this.e.engine_hist_buckets();
     const counts = new Uint32Array(this.buffer, this.hist, 2 * n);
     return [0, 1].map((d) => {
-      const h = hdr.build({ numberOfSignificantValueDigits: 3 });
+      const h = latencyHistogram();
       for (let b = 0; b < n; b++) {
         const k = counts[d * n + b];
         if (k) h.recordValueWithCount(Math.max(1, Math.round(this.e.engine_bucket_value(b))), k);
