@@ -84,7 +84,7 @@ const asFiles = (dir) =>
     .map((f) => `${dir}/${f}`);
 const dataplane = generateAbi({
   root,
-  sourceFiles: [...asFiles("assembly"), ...asFiles("assembly/scsi")].filter((f) => f !== "assembly/testing.ts"),
+  sourceFiles: [...asFiles("assembly"), ...asFiles("assembly/scsi")],
   wasm: module("dataplane"),
   interfaces: [
     {
@@ -92,19 +92,10 @@ const dataplane = generateAbi({
       iface: "DataplaneExports",
       doc: "The data plane's exports (assembly/index.ts) as a raw instance gives them: u32 results arrive as i32, u64 as bigint.",
     },
-  ],
-});
-const base = new Set(dataplane.exported);
-const testing = generateAbi({
-  root,
-  sourceFiles: ["assembly/testing.ts"],
-  wasm: module("dataplane-testing"),
-  interfaces: [
     {
       dts: read("dataplane-testing"),
       iface: "DataplaneTestExports",
       extendsIface: "DataplaneExports",
-      exclude: base,
       doc: "The test build's exports (assembly/testing.ts): the data plane's and the test devices'.",
     },
   ],
@@ -119,7 +110,7 @@ const write = (file, text) => {
   const path = join(root, file);
   if (!existsSync(path) || readFileSync(path, "utf8") !== text) writeFileSync(path, text);
 };
-write("src/wasm/abi.generated.ts", dataplane.text + testing.text.replace(/^(\/\/.*\n)+\n?/, "\n"));
+write("src/wasm/abi.generated.ts", dataplane.text);
 write("bench/engine-abi.generated.ts", engine.text);
 checkNoHandCopies(root, [...dataplane.names, ...engine.names], ["src", "bench"], ["src/wasm/", "bench/engine-abi.generated.ts"]);
 
