@@ -28,6 +28,9 @@ const inTmp = async (body: (dir: string) => Promise<void>) => {
   }
 };
 
+/** The options that write all three of fio's logs under one name stem. */
+const allLogs = (stem: string) => [`--write_iops_log=${stem}`, `--write_bw_log=${stem}`, `--write_lat_log=${stem}`];
+
 /** The JSON document that follows the text report in a `--output-format=normal,...` run. */
 const jsonAfterText = (stdout: string) => JSON.parse(stdout.slice(stdout.indexOf("\n{") + 1));
 
@@ -127,9 +130,7 @@ describe("fio's log files", () => {
         "--queues=2",
         "--numjobs=2",
         "--busy-poll=0",
-        `--write_iops_log=${stem}`,
-        `--write_bw_log=${stem}`,
-        `--write_lat_log=${stem}`,
+        ...allLogs(stem),
         "--log_avg_msec=100",
       );
       expect(r.code).toBe(0);
@@ -194,14 +195,7 @@ describe("fio's log files", () => {
   it.skipIf(!has("fio_generate_plots") || !GNUPLOT)("fio_generate_plots draws the logs", () =>
     inTmp(async (dir) => {
       const stem = join(dir, "run");
-      const r = await runBench(
-        "--rw=randrw",
-        "--runtime=500ms",
-        `--write_iops_log=${stem}`,
-        `--write_bw_log=${stem}`,
-        `--write_lat_log=${stem}`,
-        "--log_avg_msec=100",
-      );
+      const r = await runBench("--rw=randrw", "--runtime=500ms", ...allLogs(stem), "--log_avg_msec=100");
       expect(r.code).toBe(0);
       const t = spawnSync("fio_generate_plots", ["vhost"], { cwd: dir, encoding: "utf8" });
       expect(t.status).toBe(0);
