@@ -1,7 +1,7 @@
 // Scatter-gather lists over shared memory: the iovec array a chain translates to, and a
 // byte cursor over a run of it (the analogue of the kernel's iov_iter). The SCSI layer sees
 // only cursors, never descriptors.
-import { copy_bytes, fill_bytes } from "./bytes";
+import { copy_bytes, fill_bytes, update_bytes } from "./bytes";
 
 /** One iovec: an offset in the shared memory and a length. */
 export const IOVEC_SIZE: usize = 8;
@@ -41,6 +41,7 @@ export function iovec_array_size(n: u32): usize {
 const MOVE_READ: u32 = 0;
 const MOVE_WRITE: u32 = 1;
 const MOVE_FILL: u32 = 2;
+const MOVE_UPDATE: u32 = 3;
 
 /** A cursor over iovecs [idx, end) of an IoVecArray, `off` bytes into iovec idx. */
 @unmanaged export class IovIter {
@@ -59,7 +60,8 @@ const MOVE_FILL: u32 = 2;
 
   /**
    * Moves up to len bytes between the cursor and device memory: mode READ copies guest to mem,
-   * WRITE copies mem to guest, FILL stores the byte value `mem` into the guest buffers.
+   * WRITE copies mem to guest, UPDATE does too but stores only what differs, FILL stores the
+   * byte value `mem` into the guest buffers.
    */
   private move(mem: usize, len: u32, mode: u32): u32 {
     const iov = this.iov;
@@ -70,6 +72,7 @@ const MOVE_FILL: u32 = 2;
       const at = <usize>iov.base(this.idx) + this.off;
       if (mode == MOVE_READ) copy_bytes(mem + done, at, n);
       else if (mode == MOVE_WRITE) copy_bytes(at, mem + done, n);
+      else if (mode == MOVE_UPDATE) update_bytes(at, mem + done, n);
       else fill_bytes(at, <u8>mem, n);
       done += n;
       if (n == seg) {
@@ -90,6 +93,11 @@ const MOVE_FILL: u32 = 2;
   /** Copies up to len bytes from device memory at src into the guest buffers. */
   @inline write(src: usize, len: u32): u32 {
     return this.move(src, len, MOVE_WRITE);
+  }
+
+  /** As write(), leaving guest bytes that already hold the value unwritten (update_bytes). */
+  @inline update(src: usize, len: u32): u32 {
+    return this.move(src, len, MOVE_UPDATE);
   }
 
   /** Fills up to len bytes of the guest buffers with byte b. */

@@ -42,7 +42,7 @@ export function write_response(c: ScsiCmd, resp: IovIter): u32 {
   store<u32>(r, resid > 0xffffffff ? 0xffffffff : <u32>resid, 4);
   store<u8>(r, <u8>c.status, 10);
   store<u8>(r, <u8>c.response, 11);
-  resp.write(r, K.CMD_RESP_SIZE);
+  resp.update(r, K.CMD_RESP_SIZE);
   return K.CMD_RESP_SIZE + (c.dir == DIR_FROM_DEVICE ? <u32>c.done : 0);
 }
 

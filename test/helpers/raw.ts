@@ -3,9 +3,16 @@ import type { GuestVirtqueue } from "../../src/guest/virtqueue.js";
 
 /**
  * Puts a hand-made chain on a queue of the testbed's driver (any header bytes, any split) and
- * resolves with the used length and the writable buffers' contents.
+ * resolves with the used length and the writable buffers' contents. Writable buffers start out
+ * as `inFill[i]` where given, else 0xee bytes.
  */
-export async function rawChain(bed: Testbed, queueIndex: number, out: Uint8Array[], inLens: number[]): Promise<{ usedLen: number; ins: Uint8Array[] }> {
+export async function rawChain(
+  bed: Testbed,
+  queueIndex: number,
+  out: Uint8Array[],
+  inLens: number[],
+  inFill: Uint8Array[] = [],
+): Promise<{ usedLen: number; ins: Uint8Array[] }> {
   const d = bed.driver;
   const q = (queueIndex === 0 ? d.control : d.requests[queueIndex - 2]) as unknown as GuestVirtqueue<{ resolve: (r: { usedLen: number }) => void }>;
   const mem = bed.mem;
@@ -14,9 +21,10 @@ export async function rawChain(bed: Testbed, queueIndex: number, out: Uint8Array
     mem.bytes(addr, b.length).set(b);
     return { addr, len: b.length };
   });
-  const inBufs = inLens.map((len) => {
+  const inBufs = inLens.map((len, i) => {
     const addr = mem.alloc(Math.max(len, 1), 16);
-    mem.bytes(addr, len).fill(0xee);
+    if (inFill[i]) mem.bytes(addr, len).set(inFill[i].subarray(0, len));
+    else mem.bytes(addr, len).fill(0xee);
     return { addr, len };
   });
   const { usedLen } = await new Promise<{ usedLen: number }>((resolve) => {

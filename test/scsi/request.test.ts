@@ -56,6 +56,25 @@ describe("virtio-scsi request queue (VIRTIO 1.2, 5.6.6.1)", () => {
     expect(Buffer.from(r.dataIn).equals(Buffer.from(data))).toBe(true);
   });
 
+  it("leaves the buffer holding the whole response, whatever it held before", async () => {
+    // The device stores only the words of the response that differ from what the buffer holds
+    // (update_bytes): an older CHECK CONDITION with sense, the same GOOD response, or garbage,
+    // in one buffer or cut into pieces, must all end up as this GOOD response (all zero).
+    const stale = new Uint8Array(108);
+    new DataView(stale.buffer).setUint32(0, 18, true);
+    stale.set([0, 0, 2, 0], 8);
+    stale.fill(0x70, 12, 30);
+    stale[107] = 1;
+    for (const held of [stale, new Uint8Array(108), new Uint8Array(108).fill(0xee)]) {
+      for (const lens of [[108], [5, 50, 53]]) {
+        const pieces = lens.map((_, i) => held.subarray(lens.slice(0, i).reduce((a, b) => a + b, 0)));
+        const r = await rawChain(bed, 2, [cmdReq(lun0, testUnitReady())], lens, pieces);
+        expect(r.usedLen).toBe(108);
+        expect(Buffer.concat(r.ins)).toEqual(Buffer.alloc(108));
+      }
+    }
+  });
+
   it("leaves the guest's bytes past the response untouched when there is no data", async () => {
     const r = await rawChain(bed, 2, [cmdReq(lun0, testUnitReady())], [108, 64]);
     // TEST UNIT READY moves no data: 64 writable bytes of data-in are reported as residual.
