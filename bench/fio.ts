@@ -61,7 +61,6 @@ export async function runFio(
   try {
     await commandRetryingUA(bed.driver, { lun: 0, cdb: testUnitReady() });
     const vhost = bed.device.vhost;
-    const notifiers = bed.device.notifiers();
     for (let q = 0; q < o.queues; q++) await vhost.SET_VRING_BUSYLOOP_TIMEOUT({ index: 2 + q, num: o.busyPollUs });
     const stats = new SharedArrayBuffer(o.numjobs * 4 * 8);
     const control = new SharedArrayBuffer(8);
@@ -74,6 +73,7 @@ export async function runFio(
         queues: qs.map((q, k) => {
           const r = bed.driver.releaseQueue(q);
           const depth = depthOf(j, k);
+          const notifiers = bed.device.handOverNotifiers(2 + q);
           const bufferGpa = bed.mem.alloc(depth * polledSlotSize(o.bs), 4096);
           return {
             ring: {
@@ -84,8 +84,8 @@ export async function runFio(
               availIdx: r.availIdx,
               usedIdx: r.usedIdx,
               eventIdx: r.eventIdx,
-              kick: notifiers[2 + q].kick,
-              call: notifiers[2 + q].call,
+              kick: notifiers.kick,
+              call: notifiers.call,
             },
             depth,
             bufferGpa,

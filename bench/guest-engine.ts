@@ -4,6 +4,7 @@
 import type { Histogram } from "hdr-histogram-js";
 import type { ReleasedQueue } from "../src/guest/polled-queue.js";
 import type { FioOptions } from "./options.js";
+import type { Armable } from "./interrupts.js";
 
 /** What the main thread gives a job. */
 export interface JobInit {
@@ -45,7 +46,7 @@ export interface EngineCounts {
   kicks: number;
 }
 
-export interface GuestEngine {
+export interface GuestEngine extends Armable {
   /** Starts a phase at time `now` (ms) with a request in every slot, published and kicked. */
   begin(phase: Phase, now: number): void;
   /** Reaps every queue (a new request per completion unless stopping, or the phase is done), publishes, kicks; returns how many came back. */
@@ -53,8 +54,6 @@ export interface GuestEngine {
   /** No new requests; those in flight still come back. */
   stop(): void;
   readonly outstanding: number;
-  /** Sleeps on the first queue's interrupt for up to `ms` unless a completion is there already. */
-  wait(ms: number): void;
   counts(): EngineCounts;
   /** Latencies of the timed run in ns: reads, writes. */
   histograms(): [Histogram, Histogram];

@@ -8,6 +8,7 @@ import { performance } from "node:perf_hooks";
 import hdr from "hdr-histogram-js";
 import { threadCpuMs } from "../src/worker/thread-cpu.js";
 import { AdaptivePoll } from "../src/worker/adaptive-poll.js";
+import { JobInterrupts } from "./interrupts.js";
 import { PHASE_FILL, PHASE_READBACK, PHASE_RUN, type EngineCounts, type GuestEngine, type JobInit } from "./guest-engine.js";
 import { TsGuestEngine } from "./ts-engine.js";
 import { WasmGuestEngine } from "./wasm-engine.js";
@@ -56,6 +57,8 @@ function flushStats(now = performance.now()): void {
 
 /** How long this job polls with nothing reaped before sleeping on the interrupt (adapted within --guest-poll). */
 const poll = new AdaptivePoll(o.guestPollUs);
+/** Any of the job's queues interrupting wakes it. */
+const interrupts = new JobInterrupts(init.queues.map((q) => q.ring.call));
 
 /**
  * Passes until `done()` says so (asked every 256 passes and whenever a pass finds nothing):
@@ -81,7 +84,7 @@ function runLoop(done: () => boolean): void {
     const t = performance.now();
     if (idleSince < 0) idleSince = t;
     if (t - idleSince < poll.windowUs / 1000) continue;
-    engine.wait(1);
+    interrupts.sleep(engine, 1);
     poll.waited((performance.now() - idleSince) * 1000, true, o.guestPollUs);
     idleSince = -1;
   }
@@ -129,6 +132,7 @@ if (o.verify && !allReads) {
 }
 
 flushStats();
+interrupts.close();
 const cpu1 = threadCpuMs();
 const c = engine.counts();
 const [hr, hw] = engine.histograms();

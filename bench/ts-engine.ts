@@ -169,8 +169,14 @@ export class TsGuestEngine implements GuestEngine {
     return n;
   }
 
-  wait(ms: number): void {
-    this.queues[0].wait(ms);
+  arm(): boolean {
+    let ready = false;
+    for (const q of this.queues) ready = q.arm() || ready;
+    return ready;
+  }
+
+  disarm(): void {
+    for (const q of this.queues) q.disarm();
   }
 
   counts(): EngineCounts {

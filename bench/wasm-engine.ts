@@ -73,7 +73,6 @@ export class WasmGuestEngine implements GuestEngine {
   private readonly e: EngineExports;
   private readonly st: number;
   private readonly kick: EventFd[];
-  private readonly call: EventFd;
   private readonly hist: number;
   private readonly buffer: SharedArrayBuffer;
   private kicks = 0;
@@ -138,7 +137,6 @@ export class WasmGuestEngine implements GuestEngine {
     // The main thread laid the slots' guest RAM out with polledSlotSize(): the engine must agree.
     if (e.engine_slot_ram(o.bs) !== polledSlotSize(o.bs)) throw new Error("guest-engine.wasm and polledSlotSize() disagree on a slot's size");
     this.kick = init.queues.map((q) => EventFd.fromHandle(q.ring.kick));
-    this.call = EventFd.fromHandle(init.queues[0].ring.call);
   }
 
   private kickQueues(mask: number): void {
@@ -169,11 +167,14 @@ export class WasmGuestEngine implements GuestEngine {
     return this.e.engine_outstanding(this.st);
   }
 
-  wait(ms: number): void {
-    const seq = this.call.seq;
-    if (!this.e.engine_arm(this.st, 0)) this.call.waitChange(seq, ms);
-    this.call.tryRead();
-    this.e.engine_disarm(this.st, 0);
+  arm(): boolean {
+    let ready = false;
+    for (let qi = 0; qi < this.kick.length; qi++) ready = this.e.engine_arm(this.st, qi) !== 0 || ready;
+    return ready;
+  }
+
+  disarm(): void {
+    for (let qi = 0; qi < this.kick.length; qi++) this.e.engine_disarm(this.st, qi);
   }
 
   counts(): EngineCounts {

@@ -90,6 +90,8 @@ export class VhostScsiDevice implements VirtioTransport {
   private started = false;
   private interrupt: (index: number) => void = () => {};
   private readonly callWatchers = new Set<number>();
+  /** Queues whose interrupts a guest elsewhere takes itself (handOverNotifiers). */
+  private readonly handedOver = new Set<number>();
   private stopListening: (() => void) | undefined;
   private readonly errorHandlers = new Set<(e: QueueErrorEvent) => void>();
   private errWatching = false;
@@ -238,7 +240,20 @@ export class VhostScsiDevice implements VirtioTransport {
   /** Delivers the queues' interrupts to handler (wiring the guest notifiers on first use). */
   onInterrupt(handler: (index: number) => void): void {
     this.interrupt = handler;
-    for (let i = 0; i < this.queues.length; i++) if (!this.callWatchers.has(i)) this.watchCall(i);
+    for (let i = 0; i < this.queues.length; i++) if (!this.callWatchers.has(i) && !this.handedOver.has(i)) this.watchCall(i);
+  }
+
+  /**
+   * Hands queue index's notifiers to a guest that kicks it and takes its interrupts itself in
+   * another thread (a polled I/O engine): the device model stops reading the call eventfd, as
+   * QEMU stops its own handler once a guest notifier is an irqfd. Otherwise every signal would
+   * also wake this thread.
+   */
+  handOverNotifiers(index: number): { kick: EventFdHandle; call: EventFdHandle } {
+    if (index < 0 || index >= this.queues.length) throw new RangeError(`queue ${index}`);
+    this.handedOver.add(index);
+    this.callWatchers.delete(index);
+    return this.notifiers()[index];
   }
 
   /**

@@ -198,9 +198,22 @@ export class PolledScsiQueue {
    */
   wait(timeoutMs: number): void {
     const seq = this.call.seq;
-    Atomics.store(this.u16, this.usedEventAt, this.lastUsed);
-    if (Atomics.load(this.u16, this.usedIdxAt) === this.lastUsed) this.call.waitChange(seq, timeoutMs);
+    if (!this.arm()) this.call.waitChange(seq, timeoutMs);
     this.call.tryRead();
+    this.disarm();
+  }
+
+  /**
+   * Asks for an interrupt at the next used entry (used_event, VIRTIO 1.2, 2.7.10) and returns
+   * whether one is there already (then do not sleep). For a thread that sleeps on several queues.
+   */
+  arm(): boolean {
+    Atomics.store(this.u16, this.usedEventAt, this.lastUsed);
+    return Atomics.load(this.u16, this.usedIdxAt) !== this.lastUsed;
+  }
+
+  /** Puts used_event far behind again: no interrupts while polling. */
+  disarm(): void {
     Atomics.store(this.u16, this.usedEventAt, (this.lastUsed - 1) & 0xffff);
   }
 

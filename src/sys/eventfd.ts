@@ -196,13 +196,18 @@ export class EventFd {
       if (v !== undefined) return v;
       const left = deadline - Date.now();
       if (left <= 0) throw new VhostError("EAGAIN", "eventfd read timed out");
-      Atomics.add(this.words, SLEEPERS, 1);
-      try {
-        const r = Atomics.waitAsync(this.words, SEQ, seen, left);
-        if (r.async) await r.value;
-      } finally {
-        Atomics.sub(this.words, SLEEPERS, 1);
-      }
+      await this.waitChangeAsync(seen, left);
+    }
+  }
+
+  /** As waitChange(), with Atomics.waitAsync (any thread; its event loop keeps running). */
+  async waitChangeAsync(seq: number, timeoutMs = Infinity): Promise<void> {
+    Atomics.add(this.words, SLEEPERS, 1);
+    try {
+      const r = Atomics.waitAsync(this.words, SEQ, seq, timeoutMs);
+      if (r.async) await r.value;
+    } finally {
+      Atomics.sub(this.words, SLEEPERS, 1);
     }
   }
 
@@ -245,19 +250,23 @@ export class EventFd {
 }
 
 /**
- * Calls fn after every signal on efd (each read that took a count), waiting with readAsync so the
- * calling thread's event loop keeps running, for as long as active() holds (checked at least
- * every 100 ms). The guest notifiers of the device model and of a remote transport run on it.
+ * Calls fn after every signal on efd (each read that took a count), waiting with Atomics.waitAsync
+ * so the calling thread's event loop keeps running, for as long as active() holds (checked at
+ * least every 100 ms, and before each read: once it stops holding, the counter is left to
+ * others) and the eventfd is open. The guest notifiers of the device model and of a remote transport run on it.
  */
 export function onSignal(efd: EventFd, fn: () => void, active: () => boolean): void {
   void (async () => {
     while (active()) {
+      const seq = efd.seq;
+      let got: bigint | undefined;
       try {
-        await efd.readAsync(100);
+        got = efd.tryRead();
       } catch {
-        continue;
+        return; // closed: no more signals
       }
-      fn();
+      if (got !== undefined) fn();
+      else await efd.waitChangeAsync(seq, 100);
     }
   })();
 }

@@ -11,6 +11,7 @@ import { VhostProcess } from "../../src/vhost/process.js";
 import { VhostScsiDevice, type QueueErrorEvent } from "../../src/device/vhost-scsi-device.js";
 import { VirtioScsiDriver } from "../../src/guest/scsi-driver.js";
 import { clearUnitAttentions, expectGood } from "../helpers/scsi.js";
+import { EventFd } from "../../src/sys/eventfd.js";
 
 let bed: Testbed | undefined;
 afterEach(async () => {
@@ -120,6 +121,21 @@ describe("QEMU-side vhost-scsi device model", () => {
     expect(r.dataIn.every((b) => b === 0xa5)).toBe(true);
     expect(extra.gpa).toBe(2 ** 32);
     for (const h of hold) bed.mem.free(h);
+  });
+
+  it("stops reading a queue's call eventfd once its notifiers are handed over; the other queues' interrupts still arrive", async () => {
+    bed = await createTestbed({ queues: 2 });
+    await clearUnitAttentions(bed);
+    const seen: number[] = [];
+    bed.device.onInterrupt((i) => seen.push(i));
+    const handed = EventFd.fromHandle(bed.device.handOverNotifiers(3).call);
+    handed.write(1n);
+    EventFd.fromHandle(bed.device.notifiers()[2].call).write(1n);
+    await until(() => seen.includes(2));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(seen).not.toContain(3);
+    expect(handed.tryRead()).toBe(1n); // left for the guest that took the queue over
+    expect(() => bed!.device.handOverNotifiers(9)).toThrow(RangeError);
   });
 
   it("a device reset (status 0) stops the backend; probing again starts it from scratch", async () => {
