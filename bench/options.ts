@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { availableParallelism } from "node:os";
 import { backstoreTypes, parseBackstoreArg } from "../src/backstore/index.js";
 
 type OutputFormat = "normal" | "json" | "json+";
@@ -99,6 +100,8 @@ worker threads -> SCSI target (WASM) -> backstore -> used ring -> guest.
   --busy-poll=USEC     vhost busy-poll window (VHOST_SET_VRING_BUSYLOOP_TIMEOUT) [200]
   --guest-poll=USEC    guest jobs poll the used ring this long before sleeping
                        on the interrupt (fio's hipri, Linux io_poll)        [200]
+                       (both 0 by default when numjobs + workers is at least
+                       twice the cores: then polling only keeps others off)
   --engine=wasm|ts     the guest jobs' load engine: WebAssembly, or the
                        TypeScript guest driver (PolledScsiQueue)            [wasm]
   --verify             write checksummed blocks, read them back, count mismatches
@@ -114,6 +117,19 @@ worker threads -> SCSI target (WASM) -> backstore -> used ring -> guest.
                        percentiles into an SVG file
   -h, --help           this text
 `;
+}
+
+/** Threads that poll or run the whole time: the guest jobs and the vhost workers. */
+export const busyThreads = (o: { numjobs: number; workers: number }) => o.numjobs + o.workers;
+
+/**
+ * The polling windows' default, µs: 200, or 0 when the busy threads are at least twice the cores.
+ * Then every core is shared, a thread that polls only keeps a runnable one off its core, and
+ * sleeping on the eventfds served 1.7-2.3x the IOPS of polling (docs/performance.md). With
+ * fewer, the windows adapt (src/worker/adaptive-poll.ts) and polling still pays.
+ */
+function defaultPollUs(numjobs: number, workers: number): string {
+  return busyThreads({ numjobs, workers }) >= 2 * availableParallelism() ? "0" : "200";
 }
 
 /** The command line's options, fio's names where fio has them. */
@@ -190,6 +206,7 @@ export function parseOptions(argv: string[]): FioOptions {
   }
   const queues = int("queues", v.queues ?? "1", 1, 128);
   const numjobs = int("numjobs", v.numjobs ?? "1", 1, 64);
+  const workers = int("workers", v.workers ?? "1", 1, 64);
   if (numjobs > queues) throw new OptionError(`--numjobs: ${numjobs} jobs need at least as many --queues (${queues})`);
   const runtimeGiven = v.runtime !== undefined;
   const engine = v.engine ?? "wasm";
@@ -200,7 +217,7 @@ export function parseOptions(argv: string[]): FioOptions {
     iodepth: int("iodepth", v.iodepth ?? "32", 1, 4096),
     queues,
     numjobs,
-    workers: int("workers", v.workers ?? "1", 1, 64),
+    workers,
     runtimeMs: runtimeGiven ? parseTime("runtime", v.runtime!) : v.size !== undefined ? 0 : 5000,
     size,
     rwmixread: int("rwmixread", v.rwmixread ?? "50", 0, 100),
@@ -215,8 +232,8 @@ export function parseOptions(argv: string[]): FioOptions {
     latLog: v.write_lat_log,
     logAvgMsec: int("log_avg_msec", v.log_avg_msec ?? "0", 0, 3_600_000) || 100,
     plot: v.plot,
-    busyPollUs: int("busy-poll", v["busy-poll"] ?? "200", 0, 1_000_000),
-    guestPollUs: int("guest-poll", v["guest-poll"] ?? "200", 0, 1_000_000),
+    busyPollUs: int("busy-poll", v["busy-poll"] ?? defaultPollUs(numjobs, workers), 0, 1_000_000),
+    guestPollUs: int("guest-poll", v["guest-poll"] ?? defaultPollUs(numjobs, workers), 0, 1_000_000),
     engine,
     help: v.help ?? false,
   };

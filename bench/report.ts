@@ -1,6 +1,6 @@
 import type { Histogram } from "hdr-histogram-js";
 import { availableParallelism } from "node:os";
-import type { FioOptions } from "./options.js";
+import { busyThreads, type FioOptions } from "./options.js";
 import type { Reference } from "./backstore-reference.js";
 import { NATIVE_DISK_BYTES, type NativeReference } from "./native-reference.js";
 import { mergedLatencies, perSecond, type JobResult } from "./job-result.js";
@@ -80,9 +80,6 @@ export function jsonReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo, pl
   });
 }
 
-/** Threads that poll or run the whole time: the guest jobs and the vhost workers. */
-const busyThreads = (o: FioOptions) => o.numjobs + o.workers;
-
 /** The text report: fio-like lines per direction with latency percentiles, then the threads' CPU. */
 export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): string {
   const lines: string[] = [];
@@ -93,7 +90,8 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
   if (busy > availableParallelism()) {
     lines.push(
       `  note: ${busy} busy threads (${o.numjobs} guest jobs, ${o.workers} vhost workers) on ${availableParallelism()} cores: each hand-over waits for a time slice,` +
-        ` polling backs off to sleeping; expect a fraction of a configuration that fits (e.g. --queues ${o.queues} --workers 1 --numjobs 1)`,
+        (o.busyPollUs === 0 && o.guestPollUs === 0 ? " polling is off (threads sleep on their eventfds)" : " polling backs off to sleeping") +
+        `; expect a fraction of a configuration that fits (e.g. --queues ${o.queues} --workers 1 --numjobs 1)`,
     );
   }
   const sums = { read: summarize(jobs, "read"), write: summarize(jobs, "write") };

@@ -20,6 +20,18 @@ describe("fio-like options", () => {
     expect([parseTime("runtime", "10"), parseTime("runtime", "500ms"), parseTime("runtime", "2m")]).toEqual([10000, 500, 120000]);
   });
 
+  it("polls for 200 µs by default, not at all when jobs and workers are at least twice the cores; given windows win", () => {
+    const cores = availableParallelism();
+    const polls = (...a: string[]) => {
+      const o = parseOptions([`--queues=${2 * cores}`, ...a]);
+      return [o.busyPollUs, o.guestPollUs];
+    };
+    expect(polls()).toEqual([200, 200]);
+    expect(polls(`--numjobs=${cores}`, `--workers=${cores - 1}`)).toEqual([200, 200]);
+    expect(polls(`--numjobs=${cores}`, `--workers=${cores}`)).toEqual([0, 0]);
+    expect(polls(`--numjobs=${cores}`, `--workers=${cores}`, "--busy-poll=50", "--guest-poll=20")).toEqual([50, 20]);
+  });
+
   it("has defaults: randread 4k, iodepth 32, 5 s on a RAM disk", () => {
     expect(parseOptions([])).toMatchObject({
       rw: "randread",
@@ -117,11 +129,11 @@ describe("the benchmark CLI", () => {
   });
 
   it("says when the busy threads outnumber the cores", async () => {
-    const r = await run("--runtime=300ms", `--queues=${availableParallelism()}`, `--workers=${availableParallelism()}`, "--numjobs=2", "--busy-poll=0");
+    const r = await run("--runtime=300ms", `--queues=${availableParallelism()}`, `--workers=${availableParallelism()}`, "--numjobs=2");
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(
       new RegExp(
-        `note: ${availableParallelism() + 2} busy threads \\(2 guest jobs, ${availableParallelism()} vhost workers\\) on ${availableParallelism()} cores`,
+        `note: ${availableParallelism() + 2} busy threads \\(2 guest jobs, ${availableParallelism()} vhost workers\\) on ${availableParallelism()} cores: .* polling is off`,
       ),
     );
   });
