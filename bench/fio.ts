@@ -64,8 +64,8 @@ export async function runFio(
     for (let q = 0; q < o.queues; q++) await vhost.SET_VRING_BUSYLOOP_TIMEOUT({ index: 2 + q, num: o.busyPollUs });
     const stats = new SharedArrayBuffer(o.numjobs * 4 * 8);
     const control = new SharedArrayBuffer(8);
-    const jobs = jobQueues.map((qs, j) => {
-      const init: JobInit = {
+    const inits = jobQueues.map((qs, j): JobInit => {
+      return {
         index: j,
         buffer: bed.shm.buffer,
         memory: bed.shm.memory,
@@ -99,13 +99,17 @@ export async function runFio(
         stats,
         control,
       };
-      return new Worker(new URL("./job.js", import.meta.url), { workerData: init });
     });
+    // The guest's threads (its vCPUs): job j runs on thread j % --guest-threads.
+    const jobs = Array.from(
+      { length: o.guestThreads },
+      (_, t) => new Worker(new URL("./job.js", import.meta.url), { workerData: inits.filter((_, j) => j % o.guestThreads === t) }),
+    );
     const results = jobs.map(
       (w) =>
-        new Promise<JobResult>((resolve, reject) => {
+        new Promise<JobResult[]>((resolve, reject) => {
           w.on("message", (m) => {
-            if (!("ready" in m)) resolve(m as JobResult);
+            if (!("ready" in m)) resolve(m as JobResult[]);
           });
           w.once("error", reject);
           w.once("exit", (code) => reject(new Error(`job thread exited with code ${code}`)));
@@ -140,7 +144,7 @@ export async function runFio(
     }, 500);
     let jobResults: JobResult[];
     try {
-      jobResults = await Promise.all(results);
+      jobResults = (await Promise.all(results)).flat().sort((a, b) => a.index - b.index);
     } finally {
       clearInterval(timer);
     }

@@ -1,75 +1,110 @@
-// A guest submitter thread of the benchmark (one fio job): drives its request queues with its
-// load engine (WebAssembly by default, or the TypeScript guest driver with --engine ts) in a
-// closed loop, keeps `iodepth` I/Os in flight, and with --verify stamps every written block and
-// checks every block read. It polls while completions keep coming (AdaptivePoll within
-// --guest-poll) and sleeps on its interrupt otherwise.
+// A guest thread of the benchmark (a vCPU of the guest): runs the fio jobs placed on it (one
+// each unless --guest-threads says fewer threads than jobs). Each job drives its request queues
+// with its load engine (WebAssembly by default, or the TypeScript guest driver with --engine ts)
+// in a closed loop, keeps `iodepth` I/Os in flight, and with --verify stamps every written
+// block and checks every block read. The thread polls while completions keep coming
+// (AdaptivePoll within --guest-poll) and sleeps until any of its queues interrupts otherwise.
 import { parentPort, workerData } from "node:worker_threads";
 import { performance } from "node:perf_hooks";
 import hdr from "hdr-histogram-js";
 import { threadCpuMs } from "../src/worker/thread-cpu.js";
 import { AdaptivePoll } from "../src/worker/adaptive-poll.js";
-import { JobInterrupts } from "./interrupts.js";
-import { PHASE_FILL, PHASE_READBACK, PHASE_RUN, type EngineCounts, type GuestEngine, type JobInit } from "./guest-engine.js";
+import { JobInterrupts, type Armable } from "./interrupts.js";
+import { PHASE_FILL, PHASE_READBACK, PHASE_RUN, type EngineCounts, type GuestEngine, type JobInit, type Phase } from "./guest-engine.js";
 import { TsGuestEngine } from "./ts-engine.js";
 import { WasmGuestEngine } from "./wasm-engine.js";
 import { TIMELINE_STRIDE, type JobResult } from "./job-result.js";
 
-const init = workerData as JobInit;
-const o = init.opts;
-const stats = new Float64Array(init.stats, init.index * 4 * 8, 4);
-const control = new Int32Array(init.control);
-const engine: GuestEngine = o.engine === "wasm" ? new WasmGuestEngine(init) : new TsGuestEngine(init);
+const inits = workerData as JobInit[];
+const o = inits[0].opts;
+const control = new Int32Array(inits[0].control);
 const allReads = o.rw === "read" || o.rw === "randread";
 
 /** The window of the timeline: --log_avg_msec for logs and the plot, else fio's 500 ms of bw and iops samples. */
 const sampleMs = o.iopsLog || o.bwLog || o.latLog || o.plot ? o.logAvgMsec : 500;
-const timeline: number[] = [];
-/** The timed run's start, and the counters at the last window's end. */
+/** The timed run's start, and the end of the current log window. */
 let runStart = -1;
 let nextSample = Infinity;
-let last = [0, 0, 0, 0, 0, 0];
 
-/** Closes the window that ends at `now`: a new one on the timeline, or with `merge` part of the last one. */
-function closeWindow(c: EngineCounts, now: number, merge: boolean): void {
-  const cur = [c.read.ios, c.read.bytes, c.read.latNs, c.write.ios, c.write.bytes, c.write.latNs];
-  const row = [now - runStart, ...cur.map((v, k) => v - last[k])];
-  last = cur;
-  if (!merge) {
-    timeline.push(...row);
-    return;
+/** One fio job on this thread: its engine, live counters and timeline. */
+class Job {
+  readonly engine: GuestEngine;
+  private readonly stats: Float64Array;
+  readonly timeline: number[] = [];
+  /** The counters at the last window's end. */
+  private last = [0, 0, 0, 0, 0, 0];
+  /** The job stopped starting requests (runtime over, its bytes done, or told to stop). */
+  stopping = false;
+
+  constructor(readonly init: JobInit) {
+    this.engine = o.engine === "wasm" ? new WasmGuestEngine(init) : new TsGuestEngine(init);
+    this.stats = new Float64Array(init.stats, init.index * 4 * 8, 4);
   }
-  const at = timeline.length - TIMELINE_STRIDE;
-  timeline[at] = row[0];
-  for (let k = 1; k < TIMELINE_STRIDE; k++) timeline[at + k] += row[k];
+
+  /** Closes the window that ends at `now`: a new one on the timeline, or with `merge` part of the last one. */
+  closeWindow(now: number, merge: boolean): void {
+    const c = this.engine.counts();
+    const cur = [c.read.ios, c.read.bytes, c.read.latNs, c.write.ios, c.write.bytes, c.write.latNs];
+    const row = [now - runStart, ...cur.map((v, k) => v - this.last[k])];
+    this.last = cur;
+    if (!merge) {
+      this.timeline.push(...row);
+      return;
+    }
+    const at = this.timeline.length - TIMELINE_STRIDE;
+    this.timeline[at] = row[0];
+    for (let k = 1; k < TIMELINE_STRIDE; k++) this.timeline[at + k] += row[k];
+  }
+
+  /** Publishes the live counters the main thread's progress line reads. */
+  publish(): EngineCounts {
+    const c = this.engine.counts();
+    this.stats[0] = c.read.ios;
+    this.stats[1] = c.read.bytes;
+    this.stats[2] = c.write.ios;
+    this.stats[3] = c.write.bytes;
+    return c;
+  }
 }
 
-/** Publishes the live counters the main thread's progress line reads, and closes a log window when one is due. */
+const jobs = inits.map((init) => new Job(init));
+
+/** Every job's engine seen as one: interrupts asked for and turned off on all their queues. */
+const allEngines: Armable = {
+  arm: () => {
+    let ready = false;
+    for (const j of jobs) ready = j.engine.arm() || ready;
+    return ready;
+  },
+  disarm: () => {
+    for (const j of jobs) j.engine.disarm();
+  },
+};
+
+/** Publishes the live counters, and closes a log window when one is due. */
 function flushStats(now = performance.now()): void {
-  const c = engine.counts();
-  stats[0] = c.read.ios;
-  stats[1] = c.read.bytes;
-  stats[2] = c.write.ios;
-  stats[3] = c.write.bytes;
+  for (const j of jobs) j.publish();
   if (now < nextSample) return;
-  closeWindow(c, now, false);
+  for (const j of jobs) j.closeWindow(now, false);
   nextSample += sampleMs;
 }
 
-/** How long this job polls with nothing reaped before sleeping on the interrupt (adapted within --guest-poll). */
+/** How long this thread polls with nothing reaped before sleeping on the interrupt (adapted within --guest-poll). */
 const poll = new AdaptivePoll(o.guestPollUs);
-/** Any of the job's queues interrupting wakes it. */
-const interrupts = new JobInterrupts(init.queues.map((q) => q.ring.call));
+/** Any of the thread's queues interrupting wakes it. */
+const interrupts = new JobInterrupts(inits.flatMap((init) => init.queues.map((q) => q.ring.call)));
 
 /**
- * Passes until `done()` says so (asked every 256 passes and whenever a pass finds nothing):
- * polls while idle for the adaptive window, then sleeps on the interrupt.
+ * Passes over every job until `done()` says so (asked every 256 passes and whenever a pass finds
+ * nothing): polls while idle for the adaptive window, then sleeps on the interrupt.
  */
 function runLoop(done: () => boolean): void {
   let iter = 0;
   let idleSince = -1;
   for (;;) {
     const now = performance.now();
-    const n = engine.pass(now);
+    let n = 0;
+    for (const j of jobs) n += j.engine.pass(now);
     if ((++iter & 255) === 0 || now >= nextSample) {
       flushStats(now);
       if (done()) return;
@@ -84,68 +119,72 @@ function runLoop(done: () => boolean): void {
     const t = performance.now();
     if (idleSince < 0) idleSince = t;
     if (t - idleSince < poll.windowUs / 1000) continue;
-    interrupts.sleep(engine, 1);
+    interrupts.sleep(allEngines, 1);
     poll.waited((performance.now() - idleSince) * 1000, true, o.guestPollUs);
     idleSince = -1;
   }
 }
 
-/** A fill or read-back phase ends when its last request is back. */
-const drained = () => engine.outstanding === 0;
+/** Runs a fill or read-back phase on every job; it ends when the last request is back. */
+function runPhase(phase: Phase): void {
+  for (const j of jobs) j.engine.begin(phase, performance.now());
+  runLoop(() => jobs.every((j) => j.engine.outstanding === 0));
+}
 
 // --verify with reads only: write the region once first, so that every read has something to check.
-if (o.verify && allReads) {
-  engine.begin(PHASE_FILL, performance.now());
-  runLoop(drained);
-}
+if (o.verify && allReads) runPhase(PHASE_FILL);
 
 parentPort!.postMessage({ ready: true });
 while (Atomics.load(control, 0) === 0) Atomics.wait(control, 0, 0, 100);
 
 const t0 = performance.now();
 const cpu0 = threadCpuMs();
-const limitBytes = o.runtimeMs > 0 ? Infinity : init.regionBytes;
 runStart = t0;
 nextSample = t0 + sampleMs;
-engine.begin(PHASE_RUN, t0);
-let stopping = false;
+for (const j of jobs) j.engine.begin(PHASE_RUN, t0);
 runLoop(() => {
-  if (!stopping) {
-    const c = engine.counts();
-    if (Atomics.load(control, 1) !== 0 || (o.runtimeMs > 0 && performance.now() - t0 >= o.runtimeMs) || c.read.bytes + c.write.bytes >= limitBytes) {
-      engine.stop();
-      stopping = true;
+  const over = Atomics.load(control, 1) !== 0 || (o.runtimeMs > 0 && performance.now() - t0 >= o.runtimeMs);
+  for (const j of jobs) {
+    if (j.stopping) continue;
+    const c = j.engine.counts();
+    // Without --runtime each job does its region's bytes.
+    if (over || (o.runtimeMs === 0 && c.read.bytes + c.write.bytes >= j.init.regionBytes)) {
+      j.engine.stop();
+      j.stopping = true;
     }
   }
-  return stopping && engine.outstanding === 0;
+  return jobs.every((j) => j.stopping && j.engine.outstanding === 0);
 });
 const elapsedMs = performance.now() - t0;
 // The last, partial window; one shorter than half a window (the drain at the end) joins the one before.
-const lastEnd = timeline.length ? timeline[timeline.length - TIMELINE_STRIDE] : -Infinity;
-closeWindow(engine.counts(), t0 + elapsedMs, elapsedMs - lastEnd < sampleMs / 2);
+for (const j of jobs) {
+  const lastEnd = j.timeline.length ? j.timeline[j.timeline.length - TIMELINE_STRIDE] : -Infinity;
+  j.closeWindow(t0 + elapsedMs, elapsedMs - lastEnd < sampleMs / 2);
+}
 nextSample = Infinity;
 
 // --verify after writes: read back every block written and check it.
-if (o.verify && !allReads) {
-  engine.begin(PHASE_READBACK, performance.now());
-  runLoop(drained);
-}
+if (o.verify && !allReads) runPhase(PHASE_READBACK);
 
 flushStats();
 interrupts.close();
 const cpu1 = threadCpuMs();
-const c = engine.counts();
-const [hr, hw] = engine.histograms();
-const result: JobResult = {
-  index: init.index,
-  read: { ios: c.read.ios, bytes: c.read.bytes, histogram: hdr.encodeIntoCompressedBase64(hr) },
-  write: { ios: c.write.ios, bytes: c.write.bytes, histogram: hdr.encodeIntoCompressedBase64(hw) },
-  errors: c.errors,
-  verifyMismatches: c.mismatches,
-  verifiedBlocks: c.verified,
-  elapsedMs,
-  cpu: cpu0 && cpu1 && { user: cpu1.user - cpu0.user, system: cpu1.system - cpu0.system },
-  kicks: c.kicks,
-  timeline,
-};
-parentPort!.postMessage(result);
+// The thread's CPU time is shared evenly among its jobs.
+const share = (v: number) => v / jobs.length;
+const results: JobResult[] = jobs.map((j) => {
+  const c = j.engine.counts();
+  const [hr, hw] = j.engine.histograms();
+  return {
+    index: j.init.index,
+    read: { ios: c.read.ios, bytes: c.read.bytes, histogram: hdr.encodeIntoCompressedBase64(hr) },
+    write: { ios: c.write.ios, bytes: c.write.bytes, histogram: hdr.encodeIntoCompressedBase64(hw) },
+    errors: c.errors,
+    verifyMismatches: c.mismatches,
+    verifiedBlocks: c.verified,
+    elapsedMs,
+    cpu: cpu0 && cpu1 && { user: share(cpu1.user - cpu0.user), system: share(cpu1.system - cpu0.system) },
+    kicks: c.kicks,
+    timeline: j.timeline,
+  };
+});
+parentPort!.postMessage(results);

@@ -12,6 +12,8 @@ export interface FioOptions {
   queues: number;
   numjobs: number;
   workers: number;
+  /** Guest threads the jobs run on (job j on thread j % guestThreads). */
+  guestThreads: number;
   /** Time-based run length in ms (0: run until each job has done `size` bytes). */
   runtimeMs: number;
   /** Region of the LUN the jobs address, in bytes. */
@@ -90,6 +92,9 @@ worker threads -> SCSI target (WASM) -> backstore -> used ring -> guest.
   --queues=N           virtio-scsi request queues                        [1]
   --numjobs=N          guest submitter threads (each drives its queues)  [1]
   --workers=N          vhost worker threads serving the queues           [1]
+  --guest-threads=N    guest threads the jobs run on (the guest's vCPUs)
+                       [numjobs; when jobs and workers outnumber the cores,
+                       cores - workers (at least 1)]
   --runtime=TIME       run for this long (10, 10s, 500ms)                [5s]
   --size=SIZE          region of the LUN to address; without --runtime,
                        each job does this many bytes and stops           [256m]
@@ -100,8 +105,8 @@ worker threads -> SCSI target (WASM) -> backstore -> used ring -> guest.
   --busy-poll=USEC     vhost busy-poll window (VHOST_SET_VRING_BUSYLOOP_TIMEOUT) [200]
   --guest-poll=USEC    guest jobs poll the used ring this long before sleeping
                        on the interrupt (fio's hipri, Linux io_poll)        [200]
-                       (both 0 by default when numjobs + workers is at least
-                       twice the cores: then polling only keeps others off)
+                       (both 0 by default when guest threads + workers are at
+                       least twice the cores: then polling only keeps others off)
   --engine=wasm|ts     the guest jobs' load engine: WebAssembly, or the
                        TypeScript guest driver (PolledScsiQueue)            [wasm]
   --verify             write checksummed blocks, read them back, count mismatches
@@ -119,17 +124,29 @@ worker threads -> SCSI target (WASM) -> backstore -> used ring -> guest.
 `;
 }
 
-/** Threads that poll or run the whole time: the guest jobs and the vhost workers. */
-export const busyThreads = (o: { numjobs: number; workers: number }) => o.numjobs + o.workers;
+/** Threads that poll or run the whole time: the guest's threads and the vhost workers. */
+export const busyThreads = (o: { guestThreads: number; workers: number }) => o.guestThreads + o.workers;
 
 /**
- * The polling windows' default, µs: 200, or 0 when the busy threads are at least twice the cores.
+ * How many threads the guest runs its jobs on by default: one per job while jobs and workers fit
+ * the cores; otherwise the cores the workers leave (at least one), as a VM with fewer vCPUs than
+ * fio jobs runs them. Two jobs on one thread served 1.3-1.5x the IOPS of two threads beside two
+ * workers on two cores (docs/performance.md).
+ */
+function defaultGuestThreads(numjobs: number, workers: number): number {
+  const cores = availableParallelism();
+  return numjobs + workers <= cores ? numjobs : Math.max(1, Math.min(numjobs, cores - workers));
+}
+
+/**
+ * The polling windows' default, µs: 200, or 0 when the busy threads (guest threads and vhost
+ * workers) are at least twice the cores.
  * Then every core is shared, a thread that polls only keeps a runnable one off its core, and
  * sleeping on the eventfds served 1.7-2.3x the IOPS of polling (docs/performance.md). With
  * fewer, the windows adapt (src/worker/adaptive-poll.ts) and polling still pays.
  */
-function defaultPollUs(numjobs: number, workers: number): string {
-  return busyThreads({ numjobs, workers }) >= 2 * availableParallelism() ? "0" : "200";
+function defaultPollUs(guestThreads: number, workers: number): string {
+  return busyThreads({ guestThreads, workers }) >= 2 * availableParallelism() ? "0" : "200";
 }
 
 /** The command line's options, fio's names where fio has them. */
@@ -141,6 +158,7 @@ const OPTIONS = {
   queues: { type: "string" },
   numjobs: { type: "string" },
   workers: { type: "string" },
+  "guest-threads": { type: "string" },
   runtime: { type: "string" },
   size: { type: "string" },
   rwmixread: { type: "string" },
@@ -207,6 +225,7 @@ export function parseOptions(argv: string[]): FioOptions {
   const queues = int("queues", v.queues ?? "1", 1, 128);
   const numjobs = int("numjobs", v.numjobs ?? "1", 1, 64);
   const workers = int("workers", v.workers ?? "1", 1, 64);
+  const guestThreads = int("guest-threads", v["guest-threads"] ?? String(defaultGuestThreads(numjobs, workers)), 1, numjobs);
   if (numjobs > queues) throw new OptionError(`--numjobs: ${numjobs} jobs need at least as many --queues (${queues})`);
   const runtimeGiven = v.runtime !== undefined;
   const engine = v.engine ?? "wasm";
@@ -218,6 +237,7 @@ export function parseOptions(argv: string[]): FioOptions {
     queues,
     numjobs,
     workers,
+    guestThreads,
     runtimeMs: runtimeGiven ? parseTime("runtime", v.runtime!) : v.size !== undefined ? 0 : 5000,
     size,
     rwmixread: int("rwmixread", v.rwmixread ?? "50", 0, 100),
@@ -232,8 +252,8 @@ export function parseOptions(argv: string[]): FioOptions {
     latLog: v.write_lat_log,
     logAvgMsec: int("log_avg_msec", v.log_avg_msec ?? "0", 0, 3_600_000) || 100,
     plot: v.plot,
-    busyPollUs: int("busy-poll", v["busy-poll"] ?? defaultPollUs(numjobs, workers), 0, 1_000_000),
-    guestPollUs: int("guest-poll", v["guest-poll"] ?? defaultPollUs(numjobs, workers), 0, 1_000_000),
+    busyPollUs: int("busy-poll", v["busy-poll"] ?? defaultPollUs(guestThreads, workers), 0, 1_000_000),
+    guestPollUs: int("guest-poll", v["guest-poll"] ?? defaultPollUs(guestThreads, workers), 0, 1_000_000),
     engine,
     help: v.help ?? false,
   };

@@ -86,10 +86,13 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
   lines.push(
     `vhost-scsi: (g=0): rw=${o.rw}, bs=${o.bs}B, iodepth=${o.iodepth}, numjobs=${o.numjobs}, queues=${o.queues}, workers=${o.workers}, backstore=${o.backstoreArg}, block-size=${o.blockSize}`,
   );
+  if (o.guestThreads < o.numjobs) {
+    lines.push(`  note: ${o.numjobs} jobs run on ${o.guestThreads} guest thread${o.guestThreads > 1 ? "s" : ""} (the guest's vCPUs, --guest-threads)`);
+  }
   const busy = busyThreads(o);
   if (busy > availableParallelism()) {
     lines.push(
-      `  note: ${busy} busy threads (${o.numjobs} guest jobs, ${o.workers} vhost workers) on ${availableParallelism()} cores: each hand-over waits for a time slice,` +
+      `  note: ${busy} busy threads (${o.guestThreads} guest, ${o.workers} vhost workers) on ${availableParallelism()} cores: each hand-over waits for a time slice,` +
         (o.busyPollUs === 0 && o.guestPollUs === 0 ? " polling is off (threads sleep on their eventfds)" : " polling backs off to sleeping") +
         `; expect a fraction of a configuration that fits (e.g. --queues ${o.queues} --workers 1 --numjobs 1)`,
     );

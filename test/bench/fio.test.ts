@@ -20,16 +20,27 @@ describe("fio-like options", () => {
     expect([parseTime("runtime", "10"), parseTime("runtime", "500ms"), parseTime("runtime", "2m")]).toEqual([10000, 500, 120000]);
   });
 
-  it("polls for 200 µs by default, not at all when jobs and workers are at least twice the cores; given windows win", () => {
+  it("runs a thread per job while jobs and workers fit the cores, else the cores the workers leave (at least one)", () => {
+    const cores = availableParallelism();
+    const threads = (...a: string[]) => parseOptions([`--queues=${4 * cores}`, ...a]).guestThreads;
+    expect(threads()).toBe(1);
+    expect(threads(`--numjobs=${cores - 1}`)).toBe(cores - 1);
+    expect(threads(`--numjobs=${2 * cores}`)).toBe(Math.max(1, cores - 1));
+    expect(threads(`--numjobs=${2 * cores}`, `--workers=${cores}`)).toBe(1);
+    expect(threads("--numjobs=3", "--guest-threads=2")).toBe(2);
+    expect(() => parseOptions(["--queues=4", "--numjobs=2", "--guest-threads=3"])).toThrow(OptionError);
+  });
+
+  it("polls for 200 µs by default, not at all when guest threads and workers are at least twice the cores; given windows win", () => {
     const cores = availableParallelism();
     const polls = (...a: string[]) => {
       const o = parseOptions([`--queues=${2 * cores}`, ...a]);
       return [o.busyPollUs, o.guestPollUs];
     };
     expect(polls()).toEqual([200, 200]);
-    expect(polls(`--numjobs=${cores}`, `--workers=${cores - 1}`)).toEqual([200, 200]);
-    expect(polls(`--numjobs=${cores}`, `--workers=${cores}`)).toEqual([0, 0]);
-    expect(polls(`--numjobs=${cores}`, `--workers=${cores}`, "--busy-poll=50", "--guest-poll=20")).toEqual([50, 20]);
+    expect(polls(`--numjobs=${cores}`, `--guest-threads=${cores}`, `--workers=${cores - 1}`)).toEqual([200, 200]);
+    expect(polls(`--numjobs=${cores}`, `--guest-threads=${cores}`, `--workers=${cores}`)).toEqual([0, 0]);
+    expect(polls(`--numjobs=${cores}`, `--guest-threads=${cores}`, `--workers=${cores}`, "--busy-poll=50", "--guest-poll=20")).toEqual([50, 20]);
   });
 
   it("has defaults: randread 4k, iodepth 32, 5 s on a RAM disk", () => {
@@ -129,11 +140,11 @@ describe("the benchmark CLI", () => {
   });
 
   it("says when the busy threads outnumber the cores", async () => {
-    const r = await run("--runtime=300ms", `--queues=${availableParallelism()}`, `--workers=${availableParallelism()}`, "--numjobs=2");
+    const r = await run("--runtime=300ms", `--queues=${availableParallelism()}`, `--workers=${availableParallelism()}`, "--numjobs=2", "--guest-threads=2");
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(
       new RegExp(
-        `note: ${availableParallelism() + 2} busy threads \\(2 guest jobs, ${availableParallelism()} vhost workers\\) on ${availableParallelism()} cores: .* polling is off`,
+        `note: ${availableParallelism() + 2} busy threads \\(2 guest, ${availableParallelism()} vhost workers\\) on ${availableParallelism()} cores: .* polling is off`,
       ),
     );
   });
@@ -155,7 +166,12 @@ describe("the benchmark CLI", () => {
     expect(v.mismatches).toBe(256);
   });
 
-  it.each(["wasm", "ts"])("--engine %s: randrw with --verify over two queues and jobs, 0 mismatches", async (engine) => {
+  it.each([
+    ["wasm", 1],
+    ["wasm", 2],
+    ["ts", 1],
+    ["ts", 2],
+  ])("--engine %s: randrw with --verify over two queues and jobs on %i guest threads, 0 mismatches", async (engine, threads) => {
     const r = await run(
       "--json",
       "--verify",
@@ -164,6 +180,7 @@ describe("the benchmark CLI", () => {
       "--size=8m",
       "--queues=2",
       "--numjobs=2",
+      `--guest-threads=${threads}`,
       "--busy-poll=0",
       `--engine=${engine}`,
     );
@@ -176,6 +193,19 @@ describe("the benchmark CLI", () => {
       expect(j.verify.blocks).toBeGreaterThan(0);
       expect(j.verify.mismatches).toBe(0);
       expect(j.error).toBe(0);
+    }
+  });
+
+  it("without --runtime, each of several jobs on one guest thread writes its own region, all checked", async () => {
+    const r = await run("--json", "--verify", "--rw=write", "--size=6m", "--queues=3", "--numjobs=3", "--guest-threads=1");
+    expect(r.code).toBe(0);
+    const jobs = JSON.parse(r.stdout).jobs;
+    expect(jobs).toHaveLength(3);
+    const region = Math.floor((6 << 20) / 3 / 4096) * 4096;
+    for (const j of jobs) {
+      expect(j.write.io_bytes).toBeGreaterThanOrEqual(region);
+      expect(j.verify.blocks).toBe(region / 4096);
+      expect(j.verify.mismatches).toBe(0);
     }
   });
 
