@@ -42,11 +42,13 @@ export class ScsiBench {
     this.ring = q.ring;
     this.dq = q.dq;
     this.resp = q.resp;
+    this.cdbs = q.cdbs;
     // The first command takes the LUN's power-on unit attention; the measured ones do not meet it.
     this.run();
   }
 
   private readonly resp: (c: number) => Uint8Array;
+  private readonly cdbs: DataView[];
 
   /** Another request queue over the same device and LUN, with the same kind of chains. */
   addQueue(batch: number, dataBytes: number, cdb: (i: number) => Uint8Array, opts: { write?: boolean } = {}) {
@@ -58,12 +60,14 @@ export class ScsiBench {
     const bufs = tb.mem.alloc(batch * slot, 4096);
     const resp = (c: number) => tb.mem.bytes(bufs + c * slot + 64, 108);
     const heads: number[] = [];
+    const cdbs: DataView[] = [];
     for (let c = 0; c < batch; c++) {
       const base = bufs + c * slot;
       const hdr = tb.mem.bytes(base, 51);
       hdr.fill(0);
       hdr.set([1, 1, 0x40, 0]);
       hdr.set(cdb(c), 19);
+      cdbs.push(new DataView(hdr.buffer, hdr.byteOffset + 19, 16));
       const d = 3 * c;
       heads.push(d);
       ring.setDesc(d, { addr: base, len: 51, flags: VRING_DESC_F_NEXT, next: d + 1 });
@@ -76,7 +80,13 @@ export class ScsiBench {
       }
     }
     for (let s = 0; s < num; s++) ring.ring.setAvailRing(s, heads[s % batch]);
-    return { ring, dq, resp };
+    return { ring, dq, resp, cdbs };
+  }
+
+  /** Points chain c's READ(16)/WRITE(16) at another LBA (below 2^32; CDB bytes 2..9, big-endian). */
+  setLba16(c: number, lba: number): void {
+    this.cdbs[c].setUint32(2, 0);
+    this.cdbs[c].setUint32(6, lba);
   }
 
   /** One batch: publish `batch` requests, one drain. */
