@@ -4,6 +4,7 @@
 // per instance.
 import { UIO_MAXIOV } from "./defs";
 import { IoVecArray, IovIter, iovec_array_size } from "./iovec";
+import { COPIES_SIZE, copies_bind } from "./copies";
 
 /** Bytes of general scratch (response headers, sense, small replies). */
 export const SCRATCH_SIZE: usize = 4096;
@@ -17,13 +18,15 @@ const DEVICE_CTX_OFF: usize = (ITER_OFF + ITER_COUNT * offsetof<IovIter>() + 15)
 /** Bytes of per-instance device context (a device's per-request state struct). */
 export const DEVICE_CTX_SIZE: usize = 256;
 const SCRATCH_OFF: usize = DEVICE_CTX_OFF + DEVICE_CTX_SIZE;
-const INSTANCE_AREA_SIZE: usize = SCRATCH_OFF + SCRATCH_SIZE;
+const COPIES_OFF: usize = SCRATCH_OFF + SCRATCH_SIZE;
+const INSTANCE_AREA_SIZE: usize = COPIES_OFF + COPIES_SIZE;
 
 let area: usize = 0;
 
 /** Binds this instance to its scratch area (INSTANCE_AREA_SIZE bytes, 16-aligned). */
 export function instance_init(base: usize): void {
   area = base;
+  copies_bind(base + COPIES_OFF);
 }
 
 /** Bytes the control plane must give each instance. */

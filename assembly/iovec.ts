@@ -2,6 +2,7 @@
 // byte cursor over a run of it (the analogue of the kernel's iov_iter). The SCSI layer sees
 // only cursors, never descriptors.
 import { copy_bytes, fill_bytes, update_bytes } from "./bytes";
+import { copy_deferred } from "./copies";
 
 /** One iovec: an offset in the shared memory and a length. */
 export const IOVEC_SIZE: usize = 8;
@@ -42,6 +43,7 @@ const MOVE_READ: u32 = 0;
 const MOVE_WRITE: u32 = 1;
 const MOVE_FILL: u32 = 2;
 const MOVE_UPDATE: u32 = 3;
+const MOVE_DEFER: u32 = 4;
 
 /** A cursor over iovecs [idx, end) of an IoVecArray, `off` bytes into iovec idx. */
 @unmanaged export class IovIter {
@@ -73,6 +75,7 @@ const MOVE_UPDATE: u32 = 3;
       if (mode == MOVE_READ) copy_bytes(mem + done, at, n);
       else if (mode == MOVE_WRITE) copy_bytes(at, mem + done, n);
       else if (mode == MOVE_UPDATE) update_bytes(at, mem + done, n);
+      else if (mode == MOVE_DEFER) copy_deferred(at, mem + done, n);
       else fill_bytes(at, <u8>mem, n);
       done += n;
       if (n == seg) {
@@ -98,6 +101,11 @@ const MOVE_UPDATE: u32 = 3;
   /** As write(), leaving guest bytes that already hold the value unwritten (update_bytes). */
   @inline update(src: usize, len: u32): u32 {
     return this.move(src, len, MOVE_UPDATE);
+  }
+
+  /** As write(), the copy deferred until the used ring is next published (copy_deferred). */
+  @inline writeDeferred(src: usize, len: u32): u32 {
+    return this.move(src, len, MOVE_DEFER);
   }
 
   /** Fills up to len bytes of the guest buffers with byte b. */

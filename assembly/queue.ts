@@ -6,6 +6,7 @@ import {
   VQ_FEAT_NOTIFY_ON_EMPTY, VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY, DRAIN_SIGNAL, DRAIN_USED,
 } from "./defs";
 import { MemTable } from "./memtable";
+import { copies_flush } from "./copies";
 
 /** Returned instead of a head index when the queue hit an error. */
 export const VQ_NO_HEAD: u32 = 0xffffffff;
@@ -112,6 +113,7 @@ export function vq_add_used(vq: VirtQueue, head: u32, len: u32): void {
 
 /** Stores used->idx (release ordering, VIRTIO 1.2, 2.7.8.2) without deciding on an interrupt. */
 @inline export function vq_publish_used(vq: VirtQueue): void {
+  copies_flush(); // the data of the entries published is in their buffers first
   atomic.store<u16>(<usize>vq.used, <u16>vq.last_used_idx, 2);
 }
 

@@ -6,10 +6,14 @@ import { BS_NULL, BS_RAM, ScsiLun } from "./lun";
 import { BS_F_FUA, BS_OP_READ, BS_OP_WRITE } from "./ioring";
 import { remote_op } from "./remote";
 
-/** Reads `bytes` at byte offset `off` of the LUN into the data-in buffers. */
+/**
+ * Reads `bytes` at byte offset `off` of the LUN into the data-in buffers. From RAM the copy is
+ * deferred until the used ring is published (copies.ts); ScsiRequestQueue runs the deferred
+ * copies before any other command, so everything else sees them done.
+ */
 export function bs_read(c: ScsiCmd, lun: ScsiLun, off: u64, bytes: u32): void {
   const kind = lun.backstore;
-  if (kind == BS_RAM) c.done += data_in().write(<usize>lun.ram + <usize>off, bytes);
+  if (kind == BS_RAM) c.done += data_in().writeDeferred(<usize>lun.ram + <usize>off, bytes);
   else if (kind == BS_NULL) c.done += data_in().fill(0, bytes);
   else remote_op(c, lun, BS_OP_READ, off, bytes, data_in(), 0);
 }

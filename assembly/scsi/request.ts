@@ -13,11 +13,17 @@ import {
   SCRATCH_RESP,
 } from "./cmd";
 import { ScsiDevice, SCSI_DEV_F_T10_PI, dev_tpg, tpg_lun } from "./target";
-import { LUN_F_DSENSE } from "./lun";
+import { BS_RAM, LUN_F_DSENSE } from "./lun";
+import { copies_flush } from "../copies";
 import { scsi_dispatch } from "./dispatch";
 import { IoCtxTable } from "./ioring";
 import { fill_bytes } from "../bytes";
 import * as K from "./constants";
+
+/** READ(6/10/12/16). */
+@inline function is_read(op: u8): bool {
+  return op == K.READ_6 || op == K.READ_10 || op == K.READ_12 || op == K.READ_16;
+}
 
 /** LUN number from the 8-byte virtio-scsi LUN field, as vhost-scsi decodes it. */
 @inline export function lun_number(lun: usize): u32 {
@@ -127,6 +133,9 @@ function respond_only(c: ScsiCmd, resp: IovIter, response: u8): u32 {
       return respond_only(c, resp, K.VIRTIO_SCSI_S_BAD_TARGET);
     }
     if (lun !== null && (lun.flags & LUN_F_DSENSE) != 0) c.desc_sense = 1;
+    // RAM READs of a batch copy their blocks together before the used ring is published
+    // (copies.ts); any other command runs after those copies, as if each had been done in turn.
+    if (lun === null || lun.backstore != BS_RAM || !is_read(load<u8>(c.cdb))) copies_flush();
     scsi_dispatch(c);
     if (c.pending != 0) return REQUEST_PENDING;
     return write_response(c, resp);

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { createTestbed } from "../../src/testbed.js";
 import { LocalWorker } from "../../src/worker/local-worker.js";
 import type { DataplaneExports } from "../../src/wasm/dataplane.js";
-import { read16, write16 } from "../../src/guest/scsi-commands.js";
+import { cdb, read16, ScsiOp, write16 } from "../../src/guest/scsi-commands.js";
 
 describe("batching: one WASM call serves a whole batch", () => {
   it("64 random 4 KiB reads on a RAM LUN take one scsi_req_drain call and no per-request crossing", async () => {
@@ -43,6 +43,50 @@ describe("batching: one WASM call serves a whole batch", () => {
     // Per poll: one drain per attached vring plus a few bookkeeping calls, whatever the batch size.
     expect(total).toBeLessThanOrEqual(8);
     expect(bed.device.vhost.vringStatus(2)!.stats.completed).toBeGreaterThanOrEqual(65);
+    await bed.close();
+  });
+
+  it("a batch's RAM reads are copied together before the used ring moves, yet each command sees the ones before it done", async () => {
+    let worker: LocalWorker | undefined;
+    const bed = await createTestbed({
+      luns: [{ backstore: "ram", size: 1 << 20, blockSize: 512 }],
+      queueSize: 256,
+      process: { createWorker: (id, shm) => (worker = new LocalWorker(id, shm, { manual: true })) },
+    });
+    const block = (v: number) => new Uint8Array(512).fill(v);
+    /** Submits the commands, then serves them all in one poll (one drain). */
+    const oneDrain = async (cmds: Parameters<typeof bed.driver.command>[0][]) => {
+      const ps = cmds.map((c) => bed.driver.command(c));
+      await new Promise((r) => setImmediate(r)); // the driver's batched kick
+      worker!.poll();
+      return Promise.all(ps);
+    };
+    await oneDrain([{ lun: 0, cdb: write16(0, 1), dataOut: block(0) }]); // takes the unit attention
+    // 40 blocks with their own contents (more reads than a list holds and several publications).
+    await oneDrain(Array.from({ length: 40 }, (_, i) => ({ lun: 0, cdb: write16(i, 1), dataOut: block(i + 1) })));
+    // A read, then writes of what it read, within one group of 8 (the device publishes every 8).
+    const r = await oneDrain([
+      { lun: 0, cdb: read16(3, 1), dataInLength: 512 },
+      { lun: 0, cdb: write16(3, 1), dataOut: block(0xaa) },
+      { lun: 0, cdb: read16(3, 1), dataInLength: 512 },
+      { lun: 0, cdb: read16(5, 2), dataInLength: 1024 },
+      {
+        lun: 0,
+        cdb: cdb(16, ScsiOp.WRITE_SAME_16, [
+          [2, 8, 5],
+          [10, 4, 2],
+        ]),
+        dataOut: block(0x55),
+      },
+      { lun: 0, cdb: read16(5, 2), dataInLength: 1024 },
+      ...Array.from({ length: 40 }, (_, i) => ({ lun: 0, cdb: read16(i, 1), dataInLength: 512 })),
+    ]);
+    expect(r.map((x) => x.status)).toEqual(r.map(() => 0));
+    expect(r[0].dataIn).toEqual(block(4));
+    expect(r[2].dataIn).toEqual(block(0xaa));
+    expect(r[3].dataIn).toEqual(new Uint8Array(1024).map((_, k) => (k < 512 ? 6 : 7)));
+    expect(r[5].dataIn).toEqual(new Uint8Array(1024).fill(0x55));
+    for (let i = 0; i < 40; i++) expect(r[6 + i].dataIn).toEqual(i === 3 ? block(0xaa) : i === 5 || i === 6 ? block(0x55) : block(i + 1));
     await bed.close();
   });
 });

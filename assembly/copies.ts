@@ -1,0 +1,45 @@
+// Deferred data copies. A drain copies each READ's blocks into the guest's buffers later, at
+// the latest right before the used ring is next published (vq_publish_used calls
+// copies_flush), so that the copies of a batch run back to back: the processor then overlaps
+// their cache misses, where one copy between two requests' work waits for memory alone. What
+// is deferred is already validated; the list is this instance's (a few dozen entries in its
+// scratch area) and is empty whenever a drain returns.
+import { copy_bytes } from "./bytes";
+
+/** Copies a list holds before it runs them to make room. */
+export const DEFERRED_COPIES: u32 = 32;
+/** Bytes of a list: a count, then (dst, src, len) triples of u32. */
+export const COPIES_SIZE: usize = 4 + <usize>DEFERRED_COPIES * 12;
+
+// This instance's list (in its scratch area).
+let list: usize = 0;
+
+export function copies_bind(at: usize): void {
+  list = at;
+  store<u32>(list, 0);
+}
+
+/** Copies n bytes from src to dst before the used ring is next published (ranges validated, not overlapping). */
+export function copy_deferred(dst: usize, src: usize, n: usize): void {
+  let k = load<u32>(list);
+  if (k == DEFERRED_COPIES) {
+    copies_flush();
+    k = 0;
+  }
+  const e = list + 4 + <usize>k * 12;
+  store<u32>(e, <u32>dst);
+  store<u32>(e, <u32>src, 4);
+  store<u32>(e, <u32>n, 8);
+  store<u32>(list, k + 1);
+}
+
+/** Runs the deferred copies, in the order they were deferred. */
+export function copies_flush(): void {
+  const k = load<u32>(list);
+  if (k == 0) return;
+  for (let i: u32 = 0; i < k; i++) {
+    const e = list + 4 + <usize>i * 12;
+    copy_bytes(<usize>load<u32>(e), <usize>load<u32>(e, 4), <usize>load<u32>(e, 8));
+  }
+  store<u32>(list, 0);
+}
