@@ -1,5 +1,5 @@
-// Deferred data copies. A drain copies each READ's blocks into the guest's buffers later, at
-// the latest right before the used ring is next published (vq_publish_used calls
+// Deferred data copies. A drain copies the blocks of each RAM READ and WRITE later, in order,
+// at the latest right before the used ring is next published (vq_publish_used calls
 // copies_flush), so that the copies of a batch run back to back: the processor then overlaps
 // their cache misses, where one copy between two requests' work waits for memory alone. What
 // is deferred is already validated; the list is this instance's (a few dozen entries in its

@@ -43,7 +43,8 @@ const MOVE_READ: u32 = 0;
 const MOVE_WRITE: u32 = 1;
 const MOVE_FILL: u32 = 2;
 const MOVE_UPDATE: u32 = 3;
-const MOVE_DEFER: u32 = 4;
+const MOVE_DEFER_READ: u32 = 4;
+const MOVE_DEFER_WRITE: u32 = 5;
 
 /** A cursor over iovecs [idx, end) of an IoVecArray, `off` bytes into iovec idx. */
 @unmanaged export class IovIter {
@@ -75,7 +76,8 @@ const MOVE_DEFER: u32 = 4;
       if (mode == MOVE_READ) copy_bytes(mem + done, at, n);
       else if (mode == MOVE_WRITE) copy_bytes(at, mem + done, n);
       else if (mode == MOVE_UPDATE) update_bytes(at, mem + done, n);
-      else if (mode == MOVE_DEFER) copy_deferred(at, mem + done, n);
+      else if (mode == MOVE_DEFER_READ) copy_deferred(mem + done, at, n);
+      else if (mode == MOVE_DEFER_WRITE) copy_deferred(at, mem + done, n);
       else fill_bytes(at, <u8>mem, n);
       done += n;
       if (n == seg) {
@@ -103,9 +105,14 @@ const MOVE_DEFER: u32 = 4;
     return this.move(src, len, MOVE_UPDATE);
   }
 
+  /** As read(), the copy deferred until the used ring is next published (copy_deferred). */
+  @inline readDeferred(dst: usize, len: u32): u32 {
+    return this.move(dst, len, MOVE_DEFER_READ);
+  }
+
   /** As write(), the copy deferred until the used ring is next published (copy_deferred). */
   @inline writeDeferred(src: usize, len: u32): u32 {
-    return this.move(src, len, MOVE_DEFER);
+    return this.move(src, len, MOVE_DEFER_WRITE);
   }
 
   /** Fills up to len bytes of the guest buffers with byte b. */

@@ -7,9 +7,9 @@ import { BS_F_FUA, BS_OP_READ, BS_OP_WRITE } from "./ioring";
 import { remote_op } from "./remote";
 
 /**
- * Reads `bytes` at byte offset `off` of the LUN into the data-in buffers. From RAM the copy is
- * deferred until the used ring is published (copies.ts); ScsiRequestQueue runs the deferred
- * copies before any other command, so everything else sees them done.
+ * Reads `bytes` at byte offset `off` of the LUN into the data-in buffers. RAM reads and writes
+ * are deferred until the used ring is published (copies.ts), in order; ScsiRequestQueue runs the
+ * deferred copies before any other command, so everything else sees them done.
  */
 export function bs_read(c: ScsiCmd, lun: ScsiLun, off: u64, bytes: u32): void {
   const kind = lun.backstore;
@@ -21,7 +21,7 @@ export function bs_read(c: ScsiCmd, lun: ScsiLun, off: u64, bytes: u32): void {
 /** Writes `bytes` of data-out at byte offset `off` of the LUN (`fua`: durable before the answer). */
 export function bs_write(c: ScsiCmd, lun: ScsiLun, off: u64, bytes: u32, fua: bool): void {
   const kind = lun.backstore;
-  if (kind == BS_RAM) c.done += data_out().read(<usize>lun.ram + <usize>off, bytes);
+  if (kind == BS_RAM) c.done += data_out().readDeferred(<usize>lun.ram + <usize>off, bytes);
   else if (kind == BS_NULL) c.done += data_out().skip(bytes);
   else remote_op(c, lun, BS_OP_WRITE, off, bytes, data_out(), fua ? BS_F_FUA : 0);
 }

@@ -20,9 +20,15 @@ import { IoCtxTable } from "./ioring";
 import { fill_bytes } from "../bytes";
 import * as K from "./constants";
 
-/** READ(6/10/12/16). */
-@inline function is_read(op: u8): bool {
-  return op == K.READ_6 || op == K.READ_10 || op == K.READ_12 || op == K.READ_16;
+/** READ and WRITE of every CDB size, WRITE AND VERIFY: commands whose RAM copies are deferred. */
+function is_read_write(op: u8): bool {
+  switch (op) {
+    case K.READ_6: case K.READ_10: case K.READ_12: case K.READ_16:
+    case K.WRITE_6: case K.WRITE_10: case K.WRITE_12: case K.WRITE_16:
+    case K.WRITE_VERIFY_10: case K.WRITE_VERIFY_16:
+      return true;
+  }
+  return false;
 }
 
 /** LUN number from the 8-byte virtio-scsi LUN field, as vhost-scsi decodes it. */
@@ -133,9 +139,10 @@ function respond_only(c: ScsiCmd, resp: IovIter, response: u8): u32 {
       return respond_only(c, resp, K.VIRTIO_SCSI_S_BAD_TARGET);
     }
     if (lun !== null && (lun.flags & LUN_F_DSENSE) != 0) c.desc_sense = 1;
-    // RAM READs of a batch copy their blocks together before the used ring is published
-    // (copies.ts); any other command runs after those copies, as if each had been done in turn.
-    if (lun === null || lun.backstore != BS_RAM || !is_read(load<u8>(c.cdb))) copies_flush();
+    // RAM READs and WRITEs of a batch copy their blocks together, in order, before the used ring
+    // is published (copies.ts); any other command runs after those copies, as if each had been
+    // done in turn.
+    if (lun === null || lun.backstore != BS_RAM || !is_read_write(load<u8>(c.cdb))) copies_flush();
     scsi_dispatch(c);
     if (c.pending != 0) return REQUEST_PENDING;
     return write_response(c, resp);

@@ -46,7 +46,7 @@ describe("batching: one WASM call serves a whole batch", () => {
     await bed.close();
   });
 
-  it("a batch's RAM reads are copied together before the used ring moves, yet each command sees the ones before it done", async () => {
+  it("a batch's RAM reads and writes are copied together before the used ring moves, yet each command sees the ones before it done", async () => {
     let worker: LocalWorker | undefined;
     const bed = await createTestbed({
       luns: [{ backstore: "ram", size: 1 << 20, blockSize: 512 }],
@@ -64,7 +64,8 @@ describe("batching: one WASM call serves a whole batch", () => {
     await oneDrain([{ lun: 0, cdb: write16(0, 1), dataOut: block(0) }]); // takes the unit attention
     // 40 blocks with their own contents (more reads than a list holds and several publications).
     await oneDrain(Array.from({ length: 40 }, (_, i) => ({ lun: 0, cdb: write16(i, 1), dataOut: block(i + 1) })));
-    // A read, then writes of what it read, within one group of 8 (the device publishes every 8).
+    // Reads and writes of the same blocks, WRITE SAME and VERIFY among them, within one group of
+    // 8 (the device publishes every 8), then 40 reads.
     const r = await oneDrain([
       { lun: 0, cdb: read16(3, 1), dataInLength: 512 },
       { lun: 0, cdb: write16(3, 1), dataOut: block(0xaa) },
@@ -79,6 +80,16 @@ describe("batching: one WASM call serves a whole batch", () => {
         dataOut: block(0x55),
       },
       { lun: 0, cdb: read16(5, 2), dataInLength: 1024 },
+      { lun: 0, cdb: write16(7, 1), dataOut: block(0x77) },
+      {
+        lun: 0,
+        cdb: cdb(16, ScsiOp.VERIFY_16, [
+          [1, 1, 2],
+          [2, 8, 7],
+          [10, 4, 1],
+        ]),
+        dataOut: block(0x77),
+      },
       ...Array.from({ length: 40 }, (_, i) => ({ lun: 0, cdb: read16(i, 1), dataInLength: 512 })),
     ]);
     expect(r.map((x) => x.status)).toEqual(r.map(() => 0));
@@ -86,7 +97,8 @@ describe("batching: one WASM call serves a whole batch", () => {
     expect(r[2].dataIn).toEqual(block(0xaa));
     expect(r[3].dataIn).toEqual(new Uint8Array(1024).map((_, k) => (k < 512 ? 6 : 7)));
     expect(r[5].dataIn).toEqual(new Uint8Array(1024).fill(0x55));
-    for (let i = 0; i < 40; i++) expect(r[6 + i].dataIn).toEqual(i === 3 ? block(0xaa) : i === 5 || i === 6 ? block(0x55) : block(i + 1));
+    const now = (i: number) => (i === 3 ? block(0xaa) : i === 5 || i === 6 ? block(0x55) : i === 7 ? block(0x77) : block(i + 1));
+    for (let i = 0; i < 40; i++) expect(r[8 + i].dataIn).toEqual(now(i));
     await bed.close();
   });
 });
