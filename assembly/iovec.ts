@@ -63,8 +63,9 @@ const MOVE_DEFER_WRITE: u32 = 5;
 
   /**
    * Moves up to len bytes between the cursor and device memory: mode READ copies guest to mem,
-   * WRITE copies mem to guest, UPDATE does too but stores only what differs, FILL stores the
-   * byte value `mem` into the guest buffers.
+   * WRITE copies mem to guest, UPDATE does too but stores only what differs, DEFER_READ and
+   * DEFER_WRITE copy as READ and WRITE but later (copies.ts), FILL stores the byte value `mem`
+   * into the guest buffers.
    */
   private move(mem: usize, len: u32, mode: u32): u32 {
     const iov = this.iov;

@@ -2,7 +2,7 @@
 // The main job (`npm start`): a fio-like benchmark of the whole vhost-scsi path on a RAM-disk
 // LUN by default. The device side (QEMU-side device model, /dev/vhost-scsi, vhost worker
 // threads) runs as a user would set it up; the guest driver probes it, then hands its request
-// queues to guest submitter threads (fio's jobs) that drive them polled, in a closed loop.
+// queues to fio's jobs, which guest threads (the guest's vCPUs) drive polled, in a closed loop.
 import { Worker } from "node:worker_threads";
 import { performance } from "node:perf_hooks";
 import { createTestbed } from "../src/testbed.js";

@@ -90,7 +90,7 @@ worker threads -> SCSI target (WASM) -> backstore -> used ring -> guest.
   --iodepth=N          I/Os in flight per job                            [32]
   --rwmixread=PCT      share of reads in randrw/rw                       [50]
   --queues=N           virtio-scsi request queues                        [1]
-  --numjobs=N          guest submitter threads (each drives its queues)  [1]
+  --numjobs=N          fio jobs, each driving its own queues             [1]
   --workers=N          vhost worker threads serving the queues           [1]
   --guest-threads=N    guest threads the jobs run on (the guest's vCPUs)
                        [numjobs; when jobs and workers outnumber the cores,

@@ -250,10 +250,11 @@ export class EventFd {
 }
 
 /**
- * Calls fn after every signal on efd (each read that took a count), waiting with Atomics.waitAsync
- * so the calling thread's event loop keeps running, for as long as active() holds (checked at
- * least every 100 ms, and before each read: once it stops holding, the counter is left to
- * others) and the eventfd is open. The guest notifiers of the device model and of a remote transport run on it.
+ * Calls fn after every signal on efd (each read that took a count), waiting with
+ * Atomics.waitAsync so the calling thread's event loop keeps running, for as long as the eventfd
+ * is open and active() holds (checked at least every 100 ms, and before each read: once it stops
+ * holding, the counter is left to others). The guest notifiers of the device model and of a
+ * remote transport run on it.
  */
 export function onSignal(efd: EventFd, fn: () => void, active: () => boolean): void {
   void (async () => {
