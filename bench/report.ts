@@ -93,7 +93,11 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
   if (busy > availableParallelism()) {
     lines.push(
       `  note: ${busy} busy threads (${o.guestThreads} guest, ${o.workers} vhost workers) on ${availableParallelism()} cores: each hand-over waits for a time slice,` +
-        (o.busyPollUs === 0 && o.guestPollUs === 0 ? " polling is off (threads sleep on their eventfds)" : " polling backs off to sleeping") +
+        (o.busyPollUs === 0 && o.guestPollUs === 0
+          ? " polling is off (threads sleep on their eventfds)"
+          : o.busyPollUs === 0
+            ? " the vhost workers sleep between kicks while the guest polls"
+            : " polling backs off to sleeping") +
         `; expect a fraction of a configuration that fits (e.g. --queues ${o.queues} --workers 1 --numjobs 1)`,
     );
   }
