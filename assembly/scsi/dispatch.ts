@@ -17,12 +17,22 @@ import {
   return op == K.INQUIRY || op == K.REPORT_LUNS || op == K.REQUEST_SENSE;
 }
 
-/** Commands that access the medium and so need the unit started. */
-function needs_medium(op: u8): bool {
+/** READ and WRITE of every CDB size, and WRITE AND VERIFY: the commands that move blocks. */
+export function is_read_write(op: u8): bool {
   switch (op) {
     case K.READ_6: case K.READ_10: case K.READ_12: case K.READ_16:
     case K.WRITE_6: case K.WRITE_10: case K.WRITE_12: case K.WRITE_16:
-    case K.WRITE_VERIFY_10: case K.WRITE_VERIFY_16: case K.VERIFY_10: case K.VERIFY_16:
+    case K.WRITE_VERIFY_10: case K.WRITE_VERIFY_16:
+      return true;
+  }
+  return false;
+}
+
+/** Commands that access the medium and so need the unit started. */
+function needs_medium(op: u8): bool {
+  if (is_read_write(op)) return true;
+  switch (op) {
+    case K.VERIFY_10: case K.VERIFY_16:
     case K.SYNCHRONIZE_CACHE_10: case K.SYNCHRONIZE_CACHE_16: case K.WRITE_SAME_10: case K.WRITE_SAME_16:
     case K.UNMAP: case K.TEST_UNIT_READY:
       return true;

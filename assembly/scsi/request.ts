@@ -15,21 +15,10 @@ import {
 import { ScsiDevice, SCSI_DEV_F_T10_PI, dev_tpg, tpg_lun } from "./target";
 import { BS_RAM, LUN_F_DSENSE } from "./lun";
 import { copies_flush } from "../copies";
-import { scsi_dispatch } from "./dispatch";
+import { is_read_write, scsi_dispatch } from "./dispatch";
 import { IoCtxTable } from "./ioring";
 import { fill_bytes } from "../bytes";
 import * as K from "./constants";
-
-/** READ and WRITE of every CDB size, WRITE AND VERIFY: commands whose RAM copies are deferred. */
-function is_read_write(op: u8): bool {
-  switch (op) {
-    case K.READ_6: case K.READ_10: case K.READ_12: case K.READ_16:
-    case K.WRITE_6: case K.WRITE_10: case K.WRITE_12: case K.WRITE_16:
-    case K.WRITE_VERIFY_10: case K.WRITE_VERIFY_16:
-      return true;
-  }
-  return false;
-}
 
 /** LUN number from the 8-byte virtio-scsi LUN field, as vhost-scsi decodes it. */
 @inline export function lun_number(lun: usize): u32 {
