@@ -64,8 +64,8 @@ export async function runFio(
     for (let q = 0; q < o.queues; q++) await vhost.SET_VRING_BUSYLOOP_TIMEOUT({ index: 2 + q, num: o.busyPollUs });
     const stats = new SharedArrayBuffer(o.numjobs * 4 * 8);
     const control = new SharedArrayBuffer(8);
-    const inits = jobQueues.map((qs, j): JobInit => {
-      return {
+    const inits = jobQueues.map(
+      (qs, j): JobInit => ({
         index: j,
         buffer: bed.shm.buffer,
         memory: bed.shm.memory,
@@ -98,8 +98,8 @@ export async function runFio(
         regionBytes,
         stats,
         control,
-      };
-    });
+      }),
+    );
     // The guest's threads (its vCPUs): job j runs on thread j % --guest-threads.
     const jobs = Array.from(
       { length: o.guestThreads },

@@ -22,12 +22,14 @@ export class JobInterrupts {
     for (const c of this.calls) c.watch(this.doorbell);
   }
 
-  /** Sleeps until a queue interrupts or `ms` pass, unless a completion is there already; consumes the signals. */
-  sleep(engine: Armable, ms: number): void {
+  /** Sleeps until a queue interrupts or `ms` pass, unless arming the engines finds a completion there already; consumes the signals. */
+  sleep(engines: readonly Armable[], ms: number): void {
     const seen = this.table.value(this.doorbell);
-    if (!engine.arm()) this.table.wait(this.doorbell, seen, ms);
+    let ready = false;
+    for (const e of engines) ready = e.arm() || ready;
+    if (!ready) this.table.wait(this.doorbell, seen, ms);
     for (const c of this.calls) c.tryRead();
-    engine.disarm();
+    for (const e of engines) e.disarm();
   }
 
   /** Stops listening (the eventfds' watch slots are few). */

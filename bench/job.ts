@@ -9,7 +9,7 @@ import { performance } from "node:perf_hooks";
 import hdr from "hdr-histogram-js";
 import { threadCpuMs } from "../src/worker/thread-cpu.js";
 import { AdaptivePoll } from "../src/worker/adaptive-poll.js";
-import { JobInterrupts, type Armable } from "./interrupts.js";
+import { JobInterrupts } from "./interrupts.js";
 import { PHASE_FILL, PHASE_READBACK, PHASE_RUN, type EngineCounts, type GuestEngine, type JobInit, type Phase } from "./guest-engine.js";
 import { TsGuestEngine } from "./ts-engine.js";
 import { WasmGuestEngine } from "./wasm-engine.js";
@@ -69,17 +69,8 @@ class Job {
 
 const jobs = inits.map((init) => new Job(init));
 
-/** Every job's engine seen as one: interrupts asked for and turned off on all their queues. */
-const allEngines: Armable = {
-  arm: () => {
-    let ready = false;
-    for (const j of jobs) ready = j.engine.arm() || ready;
-    return ready;
-  },
-  disarm: () => {
-    for (const j of jobs) j.engine.disarm();
-  },
-};
+/** The thread's engines, which one interrupt wait covers. */
+const engines = jobs.map((j) => j.engine);
 
 /** Publishes the live counters, and closes a log window when one is due. */
 function flushStats(now = performance.now()): void {
@@ -119,7 +110,7 @@ function runLoop(done: () => boolean): void {
     const t = performance.now();
     if (idleSince < 0) idleSince = t;
     if (t - idleSince < poll.windowUs / 1000) continue;
-    interrupts.sleep(allEngines, 1);
+    interrupts.sleep(engines, 1);
     poll.waited((performance.now() - idleSince) * 1000, true, o.guestPollUs);
     idleSince = -1;
   }

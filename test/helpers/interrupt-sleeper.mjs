@@ -12,7 +12,7 @@ const engine = {
 };
 parentPort.postMessage("sleeping");
 const t0 = performance.now();
-interrupts.sleep(engine, workerData.ms);
+interrupts.sleep([engine], workerData.ms);
 const ms = performance.now() - t0;
 interrupts.close();
 parentPort.postMessage({ ms, ...calls });
