@@ -24,6 +24,18 @@ export interface JobInit {
   control: SharedArrayBuffer; // Int32 [0]: go, [1]: stop
 }
 
+/** How a job's --rw (fio's rw) picks requests: blocks in order or at random, reads and writes mixed, reads only. */
+export function rwPattern(rw: FioOptions["rw"]): { sequential: boolean; mixed: boolean; allReads: boolean } {
+  return {
+    sequential: rw === "read" || rw === "write" || rw === "rw",
+    mixed: rw === "randrw" || rw === "rw",
+    allReads: rw === "read" || rw === "randread",
+  };
+}
+
+/** Job `index`'s random seed (where its xorshift32 stream starts; never 0). */
+export const jobSeed = (index: number): number => (0x9e3779b9 ^ Math.imul(index, 0x85ebca6b)) >>> 0 || 1;
+
 /** What an engine is doing: the timed run; writing the region first (--verify on reads); reading back what was written. */
 import { PHASE_FILL, PHASE_READBACK, PHASE_RUN } from "./engine-abi.generated.js";
 export { PHASE_FILL, PHASE_READBACK, PHASE_RUN };

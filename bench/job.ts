@@ -10,7 +10,7 @@ import hdr from "hdr-histogram-js";
 import { threadCpuMs } from "../src/worker/thread-cpu.js";
 import { AdaptivePoll } from "../src/worker/adaptive-poll.js";
 import { JobInterrupts } from "./interrupts.js";
-import { PHASE_FILL, PHASE_READBACK, PHASE_RUN, type EngineCounts, type GuestEngine, type JobInit, type Phase } from "./guest-engine.js";
+import { PHASE_FILL, PHASE_READBACK, PHASE_RUN, type EngineCounts, type GuestEngine, type JobInit, type Phase, rwPattern } from "./guest-engine.js";
 import { TsGuestEngine } from "./ts-engine.js";
 import { WasmGuestEngine } from "./wasm-engine.js";
 import { TIMELINE_STRIDE, type JobResult } from "./job-result.js";
@@ -18,7 +18,7 @@ import { TIMELINE_STRIDE, type JobResult } from "./job-result.js";
 const inits = workerData as JobInit[];
 const o = inits[0].opts;
 const control = new Int32Array(inits[0].control);
-const allReads = o.rw === "read" || o.rw === "randread";
+const { allReads } = rwPattern(o.rw);
 
 /** The window of the timeline: --log_avg_msec for logs and the plot, else fio's 500 ms of bw and iops samples. */
 const sampleMs = o.iopsLog || o.bwLog || o.latLog || o.plot ? o.logAvgMsec : 500;

@@ -3,7 +3,7 @@
 import type { Histogram } from "hdr-histogram-js";
 import { latencyHistogram } from "./job-result.js";
 import { PolledScsiQueue } from "../src/guest/polled-queue.js";
-import { PHASE_FILL, PHASE_READBACK, PHASE_RUN, type EngineCounts, type GuestEngine, type JobInit, type Phase } from "./guest-engine.js";
+import { PHASE_FILL, PHASE_READBACK, PHASE_RUN, type EngineCounts, type GuestEngine, type JobInit, type Phase, jobSeed, rwPattern } from "./guest-engine.js";
 import { matches, stamp } from "./verify-stamp.js";
 
 export class TsGuestEngine implements GuestEngine {
@@ -53,10 +53,8 @@ export class TsGuestEngine implements GuestEngine {
         }),
     );
     this.blocks = Math.floor(init.regionBytes / o.bs);
-    this.sequential = o.rw === "read" || o.rw === "write" || o.rw === "rw";
-    this.mixed = o.rw === "randrw" || o.rw === "rw";
-    this.allReads = o.rw === "read" || o.rw === "randread";
-    this.seed = (0x9e3779b9 ^ Math.imul(init.index, 0x85ebca6b)) >>> 0 || 1;
+    ({ sequential: this.sequential, mixed: this.mixed, allReads: this.allReads } = rwPattern(o.rw));
+    this.seed = jobSeed(init.index);
     this.gens = o.verify ? new Uint32Array(this.blocks) : undefined;
     this.busy = o.verify ? new Uint8Array(this.blocks) : undefined;
     this.slotBlock = init.queues.map((q) => new Int32Array(q.depth));

@@ -7,7 +7,7 @@ import type { Histogram } from "hdr-histogram-js";
 import { latencyHistogram } from "./job-result.js";
 import { EventFd } from "../src/sys/eventfd.js";
 import { polledSlotSize } from "../src/guest/polled-queue.js";
-import type { EngineCounts, GuestEngine, JobInit, Phase } from "./guest-engine.js";
+import { type EngineCounts, type GuestEngine, type JobInit, type Phase, jobSeed, rwPattern } from "./guest-engine.js";
 import {
   COUNTER_ERRORS,
   COUNTER_MISMATCHES,
@@ -92,12 +92,8 @@ export class WasmGuestEngine implements GuestEngine {
     new Uint8Array(init.buffer, base, L.bytes).fill(0);
     this.st = base + L.job;
     this.hist = base + L.hist;
-    const mode =
-      (o.rw === "read" || o.rw === "write" || o.rw === "rw" ? MODE_SEQUENTIAL : 0) |
-      (o.rw === "randrw" || o.rw === "rw" ? MODE_MIXED : 0) |
-      (o.rw === "read" || o.rw === "randread" ? MODE_ALL_READS : 0) |
-      (o.verify ? MODE_VERIFY : 0);
-    const seed = (0x9e3779b9 ^ Math.imul(init.index, 0x85ebca6b)) >>> 0;
+    const rw = rwPattern(o.rw);
+    const mode = (rw.sequential ? MODE_SEQUENTIAL : 0) | (rw.mixed ? MODE_MIXED : 0) | (rw.allReads ? MODE_ALL_READS : 0) | (o.verify ? MODE_VERIFY : 0);
     e.engine_init(
       this.st,
       init.queues.length,
@@ -107,7 +103,7 @@ export class WasmGuestEngine implements GuestEngine {
       mode,
       o.rwmixread,
       blocks,
-      seed,
+      jobSeed(init.index),
       BigInt(init.regionStart),
       o.verify ? base + L.gens : 0,
       o.verify ? base + L.busy : 0,
