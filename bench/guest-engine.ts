@@ -61,8 +61,12 @@ export interface EngineCounts {
 export interface GuestEngine extends Armable {
   /** Starts a phase at time `now` (ms) with a request in every slot, published and kicked. */
   begin(phase: Phase, now: number): void;
-  /** Reaps every queue (a new request per completion unless stopping, or the phase is done), publishes, kicks; returns how many came back. */
-  pass(now: number): number;
+  /**
+   * Reaps every queue (a new request per completion unless stopping, or the phase is done),
+   * publishes, kicks; returns how many came back. Reads the clock (the completions' time) only
+   * when something came back: an idle pass is a few loads.
+   */
+  pass(): number;
   /** No new requests; those in flight still come back. */
   stop(): void;
   readonly outstanding: number;

@@ -1,6 +1,7 @@
 // The TypeScript load engine: the library's PolledScsiQueue (the guest driver's polled request
 // queue) with the job's block choice, checks, verify stamps and HDR histograms in TypeScript.
 import type { Histogram } from "hdr-histogram-js";
+import { performance } from "node:perf_hooks";
 import { latencyHistogram } from "./job-result.js";
 import { PolledScsiQueue } from "../src/guest/polled-queue.js";
 import { PHASE_FILL, PHASE_READBACK, PHASE_RUN, type EngineCounts, type GuestEngine, type JobInit, type Phase, jobSeed, rwPattern } from "./guest-engine.js";
@@ -149,8 +150,9 @@ export class TsGuestEngine implements GuestEngine {
     for (const q of this.queues) q.publish();
   }
 
-  pass(now: number): number {
-    this.now = now;
+  pass(): number {
+    if (!this.queues.some((q) => q.ready)) return 0;
+    this.now = performance.now();
     let n = 0;
     for (let qi = 0; qi < this.queues.length; qi++) n += this.queues[qi].reap(this.doneFns[qi]);
     for (const q of this.queues) q.publish();

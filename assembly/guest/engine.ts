@@ -425,6 +425,21 @@ export function engine_begin(st: usize, phase: u32, nowMs: f64): u32 {
   return load<u32>(st + J_KICKS);
 }
 
+/** Whether queue q's device has put used entries there that were not reaped yet. */
+@inline function has_used(q: usize): bool {
+  return <u32>atomic.load<u16>(<usize>load<u32>(q + Q_USED) + 2) != load<u32>(q + Q_LAST_USED);
+}
+
+/**
+ * Whether a pass would reap anything: the caller reads its clock and calls engine_pass only
+ * then, so that looking at idle queues costs a few loads.
+ */
+export function engine_ready(st: usize): bool {
+  const nq = load<u32>(st + J_QUEUES);
+  for (let qi: u32 = 0; qi < nq; qi++) if (has_used(queue(st, qi))) return true;
+  return false;
+}
+
 /**
  * One pass at time nowMs: reaps every queue (starting a new request per completion unless
  * stopping), then publishes. Returns how many came back; engine_kicks() the queues to kick.
@@ -469,7 +484,7 @@ export function engine_arm(st: usize, qi: u32): bool {
   const avail = <usize>load<u32>(q + Q_AVAIL);
   const usedEvent = avail + 4 + 2 * (load<u32>(q + Q_MASK) + 1);
   atomic.store<u16>(usedEvent, <u16>last);
-  return <u32>atomic.load<u16>(<usize>load<u32>(q + Q_USED) + 2) != last;
+  return has_used(q);
 }
 
 /** After the sleep: used_event far behind again (no interrupts while polling). */

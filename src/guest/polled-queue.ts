@@ -209,6 +209,11 @@ export class PolledScsiQueue {
    */
   arm(): boolean {
     Atomics.store(this.u16, this.usedEventAt, this.lastUsed);
+    return this.ready;
+  }
+
+  /** The device has put used entries on the ring that were not reaped yet. */
+  get ready(): boolean {
     return Atomics.load(this.u16, this.usedIdxAt) !== this.lastUsed;
   }
 
