@@ -19,7 +19,7 @@ import { plotSvg } from "./plot.js";
 import { realpathSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { JobResult } from "./job-result.js";
-import type { JobInit } from "./guest-engine.js";
+import type { GuestThreadInit, JobInit } from "./guest-engine.js";
 import { engineAreaBytes } from "./wasm-engine.js";
 
 const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(n));
@@ -56,6 +56,7 @@ export async function runFio(
     queues: o.queues,
     workers: o.workers,
     queueSize,
+    process: { workerCpus: o.workerCpus && ((id) => o.workerCpus![id]) },
     guestMemory: Math.ceil((bufferBytes + engineBytes.reduce((a, b) => a + b + 4096, 0) + 16 * queueSize * (o.queues + 2) * 2 + (8 << 20)) / 65536) * 65536,
   });
   try {
@@ -103,7 +104,10 @@ export async function runFio(
     // The guest's threads (its vCPUs): job j runs on thread j % --guest-threads.
     const jobs = Array.from(
       { length: o.guestThreads },
-      (_, t) => new Worker(new URL("./job.js", import.meta.url), { workerData: inits.filter((_, j) => j % o.guestThreads === t) }),
+      (_, t) =>
+        new Worker(new URL("./job.js", import.meta.url), {
+          workerData: { jobs: inits.filter((_, j) => j % o.guestThreads === t), cpus: o.guestCpus?.[t] } satisfies GuestThreadInit,
+        }),
     );
     const results = jobs.map(
       (w) =>

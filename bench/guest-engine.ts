@@ -24,6 +24,12 @@ export interface JobInit {
   control: SharedArrayBuffer; // Int32 [0]: go, [1]: stop
 }
 
+/** What a guest thread starts with: its jobs, and the CPUs it runs on (undefined: not pinned). */
+export interface GuestThreadInit {
+  jobs: JobInit[];
+  cpus: number[] | undefined;
+}
+
 /** How a job's --rw (fio's rw) picks requests: blocks in order or at random, reads and writes mixed, reads only. */
 export function rwPattern(rw: FioOptions["rw"]): { sequential: boolean; mixed: boolean; allReads: boolean } {
   return {

@@ -9,13 +9,25 @@ import { performance } from "node:perf_hooks";
 import hdr from "hdr-histogram-js";
 import { threadCpuMs } from "../src/worker/thread-cpu.js";
 import { AdaptivePoll } from "../src/worker/adaptive-poll.js";
+import { pinThread } from "../src/sys/affinity.js";
 import { JobInterrupts } from "./interrupts.js";
-import { PHASE_FILL, PHASE_READBACK, PHASE_RUN, type EngineCounts, type GuestEngine, type JobInit, type Phase, rwPattern } from "./guest-engine.js";
+import {
+  PHASE_FILL,
+  PHASE_READBACK,
+  PHASE_RUN,
+  type EngineCounts,
+  type GuestEngine,
+  type GuestThreadInit,
+  type JobInit,
+  type Phase,
+  rwPattern,
+} from "./guest-engine.js";
 import { TsGuestEngine } from "./ts-engine.js";
 import { WasmGuestEngine } from "./wasm-engine.js";
 import { TIMELINE_STRIDE, type JobResult } from "./job-result.js";
 
-const inits = workerData as JobInit[];
+const { jobs: inits, cpus } = workerData as GuestThreadInit;
+if (cpus) pinThread(cpus);
 const o = inits[0].opts;
 const control = new Int32Array(inits[0].control);
 const { allReads } = rwPattern(o.rw);

@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import { availableParallelism } from "node:os";
 import { backstoreTypes, parseBackstoreArg } from "../src/backstore/index.js";
+import { allowedCpus, cpusProblem, parseCpuList } from "../src/sys/affinity.js";
 
 type OutputFormat = "normal" | "json" | "json+";
 
@@ -42,6 +43,9 @@ export interface FioOptions {
   guestPollUs: number;
   /** The guest jobs' load engine: WebAssembly (dist/guest-engine.wasm) or the TypeScript PolledScsiQueue. */
   engine: "wasm" | "ts";
+  /** The CPUs each guest thread runs on (by thread), and each vhost worker (by worker id); undefined: not pinned. */
+  guestCpus: number[][] | undefined;
+  workerCpus: number[][] | undefined;
   help: boolean;
 }
 
@@ -110,6 +114,13 @@ worker threads -> SCSI target (WASM) -> backstore -> used ring -> guest.
                        they are as many as the cores)
   --engine=wasm|ts     the guest jobs' load engine: WebAssembly, or the
                        TypeScript guest driver (PolledScsiQueue)            [wasm]
+  --cpus_allowed=LIST  CPUs the guest threads run on (0-3,6), or all
+  --cpus_allowed_policy=shared|split
+                       every guest thread on all of them, or one each   [shared]
+  --worker-cpus=LIST   CPUs the vhost workers run on, one each round robin, or all
+                       [with neither option, and fewer guest threads than
+                       cores: guest thread t on CPU t, the workers round robin
+                       on the other CPUs]
   --verify             write checksummed blocks, read them back, count mismatches
   --output-format=LIST normal, json, json+ (comma-separated, as fio): the text
                        report; fio's JSON; fio's JSON with clat_ns.bins   [normal]
@@ -153,6 +164,38 @@ function defaultPolls(guestThreads: number, workers: number): { busy: string; gu
   return { busy: "0", guest: guestThreads < cores ? "200" : "0" };
 }
 
+/**
+ * Where the guest threads and vhost workers run unless told: with fewer guest threads than CPUs,
+ * each guest thread on a CPU of its own and the workers round robin on the others, as a VM is
+ * deployed for I/O (libvirt's vcpupin for the vCPUs, emulatorpin for the vhost threads); else
+ * wherever the scheduler puts them. Measured on 2 cores (docs/performance.md): left to the
+ * scheduler, a polling thread moved or shared its core with the main thread and the workers
+ * beside the guest thread.
+ */
+function defaultPlacement(guestThreads: number, workers: number): { guest?: number[][]; workers?: number[][] } {
+  const cpus = allowedCpus();
+  if (!cpus || guestThreads >= cpus.length) return {};
+  const rest = cpus.slice(guestThreads);
+  return {
+    guest: Array.from({ length: guestThreads }, (_, t) => [cpus[t]]),
+    workers: Array.from({ length: workers }, (_, w) => [rest[w % rest.length]]),
+  };
+}
+
+/** A CPU list option: undefined for "all"; every CPU one this process may run on. */
+function cpuListOption(name: string, v: string): number[] | undefined {
+  if (v === "all") return undefined;
+  let cpus: number[];
+  try {
+    cpus = parseCpuList(v);
+  } catch (e) {
+    throw new OptionError(`--${name}: ${(e as Error).message}`);
+  }
+  const problem = cpusProblem(cpus);
+  if (problem) throw new OptionError(`--${name}: ${problem}`);
+  return cpus;
+}
+
 /** The command line's options, fio's names where fio has them. */
 const OPTIONS = {
   rw: { type: "string" },
@@ -172,6 +215,9 @@ const OPTIONS = {
   "busy-poll": { type: "string" },
   "guest-poll": { type: "string" },
   engine: { type: "string" },
+  cpus_allowed: { type: "string" },
+  cpus_allowed_policy: { type: "string" },
+  "worker-cpus": { type: "string" },
   verify: { type: "boolean" },
   json: { type: "boolean" },
   "output-format": { type: "string" },
@@ -235,6 +281,17 @@ export function parseOptions(argv: string[]): FioOptions {
   const runtimeGiven = v.runtime !== undefined;
   const engine = v.engine ?? "wasm";
   if (engine !== "wasm" && engine !== "ts") throw new OptionError(`--engine: '${engine}' must be wasm or ts`);
+  const policy = v.cpus_allowed_policy ?? "shared";
+  if (policy !== "shared" && policy !== "split") throw new OptionError(`--cpus_allowed_policy: '${policy}' must be shared or split`);
+  let placement = defaultPlacement(guestThreads, workers);
+  if (v.cpus_allowed !== undefined || v["worker-cpus"] !== undefined) {
+    const guest = v.cpus_allowed === undefined ? undefined : cpuListOption("cpus_allowed", v.cpus_allowed);
+    const work = v["worker-cpus"] === undefined ? undefined : cpuListOption("worker-cpus", v["worker-cpus"]);
+    placement = {
+      guest: guest && Array.from({ length: guestThreads }, (_, t) => (policy === "split" ? [guest[t % guest.length]] : guest)),
+      workers: work && Array.from({ length: workers }, (_, w) => [work[w % work.length]]),
+    };
+  }
   return {
     rw,
     bs,
@@ -260,6 +317,8 @@ export function parseOptions(argv: string[]): FioOptions {
     busyPollUs: int("busy-poll", v["busy-poll"] ?? polls.busy, 0, 1_000_000),
     guestPollUs: int("guest-poll", v["guest-poll"] ?? polls.guest, 0, 1_000_000),
     engine,
+    guestCpus: placement.guest,
+    workerCpus: placement.workers,
     help: v.help ?? false,
   };
 }

@@ -55,6 +55,8 @@ export function jsonReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo, pl
       queues: o.queues,
       cores: availableParallelism(),
       busy_threads: busyThreads(o),
+      // The CPUs of each guest thread and each vhost worker; null: not pinned.
+      placement: { guest_threads: o.guestCpus ?? null, workers: o.workerCpus ?? null },
       workers: dev.workers.map((w) => ({ id: w.id, usr_cpu_ms: w.user, sys_cpu_ms: w.system, busy_ms: Math.round(w.busy) })),
       iops_per_busy_core: (() => {
         const busy = dev.workers.reduce((s, w) => s + w.busy, 0) / 1000;
@@ -89,6 +91,9 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
   if (o.guestThreads < o.numjobs) {
     lines.push(`  note: ${o.numjobs} jobs run on ${o.guestThreads} guest thread${o.guestThreads > 1 ? "s" : ""} (the guest's vCPUs, --guest-threads)`);
   }
+  const placed = (cpus: number[][] | undefined, what: string) =>
+    cpus ? cpus.map((c, i) => `${what} ${i} on CPU ${c.join(",")}`).join(", ") : `${what}s where the scheduler puts them`;
+  lines.push(`  placement: ${placed(o.guestCpus, "guest thread")}; ${placed(o.workerCpus, "vhost worker")} (--cpus_allowed, --worker-cpus)`);
   const busy = busyThreads(o);
   if (busy > availableParallelism()) {
     lines.push(

@@ -15,6 +15,11 @@ export interface VhostProcessOptions {
   workerThreads?: boolean;
   /** Starts worker `id` for a device (overrides workerThreads). */
   createWorker?: (id: number, shm: SharedMemory) => VhostWorker;
+  /**
+   * The CPUs worker thread `id` of a device runs on (as libvirt's emulatorpin places a VM's vhost
+   * threads); undefined: wherever the scheduler puts it. Needs worker threads and Linux.
+   */
+  workerCpus?: (id: number) => readonly number[] | undefined;
 }
 
 /**
@@ -32,6 +37,7 @@ export class VhostProcess {
     readonly shm: SharedMemory,
     private readonly opts: VhostProcessOptions = {},
   ) {
+    if (opts.workerCpus && opts.workerThreads === false) throw new VhostError("EINVAL", "workerCpus places worker threads; workerThreads is false");
     this.control = createDataplane(shm);
     this.targets = new TargetRegistry(shm, this.control.dp);
   }
@@ -73,7 +79,7 @@ export class VhostProcess {
       eventfd: (fd) => this.eventfdOf(fd),
       createWorker: (id) =>
         this.opts.createWorker?.(id, this.shm) ??
-        (this.opts.workerThreads === false ? new LocalWorker(id, this.shm) : new ThreadWorker(id, this.shm, this.control.dp)),
+        (this.opts.workerThreads === false ? new LocalWorker(id, this.shm) : new ThreadWorker(id, this.shm, this.control.dp, this.opts.workerCpus?.(id))),
     };
     return this.install(new VhostScsi(ctx));
   }

@@ -11,8 +11,11 @@ import { POLL_MORE, POLL_WAITING } from "./scsi-vrings.js";
 import type { WorkerInit, WorkerReply, WorkerRequest } from "./thread-protocol.js";
 import { threadCpuMs } from "./thread-cpu.js";
 import { AdaptivePoll } from "./adaptive-poll.js";
+import { pinThread } from "../sys/affinity.js";
 
 const init = workerData as WorkerInit;
+// Before anything else: a thread that cannot be placed where it was asked dies with the reason.
+if (init.cpus) pinThread(init.cpus);
 const dp = instantiateDataplane(init.memory, init.area, init.module);
 const table = new PollTable(init.pollTable);
 const core = new WorkerCore(dp, table, init.doorbell, init.memory.buffer as unknown as SharedArrayBuffer);

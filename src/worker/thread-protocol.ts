@@ -36,4 +36,6 @@ export interface WorkerInit {
   pollTable: SharedArrayBuffer;
   doorbell: number;
   port: MessagePort;
+  /** The CPUs the thread pins itself to before serving (undefined: wherever the scheduler puts it). */
+  cpus?: readonly number[];
 }

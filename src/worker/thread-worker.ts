@@ -7,6 +7,7 @@ import type { WorkerCommand, WorkerInit, WorkerReply } from "./thread-protocol.j
 import { VhostError } from "../sys/errors.js";
 import { EventFd } from "../sys/eventfd.js";
 import { log } from "../sys/log.js";
+import { cpusProblem } from "../sys/affinity.js";
 import type { VhostWorker, VringAttachment } from "./worker.js";
 import type { WorkerServedBackstore } from "../backstore/service.js";
 
@@ -27,11 +28,15 @@ export class ThreadWorker implements VhostWorker {
   private readonly area: number;
   failure: Error | undefined;
 
+  /** `cpus`: the CPUs the thread runs on (checked here; the thread pins itself). */
   constructor(
     readonly id: number,
     private readonly shm: SharedMemory,
     dp: DataplaneExports,
+    cpus?: readonly number[],
   ) {
+    const problem = cpus && cpusProblem(cpus);
+    if (problem) throw new VhostError("EINVAL", `worker ${id}: ${problem}`);
     const table = processPollTable();
     this.doorbell = table.allocDoorbell();
     this.area = shm.device.alloc(dp.instance_area_size(), 16, `worker ${id} instance area`);
@@ -45,6 +50,7 @@ export class ThreadWorker implements VhostWorker {
       pollTable: table.sab,
       doorbell: this.doorbell,
       port: port2,
+      cpus,
     };
     this.thread = new Worker(compiledModule(new URL("./thread-main.ts", import.meta.url)), { workerData: init, transferList: [port2] });
     port1.on("message", (r: WorkerReply) => {

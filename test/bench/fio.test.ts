@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { availableParallelism } from "node:os";
 import { OptionError, parseOptions, parseSize, parseTime } from "../../bench/options.js";
 import { until } from "../helpers/backstores.js";
+import { allowedCpus } from "../../src/sys/affinity.js";
 import { has, runBench as run } from "../helpers/bench-cli.js";
 
 const FIO = has("fio");
@@ -41,6 +42,35 @@ describe("fio-like options", () => {
     if (cores >= 2) expect(polls("--guest-threads=1", `--workers=${cores}`)).toEqual([0, 200]);
     expect(polls(`--numjobs=${cores}`, `--guest-threads=${cores}`, "--workers=1")).toEqual([0, 0]);
     expect(polls(`--numjobs=${cores}`, `--guest-threads=${cores}`, `--workers=${cores}`, "--busy-poll=50", "--guest-poll=20")).toEqual([50, 20]);
+  });
+
+  it("places each guest thread on a CPU of its own and the workers round robin on the others, while the guest threads are fewer than the CPUs; given lists win", () => {
+    const cpus = allowedCpus();
+    const place = (...a: string[]) => {
+      const o = parseOptions(["--queues=8", ...a]);
+      return [o.guestCpus, o.workerCpus];
+    };
+    if (cpus && cpus.length >= 2) {
+      const [c0, c1] = cpus;
+      expect(place()).toEqual([[[c0]], [[c1]]]);
+      expect(place("--workers=3")).toEqual([[[c0]], cpus.length === 2 ? [[c1], [c1], [c1]] : [[c1], [cpus[2]], [cpus[3 % cpus.length]]]]);
+      expect(place("--cpus_allowed=all", "--worker-cpus=all")).toEqual([undefined, undefined]);
+      expect(place(`--numjobs=2`, `--guest-threads=2`, `--cpus_allowed=${c0},${c1}`)).toEqual([
+        [
+          [c0, c1],
+          [c0, c1],
+        ],
+        undefined,
+      ]);
+      expect(place(`--numjobs=2`, `--guest-threads=2`, `--cpus_allowed=${c0}-${c1}`, "--cpus_allowed_policy=split", `--worker-cpus=${c1}`)).toEqual([
+        [[c0], [c1]],
+        [[c1]],
+      ]);
+    }
+    if (cpus) expect(place(`--numjobs=${cpus.length}`, `--guest-threads=${cpus.length}`)).toEqual([undefined, undefined]);
+    expect(() => parseOptions(["--cpus_allowed=x"])).toThrow(/--cpus_allowed: 'x' is not a CPU list/);
+    if (cpus) expect(() => parseOptions(["--worker-cpus=4095"])).toThrow(/--worker-cpus: CPU 4095 is not one this process may run on/);
+    expect(() => parseOptions(["--cpus_allowed=0", "--cpus_allowed_policy=spread"])).toThrow(OptionError);
   });
 
   it("has defaults: randread 4k, iodepth 32, 5 s on a RAM disk", () => {
@@ -134,6 +164,11 @@ describe("the benchmark CLI", () => {
     expect(read.clat_ns.min).toBeLessThanOrEqual(read.clat_ns.percentile["50.000000"]);
     expect(j.jobs[0].error).toBe(0);
     expect(j.device.workers).toHaveLength(1);
+    // Where the threads ran: the default placement, or nothing pinned on a single CPU.
+    const cpus = allowedCpus();
+    expect(j.device.placement).toEqual(
+      cpus && cpus.length >= 2 ? { guest_threads: [[cpus[0]]], workers: [[cpus[1]]] } : { guest_threads: null, workers: null },
+    );
     // The C request loop ran in the same run at the same block size (where gcc is installed).
     if (GCC) expect(j.device.native_reference.mode2_iops).toBeGreaterThan(0);
     else expect(j.device.native_reference.missing).toMatch(/gcc/);
@@ -142,6 +177,13 @@ describe("the benchmark CLI", () => {
   it("says when the busy threads outnumber the cores", async () => {
     const r = await run("--runtime=300ms", `--queues=${availableParallelism()}`, `--workers=${availableParallelism()}`, "--numjobs=2", "--guest-threads=2");
     expect(r.code).toBe(0);
+    // Two guest threads leave a CPU for the workers only beyond 2 CPUs.
+    const cpus = allowedCpus();
+    expect(r.stdout).toContain(
+      cpus && cpus.length > 2
+        ? `placement: guest thread 0 on CPU ${cpus[0]}, guest thread 1 on CPU ${cpus[1]}; vhost worker 0 on CPU ${cpus[2]}`
+        : "placement: guest threads where the scheduler puts them; vhost workers where the scheduler puts them",
+    );
     expect(r.stdout).toMatch(
       new RegExp(
         `note: ${availableParallelism() + 2} busy threads \\(2 guest, ${availableParallelism()} vhost workers\\) on ${availableParallelism()} cores: .* polling is off`,
