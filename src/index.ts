@@ -15,6 +15,7 @@ export { VhostScsi, VHOST_SCSI_MAX_IO_VQ, VHOST_SCSI_VQ_CTL, VHOST_SCSI_VQ_EVT, 
 export * from "./vhost/uapi.js";
 export { vhostRegionsOf, VHOST_MAX_MEM_REGIONS, type VhostMemoryRegion } from "./vhost/mem-table.js";
 export { EventFd, EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, type EventFdHandle } from "./sys/eventfd.js";
+export { pinThread, parseCpuList, allowedCpus } from "./sys/affinity.js";
 export { LocalWorker, type LocalWorkerOptions } from "./worker/local-worker.js";
 export { POLL_IDLE, POLL_MORE, POLL_WAITING, type PollResult, type VringBinding, type VringKind } from "./worker/scsi-vrings.js";
 export type { VhostWorker } from "./worker/worker.js";
