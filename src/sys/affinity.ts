@@ -2,7 +2,7 @@
 // emulatorpin do for a VM's vCPU threads and its vhost threads. Node has no binding for the
 // system call, so a thread is pinned by its thread id through taskset(1) (util-linux, on every
 // Linux system); elsewhere pinning is refused with a clear error.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { readFileSync, readlinkSync } from "node:fs";
 
 /** A CPU list as taskset(1), fio's cpus_allowed and /proc show it: "0-3,6". */
@@ -33,6 +33,14 @@ export const allowedCpus = (): number[] | undefined => cpusAllowed("/proc/self/s
 
 /** The CPUs the calling thread may run on now; undefined off Linux. */
 export const threadCpus = (): number[] | undefined => cpusAllowed("/proc/thread-self/status");
+
+let pinnable: boolean | undefined;
+
+/** Whether threads can be pinned here: Linux, with taskset(1) installed (asked once). */
+export function canPinThreads(): boolean {
+  pinnable ??= allowedCpus() !== undefined && spawnSync("taskset", ["-V"], { stdio: "ignore" }).status === 0;
+  return pinnable;
+}
 
 /** Why a thread cannot be pinned to `cpus` (none given, or one this process may not run on); undefined when it can. */
 export function cpusProblem(cpus: readonly number[]): string | undefined {

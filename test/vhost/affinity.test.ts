@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { readFileSync, readdirSync } from "node:fs";
 import { Worker } from "node:worker_threads";
-import { allowedCpus, parseCpuList, pinThread } from "../../src/sys/affinity.js";
+import { allowedCpus, canPinThreads, parseCpuList, pinThread } from "../../src/sys/affinity.js";
 import { createTestbed } from "../../src/testbed.js";
 import { SharedMemory } from "../../src/memory/shared-memory.js";
 import { VhostProcess } from "../../src/vhost/process.js";
@@ -11,8 +11,8 @@ import { clearUnitAttentions, expectGood } from "../helpers/scsi.js";
 import { until } from "../helpers/backstores.js";
 
 const cpus = allowedCpus();
-const SEVERAL = cpus !== undefined && cpus.length >= 2;
-if (!SEVERAL) console.warn("skipped: placing threads on CPUs needs Linux with at least 2 CPUs this process may use");
+const SEVERAL = cpus !== undefined && cpus.length >= 2 && canPinThreads();
+if (!SEVERAL) console.warn("skipped: placing threads on CPUs needs Linux, taskset (util-linux) and at least 2 CPUs this process may use");
 
 /** The CPU list of every thread of this process, by thread id. */
 function threadPlacement(): Map<string, string> {
