@@ -84,9 +84,16 @@ const jobs = inits.map((init) => new Job(init));
 /** The thread's engines, which one interrupt wait covers. */
 const engines = jobs.map((j) => j.engine);
 
-/** Publishes the live counters, and closes a log window when one is due. */
-function flushStats(now = performance.now()): void {
-  for (const j of jobs) j.publish();
+/** How often the live counters are published for the progress line, ms. */
+const PUBLISH_MS = 10;
+let nextPublish = -Infinity;
+
+/** Publishes the live counters (every PUBLISH_MS), and closes a log window when one is due. */
+function flushStats(now: number): void {
+  if (now >= nextPublish) {
+    for (const j of jobs) j.publish();
+    nextPublish = now + PUBLISH_MS;
+  }
   if (now < nextSample) return;
   for (const j of jobs) j.closeWindow(now, false);
   nextSample += sampleMs;
@@ -115,7 +122,7 @@ function runLoop(done: (now: number) => boolean): void {
     }
     if ((++iter & 63) !== 0 && (n > 0 || poll.windowUs > 0)) continue;
     const now = performance.now();
-    if ((iter & 255) === 0 || now >= nextSample) flushStats(now);
+    flushStats(now);
     if (done(now)) return;
     if (n > 0) continue;
     if (idleSince < 0) idleSince = now;
@@ -167,7 +174,7 @@ nextSample = Infinity;
 // --verify after writes: read back every block written and check it.
 if (o.verify && !allReads) runPhase(PHASE_READBACK);
 
-flushStats();
+for (const j of jobs) j.publish();
 interrupts.close();
 const cpu1 = threadCpuMs();
 // The thread's CPU time is shared evenly among its jobs.
