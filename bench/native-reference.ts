@@ -1,4 +1,5 @@
-// The native yardstick for the RAM path, run in the same process right after the benchmark:
+// The native yardstick for the RAM path, run in the same process right before and right after
+// the benchmark (the machine's state moves within minutes; the mean of the two brackets it):
 // bench/perf-ref/vring_ref.c (the request loop of ../shared/perf-ref: split ring, 3-descriptor
 // READ(10) chains, a 64 MiB RAM disk), built here with gcc on first use. Mode 2 is a guest
 // thread and a device thread both polling, as a guest job and a vhost worker; mode 1 one
@@ -17,6 +18,8 @@ interface NativeRun {
   iops: number;
   /** memcpy of `bs`-byte chunks in C, bytes/s. */
   memcpyBw: number;
+  /** Run before and after a benchmark (bracket()): each run's IOPS; iops and memcpyBw are their means. */
+  iopsEach?: [number, number];
 }
 
 export interface NativeReference {
@@ -66,6 +69,16 @@ export function nativeReference(bs: number, iodepth: number, ms: number, modes: 
     }
   }
   return { runs };
+}
+
+/** One reference from a run before and one after: each mode's mean, with both runs' IOPS. */
+export function bracket(before: NativeReference, after: NativeReference): NativeReference {
+  const runs = before.runs.flatMap((b): NativeRun[] => {
+    const a = after.runs.find((r) => r.mode === b.mode);
+    return a ? [{ mode: b.mode, iops: (b.iops + a.iops) / 2, memcpyBw: (b.memcpyBw + a.memcpyBw) / 2, iopsEach: [b.iops, a.iops] }] : [];
+  });
+  const missing = before.missing ?? after.missing;
+  return missing ? { runs, missing } : { runs };
 }
 
 /** The C loop compiled to wasm32 (mode 1: guest and device in one thread), run here for `ms`: its IOPS, or why not. */

@@ -71,6 +71,7 @@ export function jsonReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo, pl
           : Object.fromEntries(
               dev.native.runs.flatMap((r) => [
                 [`mode${r.mode}_iops`, Math.round(r.iops)],
+                ...(r.iopsEach ? [[`mode${r.mode}_iops_before_after`, r.iopsEach.map(Math.round)]] : []),
                 ["memcpy_bw_bytes", Math.round(r.memcpyBw)],
               ]),
             ),
@@ -140,7 +141,10 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
     if (n.missing) lines.push(`  C reference (bench/perf-ref/vring_ref.c): not run: ${n.missing}`);
     for (const r of n.runs) {
       const what = r.mode === 2 ? "guest and device threads polling (mode 2)" : "one thread doing both (mode 1)";
-      lines.push(`  C reference (bench/perf-ref/vring_ref.c, same run${disk}): ${what} ${fmtIops(r.iops)} IOPS, this run ${(iops / r.iops).toFixed(2)}x of it`);
+      const each = r.iopsEach ? ` (mean of ${fmtIops(r.iopsEach[0])} right before this run and ${fmtIops(r.iopsEach[1])} right after)` : "";
+      lines.push(
+        `  C reference (bench/perf-ref/vring_ref.c, same run${disk}): ${what} ${fmtIops(r.iops)} IOPS${each}, this run ${(iops / r.iops).toFixed(2)}x of it`,
+      );
     }
     if (n.runs.length)
       lines.push(
