@@ -13,6 +13,14 @@ import { threadCpuMs } from "./thread-cpu.js";
 import { AdaptivePoll } from "./adaptive-poll.js";
 import { pinThread } from "../sys/affinity.js";
 
+/**
+ * How long a worker whose rings ran dry keeps looking at them (kicks left off) before it sleeps,
+ * µs, also with busy-polling off: the guest refills a ring within microseconds of seeing the
+ * used entries, and a sleep costs a wake-up, 35-180 µs where the vCPU halts meanwhile. Two
+ * workers sharing a CPU served 8-45 % more with it (docs/performance.md).
+ */
+const REFILL_POLL_US = 8;
+
 const init = workerData as WorkerInit;
 // Before anything else: a thread that cannot be placed where it was asked dies with the reason.
 if (init.cpus) pinThread(init.cpus);
@@ -97,9 +105,9 @@ async function main(): Promise<void> {
     ++iter;
     const limit = stopping ? 0 : core.busyloopUs;
     // Busy-polling (VHOST_SET_VRING_BUSYLOOP_TIMEOUT), for the window AdaptivePoll keeps within
-    // that limit: drain with kicks left off for as long as work keeps coming or the window
-    // lasts; then one pass with kicks back on before sleeping.
-    const us = Math.min(limit, poll.windowUs);
+    // that limit and at least REFILL_POLL_US: drain with kicks left off for as long as work keeps
+    // coming or the window lasts; then one pass with kicks back on before sleeping.
+    const us = stopping ? 0 : Math.max(REFILL_POLL_US, Math.min(limit, poll.windowUs));
     let r = core.drain(us > 0);
     if (r === POLL_MORE || core.server.progress !== lastProgress) {
       lastProgress = core.server.progress;
