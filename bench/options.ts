@@ -175,12 +175,11 @@ function defaultPolls(guestThreads: number, workers: number): { busy: string; gu
 function defaultPlacement(guestThreads: number, workers: number): { guest?: number[][]; workers?: number[][] } {
   const cpus = allowedCpus();
   if (!cpus || guestThreads >= cpus.length || !canPinThreads()) return {};
-  const rest = cpus.slice(guestThreads);
-  return {
-    guest: Array.from({ length: guestThreads }, (_, t) => [cpus[t]]),
-    workers: Array.from({ length: workers }, (_, w) => [rest[w % rest.length]]),
-  };
+  return { guest: oneEach(guestThreads, cpus), workers: oneEach(workers, cpus.slice(guestThreads)) };
 }
+
+/** `n` threads one CPU each, round robin over `cpus` (fio's cpus_allowed_policy=split). */
+const oneEach = (n: number, cpus: number[]): number[][] => Array.from({ length: n }, (_, i) => [cpus[i % cpus.length]]);
 
 /** A CPU list option: undefined for "all"; every CPU one this process may run on. */
 function cpuListOption(name: string, v: string): number[] | undefined {
@@ -283,13 +282,15 @@ export function parseOptions(argv: string[]): FioOptions {
   if (engine !== "wasm" && engine !== "ts") throw new OptionError(`--engine: '${engine}' must be wasm or ts`);
   const policy = v.cpus_allowed_policy ?? "shared";
   if (policy !== "shared" && policy !== "split") throw new OptionError(`--cpus_allowed_policy: '${policy}' must be shared or split`);
-  let placement = defaultPlacement(guestThreads, workers);
-  if (v.cpus_allowed !== undefined || v["worker-cpus"] !== undefined) {
+  let placement: { guest?: number[][]; workers?: number[][] };
+  if (v.cpus_allowed === undefined && v["worker-cpus"] === undefined) {
+    placement = defaultPlacement(guestThreads, workers);
+  } else {
     const guest = v.cpus_allowed === undefined ? undefined : cpuListOption("cpus_allowed", v.cpus_allowed);
     const work = v["worker-cpus"] === undefined ? undefined : cpuListOption("worker-cpus", v["worker-cpus"]);
     placement = {
-      guest: guest && Array.from({ length: guestThreads }, (_, t) => (policy === "split" ? [guest[t % guest.length]] : guest)),
-      workers: work && Array.from({ length: workers }, (_, w) => [work[w % work.length]]),
+      guest: guest && (policy === "split" ? oneEach(guestThreads, guest) : Array.from({ length: guestThreads }, () => guest)),
+      workers: work && oneEach(workers, work),
     };
   }
   return {
