@@ -120,10 +120,10 @@ export async function runFio(
         }),
     );
     await Promise.all(jobs.map((w) => new Promise<void>((r) => w.on("message", (m) => "ready" in m && r()))));
-    // A RAM disk run is compared with the C request loop and C memcpy at its block size, run
-    // right before and right after it (half the time each).
-    const nativeMs = Math.min(2000, Math.max(500, o.runtimeMs)) / 2;
-    const nativeBefore = o.backstore.backstore === "ram" ? nativeReference(o.bs, o.iodepth, nativeMs) : undefined;
+    // How long a yardstick runs. A RAM disk run is compared with the C request loop and C memcpy
+    // at its block size, run right before and right after it (half the time each).
+    const referenceMs = Math.min(2000, Math.max(500, o.runtimeMs));
+    const nativeBefore = o.backstore.backstore === "ram" ? nativeReference(o.bs, o.iodepth, referenceMs / 2) : undefined;
     const cpu0 = await vhost.workerCpu();
     const ctl = new Int32Array(control);
     Atomics.store(ctl, 0, 1);
@@ -165,9 +165,9 @@ export async function runFio(
       }),
       guestCpu: jobResults.reduce((s, j) => ({ user: s.user + (j.cpu?.user ?? 0), system: s.system + (j.cpu?.system ?? 0) }), { user: 0, system: 0 }),
       kicks: jobResults.reduce((s, j) => s + j.kicks, 0),
-      native: nativeBefore && bracket(nativeBefore, nativeReference(o.bs, o.iodepth, nativeMs)),
+      native: nativeBefore && bracket(nativeBefore, nativeReference(o.bs, o.iodepth, referenceMs / 2)),
       // A file or NBD backstore is compared with the same I/O done directly on its storage, now.
-      references: backstoreReference(o, Math.min(2000, Math.max(500, o.runtimeMs))),
+      references: backstoreReference(o, referenceMs),
     };
     return { jobs: jobResults, text: textReport(o, jobResults, dev), json: (plus) => jsonReport(o, jobResults, dev, plus) };
   } finally {
