@@ -11,17 +11,7 @@ import { threadCpuMs } from "../src/worker/thread-cpu.js";
 import { AdaptivePoll } from "../src/worker/adaptive-poll.js";
 import { pinThread } from "../src/sys/affinity.js";
 import { JobInterrupts } from "./interrupts.js";
-import {
-  PHASE_FILL,
-  PHASE_READBACK,
-  PHASE_RUN,
-  type EngineCounts,
-  type GuestEngine,
-  type GuestThreadInit,
-  type JobInit,
-  type Phase,
-  rwPattern,
-} from "./guest-engine.js";
+import { PHASE_FILL, PHASE_READBACK, PHASE_RUN, type GuestEngine, type GuestThreadInit, type JobInit, type Phase, rwPattern } from "./guest-engine.js";
 import { TsGuestEngine } from "./ts-engine.js";
 import { WasmGuestEngine } from "./wasm-engine.js";
 import { TIMELINE_STRIDE, type JobResult } from "./job-result.js";
@@ -69,13 +59,12 @@ class Job {
   }
 
   /** Publishes the live counters the main thread's progress line reads. */
-  publish(): EngineCounts {
+  publish(): void {
     const c = this.engine.counts();
     this.stats[0] = c.read.ios;
     this.stats[1] = c.read.bytes;
     this.stats[2] = c.write.ios;
     this.stats[3] = c.write.bytes;
-    return c;
   }
 }
 
