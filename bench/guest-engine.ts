@@ -39,6 +39,14 @@ export function rwPattern(rw: FioOptions["rw"]): { sequential: boolean; mixed: b
   };
 }
 
+/** One step of xorshift32 (Marsaglia's 13, 17, 5): the next value of a random stream, as an unsigned 32-bit number. */
+export function xorshift32(x: number): number {
+  x ^= x << 13;
+  x ^= x >>> 17;
+  x ^= x << 5;
+  return x >>> 0;
+}
+
 /** Job `index`'s random seed (where its xorshift32 stream starts; never 0). */
 export const jobSeed = (index: number): number => (0x9e3779b9 ^ Math.imul(index, 0x85ebca6b)) >>> 0 || 1;
 

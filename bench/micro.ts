@@ -14,6 +14,7 @@ import { ScsiBench } from "../src/testing/scsi-bed.js";
 import { runRingBench } from "./ring.js";
 import { dataplaneModule } from "../src/wasm/dataplane.js";
 import { nativeReference, wasmReference } from "./native-reference.js";
+import { xorshift32 } from "./guest-engine.js";
 import { runFio } from "./fio.js";
 import { parseOptions } from "./options.js";
 
@@ -249,10 +250,8 @@ async function nativeLoop(): Promise<void> {
     let x = 0x9e3779b9;
     const batch = () => {
       for (let c = 0; c < BATCH; c++) {
-        x ^= x << 13;
-        x ^= x >>> 17;
-        x ^= x << 5;
-        b.setLba16(c, ((x >>> 0) % (DISK / bs)) * blocks);
+        x = xorshift32(x);
+        b.setLba16(c, (x % (DISK / bs)) * blocks);
       }
       b.run();
     };

@@ -4,7 +4,18 @@ import type { Histogram } from "hdr-histogram-js";
 import { performance } from "node:perf_hooks";
 import { latencyHistogram } from "./job-result.js";
 import { PolledScsiQueue } from "../src/guest/polled-queue.js";
-import { PHASE_FILL, PHASE_READBACK, PHASE_RUN, type EngineCounts, type GuestEngine, type JobInit, type Phase, jobSeed, rwPattern } from "./guest-engine.js";
+import {
+  PHASE_FILL,
+  PHASE_READBACK,
+  PHASE_RUN,
+  type EngineCounts,
+  type GuestEngine,
+  type JobInit,
+  type Phase,
+  jobSeed,
+  rwPattern,
+  xorshift32,
+} from "./guest-engine.js";
 import { matches, stamp } from "./verify-stamp.js";
 
 export class TsGuestEngine implements GuestEngine {
@@ -66,12 +77,8 @@ export class TsGuestEngine implements GuestEngine {
 
   /** xorshift32: the job's random stream. */
   private rand(): number {
-    let x = this.seed;
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (this.seed = x >>> 0);
+    this.seed = xorshift32(this.seed);
+    return this.seed;
   }
 
   /** The block a new request addresses; -1 when the phase has no more. */
