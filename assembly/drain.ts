@@ -1,12 +1,16 @@
 // The device's request loop over one queue, as the kernel's vhost handle_vq functions run it:
 // disable notifications, pop chains and hand each to the device's handler, on an empty ring
 // re-enable notifications and look once more, stop after `weight` requests, then publish the
-// used entries once and decide on one interrupt for the whole batch.
-import { DRAIN_ERROR, DRAIN_MORE, DRAIN_STALLED } from "./defs";
+// used entries and decide on one interrupt for the batch. Every EARLY_BATCH requests the used
+// entries are published early, and an event-idx driver waiting for an interrupt gets it then
+// (as QEMU notifies per completion), not only once the whole batch is done.
+import { DRAIN_ERROR, DRAIN_MORE, DRAIN_SIGNAL, DRAIN_STALLED } from "./defs";
 import { IoVecArray } from "./iovec";
 import { vq_pop_chain } from "./chain";
-import { VirtQueue, VQ_NO_HEAD, vq_add_used, vq_disable_notify, vq_enable_notify, vq_flush_used, vq_publish_used } from "./queue";
-const EARLY_MASK: u32 = 7;
+import { VirtQueue, VQ_NO_HEAD, vq_add_used, vq_disable_notify, vq_enable_notify, vq_flush_used, vq_publish_early } from "./queue";
+
+/** Requests between early publications of the used ring (a power of two). */
+const EARLY_BATCH: u32 = 8;
 
 /** A handler's answer when the request completes later (an asynchronous backstore holds it). */
 export const REQUEST_PENDING: i64 = -1;
@@ -45,7 +49,17 @@ export function vq_drain<D>(vq: VirtQueue, iov: IoVecArray, dev: D, weight: u32,
     } else {
       vq_add_used(vq, head, <u32>written);
       added = true;
-      if ((served & EARLY_MASK) == EARLY_MASK) vq_publish_used(vq);
+      if ((served & (EARLY_BATCH - 1)) == EARLY_BATCH - 1) {
+        // A driver that sleeps until used->idx passes used_event would otherwise wait for the
+        // whole batch, and the ring run dry while it wakes: end the drain here so that the
+        // caller signals, and comes back for the rest.
+        const published = vq_publish_early(vq);
+        if ((published & DRAIN_SIGNAL) != 0) {
+          flags |= published | DRAIN_MORE;
+          added = false;
+          break;
+        }
+      }
     }
     if (++served >= weight) {
       flags |= DRAIN_MORE;

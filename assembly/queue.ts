@@ -112,7 +112,7 @@ export function vq_add_used(vq: VirtQueue, head: u32, len: u32): void {
 }
 
 /** Stores used->idx (release ordering, VIRTIO 1.2, 2.7.8.2) without deciding on an interrupt. */
-@inline export function vq_publish_used(vq: VirtQueue): void {
+@inline function vq_publish_used(vq: VirtQueue): void {
   copies_flush(); // the data of the entries published is in their buffers first
   atomic.store<u16>(<usize>vq.used, <u16>vq.last_used_idx, 2);
 }
@@ -127,6 +127,18 @@ export function vq_flush_used(vq: VirtQueue): u32 {
   if (!vq_needs_notification(vq)) return DRAIN_USED;
   vq.signals++;
   return DRAIN_USED | DRAIN_SIGNAL;
+}
+
+/**
+ * Publishes the used elements added so far in the middle of a batch. With
+ * VIRTIO_RING_F_EVENT_IDX it also decides on an interrupt, as vq_flush_used() (used->idx passing
+ * used_event means the driver waits for exactly these entries, VIRTIO 1.2, 2.7.10); without it
+ * the interrupt waits for the end of the batch, as the kernel's vhost signals once per batch.
+ */
+export function vq_publish_early(vq: VirtQueue): u32 {
+  if ((vq.features & VQ_FEAT_EVENT_IDX) != 0) return vq_flush_used(vq);
+  vq_publish_used(vq);
+  return DRAIN_USED;
 }
 
 /** vring_need_event(): has new_idx moved past event_idx since old? (VIRTIO 1.2, 2.7.10) */
