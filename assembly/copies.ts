@@ -11,12 +11,19 @@ export const DEFERRED_COPIES: u32 = 32;
 /** Bytes of a list: a count, then (dst, src, len) triples of u32. */
 export const COPIES_SIZE: usize = 4 + <usize>DEFERRED_COPIES * 12;
 
-// This instance's list (in its scratch area).
+// This instance's list (in its scratch area), and the bytes its copies move.
 let list: usize = 0;
+let pending: usize = 0;
 
 export function copies_bind(at: usize): void {
   list = at;
+  pending = 0;
   store<u32>(list, 0);
+}
+
+/** Bytes the deferred copies will move. */
+@inline export function copies_pending(): usize {
+  return pending;
 }
 
 /** Copies n bytes from src to dst before the used ring is next published (ranges validated, not overlapping). */
@@ -31,6 +38,7 @@ export function copy_deferred(dst: usize, src: usize, n: usize): void {
   store<u32>(e, <u32>src, 4);
   store<u32>(e, <u32>n, 8);
   store<u32>(list, k + 1);
+  pending += n;
 }
 
 /** Runs the deferred copies, in the order they were deferred. */
@@ -42,4 +50,5 @@ export function copies_flush(): void {
     copy_bytes(<usize>load<u32>(e), <usize>load<u32>(e, 4), <usize>load<u32>(e, 8));
   }
   store<u32>(list, 0);
+  pending = 0;
 }

@@ -51,6 +51,38 @@ describe("batching: a few WASM calls serve a whole batch", () => {
     await bed.close();
   });
 
+  it("large reads: the used ring is published, and the waiting driver interrupted, once a MiB of data is copied", async () => {
+    let worker: LocalWorker | undefined;
+    const bed = await createTestbed({
+      luns: [{ backstore: "ram", size: 16 << 20, blockSize: 512 }],
+      queueSize: 64,
+      process: { createWorker: (id, shm) => (worker = new LocalWorker(id, shm, { manual: true })) },
+    });
+    const serve = async <T>(p: Promise<T>) => {
+      await new Promise((r) => setImmediate(r)); // the driver's batched kick
+      while (worker!.poll() === POLL_MORE);
+      return p;
+    };
+    await serve(bed.driver.command({ lun: 0, cdb: write16(0, 1), dataOut: new Uint8Array(512) })); // takes the unit attention
+    const stats = () => bed.device.vhost.vringStatus(2)!.stats;
+    /** Submits `n` reads of `blocks` blocks each; returns how many the first drain answered, and the results. */
+    const firstDrain = async (n: number, blocks: number) => {
+      const ps = Array.from({ length: n }, (_, i) => bed.driver.command({ lun: 0, cdb: read16(i * blocks, blocks), dataInLength: blocks * 512 }));
+      await new Promise((r) => setImmediate(r));
+      const before = stats().completed;
+      expect(worker!.poll()).toBe(POLL_MORE);
+      const first = stats().completed - before;
+      while (worker!.poll() === POLL_MORE);
+      const results = await Promise.all(ps);
+      expect(results.every((r) => r.response === 0 && r.status === 0 && r.dataIn.length === blocks * 512)).toBe(true);
+      return first;
+    };
+    expect(await firstDrain(4, 2048)).toBe(1); // 1 MiB each: after the first
+    expect(await firstDrain(6, 1024)).toBe(2); // 512 KiB each: after the second
+    expect(await firstDrain(12, 8)).toBe(8); // 4 KiB each: after 8 requests
+    await bed.close();
+  });
+
   it("a batch's RAM reads and writes are copied together before the used ring moves, yet each command sees the ones before it done", async () => {
     let worker: LocalWorker | undefined;
     const bed = await createTestbed({
