@@ -5,10 +5,27 @@ import { POLL_MORE } from "../../src/worker/scsi-vrings.js";
 import type { DataplaneExports } from "../../src/wasm/dataplane.js";
 import { cdb, read16, ScsiOp, write16 } from "../../src/guest/scsi-commands.js";
 
+/** Lets the driver's batched kick out, then polls the manual worker until it has nothing more to do. */
+async function serveAll<T>(worker: LocalWorker, ps: Promise<T>[]): Promise<T[]> {
+  await new Promise((r) => setImmediate(r));
+  while (worker.poll() === POLL_MORE);
+  return Promise.all(ps);
+}
+
+/** A testbed with one RAM LUN whose vhost worker runs only when the test polls it. */
+async function manualTestbed(lun: { size: number; blockSize: 512 | 4096 }, queueSize: number, wrapDataplane?: (dp: DataplaneExports) => DataplaneExports) {
+  let worker: LocalWorker | undefined;
+  const bed = await createTestbed({
+    luns: [{ backstore: "ram", ...lun }],
+    queueSize,
+    process: { createWorker: (id, shm) => (worker = new LocalWorker(id, shm, { manual: true, wrapDataplane })) },
+  });
+  return { bed, worker: worker! };
+}
+
 describe("batching: a few WASM calls serve a whole batch", () => {
   it("64 random 4 KiB reads on a RAM LUN take two scsi_req_drain calls and no per-request crossing", async () => {
     const calls = new Map<string, number>();
-    let worker: LocalWorker | undefined;
     // Every export wrapped in a counter (the exports object itself is frozen).
     const count = (dp: DataplaneExports): DataplaneExports =>
       Object.fromEntries(
@@ -17,15 +34,11 @@ describe("batching: a few WASM calls serve a whole batch", () => {
           typeof f !== "function" ? f : (...a: unknown[]) => (calls.set(name, (calls.get(name) ?? 0) + 1), f(...a)),
         ]),
       ) as unknown as DataplaneExports;
-    const bed = await createTestbed({
-      luns: [{ backstore: "ram", size: 64 << 20, blockSize: 4096 }],
-      queueSize: 256,
-      process: { createWorker: (id, shm) => (worker = new LocalWorker(id, shm, { manual: true, wrapDataplane: count })) },
-    });
+    const { bed, worker } = await manualTestbed({ size: 64 << 20, blockSize: 4096 }, 256, count);
     const drive = async <T>(p: Promise<T>): Promise<T> => {
       for (;;) {
         await new Promise((r) => setImmediate(r));
-        worker!.poll();
+        worker.poll();
         const settled = await Promise.race([p.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 1))]);
         if (settled) return p;
       }
@@ -36,7 +49,7 @@ describe("batching: a few WASM calls serve a whole batch", () => {
     await new Promise((r) => setImmediate(r)); // the driver's batched kick
     calls.clear();
     let polls = 0;
-    while (worker!.poll() === POLL_MORE) polls++;
+    while (worker.poll() === POLL_MORE) polls++;
     const during = new Map(calls);
     const results = await Promise.all(reads);
     expect(results.every((r) => r.response === 0 && r.status === 0 && r.dataIn.length === 4096)).toBe(true);
@@ -52,27 +65,17 @@ describe("batching: a few WASM calls serve a whole batch", () => {
   });
 
   it("large reads: the used ring is published, and the waiting driver interrupted, once a MiB of data is copied", async () => {
-    let worker: LocalWorker | undefined;
-    const bed = await createTestbed({
-      luns: [{ backstore: "ram", size: 16 << 20, blockSize: 512 }],
-      queueSize: 64,
-      process: { createWorker: (id, shm) => (worker = new LocalWorker(id, shm, { manual: true })) },
-    });
-    const serve = async <T>(p: Promise<T>) => {
-      await new Promise((r) => setImmediate(r)); // the driver's batched kick
-      while (worker!.poll() === POLL_MORE);
-      return p;
-    };
-    await serve(bed.driver.command({ lun: 0, cdb: write16(0, 1), dataOut: new Uint8Array(512) })); // takes the unit attention
+    const { bed, worker } = await manualTestbed({ size: 16 << 20, blockSize: 512 }, 64);
+    await serveAll(worker, [bed.driver.command({ lun: 0, cdb: write16(0, 1), dataOut: new Uint8Array(512) })]); // takes the unit attention
     const stats = () => bed.device.vhost.vringStatus(2)!.stats;
     /** Submits `n` reads of `blocks` blocks each; returns how many the first drain answered, and the results. */
     const firstDrain = async (n: number, blocks: number) => {
       const ps = Array.from({ length: n }, (_, i) => bed.driver.command({ lun: 0, cdb: read16(i * blocks, blocks), dataInLength: blocks * 512 }));
       await new Promise((r) => setImmediate(r));
       const before = stats().completed;
-      expect(worker!.poll()).toBe(POLL_MORE);
+      expect(worker.poll()).toBe(POLL_MORE);
       const first = stats().completed - before;
-      while (worker!.poll() === POLL_MORE);
+      while (worker.poll() === POLL_MORE);
       const results = await Promise.all(ps);
       expect(results.every((r) => r.response === 0 && r.status === 0 && r.dataIn.length === blocks * 512)).toBe(true);
       return first;
@@ -84,20 +87,14 @@ describe("batching: a few WASM calls serve a whole batch", () => {
   });
 
   it("a batch's RAM reads and writes are copied together before the used ring moves, yet each command sees the ones before it done", async () => {
-    let worker: LocalWorker | undefined;
-    const bed = await createTestbed({
-      luns: [{ backstore: "ram", size: 1 << 20, blockSize: 512 }],
-      queueSize: 256,
-      process: { createWorker: (id, shm) => (worker = new LocalWorker(id, shm, { manual: true })) },
-    });
+    const { bed, worker } = await manualTestbed({ size: 1 << 20, blockSize: 512 }, 256);
     const block = (v: number) => new Uint8Array(512).fill(v);
     /** Submits the commands, then serves them all before the driver runs again. */
-    const oneDrain = async (cmds: Parameters<typeof bed.driver.command>[0][]) => {
-      const ps = cmds.map((c) => bed.driver.command(c));
-      await new Promise((r) => setImmediate(r)); // the driver's batched kick
-      while (worker!.poll() === POLL_MORE);
-      return Promise.all(ps);
-    };
+    const oneDrain = (cmds: Parameters<typeof bed.driver.command>[0][]) =>
+      serveAll(
+        worker,
+        cmds.map((c) => bed.driver.command(c)),
+      );
     await oneDrain([{ lun: 0, cdb: write16(0, 1), dataOut: block(0) }]); // takes the unit attention
     // 40 blocks with their own contents (more reads than a list holds and several publications).
     await oneDrain(Array.from({ length: 40 }, (_, i) => ({ lun: 0, cdb: write16(i, 1), dataOut: block(i + 1) })));
