@@ -157,8 +157,14 @@ export class TsGuestEngine implements GuestEngine {
     for (const q of this.queues) q.publish();
   }
 
+  /** Whether a pass would reap anything (a loop: a callback here allocated on every idle pass). */
+  private ready(): boolean {
+    for (const q of this.queues) if (q.ready) return true;
+    return false;
+  }
+
   pass(): number {
-    if (!this.queues.some((q) => q.ready)) return 0;
+    if (!this.ready()) return 0;
     this.now = performance.now();
     let n = 0;
     for (let qi = 0; qi < this.queues.length; qi++) n += this.queues[qi].reap(this.doneFns[qi]);
