@@ -31,8 +31,11 @@ function cpusAllowed(status: string): number[] | undefined {
 /** The CPUs this process may run on; undefined off Linux. */
 export const allowedCpus = (): number[] | undefined => cpusAllowed("/proc/self/status");
 
-/** The CPUs the calling thread may run on now; undefined off Linux. */
-export const threadCpus = (): number[] | undefined => cpusAllowed("/proc/thread-self/status");
+/**
+ * The CPUs a thread of this process (by thread id; the calling one by default) may run on now;
+ * undefined off Linux, or once the thread ended.
+ */
+export const threadCpus = (tid?: string): number[] | undefined => cpusAllowed(tid === undefined ? "/proc/thread-self/status" : `/proc/self/task/${tid}/status`);
 
 let pinnable: boolean | undefined;
 

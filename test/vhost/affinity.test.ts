@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { readFileSync, readdirSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { Worker } from "node:worker_threads";
-import { allowedCpus, canPinThreads, parseCpuList, pinThread } from "../../src/sys/affinity.js";
+import { allowedCpus, canPinThreads, parseCpuList, pinThread, threadCpus } from "../../src/sys/affinity.js";
 import { createTestbed } from "../../src/testbed.js";
 import { SharedMemory } from "../../src/memory/shared-memory.js";
 import { VhostProcess } from "../../src/vhost/process.js";
@@ -14,16 +14,12 @@ const cpus = allowedCpus();
 const SEVERAL = cpus !== undefined && cpus.length >= 2 && canPinThreads();
 if (!SEVERAL) console.warn("skipped: placing threads on CPUs needs Linux, taskset (util-linux) and at least 2 CPUs this process may use");
 
-/** The CPU list of every thread of this process, by thread id. */
-function threadPlacement(): Map<string, string> {
-  const out = new Map<string, string>();
+/** The CPUs of every thread of this process, by thread id. */
+function threadPlacement(): Map<string, number[]> {
+  const out = new Map<string, number[]>();
   for (const tid of readdirSync("/proc/self/task")) {
-    try {
-      const m = /^Cpus_allowed_list:\s*(\S+)$/m.exec(readFileSync(`/proc/self/task/${tid}/status`, "utf8"));
-      if (m) out.set(tid, m[1]);
-    } catch {
-      // the thread ended meanwhile
-    }
+    const cpus = threadCpus(tid); // undefined: the thread ended meanwhile
+    if (cpus) out.set(tid, cpus);
   }
   return out;
 }
@@ -63,7 +59,7 @@ describe.runIf(SEVERAL)("threads placed on CPUs", () => {
     try {
       await clearUnitAttentions(bed);
       // Both worker threads, and no thread that was there before, now run on `last` alone.
-      await until(() => [...threadPlacement()].filter(([tid, l]) => !before.has(tid) && l === String(last)).length >= 2);
+      await until(() => [...threadPlacement()].filter(([tid, l]) => !before.has(tid) && l.length === 1 && l[0] === last).length >= 2);
       for (let lba = 0; lba < 8; lba++) expectGood(await bed.driver.command({ lun: 0, cdb: read16(lba, 1), dataInLength: 512 }));
     } finally {
       await bed.close();
