@@ -11,9 +11,13 @@ const SHORT_MOVE: usize = 128;
     memory.copy(dst, src, n);
     return;
   }
-  let i: usize = 0;
-  for (; i + 8 <= n; i += 8) store<u64>(dst + i, load<u64>(src + i));
-  for (; i < n; i++) store<u8>(dst + i, load<u8>(src + i));
+  if (n >= 8) {
+    // Whole words, the last one ending at n (it may overlap the one before).
+    for (let i: usize = 0; i < n - 8; i += 8) store<u64>(dst + i, load<u64>(src + i));
+    store<u64>(dst + n - 8, load<u64>(src + n - 8));
+    return;
+  }
+  for (let i: usize = 0; i < n; i++) store<u8>(dst + i, load<u8>(src + i));
 }
 
 /** Sets n bytes at dst to b. */
@@ -22,10 +26,13 @@ const SHORT_MOVE: usize = 128;
     memory.fill(dst, b, n);
     return;
   }
-  const w = <u64>b * 0x0101010101010101;
-  let i: usize = 0;
-  for (; i + 8 <= n; i += 8) store<u64>(dst + i, w);
-  for (; i < n; i++) store<u8>(dst + i, b);
+  if (n >= 8) {
+    const w = <u64>b * 0x0101010101010101;
+    for (let i: usize = 0; i < n - 8; i += 8) store<u64>(dst + i, w);
+    store<u64>(dst + n - 8, w);
+    return;
+  }
+  for (let i: usize = 0; i < n; i++) store<u8>(dst + i, b);
 }
 
 /**
@@ -35,13 +42,18 @@ const SHORT_MOVE: usize = 128;
  * taking them over from the guest's core on every request.
  */
 @inline export function update_bytes(dst: usize, src: usize, n: usize): void {
-  let i: usize = 0;
-  for (; i + 8 <= n; i += 8) {
-    const v = load<u64>(src + i);
-    if (load<u64>(dst + i) != v) store<u64>(dst + i, v);
+  if (n >= 8) {
+    for (let i: usize = 0; i < n - 8; i += 8) update_word(dst + i, src + i);
+    update_word(dst + n - 8, src + n - 8);
+    return;
   }
-  for (; i < n; i++) {
+  for (let i: usize = 0; i < n; i++) {
     const v = load<u8>(src + i);
     if (load<u8>(dst + i) != v) store<u8>(dst + i, v);
   }
+}
+
+@inline function update_word(dst: usize, src: usize): void {
+  const v = load<u64>(src);
+  if (load<u64>(dst) != v) store<u64>(dst, v);
 }

@@ -19,7 +19,10 @@ const DEVICE_CTX_OFF: usize = (ITER_OFF + ITER_COUNT * offsetof<IovIter>() + 15)
 export const DEVICE_CTX_SIZE: usize = 256;
 const SCRATCH_OFF: usize = DEVICE_CTX_OFF + DEVICE_CTX_SIZE;
 const COPIES_OFF: usize = SCRATCH_OFF + SCRATCH_SIZE;
-const INSTANCE_AREA_SIZE: usize = COPIES_OFF + COPIES_SIZE;
+const ZEROES_OFF: usize = COPIES_OFF + COPIES_SIZE;
+/** Bytes of zeroes (a response's empty sense field). */
+const ZEROES_SIZE: usize = 128;
+const INSTANCE_AREA_SIZE: usize = ZEROES_OFF + ZEROES_SIZE;
 
 let area: usize = 0;
 
@@ -27,6 +30,7 @@ let area: usize = 0;
 export function instance_init(base: usize): void {
   area = base;
   copies_bind(base + COPIES_OFF);
+  memory.fill(base + ZEROES_OFF, 0, ZEROES_SIZE);
 }
 
 /** Bytes the control plane must give each instance. */
@@ -57,6 +61,11 @@ export function instance_area_size(): usize {
 /** DEVICE_CTX_SIZE bytes for a device's per-request state. */
 @inline export function device_ctx(): usize {
   return area + DEVICE_CTX_OFF;
+}
+
+/** ZEROES_SIZE bytes that stay zero (nothing writes them). */
+@inline export function zeroes(): usize {
+  return area + ZEROES_OFF;
 }
 
 /** SCRATCH_SIZE bytes of scratch. */

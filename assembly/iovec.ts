@@ -91,34 +91,65 @@ const MOVE_DEFER_WRITE: u32 = 5;
     return done;
   }
 
+  /** Whether the next len bytes lie in the cursor's current iovec (the common case: one move). */
+  @inline private fits(len: u32): bool {
+    return this.idx < this.end && len <= this.iov.len(this.idx) - this.off;
+  }
+
+  /** The address of the next len bytes, which fits() said lie in one iovec; advances past them. */
+  @inline private take(len: u32): usize {
+    const idx = this.idx;
+    const at = <usize>this.iov.base(idx) + this.off;
+    const off = this.off + len;
+    if (off == this.iov.len(idx)) {
+      this.idx = idx + 1;
+      this.off = 0;
+    } else {
+      this.off = off;
+    }
+    return at;
+  }
+
   /** Copies up to len bytes from the guest buffers to device memory at dst. */
   @inline read(dst: usize, len: u32): u32 {
-    return this.move(dst, len, MOVE_READ);
+    if (!this.fits(len)) return this.move(dst, len, MOVE_READ);
+    copy_bytes(dst, this.take(len), len);
+    return len;
   }
 
   /** Copies up to len bytes from device memory at src into the guest buffers. */
   @inline write(src: usize, len: u32): u32 {
-    return this.move(src, len, MOVE_WRITE);
+    if (!this.fits(len)) return this.move(src, len, MOVE_WRITE);
+    copy_bytes(this.take(len), src, len);
+    return len;
   }
 
   /** As write(), leaving guest bytes that already hold the value unwritten (update_bytes). */
   @inline update(src: usize, len: u32): u32 {
-    return this.move(src, len, MOVE_UPDATE);
+    if (!this.fits(len)) return this.move(src, len, MOVE_UPDATE);
+    update_bytes(this.take(len), src, len);
+    return len;
   }
 
   /** As read(), the copy deferred until the used ring is next published (copy_deferred). */
   @inline readDeferred(dst: usize, len: u32): u32 {
-    return this.move(dst, len, MOVE_DEFER_READ);
+    if (!this.fits(len)) return this.move(dst, len, MOVE_DEFER_READ);
+    copy_deferred(dst, this.take(len), len);
+    return len;
   }
 
   /** As write(), the copy deferred until the used ring is next published (copy_deferred). */
   @inline writeDeferred(src: usize, len: u32): u32 {
-    return this.move(src, len, MOVE_DEFER_WRITE);
+    if (!this.fits(len)) return this.move(src, len, MOVE_DEFER_WRITE);
+    copy_deferred(this.take(len), src, len);
+    return len;
   }
 
   /** Fills up to len bytes of the guest buffers with byte b. */
   @inline fill(b: u8, len: u32): u32 {
-    return this.move(<usize>b, len, MOVE_FILL);
+    if (!this.fits(len)) return this.move(<usize>b, len, MOVE_FILL);
+    fill_bytes(this.take(len), b, len);
+    return len;
   }
 
   /** Advances up to len bytes without copying. */

@@ -9,6 +9,8 @@ export const CMD_REQ_SIZE: u32 = 51;
 export const CMD_REQ_PI_SIZE: u32 = 59;
 /** sizeof(struct virtio_scsi_cmd_resp). */
 export const CMD_RESP_SIZE: u32 = 108;
+/** offsetof(struct virtio_scsi_cmd_resp, sense): sense_len, resid, status_qualifier, status, response come first. */
+export const CMD_RESP_SENSE_OFF: u32 = 12;
 /** sizeof(struct virtio_scsi_ctrl_tmf_req), _resp; _an_req, _an_resp; struct virtio_scsi_event. */
 export const CTRL_TMF_REQ_SIZE: u32 = 24;
 export const CTRL_TMF_RESP_SIZE: u32 = 1;

@@ -4,7 +4,7 @@
 // virtio_scsi_cmd_resp at the start of the writable part. Requests for backstores served
 // elsewhere are answered later, when their completion is reaped (remote.ts).
 import { IoVecArray, IovIter } from "../iovec";
-import { iter, scratch } from "../instance";
+import { iter, scratch, zeroes } from "../instance";
 import { VirtQueue, vq_err } from "../queue";
 import { VQ_ERR_BAD_REQUEST } from "../defs";
 import { REQUEST_PENDING } from "../drain";
@@ -17,7 +17,6 @@ import { BS_RAM, LUN_F_DSENSE } from "./lun";
 import { copies_flush } from "../copies";
 import { is_read_write, scsi_dispatch } from "./dispatch";
 import { IoCtxTable } from "./ioring";
-import { fill_bytes } from "../bytes";
 import * as K from "./constants";
 
 /** LUN number from the 8-byte virtio-scsi LUN field, as vhost-scsi decodes it. */
@@ -27,23 +26,23 @@ import * as K from "./constants";
 
 /**
  * Writes struct virtio_scsi_cmd_resp through cursor `resp`; returns the used length (the
- * response plus the data-in bytes).
+ * response plus the data-in bytes). The whole struct is written, as vhost-scsi does: the sense
+ * field is zeroes when there is no sense data.
  */
 export function write_response(c: ScsiCmd, resp: IovIter): u32 {
   const r = scratch() + SCRATCH_RESP;
-  fill_bytes(r, 0, 12);
   let senseLen: u32 = 0;
   if (c.response == K.VIRTIO_SCSI_S_OK && c.status == K.SAM_STAT_CHECK_CONDITION) {
-    senseLen = build_sense(c, r + 12, c.desc_sense != 0);
-  } else {
-    fill_bytes(r + 12, 0, K.VIRTIO_SCSI_SENSE_SIZE);
+    senseLen = build_sense(c, r + K.CMD_RESP_SENSE_OFF, c.desc_sense != 0);
   }
   const resid = c.buf_len - c.done;
   store<u32>(r, senseLen);
   store<u32>(r, resid > 0xffffffff ? 0xffffffff : <u32>resid, 4);
+  store<u16>(r, 0, 8); // status_qualifier
   store<u8>(r, <u8>c.status, 10);
   store<u8>(r, <u8>c.response, 11);
-  resp.update(r, K.CMD_RESP_SIZE);
+  resp.update(r, K.CMD_RESP_SENSE_OFF);
+  resp.update(senseLen != 0 ? r + K.CMD_RESP_SENSE_OFF : zeroes(), K.VIRTIO_SCSI_SENSE_SIZE);
   return K.CMD_RESP_SIZE + (c.dir == DIR_FROM_DEVICE ? <u32>c.done : 0);
 }
 
