@@ -20,7 +20,7 @@ export const DEVICE_CTX_SIZE: usize = 256;
 const SCRATCH_OFF: usize = DEVICE_CTX_OFF + DEVICE_CTX_SIZE;
 const COPIES_OFF: usize = SCRATCH_OFF + SCRATCH_SIZE;
 const ZEROES_OFF: usize = COPIES_OFF + COPIES_SIZE;
-/** Bytes of zeroes (a response's empty sense field). */
+/** Bytes of zeroes: an empty sense field, a whole GOOD response. */
 const ZEROES_SIZE: usize = 128;
 const INSTANCE_AREA_SIZE: usize = ZEROES_OFF + ZEROES_SIZE;
 

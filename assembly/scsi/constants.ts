@@ -7,6 +7,9 @@ export const VIRTIO_SCSI_SENSE_SIZE: u32 = 96;
 /** sizeof(struct virtio_scsi_cmd_req), sizeof(struct virtio_scsi_cmd_req_pi). */
 export const CMD_REQ_SIZE: u32 = 51;
 export const CMD_REQ_PI_SIZE: u32 = 59;
+/** offsetof(..., cdb) in struct virtio_scsi_cmd_req and struct virtio_scsi_cmd_req_pi. */
+export const CMD_REQ_CDB_OFF: usize = 19;
+export const CMD_REQ_PI_CDB_OFF: usize = 27;
 /** sizeof(struct virtio_scsi_cmd_resp). */
 export const CMD_RESP_SIZE: u32 = 108;
 /** offsetof(struct virtio_scsi_cmd_resp, sense): sense_len, resid, status_qualifier, status, response come first. */

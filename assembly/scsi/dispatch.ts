@@ -2,7 +2,7 @@
 // readiness, then the command by operation code. Unknown opcodes and service actions are
 // ILLEGAL REQUEST, INVALID COMMAND OPERATION CODE.
 import { ScsiCmd, cmd_check, cmd_invalid_cdb } from "./cmd";
-import { LUN_F_STOPPED, lun_flags, lun_take_ua } from "./lun";
+import { LUN_F_STOPPED, ScsiLun, lun_flags, lun_take_ua, lun_ua_pending } from "./lun";
 import * as K from "./constants";
 import {
   spc_inquiry, spc_mode_sense, spc_report_luns, spc_report_opcodes, spc_request_sense, spc_test_unit_ready,
@@ -26,6 +26,19 @@ export function is_read_write(op: u8): bool {
       return true;
   }
   return false;
+}
+
+/** READ of every CDB size. */
+export function is_read(op: u8): bool {
+  return op == K.READ_6 || op == K.READ_10 || op == K.READ_12 || op == K.READ_16;
+}
+
+/**
+ * Whether scsi_dispatch would pass a READ or WRITE for this LUN straight to the command: no
+ * unit attention pending (SAM-5 5.14) and the unit started.
+ */
+export function lun_ready(lun: ScsiLun): bool {
+  return lun_ua_pending(lun) == 0 && (lun_flags(lun) & LUN_F_STOPPED) == 0;
 }
 
 /** Commands that access the medium and so need the unit started. */

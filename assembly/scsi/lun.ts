@@ -96,6 +96,11 @@ export function lun_update_flags(lun: ScsiLun, set: u32, clear: u32): void {
   if (set != 0) atomic.or<u32>(at, set);
 }
 
+/** The UA_* bits pending. */
+@inline export function lun_ua_pending(lun: ScsiLun): u32 {
+  return atomic.load<u32>(changetype<usize>(lun) + offsetof<ScsiLun>("ua"));
+}
+
 /** Takes the highest-priority pending unit attention; returns its ASC/ASCQ or 0. */
 export function lun_take_ua(lun: ScsiLun): u32 {
   const p = changetype<usize>(lun) + offsetof<ScsiLun>("ua");

@@ -2,7 +2,8 @@
 // chain's readable part (the header may span descriptors), addresses the target and LUN, picks
 // the data direction from the buffer sizes as vhost-scsi does, dispatches, and writes struct
 // virtio_scsi_cmd_resp at the start of the writable part. Requests for backstores served
-// elsewhere are answered later, when their completion is reaped (remote.ts).
+// elsewhere are answered later, when their completion is reaped (remote.ts). A RAM READ or
+// WRITE in the usual layout that will succeed is served in place first, without the rest.
 import { IoVecArray, IovIter } from "../iovec";
 import { iter, scratch, zeroes } from "../instance";
 import { VirtQueue, vq_err } from "../queue";
@@ -12,10 +13,12 @@ import {
   ScsiCmd, cmd, cmd_reset, build_sense, data_in, data_out, DIR_FROM_DEVICE, DIR_NONE, DIR_TO_DEVICE, SCRATCH_HDR,
   SCRATCH_RESP,
 } from "./cmd";
-import { ScsiDevice, SCSI_DEV_F_T10_PI, dev_tpg, tpg_lun } from "./target";
-import { BS_RAM, LUN_F_DSENSE } from "./lun";
-import { copies_flush } from "../copies";
-import { is_read_write, scsi_dispatch } from "./dispatch";
+import { ScsiDevice, ScsiTpg, SCSI_DEV_F_T10_PI, dev_tpg, tpg_lun } from "./target";
+import { BS_RAM, LUN_F_DSENSE, LUN_F_READ_ONLY } from "./lun";
+import { copies_flush, copy_deferred } from "../copies";
+import { is_read, is_read_write, lun_ready, scsi_dispatch } from "./dispatch";
+import { lun_holds, rw_blocks, rw_lba, rw_protect } from "./sbc";
+import { copy_bytes, update_bytes } from "../bytes";
 import { IoCtxTable } from "./ioring";
 import * as K from "./constants";
 
@@ -46,6 +49,71 @@ export function write_response(c: ScsiCmd, resp: IovIter): u32 {
   return K.CMD_RESP_SIZE + (c.dir == DIR_FROM_DEVICE ? <u32>c.done : 0);
 }
 
+/**
+ * The TPG the request header at hdr addresses. Linux guests address LUNs as lun[0] = 1,
+ * lun[1] = target (the TPG tag), lun[2..3] = LUN; null for any other form or an unknown target.
+ */
+function header_tpg(dev: ScsiDevice, hdr: usize): ScsiTpg | null {
+  if (load<u8>(hdr) != 1) return null;
+  return dev_tpg(dev, <u32>load<u8>(hdr, 1));
+}
+
+/** serve_rw_in_place()'s answer for a request it leaves to the generic path. */
+const NOT_SERVED: i64 = -2;
+
+/**
+ * The request nearly every guest sends, a READ or WRITE of a RAM LUN in the layout Linux's
+ * virtio-scsi driver gives it, served without the generic parsing and command state: the header
+ * alone in the first buffer, no protection information; for a READ the response alone in the
+ * next buffer and the data after it; for a WRITE the data after the header and the response
+ * after the data. The command must succeed and fill the data buffers exactly (so the response
+ * is all zeroes): a LUN with no unit attention pending and started, writable for a WRITE, and
+ * the transfer valid as check_transfer() checks it. Anything else returns NOT_SERVED having
+ * changed nothing, and the generic path serves the request from the start, errors included.
+ */
+function serve_rw_in_place(dev: ScsiDevice, iov: IoVecArray): i64 {
+  const out = iov.out;
+  const count = iov.count;
+  if (dev.req_size != K.CMD_REQ_SIZE || out == 0 || iov.len(0) != K.CMD_REQ_SIZE) return NOT_SERVED;
+  const hdr = scratch() + SCRATCH_HDR;
+  copy_bytes(hdr, <usize>iov.base(0), K.CMD_REQ_SIZE);
+  const cdb = hdr + K.CMD_REQ_CDB_OFF;
+  const op = load<u8>(cdb);
+  if (!is_read_write(op)) return NOT_SERVED;
+  const write = !is_read(op);
+  // Data-out after the header for a WRITE; for a READ none, the response, then data-in.
+  let first: u32 = 1;
+  let end = out;
+  if (write) {
+    if (out < 2 || count == out || iov.len(out) < K.CMD_RESP_SIZE) return NOT_SERVED;
+  } else {
+    if (out != 1 || count < 3 || iov.len(1) != K.CMD_RESP_SIZE) return NOT_SERVED;
+    first = 2;
+    end = count;
+  }
+  const tpg = header_tpg(dev, hdr);
+  if (tpg === null) return NOT_SERVED;
+  const lun = tpg_lun(tpg, lun_number(hdr));
+  if (lun === null || lun.backstore != BS_RAM || !lun_ready(lun)) return NOT_SERVED;
+  if (write && (lun.flags & LUN_F_READ_ONLY) != 0) return NOT_SERVED;
+  const lba = rw_lba(cdb);
+  const blocks = rw_blocks(cdb);
+  if (rw_protect(cdb) || blocks == 0 || blocks > lun.max_xfer_blocks || !lun_holds(lun, lba, blocks)) return NOT_SERVED;
+  const shift = lun.block_shift;
+  if (iov.bytes(first, end) != <u64>blocks << shift) return NOT_SERVED;
+  let disk = <usize>lun.ram + (<usize>lba << shift);
+  for (let i = first; i < end; i++) {
+    const at = <usize>iov.base(i);
+    const len = iov.len(i);
+    if (write) copy_deferred(disk, at, len);
+    else copy_deferred(at, disk, len);
+    disk += len;
+  }
+  // GOOD, no residual, no sense: the whole struct virtio_scsi_cmd_resp is zeroes.
+  update_bytes(<usize>iov.base(out), zeroes(), K.CMD_RESP_SIZE);
+  return K.CMD_RESP_SIZE + (write ? 0 : blocks << shift);
+}
+
 /** Answers with a response code and nothing else (BAD_TARGET and the like). */
 function respond_only(c: ScsiCmd, resp: IovIter, response: u8): u32 {
   c.response = response;
@@ -59,6 +127,8 @@ function respond_only(c: ScsiCmd, resp: IovIter, response: u8): u32 {
 @unmanaged export class ScsiRequestQueue {
   handle(vq: VirtQueue, head: u32, iov: IoVecArray): i64 {
     const dev = changetype<ScsiDevice>(this);
+    const served = serve_rw_in_place(dev, iov);
+    if (served != NOT_SERVED) return served;
     const c = cmd();
     const outBytes = iov.bytes(0, iov.out);
     const inBytes = iov.bytes(iov.out, iov.count);
@@ -80,9 +150,7 @@ function respond_only(c: ScsiCmd, resp: IovIter, response: u8): u32 {
     const dout = data_out();
     dout.init(iov, 0, iov.out);
     dout.read(hdr, reqSize);
-    // Linux guests address LUNs as lun[0] = 1, lun[1] = target (the TPG tag), lun[2..3] = LUN.
-    if (load<u8>(hdr) != 1) return respond_only(c, resp, K.VIRTIO_SCSI_S_BAD_TARGET);
-    const tpg = dev_tpg(dev, <u32>load<u8>(hdr, 1));
+    const tpg = header_tpg(dev, hdr);
     if (tpg === null) return respond_only(c, resp, K.VIRTIO_SCSI_S_BAD_TARGET);
     c.tpg = tpg;
     c.lun_id = lun_number(hdr);
@@ -90,7 +158,7 @@ function respond_only(c: ScsiCmd, resp: IovIter, response: u8): u32 {
     c.lun = lun;
     c.tag = load<u64>(hdr, 8);
     const pi = (dev.features & SCSI_DEV_F_T10_PI) != 0;
-    c.cdb = hdr + (pi ? 27 : 19);
+    c.cdb = hdr + (pi ? K.CMD_REQ_PI_CDB_OFF : K.CMD_REQ_CDB_OFF);
     const din = data_in();
     din.init(iov, iov.out, iov.count);
     din.skip(K.CMD_RESP_SIZE);

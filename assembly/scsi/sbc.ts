@@ -28,14 +28,17 @@ export const MAX_UNMAP_DESCS: u32 = 128;
   return changetype<ScsiLun>(c.lun);
 }
 
+/** Whether [lba, lba + n) lies within the LUN's medium (overflow-safe). */
+@inline export function lun_holds(lun: ScsiLun, lba: u64, n: u64): bool {
+  const cap = lun.nblocks;
+  return lba <= cap && n <= cap - lba;
+}
+
 /** Whether [lba, lba + n) lies within the medium; sets LBA OUT OF RANGE if not. */
 function check_range(c: ScsiCmd, lba: u64, n: u64): bool {
-  const cap = lun_of(c).nblocks;
-  if (lba > cap || n > cap - lba) {
-    cmd_check(c, ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
-    return false;
-  }
-  return true;
+  if (lun_holds(lun_of(c), lba, n)) return true;
+  cmd_check(c, ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
+  return false;
 }
 
 /** DATA PROTECT, WRITE PROTECTED for a read-only LUN. */
@@ -69,39 +72,60 @@ export function sbc_read_capacity16(c: ScsiCmd): void {
   cmd_send(c, buf, 32, alloc);
 }
 
-/** Decodes the LBA and block count of a READ/WRITE/VERIFY CDB of any size into c. */
-function decode_rw(c: ScsiCmd): void {
-  const cdb = c.cdb;
-  const size = <u32>load<u8>(cdb) >> 5; // group code
+// The fields of READ, WRITE and VERIFY CDBs by CDB size, from the group code (bits 7:5 of the
+// operation code): 0 is 6 bytes, 1 and 2 are 10, 5 is 12, the rest 16 (SBC-4 5.15-5.18).
+
+/** The LBA; 6-byte CDBs have a 21-bit one. */
+@inline export function rw_lba(cdb: usize): u64 {
+  const size = <u32>load<u8>(cdb) >> 5;
+  if (size == 0) return <u64>(be24(cdb + 1) & 0x1fffff);
+  if (size == 1 || size == 2 || size == 5) return <u64>be32(cdb + 2);
+  return be64(cdb + 2);
+}
+
+/** The transfer length in blocks; in 6-byte CDBs 0 means 256. */
+@inline export function rw_blocks(cdb: usize): u32 {
+  const size = <u32>load<u8>(cdb) >> 5;
   if (size == 0) {
-    // 6-byte CDB: 21-bit LBA, 8-bit length where 0 means 256 (SBC-4 5.15).
-    c.lba = <u64>(be24(cdb + 1) & 0x1fffff);
-    c.blocks = <u32>load<u8>(cdb, 4);
-    if (c.blocks == 0) c.blocks = 256;
-    c.len_byte = 4;
-  } else if (size == 1 || size == 2) {
-    c.lba = <u64>be32(cdb + 2);
-    c.blocks = be16(cdb + 7);
-    c.len_byte = 7;
-  } else if (size == 5) {
-    c.lba = <u64>be32(cdb + 2);
-    c.blocks = be32(cdb + 6);
-    c.len_byte = 6;
-  } else {
-    c.lba = be64(cdb + 2);
-    c.blocks = be32(cdb + 10);
-    c.len_byte = 10;
+    const n = <u32>load<u8>(cdb, 4);
+    return n == 0 ? 256 : n;
   }
+  if (size == 1 || size == 2) return be16(cdb + 7);
+  if (size == 5) return be32(cdb + 6);
+  return be32(cdb + 10);
+}
+
+/** The CDB byte the transfer length starts at (a field pointer for sense data). */
+function rw_len_byte(cdb: usize): u32 {
+  const size = <u32>load<u8>(cdb) >> 5;
+  if (size == 0) return 4;
+  if (size == 1 || size == 2) return 7;
+  if (size == 5) return 6;
+  return 10;
 }
 
 /**
- * The checks every media-access transfer shares: no protection information asked for (bits
- * 7:5 of byte 1, except in 6-byte CDBs), length within the block limits, range within the
- * medium. Returns false with the sense set.
+ * Whether the CDB asks for protection information (RDPROTECT, WRPROTECT or VRPROTECT, bits 7:5
+ * of byte 1; 6-byte CDBs have none), which this target does not keep.
+ */
+@inline export function rw_protect(cdb: usize): bool {
+  return (<u32>load<u8>(cdb) >> 5) != 0 && (load<u8>(cdb, 1) & 0xe0) != 0;
+}
+
+/** Decodes the LBA and block count of a READ/WRITE/VERIFY CDB of any size into c. */
+function decode_rw(c: ScsiCmd): void {
+  const cdb = c.cdb;
+  c.lba = rw_lba(cdb);
+  c.blocks = rw_blocks(cdb);
+  c.len_byte = rw_len_byte(cdb);
+}
+
+/**
+ * The checks every media-access transfer shares: no protection information asked for, length
+ * within the block limits, range within the medium. Returns false with the sense set.
  */
 function check_transfer(c: ScsiCmd): bool {
-  const cdb = c.cdb;
-  if ((<u32>load<u8>(cdb) >> 5) != 0 && (load<u8>(cdb, 1) & 0xe0) != 0) {
+  if (rw_protect(c.cdb)) {
     cmd_invalid_cdb(c, 1, 7);
     return false;
   }
