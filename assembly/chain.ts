@@ -36,14 +36,12 @@ let sawWritable: bool = false;
  * Adds the current descriptor's buffer to iov. VIRTIO 1.2, 2.7.4.2: the driver MUST place
  * device-writable elements after device-readable ones.
  */
-function add_buffer(mt: MemTable, iov: IoVecArray): u32 {
-  if ((dFlags & VRING_DESC_F_WRITE) != 0) {
-    sawWritable = true;
-    return memtable_translate(mt, dAddr, dLen, iov, UIO_MAXIOV);
-  }
-  if (sawWritable) return VQ_ERR_OUT_AFTER_IN;
+@inline function add_buffer(mt: MemTable, iov: IoVecArray): u32 {
+  const writable = (dFlags & VRING_DESC_F_WRITE) != 0;
+  if (writable) sawWritable = true;
+  else if (sawWritable) return VQ_ERR_OUT_AFTER_IN;
   const err = memtable_translate(mt, dAddr, dLen, iov, UIO_MAXIOV);
-  iov.out = iov.count;
+  if (!writable) iov.out = iov.count;
   return err;
 }
 

@@ -62,21 +62,25 @@ function memtable_span(mt: MemTable, gpa: u64, len: u32): u32 {
  * Appends to iov the iovecs that cover guest range [gpa, gpa + len), split at region
  * boundaries. Returns VQ_ERR_NONE or why not (unmapped, addr + len overflow, too many iovecs).
  */
-export function memtable_translate(mt: MemTable, gpa: u64, len: u32, iov: IoVecArray, capacity: u32): u32 {
-  if (len == 0) return VQ_ERR_NONE;
+@inline export function memtable_translate(mt: MemTable, gpa: u64, len: u32, iov: IoVecArray, capacity: u32): u32 {
   // Fast path: the whole range inside the region the last lookup hit (validated regions do not
   // wrap, so into < size && len <= size - into also rules out overflow).
-  if (lastRegion < mt.nregions) {
+  if (lastRegion < mt.nregions && len != 0) {
     const r = memtable_region(mt, lastRegion);
     const into = gpa - r.guest_phys_addr;
-    if (into < r.memory_size && <u64>len <= r.memory_size - into) {
-      const n = iov.count;
-      if (n >= capacity) return VQ_ERR_IOV_FULL;
+    const n = iov.count;
+    if (into < r.memory_size && <u64>len <= r.memory_size - into && n < capacity) {
       iov.set(n, <u32>(r.userspace_addr + into), len);
       iov.count = n + 1;
       return VQ_ERR_NONE;
     }
   }
+  return memtable_translate_spans(mt, gpa, len, iov, capacity);
+}
+
+/** memtable_translate() of any range: region by region. */
+function memtable_translate_spans(mt: MemTable, gpa: u64, len: u32, iov: IoVecArray, capacity: u32): u32 {
+  if (len == 0) return VQ_ERR_NONE;
   if (gpa + <u64>(len - 1) < gpa) return VQ_ERR_OVERFLOW;
   while (len > 0) {
     const err = memtable_span(mt, gpa, len);
