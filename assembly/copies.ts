@@ -27,7 +27,7 @@ export function copies_bind(at: usize): void {
 }
 
 /** Copies n bytes from src to dst before the used ring is next published (ranges validated, not overlapping). */
-export function copy_deferred(dst: usize, src: usize, n: usize): void {
+@inline export function copy_deferred(dst: usize, src: usize, n: usize): void {
   let k = load<u32>(list);
   if (k == DEFERRED_COPIES) {
     copies_flush();

@@ -71,7 +71,7 @@ const NOT_SERVED: i64 = -2;
  * the transfer valid as check_transfer() checks it. Anything else returns NOT_SERVED having
  * changed nothing, and the generic path serves the request from the start, errors included.
  */
-function serve_rw_in_place(dev: ScsiDevice, iov: IoVecArray): i64 {
+@inline function serve_rw_in_place(dev: ScsiDevice, iov: IoVecArray): i64 {
   const out = iov.out;
   const count = iov.count;
   if (dev.req_size != K.CMD_REQ_SIZE || out == 0 || iov.len(0) != K.CMD_REQ_SIZE) return NOT_SERVED;
