@@ -53,6 +53,7 @@ const SHORT_MOVE: usize = 128;
   }
 }
 
+/** Stores the word at src into dst unless dst holds it already. */
 @inline function update_word(dst: usize, src: usize): void {
   const v = load<u64>(src);
   if (load<u64>(dst) != v) store<u64>(dst, v);
