@@ -98,13 +98,13 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
   const busy = busyThreads(o);
   if (busy > availableParallelism()) {
     lines.push(
-      `  note: ${busy} busy threads (${o.guestThreads} guest, ${o.workers} vhost workers) on ${availableParallelism()} cores: each hand-over waits for a time slice,` +
+      `  note: ${busy} busy threads (${o.guestThreads} guest, ${o.workers} vhost workers) on ${availableParallelism()} cores: threads share cores,` +
         (o.busyPollUs === 0 && o.guestPollUs === 0
           ? " polling is off (threads sleep on their eventfds)"
           : o.busyPollUs === 0
             ? " the vhost workers sleep between kicks while the guest polls"
             : " polling backs off to sleeping") +
-        `; expect a fraction of a configuration that fits (e.g. --queues ${o.queues} --workers 1 --numjobs 1)`,
+        `; compare with a configuration that fits (e.g. --queues ${o.queues} --workers 1 --numjobs 1)`,
     );
   }
   const sums = { read: summarize(jobs, "read"), write: summarize(jobs, "write") };
