@@ -11,7 +11,8 @@ import { commandRetryingUA } from "../src/guest/scan.js";
 import { testUnitReady } from "../src/guest/scsi-commands.js";
 import { polledSlotSize } from "../src/guest/polled-queue.js";
 import { helpText, OptionError, PROGRAM, parseOptions, type FioOptions } from "./options.js";
-import { fmtBw, fmtIops, jsonReport, textReport, type DeviceInfo } from "./report.js";
+import { fmtBw, fmtIops, jobsIops, jsonReport, textReport, type DeviceInfo } from "./report.js";
+import { fittingLabel, fittingOptions } from "./fitting-reference.js";
 import { backstoreReference } from "./backstore-reference.js";
 import { bracket, nativeReference } from "./native-reference.js";
 import { writeFioLogs } from "./fio-logs.js";
@@ -27,7 +28,26 @@ const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(n));
 export async function runFio(
   o: FioOptions,
   progress: (line: string) => void = () => {},
+  yardsticks = true,
 ): Promise<{ jobs: JobResult[]; text: string; json: (plus: boolean) => unknown }> {
+  // How long a yardstick runs: right before and right after the run, half the time each.
+  const referenceMs = yardsticks ? Math.min(2000, Math.max(500, o.runtimeMs)) : 0;
+  // Threads beyond the cores: the largest configuration that fits, before and after.
+  const fitting = yardsticks ? fittingOptions(o, referenceMs / 2) : undefined;
+  const fittingBefore = fitting && (await runFio(fitting, undefined, false));
+  const { jobs, dev } = await runJobs(o, progress, referenceMs);
+  if (fitting && fittingBefore) {
+    const after = await runFio(fitting, undefined, false);
+    dev.fitting = { options: fittingLabel(fitting), iopsEach: [jobsIops(fittingBefore.jobs), jobsIops(after.jobs)] };
+  }
+  return { jobs, text: textReport(o, jobs, dev), json: (plus) => jsonReport(o, jobs, dev, plus) };
+}
+
+/**
+ * Runs o's jobs on a testbed of their own; with referenceMs, the C loop (a RAM disk) or the
+ * backstore's own storage is measured too, referenceMs in all.
+ */
+async function runJobs(o: FioOptions, progress: (line: string) => void, referenceMs: number): Promise<{ jobs: JobResult[]; dev: DeviceInfo }> {
   // Each job's iodepth is spread over its queues; each in-flight I/O holds three descriptors.
   const jobQueues = Array.from({ length: o.numjobs }, (_, j) => Array.from({ length: o.queues }, (_, q) => q).filter((q) => q % o.numjobs === j));
   const depthOf = (j: number, k: number) => Math.max(1, Math.floor(o.iodepth / jobQueues[j].length) + (k < o.iodepth % jobQueues[j].length ? 1 : 0));
@@ -120,10 +140,8 @@ export async function runFio(
         }),
     );
     await Promise.all(jobs.map((w) => new Promise<void>((r) => w.on("message", (m) => "ready" in m && r()))));
-    // How long a yardstick runs. A RAM disk run is compared with the C request loop and C memcpy
-    // at its block size, run right before and right after it (half the time each).
-    const referenceMs = Math.min(2000, Math.max(500, o.runtimeMs));
-    const nativeBefore = o.backstore.backstore === "ram" ? nativeReference(o.bs, o.iodepth, referenceMs / 2) : undefined;
+    // A RAM disk run is compared with the C request loop and C memcpy at its block size.
+    const nativeBefore = referenceMs && o.backstore.backstore === "ram" ? nativeReference(o.bs, o.iodepth, referenceMs / 2) : undefined;
     const cpu0 = await vhost.workerCpu();
     const ctl = new Int32Array(control);
     Atomics.store(ctl, 0, 1);
@@ -167,9 +185,9 @@ export async function runFio(
       kicks: jobResults.reduce((s, j) => s + j.kicks, 0),
       native: nativeBefore && bracket(nativeBefore, nativeReference(o.bs, o.iodepth, referenceMs / 2)),
       // A file or NBD backstore is compared with the same I/O done directly on its storage, now.
-      references: backstoreReference(o, referenceMs),
+      references: referenceMs ? backstoreReference(o, referenceMs) : [],
     };
-    return { jobs: jobResults, text: textReport(o, jobResults, dev), json: (plus) => jsonReport(o, jobResults, dev, plus) };
+    return { jobs: jobResults, dev };
   } finally {
     await bed.close();
   }

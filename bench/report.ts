@@ -46,6 +46,21 @@ export interface DeviceInfo {
   native?: NativeReference;
   /** Yardsticks on the same backstore storage, same run (file, nbd). */
   references: Reference[];
+  /**
+   * Busy threads beyond the cores: the largest configuration that fits them, run right before
+   * and right after (its options that differ, and its IOPS each time).
+   */
+  fitting?: { options: string; iopsEach: [number, number] };
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/** The jobs' IOPS, reads and writes together. */
+export function jobsIops(jobs: JobResult[]): number {
+  return perSecond(
+    jobs.reduce((s, j) => s + j.read.ios + j.write.ios, 0),
+    Math.max(...jobs.map((j) => j.elapsedMs)),
+  );
 }
 
 /** The run in fio's JSON (json+ with `plus`), with the device side in a `device` section of our own. */
@@ -76,6 +91,13 @@ export function jsonReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo, pl
               ]),
             ),
       }),
+      ...(dev.fitting && {
+        fitting_reference: {
+          options: dev.fitting.options,
+          iops: Math.round(mean(dev.fitting.iopsEach)),
+          iops_before_after: dev.fitting.iopsEach.map(Math.round),
+        },
+      }),
       ...(dev.references.length && {
         backstore_reference: Object.fromEntries(dev.references.map((r) => [r.key, r.iops === undefined ? null : Math.round(r.iops)])),
       }),
@@ -104,7 +126,7 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
           : o.busyPollUs === 0
             ? " the vhost workers sleep between kicks while the guest polls"
             : " polling backs off to sleeping") +
-        `; compare with a configuration that fits (e.g. --queues ${o.queues} --workers 1 --numjobs 1)`,
+        (dev.fitting ? "; the largest configuration that fits ran right before and after, to compare (below)" : ""),
     );
   }
   const sums = { read: summarize(jobs, "read"), write: summarize(jobs, "write") };
@@ -150,6 +172,13 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
       lines.push(
         `    memcpy in C (${o.bs}-byte chunks, same run): ${fmtBw(n.runs[0].memcpyBw)}; this run moved ${((bw / n.runs[0].memcpyBw) * 100).toFixed(0)}% of it`,
       );
+  }
+  if (dev.fitting) {
+    const [before, after] = dev.fitting.iopsEach;
+    const fit = mean(dev.fitting.iopsEach);
+    lines.push(
+      `  fitting configuration (${dev.fitting.options}, same run): ${fmtIops(fit)} IOPS (mean of ${fmtIops(before)} right before this run and ${fmtIops(after)} right after), this run ${(iops / fit).toFixed(2)}x of it`,
+    );
   }
   if (dev.references.length) {
     lines.push(`  backstore reference (same ${o.backstore.backstore === "file" ? "file" : "export"}, same run):`);

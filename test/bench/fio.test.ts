@@ -195,6 +195,30 @@ describe("the benchmark CLI", () => {
         `note: ${availableParallelism() + 2} busy threads \\(2 guest, ${availableParallelism()} vhost workers\\) on ${availableParallelism()} cores: .* polling is off`,
       ),
     );
+    // The largest configuration that fits ran right before and after: a job per two cores, workers on the rest.
+    const cores = availableParallelism();
+    const fitJobs = Math.min(2, Math.max(1, Math.floor(cores / 2)));
+    const fitting = `--queues ${cores} --workers ${Math.max(1, cores - fitJobs)} --numjobs ${fitJobs}`;
+    if (fitJobs + Math.max(1, cores - fitJobs) <= cores) {
+      const m = new RegExp(`fitting configuration \\(${fitting}, same run\\): (\\S+) IOPS \\(mean of \\S+ right before this run and \\S+ right after\\), this run (\\S+)x of it`).exec(r.stdout);
+      expect(m, r.stdout).not.toBeNull();
+      expect(Number(m![2])).toBeGreaterThan(0);
+    } else expect(r.stdout).not.toContain("fitting configuration");
+  });
+
+  it("reports the fitting configuration in JSON beyond the cores, and none for a run that fits", async () => {
+    const cores = availableParallelism();
+    const beyond = await run("--json", "--runtime=300ms", "--size=16m", `--queues=${cores + 1}`, `--workers=${cores + 1}`);
+    expect(beyond.code).toBe(0);
+    const f = JSON.parse(beyond.stdout).device.fitting_reference;
+    if (cores >= 2) {
+      expect(f.options).toBe(`--queues ${cores + 1} --workers ${cores - 1} --numjobs 1`);
+      expect(f.iops_before_after).toHaveLength(2);
+      for (const x of f.iops_before_after) expect(x).toBeGreaterThan(0);
+      expect(Math.abs(f.iops - (f.iops_before_after[0] + f.iops_before_after[1]) / 2)).toBeLessThanOrEqual(1);
+    } else expect(f).toBeUndefined();
+    const fits = await run("--json", "--runtime=300ms", "--size=16m");
+    expect(JSON.parse(fits.stdout).device.fitting_reference).toBeUndefined();
   });
 
   it("--verify on randrw reports 0 mismatches", async () => {
