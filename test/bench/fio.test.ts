@@ -200,7 +200,9 @@ describe("the benchmark CLI", () => {
     const fitJobs = Math.min(2, Math.max(1, Math.floor(cores / 2)));
     const fitting = `--queues ${cores} --workers ${Math.max(1, cores - fitJobs)} --numjobs ${fitJobs}`;
     if (fitJobs + Math.max(1, cores - fitJobs) <= cores) {
-      const m = new RegExp(`fitting configuration \\(${fitting}, same run\\): (\\S+) IOPS \\(mean of \\S+ right before this run and \\S+ right after\\), this run (\\S+)x of it`).exec(r.stdout);
+      const m = new RegExp(
+        `fitting configuration \\(${fitting}, same run\\): (\\S+) IOPS \\(mean of \\S+ right before this run and \\S+ right after\\), this run (\\S+)x of it`,
+      ).exec(r.stdout);
       expect(m, r.stdout).not.toBeNull();
       expect(Number(m![2])).toBeGreaterThan(0);
     } else expect(r.stdout).not.toContain("fitting configuration");
