@@ -28,16 +28,15 @@ const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(n));
 export async function runFio(
   o: FioOptions,
   progress: (line: string) => void = () => {},
-  yardsticks = true,
 ): Promise<{ jobs: JobResult[]; text: string; json: (plus: boolean) => unknown }> {
   // How long a yardstick runs: right before and right after the run, half the time each.
-  const referenceMs = yardsticks ? Math.min(2000, Math.max(500, o.runtimeMs)) : 0;
+  const referenceMs = Math.min(2000, Math.max(500, o.runtimeMs));
   // Threads beyond the cores: the largest configuration that fits, before and after.
-  const fitting = yardsticks ? fittingOptions(o, referenceMs / 2) : undefined;
-  const fittingBefore = fitting && (await runFio(fitting, undefined, false));
+  const fitting = fittingOptions(o, referenceMs / 2);
+  const fittingBefore = fitting && (await runJobs(fitting, () => {}, 0));
   const { jobs, dev } = await runJobs(o, progress, referenceMs);
   if (fitting && fittingBefore) {
-    const after = await runFio(fitting, undefined, false);
+    const after = await runJobs(fitting, () => {}, 0);
     dev.fitting = { options: fittingLabel(fitting), iopsEach: [jobsIops(fittingBefore.jobs), jobsIops(after.jobs)] };
   }
   return { jobs, text: textReport(o, jobs, dev), json: (plus) => jsonReport(o, jobs, dev, plus) };
