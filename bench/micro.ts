@@ -16,6 +16,7 @@ import { dataplaneModule } from "../src/wasm/dataplane.js";
 import { nativeReference, wasmReference } from "./native-reference.js";
 import { xorshift32 } from "./guest-engine.js";
 import { runFio } from "./fio.js";
+import { jobsIops } from "./report.js";
 import { parseOptions } from "./options.js";
 
 const TIME = Number(process.env.BENCH_TIME_MS ?? 1000);
@@ -289,8 +290,7 @@ async function nativeLoop(): Promise<void> {
 async function engines(): Promise<void> {
   // The whole path (npm start's job, 4 KiB randread, 64 MiB RAM disk) with each guest load engine.
   const rate = async (engine: string) => {
-    const r = await runFio(parseOptions([`--runtime=${Math.max(500, TIME)}ms`, "--size=64m", `--engine=${engine}`]));
-    return r.jobs.reduce((s, j) => s + j.read.ios, 0) / (Math.max(...r.jobs.map((j) => j.elapsedMs)) / 1000);
+    return jobsIops((await runFio(parseOptions([`--runtime=${Math.max(500, TIME)}ms`, "--size=64m", `--engine=${engine}`]))).jobs);
   };
   const wasm = await rate("wasm");
   const ts = await rate("ts");
