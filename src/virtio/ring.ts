@@ -68,9 +68,10 @@ export class SplitRingView {
     this.u32[w + 2] = len;
     this.u32[w + 3] = (flags & 0xffff) | ((next & 0xffff) << 16);
   }
-  descAddr(i: number): number {
+  /** Descriptor i's address, all 64 bits (a number would round those above 2^53). */
+  descAddr(i: number): bigint {
     const w = (this.desc + i * VRING_DESC_SIZE) >>> 2;
-    return this.u32[w] + this.u32[w + 1] * 2 ** 32;
+    return BigInt(this.u32[w]) | (BigInt(this.u32[w + 1]) << 32n);
   }
   descLen(i: number): number {
     return this.u32[((this.desc + i * VRING_DESC_SIZE) >>> 2) + 2];

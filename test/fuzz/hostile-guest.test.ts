@@ -113,12 +113,12 @@ function writableRanges(descs: Desc[]): [number, number][] {
   return out;
 }
 
-/** Writes descriptor i of queue q; returns what it wrote. */
+/** Writes descriptor i of queue q; returns what it wrote (the fields cut to their widths). */
 function putDesc(q: FuzzQueue, i: number, d: Desc): Desc {
-  const a = BigInt.asUintN(64, d.addr);
-  q.ring.setDesc(i, Number(a & 0xffffffffn), Number(a >> 32n), d.len >>> 0, d.flags & 0xffff, d.next & 0xffff);
+  const written = { addr: BigInt.asUintN(64, d.addr), len: d.len >>> 0, flags: d.flags & 0xffff, next: d.next & 0xffff };
+  q.ring.setDesc(i, Number(written.addr & 0xffffffffn), Number(written.addr >> 32n), written.len, written.flags, written.next);
   placed.push(q.descGpa + 16 * i);
-  return d;
+  return written;
 }
 
 /**
@@ -392,7 +392,7 @@ describe(`hostile guest (seed ${SEED}; replay with FUZZ_SEED=${SEED})`, () => {
           for (const m of mutations) {
             const i = m.desc % bed.req.num;
             const d: Desc = {
-              addr: BigInt(bed.req.ring.descAddr(i)),
+              addr: bed.req.ring.descAddr(i),
               len: bed.req.ring.descLen(i),
               flags: bed.req.ring.descFlags(i),
               next: bed.req.ring.descNext(i),
