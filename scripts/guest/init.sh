@@ -28,12 +28,22 @@ disk_of() {
   done
   return 1
 }
+# Waits up to $2 tenths of a second for LUN $1's disk to take I/O, and prints its name: sd makes
+# the scsi_disk before it reads the capacity and adds the block device, so its sysfs entry
+# appearing is not enough.
+wait_disk() {
+  i=0
+  while [ $i -lt "$2" ]; do
+    d=$(disk_of "$1") && [ -b "/dev/$d" ] && [ "$(cat "/sys/block/$d/size")" != 0 ] && echo "$d" && return 0
+    sleep 0.1
+    i=$((i + 1))
+  done
+  return 1
+}
 
 say "BOOTED $(uname -r) at $(now)s"
 for m in $(cat /etc/modules.order); do insmod "/lib/modules/$m.ko" || fail "insmod-$m" "exit $?"; done
-if wait_for /sys/class/scsi_disk/0:0:1:1 100; then ok scan; else fail scan "LUNs 0 and 1 did not appear"; fi
-A=$(disk_of 0)
-B=$(disk_of 1)
+if A=$(wait_disk 0 300) && B=$(wait_disk 1 300); then ok scan; else fail scan "LUNs 0 and 1 did not appear"; fi
 say "SCAN disks: LUN0=$A LUN1=$B"
 dmesg | grep -E "scsi [0-9]|sd [0-9]|virtio_scsi|Optimal|Write cache|Attached" | sed 's/^/  | /'
 # sd warns when the Block Limits page's transfer lengths disagree with each other or the HBA.
@@ -101,8 +111,7 @@ rmmod sd_mod virtio_scsi 2>/dev/null || rmmod virtio_scsi
 wait_for "/sys/block/$A" 50 gone || fail rmmod "LUN 0 still there"
 insmod /lib/modules/virtio_scsi.ko
 lsmod | grep -q sd_mod || insmod /lib/modules/sd_mod.ko
-if wait_for /sys/class/scsi_disk/0:0:1:1 100; then
-  A=$(disk_of 0)
+if A=$(wait_disk 0 300) && wait_disk 1 300 >/dev/null; then
   mount -t ext2 "/dev/$A" /mnt && sha256sum -c -s /tmp/sums && ok reload || fail reload "data differs after reloading the driver"
   umount /mnt
 else
@@ -111,8 +120,7 @@ fi
 
 # Hot-plug: the host adds LUN 2 when asked; the rescan event brings it in.
 say "HOTPLUG?"
-if wait_for /sys/class/scsi_disk/0:0:1:2 300; then
-  C=$(disk_of 2)
+if C=$(wait_disk 2 300); then
   dd if=/tmp/pattern of="/dev/$C" bs=64k oflag=direct 2>/dev/null && dd if="/dev/$C" of=/tmp/back bs=64k count=16 iflag=direct 2>/dev/null && cmp -s /tmp/pattern /tmp/back && ok hotplug || fail hotplug "I/O on the new LUN failed"
   say "UNPLUG?"
   if wait_for "/sys/class/scsi_disk/0:0:1:2" 300 gone; then ok unplug; else fail unplug "LUN 2 stayed"; fi

@@ -5,9 +5,10 @@
 //
 // Port I/O is synchronous while the device model's setStatus() is not: the transport keeps its
 // own status register, and after a reset the status reads as before until the device model
-// has stopped (a driver may reset and start again back to back, as SeaBIOS does).
+// has stopped. A driver may reset and set the device up again back to back, as SeaBIOS does, so
+// status changes and enabled queues reach the device model in the order the driver wrote them.
 import type { V86Cpu } from "./emulator.js";
-import { VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FEATURES_OK, type VirtioTransport } from "../virtio/transport.js";
+import { VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_NEEDS_RESET, type VirtioTransport } from "../virtio/transport.js";
 import { VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from "../virtio/ring.js";
 
 /** PCI vendor, device (0x1040 + virtio device id) and class of a modern virtio device. */
@@ -81,7 +82,7 @@ export class V86VirtioPci {
   private driverFeatures = 0n;
   private queueSelect = 0;
   private readonly queues: QueueRegs[];
-  /** The status changes and resets handed to the device model, one after the other. */
+  /** The status changes, resets and enabled queues handed to the device model, one after the other. */
   private pending: Promise<void> = Promise.resolve();
   /** Used ring positions already made visible to v86's JIT (per queue). */
   private readonly seenUsed: number[];
@@ -237,13 +238,17 @@ export class V86VirtioPci {
       case CC.queueSelect:
         this.queueSelect = value & 0xffff;
         return;
+      // A size the device does not offer is ignored, as QEMU's virtio_queue_set_num does.
       case CC.queueSize:
-        if (q) q.size = value & 0xffff;
+        if (q && (value & 0xffff) >= 1 && (value & 0xffff) <= this.dev.queueMaxSize(this.queueSelect)) q.size = value & 0xffff;
         return;
       case CC.queueEnable:
         if (q && value & 1) {
           q.enable = 1;
-          this.dev.setQueue(this.queueSelect, { num: q.size, desc: q.desc, avail: q.driver, used: q.device });
+          const index = this.queueSelect;
+          const config = { num: q.size, desc: q.desc, avail: q.driver, used: q.device };
+          // After a reset still under way, which would forget it.
+          this.inOrder(() => this.dev.setQueue(index, config));
         }
         return;
       // 32-bit queue addresses: the high halves must be 0 (guest RAM is below 4 GiB).
@@ -264,7 +269,7 @@ export class V86VirtioPci {
     const dev = this.dev;
     if (value === 0) {
       const before = this.status;
-      this.pending = this.pending.then(async () => {
+      this.inOrder(async () => {
         await dev.setStatus(0);
         // A status written after the reset while it ran is kept.
         if (this.status === before) this.status = 0;
@@ -280,11 +285,21 @@ export class V86VirtioPci {
     }
     this.status = value;
     const features = this.driverFeatures;
-    this.pending = this.pending.then(async () => {
+    this.inOrder(async () => {
       dev.setDriverFeatures(features);
       await dev.setStatus(value);
       // The device model may add NEEDS_RESET (its backend would not start).
-      this.status |= dev.status() & ~value & 0x40;
+      this.status |= dev.status() & ~value & VIRTIO_CONFIG_S_NEEDS_RESET;
+    });
+  }
+
+  /**
+   * Hands a step to the device model after those before it. A step that fails leaves the device
+   * NEEDS_RESET (VIRTIO 1.2, 2.1.1) and the steps after it still run.
+   */
+  private inOrder(step: () => void | Promise<void>): void {
+    this.pending = this.pending.then(step).catch(() => {
+      this.status |= VIRTIO_CONFIG_S_NEEDS_RESET;
     });
   }
 
