@@ -31,6 +31,27 @@ export type PollResult = typeof POLL_IDLE | typeof POLL_MORE | typeof POLL_WAITI
 /** The kernel's VHOST_SCSI_WEIGHT: requests per queue before others get a turn. */
 const VHOST_SCSI_WEIGHT = 256;
 
+/** VringKind as a number: compared on every pass (a kind that came from another thread is a string V8 compares by content). */
+const KIND_REQ = 0;
+const KIND_CTL = 1;
+const KIND_EVT = 2;
+const KINDS: Record<VringKind, number> = { req: KIND_REQ, ctl: KIND_CTL, evt: KIND_EVT };
+
+/** A vring being served, and what the server knows of it between passes. */
+interface Vring {
+  readonly b: VringBinding;
+  readonly kind: number;
+  /** Stopped by a malformed entry at the head of its ring until the driver kicks again. */
+  stalled: boolean;
+  /**
+   * Control and event vrings are served when there is a reason, as the kernel runs their
+   * handlers only from a kick or queued event work: a kick (a posted event kicks too), a TMF
+   * waiting for aborted requests, more than one pass's weight, the attach. Request vrings are
+   * drained on every pass (a busy-polling worker serves them without kicks).
+   */
+  due: boolean;
+}
+
 /**
  * The body of a vhost-scsi worker: drains the vrings attached to it through its own data plane
  * instance, one call per queue per pass; a request queue's call also answers the requests its
@@ -38,10 +59,9 @@ const VHOST_SCSI_WEIGHT = 256;
  * synchronously in the calling thread.
  */
 export class ScsiVringServer {
-  private readonly bindings = new Map<number, VringBinding>();
-  private readonly errored = new Set<number>();
+  private readonly vrings = new Map<number, Vring>();
   /** Vrings being detached: no new requests, answers for those in flight, then done(). */
-  private readonly detaching = new Map<number, { b: VringBinding; done: () => void }>();
+  private readonly detaching = new Map<number, { v: Vring; done: () => void }>();
   /** Grows whenever a pass published used entries (busy-polling tells idle from busy by it). */
   progress = 0;
 
@@ -51,8 +71,7 @@ export class ScsiVringServer {
   ) {}
 
   attach(b: VringBinding): void {
-    this.bindings.set(b.index, b);
-    this.errored.delete(b.index);
+    this.vrings.set(b.index, { b, kind: KINDS[b.kind], stalled: false, due: true });
   }
 
   /**
@@ -60,21 +79,24 @@ export class ScsiVringServer {
    * signalled; done() is called once none is left.
    */
   detach(index: number, done: () => void): void {
-    const b = this.bindings.get(index);
-    this.bindings.delete(index);
-    if (!b) return done();
+    const v = this.vrings.get(index);
+    this.vrings.delete(index);
+    if (!v) return done();
     this.detaching.get(index)?.done();
-    this.detaching.set(index, { b, done });
+    this.detaching.set(index, { v, done });
     this.finishDetaching();
   }
 
   get attached(): VringBinding[] {
-    return [...this.bindings.values()];
+    return [...this.vrings.values()].map((v) => v.b);
   }
 
-  /** A kick on vring index: a queue stopped by an error is tried again (as the kernel does). */
+  /** A kick on vring index: it is served on the next pass; a queue stopped by an error is tried again (as the kernel does). */
   kicked(index: number): void {
-    this.errored.delete(index);
+    const v = this.vrings.get(index);
+    if (!v) return;
+    v.stalled = false;
+    v.due = true;
   }
 
   /**
@@ -82,45 +104,51 @@ export class ScsiVringServer {
    * request queues' notifications off when they run empty; a pass without it turns them on.
    */
   poll(polling = false): PollResult {
+    const { dp } = this;
     let more = false;
     let waiting = false;
-    for (const b of this.bindings.values()) {
-      if (this.errored.has(b.index)) {
+    for (const v of this.vrings.values()) {
+      const b = v.b;
+      if (v.stalled) {
         // A stopped queue still answers what its backstores completed.
-        if (b.kind === "req") this.report(b, this.dp.scsi_req_reap(b.vq));
+        if (v.kind === KIND_REQ) this.report(v, dp.scsi_req_reap(b.vq));
         continue;
       }
       let f: number;
-      if (b.kind === "req") {
-        f = this.dp.scsi_req_drain(b.vq, b.dev, VHOST_SCSI_WEIGHT, polling);
-      } else if (b.kind === "ctl") {
-        f = this.dp.scsi_ctl_drain(b.vq, b.dev, VHOST_SCSI_WEIGHT) | this.dp.scsi_ctl_poll(b.vq, b.dev);
+      if (v.kind === KIND_REQ) {
+        f = dp.scsi_req_drain(b.vq, b.dev, VHOST_SCSI_WEIGHT, polling);
+      } else if (!v.due) {
+        continue;
+      } else if (v.kind === KIND_CTL) {
+        f = dp.scsi_ctl_drain(b.vq, b.dev, VHOST_SCSI_WEIGHT) | dp.scsi_ctl_poll(b.vq, b.dev);
         if (f & CTL_TMF_PENDING) waiting = true;
+        v.due = (f & (DRAIN_MORE | CTL_TMF_PENDING)) !== 0;
       } else {
-        f = this.dp.scsi_evt_drain(b.vq, b.dev);
+        f = dp.scsi_evt_drain(b.vq, b.dev);
+        v.due = (f & DRAIN_MORE) !== 0;
       }
-      this.report(b, f);
+      this.report(v, f);
       if (f & DRAIN_MORE) more = true;
     }
     if (this.detaching.size) waiting = this.finishDetaching() || waiting;
     return more ? POLL_MORE : waiting ? POLL_WAITING : POLL_IDLE;
   }
 
-  private report(b: VringBinding, f: number): void {
+  private report(v: Vring, f: number): void {
     if (f & DRAIN_USED) this.progress++;
-    if (f & DRAIN_SIGNAL) this.events.signal(b.index);
+    if (f & DRAIN_SIGNAL) this.events.signal(v.b.index);
     // Every recorded queue error reaches the err eventfd (vq_err); a malformed entry at the
     // head of the ring also stops the queue until the driver kicks again.
-    if (f & DRAIN_ERROR) this.events.error(b.index);
-    if (f & DRAIN_STALLED) this.errored.add(b.index);
+    if (f & DRAIN_ERROR) this.events.error(v.b.index);
+    if (f & DRAIN_STALLED) v.stalled = true;
   }
 
   /** Answers what completed on the vrings being detached; true while some still wait. */
   private finishDetaching(): boolean {
-    for (const [index, { b, done }] of this.detaching) {
-      if (b.kind === "req") this.report(b, this.dp.scsi_req_reap(b.vq));
-      else if (b.kind === "ctl") this.report(b, this.dp.scsi_ctl_poll(b.vq, b.dev));
-      if (this.dp.vq_inflight(b.vq) !== 0) continue;
+    for (const [index, { v, done }] of this.detaching) {
+      if (v.kind === KIND_REQ) this.report(v, this.dp.scsi_req_reap(v.b.vq));
+      else if (v.kind === KIND_CTL) this.report(v, this.dp.scsi_ctl_poll(v.b.vq, v.b.dev));
+      if (this.dp.vq_inflight(v.b.vq) !== 0) continue;
       this.detaching.delete(index);
       done();
     }

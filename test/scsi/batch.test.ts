@@ -4,6 +4,8 @@ import { LocalWorker } from "../../src/worker/local-worker.js";
 import { POLL_MORE } from "../../src/worker/scsi-vrings.js";
 import type { DataplaneExports } from "../../src/wasm/dataplane.js";
 import { cdb, read16, ScsiOp, write16 } from "../../src/guest/scsi-commands.js";
+import { until } from "../helpers/backstores.js";
+import { VIRTIO_SCSI_S_FUNCTION_COMPLETE, VIRTIO_SCSI_T_TMF_ABORT_TASK } from "../../src/virtio/virtio-scsi.js";
 
 /** Lets the driver's batched kick out, then polls the manual worker until it has nothing more to do. */
 async function serveAll<T>(worker: LocalWorker, ps: Promise<T>[]): Promise<T[]> {
@@ -23,18 +25,18 @@ async function manualTestbed(lun: { size: number; blockSize: 512 | 4096 }, queue
   return { bed, worker: worker! };
 }
 
+/** Wraps every data plane export in a counter of its calls by name (the exports object itself is frozen). */
+function counted(calls: Map<string, number>) {
+  return (dp: DataplaneExports): DataplaneExports =>
+    Object.fromEntries(
+      Object.entries(dp).map(([name, f]) => [name, typeof f !== "function" ? f : (...a: unknown[]) => (calls.set(name, (calls.get(name) ?? 0) + 1), f(...a))]),
+    ) as unknown as DataplaneExports;
+}
+
 describe("batching: a few WASM calls serve a whole batch", () => {
   it("64 random 4 KiB reads on a RAM LUN take two scsi_req_drain calls and no per-request crossing", async () => {
     const calls = new Map<string, number>();
-    // Every export wrapped in a counter (the exports object itself is frozen).
-    const count = (dp: DataplaneExports): DataplaneExports =>
-      Object.fromEntries(
-        Object.entries(dp).map(([name, f]) => [
-          name,
-          typeof f !== "function" ? f : (...a: unknown[]) => (calls.set(name, (calls.get(name) ?? 0) + 1), f(...a)),
-        ]),
-      ) as unknown as DataplaneExports;
-    const { bed, worker } = await manualTestbed({ size: 64 << 20, blockSize: 4096 }, 256, count);
+    const { bed, worker } = await manualTestbed({ size: 64 << 20, blockSize: 4096 }, 256, counted(calls));
     const drive = async <T>(p: Promise<T>): Promise<T> => {
       for (;;) {
         await new Promise((r) => setImmediate(r));
@@ -61,6 +63,36 @@ describe("batching: a few WASM calls serve a whole batch", () => {
     // Per poll: one drain per attached vring plus a few bookkeeping calls, whatever the batch size.
     expect(total).toBeLessThanOrEqual(16);
     expect(bed.device.vhost.vringStatus(2)!.stats.completed).toBeGreaterThanOrEqual(65);
+    await bed.close();
+  });
+
+  it("a pass serves the request queue alone; the control and event queues when kicked or when an event is posted", async () => {
+    const calls = new Map<string, number>();
+    const { bed, worker } = await manualTestbed({ size: 1 << 20, blockSize: 512 }, 64, counted(calls));
+    await serveAll(worker, [bed.driver.command({ lun: 0, cdb: write16(0, 1), dataOut: new Uint8Array(512) })]); // takes the unit attention
+    const served = (name: string) => calls.get(name) ?? 0;
+    calls.clear();
+    const reads = await serveAll(
+      worker,
+      Array.from({ length: 16 }, (_, i) => bed.driver.command({ lun: 0, cdb: read16(i, 1), dataInLength: 512 })),
+    );
+    expect(reads.every((r) => r.status === 0)).toBe(true);
+    expect(served("scsi_req_drain")).toBeGreaterThan(0);
+    expect([served("scsi_ctl_drain"), served("scsi_evt_drain")]).toEqual([0, 0]);
+    // A TMF: the driver kicks the control queue, and the next pass serves it.
+    const tmf = serveAll(worker, [bed.driver.tmf(VIRTIO_SCSI_T_TMF_ABORT_TASK, { lun: 0, tag: 12345n })]);
+    expect(await tmf).toEqual([VIRTIO_SCSI_S_FUNCTION_COMPLETE]);
+    expect(served("scsi_ctl_drain")).toBe(1);
+    // A hot-added LUN: the event posted wakes the event queue.
+    bed.tpg.addLun(1, { backstore: "ram", size: 1 << 20 });
+    await until(() => (worker.poll(), bed.driver.events.length === 1));
+    expect(served("scsi_evt_drain")).toBeGreaterThan(0);
+    // Once the driver has its event buffer back (a kick), idle passes leave both queues alone.
+    await new Promise((r) => setTimeout(r, 10));
+    worker.poll();
+    calls.clear();
+    for (let i = 0; i < 10; i++) worker.poll();
+    expect([served("scsi_req_drain"), served("scsi_ctl_drain"), served("scsi_evt_drain")]).toEqual([10, 0, 0]);
     await bed.close();
   });
 
