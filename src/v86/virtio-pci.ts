@@ -295,7 +295,7 @@ export class V86VirtioPci {
 
   /**
    * Hands a step to the device model after those before it. A step that fails leaves the device
-   * NEEDS_RESET (VIRTIO 1.2, 2.1.1) and the steps after it still run.
+   * NEEDS_RESET (VIRTIO 1.2, 2.1) and the steps after it still run.
    */
   private inOrder(step: () => void | Promise<void>): void {
     this.pending = this.pending.then(step).catch(() => {
