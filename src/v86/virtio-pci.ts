@@ -81,11 +81,16 @@ export class V86VirtioPci {
   private driverFeatureSelect = 0;
   private driverFeatures = 0n;
   private queueSelect = 0;
-  private readonly queues: QueueRegs[];
+  private queues: QueueRegs[];
   /** The status changes, resets and enabled queues handed to the device model, one after the other. */
   private pending: Promise<void> = Promise.resolve();
   /** Used ring positions already made visible to v86's JIT (per queue). */
-  private readonly seenUsed: number[];
+  private seenUsed: number[];
+  /**
+   * The queues of resets the device model has not finished: it still answers the requests in
+   * flight on them, into guest memory v86's JIT must hear of.
+   */
+  private readonly retiring = new Set<{ queues: QueueRegs[]; seenUsed: number[] }>();
 
   constructor(
     private readonly cpu: V86Cpu,
@@ -269,15 +274,21 @@ export class V86VirtioPci {
     const dev = this.dev;
     if (value === 0) {
       const before = this.status;
+      const old = { queues: this.queues, seenUsed: this.seenUsed };
+      if (before & VIRTIO_CONFIG_S_DRIVER_OK) this.retiring.add(old);
       this.inOrder(async () => {
-        await dev.setStatus(0);
+        try {
+          await dev.setStatus(0);
+        } finally {
+          this.retiring.delete(old);
+        }
         // A status written after the reset while it ran is kept.
         if (this.status === before) this.status = 0;
       });
       this.driverFeatures = 0n;
       this.isr = 0;
-      this.queues.forEach((_, i) => (this.queues[i] = this.freshQueue()));
-      this.seenUsed.fill(0);
+      this.queues = this.queues.map(() => this.freshQueue());
+      this.seenUsed = this.queues.map(() => 0);
       return;
     }
     if (value & VIRTIO_CONFIG_S_FEATURES_OK && !(this.status & VIRTIO_CONFIG_S_FEATURES_OK) && this.driverFeatures & ~dev.deviceFeatures()) {
@@ -318,28 +329,33 @@ export class V86VirtioPci {
    * Makes what the device wrote into guest memory visible to v86's JIT: for every used entry
    * published since the last call, the chain's device-writable buffers (direct or in an
    * indirect table) and the used ring itself are invalidated (cpu.jit_dirty_cache), so that no
-   * code compiled from their old contents runs. Must run on v86's thread after each pass of
-   * the vhost workers, before the guest runs again.
+   * code compiled from their old contents runs; also on the queues of a reset under way, whose
+   * requests in flight are still answered. Must run on v86's thread after each pass of the
+   * vhost workers, before the guest runs again.
    */
   invalidateUsed(): void {
-    if (!(this.status & VIRTIO_CONFIG_S_DRIVER_OK)) return;
+    for (const r of this.retiring) this.invalidate(r.queues, r.seenUsed);
+    if (this.status & VIRTIO_CONFIG_S_DRIVER_OK) this.invalidate(this.queues, this.seenUsed);
+  }
+
+  private invalidate(queues: readonly QueueRegs[], seenUsed: number[]): void {
     const mem = this.cpu.mem8;
     const dv = new DataView(mem.buffer, mem.byteOffset, mem.byteLength);
     const inRam = (gpa: number, len: number) => gpa + len <= mem.byteLength;
     const dirty = (gpa: number, len: number) => {
       if (len > 0 && inRam(gpa, 0)) this.cpu.jit_dirty_cache(gpa, Math.min(gpa + len, mem.byteLength));
     };
-    this.queues.forEach((q, i) => {
+    queues.forEach((q, i) => {
       if (!q.enable || !inRam(q.device, 4 + 8 * q.size) || !inRam(q.desc, 16 * q.size)) return;
       const idx = dv.getUint16(q.device + 2, true);
-      let seen = this.seenUsed[i];
+      let seen = seenUsed[i];
       if (seen === idx) return;
       dirty(q.device, 4 + 8 * q.size + 2);
       for (let n = 0; seen !== idx && n < q.size; n++, seen = (seen + 1) & 0xffff) {
         const head = dv.getUint32(q.device + 4 + 8 * (seen % q.size), true);
         walkChain(dv, q.desc, q.size, head, (gpa, len, flags) => flags & VRING_DESC_F_WRITE && dirty(gpa, len));
       }
-      this.seenUsed[i] = idx;
+      seenUsed[i] = idx;
     });
   }
 }

@@ -10,9 +10,10 @@ export interface LocalWorkerOptions {
   /** Do not run by itself: the embedder calls poll(). */
   manual?: boolean;
   /**
-   * Called after every pass over the vrings, in the same turn of the event loop: an emulator
-   * running its guest CPU on this thread learns there what the pass wrote, before the guest
-   * runs again (v86 invalidates its JIT there).
+   * Called after every pass over the vrings, and after a detach (which answers the requests
+   * already completed at once), in the same turn of the event loop: an emulator running its
+   * guest CPU on this thread learns there what the device wrote, before the guest runs again
+   * (v86 invalidates its JIT there).
    */
   afterPoll?: () => void;
   /** Wraps the data plane exports (tests count calls with it). */
@@ -54,7 +55,10 @@ export class LocalWorker implements VhostWorker {
   }
 
   detach(index: number): Promise<void> {
-    return new Promise((resolve) => this.core.detach(index, resolve));
+    return new Promise((resolve) => {
+      this.core.detach(index, resolve);
+      this.afterPoll?.();
+    });
   }
 
   setBackstores(list: readonly WorkerServedBackstore[]): Promise<void> {

@@ -5,7 +5,10 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { SharedMemory } from "../../src/memory/shared-memory.js";
 import { attachVirtioScsi, type V86Cpu, type V86Emulator, type V86VirtioScsi } from "../../src/v86/index.js";
-import { inquiry } from "../../src/guest/scsi-commands.js";
+import { inquiry, read16, testUnitReady } from "../../src/guest/scsi-commands.js";
+import type { BackstoreFeatures, IoDone, QueuedBackstore } from "../../src/backstore/backstore.js";
+import type { BackstoreIo } from "../../src/backstore/ring.js";
+import type { LunConfig } from "../../src/target/tpg.js";
 import { VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FEATURES_OK } from "../../src/virtio/transport.js";
 import { VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from "../../src/virtio/ring.js";
 import { until } from "../helpers/backstores.js";
@@ -26,6 +29,8 @@ function fakeCpu(shm: SharedMemory) {
   const reads = new Map<number, Handlers>();
   const writes = new Map<number, WriteHandlers>();
   const irq = { raised: 0 };
+  /** The guest-physical ranges handed to cpu.jit_dirty_cache. */
+  const dirtied: [number, number][] = [];
   const mem8 = new Uint8Array(shm.buffer, shm.guest.alloc(RAM_BYTES, 4096), RAM_BYTES);
   const cpu = {
     mem8,
@@ -34,12 +39,13 @@ function fakeCpu(shm: SharedMemory) {
       register_write: (port: number, _d: unknown, ...h: WriteHandlers) => writes.set(port, h),
     },
     devices: { pci: { register_device: () => new Int32Array(64), raise_irq: () => irq.raised++, lower_irq: () => {} } },
-    jit_dirty_cache: () => {},
+    jit_dirty_cache: (start: number, end: number) => dirtied.push([start, end]),
   } as unknown as V86Cpu;
   const at = (size: 1 | 2 | 4) => (size === 1 ? 0 : size === 2 ? 1 : 2);
   return {
     cpu,
     irq,
+    dirtied,
     inb: (off: number, size: 1 | 2 | 4) => reads.get(IO_BASE + off)![at(size)]!(),
     outb: (off: number, size: 1 | 2 | 4, v: number) => writes.get(IO_BASE + off)![at(size)]!(v),
   };
@@ -51,10 +57,28 @@ afterEach(async () => {
   disk = undefined;
 });
 
-async function setup() {
+/** A backstore that holds every I/O until the test lets it go (it reads 0x5a bytes). */
+class HeldBackstore implements QueuedBackstore {
+  readonly kind = "queued";
+  readonly name = "held";
+  readonly readOnly = false;
+  readonly size = 1 << 20;
+  readonly features: BackstoreFeatures = { flush: true, fua: true, discard: false, discardZeroes: false, writeZeroes: false };
+  readonly held: (() => void)[] = [];
+  submit(batch: readonly BackstoreIo[], done: IoDone): void {
+    for (const io of batch)
+      this.held.push(() => {
+        for (const b of io.buffers) b.fill(0x5a);
+        done(io, io.length);
+      });
+  }
+  close(): void {}
+}
+
+async function setup(lun: LunConfig = { backstore: "ram", size: 1 << 20 }) {
   const shm = SharedMemory.create({ deviceBytes: 8 << 20, guestBytes: RAM_BYTES + (1 << 20) });
   const f = fakeCpu(shm);
-  disk = await attachVirtioScsi({ emulator: {} as V86Emulator, shm, cpu: f.cpu }, { luns: [{ backstore: "ram", size: 1 << 20 }] });
+  disk = await attachVirtioScsi({ emulator: {} as V86Emulator, shm, cpu: f.cpu }, { luns: [lun] });
   const dv = new DataView(f.cpu.mem8.buffer, f.cpu.mem8.byteOffset, RAM_BYTES);
   const num = 128;
   const desc = RING;
@@ -88,13 +112,13 @@ async function setup() {
     requests = 0;
   };
 
-  /** INQUIRY to LUN 0 of target 1 (header, response, data in), published and kicked. */
-  const inquire = () => {
+  /** A command to LUN 0 of target 1 (header, response, `dataIn` bytes in), published and kicked. */
+  const send = (cdb: Uint8Array, dataIn: number) => {
     const hdr = new Uint8Array(51);
     hdr.set([1, 1, 0x40, 0]);
-    hdr.set(inquiry(36), 19);
+    hdr.set(cdb, 19);
     f.cpu.mem8.set(hdr, REQ);
-    f.cpu.mem8.fill(0xee, REQ + 64, REQ + 64 + 108 + 36);
+    f.cpu.mem8.fill(0xee, REQ + 64, REQ + 64 + 108 + dataIn);
     const put = (i: number, addr: number, len: number, flags: number) => {
       dv.setBigUint64(desc + 16 * i, BigInt(addr), true);
       dv.setUint32(desc + 16 * i + 8, len, true);
@@ -103,18 +127,19 @@ async function setup() {
     };
     put(0, REQ, 51, VRING_DESC_F_NEXT);
     put(1, REQ + 64, 108, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT);
-    put(2, REQ + 64 + 108, 36, VRING_DESC_F_WRITE);
+    put(2, REQ + 64 + 108, dataIn, VRING_DESC_F_WRITE);
     dv.setUint16(avail + 4 + 2 * (requests % num), 0, true);
     dv.setUint16(avail + 2, ++requests, true);
     f.outb(0x40 + 2 * f.inb(0x1e, 2), 2, 2); // the queue's notify address (queue_notify_off 2)
   };
+  const inquire = () => send(inquiry(36), 36);
 
   /** Waits, as SeaBIOS polls, for the used ring to catch up; returns the response and the vendor. */
   const answer = async () => {
     await until(() => dv.getUint16(used + 2, true) === requests, 5000);
     return { response: f.cpu.mem8[REQ + 64 + 11], vendor: Buffer.from(f.cpu.mem8.subarray(REQ + 172 + 8, REQ + 172 + 15)).toString() };
   };
-  return { f, initialise, inquire, answer };
+  return { f, initialise, send, inquire, answer, used: () => dv.getUint16(used + 2, true) };
 }
 
 describe("v86 virtio-pci transport", () => {
@@ -139,6 +164,26 @@ describe("v86 virtio-pci transport", () => {
     expect(await answer()).toEqual({ response: 0, vendor: "LIO-ORG" });
     inquire();
     expect(await answer()).toEqual({ response: 0, vendor: "LIO-ORG" });
+  });
+
+  it("makes what the device writes for a request in flight across a reset visible to v86's JIT", async () => {
+    const held = new HeldBackstore();
+    const { f, initialise, send, answer, used } = await setup({ backstore: held });
+    initialise();
+    send(testUnitReady(), 0); // takes the unit attention
+    await answer();
+    send(read16(0, 1), 512);
+    await until(() => held.held.length === 1, 5000);
+    f.outb(0x14, 1, 0); // the driver resets the device with the READ in flight
+    f.dirtied.length = 0;
+    held.held[0]();
+    await until(() => used() === 2, 5000);
+    await disk!.pci.settled();
+    expect(f.cpu.mem8[REQ + 172]).toBe(0x5a);
+    // The data-in buffer and the response were invalidated before the guest could run again.
+    const covered = (a: number, b: number) => f.dirtied.some(([s, e]) => s <= a && b <= e);
+    expect(covered(REQ + 172, REQ + 172 + 512)).toBe(true);
+    expect(covered(REQ + 64, REQ + 64 + 108)).toBe(true);
   });
 
   it("keeps the offered queue size when the driver writes one the device does not offer", async () => {
