@@ -1,7 +1,9 @@
 // The v86 virtio-pci transport driven at its ports the way SeaBIOS's virtio-scsi driver does:
 // port I/O cannot wait for the device model, and SeaBIOS resets the device and sets it up again
-// at once, then polls the used ring for its first request without ever kicking again. A fake v86
-// CPU (port handlers, PCI bus, guest RAM in the shared memory) stands in for the emulator.
+// at once, then polls the used ring for its first request without ever kicking again. Also: what
+// the device writes for a request still in flight when the driver resets reaches v86's JIT
+// invalidation. A fake v86 CPU (port handlers, PCI bus, guest RAM in the shared memory, a record
+// of jit_dirty_cache calls) stands in for the emulator.
 import { afterEach, describe, expect, it } from "vitest";
 import { SharedMemory } from "../../src/memory/shared-memory.js";
 import { attachVirtioScsi, type V86Cpu, type V86Emulator, type V86VirtioScsi } from "../../src/v86/index.js";
@@ -46,8 +48,8 @@ function fakeCpu(shm: SharedMemory) {
     cpu,
     irq,
     dirtied,
-    inb: (off: number, size: 1 | 2 | 4) => reads.get(IO_BASE + off)![at(size)]!(),
-    outb: (off: number, size: 1 | 2 | 4, v: number) => writes.get(IO_BASE + off)![at(size)]!(v),
+    portRead: (off: number, size: 1 | 2 | 4) => reads.get(IO_BASE + off)![at(size)]!(),
+    portWrite: (off: number, size: 1 | 2 | 4, v: number) => writes.get(IO_BASE + off)![at(size)]!(v),
   };
 }
 
@@ -88,27 +90,27 @@ async function setup(lun: LunConfig = { backstore: "ram", size: 1 << 20 }) {
 
   /** SeaBIOS's init_virtio_scsi: reset, features, request queue 2, DRIVER_OK; nothing waited for. */
   const initialise = () => {
-    f.outb(0x14, 1, 0);
-    f.outb(0x14, 1, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
-    f.outb(0x00, 4, 1);
-    expect(f.inb(0x04, 4) & 1).toBe(1); // VIRTIO_F_VERSION_1
-    f.outb(0x08, 4, 1);
-    f.outb(0x0c, 4, 1);
-    f.outb(0x08, 4, 0);
-    f.outb(0x0c, 4, 0);
-    f.outb(0x14, 1, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK);
-    expect(f.inb(0x14, 1) & VIRTIO_CONFIG_S_FEATURES_OK).toBeTruthy();
+    f.portWrite(0x14, 1, 0);
+    f.portWrite(0x14, 1, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+    f.portWrite(0x00, 4, 1);
+    expect(f.portRead(0x04, 4) & 1).toBe(1); // VIRTIO_F_VERSION_1
+    f.portWrite(0x08, 4, 1);
+    f.portWrite(0x0c, 4, 1);
+    f.portWrite(0x08, 4, 0);
+    f.portWrite(0x0c, 4, 0);
+    f.portWrite(0x14, 1, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK);
+    expect(f.portRead(0x14, 1) & VIRTIO_CONFIG_S_FEATURES_OK).toBeTruthy();
     f.cpu.mem8.fill(0, RING, REQ);
-    f.outb(0x16, 2, 2);
-    expect(f.inb(0x18, 2)).toBe(num);
-    f.outb(0x20, 4, desc);
-    f.outb(0x24, 4, 0);
-    f.outb(0x28, 4, avail);
-    f.outb(0x2c, 4, 0);
-    f.outb(0x30, 4, used);
-    f.outb(0x34, 4, 0);
-    f.outb(0x1c, 2, 1);
-    f.outb(0x14, 1, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+    f.portWrite(0x16, 2, 2);
+    expect(f.portRead(0x18, 2)).toBe(num);
+    f.portWrite(0x20, 4, desc);
+    f.portWrite(0x24, 4, 0);
+    f.portWrite(0x28, 4, avail);
+    f.portWrite(0x2c, 4, 0);
+    f.portWrite(0x30, 4, used);
+    f.portWrite(0x34, 4, 0);
+    f.portWrite(0x1c, 2, 1);
+    f.portWrite(0x14, 1, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
     requests = 0;
   };
 
@@ -130,7 +132,7 @@ async function setup(lun: LunConfig = { backstore: "ram", size: 1 << 20 }) {
     put(2, REQ + 64 + 108, dataIn, VRING_DESC_F_WRITE);
     dv.setUint16(avail + 4 + 2 * (requests % num), 0, true);
     dv.setUint16(avail + 2, ++requests, true);
-    f.outb(0x40 + 2 * f.inb(0x1e, 2), 2, 2); // the queue's notify address (queue_notify_off 2)
+    f.portWrite(0x40 + 2 * f.portRead(0x1e, 2), 2, 2); // the queue's notify address (queue_notify_off 2)
   };
   const inquire = () => send(inquiry(36), 36);
 
@@ -150,8 +152,8 @@ describe("v86 virtio-pci transport", () => {
     expect(await answer()).toEqual({ response: 0, vendor: "LIO-ORG" });
     // The used-buffer notification reaches the guest as INTx, and reading the ISR takes it.
     await until(() => f.irq.raised > 0, 5000);
-    expect(f.inb(0x38, 1)).toBe(1);
-    expect(f.inb(0x38, 1)).toBe(0);
+    expect(f.portRead(0x38, 1)).toBe(1);
+    expect(f.portRead(0x38, 1)).toBe(0);
   });
 
   it("serves it again after a reset of the running device followed at once by a new set-up", async () => {
@@ -174,7 +176,7 @@ describe("v86 virtio-pci transport", () => {
     await answer();
     send(read16(0, 1), 512);
     await until(() => held.held.length === 1, 5000);
-    f.outb(0x14, 1, 0); // the driver resets the device with the READ in flight
+    f.portWrite(0x14, 1, 0); // the driver resets the device with the READ in flight
     f.dirtied.length = 0;
     held.held[0]();
     await until(() => used() === 2, 5000);
@@ -188,12 +190,12 @@ describe("v86 virtio-pci transport", () => {
 
   it("keeps the offered queue size when the driver writes one the device does not offer", async () => {
     const { f } = await setup();
-    f.outb(0x16, 2, 2);
+    f.portWrite(0x16, 2, 2);
     for (const bad of [0, 256, 0xffff]) {
-      f.outb(0x18, 2, bad);
-      expect(f.inb(0x18, 2)).toBe(128);
+      f.portWrite(0x18, 2, bad);
+      expect(f.portRead(0x18, 2)).toBe(128);
     }
-    f.outb(0x18, 2, 64);
-    expect(f.inb(0x18, 2)).toBe(64);
+    f.portWrite(0x18, 2, 64);
+    expect(f.portRead(0x18, 2)).toBe(64);
   });
 });
