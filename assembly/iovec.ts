@@ -46,6 +46,16 @@ const MOVE_UPDATE: u32 = 3;
 const MOVE_DEFER_READ: u32 = 4;
 const MOVE_DEFER_WRITE: u32 = 5;
 
+/** One move's bytes: n of them between guest address `at` and device memory `mem` (see IovIter.move). */
+@inline function move_bytes(mode: u32, at: usize, mem: usize, n: usize): void {
+  if (mode == MOVE_READ) copy_bytes(mem, at, n);
+  else if (mode == MOVE_WRITE) copy_bytes(at, mem, n);
+  else if (mode == MOVE_UPDATE) update_bytes(at, mem, n);
+  else if (mode == MOVE_DEFER_READ) copy_deferred(mem, at, n);
+  else if (mode == MOVE_DEFER_WRITE) copy_deferred(at, mem, n);
+  else fill_bytes(at, <u8>mem, n);
+}
+
 /** A cursor over iovecs [idx, end) of an IoVecArray, `off` bytes into iovec idx. */
 @unmanaged export class IovIter {
   iov: IoVecArray;
@@ -65,91 +75,74 @@ const MOVE_DEFER_WRITE: u32 = 5;
    * Moves up to len bytes between the cursor and device memory: mode READ copies guest to mem,
    * WRITE copies mem to guest, UPDATE does too but stores only what differs, DEFER_READ and
    * DEFER_WRITE copy as READ and WRITE but later (copies.ts), FILL stores the byte value `mem`
-   * into the guest buffers.
+   * into the guest buffers. Bytes within the current iovec (the common case) are one move,
+   * inlined where the mode is a constant; others go iovec by iovec.
    */
-  private move(mem: usize, len: u32, mode: u32): u32 {
-    const iov = this.iov;
+  @inline private move(mem: usize, len: u32, mode: u32): u32 {
+    if (this.idx < this.end && len <= this.iov.len(this.idx) - this.off) {
+      move_bytes(mode, this.at(), mem, len);
+      this.advance(len);
+      return len;
+    }
+    return this.move_spans(mem, len, mode);
+  }
+
+  private move_spans(mem: usize, len: u32, mode: u32): u32 {
     let done: u32 = 0;
     while (done < len && this.idx < this.end) {
-      const seg = iov.len(this.idx) - this.off;
+      const seg = this.iov.len(this.idx) - this.off;
       const n = seg < len - done ? seg : len - done;
-      const at = <usize>iov.base(this.idx) + this.off;
-      if (mode == MOVE_READ) copy_bytes(mem + done, at, n);
-      else if (mode == MOVE_WRITE) copy_bytes(at, mem + done, n);
-      else if (mode == MOVE_UPDATE) update_bytes(at, mem + done, n);
-      else if (mode == MOVE_DEFER_READ) copy_deferred(mem + done, at, n);
-      else if (mode == MOVE_DEFER_WRITE) copy_deferred(at, mem + done, n);
-      else fill_bytes(at, <u8>mem, n);
+      move_bytes(mode, this.at(), mem + done, n);
+      this.advance(n);
       done += n;
-      if (n == seg) {
-        this.idx++;
-        this.off = 0;
-      } else {
-        this.off += n;
-      }
     }
     return done;
   }
 
-  /** Whether the next len bytes lie in the cursor's current iovec (the common case: one move). */
-  @inline private fits(len: u32): bool {
-    return this.idx < this.end && len <= this.iov.len(this.idx) - this.off;
+  /** The guest address the cursor is at. */
+  @inline private at(): usize {
+    return <usize>this.iov.base(this.idx) + this.off;
   }
 
-  /** The address of the next len bytes, which fits() said lie in one iovec; advances past them. */
-  @inline private take(len: u32): usize {
-    const idx = this.idx;
-    const at = <usize>this.iov.base(idx) + this.off;
-    const off = this.off + len;
-    if (off == this.iov.len(idx)) {
-      this.idx = idx + 1;
+  /** Advances n bytes within the current iovec (to the next one when it ends there). */
+  @inline private advance(n: u32): void {
+    const off = this.off + n;
+    if (off == this.iov.len(this.idx)) {
+      this.idx++;
       this.off = 0;
     } else {
       this.off = off;
     }
-    return at;
   }
 
   /** Copies up to len bytes from the guest buffers to device memory at dst. */
   @inline read(dst: usize, len: u32): u32 {
-    if (!this.fits(len)) return this.move(dst, len, MOVE_READ);
-    copy_bytes(dst, this.take(len), len);
-    return len;
+    return this.move(dst, len, MOVE_READ);
   }
 
   /** Copies up to len bytes from device memory at src into the guest buffers. */
   @inline write(src: usize, len: u32): u32 {
-    if (!this.fits(len)) return this.move(src, len, MOVE_WRITE);
-    copy_bytes(this.take(len), src, len);
-    return len;
+    return this.move(src, len, MOVE_WRITE);
   }
 
   /** As write(), leaving guest bytes that already hold the value unwritten (update_bytes). */
   @inline update(src: usize, len: u32): u32 {
-    if (!this.fits(len)) return this.move(src, len, MOVE_UPDATE);
-    update_bytes(this.take(len), src, len);
-    return len;
+    return this.move(src, len, MOVE_UPDATE);
   }
 
   /** As read(), the copy deferred until the used ring is next published (copy_deferred). */
   @inline readDeferred(dst: usize, len: u32): u32 {
-    if (!this.fits(len)) return this.move(dst, len, MOVE_DEFER_READ);
-    copy_deferred(dst, this.take(len), len);
-    return len;
+    return this.move(dst, len, MOVE_DEFER_READ);
   }
 
   /** As write(), the copy deferred until the used ring is next published (copy_deferred). */
   @inline writeDeferred(src: usize, len: u32): u32 {
-    if (!this.fits(len)) return this.move(src, len, MOVE_DEFER_WRITE);
-    copy_deferred(this.take(len), src, len);
-    return len;
+    return this.move(src, len, MOVE_DEFER_WRITE);
   }
 
   /** Fills up to len bytes of the guest buffers with byte b. */
   @inline fill(b: u8, len: u32): u32 {
-    if (!this.fits(len)) return this.move(<usize>b, len, MOVE_FILL);
-    fill_bytes(this.take(len), b, len);
-    return len;
+    return this.move(<usize>b, len, MOVE_FILL);
   }
 
   /** Advances up to len bytes without copying. */
