@@ -62,6 +62,8 @@ interface QueueRegs {
   desc: number;
   driver: number;
   device: number;
+  /** The used ring position already made visible to v86's JIT. */
+  seen: number;
 }
 
 export interface VirtioPciOptions {
@@ -84,13 +86,11 @@ export class V86VirtioPci {
   private queues: QueueRegs[];
   /** The status changes, resets and enabled queues handed to the device model, one after the other. */
   private pending: Promise<void> = Promise.resolve();
-  /** Used ring positions already made visible to v86's JIT (per queue). */
-  private seenUsed: number[];
   /**
    * The queues of resets the device model has not finished: it still answers the requests in
    * flight on them, into guest memory v86's JIT must hear of.
    */
-  private readonly retiring = new Set<{ queues: QueueRegs[]; seenUsed: number[] }>();
+  private readonly retiring = new Set<QueueRegs[]>();
 
   constructor(
     private readonly cpu: V86Cpu,
@@ -100,7 +100,6 @@ export class V86VirtioPci {
     const n = dev.numQueues();
     if (n > MAX_QUEUES) throw new RangeError(`${n} queues: the notification area holds ${MAX_QUEUES}`);
     this.queues = Array.from({ length: n }, () => this.freshQueue());
-    this.seenUsed = Array(n).fill(0);
     for (let off = 0; off < BAR_SIZE; off++) {
       cpu.io.register_read(
         opts.ioBase + off,
@@ -127,7 +126,7 @@ export class V86VirtioPci {
   }
 
   private freshQueue(): QueueRegs {
-    return { size: this.dev.queueMaxSize(0), enable: 0, desc: 0, driver: 0, device: 0 };
+    return { size: this.dev.queueMaxSize(0), enable: 0, desc: 0, driver: 0, device: 0, seen: 0 };
   }
 
   /** PCI configuration space: header, then the four vendor capabilities (VIRTIO 1.2, 4.1.4). */
@@ -274,7 +273,7 @@ export class V86VirtioPci {
     const dev = this.dev;
     if (value === 0) {
       const before = this.status;
-      const old = { queues: this.queues, seenUsed: this.seenUsed };
+      const old = this.queues;
       if (before & VIRTIO_CONFIG_S_DRIVER_OK) this.retiring.add(old);
       this.inOrder(async () => {
         try {
@@ -288,7 +287,6 @@ export class V86VirtioPci {
       this.driverFeatures = 0n;
       this.isr = 0;
       this.queues = this.queues.map(() => this.freshQueue());
-      this.seenUsed = this.queues.map(() => 0);
       return;
     }
     if (value & VIRTIO_CONFIG_S_FEATURES_OK && !(this.status & VIRTIO_CONFIG_S_FEATURES_OK) && this.driverFeatures & ~dev.deviceFeatures()) {
@@ -334,28 +332,28 @@ export class V86VirtioPci {
    * vhost workers, before the guest runs again.
    */
   invalidateUsed(): void {
-    for (const r of this.retiring) this.invalidate(r.queues, r.seenUsed);
-    if (this.status & VIRTIO_CONFIG_S_DRIVER_OK) this.invalidate(this.queues, this.seenUsed);
+    for (const queues of this.retiring) this.invalidate(queues);
+    if (this.status & VIRTIO_CONFIG_S_DRIVER_OK) this.invalidate(this.queues);
   }
 
-  private invalidate(queues: readonly QueueRegs[], seenUsed: number[]): void {
+  private invalidate(queues: readonly QueueRegs[]): void {
     const mem = this.cpu.mem8;
     const dv = new DataView(mem.buffer, mem.byteOffset, mem.byteLength);
     const inRam = (gpa: number, len: number) => gpa + len <= mem.byteLength;
     const dirty = (gpa: number, len: number) => {
       if (len > 0 && inRam(gpa, 0)) this.cpu.jit_dirty_cache(gpa, Math.min(gpa + len, mem.byteLength));
     };
-    queues.forEach((q, i) => {
+    queues.forEach((q) => {
       if (!q.enable || !inRam(q.device, 4 + 8 * q.size) || !inRam(q.desc, 16 * q.size)) return;
       const idx = dv.getUint16(q.device + 2, true);
-      let seen = seenUsed[i];
+      let seen = q.seen;
       if (seen === idx) return;
       dirty(q.device, 4 + 8 * q.size + 2);
       for (let n = 0; seen !== idx && n < q.size; n++, seen = (seen + 1) & 0xffff) {
         const head = dv.getUint32(q.device + 4 + 8 * (seen % q.size), true);
         walkChain(dv, q.desc, q.size, head, (gpa, len, flags) => flags & VRING_DESC_F_WRITE && dirty(gpa, len));
       }
-      seenUsed[i] = idx;
+      q.seen = idx;
     });
   }
 }
