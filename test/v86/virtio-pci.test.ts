@@ -4,16 +4,17 @@
 // the device writes for a request still in flight when the driver resets reaches v86's JIT
 // invalidation. A fake v86 CPU (port handlers, PCI bus, guest RAM in the shared memory, a record
 // of jit_dirty_cache calls) stands in for the emulator.
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { SharedMemory } from "../../src/memory/shared-memory.js";
 import { attachVirtioScsi, type V86Cpu, type V86Emulator, type V86VirtioScsi } from "../../src/v86/index.js";
 import { inquiry, read16, testUnitReady } from "../../src/guest/scsi-commands.js";
-import type { BackstoreFeatures, IoDone, QueuedBackstore } from "../../src/backstore/backstore.js";
-import type { BackstoreIo } from "../../src/backstore/ring.js";
 import type { LunConfig } from "../../src/target/tpg.js";
 import { VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FEATURES_OK } from "../../src/virtio/transport.js";
 import { VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from "../../src/virtio/ring.js";
-import { until } from "../helpers/backstores.js";
+import { gatedFile, until } from "../helpers/backstores.js";
 
 const IO_BASE = 0xb400;
 const RAM_BYTES = 2 << 20;
@@ -53,29 +54,13 @@ function fakeCpu(shm: SharedMemory) {
   };
 }
 
+const dir = mkdtempSync(join(tmpdir(), "vhost-scsi-v86-pci-"));
 let disk: V86VirtioScsi | undefined;
 afterEach(async () => {
   await disk?.close();
   disk = undefined;
 });
-
-/** A backstore that holds every I/O until the test lets it go (it reads 0x5a bytes). */
-class HeldBackstore implements QueuedBackstore {
-  readonly kind = "queued";
-  readonly name = "held";
-  readonly readOnly = false;
-  readonly size = 1 << 20;
-  readonly features: BackstoreFeatures = { flush: true, fua: true, discard: false, discardZeroes: false, writeZeroes: false };
-  readonly held: (() => void)[] = [];
-  submit(batch: readonly BackstoreIo[], done: IoDone): void {
-    for (const io of batch)
-      this.held.push(() => {
-        for (const b of io.buffers) b.fill(0x5a);
-        done(io, io.length);
-      });
-  }
-  close(): void {}
-}
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 async function setup(lun: LunConfig = { backstore: "ram", size: 1 << 20 }) {
   const shm = SharedMemory.create({ deviceBytes: 8 << 20, guestBytes: RAM_BYTES + (1 << 20) });
@@ -169,19 +154,19 @@ describe("v86 virtio-pci transport", () => {
   });
 
   it("makes what the device writes for a request in flight across a reset visible to v86's JIT", async () => {
-    const held = new HeldBackstore();
-    const { f, initialise, send, answer, used } = await setup({ backstore: held });
+    const gate = gatedFile(join(dir, "lun0.img"), 1 << 20);
+    const { f, initialise, send, answer, used } = await setup({ backstore: gate });
     initialise();
     send(testUnitReady(), 0); // takes the unit attention
     await answer();
     send(read16(0, 1), 512);
-    await until(() => held.held.length === 1, 5000);
+    await until(() => gate.held === 1, 5000);
     f.portWrite(0x14, 1, 0); // the driver resets the device with the READ in flight
     f.dirtied.length = 0;
-    held.held[0]();
+    gate.open();
     await until(() => used() === 2, 5000);
     await disk!.pci.settled();
-    expect(f.cpu.mem8[REQ + 172]).toBe(0x5a);
+    expect(f.cpu.mem8.subarray(REQ + 172, REQ + 172 + 512).every((b) => b === 0)).toBe(true); // the file's zeroes, over 0xee
     // The data-in buffer and the response were invalidated before the guest could run again.
     const covered = (a: number, b: number) => f.dirtied.some(([s, e]) => s <= a && b <= e);
     expect(covered(REQ + 172, REQ + 172 + 512)).toBe(true);
