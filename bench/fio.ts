@@ -37,7 +37,8 @@ export async function runFio(
   const { jobs, dev } = await runJobs(o, progress, referenceMs);
   if (fitting && fittingBefore) {
     const after = await runJobs(fitting, () => {}, 0);
-    dev.fitting = { options: fittingLabel(fitting), iopsEach: [jobsIops(fittingBefore.jobs), jobsIops(after.jobs)] };
+    const iopsEach: [number, number] = [jobsIops(fittingBefore.jobs), jobsIops(after.jobs)];
+    dev.fitting = { options: fittingLabel(fitting), iops: (iopsEach[0] + iopsEach[1]) / 2, iopsEach };
   }
   return { jobs, text: textReport(o, jobs, dev), json: (plus) => jsonReport(o, jobs, dev, plus) };
 }

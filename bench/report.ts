@@ -48,12 +48,10 @@ export interface DeviceInfo {
   references: Reference[];
   /**
    * Busy threads beyond the cores: the largest configuration that fits them, run right before
-   * and right after (its options that differ, and its IOPS each time).
+   * and right after (its options that differ, its mean IOPS, and each run's).
    */
-  fitting?: { options: string; iopsEach: [number, number] };
+  fitting?: { options: string; iops: number; iopsEach: [number, number] };
 }
-
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 /** The jobs' IOPS, reads and writes together. */
 export function jobsIops(jobs: JobResult[]): number {
@@ -94,7 +92,7 @@ export function jsonReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo, pl
       ...(dev.fitting && {
         fitting_reference: {
           options: dev.fitting.options,
-          iops: Math.round(mean(dev.fitting.iopsEach)),
+          iops: Math.round(dev.fitting.iops),
           iops_before_after: dev.fitting.iopsEach.map(Math.round),
         },
       }),
@@ -175,7 +173,7 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
   }
   if (dev.fitting) {
     const [before, after] = dev.fitting.iopsEach;
-    const fit = mean(dev.fitting.iopsEach);
+    const fit = dev.fitting.iops;
     lines.push(
       `  fitting configuration (${dev.fitting.options}, same run): ${fmtIops(fit)} IOPS (mean of ${fmtIops(before)} right before this run and ${fmtIops(after)} right after), this run ${(iops / fit).toFixed(2)}x of it`,
     );
