@@ -1,7 +1,7 @@
 // The native yardstick for the RAM path, run in the same process right before and right after
 // the benchmark (the machine's state moves within minutes; the mean of the two brackets it):
 // bench/perf-ref/vring_ref.c (the request loop of ../shared/perf-ref: split ring, 3-descriptor
-// READ(10) chains, a 64 MiB RAM disk), built here with gcc on first use. Mode 2 is a guest
+// READ(10) chains, a RAM disk of the run's region size), built here with gcc on first use. Mode 2 is a guest
 // thread and a device thread both polling, as a guest job and a vhost worker; mode 1 one
 // thread doing both. Its memcpy figure (the block size's chunks from random disk offsets, in C)
 // is the native bandwidth a large-block run is compared with. bench/perf-ref/wasm_ref.c is the
@@ -24,14 +24,16 @@ interface NativeRun {
 
 export interface NativeReference {
   runs: NativeRun[];
+  /** The C loop's RAM disk, bytes. */
+  diskBytes: number;
   /** Why it did not run, when it did not. */
   missing?: string;
 }
 
 /** The C source, in the repository beside this module's source. */
 const SOURCE = fileURLToPath(new URL("../../bench/perf-ref/vring_ref.c", import.meta.url));
-/** The C loop's RAM disk, bytes (fixed in vring_ref.c). */
-export const NATIVE_DISK_BYTES = 64 << 20;
+/** The C loop's RAM disk when vring_ref.c is not given one, bytes. */
+const NATIVE_DISK_BYTES = 64 << 20;
 
 const WASM_SOURCE = fileURLToPath(new URL("../../bench/perf-ref/wasm_ref.c", import.meta.url));
 
@@ -54,21 +56,28 @@ function build(cc: string, pkg: string, source: string, out: string, args: strin
   }
 }
 
-/** The C loop in the given modes at the run's block size and iodepth, `ms` each. */
-export function nativeReference(bs: number, iodepth: number, ms: number, modes: (1 | 2)[] = [2]): NativeReference {
+/** The C loop in the given modes at the run's block size, iodepth and region size (`diskBytes`), `ms` each. */
+export function nativeReference(
+  bs: number,
+  iodepth: number,
+  ms: number,
+  modes: (1 | 2)[] = [2],
+  diskBytes = NATIVE_DISK_BYTES,
+): NativeReference {
   const { bin, missing } = build("gcc", "gcc", SOURCE, "vring_ref", ["-O2", "-pthread"]);
-  if (!bin) return { runs: [], missing };
+  if (!bin) return { runs: [], diskBytes, missing };
   const runs: NativeRun[] = [];
   for (const mode of modes) {
     try {
-      const out = execFileSync(bin, [String(mode), String(ms / 1000), String(bs), String(iodepth)], { encoding: "utf8" });
+      const args = [String(mode), String(ms / 1000), String(bs), String(iodepth), String(diskBytes)];
+      const out = execFileSync(bin, args, { encoding: "utf8" });
       const j = JSON.parse(out);
       runs.push({ mode, iops: j.iops, memcpyBw: j.memcpy_MBps * 1e6 });
     } catch (e) {
-      return { runs, missing: `vring_ref failed: ${(e as Error).message.split("\n")[0]}` };
+      return { runs, diskBytes, missing: `vring_ref failed: ${(e as Error).message.split("\n")[0]}` };
     }
   }
-  return { runs };
+  return { runs, diskBytes };
 }
 
 /** One reference from a run before and one after: each mode's mean, with both runs' IOPS. */
@@ -78,7 +87,7 @@ export function bracket(before: NativeReference, after: NativeReference): Native
     return a ? [{ mode: b.mode, iops: (b.iops + a.iops) / 2, memcpyBw: (b.memcpyBw + a.memcpyBw) / 2, iopsEach: [b.iops, a.iops] }] : [];
   });
   const missing = before.missing ?? after.missing;
-  return missing ? { runs, missing } : { runs };
+  return missing ? { runs, diskBytes: before.diskBytes, missing } : { runs, diskBytes: before.diskBytes };
 }
 
 /** The C loop compiled to wasm32 (mode 1: guest and device in one thread), run here for `ms`: its IOPS, or why not. */

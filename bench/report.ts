@@ -2,7 +2,7 @@ import type { Histogram } from "hdr-histogram-js";
 import { availableParallelism } from "node:os";
 import { busyThreads, type FioOptions } from "./options.js";
 import type { Reference } from "./backstore-reference.js";
-import { NATIVE_DISK_BYTES, type NativeReference } from "./native-reference.js";
+import { type NativeReference } from "./native-reference.js";
 import { mergedLatencies, perSecond, type JobResult } from "./job-result.js";
 import { fioJson } from "./fio-json.js";
 
@@ -81,13 +81,16 @@ export function jsonReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo, pl
       ...(dev.native && {
         native_reference: dev.native.missing
           ? { missing: dev.native.missing }
-          : Object.fromEntries(
-              dev.native.runs.flatMap((r) => [
-                [`mode${r.mode}_iops`, Math.round(r.iops)],
-                ...(r.iopsEach ? [[`mode${r.mode}_iops_before_after`, r.iopsEach.map(Math.round)]] : []),
-                ["memcpy_bw_bytes", Math.round(r.memcpyBw)],
-              ]),
-            ),
+          : {
+              disk_bytes: dev.native.diskBytes,
+              ...Object.fromEntries(
+                dev.native.runs.flatMap((r) => [
+                  [`mode${r.mode}_iops`, Math.round(r.iops)],
+                  ...(r.iopsEach ? [[`mode${r.mode}_iops_before_after`, r.iopsEach.map(Math.round)]] : []),
+                  ["memcpy_bw_bytes", Math.round(r.memcpyBw)],
+                ]),
+              ),
+            },
       }),
       ...(dev.fitting && {
         fitting_reference: {
@@ -157,7 +160,7 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
   if (busyS > 0) lines.push(`  device throughput per busy core: ${fmtIops(allIos / busyS)} IOPS`);
   if (dev.native) {
     const n = dev.native;
-    const disk = o.size === NATIVE_DISK_BYTES ? "" : `; its disk is ${fmtBytes(NATIVE_DISK_BYTES)}, this run addressed ${fmtBytes(o.size)}`;
+    const disk = `, ${fmtBytes(n.diskBytes)} disk`;
     if (n.missing) lines.push(`  C reference (bench/perf-ref/vring_ref.c): not run: ${n.missing}`);
     for (const r of n.runs) {
       const what = r.mode === 2 ? "guest and device threads polling (mode 2)" : "one thread doing both (mode 1)";

@@ -170,9 +170,10 @@ describe("the benchmark CLI", () => {
     expect(j.device.placement).toEqual(
       cpus && cpus.length >= 2 && canPinThreads() ? { guest_threads: [[cpus[0]]], workers: [[cpus[1]]] } : { guest_threads: null, workers: null },
     );
-    // The C request loop ran in the same run at the same block size (where gcc is installed).
-    // Right before and right after the run, and their mean.
+    // The C request loop ran in the same run at the same block size and region size (where gcc
+    // is installed). Right before and right after the run, and their mean.
     if (GCC) {
+      expect(j.device.native_reference.disk_bytes).toBe(256 * 2 ** 20);
       const [before, after] = j.device.native_reference.mode2_iops_before_after;
       expect(before).toBeGreaterThan(0);
       expect(after).toBeGreaterThan(0);
