@@ -35,6 +35,13 @@ const units = (n: number, base: number, names: string[]) => {
 export const fmtIops = (n: number) => units(n, 1000, ["", "k", "M"]);
 export const fmtBw = (n: number) => `${units(n, 1024, ["B", "KiB", "MiB", "GiB"])}/s`;
 const fmtBytes = (n: number) => `${n / 1048576}MiB`;
+/** A yardstick run right before and right after; where the two differ by more than a tenth the machine's state moved during the run, and a ratio to their mean is uncertain by about as much. */
+const BRACKET_SPREAD = 0.1;
+export function fmtBracket([before, after]: readonly [number, number]): string {
+  const spread = Math.abs(after - before) / ((before + after) / 2);
+  const moved = spread > BRACKET_SPREAD ? `; they differ by ${Math.round(spread * 100)}%: the machine's state moved, the ratio is uncertain by about as much` : "";
+  return `(mean of ${fmtIops(before)} right before this run and ${fmtIops(after)} right after${moved})`;
+}
 const fmtNs = (n: number) => (n >= 10_000_000 ? `${(n / 1e6).toFixed(1)}ms` : n >= 10_000 ? `${(n / 1e3).toFixed(1)}us` : `${Math.round(n)}ns`);
 
 export interface DeviceInfo {
@@ -164,7 +171,7 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
     if (n.missing) lines.push(`  C reference (bench/perf-ref/vring_ref.c): not run: ${n.missing}`);
     for (const r of n.runs) {
       const what = r.mode === 2 ? "guest and device threads polling (mode 2)" : "one thread doing both (mode 1)";
-      const each = r.iopsEach ? ` (mean of ${fmtIops(r.iopsEach[0])} right before this run and ${fmtIops(r.iopsEach[1])} right after)` : "";
+      const each = r.iopsEach ? ` ${fmtBracket(r.iopsEach)}` : "";
       lines.push(
         `  C reference (bench/perf-ref/vring_ref.c, same run${disk}): ${what} ${fmtIops(r.iops)} IOPS${each}, this run ${(iops / r.iops).toFixed(2)}x of it`,
       );
@@ -175,10 +182,9 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
       );
   }
   if (dev.fitting) {
-    const [before, after] = dev.fitting.iopsEach;
     const fit = dev.fitting.iops;
     lines.push(
-      `  fitting configuration (${dev.fitting.options}, same run): ${fmtIops(fit)} IOPS (mean of ${fmtIops(before)} right before this run and ${fmtIops(after)} right after), this run ${(iops / fit).toFixed(2)}x of it`,
+      `  fitting configuration (${dev.fitting.options}, same run): ${fmtIops(fit)} IOPS ${fmtBracket(dev.fitting.iopsEach)}, this run ${(iops / fit).toFixed(2)}x of it`,
     );
   }
   if (dev.references.length) {

@@ -8,6 +8,7 @@ import { OptionError, parseOptions, parseSize, parseTime } from "../../bench/opt
 import { until } from "../helpers/backstores.js";
 import { allowedCpus, canPinThreads } from "../../src/sys/affinity.js";
 import { has, runBench as run } from "../helpers/bench-cli.js";
+import { fmtBracket } from "../../bench/report.js";
 
 const FIO = has("fio");
 const GCC = has("gcc");
@@ -202,11 +203,18 @@ describe("the benchmark CLI", () => {
     const fitting = `--queues ${cores} --workers ${Math.max(1, cores - fitJobs)} --numjobs ${fitJobs}`;
     if (fitJobs + Math.max(1, cores - fitJobs) <= cores) {
       const m = new RegExp(
-        `fitting configuration \\(${fitting}, same run\\): (\\S+) IOPS \\(mean of \\S+ right before this run and \\S+ right after\\), this run (\\S+)x of it`,
+        `fitting configuration \\(${fitting}, same run\\): (\\S+) IOPS \\(mean of \\S+ right before this run and \\S+ right after(?:; [^)]*)?\\), this run (\\S+)x of it`,
       ).exec(r.stdout);
       expect(m, r.stdout).not.toBeNull();
       expect(Number(m![2])).toBeGreaterThan(0);
     } else expect(r.stdout).not.toContain("fitting configuration");
+  });
+
+  it("says when a yardstick's runs before and after differ by more than a tenth", () => {
+    expect(fmtBracket([1_000_000, 1_050_000])).toBe("(mean of 1000k right before this run and 1050k right after)");
+    expect(fmtBracket([1_488_000, 1_226_000])).toBe(
+      "(mean of 1488k right before this run and 1226k right after; they differ by 19%: the machine's state moved, the ratio is uncertain by about as much)",
+    );
   });
 
   it("reports the fitting configuration in JSON beyond the cores, and none for a run that fits", async () => {
