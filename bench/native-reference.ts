@@ -57,13 +57,7 @@ function build(cc: string, pkg: string, source: string, out: string, args: strin
 }
 
 /** The C loop in the given modes at the run's block size, iodepth and region size (`diskBytes`), `ms` each. */
-export function nativeReference(
-  bs: number,
-  iodepth: number,
-  ms: number,
-  modes: (1 | 2)[] = [2],
-  diskBytes = NATIVE_DISK_BYTES,
-): NativeReference {
+export function nativeReference(bs: number, iodepth: number, ms: number, modes: (1 | 2)[] = [2], diskBytes = NATIVE_DISK_BYTES): NativeReference {
   const { bin, missing } = build("gcc", "gcc", SOURCE, "vring_ref", ["-O2", "-pthread"]);
   if (!bin) return { runs: [], diskBytes, missing };
   const runs: NativeRun[] = [];

@@ -2,7 +2,7 @@ import type { Histogram } from "hdr-histogram-js";
 import { availableParallelism } from "node:os";
 import { busyThreads, type FioOptions } from "./options.js";
 import type { Reference } from "./backstore-reference.js";
-import { type NativeReference } from "./native-reference.js";
+import type { NativeReference } from "./native-reference.js";
 import { mergedLatencies, perSecond, type JobResult } from "./job-result.js";
 import { fioJson } from "./fio-json.js";
 
@@ -39,7 +39,8 @@ const fmtBytes = (n: number) => `${n / 1048576}MiB`;
 const BRACKET_SPREAD = 0.1;
 export function fmtBracket([before, after]: readonly [number, number]): string {
   const spread = Math.abs(after - before) / ((before + after) / 2);
-  const moved = spread > BRACKET_SPREAD ? `; they differ by ${Math.round(spread * 100)}%: the machine's state moved, the ratio is uncertain by about as much` : "";
+  const moved =
+    spread > BRACKET_SPREAD ? `; they differ by ${Math.round(spread * 100)}%: the machine's state moved, the ratio is uncertain by about as much` : "";
   return `(mean of ${fmtIops(before)} right before this run and ${fmtIops(after)} right after${moved})`;
 }
 const fmtNs = (n: number) => (n >= 10_000_000 ? `${(n / 1e6).toFixed(1)}ms` : n >= 10_000 ? `${(n / 1e3).toFixed(1)}us` : `${Math.round(n)}ns`);
