@@ -35,8 +35,9 @@ const units = (n: number, base: number, names: string[]) => {
 export const fmtIops = (n: number) => units(n, 1000, ["", "k", "M"]);
 export const fmtBw = (n: number) => `${units(n, 1024, ["B", "KiB", "MiB", "GiB"])}/s`;
 const fmtBytes = (n: number) => `${n / 1048576}MiB`;
-/** A yardstick run right before and right after; where the two differ by more than a tenth the machine's state moved during the run, and a ratio to their mean is uncertain by about as much. */
+/** How far a yardstick's runs before and after may differ (a share of their mean) before the report says the machine's state moved. */
 const BRACKET_SPREAD = 0.1;
+/** A yardstick run right before and right after the run: their mean's wording, with a word on how uncertain a ratio to it is when they differ. */
 export function fmtBracket([before, after]: readonly [number, number]): string {
   const spread = Math.abs(after - before) / ((before + after) / 2);
   const moved =
