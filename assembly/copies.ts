@@ -6,19 +6,17 @@
 // scratch area) and is empty whenever a drain returns.
 //
 // A random RAM-disk block misses the TLB and the caches: the page walk and the first line are
-// two trips to memory before the copy can stream. A flush reads one byte of the source of the
-// copy TOUCH_AHEAD places ahead before it runs each copy, so that those trips overlap the copies
-// before it (WebAssembly has no prefetch instruction: a plain load, its value kept in `touched`
-// so that no optimizer drops it). Only sources: reading a WRITE's destination block first made
-// random 4 KiB writes 14 % slower.
+// two trips to memory before the copy can stream. A flush first reads one byte of every source
+// after the first, so that those trips overlap one another and the first copies (WebAssembly
+// has no prefetch instruction: plain loads, their values kept in `touched` so that no
+// optimizer drops them). Only sources: reading a WRITE's destination block first made random
+// 4 KiB writes 14 % slower.
 import { copy_bytes } from "./bytes";
 
 /** Copies a list holds before it runs them to make room. */
 export const DEFERRED_COPIES: u32 = 32;
 /** Bytes of a list: a count, then (dst, src, len) triples of u32. */
 export const COPIES_SIZE: usize = 4 + <usize>DEFERRED_COPIES * 12;
-/** How many copies ahead a flush touches the source of (docs/performance.md, "Eighth round"). */
-const TOUCH_AHEAD: u32 = 4;
 
 // This instance's list (in its scratch area), and the bytes its copies move.
 let list: usize = 0;
@@ -57,18 +55,17 @@ export function copies_bind(at: usize): void {
   return <usize>load<u32>(list + 4 + <usize>i * 12, 4);
 }
 
-/** Runs the deferred copies, in the order they were deferred, touching sources ahead. */
+/** Runs the deferred copies, in the order they were deferred, their sources touched first. */
 export function copies_flush(): void {
   const k = load<u32>(list);
   if (k == 0) return;
   let sink: u32 = 0;
-  for (let i: u32 = 1; i < k && i < TOUCH_AHEAD; i++) sink ^= load<u8>(source(i));
+  for (let i: u32 = 1; i < k; i++) sink ^= load<u8>(source(i));
+  touched ^= sink;
   for (let i: u32 = 0; i < k; i++) {
-    if (i + TOUCH_AHEAD < k) sink ^= load<u8>(source(i + TOUCH_AHEAD));
     const e = list + 4 + <usize>i * 12;
     copy_bytes(<usize>load<u32>(e), <usize>load<u32>(e, 4), <usize>load<u32>(e, 8));
   }
-  touched ^= sink;
   store<u32>(list, 0);
   pending = 0;
 }
