@@ -42,7 +42,7 @@ export function copies_bind(at: usize): void {
     copies_flush();
     k = 0;
   }
-  const e = list + 4 + <usize>k * 12;
+  const e = entry(k);
   store<u32>(e, <u32>dst);
   store<u32>(e, <u32>src, 4);
   store<u32>(e, <u32>n, 8);
@@ -50,9 +50,9 @@ export function copies_bind(at: usize): void {
   pending += n;
 }
 
-/** The source of deferred copy i. */
-@inline function source(i: u32): usize {
-  return <usize>load<u32>(list + 4 + <usize>i * 12, 4);
+/** Where deferred copy i's (dst, src, len) lies in the list. */
+@inline function entry(i: u32): usize {
+  return list + 4 + <usize>i * 12;
 }
 
 /** Runs the deferred copies, in the order they were deferred, their sources touched first. */
@@ -60,10 +60,10 @@ export function copies_flush(): void {
   const k = load<u32>(list);
   if (k == 0) return;
   let sink: u32 = 0;
-  for (let i: u32 = 1; i < k; i++) sink ^= load<u8>(source(i));
+  for (let i: u32 = 1; i < k; i++) sink ^= load<u8>(<usize>load<u32>(entry(i), 4));
   touched ^= sink;
   for (let i: u32 = 0; i < k; i++) {
-    const e = list + 4 + <usize>i * 12;
+    const e = entry(i);
     copy_bytes(<usize>load<u32>(e), <usize>load<u32>(e, 4), <usize>load<u32>(e, 8));
   }
   store<u32>(list, 0);
