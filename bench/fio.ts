@@ -140,8 +140,9 @@ async function runJobs(o: FioOptions, progress: (line: string) => void, referenc
         }),
     );
     await Promise.all(jobs.map((w) => new Promise<void>((r) => w.on("message", (m) => "ready" in m && r()))));
-    // A RAM disk run is compared with the C request loop and C memcpy at its block size.
-    const nativeBefore = referenceMs && o.backstore.backstore === "ram" ? nativeReference(o.bs, o.iodepth, referenceMs / 2, [2], o.size) : undefined;
+    // A RAM disk run is compared with the C request loop and C memcpy at its block size and region size.
+    const native = () => nativeReference(o.bs, o.iodepth, referenceMs / 2, [2], o.size);
+    const nativeBefore = referenceMs && o.backstore.backstore === "ram" ? native() : undefined;
     const cpu0 = await vhost.workerCpu();
     const ctl = new Int32Array(control);
     Atomics.store(ctl, 0, 1);
@@ -183,7 +184,7 @@ async function runJobs(o: FioOptions, progress: (line: string) => void, referenc
       }),
       guestCpu: jobResults.reduce((s, j) => ({ user: s.user + (j.cpu?.user ?? 0), system: s.system + (j.cpu?.system ?? 0) }), { user: 0, system: 0 }),
       kicks: jobResults.reduce((s, j) => s + j.kicks, 0),
-      native: nativeBefore && bracket(nativeBefore, nativeReference(o.bs, o.iodepth, referenceMs / 2, [2], o.size)),
+      native: nativeBefore && bracket(nativeBefore, native()),
       // A file or NBD backstore is compared with the same I/O done directly on its storage, now.
       references: referenceMs ? backstoreReference(o, referenceMs) : [],
     };

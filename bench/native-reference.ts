@@ -3,10 +3,10 @@
 // bench/perf-ref/vring_ref.c (the request loop of ../shared/perf-ref: split ring, 3-descriptor
 // READ(10) chains, a RAM disk of the run's region size), built here with gcc on first use.
 // Mode 2 is a guest thread and a device thread both polling, as a guest job and a vhost
-// worker; mode 1 one thread doing both. Its memcpy figure (the block size's chunks from random disk offsets, in C)
-// is the native bandwidth a large-block run is compared with. bench/perf-ref/wasm_ref.c is the
-// same loop (mode 1) compiled to wasm32 with clang-14, run here on V8 over a shared memory: what
-// WebAssembly itself costs, without cross-thread traffic.
+// worker; mode 1 one thread doing both. Its memcpy figure (the block size's chunks from random
+// disk offsets, in C) is the native bandwidth a large-block run is compared with.
+// bench/perf-ref/wasm_ref.c is the same loop (mode 1) compiled to wasm32 with clang-14, run here
+// on V8 over a shared memory: what WebAssembly itself costs, without cross-thread traffic.
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { performance } from "node:perf_hooks";
