@@ -243,9 +243,11 @@ export class V86VirtioPci {
         this.queueSelect = value & 0xffff;
         return;
       // A size the device does not offer is ignored, as QEMU's virtio_queue_set_num does.
-      case CC.queueSize:
-        if (q && (value & 0xffff) >= 1 && (value & 0xffff) <= this.dev.queueMaxSize(this.queueSelect)) q.size = value & 0xffff;
+      case CC.queueSize: {
+        const size = value & 0xffff;
+        if (q && size >= 1 && size <= this.dev.queueMaxSize(this.queueSelect)) q.size = size;
         return;
+      }
       case CC.queueEnable:
         if (q && value & 1) {
           q.enable = 1;
