@@ -99,7 +99,7 @@ export class V86VirtioPci {
   ) {
     const n = dev.numQueues();
     if (n > MAX_QUEUES) throw new RangeError(`${n} queues: the notification area holds ${MAX_QUEUES}`);
-    this.queues = Array.from({ length: n }, () => this.freshQueue());
+    this.queues = Array.from({ length: n }, (_, i) => this.freshQueue(i));
     for (let off = 0; off < BAR_SIZE; off++) {
       cpu.io.register_read(
         opts.ioBase + off,
@@ -125,8 +125,9 @@ export class V86VirtioPci {
     dev.onInterrupt(() => this.interrupt());
   }
 
-  private freshQueue(): QueueRegs {
-    return { size: this.dev.queueMaxSize(0), enable: 0, desc: 0, driver: 0, device: 0, seen: 0 };
+  /** Queue index's registers as a reset leaves them: disabled, its size the largest the device offers for it. */
+  private freshQueue(index: number): QueueRegs {
+    return { size: this.dev.queueMaxSize(index), enable: 0, desc: 0, driver: 0, device: 0, seen: 0 };
   }
 
   /** PCI configuration space: header, then the four vendor capabilities (VIRTIO 1.2, 4.1.4). */
@@ -288,7 +289,7 @@ export class V86VirtioPci {
       });
       this.driverFeatures = 0n;
       this.isr = 0;
-      this.queues = this.queues.map(() => this.freshQueue());
+      this.queues = this.queues.map((_, i) => this.freshQueue(i));
       return;
     }
     if (value & VIRTIO_CONFIG_S_FEATURES_OK && !(this.status & VIRTIO_CONFIG_S_FEATURES_OK) && this.driverFeatures & ~dev.deviceFeatures()) {
