@@ -1,11 +1,13 @@
 // The yardsticks for a backstore served outside the data plane, run on the same storage in the
-// same run as the benchmark. A file: a plain one-thread loop of fs.readSync/writeSync into a
-// SharedArrayBuffer view (what Node itself can do), and fio with its psync engine (what the
-// machine can do). An NBD export: fio with its nbd engine (libnbd) at the run's iodepth.
+// same run as the benchmark, after it (and after its LUN let go of the storage: a server that
+// takes one client at a time serves the yardstick then). A file: a plain one-thread loop of
+// fs.readSync/writeSync into a shared-memory view (what Node itself can do), and fio with its
+// psync engine (what the machine can do). An NBD export: fio with its nbd engine (libnbd) at
+// the run's iodepth. fio runs with a time limit; whatever stops it is a "not run" reason.
 import { closeSync, constants, openSync, readSync, writeSync } from "node:fs";
-import { execFileSync } from "node:child_process";
 import { performance } from "node:perf_hooks";
-import type { FioOptions } from "./options.js";
+import type { FioOptions, ReferenceKind } from "./options.js";
+import { runTool } from "./yardstick-tool.js";
 
 /** One yardstick: its IOPS, or why it did not run. */
 export interface Reference {
@@ -22,73 +24,107 @@ function blockAt(i: number, blocks: number, random: boolean): number {
   return (random ? Math.imul(i + 1, 2654435761) >>> 0 : i) % blocks;
 }
 
+/** The run's pattern as one direction: fio's rw for the yardstick. */
+function yardstickRw(o: FioOptions): string {
+  return o.rw === "randrw" ? "randread" : o.rw === "rw" ? "read" : o.rw;
+}
+
+/** The region a job addressed: its first byte and length. */
+export interface Region {
+  offset: number;
+  bytes: number;
+}
+
 /** The same reads or writes as the run, by one thread in a loop of synchronous fs calls. */
-function nodeLoop(path: string, o: FioOptions, ms: number): Reference {
-  const write = o.rw === "write" || o.rw === "randwrite";
-  const random = o.rw.startsWith("rand");
-  const fd = openSync(path, write ? constants.O_RDWR : constants.O_RDONLY);
+function nodeLoop(path: string, o: FioOptions, region: Region, ms: number): Reference {
+  const label = "one-thread fs sync loop";
+  const key = "node_sync_loop";
+  const rw = yardstickRw(o);
+  if (rw.endsWith("trim")) return { label, key, missing: "the fs module has no discard" };
+  const write = rw.endsWith("write");
+  let fd: number;
   try {
-    const view = new Uint8Array(new SharedArrayBuffer(o.bs * 32), 0, o.bs);
-    const blocks = Math.floor(o.size / o.bs);
+    fd = openSync(path, (write ? constants.O_RDWR : constants.O_RDONLY) | (o.direct ? constants.O_DIRECT : 0));
+  } catch (e) {
+    return { label, key, missing: `cannot open ${path}: ${(e as NodeJS.ErrnoException).code}` };
+  }
+  try {
+    const bs = write ? o.bsWrite : o.bs;
+    // A WebAssembly memory starts on a page: its views are aligned as O_DIRECT needs.
+    const view = new Uint8Array(new WebAssembly.Memory({ initial: Math.ceil(bs / 65536), maximum: Math.ceil(bs / 65536), shared: true }).buffer, 0, bs);
+    const blocks = Math.floor(region.bytes / bs);
+    const random = rw.startsWith("rand");
     const t0 = performance.now();
     let n = 0;
     for (;;) {
-      const pos = blockAt(n, blocks, random) * o.bs;
-      if (write) writeSync(fd, view, 0, o.bs, pos);
-      else readSync(fd, view, 0, o.bs, pos);
+      const pos = region.offset + blockAt(n, blocks, random) * bs;
+      if (write) writeSync(fd, view, 0, bs, pos);
+      else readSync(fd, view, 0, bs, pos);
       n++;
       if ((n & 255) === 0 && performance.now() - t0 > ms) break;
     }
-    return { label: "one-thread fs sync loop", key: "node_sync_loop", iops: n / ((performance.now() - t0) / 1000) };
+    return { label, key, iops: n / ((performance.now() - t0) / 1000) };
+  } catch (e) {
+    return { label, key, missing: `${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` };
   } finally {
     closeSync(fd);
   }
 }
 
-/** fio with `engine` args, one job, the run's pattern; the IOPS of both directions, or why it did not run. */
-function fio(label: string, key: string, engine: string[], o: FioOptions, ms: number): Reference {
-  const rw = o.rw === "randrw" ? "randread" : o.rw === "rw" ? "read" : o.rw;
+/** fio with `engine` args, one job, the run's pattern and region; the IOPS of both directions, or why it did not run. */
+async function fio(label: string, key: string, engine: string[], o: FioOptions, region: Region, ms: number): Promise<Reference> {
+  const seconds = Math.max(1, Math.round(ms / 1000));
+  const r = await runTool(
+    "fio",
+    [
+      "--name=ref",
+      ...engine,
+      `--rw=${yardstickRw(o)}`,
+      `--bs=${o.bs},${o.bsWrite},${o.bs}`,
+      `--offset=${region.offset}`,
+      `--size=${region.bytes}`,
+      `--runtime=${seconds}`,
+      "--time_based",
+      "--numjobs=1",
+      "--output-format=json",
+    ],
+    seconds * 1000 + 20_000,
+    "fio",
+  );
+  if (r.missing !== undefined) return { label, key, missing: r.missing };
   try {
-    const out = execFileSync(
-      "fio",
-      [
-        "--name=ref",
-        ...engine,
-        `--rw=${rw}`,
-        `--bs=${o.bs}`,
-        `--size=${o.size}`,
-        `--runtime=${Math.max(1, Math.round(ms / 1000))}`,
-        "--time_based",
-        "--numjobs=1",
-        "--output-format=json",
-      ],
-      { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] },
-    );
     // Some engines print a line of their own before the JSON (nbd: "fio: connected to NBD server").
-    const job = JSON.parse(out.slice(out.indexOf("{"))).jobs[0];
+    const job = JSON.parse(r.stdout.slice(r.stdout.indexOf("{"))).jobs[0];
     if (job.error) return { label, key, missing: `fio failed: error ${job.error}` };
-    return { label, key, iops: job.read.iops + job.write.iops };
-  } catch (e) {
-    return {
-      label,
-      key,
-      missing:
-        (e as NodeJS.ErrnoException).code === "ENOENT" ? "fio is not installed (Debian package fio)" : `fio failed: ${(e as Error).message.split("\n")[0]}`,
-    };
+    return { label, key, iops: job.read.iops + job.write.iops + job.trim.iops };
+  } catch {
+    return { label, key, missing: "fio printed no JSON" };
   }
 }
 
-/** The yardsticks for the run's backstore (none for ram and null), with its block size, region and pattern. */
-export function backstoreReference(o: FioOptions, ms = 1000): Reference[] {
+/** The yardsticks for the run's backstore (none for ram and null) that `kinds` asks for, on the job's region. */
+export async function backstoreReference(o: FioOptions, region: Region, kinds: ReadonlySet<ReferenceKind>, ms = 1000): Promise<Reference[]> {
   const b = o.backstore;
+  const out: Reference[] = [];
   if (b.backstore === "file") {
     const path = b.path as string;
-    return [nodeLoop(path, o, ms), fio("fio --ioengine=psync, one job", "fio_psync", ["--ioengine=psync", `--filename=${path}`], o, ms)];
+    if (kinds.has("fs")) out.push(nodeLoop(path, o, region, ms));
+    if (kinds.has("fio"))
+      out.push(
+        await fio("fio --ioengine=psync, one job", "fio_psync", ["--ioengine=psync", `--filename=${path}`, `--direct=${o.direct ? 1 : 0}`], o, region, ms),
+      );
   }
-  if (b.backstore === "nbd") {
-    return [
-      fio(`fio --ioengine=nbd, iodepth ${o.iodepth}, one job`, "fio_nbd", ["--ioengine=nbd", `--uri=${b.uri as string}`, `--iodepth=${o.iodepth}`], o, ms),
-    ];
+  if (b.backstore === "nbd" && kinds.has("fio")) {
+    out.push(
+      await fio(
+        `fio --ioengine=nbd, iodepth ${o.iodepth}, one job`,
+        "fio_nbd",
+        ["--ioengine=nbd", `--uri=${b.uri as string}`, `--iodepth=${o.iodepth}`],
+        o,
+        region,
+        ms,
+      ),
+    );
   }
-  return [];
+  return out;
 }

@@ -5,8 +5,8 @@
 // fio has no key for (verify, the device side and the yardsticks) sits in sections of our own
 // (`verify` in a job, `device` at the top), which fio's tools ignore.
 import type { Histogram } from "hdr-histogram-js";
-import type { FioOptions } from "./options.js";
-import { latencies, latencyHistogram, mergedLatencies, perSecond, windows, type JobResult } from "./job-result.js";
+import { packageVersion, type FioOptions } from "./options.js";
+import { DIRECTIONS, latencies, mergedLatencies, perSecond, windows, type JobResult } from "./job-result.js";
 import { fioBins, recorded } from "./fio-buckets.js";
 
 /** The percentiles fio reports by default. */
@@ -79,9 +79,9 @@ function direction(r: DirectionRun, plus: boolean, groupBw: number) {
   };
 }
 
-/** Direction `d` (0 reads, 1 writes) of job `j`. */
-function jobDirection(j: JobResult, d: 0 | 1): DirectionRun {
-  const r = d === 0 ? j.read : j.write;
+/** Direction `d` (0 reads, 1 writes, 2 trims) of job `j`. */
+function jobDirection(j: JobResult, d: 0 | 1 | 2): DirectionRun {
+  const r = j[DIRECTIONS[d]];
   const ws = [...windows(j)];
   return {
     ios: r.ios,
@@ -92,9 +92,6 @@ function jobDirection(j: JobResult, d: 0 | 1): DirectionRun {
     iopsSamples: ws.map((w) => perSecond(w.dir[d].ios, w.ms)),
   };
 }
-
-/** A direction this benchmark never issues (trim): nothing done, in fio's shape. */
-const IDLE: DirectionRun = { ios: 0, bytes: 0, lat: latencyHistogram(), runtimeMs: 0, bwSamples: [], iopsSamples: [] };
 
 /** fio's iodepth_level: the share of time at each depth level (this benchmark keeps its depth). */
 function iodepthLevel(depth: number): Record<string, number> {
@@ -132,37 +129,61 @@ function latencyShares(h: Histogram) {
   return out;
 }
 
-/** The whole document; `plus` adds json+'s bins; `extra` the sections of our own at the top. */
-export function fioJson(o: FioOptions, jobs: JobResult[], plus: boolean, extra: Record<string, unknown>): unknown {
-  const now = Date.now();
-  const groupBw = [0, 1].map((d) => jobs.reduce((s, j) => s + perSecond(d === 0 ? j.read.bytes : j.write.bytes, j.elapsedMs), 0));
-  const jobOptions = {
+/** A job's options as fio's JSON lists them (strings, fio's names). */
+function jobOptions(o: FioOptions) {
+  const amount = (a: FioOptions["offset"]) => ("bytes" in a ? String(a.bytes) : `${a.percent}%`);
+  return {
     rw: o.rw,
-    bs: String(o.bs),
+    bs: o.bs === o.bsWrite ? String(o.bs) : `${o.bs},${o.bsWrite}`,
     iodepth: String(o.iodepth),
     numjobs: String(o.numjobs),
-    size: String(o.size),
-    runtime: String(o.runtimeMs / 1000),
+    ...(o.size && { size: amount(o.size) }),
+    ...("bytes" in o.offset && o.offset.bytes === 0 ? {} : { offset: amount(o.offset) }),
+    ...(o.runtimeMs > 0 && { runtime: String(o.runtimeMs / 1000) }),
+    ...(o.rampMs > 0 && { ramp_time: String(o.rampMs / 1000) }),
+    ...(o.rateIops > 0 && { rate_iops: String(o.rateIops) }),
     rwmixread: String(o.rwmixread),
+    ...(o.direct && { direct: "1" }),
     ioengine: `vhost-scsi-${o.engine}`,
   };
+}
+
+/** One entry of fio's `jobs`: a clone (or a group's clones merged), its job's options, its run, and fio's errno for it (0: none). */
+export interface JsonEntry {
+  o: FioOptions;
+  result: JobResult;
+  run: number;
+  errno: number;
+}
+
+/** The whole document; `plus` adds json+'s bins; `extra` the sections of our own at the top. */
+export function fioJson(entries: JsonEntry[], plus: boolean, extra: Record<string, unknown>): unknown {
+  const now = Date.now();
+  // bw_agg: a job's share of its group's bandwidth in each direction.
+  const groupBw = (group: number, run: number, d: number) =>
+    entries.filter((e) => e.o.group === group && e.run === run).reduce((s, e) => s + perSecond(e.result[DIRECTIONS[d]].bytes, e.result.elapsedMs), 0);
   return {
-    "fio version": "vhost-scsi-wasm-0.1.0",
+    "fio version": `vhost-scsi-wasm-${packageVersion()}`,
     timestamp: Math.floor(now / 1000),
     timestamp_ms: now,
     time: new Date(now).toString(),
-    "global options": jobOptions,
-    jobs: jobs.map((j) => {
+    "global options": jobOptions(entries[0].o),
+    jobs: entries.map(({ o, result: j, run, errno }) => {
       return {
-        jobname: "vhost-scsi",
-        groupid: 0,
-        error: j.errors,
+        jobname: o.name,
+        groupid: o.group,
+        // fio's error is the first error's errno; the count and what the device answered are ours.
+        error: errno,
+        total_err: j.errors,
+        first_error: errno,
+        ...(j.firstError && { first_error_detail: j.firstError }),
         eta: 0,
         elapsed: Math.round(j.elapsedMs / 1000),
-        "job options": { name: "vhost-scsi", ...jobOptions },
-        read: direction(jobDirection(j, 0), plus, groupBw[0]),
-        write: direction(jobDirection(j, 1), plus, groupBw[1]),
-        trim: direction(IDLE, plus, 0),
+        "job options": { name: o.name, ...jobOptions(o) },
+        run,
+        read: direction(jobDirection(j, 0), plus, groupBw(o.group, run, 0)),
+        write: direction(jobDirection(j, 1), plus, groupBw(o.group, run, 1)),
+        trim: direction(jobDirection(j, 2), plus, groupBw(o.group, run, 2)),
         sync: { total_ios: 0, lat_ns: NONE },
         job_runtime: Math.round(j.elapsedMs),
         usr_cpu: j.cpu ? (j.cpu.user / j.elapsedMs) * 100 : 0,
@@ -171,7 +192,7 @@ export function fioJson(o: FioOptions, jobs: JobResult[], plus: boolean, extra: 
         majf: 0,
         minf: 0,
         iodepth_level: iodepthLevel(o.iodepth),
-        ...latencyShares(mergedLatencies([j.read, j.write])),
+        ...latencyShares(mergedLatencies([j.read, j.write, j.trim])),
         latency_depth: o.iodepth,
         latency_target: 0,
         latency_percentile: 100,

@@ -23,17 +23,22 @@ export function fittingOptions(o: FioOptions, runtimeMs: number): FioOptions | u
   const numjobs = Math.min(o.numjobs, Math.max(1, Math.floor(cores / 2)));
   const workers = Math.min(o.workers, Math.max(1, cores - numjobs));
   if (numjobs + workers > cores) return undefined;
+  const amount = (a: NonNullable<FioOptions["size"]>) => ("bytes" in a ? String(a.bytes) : `${a.percent}%`);
   return parseOptions([
+    `--name=${o.name}`,
     `--rw=${o.rw}`,
-    `--bs=${o.bs}`,
+    `--bs=${o.bs},${o.bsWrite}`,
     `--iodepth=${o.iodepth}`,
     `--queues=${o.queues}`,
     `--numjobs=${numjobs}`,
     `--workers=${workers}`,
     `--runtime=${Math.round(runtimeMs)}ms`,
-    `--size=${o.size}`,
+    ...(o.size ? [`--size=${amount(o.size)}`] : []),
+    `--offset=${amount(o.offset)}`,
     `--rwmixread=${o.rwmixread}`,
+    `--rate_iops=${o.rateIops}`,
     `--backstore=${o.backstoreArg}`,
+    `--direct=${o.direct ? 1 : 0}`,
     `--block-size=${o.blockSize}`,
     `--engine=${o.engine}`,
     ...(o.ioThreads === undefined ? [] : [`--io-threads=${o.ioThreads}`]),

@@ -8,7 +8,9 @@ import type { Armable } from "./interrupts.js";
 
 /** What the main thread gives a job. */
 export interface JobInit {
+  /** The clone's number in the run, and its job's (the run's options list). */
   index: number;
+  job: number;
   buffer: SharedArrayBuffer;
   memory: WebAssembly.Memory;
   queues: { ring: ReleasedQueue; depth: number; bufferGpa: number; bufferHva: number }[];
@@ -19,6 +21,8 @@ export interface JobInit {
   /** The byte range of the LUN this job addresses. */
   regionStart: number;
   regionBytes: number;
+  /** --plot was asked for: the timeline's windows are --log_avg_msec long. */
+  plot: boolean;
   /** Live counters [readIos, readBytes, writeIos, writeBytes] per job, and the control words. */
   stats: SharedArrayBuffer;
   control: SharedArrayBuffer; // Int32 [0]: go, [1]: stop
@@ -30,12 +34,13 @@ export interface GuestThreadInit {
   cpus: number[] | undefined;
 }
 
-/** How a job's --rw (fio's rw) picks requests: blocks in order or at random, reads and writes mixed, reads only. */
-export function rwPattern(rw: FioOptions["rw"]): { sequential: boolean; mixed: boolean; allReads: boolean } {
+/** How a job's --rw (fio's rw) picks requests: blocks in order or at random, reads and writes mixed, reads only, trims only. */
+export function rwPattern(rw: FioOptions["rw"]): { sequential: boolean; mixed: boolean; allReads: boolean; trims: boolean } {
   return {
-    sequential: rw === "read" || rw === "write" || rw === "rw",
+    sequential: rw === "read" || rw === "write" || rw === "rw" || rw === "trim",
     mixed: rw === "randrw" || rw === "rw",
     allReads: rw === "read" || rw === "randread",
+    trims: rw === "trim" || rw === "randtrim",
   };
 }
 
@@ -65,11 +70,26 @@ interface DirCounts {
 export interface EngineCounts {
   read: DirCounts;
   write: DirCounts;
+  trim: DirCounts;
   /** Requests answered with anything but GOOD and no residual. */
   errors: number;
   verified: number;
   mismatches: number;
   kicks: number;
+}
+
+/** The first request that failed: what it was, and how the device answered it. */
+export interface FirstError {
+  op: "read" | "write" | "trim";
+  /** virtio-scsi response (0: VIRTIO_SCSI_S_OK), SCSI status, and sense (zeroes when none). */
+  response: number;
+  status: number;
+  senseKey: number;
+  asc: number;
+  ascq: number;
+  /** Its byte offset on the LUN and length. */
+  offset: number;
+  length: number;
 }
 
 export interface GuestEngine extends Armable {
@@ -83,8 +103,15 @@ export interface GuestEngine extends Armable {
   pass(): number;
   /** No new requests; those in flight still come back. */
   stop(): void;
+  /** How many requests the run may have started by now (fio's rate_iops); slots wait idle beyond it. */
+  limit(started: number): void;
+  /** Slots waiting for the limit. */
+  readonly idle: number;
   readonly outstanding: number;
   counts(): EngineCounts;
-  /** Latencies of the timed run in ns: reads, writes. */
-  histograms(): [Histogram, Histogram];
+  /** fio's ramp_time is over: counts and latencies from zero (errors stay). */
+  resetCounts(): void;
+  firstError(): FirstError | undefined;
+  /** Latencies of the timed run in ns: reads, writes, trims. */
+  histograms(): [Histogram, Histogram, Histogram];
 }

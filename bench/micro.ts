@@ -15,8 +15,8 @@ import { runRingBench } from "./ring.js";
 import { dataplaneModule } from "../src/wasm/dataplane.js";
 import { nativeReference, wasmReference } from "./native-reference.js";
 import { xorshift32 } from "./guest-engine.js";
-import { runFio } from "./fio.js";
-import { jobsIops } from "./report.js";
+import { measureJobs } from "./fio.js";
+import { runIops } from "./report.js";
 import { parseOptions } from "./options.js";
 
 const TIME = Number(process.env.BENCH_TIME_MS ?? 1000);
@@ -237,7 +237,7 @@ async function nativeLoop(): Promise<void> {
   // The device side of a RAM-disk READ (chain walk, virtio-scsi and CDB parsing, copy, response,
   // used ring) beside the C loop of bench/perf-ref, which does that and the guest's side too.
   for (const bs of [4096, 512]) {
-    const n = nativeReference(bs, 32, TIME, [1, 2]);
+    const n = await nativeReference(bs, 32, TIME, [1, 2]);
     if (n.missing) {
       console.log(`C reference at ${bs} B: not run: ${n.missing}`);
       continue;
@@ -262,7 +262,7 @@ async function nativeLoop(): Promise<void> {
     if (!("throughput" in r)) throw new Error(`wasm: ${r.state}`);
     b.check();
     const wasm = r.throughput.mean * BATCH;
-    const w = wasmReference(bs, 32, TIME);
+    const w = await wasmReference(bs, 32, TIME);
     if (w.iops)
       rows.push({
         name: `${bs} B RAM-disk READ of random blocks of 64 MiB: data plane (device side only) vs the C loop compiled to wasm32 (guest and device, one thread)`,
@@ -290,7 +290,7 @@ async function nativeLoop(): Promise<void> {
 async function engines(): Promise<void> {
   // The whole path (npm start's job, 4 KiB randread, 64 MiB RAM disk) with each guest load engine.
   const rate = async (engine: string) => {
-    return jobsIops((await runFio(parseOptions([`--runtime=${Math.max(500, TIME)}ms`, "--size=64m", `--engine=${engine}`]))).jobs);
+    return runIops(await measureJobs([parseOptions([`--runtime=${Math.max(500, TIME)}ms`, "--size=64m", `--engine=${engine}`])]));
   };
   const wasm = await rate("wasm");
   const ts = await rate("ts");

@@ -1,42 +1,81 @@
-import { parseArgs } from "node:util";
+// The benchmark's options, fio's names where fio has them, from the command line or a fio job
+// file (job-file.ts): what each means, their defaults, and how jobs that run at the same time
+// share one device. A command line is fio's: options before the first --name apply to every
+// job, each --name starts a job; a job file's [global] section does the same.
 import { availableParallelism } from "node:os";
+import { readFileSync } from "node:fs";
+import { basename, relative } from "node:path";
 import { backstoreTypes, parseBackstoreArg } from "../src/backstore/index.js";
 import { allowedCpus, canPinThreads, cpusProblem, parseCpuList } from "../src/sys/affinity.js";
+import { type JobSection, type OptionEntry, JobFileError, parseJobFile } from "./job-file.js";
 
 type OutputFormat = "normal" | "json" | "json+";
 
-/** The benchmark's options, fio's names where fio has them. */
+/** fio's rw: sequential or random reads, writes, both mixed, or trims (UNMAP). */
+type Rw = "read" | "write" | "randread" | "randwrite" | "randrw" | "rw" | "trim" | "randtrim";
+const RWS: readonly Rw[] = ["read", "write", "randread", "randwrite", "randrw", "rw", "trim", "randtrim"];
+
+/** A size or offset given in bytes or as a share of the LUN's capacity (fio's `N%`). */
+export type Amount = { bytes: number } | { percent: number };
+
+/** The yardsticks a run can be compared with: the C loop, Node's own fs loop, fio, the configuration that fits the cores. */
+export type ReferenceKind = "c" | "fs" | "fio" | "fitting";
+const REFERENCES: readonly ReferenceKind[] = ["c", "fs", "fio", "fitting"];
+
+/**
+ * One job's options, resolved. The device-level ones (backstore to engine, and the threads'
+ * placement) are the same in every job of a run: the jobs share one device.
+ */
 export interface FioOptions {
-  rw: "read" | "write" | "randread" | "randwrite" | "randrw" | "rw";
+  /** The job's name in the reports (fio's --name, a job file's section). */
+  name: string;
+  rw: Rw;
+  /** Bytes per read (and trim), bytes per write (fio's --bs=R,W). */
   bs: number;
+  bsWrite: number;
   iodepth: number;
+  /** Request queues this job's clones drive (default: one each). */
   queues: number;
   numjobs: number;
-  workers: number;
-  /** Guest threads the jobs run on (job j on thread j % guestThreads). */
-  guestThreads: number;
-  /** Time-based run length in ms (0: run until each job has done `size` bytes). */
+  /** Time-based run length in ms (0: run until each clone has done its region's bytes). */
   runtimeMs: number;
-  /** Region of the LUN the jobs address, in bytes. */
-  size: number;
+  /** fio's ramp_time: run this long before counting, ms. */
+  rampMs: number;
+  /** The region of the LUN the job addresses: --size (undefined: to the LUN's end) from --offset. */
+  size: Amount | undefined;
+  offset: Amount;
   rwmixread: number;
-  /** `--backstore NAME:ARGS` as the registered type parsed it (its name in `backstore`). */
-  backstore: ReturnType<typeof parseBackstoreArg>;
-  /** The text given, for the report. */
-  backstoreArg: string;
-  /** I/O threads of a file backstore (undefined: its default). */
-  ioThreads: number | undefined;
-  blockSize: 512 | 4096;
+  /** fio's rate_iops: the job's I/Os per second at most (0: unlimited). */
+  rateIops: number;
   verify: boolean;
-  /** --output-format, in the order given: the text report, fio's JSON, fio's JSON with latency bins. */
-  formats: OutputFormat[];
   /** fio's log files: the name stem of each (undefined: not written), and the averaging window, ms. */
   iopsLog: string | undefined;
   bwLog: string | undefined;
   latLog: string | undefined;
   logAvgMsec: number;
-  /** --plot: an SVG file with IOPS over time and the latency percentiles. */
-  plot: string | undefined;
+  /** fio's stonewall and new_group: this job waits for the ones before it, and starts a reporting group. */
+  stonewall: boolean;
+  newGroup: boolean;
+  /** Its reporting group (fio's groupid): a new one at each stonewall or new_group. */
+  group: number;
+  /** Report this job's group as one (fio's group_reporting). */
+  groupReporting: boolean;
+  /** --ioengine as given: accepted and ignored (this device is the engine). */
+  ioengine: string | undefined;
+
+  // ---- the device the run's jobs share ----
+  /** `--backstore NAME:ARGS` (or --filename) as the registered type parsed it (its name in `backstore`). */
+  backstore: ReturnType<typeof parseBackstoreArg>;
+  /** The text given, for the report. */
+  backstoreArg: string;
+  /** I/O threads of a file backstore (undefined: its default). */
+  ioThreads: number | undefined;
+  /** fio's direct: O_DIRECT on a file backstore (and on the fio yardstick). */
+  direct: boolean;
+  blockSize: 512 | 4096;
+  workers: number;
+  /** Guest threads the run's jobs run on (job j on thread j % guestThreads). */
+  guestThreads: number;
   /** VHOST_SET_VRING_BUSYLOOP_TIMEOUT for the request queues, µs. */
   busyPollUs: number;
   /** How long a guest job polls its used rings without completions before sleeping on the interrupt, µs. */
@@ -46,7 +85,25 @@ export interface FioOptions {
   /** The CPUs each guest thread runs on (by thread), and each vhost worker (by worker id); undefined: not pinned. */
   guestCpus: number[][] | undefined;
   workerCpus: number[][] | undefined;
+}
+
+/** What the program does with the runs: its outputs and yardsticks. */
+export interface ProgramOptions {
+  /** --output-format, in the order given: the text report, fio's JSON, fio's JSON with latency bins. */
+  formats: OutputFormat[];
+  /** fio's --output: the reports go to this file instead of stdout. */
+  output: string | undefined;
+  /** --plot: an SVG file with IOPS over time and the latency percentiles. */
+  plot: string | undefined;
+  references: ReadonlySet<ReferenceKind>;
   help: boolean;
+  version: boolean;
+}
+
+/** What a command line asks for: the program's options and the jobs, in runs (jobs at the same time, split by stonewall). */
+export interface CommandLine {
+  program: ProgramOptions;
+  runs: FioOptions[][];
 }
 
 export class OptionError extends Error {}
@@ -62,11 +119,23 @@ export function parseSize(name: string, v: string): number {
   return n;
 }
 
-/** A fio time: 10 (seconds), 500ms, 2s, 1m. */
+/** A size, or a share of the LUN's capacity (`25%`); offsets may be 0. */
+function parseAmount(name: string, v: string, zero: boolean): Amount {
+  const pct = /^(\d+(?:\.\d+)?)%$/.exec(v.trim());
+  if (pct) {
+    const percent = Number(pct[1]);
+    if (percent > 100 || (!zero && percent === 0)) throw new OptionError(`--${name}: '${v}' must be a share from ${zero ? 0 : 1}% to 100%`);
+    return { percent };
+  }
+  if (zero && /^0+$/.test(v.trim())) return { bytes: 0 };
+  return { bytes: parseSize(name, v) };
+}
+
+/** A fio time: 10 (seconds), 500ms, 2s, 1m, 250us. */
 export function parseTime(name: string, v: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/i.exec(v.trim());
+  const m = /^(\d+(?:\.\d+)?)(us|ms|s|m|h)?$/i.exec(v.trim());
   if (!m) throw new OptionError(`--${name}: '${v}' is not a time (e.g. 10, 10s, 500ms)`);
-  const mult = { ms: 1, s: 1000, m: 60000, h: 3600000 }[(m[2] ?? "s").toLowerCase() as "s"];
+  const mult = { us: 0.001, ms: 1, s: 1000, m: 60000, h: 3600000 }[(m[2] ?? "s").toLowerCase() as "s"];
   return Number(m[1]) * mult;
 }
 
@@ -76,36 +145,87 @@ function int(name: string, v: string, min: number, max: number): number {
   return n;
 }
 
+/** A flag given bare (on) or with a value: 1/0, true/false, on/off, yes/no. */
+function flag(name: string, v: string | undefined): boolean {
+  if (v === undefined) return true;
+  const s = v.trim().toLowerCase();
+  if (["1", "true", "on", "yes"].includes(s)) return true;
+  if (["0", "false", "off", "no"].includes(s)) return false;
+  throw new OptionError(`--${name}: '${v}' must be 0 or 1`);
+}
+
 /** The benchmark's own name, in its messages (it speaks fio's options but is not fio). */
 export const PROGRAM = "vhost-scsi-bench";
 
-/** --help, with the backstore types registered. */
-export function helpText(): string {
+/** The package's version (its package.json, above this module in the source tree or in dist/), as --version and the JSON say it. */
+export function packageVersion(): string {
+  for (let dir = new URL(".", import.meta.url); dir.pathname !== "/"; dir = new URL("..", dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL("package.json", dir), "utf8"));
+      if (pkg.name === "vhost-scsi-wasm") return pkg.version;
+    } catch {}
+  }
+  return "unknown";
+}
+
+/** How this program was invoked, for --help: `npm start --`, the bin's name, or `node PATH`. */
+export function invokedAs(argv1: string | undefined = process.argv[1], env: NodeJS.ProcessEnv = process.env): string {
+  if (env.npm_lifecycle_event === "start") return "npm start --";
+  if (!argv1) return PROGRAM;
+  const name = basename(argv1);
+  if (!name.endsWith(".js")) return name;
+  const rel = relative(process.cwd(), argv1);
+  return `node ${rel.startsWith("..") ? argv1 : rel}`;
+}
+
+/** --help, with the backstore types registered and the command as invoked. */
+export function helpText(command = invokedAs()): string {
   const kinds = backstoreTypes()
     .map((t) => t.usage)
     .join(", ");
-  return `usage: npm start -- [options]
+  return `usage: ${command} [options] [JOBFILE | -]
 
 The fio-like benchmark of the whole vhost-scsi path: guest driver -> virtqueues -> vhost
-worker threads -> SCSI target (WASM) -> backstore -> used ring -> guest.
+worker threads -> SCSI target (WASM) -> backstore -> used ring -> guest. Options are fio's
+where fio has one; a JOBFILE (or - for stdin) is a fio job file ([global] and job sections).
+Options before the first --name apply to every job; each --name starts a job.
 
-  --rw=STR             read, write, randread, randwrite, randrw, rw   [randread]
-  --bs=SIZE            bytes per I/O, a multiple of --block-size         [4k]
+Jobs:
+  --name=STR           a job's name; a second --name starts a second job  [vhost-scsi]
+  --rw=STR             read, write, randread, randwrite, randrw, rw (readwrite),
+                       trim, randtrim (UNMAP)                            [randread]
+  --bs=SIZE[,SIZE]     bytes per I/O, reads[,writes]; multiples of --block-size [4k]
   --iodepth=N          I/Os in flight per job                            [32]
   --rwmixread=PCT      share of reads in randrw/rw                       [50]
-  --queues=N           virtio-scsi request queues                        [1]
-  --numjobs=N          fio jobs, each driving its own queues             [1]
-  --workers=N          vhost worker threads serving the queues           [1]
-  --guest-threads=N    guest threads the jobs run on (the guest's vCPUs)
-                       [numjobs; when jobs and workers outnumber the cores,
-                       cores - workers (at least 1)]
-  --runtime=TIME       run for this long (10, 10s, 500ms)                [5s]
-  --size=SIZE          region of the LUN to address; without --runtime,
-                       each job does this many bytes and stops           [256m]
+  --numjobs=N          clones of the job, each driving its own queues    [1]
+  --queues=N           virtio-scsi request queues of the job's clones  [numjobs]
+  --runtime=TIME       run for this long (10, 10s, 500ms); always time-based
+                       here (fio stops at --size first unless --time_based) [5s]
+  --time_based         accepted (--runtime is time-based already)
+  --ramp_time=TIME     run this long before counting anything            [0]
+  --size=SIZE|N%       bytes of the LUN to address from --offset; without
+                       --runtime each clone does this many bytes and stops
+                       [to the LUN's end; a RAM or null LUN is 256m]
+  --offset=SIZE|N%     where the region starts                           [0]
+  --rate_iops=N        the job's I/Os per second at most                 [no limit]
+  --verify             write checksummed blocks, read them back, count mismatches
+  --stonewall          wait for the jobs before this one to finish (a new run)
+  --new_group          start a new reporting group
+  --group_reporting    report each group as one job (JSON: one entry per group)
+  --ioengine=STR       accepted and ignored: this device is the engine
+
+The device (the same for jobs that run at the same time):
   --backstore=NAME:ARGS  ${kinds.padEnd(43)} [ram]
+  --filename=PATH      --backstore=file:PATH; a missing file is laid out at
+                       --offset + --size (and the report says so)
+  --direct=0|1         O_DIRECT on a file backstore and its fio yardstick  [0]
   --io-threads=N       I/O threads serving a file backstore; 0: the vhost
                        workers do its I/O        [0 on 2 cores or fewer, else 2]
   --block-size=N       logical block size, 512 or 4096                   [512]
+  --workers=N          vhost worker threads serving the queues           [1]
+  --guest-threads=N    guest threads the jobs run on (the guest's vCPUs)
+                       [one per job; when jobs and workers outnumber the
+                       cores, cores - workers (at least 1)]
   --busy-poll=USEC     vhost busy-poll window (VHOST_SET_VRING_BUSYLOOP_TIMEOUT) [200]
   --guest-poll=USEC    guest jobs poll the used ring this long before sleeping
                        on the interrupt (fio's hipri, Linux io_poll)        [200]
@@ -121,10 +241,12 @@ worker threads -> SCSI target (WASM) -> backstore -> used ring -> guest.
                        [with neither option, and fewer guest threads than
                        cores: guest thread t on CPU t, the workers round robin
                        on the other CPUs]
-  --verify             write checksummed blocks, read them back, count mismatches
+
+Output:
   --output-format=LIST normal, json, json+ (comma-separated, as fio): the text
                        report; fio's JSON; fio's JSON with clat_ns.bins   [normal]
   --json               --output-format=json
+  --output=FILE        write the reports to FILE instead of stdout
   --write_iops_log=NAME, --write_bw_log=NAME, --write_lat_log=NAME
                        fio's log files NAME_iops.N.log, NAME_bw.N.log,
                        NAME_lat.N.log / _clat / _slat (N: the job, from 1)
@@ -132,6 +254,12 @@ worker threads -> SCSI target (WASM) -> backstore -> used ring -> guest.
                        0; here 0 means 100: a line per I/O is too many)    [100]
   --plot=FILE.svg      draw IOPS over time per job and the latency
                        percentiles into an SVG file
+  --reference=LIST     yardsticks run in the same run: c (the C request loop,
+                       RAM disks), fs (Node's fs loop, files), fio (fio on the
+                       same file or export), fitting (the configuration that
+                       fits the cores), or none                           [all]
+  --no-reference       --reference=none
+  --version            the version
   -h, --help           this text
 `;
 }
@@ -145,9 +273,9 @@ export const busyThreads = (o: { guestThreads: number; workers: number }) => o.g
  * fio jobs runs them. Two jobs on one thread served 1.3-1.5x the IOPS of two threads beside two
  * workers on two cores (docs/performance.md).
  */
-function defaultGuestThreads(numjobs: number, workers: number): number {
+function defaultGuestThreads(jobs: number, workers: number): number {
   const cores = availableParallelism();
-  return numjobs + workers <= cores ? numjobs : Math.max(1, Math.min(numjobs, cores - workers));
+  return jobs + workers <= cores ? jobs : Math.max(1, Math.min(jobs, cores - workers));
 }
 
 /**
@@ -195,131 +323,363 @@ function cpuListOption(name: string, v: string): number[] | undefined {
   return cpus;
 }
 
-/** The command line's options, fio's names where fio has them. */
-const OPTIONS = {
-  rw: { type: "string" },
-  readwrite: { type: "string" },
-  bs: { type: "string" },
-  iodepth: { type: "string" },
-  queues: { type: "string" },
-  numjobs: { type: "string" },
-  workers: { type: "string" },
-  "guest-threads": { type: "string" },
-  runtime: { type: "string" },
-  size: { type: "string" },
-  rwmixread: { type: "string" },
-  backstore: { type: "string" },
-  "io-threads": { type: "string" },
-  "block-size": { type: "string" },
-  "busy-poll": { type: "string" },
-  "guest-poll": { type: "string" },
-  engine: { type: "string" },
-  cpus_allowed: { type: "string" },
-  cpus_allowed_policy: { type: "string" },
-  "worker-cpus": { type: "string" },
-  verify: { type: "boolean" },
-  json: { type: "boolean" },
-  "output-format": { type: "string" },
-  write_iops_log: { type: "string" },
-  write_bw_log: { type: "string" },
-  write_lat_log: { type: "string" },
-  log_avg_msec: { type: "string" },
-  plot: { type: "string" },
-  help: { type: "boolean", short: "h" },
-} as const;
+/** Options that take no value on the command line (a value may still be given: --direct=1). */
+const FLAGS = new Set(["verify", "json", "time_based", "group_reporting", "stonewall", "new_group", "help", "version", "no-reference", "direct"]);
+/** Options of the program as a whole: the command line (or a job file's [global]) only. */
+const PROGRAM_KEYS = new Set(["output-format", "json", "output", "plot", "reference", "no-reference", "help", "version"]);
+/** Options of the device the run's jobs share: jobs that run at the same time must agree on them. */
+const DEVICE_KEYS = [
+  "backstore",
+  "filename",
+  "direct",
+  "io-threads",
+  "block-size",
+  "workers",
+  "guest-threads",
+  "busy-poll",
+  "guest-poll",
+  "engine",
+  "cpus_allowed",
+  "cpus_allowed_policy",
+  "worker-cpus",
+] as const;
+/** Options of a job. */
+const JOB_KEYS = [
+  "name",
+  "rw",
+  "readwrite",
+  "bs",
+  "iodepth",
+  "rwmixread",
+  "numjobs",
+  "queues",
+  "runtime",
+  "time_based",
+  "ramp_time",
+  "size",
+  "offset",
+  "rate_iops",
+  "verify",
+  "stonewall",
+  "new_group",
+  "group_reporting",
+  "ioengine",
+  "write_iops_log",
+  "write_bw_log",
+  "write_lat_log",
+  "log_avg_msec",
+] as const;
+const KNOWN = new Set<string>([...PROGRAM_KEYS, ...DEVICE_KEYS, ...JOB_KEYS]);
 
-export function parseOptions(argv: string[]): FioOptions {
-  let parsed: ReturnType<typeof parseArgs<{ args: string[]; strict: true; options: typeof OPTIONS }>>;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      strict: true,
-      options: OPTIONS,
-    });
-  } catch (e) {
-    throw new OptionError((e as Error).message);
+/** The last value given for each key (later entries win, as in fio). */
+function lastValues(entries: readonly OptionEntry[]): Map<string, OptionEntry> {
+  const m = new Map<string, OptionEntry>();
+  for (const e of entries) m.set(e.key, e);
+  return m;
+}
+
+/** Prefixes a message with where the option was given when that is a job file's line. */
+const at = (e: OptionEntry | undefined, msg: string) => (e && e.where !== "command line" ? `${e.where}: ${msg}` : msg);
+
+/** One job's options from its entries, before the run places its threads (see placeRun). */
+function jobOptions(section: JobSection): FioOptions {
+  const v = lastValues(section.entries);
+  const get = (k: string) => v.get(k)?.value;
+  const has = (k: string) => v.has(k);
+  const wrap = <T>(k: string, f: () => T): T => {
+    try {
+      return f();
+    } catch (e) {
+      if (e instanceof OptionError) throw new OptionError(at(v.get(k), e.message));
+      throw e;
+    }
+  };
+  const str = (k: string, dflt: string) => {
+    const x = get(k);
+    if (has(k) && (x === undefined || x === "")) throw new OptionError(at(v.get(k), `--${k}: needs a value`));
+    return x ?? dflt;
+  };
+  const rwText = has("rw") ? str("rw", "") : str("readwrite", "randread");
+  const rw = (rwText === "readwrite" ? "rw" : rwText) as Rw;
+  if (!RWS.includes(rw)) throw new OptionError(at(v.get("rw") ?? v.get("readwrite"), `--rw: '${rwText}' is not one of ${RWS.join(", ")}, readwrite`));
+  const blockSize = wrap("block-size", () => int("block-size", str("block-size", "512"), 512, 4096));
+  if (blockSize !== 512 && blockSize !== 4096) throw new OptionError(at(v.get("block-size"), `--block-size: ${blockSize} must be 512 or 4096`));
+  const [bs, bsWrite] = wrap("bs", () => {
+    const parts = str("bs", "4k").split(",");
+    if (parts.length > 2) throw new OptionError(`--bs: '${get("bs")}' is READS[,WRITES] (trims are the size of reads)`);
+    const sizes = parts.map((p, i) => (p.trim() === "" && i > 0 ? undefined : parseSize("bs", p)));
+    const r = sizes[0]!;
+    const w = sizes[1] ?? r;
+    for (const n of [r, w]) {
+      if (n % blockSize) throw new OptionError(`--bs: ${n} is not a multiple of the ${blockSize}-byte block size`);
+      if (n > 16 << 20) throw new OptionError(`--bs: ${n} is larger than the 16 MiB limit`);
+    }
+    return [r, w];
+  });
+  const size = has("size") ? wrap("size", () => parseAmount("size", str("size", ""), false)) : undefined;
+  const offset = wrap("offset", () => parseAmount("offset", str("offset", "0"), true));
+  if ("bytes" in offset && offset.bytes % blockSize)
+    throw new OptionError(at(v.get("offset"), `--offset: ${offset.bytes} is not a multiple of the ${blockSize}-byte block size`));
+  if (size && "bytes" in size && (size.bytes < Math.max(bs, bsWrite) || size.bytes % bs || size.bytes % bsWrite))
+    throw new OptionError(at(v.get("size"), `--size: ${size.bytes} must be a multiple of --bs (${bs === bsWrite ? bs : `${bs} and ${bsWrite}`})`));
+  let backstoreArg = str("backstore", "ram");
+  if (has("filename")) {
+    if (has("backstore") && !str("backstore", "").startsWith("file"))
+      throw new OptionError(at(v.get("filename"), "--filename: a file backstore; --backstore says another"));
+    backstoreArg = `file:${str("filename", "")}`;
   }
-  const v = parsed.values;
-  const rw = (v.rw ?? v.readwrite ?? "randread") as FioOptions["rw"];
-  if (!["read", "write", "randread", "randwrite", "randrw", "rw"].includes(rw)) {
-    throw new OptionError(`--rw: '${rw}' is not one of read, write, randread, randwrite, randrw, rw`);
-  }
-  const blockSize = int("block-size", v["block-size"] ?? "512", 512, 4096);
-  if (blockSize !== 512 && blockSize !== 4096) throw new OptionError(`--block-size: ${blockSize} must be 512 or 4096`);
-  const bs = parseSize("bs", v.bs ?? "4k");
-  if (bs % blockSize) throw new OptionError(`--bs: ${bs} is not a multiple of the ${blockSize}-byte block size`);
-  if (bs > 16 << 20) throw new OptionError(`--bs: ${bs} is larger than the 16 MiB limit`);
-  const size = parseSize("size", v.size ?? "256m");
-  if (size < bs || size % bs) throw new OptionError(`--size: ${size} must be a multiple of --bs (${bs})`);
-  const backstoreArg = v.backstore ?? "ram";
   let backstore: FioOptions["backstore"];
   try {
     backstore = parseBackstoreArg(backstoreArg);
   } catch (e) {
-    throw new OptionError(`--backstore: ${(e as Error).message}`);
+    throw new OptionError(at(v.get("filename") ?? v.get("backstore"), `--backstore: ${(e as Error).message}`));
   }
-  if (backstore.backstore === "ram" && size > 3 * 2 ** 30)
-    throw new OptionError(`--size: a RAM backstore of ${size} bytes does not fit the 4 GiB wasm32 memory; use file:PATH`);
-  const formats = (v["output-format"] ?? (v.json ? "json" : "normal")).split(",").map((f) => f.trim()) as OutputFormat[];
-  for (const f of formats) if (!["normal", "json", "json+"].includes(f)) throw new OptionError(`--output-format: '${f}' must be normal, json or json+`);
-  if (v.json && !formats.includes("json")) formats.push("json");
-  for (const [name, value] of [
-    ["write_iops_log", v.write_iops_log],
-    ["write_bw_log", v.write_bw_log],
-    ["write_lat_log", v.write_lat_log],
-    ["plot", v.plot],
-  ] as const) {
-    if (value === "") throw new OptionError(`--${name}: needs a file name`);
+  if (backstore.backstore === "ram" && size && "bytes" in size && size.bytes + ("bytes" in offset ? offset.bytes : 0) > 3 * 2 ** 30)
+    throw new OptionError(at(v.get("size"), `--size: a RAM backstore of ${size.bytes} bytes does not fit the 4 GiB wasm32 memory; use file:PATH`));
+  const direct = wrap("direct", () => has("direct") && flag("direct", get("direct")));
+  if (direct && backstore.backstore !== "file")
+    throw new OptionError(at(v.get("direct"), `--direct: O_DIRECT is for file backstores (this is ${backstore.backstore})`));
+  const numjobs = wrap("numjobs", () => int("numjobs", str("numjobs", "1"), 1, 64));
+  const queues = wrap("queues", () => int("queues", str("queues", String(numjobs)), 1, 128));
+  if (numjobs > queues) throw new OptionError(at(v.get("queues"), `--numjobs: ${numjobs} jobs need at least as many --queues (${queues})`));
+  const engine = str("engine", "wasm");
+  if (engine !== "wasm" && engine !== "ts") throw new OptionError(at(v.get("engine"), `--engine: '${engine}' must be wasm or ts`));
+  const rateIops = wrap("rate_iops", () => int("rate_iops", str("rate_iops", "0"), 0, 1e9));
+  const verify = wrap("verify", () => has("verify") && !["0", "none", "false", "off", "no"].includes((get("verify") ?? "1").toLowerCase()));
+  if (verify && (rw === "trim" || rw === "randtrim")) throw new OptionError(at(v.get("verify"), "--verify: trims leave nothing to verify"));
+  if (verify && bs !== bsWrite)
+    throw new OptionError(at(v.get("verify"), "--verify: reads and writes of different sizes (--bs=R,W) cannot check each other's blocks"));
+  if (engine === "ts") {
+    const wasmOnly = [
+      ["bs", bs !== bsWrite],
+      ["rw", rw === "trim" || rw === "randtrim"],
+    ] as const;
+    for (const [k, used] of wasmOnly) if (used) throw new OptionError(at(v.get(k), `--${k}=${get(k)}: needs the WebAssembly engine (--engine=wasm)`));
   }
-  const queues = int("queues", v.queues ?? "1", 1, 128);
-  const numjobs = int("numjobs", v.numjobs ?? "1", 1, 64);
-  const workers = int("workers", v.workers ?? "1", 1, 64);
-  const guestThreads = int("guest-threads", v["guest-threads"] ?? String(defaultGuestThreads(numjobs, workers)), 1, numjobs);
+  for (const k of ["write_iops_log", "write_bw_log", "write_lat_log"]) if (has(k)) str(k, "");
+  const runtimeGiven = has("runtime");
+  if (has("ramp_time") && !runtimeGiven) throw new OptionError(at(v.get("ramp_time"), "--ramp_time: needs --runtime (a job of --size bytes counts them all)"));
+  return {
+    name: str("name", section.name),
+    rw,
+    bs,
+    bsWrite,
+    iodepth: wrap("iodepth", () => int("iodepth", str("iodepth", "32"), 1, 4096)),
+    queues,
+    numjobs,
+    runtimeMs: runtimeGiven ? wrap("runtime", () => parseTime("runtime", str("runtime", ""))) : size ? 0 : 5000,
+    rampMs: wrap("ramp_time", () => parseTime("ramp_time", str("ramp_time", "0"))),
+    size,
+    offset,
+    rwmixread: wrap("rwmixread", () => int("rwmixread", str("rwmixread", "50"), 0, 100)),
+    rateIops,
+    verify,
+    iopsLog: get("write_iops_log"),
+    bwLog: get("write_bw_log"),
+    latLog: get("write_lat_log"),
+    logAvgMsec: wrap("log_avg_msec", () => int("log_avg_msec", str("log_avg_msec", "0"), 0, 3_600_000)) || 100,
+    stonewall: wrap("stonewall", () => has("stonewall") && flag("stonewall", get("stonewall"))),
+    newGroup: wrap("new_group", () => has("new_group") && flag("new_group", get("new_group"))),
+    groupReporting: wrap("group_reporting", () => has("group_reporting") && flag("group_reporting", get("group_reporting"))),
+    group: 0,
+    ioengine: get("ioengine"),
+    backstore,
+    backstoreArg,
+    ioThreads: has("io-threads") ? wrap("io-threads", () => int("io-threads", str("io-threads", ""), 0, 64)) : undefined,
+    direct,
+    blockSize: blockSize as 512 | 4096,
+    workers: wrap("workers", () => int("workers", str("workers", "1"), 1, 64)),
+    engine,
+    // Placed by placeRun() once the run's jobs are known.
+    guestThreads: 1,
+    busyPollUs: 0,
+    guestPollUs: 0,
+    guestCpus: undefined,
+    workerCpus: undefined,
+  };
+}
+
+/**
+ * Places a run's threads: how many guest threads run its jobs' clones, the polling windows and
+ * the CPUs, from the options given (`v`, the first job's, the same in all) or their defaults.
+ */
+function placeRun(jobs: FioOptions[], v: Map<string, OptionEntry>): void {
+  const get = (k: string) => v.get(k)?.value;
+  const wrap = <T>(k: string, f: () => T): T => {
+    try {
+      return f();
+    } catch (e) {
+      if (e instanceof OptionError) throw new OptionError(at(v.get(k), e.message));
+      throw e;
+    }
+  };
+  const clones = jobs.reduce((s, j) => s + j.numjobs, 0);
+  const workers = jobs[0].workers;
+  const guestThreads = wrap("guest-threads", () => int("guest-threads", get("guest-threads") ?? String(defaultGuestThreads(clones, workers)), 1, clones));
   const polls = defaultPolls(guestThreads, workers);
-  if (numjobs > queues) throw new OptionError(`--numjobs: ${numjobs} jobs need at least as many --queues (${queues})`);
-  const runtimeGiven = v.runtime !== undefined;
-  const engine = v.engine ?? "wasm";
-  if (engine !== "wasm" && engine !== "ts") throw new OptionError(`--engine: '${engine}' must be wasm or ts`);
-  const policy = v.cpus_allowed_policy ?? "shared";
-  if (policy !== "shared" && policy !== "split") throw new OptionError(`--cpus_allowed_policy: '${policy}' must be shared or split`);
+  const busyPollUs = wrap("busy-poll", () => int("busy-poll", get("busy-poll") ?? polls.busy, 0, 1_000_000));
+  const guestPollUs = wrap("guest-poll", () => int("guest-poll", get("guest-poll") ?? polls.guest, 0, 1_000_000));
+  const policy = get("cpus_allowed_policy") ?? "shared";
+  if (policy !== "shared" && policy !== "split")
+    throw new OptionError(at(v.get("cpus_allowed_policy"), `--cpus_allowed_policy: '${policy}' must be shared or split`));
   let placement: { guest?: number[][]; workers?: number[][] };
-  if (v.cpus_allowed === undefined && v["worker-cpus"] === undefined) {
+  if (!v.has("cpus_allowed") && !v.has("worker-cpus")) {
     placement = defaultPlacement(guestThreads, workers);
   } else {
-    const guest = v.cpus_allowed === undefined ? undefined : cpuListOption("cpus_allowed", v.cpus_allowed);
-    const work = v["worker-cpus"] === undefined ? undefined : cpuListOption("worker-cpus", v["worker-cpus"]);
+    const guest = v.has("cpus_allowed") ? wrap("cpus_allowed", () => cpuListOption("cpus_allowed", get("cpus_allowed") ?? "")) : undefined;
+    const work = v.has("worker-cpus") ? wrap("worker-cpus", () => cpuListOption("worker-cpus", get("worker-cpus") ?? "")) : undefined;
     placement = {
       guest: guest && (policy === "split" ? oneEach(guestThreads, guest) : Array.from({ length: guestThreads }, () => guest)),
       workers: work && oneEach(workers, work),
     };
   }
+  for (const j of jobs) Object.assign(j, { guestThreads, busyPollUs, guestPollUs, guestCpus: placement.guest, workerCpus: placement.workers });
+}
+
+/** The device-level options a job gave, as text, for comparing jobs that share a device. */
+const deviceText = (v: Map<string, OptionEntry>, k: string) => v.get(k)?.value ?? (v.has(k) ? "1" : "");
+
+/**
+ * Jobs in runs: a job with stonewall starts a new run (it waits for the ones before); jobs of a
+ * run share one device, so they must agree on its options.
+ */
+function intoRuns(sections: JobSection[]): FioOptions[][] {
+  const runs: { jobs: FioOptions[]; given: Map<string, OptionEntry>[] }[] = [];
+  let group = 0;
+  for (const [i, s] of sections.entries()) {
+    const o = jobOptions(s);
+    if (i > 0 && (o.stonewall || o.newGroup)) group++;
+    o.group = group;
+    const v = lastValues(s.entries);
+    const run = runs.at(-1);
+    if (!run || o.stonewall) {
+      runs.push({ jobs: [o], given: [v] });
+      continue;
+    }
+    const first = run.jobs[0];
+    for (const k of DEVICE_KEYS) {
+      if (deviceText(v, k) !== deviceText(run.given[0], k))
+        throw new OptionError(
+          at(
+            v.get(k) ?? { key: k, value: undefined, where: s.where },
+            `job ${o.name}: --${k} differs from job ${first.name}'s; jobs that run at the same time share one device (add stonewall to run it after)`,
+          ),
+        );
+    }
+    run.jobs.push(o);
+    run.given.push(v);
+  }
+  for (const r of runs) placeRun(r.jobs, r.given[0]);
+  return runs.map((r) => r.jobs);
+}
+
+/** Command-line words as option entries in order, and the positional words (a job file). */
+function tokenize(argv: readonly string[]): { entries: OptionEntry[]; positional: string[] } {
+  const entries: OptionEntry[] = [];
+  const positional: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "-h") {
+      entries.push({ key: "help", value: undefined, where: "command line" });
+      continue;
+    }
+    if (!a.startsWith("--") || a === "--") {
+      if (a !== "--") positional.push(a);
+      continue;
+    }
+    const eq = a.indexOf("=");
+    const key = eq < 0 ? a.slice(2) : a.slice(2, eq);
+    let value = eq < 0 ? undefined : a.slice(eq + 1);
+    // `--key value`, as getopt takes it, for options that need a value (and unknown ones, to report them whole).
+    if (value === undefined && !FLAGS.has(key) && i + 1 < argv.length && !argv[i + 1].startsWith("-")) value = argv[++i];
+    entries.push({ key, value, where: "command line" });
+  }
+  return { entries, positional };
+}
+
+/** The program's options from the command line's entries. */
+function programOptions(v: Map<string, OptionEntry>): ProgramOptions {
+  const json = v.has("json") && flag("json", v.get("json")!.value);
+  const formats = (v.get("output-format")?.value ?? (json ? "json" : "normal")).split(",").map((f) => f.trim()) as OutputFormat[];
+  for (const f of formats) if (!["normal", "json", "json+"].includes(f)) throw new OptionError(`--output-format: '${f}' must be normal, json or json+`);
+  if (json && !formats.includes("json")) formats.push("json");
+  for (const k of ["output", "plot"]) if (v.has(k) && !v.get(k)!.value) throw new OptionError(`--${k}: needs a file name`);
+  let references = new Set<ReferenceKind>(REFERENCES);
+  const ref = v.get("reference")?.value;
+  if (ref !== undefined) {
+    const kinds = ref.split(",").map((s) => s.trim());
+    if (kinds.includes("none")) references = new Set();
+    else {
+      for (const k of kinds)
+        if (!REFERENCES.includes(k as ReferenceKind)) throw new OptionError(`--reference: '${k}' must be ${REFERENCES.join(", ")} or none`);
+      references = new Set(kinds as ReferenceKind[]);
+    }
+  }
+  if (v.has("no-reference")) references = new Set();
   return {
-    rw,
-    bs,
-    iodepth: int("iodepth", v.iodepth ?? "32", 1, 4096),
-    queues,
-    numjobs,
-    workers,
-    guestThreads,
-    runtimeMs: runtimeGiven ? parseTime("runtime", v.runtime!) : v.size !== undefined ? 0 : 5000,
-    size,
-    rwmixread: int("rwmixread", v.rwmixread ?? "50", 0, 100),
-    backstore,
-    backstoreArg,
-    ioThreads: v["io-threads"] === undefined ? undefined : int("io-threads", v["io-threads"], 0, 64),
-    blockSize: blockSize as 512 | 4096,
-    verify: v.verify ?? false,
     formats: [...new Set(formats)],
-    iopsLog: v.write_iops_log,
-    bwLog: v.write_bw_log,
-    latLog: v.write_lat_log,
-    logAvgMsec: int("log_avg_msec", v.log_avg_msec ?? "0", 0, 3_600_000) || 100,
-    plot: v.plot,
-    busyPollUs: int("busy-poll", v["busy-poll"] ?? polls.busy, 0, 1_000_000),
-    guestPollUs: int("guest-poll", v["guest-poll"] ?? polls.guest, 0, 1_000_000),
-    engine,
-    guestCpus: placement.guest,
-    workerCpus: placement.workers,
-    help: v.help ?? false,
+    output: v.get("output")?.value,
+    plot: v.get("plot")?.value,
+    references,
+    help: v.has("help"),
+    version: v.has("version"),
   };
+}
+
+/**
+ * A command line: its options (fio's: before the first --name they apply to every job, each
+ * --name starts a job), and a job file given by path or `-` (stdin, read with readText("-")).
+ * Every unknown option is reported at once.
+ */
+export function parseCommandLine(argv: readonly string[], readText: (path: string) => string = (p) => readFileSync(p === "-" ? 0 : p, "utf8")): CommandLine {
+  const { entries, positional } = tokenize(argv);
+  const program = programOptions(lastValues(entries.filter((e) => PROGRAM_KEYS.has(e.key))));
+  const given = entries.filter((e) => !PROGRAM_KEYS.has(e.key));
+  let sections: JobSection[];
+  if (positional.length > 1) throw new OptionError(`one job file at most (given: ${positional.join(", ")})`);
+  if (positional.length === 1) {
+    const file = positional[0];
+    let text: string;
+    try {
+      text = readText(file);
+    } catch (e) {
+      throw new OptionError(`${file}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such job file" : (e as Error).message}`);
+    }
+    try {
+      sections = parseJobFile(text, file === "-" ? "<stdin>" : file);
+    } catch (e) {
+      if (e instanceof JobFileError) throw new OptionError(e.message);
+      throw e;
+    }
+    // Options on the command line apply to every job of the file, after its own.
+    if (given.some((e) => e.key === "name")) throw new OptionError("--name: with a job file, name the jobs in the file");
+    for (const s of sections) s.entries.push(...given);
+  } else {
+    const firstName = given.findIndex((e) => e.key === "name");
+    const global = firstName < 0 ? given : given.slice(0, firstName);
+    sections = [];
+    for (const e of firstName < 0 ? [] : given.slice(firstName)) {
+      if (e.key === "name") sections.push({ name: e.value ?? "", where: "command line", entries: [...global, e] });
+      else sections.at(-1)!.entries.push(e);
+    }
+    if (sections.length === 0) sections.push({ name: "vhost-scsi", where: "command line", entries: global });
+  }
+  // Each entry once (a global one is in every job's list).
+  const all = [...new Set(sections.flatMap((s) => s.entries))];
+  const unknown = all.filter((e) => !KNOWN.has(e.key));
+  const misplaced = all.filter((e) => PROGRAM_KEYS.has(e.key));
+  if (unknown.length || misplaced.length) {
+    const lines = [
+      ...unknown.map((e) => (e.where === "command line" ? `--${e.key}` : `${e.where}: ${e.key}`)),
+      ...misplaced.map((e) => `${e.where}: ${e.key} is an option of the command line, not of a job`),
+    ];
+    throw new OptionError(`unknown option${lines.length > 1 ? "s" : ""}: ${lines.join(", ")}`);
+  }
+  if (program.help || program.version) return { program, runs: [] };
+  return { program, runs: intoRuns(sections) };
+}
+
+/** The options of a command line of one job (the first job of the first run). */
+export function parseOptions(argv: readonly string[]): FioOptions {
+  return parseCommandLine(argv).runs[0][0];
 }

@@ -2,8 +2,8 @@
 // IOPS over time per job (from the --log_avg_msec windows) beside the latency percentile curve,
 // read and write, on a "nines" scale (50 %, 90 %, 99 %, 99.9 %, ...) with latency on a log axis.
 import type { Histogram } from "hdr-histogram-js";
-import { mergedLatencies, perSecond, windows, type JobResult } from "./job-result.js";
-import type { FioOptions } from "./options.js";
+import { DIRECTIONS, mergedLatencies, perSecond, windows, type JobResult } from "./job-result.js";
+import type { RunReport } from "./report.js";
 
 const W = 1000;
 const H = 400;
@@ -36,11 +36,11 @@ function frame(x: number, title: string, xLabel: string, yLabel: string): string
 const polyline = (pts: [number, number][], color: string) =>
   `<polyline fill="none" stroke="${color}" stroke-width="1.8" points="${pts.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`).join(" ")}"/>`;
 
-/** IOPS per window, per job (reads and writes together). */
+/** IOPS per window, per job (every direction together). */
 function iopsPanel(jobs: JobResult[]): string {
   const x0 = LEFT[0];
   const { w, h, top } = PANEL;
-  const series = jobs.map((j) => [...windows(j)].map((w): [number, number] => [w.endMs / 1000, perSecond(w.dir[0].ios + w.dir[1].ios, w.ms)]));
+  const series = jobs.map((j) => [...windows(j)].map((w): [number, number] => [w.endMs / 1000, perSecond(w.dir[0].ios + w.dir[1].ios + w.dir[2].ios, w.ms)]));
   const tMax = Math.max(1e-3, ...series.flatMap((s) => s.map((p) => p[0])));
   const peak = Math.max(1, ...series.flatMap((s) => s.map((p) => p[1]))) * 1.05;
   const yStep = niceStep(peak, 5);
@@ -63,16 +63,18 @@ function iopsPanel(jobs: JobResult[]): string {
         COLORS[i % COLORS.length],
       ),
     );
-    out.push(`<text x="${x0 + w - 8}" y="${top + 18 + 16 * i}" text-anchor="end" font-size="12" fill="${COLORS[i % COLORS.length]}">job ${i + 1}</text>`);
+    out.push(
+      `<text x="${x0 + w - 8}" y="${top + 18 + 16 * i}" text-anchor="end" font-size="12" fill="${COLORS[i % COLORS.length]}">job ${i + 1}: ${esc(jobs[i].name)}</text>`,
+    );
   });
   return out.join("\n");
 }
 
-/** Latency at percentiles from 0 to 99.999 %, read and write, on the nines scale. */
+/** Latency at percentiles from 0 to 99.999 %, per direction, on the nines scale. */
 function latencyPanel(jobs: JobResult[]): string {
   const x0 = LEFT[1];
   const { w, h, top } = PANEL;
-  const dirs: [string, Histogram][] = (["read", "write"] as const).map((d) => [d, mergedLatencies(jobs.map((j) => j[d]))]);
+  const dirs: [string, Histogram][] = DIRECTIONS.map((d) => [d, mergedLatencies(jobs.map((j) => j[d]))]);
   const nines = 5; // up to 99.999 %
   const px = (p: number) => x0 + (Math.log10(1 / (1 - p / 100)) / nines) * w;
   const live = dirs.filter(([, hh]) => hh.totalCount > 0);
@@ -93,7 +95,7 @@ function latencyPanel(jobs: JobResult[]): string {
       const p = 100 * (1 - 10 ** (-(k / 200) * nines));
       pts.push([px(p), py(hh.getValueAtPercentile(p))]);
     }
-    const color = d === "read" ? COLORS[0] : COLORS[1];
+    const color = COLORS[DIRECTIONS.indexOf(d as (typeof DIRECTIONS)[number])];
     out.push(
       polyline(pts, color),
       `<text x="${x0 + 8}" y="${top + 18 + 16 * i}" font-size="12" fill="${color}">${d}: p50 ${fmtNs(hh.getValueAtPercentile(50))}, p99 ${fmtNs(hh.getValueAtPercentile(99))}</text>`,
@@ -102,9 +104,12 @@ function latencyPanel(jobs: JobResult[]): string {
   return out.join("\n");
 }
 
-/** The picture of a run. */
-export function plotSvg(o: FioOptions, jobs: JobResult[]): string {
-  const title = `vhost-scsi: rw=${o.rw}, bs=${o.bs}, iodepth=${o.iodepth}, jobs=${o.numjobs}, queues=${o.queues}, workers=${o.workers}, backstore=${o.backstoreArg}`;
+/** The picture of the runs: every job's IOPS over its run, and the latencies of all. */
+export function plotSvg(reports: RunReport[]): string {
+  const o = reports[0].jobs[0];
+  const jobs = reports.flatMap((r) => r.results);
+  const kinds = [...new Set(reports.flatMap((r) => r.jobs.map((j) => `${j.name}: rw=${j.rw}, bs=${j.bs}, iodepth=${j.iodepth}`)))];
+  const title = `${kinds.length === 1 ? kinds[0] : `${kinds.length} jobs`}, jobs=${jobs.length}, queues=${o.queues}, workers=${o.workers}, backstore=${o.backstoreArg}`;
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,

@@ -3,8 +3,25 @@ import { availableParallelism } from "node:os";
 import { busyThreads, type FioOptions } from "./options.js";
 import type { Reference } from "./backstore-reference.js";
 import type { NativeReference } from "./native-reference.js";
-import { mergedLatencies, perSecond, type JobResult } from "./job-result.js";
+import { DIRECTIONS, mergedLatencies, mergeResults, perSecond, totalIos, type Direction, type JobResult } from "./job-result.js";
 import { fioJson } from "./fio-json.js";
+import type { FirstError } from "./guest-engine.js";
+import { fmtRegion, type Region } from "./region.js";
+import { ASC_NAMES, SENSE_KEYS } from "../src/guest/sense.js";
+
+/** One run (the jobs between stonewalls, at the same time on one device): its options, results and device side. */
+export interface RunReport {
+  jobs: FioOptions[];
+  results: JobResult[];
+  dev: DeviceInfo;
+  /** Each job's region, and the LUN's capacity, bytes. */
+  regions: Region[];
+  capacity: number;
+  /** What was done before the run (a file laid out), said first. */
+  before: string[];
+  /** Words on what did not happen (yardsticks not run), said last. */
+  notes: string[];
+}
 
 interface Summary {
   ios: number;
@@ -17,7 +34,7 @@ interface Summary {
 }
 
 /** One direction summed over the jobs (fio's group reporting). */
-function summarize(jobs: JobResult[], dir: "read" | "write"): Summary {
+function summarize(jobs: JobResult[], dir: Direction): Summary {
   const ios = jobs.reduce((s, j) => s + j[dir].ios, 0);
   const bytes = jobs.reduce((s, j) => s + j[dir].bytes, 0);
   const runtimeMs = Math.max(...jobs.map((j) => j.elapsedMs));
@@ -44,6 +61,16 @@ export function fmtBracket([before, after]: readonly [number, number]): string {
     spread > BRACKET_SPREAD ? `; they differ by ${Math.round(spread * 100)}%: the machine's state moved, the ratio is uncertain by about as much` : "";
   return `(mean of ${fmtIops(before)} right before this run and ${fmtIops(after)} right after${moved})`;
 }
+
+/**
+ * A yardstick whose slowest stretch ran at less than half its fastest (within a run or between
+ * the runs before and after) was starved by something else on the machine: a ratio to it says
+ * nothing. The reason, or undefined when it ran steadily enough.
+ */
+export function unsteady([slowest, fastest]: readonly [number, number]): string | undefined {
+  if (!(slowest < fastest / 2)) return undefined;
+  return `the ratio is not meaningful: the yardstick ran at ${fmtIops(slowest)} to ${fmtIops(fastest)} IOPS over its stretches (the machine was busy); run again on a quieter machine`;
+}
 const fmtNs = (n: number) => (n >= 10_000_000 ? `${(n / 1e6).toFixed(1)}ms` : n >= 10_000 ? `${(n / 1e3).toFixed(1)}us` : `${Math.round(n)}ns`);
 
 export interface DeviceInfo {
@@ -62,67 +89,86 @@ export interface DeviceInfo {
   fitting?: { options: string; iops: number; iopsEach: [number, number] };
 }
 
-/** The jobs' IOPS, reads and writes together. */
-export function jobsIops(jobs: JobResult[]): number {
+/** The jobs' IOPS, every direction together. */
+export function runIops(jobs: JobResult[]): number {
   return perSecond(
-    jobs.reduce((s, j) => s + j.read.ios + j.write.ios, 0),
+    jobs.reduce((s, j) => s + totalIos(j), 0),
     Math.max(...jobs.map((j) => j.elapsedMs)),
   );
 }
 
-/** The run in fio's JSON (json+ with `plus`), with the device side in a `device` section of our own. */
-export function jsonReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo, plus = false): unknown {
-  return fioJson(o, jobs, plus, {
-    device: {
-      queues: o.queues,
-      cores: availableParallelism(),
-      busy_threads: busyThreads(o),
-      // The CPUs of each guest thread and each vhost worker; null: not pinned.
-      placement: { guest_threads: o.guestCpus ?? null, workers: o.workerCpus ?? null },
-      workers: dev.workers.map((w) => ({ id: w.id, usr_cpu_ms: w.user, sys_cpu_ms: w.system, busy_ms: Math.round(w.busy) })),
-      iops_per_busy_core: (() => {
-        const busy = dev.workers.reduce((s, w) => s + w.busy, 0) / 1000;
-        const ios = jobs.reduce((s, j) => s + j.read.ios + j.write.ios, 0);
-        return busy > 0 ? ios / busy : 0;
-      })(),
-      guest_cpu_ms: dev.guestCpu,
-      kicks: dev.kicks,
-      ...(dev.native && {
-        native_reference: dev.native.missing
-          ? { missing: dev.native.missing }
-          : {
-              disk_bytes: dev.native.diskBytes,
-              ...Object.fromEntries(
-                dev.native.runs.flatMap((r) => [
-                  [`mode${r.mode}_iops`, Math.round(r.iops)],
-                  ...(r.iopsEach ? [[`mode${r.mode}_iops_before_after`, r.iopsEach.map(Math.round)]] : []),
-                  ["memcpy_bw_bytes", Math.round(r.memcpyBw)],
-                ]),
-              ),
-            },
-      }),
-      ...(dev.fitting && {
-        fitting_reference: {
-          options: dev.fitting.options,
-          iops: Math.round(dev.fitting.iops),
-          iops_before_after: dev.fitting.iopsEach.map(Math.round),
-        },
-      }),
-      ...(dev.references.length && {
-        backstore_reference: Object.fromEntries(dev.references.map((r) => [r.key, r.iops === undefined ? null : Math.round(r.iops)])),
-      }),
-    },
-  });
+/** The errno fio reports for a failed I/O: the block layer turns a SCSI error into EIO. */
+const EIO = 5;
+
+/** A failed request as the report says it: what it was and how the device answered. */
+export function fmtFirstError(e: FirstError): string {
+  const what = `${e.op} of ${e.length} bytes at offset ${e.offset}`;
+  if (e.response !== 0) return `${what}: virtio-scsi response ${e.response}`;
+  const status =
+    e.status === 2 ? "CHECK CONDITION" : e.status === 0x18 ? "RESERVATION CONFLICT" : e.status === 8 ? "BUSY" : `status 0x${e.status.toString(16)}`;
+  if (e.status !== 2) return `${what}: ${status}`;
+  const asc = ASC_NAMES[(e.asc << 8) | e.ascq] ?? `ASC 0x${e.asc.toString(16)}/0x${e.ascq.toString(16)}`;
+  return `${what}: ${status}, ${SENSE_KEYS[e.senseKey]}, ${asc}`;
 }
 
-/** The text report: fio-like lines per direction with latency percentiles, then the threads' CPU. */
-export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): string {
-  const lines: string[] = [];
-  lines.push(
-    `vhost-scsi: (g=0): rw=${o.rw}, bs=${o.bs}B, iodepth=${o.iodepth}, numjobs=${o.numjobs}, queues=${o.queues}, workers=${o.workers}, backstore=${o.backstoreArg}, block-size=${o.blockSize}`,
-  );
-  if (o.guestThreads < o.numjobs) {
-    lines.push(`  note: ${o.numjobs} jobs run on ${o.guestThreads} guest thread${o.guestThreads > 1 ? "s" : ""} (the guest's vCPUs, --guest-threads)`);
+/** The jobs reported as one: fio's groups with group_reporting (a group's jobs merged), else each job's clones. */
+function reportUnits(r: RunReport): { o: FioOptions; jobs: number[]; results: JobResult[] }[] {
+  const out: { o: FioOptions; jobs: number[]; results: JobResult[] }[] = [];
+  r.jobs.forEach((o, j) => {
+    const prev = out.at(-1);
+    const results = r.results.filter((x) => x.job === j);
+    if (prev && o.groupReporting && prev.o.groupReporting && prev.o.group === o.group) {
+      prev.jobs.push(j);
+      prev.results.push(...results);
+    } else out.push({ o, jobs: [j], results });
+  });
+  return out;
+}
+
+const fmtBs = (o: FioOptions) => (o.bs === o.bsWrite ? `bs=${o.bs}B` : `bs=(R) ${o.bs}B, (W) ${o.bsWrite}B`);
+
+/** The text report of a run: fio-like lines per job (or group) with latency percentiles, then the device's threads. */
+export function textReport(r: RunReport): string {
+  const lines: string[] = [...r.before];
+  const o = r.jobs[0];
+  for (const u of reportUnits(r)) {
+    const p = u.o;
+    const names = u.jobs.map((j) => r.jobs[j].name);
+    const clones = u.results.length;
+    lines.push(
+      `${names.join("+")}: (g=${p.group}): rw=${p.rw}, ${fmtBs(p)}, iodepth=${p.iodepth}, numjobs=${clones}, queues=${u.jobs.reduce((s, j) => s + r.jobs[j].queues, 0)}, workers=${p.workers}, backstore=${p.backstoreArg}, block-size=${p.blockSize}, ${fmtRegion(r.regions[u.jobs[0]], r.capacity)}`,
+    );
+    const errors = u.results.reduce((s, j) => s + j.errors, 0);
+    if (errors > 0) {
+      const first = u.results.find((j) => j.firstError)?.firstError;
+      lines.push(
+        `  error: ${errors} I/Os failed, err=${EIO} (Input/output error)${first ? `; the first: ${fmtFirstError(first)}` : ""}. The figures below count only the I/Os that succeeded.`,
+      );
+    }
+    if (p.rampMs > 0) lines.push(`  ramp: ${Math.round(p.rampMs)}ms before counting (--ramp_time)`);
+    if (p.rateIops > 0) lines.push(`  rate: at most ${p.rateIops} IOPS per clone (--rate_iops)`);
+    for (const d of DIRECTIONS) {
+      const s = summarize(u.results, d);
+      if (s.ios === 0) continue;
+      lines.push(
+        `  ${d}: IOPS=${fmtIops(s.iops)}, BW=${fmtBw(s.bw)} (${(s.bw / 1e6).toFixed(1)}MB/s)(${units(s.bytes, 1024, ["B", "KiB", "MiB", "GiB"])}/${Math.round(s.runtimeMs)}msec)`,
+      );
+      const l = s.lat;
+      lines.push(`    lat (nsec): min=${fmtNs(l.minNonZeroValue)}, max=${fmtNs(l.maxValue)}, avg=${fmtNs(l.mean)}, stdev=${fmtNs(l.stdDeviation)}`);
+      const pct = (x: number) => fmtNs(l.getValueAtPercentile(x));
+      lines.push(`    lat percentiles: p50=${pct(50)}, p90=${pct(90)}, p99=${pct(99)}, p99.9=${pct(99.9)}, p99.99=${pct(99.99)}`);
+    }
+    lines.push(`  errors: ${errors}`);
+    if (p.verify) {
+      lines.push(
+        `  verify: ${u.results.reduce((s, j) => s + j.verifiedBlocks, 0)} blocks checked, ${u.results.reduce((s, j) => s + j.verifyMismatches, 0)} mismatches`,
+      );
+    }
+  }
+  const ignored = [...new Set(r.jobs.map((j) => j.ioengine).filter((e) => e !== undefined))];
+  if (ignored.length) lines.push(`  note: --ioengine=${ignored.join(",")} ignored: the guest's virtio-scsi driver and this device are the engine`);
+  if (o.guestThreads < r.results.length) {
+    lines.push(`  note: ${r.results.length} jobs run on ${o.guestThreads} guest thread${o.guestThreads > 1 ? "s" : ""} (the guest's vCPUs, --guest-threads)`);
   }
   const placed = (cpus: number[][] | undefined, what: string) =>
     cpus ? cpus.map((c, i) => `${what} ${i} on CPU ${c.join(",")}`).join(", ") : `${what}s where the scheduler puts them`;
@@ -136,46 +182,42 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
           : o.busyPollUs === 0
             ? " the vhost workers sleep between kicks while the guest polls"
             : " polling backs off to sleeping") +
-        (dev.fitting ? "; the largest configuration that fits ran right before and after, to compare (below)" : ""),
+        (r.jobs.length === 1 && r.dev.fitting !== undefined ? "; the largest configuration that fits runs right before and after, to compare (below)" : ""),
     );
   }
-  const sums = { read: summarize(jobs, "read"), write: summarize(jobs, "write") };
-  const iops = sums.read.iops + sums.write.iops;
-  const bw = sums.read.bw + sums.write.bw;
-  for (const d of ["read", "write"] as const) {
-    const s = sums[d];
-    if (s.ios === 0) continue;
-    lines.push(
-      `  ${d}: IOPS=${fmtIops(s.iops)}, BW=${fmtBw(s.bw)} (${(s.bw / 1e6).toFixed(1)}MB/s)(${units(s.bytes, 1024, ["B", "KiB", "MiB", "GiB"])}/${Math.round(s.runtimeMs)}msec)`,
-    );
-    const l = s.lat;
-    lines.push(`    lat (nsec): min=${fmtNs(l.minNonZeroValue)}, max=${fmtNs(l.maxValue)}, avg=${fmtNs(l.mean)}, stdev=${fmtNs(l.stdDeviation)}`);
-    const p = (x: number) => fmtNs(l.getValueAtPercentile(x));
-    lines.push(`    lat percentiles: p50=${p(50)}, p90=${p(90)}, p99=${p(99)}, p99.9=${p(99.9)}, p99.99=${p(99.99)}`);
-  }
-  const errors = jobs.reduce((s, j) => s + j.errors, 0);
-  lines.push(`  errors: ${errors}`);
-  if (o.verify) {
-    lines.push(`  verify: ${jobs.reduce((s, j) => s + j.verifiedBlocks, 0)} blocks checked, ${jobs.reduce((s, j) => s + j.verifyMismatches, 0)} mismatches`);
-  }
-  const runtimeS = sums.read.runtimeMs / 1000;
-  for (const w of dev.workers) {
+  const runtimeS = Math.max(...r.results.map((j) => j.elapsedMs)) / 1000;
+  for (const w of r.dev.workers) {
     lines.push(
       `  vhost worker ${w.id}: cpu usr=${(w.user / 1000).toFixed(2)}s sys=${(w.system / 1000).toFixed(2)}s (${(((w.user + w.system) / 1000 / runtimeS) * 100).toFixed(0)}% of the run, busy-polling included), serving requests ${((w.busy / 1000 / runtimeS) * 100).toFixed(0)}%`,
     );
   }
-  const busyS = dev.workers.reduce((s, w) => s + w.busy, 0) / 1000;
-  const allIos = jobs.reduce((s, j) => s + j.read.ios + j.write.ios, 0);
+  const busyS = r.dev.workers.reduce((s, w) => s + w.busy, 0) / 1000;
+  const allIos = r.results.reduce((s, j) => s + totalIos(j), 0);
   if (busyS > 0) lines.push(`  device throughput per busy core: ${fmtIops(allIos / busyS)} IOPS`);
+  lines.push(`  guest jobs: cpu usr=${(r.dev.guestCpu.user / 1000).toFixed(2)}s sys=${(r.dev.guestCpu.system / 1000).toFixed(2)}s, kicks=${r.dev.kicks}`);
+  for (const n of r.notes) lines.push(`  ${n}`);
+  return lines.join("\n");
+}
+
+/** A ratio to a yardstick, or why none is given. */
+const ratio = (run: number, yardstick: number, why: string | undefined) => (why ? why : `this run ${(run / yardstick).toFixed(2)}x of it`);
+
+/** The yardsticks' lines of a run (after its report): the C loop, the fitting configuration, the backstore's own storage. */
+export function referenceLines(r: RunReport): string[] {
+  const lines: string[] = [];
+  const o = r.jobs[0];
+  const dev = r.dev;
+  const iops = runIops(r.results);
+  const bw = r.results.reduce((s, j) => s + DIRECTIONS.reduce((t, d) => t + j[d].bytes, 0), 0) / (Math.max(...r.results.map((j) => j.elapsedMs)) / 1000);
   if (dev.native) {
     const n = dev.native;
     const disk = `, ${fmtBytes(n.diskBytes)} disk`;
     if (n.missing) lines.push(`  C reference (bench/perf-ref/vring_ref.c): not run: ${n.missing}`);
-    for (const r of n.runs) {
-      const what = r.mode === 2 ? "guest and device threads polling (mode 2)" : "one thread doing both (mode 1)";
-      const each = r.iopsEach ? ` ${fmtBracket(r.iopsEach)}` : "";
+    for (const c of n.runs) {
+      const what = c.mode === 2 ? "guest and device threads polling (mode 2)" : "one thread doing both (mode 1)";
+      const each = c.iopsEach ? ` ${fmtBracket(c.iopsEach)}` : "";
       lines.push(
-        `  C reference (bench/perf-ref/vring_ref.c, same run${disk}): ${what} ${fmtIops(r.iops)} IOPS${each}, this run ${(iops / r.iops).toFixed(2)}x of it`,
+        `  C reference (bench/perf-ref/vring_ref.c, same run${disk}): ${what} ${fmtIops(c.iops)} IOPS${each}, ${ratio(iops, c.iops, unsteady(c.windowIops))}`,
       );
     }
     if (n.runs.length)
@@ -184,21 +226,85 @@ export function textReport(o: FioOptions, jobs: JobResult[], dev: DeviceInfo): s
       );
   }
   if (dev.fitting) {
-    const fit = dev.fitting.iops;
+    const fit = dev.fitting;
+    const range: [number, number] = [Math.min(...fit.iopsEach), Math.max(...fit.iopsEach)];
     lines.push(
-      `  fitting configuration (${dev.fitting.options}, same run): ${fmtIops(fit)} IOPS ${fmtBracket(dev.fitting.iopsEach)}, this run ${(iops / fit).toFixed(2)}x of it`,
+      `  fitting configuration (${fit.options}, same run): ${fmtIops(fit.iops)} IOPS ${fmtBracket(fit.iopsEach)}, ${ratio(iops, fit.iops, unsteady(range))}`,
     );
   }
   if (dev.references.length) {
-    lines.push(`  backstore reference (same ${o.backstore.backstore === "file" ? "file" : "export"}, same run):`);
-    for (const r of dev.references) {
+    lines.push(`  backstore reference (same ${o.backstore.backstore === "file" ? "file" : "export"}, same region, same run):`);
+    for (const ref of dev.references) {
       lines.push(
-        r.iops === undefined
-          ? `    ${r.label}: not run: ${r.missing}`
-          : `    ${r.label}: ${fmtIops(r.iops)} IOPS, this run ${(iops / r.iops).toFixed(2)}x of it`,
+        ref.iops === undefined
+          ? `    ${ref.label}: not run: ${ref.missing}`
+          : `    ${ref.label}: ${fmtIops(ref.iops)} IOPS, this run ${(iops / ref.iops).toFixed(2)}x of it`,
       );
     }
   }
-  lines.push(`  guest jobs: cpu usr=${(dev.guestCpu.user / 1000).toFixed(2)}s sys=${(dev.guestCpu.system / 1000).toFixed(2)}s, kicks=${dev.kicks}`);
-  return lines.join("\n");
+  return lines;
+}
+
+/** The device side of a run in the JSON report. */
+function deviceJson(r: RunReport) {
+  const o = r.jobs[0];
+  const dev = r.dev;
+  return {
+    queues: r.jobs.reduce((s, j) => s + j.queues, 0),
+    cores: availableParallelism(),
+    busy_threads: busyThreads(o),
+    lun_bytes: r.capacity,
+    // The CPUs of each guest thread and each vhost worker; null: not pinned.
+    placement: { guest_threads: o.guestCpus ?? null, workers: o.workerCpus ?? null },
+    workers: dev.workers.map((w) => ({ id: w.id, usr_cpu_ms: w.user, sys_cpu_ms: w.system, busy_ms: Math.round(w.busy) })),
+    iops_per_busy_core: (() => {
+      const busy = dev.workers.reduce((s, w) => s + w.busy, 0) / 1000;
+      const ios = r.results.reduce((s, j) => s + totalIos(j), 0);
+      return busy > 0 ? ios / busy : 0;
+    })(),
+    guest_cpu_ms: dev.guestCpu,
+    kicks: dev.kicks,
+    ...(dev.native && {
+      native_reference: dev.native.missing
+        ? { missing: dev.native.missing }
+        : {
+            disk_bytes: dev.native.diskBytes,
+            ...Object.fromEntries(
+              dev.native.runs.flatMap((c) => [
+                [`mode${c.mode}_iops`, Math.round(c.iops)],
+                ...(c.iopsEach ? [[`mode${c.mode}_iops_before_after`, c.iopsEach.map(Math.round)]] : []),
+                [`mode${c.mode}_iops_window_range`, c.windowIops.map(Math.round)],
+                [`mode${c.mode}_meaningful`, unsteady(c.windowIops) === undefined],
+                ["memcpy_bw_bytes", Math.round(c.memcpyBw)],
+              ]),
+            ),
+          },
+    }),
+    ...(dev.fitting && {
+      fitting_reference: {
+        options: dev.fitting.options,
+        iops: Math.round(dev.fitting.iops),
+        iops_before_after: dev.fitting.iopsEach.map(Math.round),
+      },
+    }),
+    ...(dev.references.length && {
+      backstore_reference: Object.fromEntries(dev.references.map((ref) => [ref.key, ref.iops === undefined ? null : Math.round(ref.iops)])),
+    }),
+    ...(r.before.length + r.notes.length && { notes: [...r.before, ...r.notes] }),
+  };
+}
+
+/**
+ * The runs in fio's JSON (json+ with `plus`): one entry per job clone, or per group with
+ * group_reporting, as fio; the device side in a `device` section of our own (an array of one per
+ * run when there are several).
+ */
+export function jsonReport(reports: RunReport[], plus = false): unknown {
+  const entries = reports.flatMap((r, run) =>
+    reportUnits(r).flatMap((u) =>
+      (u.o.groupReporting ? [mergeResults(u.results)] : u.results).map((result) => ({ o: u.o, result, run, errno: result.errors > 0 ? EIO : 0 })),
+    ),
+  );
+  const devices = reports.map(deviceJson);
+  return fioJson(entries, plus, { device: devices.length === 1 ? devices[0] : devices });
 }

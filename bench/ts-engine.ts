@@ -1,5 +1,6 @@
 // The TypeScript load engine: the library's PolledScsiQueue (the guest driver's polled request
 // queue) with the job's block choice, checks, verify stamps and HDR histograms in TypeScript.
+// It does reads and writes of one size (options.ts refuses trims and two sizes for it).
 import type { Histogram } from "hdr-histogram-js";
 import { performance } from "node:perf_hooks";
 import { latencyHistogram } from "./job-result.js";
@@ -9,6 +10,7 @@ import {
   PHASE_READBACK,
   PHASE_RUN,
   type EngineCounts,
+  type FirstError,
   type GuestEngine,
   type JobInit,
   type Phase,
@@ -17,6 +19,7 @@ import {
   xorshift32,
 } from "./guest-engine.js";
 import { matches, stamp } from "./verify-stamp.js";
+import { decodeSense } from "../src/guest/sense.js";
 
 export class TsGuestEngine implements GuestEngine {
   private readonly queues: PolledScsiQueue[];
@@ -35,10 +38,12 @@ export class TsGuestEngine implements GuestEngine {
   private readonly slotBlock: Int32Array[];
   private readonly slotRead: Uint8Array[];
   private readonly slotStart: Float64Array[];
-  private readonly hist: [Histogram, Histogram] = [latencyHistogram(), latencyHistogram()];
+  private readonly hist: [Histogram, Histogram, Histogram] = [latencyHistogram(), latencyHistogram(), latencyHistogram()];
+  private first: FirstError | undefined;
   private readonly c: EngineCounts = {
     read: { ios: 0, bytes: 0, latNs: 0 },
     write: { ios: 0, bytes: 0, latNs: 0 },
+    trim: { ios: 0, bytes: 0, latNs: 0 },
     errors: 0,
     verified: 0,
     mismatches: 0,
@@ -48,6 +53,10 @@ export class TsGuestEngine implements GuestEngine {
   private phase: Phase = PHASE_RUN;
   private cursor = 0;
   private stopping = false;
+  /** Requests the run phase may start (limit()), those it started, and the slots waiting for the limit. */
+  private allowed = Infinity;
+  private started = 0;
+  private readonly waiting: [number, number][] = [];
   private now = 0;
 
   constructor(private readonly init: JobInit) {
@@ -97,6 +106,13 @@ export class TsGuestEngine implements GuestEngine {
   }
 
   private issue(qi: number, slot: number): boolean {
+    if (this.phase === PHASE_RUN) {
+      if (this.started >= this.allowed) {
+        this.waiting.push([qi, slot]);
+        return false;
+      }
+      this.started++;
+    }
     const { gens, busy } = this;
     let read =
       this.phase === PHASE_FILL
@@ -127,8 +143,10 @@ export class TsGuestEngine implements GuestEngine {
   private complete(qi: number, slot: number, ok: boolean): void {
     const read = this.slotRead[qi][slot] === 1;
     const b = this.slotBlock[qi][slot];
-    if (!ok) this.c.errors++;
-    if (this.phase === PHASE_RUN) {
+    if (!ok) {
+      this.c.errors++;
+      this.first ??= this.failure(qi, slot, read);
+    } else if (this.phase === PHASE_RUN) {
       const lat = Math.max(1, Math.round((this.now - this.slotStart[qi][slot]) * 1e6));
       this.hist[read ? 0 : 1].recordValue(lat);
       const d = read ? this.c.read : this.c.write;
@@ -138,7 +156,7 @@ export class TsGuestEngine implements GuestEngine {
     }
     if (this.gens) {
       this.busy![b] = 0;
-      if (read) {
+      if (read && ok) {
         this.c.verified++;
         if (!matches(this.queues[qi].data(slot), b, this.gens[b])) this.c.mismatches++;
       }
@@ -146,13 +164,33 @@ export class TsGuestEngine implements GuestEngine {
     if (!this.stopping) this.issue(qi, slot);
   }
 
+  /** What the device answered a failed request. */
+  private failure(qi: number, slot: number, read: boolean): FirstError {
+    const r = this.queues[qi].response(slot);
+    const dv = new DataView(r.buffer, r.byteOffset, r.byteLength);
+    const sense = decodeSense(r.subarray(12, 12 + Math.min(96, dv.getUint32(0, true))));
+    return {
+      op: read ? "read" : "write",
+      response: r[11],
+      status: r[10],
+      senseKey: sense?.key ?? 0,
+      asc: sense?.asc ?? 0,
+      ascq: sense?.ascq ?? 0,
+      offset: this.init.regionStart + this.slotBlock[qi][slot] * this.o.bs,
+      length: this.o.bs,
+    };
+  }
+
   begin(phase: Phase, now: number): void {
     this.phase = phase;
     this.cursor = 0;
     this.stopping = false;
+    this.started = 0;
+    this.waiting.length = 0;
     this.now = now;
     this.init.queues.forEach((q, qi) => {
-      for (let s = 0; s < q.depth && this.issue(qi, s); s++);
+      // A fill or read-back has no more blocks; a limited run leaves the slot waiting and goes on.
+      for (let s = 0; s < q.depth; s++) if (!this.issue(qi, s) && phase !== PHASE_RUN) break;
     });
     for (const q of this.queues) q.publish();
   }
@@ -164,16 +202,39 @@ export class TsGuestEngine implements GuestEngine {
   }
 
   pass(): number {
-    if (!this.ready()) return 0;
+    if (!this.ready() && this.waiting.length === 0) return 0;
     this.now = performance.now();
     let n = 0;
     for (let qi = 0; qi < this.queues.length; qi++) n += this.queues[qi].reap(this.doneFns[qi]);
+    // Slots the limit held back start as it allows.
+    while (!this.stopping && this.waiting.length && this.started < this.allowed) {
+      const [qi, slot] = this.waiting.shift()!;
+      this.issue(qi, slot);
+    }
     for (const q of this.queues) q.publish();
     return n;
   }
 
   stop(): void {
     this.stopping = true;
+  }
+
+  limit(started: number): void {
+    this.allowed = started;
+  }
+
+  get idle(): number {
+    return this.waiting.length;
+  }
+
+  /** Errors and verify's counts stay: a failure during the ramp is a failure of the run. */
+  resetCounts(): void {
+    for (const d of [this.c.read, this.c.write, this.c.trim]) d.ios = d.bytes = d.latNs = 0;
+    for (const h of this.hist) h.reset();
+  }
+
+  firstError(): FirstError | undefined {
+    return this.first;
   }
 
   get outstanding(): number {
@@ -193,10 +254,10 @@ export class TsGuestEngine implements GuestEngine {
   }
 
   counts(): EngineCounts {
-    return { ...this.c, read: { ...this.c.read }, write: { ...this.c.write }, kicks: this.queues.reduce((s, q) => s + q.kicks, 0) };
+    return { ...this.c, read: { ...this.c.read }, write: { ...this.c.write }, trim: { ...this.c.trim }, kicks: this.queues.reduce((s, q) => s + q.kicks, 0) };
   }
 
-  histograms(): [Histogram, Histogram] {
+  histograms(): [Histogram, Histogram, Histogram] {
     return this.hist;
   }
 }

@@ -8,13 +8,16 @@ import type { Histogram } from "hdr-histogram-js";
 import { latencyHistogram } from "./job-result.js";
 import { EventFd } from "../src/sys/eventfd.js";
 import { polledSlotSize } from "../src/guest/polled-queue.js";
-import { type EngineCounts, type GuestEngine, type JobInit, type Phase, jobSeed, rwPattern } from "./guest-engine.js";
+import { type EngineCounts, type FirstError, type GuestEngine, type JobInit, type Phase, jobSeed, rwPattern } from "./guest-engine.js";
 import {
   COUNTER_ERRORS,
   COUNTER_MISMATCHES,
   COUNTER_READ_BYTES,
   COUNTER_READ_IOS,
   COUNTER_READ_LAT_NS,
+  COUNTER_TRIM_BYTES,
+  COUNTER_TRIM_IOS,
+  COUNTER_TRIM_LAT_NS,
   COUNTER_VERIFIED,
   COUNTER_WRITE_BYTES,
   COUNTER_WRITE_IOS,
@@ -22,6 +25,7 @@ import {
   MODE_ALL_READS,
   MODE_MIXED,
   MODE_SEQUENTIAL,
+  MODE_TRIM,
   MODE_VERIFY,
   type EngineExports,
 } from "./engine-abi.generated.js";
@@ -58,13 +62,13 @@ function areaLayout(e: EngineExports, depths: number[], blocks: number, verify: 
   const job = take(e.engine_job_bytes());
   const qtab = take(depths.length * e.engine_queue_bytes());
   const slots = depths.map((d) => take(d * e.engine_slot_bytes()));
-  const hist = take(2 * 4 * e.engine_hist_buckets());
+  const hist = take(3 * 4 * e.engine_hist_buckets());
   const gens = verify ? take(4 * blocks) : 0;
   const busy = verify ? take(blocks) : 0;
   return { job, qtab, slots, hist, gens, busy, bytes: at };
 }
 
-/** Bytes of guest RAM an engine needs (the main thread sets them aside before the job starts). */
+/** Bytes of guest RAM an engine needs for `blocks` blocks of verify (the main thread sets them aside before the job starts). */
 export function engineAreaBytes(depths: number[], blocks: number, verify: boolean): number {
   const scratch = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
   return areaLayout(instantiate(scratch), depths, blocks, verify).bytes;
@@ -81,7 +85,7 @@ export class WasmGuestEngine implements GuestEngine {
   constructor(init: JobInit) {
     const o = init.opts;
     const e = (this.e = instantiate(init.memory));
-    const blocks = Math.floor(init.regionBytes / o.bs);
+    const blocks = o.verify ? Math.floor(init.regionBytes / o.bs) : 0;
     const L = areaLayout(
       e,
       init.queues.map((q) => q.depth),
@@ -94,18 +98,24 @@ export class WasmGuestEngine implements GuestEngine {
     this.st = base + L.job;
     this.hist = base + L.hist;
     const rw = rwPattern(o.rw);
-    const mode = (rw.sequential ? MODE_SEQUENTIAL : 0) | (rw.mixed ? MODE_MIXED : 0) | (rw.allReads ? MODE_ALL_READS : 0) | (o.verify ? MODE_VERIFY : 0);
+    const mode =
+      (rw.sequential ? MODE_SEQUENTIAL : 0) |
+      (rw.mixed ? MODE_MIXED : 0) |
+      (rw.allReads ? MODE_ALL_READS : 0) |
+      (rw.trims ? MODE_TRIM : 0) |
+      (o.verify ? MODE_VERIFY : 0);
     e.engine_init(
       this.st,
       init.queues.length,
       base + L.qtab,
       o.bs,
+      o.bsWrite,
       o.blockSize,
       mode,
       o.rwmixread,
-      blocks,
       jobSeed(init.index),
       BigInt(init.regionStart),
+      BigInt(init.regionBytes),
       o.verify ? base + L.gens : 0,
       o.verify ? base + L.busy : 0,
       this.hist,
@@ -132,7 +142,8 @@ export class WasmGuestEngine implements GuestEngine {
       if (r.num < 3 * q.depth) throw new RangeError(`queue of ${r.num} cannot hold ${q.depth} three-descriptor chains`);
     });
     // The main thread laid the slots' guest RAM out with polledSlotSize(): the engine must agree.
-    if (e.engine_slot_ram(o.bs) !== polledSlotSize(o.bs)) throw new Error("guest-engine.wasm and polledSlotSize() disagree on a slot's size");
+    if (e.engine_slot_ram(Math.max(o.bs, o.bsWrite)) !== polledSlotSize(Math.max(o.bs, o.bsWrite)))
+      throw new Error("guest-engine.wasm and polledSlotSize() disagree on a slot's size");
     this.kick = init.queues.map((q) => EventFd.fromHandle(q.ring.kick));
   }
 
@@ -150,7 +161,7 @@ export class WasmGuestEngine implements GuestEngine {
   }
 
   pass(): number {
-    if (!this.e.engine_ready(this.st)) return 0;
+    if (!this.e.engine_ready(this.st) && this.e.engine_idle(this.st) === 0) return 0;
     const n = this.e.engine_pass(this.st, performance.now());
     const mask = this.e.engine_kicks(this.st);
     if (mask !== 0) this.kickQueues(mask);
@@ -159,6 +170,24 @@ export class WasmGuestEngine implements GuestEngine {
 
   stop(): void {
     this.e.engine_stop(this.st);
+  }
+
+  limit(started: number): void {
+    this.e.engine_set_limit(this.st, started);
+  }
+
+  get idle(): number {
+    return this.e.engine_idle(this.st);
+  }
+
+  resetCounts(): void {
+    this.e.engine_reset_counts(this.st);
+  }
+
+  firstError(): FirstError | undefined {
+    const f = (k: number) => this.e.engine_first_error(this.st, k);
+    if (f(0) < 0) return undefined;
+    return { op: (["read", "write", "trim"] as const)[f(0)], response: f(1), status: f(2), senseKey: f(3), asc: f(4), ascq: f(5), offset: f(6), length: f(7) };
   }
 
   get outstanding(): number {
@@ -180,6 +209,7 @@ export class WasmGuestEngine implements GuestEngine {
     return {
       read: { ios: c(COUNTER_READ_IOS), bytes: c(COUNTER_READ_BYTES), latNs: c(COUNTER_READ_LAT_NS) },
       write: { ios: c(COUNTER_WRITE_IOS), bytes: c(COUNTER_WRITE_BYTES), latNs: c(COUNTER_WRITE_LAT_NS) },
+      trim: { ios: c(COUNTER_TRIM_IOS), bytes: c(COUNTER_TRIM_BYTES), latNs: c(COUNTER_TRIM_LAT_NS) },
       errors: c(COUNTER_ERRORS),
       verified: c(COUNTER_VERIFIED),
       mismatches: c(COUNTER_MISMATCHES),
@@ -187,16 +217,16 @@ export class WasmGuestEngine implements GuestEngine {
     };
   }
 
-  histograms(): [Histogram, Histogram] {
+  histograms(): [Histogram, Histogram, Histogram] {
     const n = this.e.engine_hist_buckets();
-    const counts = new Uint32Array(this.buffer, this.hist, 2 * n);
-    return [0, 1].map((d) => {
+    const counts = new Uint32Array(this.buffer, this.hist, 3 * n);
+    return [0, 1, 2].map((d) => {
       const h = latencyHistogram();
       for (let b = 0; b < n; b++) {
         const k = counts[d * n + b];
         if (k) h.recordValueWithCount(Math.max(1, Math.round(this.e.engine_bucket_value(b))), k);
       }
       return h;
-    }) as [Histogram, Histogram];
+    }) as [Histogram, Histogram, Histogram];
   }
 }

@@ -9,7 +9,7 @@ import { hostTransport } from "vhost-scsi-wasm/transport";
 const shm = SharedMemory.create({ deviceBytes: 80 << 20, guestBytes: 32 << 20 });
 const proc = new VhostProcess(shm); // vhost workers in worker threads
 const target = proc.targets.create();
-target.addTpg(1).addLun(0, { backstore: "ram", size: 64 << 20 });
+await target.addTpg(1).addLun(0, { backstore: "ram", size: 64 << 20 });
 const mem = new GuestMemory(shm);
 mem.addRegion(0, 32 << 20);
 const device = new VhostScsiDevice(proc, mem, { wwpn: target.wwpn, numQueues: 2, workers: 2, bootTpgt: 1 });

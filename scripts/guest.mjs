@@ -66,7 +66,7 @@ export async function runGuest({ log = () => {}, timeoutMs = 150_000, memoryMiB 
       // "IO <disk> <read|write> <count>x4k seconds <t0> <t1>"
       const [diskName, dir2, count, , a, b] = rest.split(" ");
       io[`${diskName} ${dir2}`] = Math.round(Number(count.split("x")[0]) / (Number(b) - Number(a)));
-    } else if (what === "HOTPLUG?") disk.tpg.addLun(2, { backstore: "ram", size: 16 << 20 });
+    } else if (what === "HOTPLUG?") await disk.tpg.addLun(2, { backstore: "ram", size: 16 << 20 });
     else if (what === "UNPLUG?") await disk.tpg.removeLun(2);
     else if (what === "DONE") finish();
   };

@@ -4,7 +4,7 @@ import { VirtioScsiDriver, type VirtioScsiDriverOptions } from "./guest/scsi-dri
 import { VhostProcess, type VhostProcessOptions } from "./vhost/process.js";
 import { VhostScsiDevice } from "./device/vhost-scsi-device.js";
 import type { LunConfig, Tpg } from "./target/tpg.js";
-import { openBackstore } from "./backstore/index.js";
+import { inPlaceSize } from "./backstore/index.js";
 import type { ScsiTarget } from "./target/target.js";
 
 export interface TestbedOptions {
@@ -47,30 +47,60 @@ export interface Testbed {
 /**
  * Builds a guest and a vhost-scsi device the way a user would by hand: shared memory, a
  * process with /dev/vhost-scsi, a target with one TPG and the LUNs, guest RAM, the QEMU-side
- * device realized over the vhost fd, and the guest driver probing it.
+ * device realized over the vhost fd, and the guest driver probing it. If any step fails, what
+ * the steps before made is taken down again (threads, connections, and the backstores of the
+ * LUNs, those given opened included) and the error is thrown.
  */
 export async function createTestbed(opts: TestbedOptions = {}): Promise<Testbed> {
   const luns = opts.luns ?? [{ backstore: "ram", size: 16 << 20 }];
-  const ramBytes = luns.reduce((s, l) => s + (l.backstore === "ram" ? l.size + 4096 : 0), 0);
-  const guestBytes = opts.guestMemory ?? 64 << 20;
-  const shm = SharedMemory.create({ deviceBytes: ramBytes + (opts.deviceMemory ?? 16 << 20), guestBytes: guestBytes + (opts.hotplugMemory ?? 0) });
-  const proc = new VhostProcess(shm, opts.process);
-  const target = proc.targets.create();
-  const tag = opts.tpgTag ?? 1;
-  const tpg = target.addTpg(tag);
-  for (const [i, l] of luns.entries()) tpg.addLun(i, { ...l, backstore: await openBackstore(l, shm, l.readOnly) } as LunConfig);
-  const mem = new GuestMemory(shm);
-  mem.addRegion(0, guestBytes);
-  const device = new VhostScsiDevice(proc, mem, {
-    wwpn: target.wwpn,
-    numQueues: opts.queues ?? 1,
-    queueSize: opts.queueSize ?? 128,
-    workers: opts.workers,
-    maskFeatures: opts.maskFeatures,
-    bootTpgt: tag,
-  });
-  await device.realize();
-  const driver = await VirtioScsiDriver.probe(mem, device, { target: tag, ...opts.driver });
+  let lunsAdded = 0;
+  let proc: VhostProcess | undefined;
+  let target: ScsiTarget | undefined;
+  let device: VhostScsiDevice | undefined;
+  try {
+    // The RAM disks' sizes are checked before the memory that holds them is made.
+    const ramBytes = luns.reduce((s, l) => s + (l.backstore === "ram" ? inPlaceSize("ram", l) + 4096 : 0), 0);
+    const guestBytes = opts.guestMemory ?? 64 << 20;
+    const shm = SharedMemory.create({ deviceBytes: ramBytes + (opts.deviceMemory ?? 16 << 20), guestBytes: guestBytes + (opts.hotplugMemory ?? 0) });
+    proc = new VhostProcess(shm, opts.process);
+    target = proc.targets.create();
+    const tag = opts.tpgTag ?? 1;
+    const tpg = target.addTpg(tag);
+    for (const [i, l] of luns.entries()) {
+      lunsAdded = i + 1; // addLun closes what it was given when it fails
+      await tpg.addLun(i, l);
+    }
+    const mem = new GuestMemory(shm);
+    mem.addRegion(0, guestBytes);
+    device = new VhostScsiDevice(proc, mem, {
+      wwpn: target.wwpn,
+      numQueues: opts.queues ?? 1,
+      queueSize: opts.queueSize ?? 128,
+      workers: opts.workers,
+      maskFeatures: opts.maskFeatures,
+      bootTpgt: tag,
+    });
+    await device.realize();
+    const driver = await VirtioScsiDriver.probe(mem, device, { target: tag, ...opts.driver });
+    return testbed(shm, proc, target, tpg, mem, device, driver);
+  } catch (e) {
+    await device?.setStatus(0).catch(() => {});
+    await device?.unrealize().catch(() => {});
+    if (proc && target) await proc.targets.remove(target.wwpn).catch(() => {});
+    for (const l of luns.slice(lunsAdded)) if (typeof l.backstore !== "string") await Promise.resolve(l.backstore.close()).catch(() => {});
+    throw e;
+  }
+}
+
+function testbed(
+  shm: SharedMemory,
+  proc: VhostProcess,
+  target: ScsiTarget,
+  tpg: Tpg,
+  mem: GuestMemory,
+  device: VhostScsiDevice,
+  driver: VirtioScsiDriver,
+): Testbed {
   return {
     shm,
     proc,

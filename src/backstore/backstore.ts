@@ -16,7 +16,14 @@ export class RamBackstore {
     private readonly shm: SharedMemory,
     readonly size: number,
   ) {
-    this.ram = shm.device.alloc(size, 4096, "ram backstore");
+    try {
+      this.ram = shm.device.alloc(size, 4096, "ram backstore");
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+      throw new RangeError(
+        `a ${size}-byte RAM backstore does not fit the device heap (${shm.device.available} bytes free): give the shared memory more device memory (createTestbed's deviceMemory option, SharedMemory.create's deviceBytes)`,
+      );
+    }
     shm.bytes.fill(0, this.ram, this.ram + size);
   }
 
@@ -129,10 +136,24 @@ export interface BackstoreType<K extends keyof BackstoreConfigs = keyof Backstor
   readonly usage: string;
   /** Its command-line form is a URI (`nbd://host/export`): parseArg() gets the whole argument. */
   readonly uri?: boolean;
+  /** open() returns a promise (a network backstore): only openBackstore() opens it, never openBackstoreSync(). */
+  readonly opensAsync?: boolean;
   /** Turns the text after `NAME:` on the command line (or the whole URI) into its fields (the size comes from --size). */
   parseArg(arg: string): Partial<BackstoreConfigs[K]>;
   /** Opens it; `readOnly` is the LUN's option. */
   open(cfg: BackstoreConfigs[K], ctx: { shm: SharedMemory; readOnly: boolean }): Backstore | Promise<Backstore>;
+}
+
+/**
+ * The size a RAM or null LUN's config gives, checked before anything is allocated: a positive
+ * whole number of its blocks (`blockSize`, 512 unless given).
+ */
+export function inPlaceSize(kind: string, cfg: { size?: unknown; blockSize?: unknown }): number {
+  const bs = typeof cfg.blockSize === "number" ? cfg.blockSize : 512;
+  const size = cfg.size;
+  if (typeof size !== "number" || !Number.isSafeInteger(size) || size <= 0 || size % bs !== 0)
+    throw new RangeError(`a ${kind} backstore needs size: a positive multiple of its ${bs}-byte block size (given: ${String(size)})`);
+  return size;
 }
 
 /** Served in place: the data plane copies between the guest's buffers and the device heap. */
@@ -140,7 +161,7 @@ export const ramBackstoreType: BackstoreType<"ram"> = {
   name: "ram",
   usage: "ram",
   parseArg: () => ({}),
-  open: (cfg, { shm }) => new RamBackstore(shm, cfg.size),
+  open: (cfg, { shm }) => new RamBackstore(shm, inPlaceSize("ram", cfg)),
 };
 
 /** Served in place: reads are zeroes, writes are dropped. */
@@ -148,7 +169,7 @@ export const nullBackstoreType: BackstoreType<"null"> = {
   name: "null",
   usage: "null",
   parseArg: () => ({}),
-  open: (cfg) => new NullBackstore(cfg.size),
+  open: (cfg) => new NullBackstore(inPlaceSize("null", cfg)),
 };
 
 const types = new Map<string, BackstoreType>();
@@ -191,10 +212,19 @@ export async function openBackstore(cfg: BackstoreConfig, shm: SharedMemory, rea
   return backstoreType(cfg.backstore).open(cfg as never, { shm, readOnly });
 }
 
-/** As openBackstore(), for types that open synchronously (ram, null, file); others must be opened first. */
+/**
+ * As openBackstore(), for types that open synchronously (ram, null, file). A type that opens
+ * asynchronously is refused before anything is opened: use openBackstore() (or Tpg.addLun).
+ */
 export function openBackstoreSync(cfg: BackstoreConfig, shm: SharedMemory, readOnly = false): Backstore {
   if (typeof cfg.backstore !== "string") return cfg.backstore;
-  const b = backstoreType(cfg.backstore).open(cfg as never, { shm, readOnly });
-  if (b instanceof Promise) throw new TypeError(`backstore ${cfg.backstore} opens asynchronously: pass the result of openBackstore()`);
+  const t = backstoreType(cfg.backstore);
+  if (t.opensAsync) throw new TypeError(`backstore ${cfg.backstore} opens asynchronously: use await openBackstore() or await tpg.addLun()`);
+  const b = t.open(cfg as never, { shm, readOnly });
+  if (b instanceof Promise) {
+    // A type that did not say so: close what it opens, and refuse.
+    void b.then((s) => s.close()).catch(() => {});
+    throw new TypeError(`backstore ${cfg.backstore} opens asynchronously: use await openBackstore() or await tpg.addLun()`);
+  }
   return b;
 }

@@ -2,7 +2,7 @@
 // preadv/pwritev (fs.readvSync/writevSync) straight on views of the guest buffers, fdatasync
 // for FLUSH. It is served by dedicated I/O threads (--io-threads N), or with 0 by the vhost
 // workers themselves; the default depends on the cores (docs/performance.md).
-import { closeSync, constants, fdatasyncSync, fstatSync, ftruncateSync, openSync, readvSync, writevSync } from "node:fs";
+import { closeSync, constants, fdatasyncSync, fstatSync, ftruncateSync, openSync, readvSync, unlinkSync, writevSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import type { BackstoreFeatures, BackstoreType, IoDone, QueuedBackstore, ThreadedBackstore } from "./backstore.js";
 import { BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, type BackstoreIo } from "./ring.js";
@@ -19,8 +19,13 @@ export const nodeFileOps: FileOps = { readv: readvSync, writev: writevSync, fdat
 
 export interface FileConfig {
   path: string;
-  /** Bytes; default the file's size (a larger size extends the file). */
+  /**
+   * Bytes; default the file's size. A missing file is created (sparse) only when a size is given;
+   * a larger size than the file's extends it.
+   */
   size?: number;
+  /** Open it with O_DIRECT (the page cache bypassed; guest buffers are page-aligned). */
+  direct?: boolean;
   /** Dedicated I/O threads serving it; 0: the vhost workers serve it. Default: defaultIoThreads(). */
   ioThreads?: number;
   /** The operations to run (tests); default Node's synchronous fs calls. Served on the opening thread then. */
@@ -101,7 +106,15 @@ export class FileBackstore implements QueuedBackstore {
     cfg: Omit<FileConfig, "path"> = {},
     readonly readOnly = false,
   ) {
-    this.fd = openSync(path, readOnly ? constants.O_RDONLY : constants.O_RDWR | constants.O_CREAT, 0o644);
+    const direct = cfg.direct ? constants.O_DIRECT : 0;
+    let created = false;
+    try {
+      this.fd = openSync(path, (readOnly ? constants.O_RDONLY : constants.O_RDWR) | direct);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT" || readOnly || cfg.size === undefined) throw e;
+      this.fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | direct, 0o644);
+      created = true;
+    }
     try {
       const have = fstatSync(this.fd).size;
       this.size = cfg.size ?? have;
@@ -109,6 +122,8 @@ export class FileBackstore implements QueuedBackstore {
       if (!(this.size > 0)) throw new RangeError(`file backstore ${path} is empty; give a size`);
     } catch (e) {
       closeSync(this.fd);
+      // A file this open made is not left behind by its failure.
+      if (created) unlinkSync(path);
       throw e;
     }
     this.ops = cfg.ops ?? nodeFileOps;

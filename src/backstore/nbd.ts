@@ -315,6 +315,8 @@ class NbdConnection {
     const sock = (this.sock = d.sock);
     this.info = info;
     d.reader = (b) => this.receive(b);
+    // An idle connection does not keep the process alive (as an idle keep-alive socket); one with requests in flight does.
+    sock.unref();
     sock.on("error", (e) => this.end(e, false));
     sock.on("close", () => this.end(new Error("the server closed the connection"), false));
     this.timer = setInterval(
@@ -336,6 +338,7 @@ class NbdConnection {
 
   /** Sends requests (corked: one write for the batch where the socket allows). */
   send(ps: Pending[]): void {
+    if (this.pending.size === 0 && ps.length) this.sock.ref();
     this.sock.cork();
     for (const p of ps) {
       this.pending.set(p.cookie, p);
@@ -504,6 +507,7 @@ class NbdConnection {
 
   private finish(p: Pending, result: number): void {
     this.pending.delete(p.cookie);
+    if (this.pending.size === 0) this.sock.unref();
     this.onComplete(p, result);
   }
 
@@ -730,5 +734,6 @@ export const nbdBackstoreType: BackstoreType<"nbd"> = {
     parseNbdUri(arg);
     return { uri: arg };
   },
+  opensAsync: true,
   open: (cfg) => NbdBackstore.connect(cfg),
 };

@@ -33,7 +33,7 @@ export interface PolledQueueOptions {
 
 const HDR = 0;
 const RESP = 64;
-const DATA = 256;
+const DATA = 4096;
 
 /** Bytes of guest RAM one slot needs for requests of `bytes` bytes. */
 export const polledSlotSize = (bytes: number) => DATA + ((bytes + 4095) & ~4095);
@@ -111,6 +111,12 @@ export class PolledScsiQueue {
 
   private slotGpa(slot: number): number {
     return this.o.bufferGpa + slot * polledSlotSize(this.o.bytes);
+  }
+
+  /** The virtio-scsi response of a slot's last request (virtio_scsi_cmd_resp: sense length, residual, status, response, sense). */
+  response(slot: number): Uint8Array {
+    const at = this.slotHva(slot) + RESP;
+    return this.u8.subarray(at, at + VIRTIO_SCSI_CMD_RESP_SIZE);
   }
 
   /** The data buffer of a slot (for writes to fill and reads to check). */

@@ -104,6 +104,13 @@ export class VirtioScsiDriver {
   /** Submissions waiting for room on a full queue; each returns false while it still does not fit. */
   private readonly backlog = new Map<GuestVirtqueue<Pending>, (() => boolean)[]>();
   private readonly kickQueued = new Set<number>();
+  /**
+   * Requests in flight, and while there are any a timer that keeps the process alive: the device
+   * answers through shared memory, which Node does not count as work pending (the vhost threads
+   * that only wait do not hold the process either).
+   */
+  private inflight = 0;
+  private keepAlive: ReturnType<typeof setInterval> | undefined;
   private readonly eventBlock: number;
   private readonly released = new Set<number>();
 
@@ -207,10 +214,15 @@ export class VirtioScsiDriver {
     const i = frag(inb);
     const n = o.length + i.length;
     const ind = (indirect ?? false) || n > q.num;
+    if (this.inflight++ === 0) this.keepAlive = setInterval(() => {}, 2 ** 30);
+    const done = (r: { usedLen: number }, resolve: (r: { usedLen: number }) => void) => {
+      if (--this.inflight === 0) clearInterval(this.keepAlive);
+      resolve(r);
+    };
     return new Promise((resolve) => {
       const tryAdd = () => {
         if (!q.canAdd(n, ind)) return false;
-        q.add(o, i, { resolve }, ind);
+        q.add(o, i, { resolve: (r) => done(r, resolve) }, ind);
         this.scheduleKick(index, q);
         return true;
       };

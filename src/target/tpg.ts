@@ -1,7 +1,7 @@
 import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import { Lun, UA_LUNS_CHANGED, type LunOptions } from "./lun.js";
-import { openBackstoreSync, type BackstoreConfig } from "../backstore/index.js";
+import { openBackstore, type Backstore, type BackstoreConfig } from "../backstore/index.js";
 import { VHOST_SCSI_MAX_LUN, VHOST_SCSI_MAX_TARGET } from "../wasm/abi.generated.js";
 export { VHOST_SCSI_MAX_LUN, VHOST_SCSI_MAX_TARGET } from "../wasm/abi.generated.js";
 
@@ -55,14 +55,45 @@ export class Tpg {
     return [...this.luns.keys()].sort((a, b) => a - b);
   }
 
-  /**
-   * Adds LUN id with its backstore; a bound device reports it (hotplug). A type that opens
-   * asynchronously (a network backstore) is opened first with openBackstore() and passed in.
-   */
-  addLun(id: number, cfg: LunConfig): Lun {
+  /** Throws when LUN id cannot be added now: a bad number, or one in use. */
+  private checkId(id: number): void {
     if (!Number.isInteger(id) || id < 0 || id >= VHOST_SCSI_MAX_LUN) throw new RangeError(`LUN ${id}: 0..16383`);
     if (this.luns.has(id)) throw new Error(`LUN ${id} exists in TPG ${this.tag}`);
-    const store = openBackstoreSync(cfg, this.shm, cfg.readOnly);
+  }
+
+  /**
+   * Adds LUN id with its backstore, opened here (a file, a connection to a storage server) or
+   * given opened; a bound device reports it (hotplug). On any failure nothing is left open or
+   * created: the number and the config are checked before the backstore is opened, and a
+   * backstore that was opened is closed again.
+   */
+  async addLun(id: number, cfg: LunConfig): Promise<Lun> {
+    this.checkId(id);
+    const size = (cfg as { size?: unknown }).size;
+    const bs = cfg.blockSize ?? 512;
+    if (size !== undefined && (typeof size !== "number" || !Number.isSafeInteger(size) || size <= 0 || size % bs !== 0))
+      throw new RangeError(`LUN ${id}: size ${String(size)} is not a positive multiple of its ${bs}-byte block size`);
+    const store = await openBackstore(cfg, this.shm, cfg.readOnly);
+    // Another addLun of the same number may have finished while this one opened.
+    if (this.luns.has(id)) {
+      await store.close();
+      throw new Error(`LUN ${id} exists in TPG ${this.tag}`);
+    }
+    return this.attachLun(id, store, cfg);
+  }
+
+  /**
+   * Adds LUN id over a backstore opened already, at once; a bound device reports it (hotplug).
+   * If the LUN cannot be made, the backstore is closed.
+   */
+  attachLun(id: number, store: Backstore, options: LunOptions = {}): Lun {
+    try {
+      this.checkId(id);
+    } catch (e) {
+      void store.close();
+      throw e;
+    }
+    const cfg = { ...options, backstore: store } as LunConfig;
     let lun: Lun;
     try {
       lun = new Lun(this.shm, this.dp, id, store, cfg, this.identity(id));

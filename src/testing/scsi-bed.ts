@@ -3,6 +3,7 @@ import { MockSplitQueue } from "./mock-queue.js";
 import { TargetRegistry } from "../target/registry.js";
 import type { DeviceQueue } from "../virtio/device-queue.js";
 import type { LunConfig } from "../target/tpg.js";
+import { openBackstoreSync } from "../backstore/index.js";
 import { VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from "../virtio/ring.js";
 
 /**
@@ -33,7 +34,7 @@ export class ScsiBench {
     const dp = tb.dp;
     const targets = new TargetRegistry(tb.shm, dp);
     const tpg = targets.create().addTpg(1);
-    tpg.addLun(0, lun);
+    tpg.attachLun(0, openBackstoreSync(lun, tb.shm, lun.readOnly), lun);
     this.dev = tb.shm.device.alloc(dp.scsi_device_size(), 16);
     tb.shm.bytes.fill(0, this.dev, this.dev + dp.scsi_device_size());
     dp.scsi_dev_set_features(this.dev, 0);

@@ -11,7 +11,6 @@ import { VhostProcess } from "../vhost/process.js";
 import { LocalWorker } from "../worker/local-worker.js";
 import { VhostScsiDevice } from "../device/vhost-scsi-device.js";
 import { GuestMemory } from "../guest/guest-memory.js";
-import { openBackstore } from "../backstore/index.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import type { LunConfig, Tpg } from "../target/tpg.js";
 import type { ScsiTarget } from "../target/target.js";
@@ -73,7 +72,7 @@ export async function attachVirtioScsi(setup: { emulator: V86Emulator; shm: Shar
   });
   const target = proc.targets.create();
   const tpg = target.addTpg(1);
-  for (const [i, l] of opts.luns.entries()) tpg.addLun(i, { ...l, backstore: await openBackstore(l, shm, l.readOnly) } as LunConfig);
+  for (const [i, l] of opts.luns.entries()) await tpg.addLun(i, l);
   const mem = new GuestMemory(shm);
   const ram = cpu.mem8;
   const base = ram.byteOffset;

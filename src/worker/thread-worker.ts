@@ -53,10 +53,15 @@ export class ThreadWorker implements VhostWorker {
       cpus,
     };
     this.thread = new Worker(compiledModule(new URL("./thread-main.ts", import.meta.url)), { workerData: init, transferList: [port2] });
+    // A thread that only waits for kicks does not keep the process alive (as Node's idle handles
+    // do not): the thread never, its port while a request to it is pending.
+    this.thread.unref();
+    port1.unref();
     port1.on("message", (r: WorkerReply) => {
       const p = this.pending.get(r.seq);
       if (!p) return;
       this.pending.delete(r.seq);
+      if (this.pending.size === 0) port1.unref();
       if (r.error) p.reject(new VhostError("EIO", `worker ${id}: ${r.error}`));
       else p.resolve(r);
     });
@@ -73,6 +78,7 @@ export class ThreadWorker implements VhostWorker {
     for (const a of this.attached.values()) if (a.err) EventFd.fromHandle(a.err).write(1n);
     for (const p of this.pending.values()) p.reject(new VhostError("EIO", `worker ${this.id} died: ${e.message}`));
     this.pending.clear();
+    this.port.unref();
   }
 
   private async send(cmd: WorkerCommand): Promise<void> {
@@ -83,6 +89,7 @@ export class ThreadWorker implements VhostWorker {
     if (this.failure) return Promise.reject(new VhostError("EIO", `worker ${this.id} died: ${this.failure.message}`));
     const seq = ++this.seq;
     return new Promise((resolve, reject) => {
+      if (this.pending.size === 0) this.port.ref();
       this.pending.set(seq, { resolve, reject });
       this.port.postMessage({ seq, cmd });
       processPollTable().ring(this.doorbell);

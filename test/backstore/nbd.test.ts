@@ -2,7 +2,7 @@
 // raw file) and against a small fake server that misbehaves on purpose. Tests that need a
 // server binary say so and skip where it is not installed (.ci/run installs qemu-utils and
 // nbdkit).
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -267,4 +267,4 @@ describe("a misbehaving NBD server", () => {
   });
 });
 
-process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));

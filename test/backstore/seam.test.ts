@@ -1,7 +1,7 @@
 // The backstore seam driven by a backstore written here: it completes out of order, fails,
 // completes short and is slow on purpose; and one command script run against every kind of
 // backstore (RAM and file served in place and elsewhere, this one) gets the same SCSI answers.
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -176,4 +176,4 @@ describe("every backstore gets the same SCSI semantics", () => {
   });
 });
 
-process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -18,7 +18,7 @@ describe("random ring addresses in SET_VRING_ADDR", () => {
     const proc = new VhostProcess(shm, { workerThreads: false });
     const mem = new GuestMemory(shm);
     const ram = mem.addRegion(0, 1 << 20);
-    proc.targets
+    await proc.targets
       .create("naa.5001405000000abc")
       .addTpg(1)
       .addLun(0, { backstore: "null", size: 1 << 20 });

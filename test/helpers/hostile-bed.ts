@@ -8,6 +8,8 @@ import { TargetRegistry } from "../../src/target/registry.js";
 import { processPollTable } from "../../src/sys/eventfd.js";
 import { BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES, BS_OP_DISCARD, RingPort } from "../../src/backstore/ring.js";
 import { RamBackstore } from "../../src/backstore/backstore.js";
+import { openBackstoreSync } from "../../src/backstore/index.js";
+import type { LunOptions } from "../../src/target/lun.js";
 
 const CHUNK = 4096;
 
@@ -111,7 +113,7 @@ export class HostileBed {
       [300, { backstore: "ram", size: 64 << 10, blockSize: 4096 }],
     ] as const;
     this.luns = specs.map(([id, cfg]) => {
-      const l = tpg.addLun(id, cfg);
+      const l = tpg.attachLun(id, openBackstoreSync(cfg, shm), cfg as LunOptions);
       const ram = l.backstore instanceof RamBackstore ? l.backstore.ram : 0;
       if (ram) this.deviceWritable.push([ram, ram + l.backstore.size]);
       // Its state words (flags, unit attentions, in-flight count) change; identity is checked by the probe.

@@ -2,9 +2,9 @@
 // script that decides the reply (data from a memory image by default, or an error, silence,
 // garbage). It speaks simple replies only unless told to accept structured ones.
 import { createServer, type Server, type Socket } from "node:net";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 
 export interface NbdRequest {
   type: number;
@@ -52,6 +52,7 @@ export class FakeNbdServer {
   async close(): Promise<void> {
     for (const c of this.connections) c.destroy();
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    rmSync(dirname(this.socketPath), { recursive: true, force: true });
   }
 
   /** Cuts every open connection (the server stays up). */

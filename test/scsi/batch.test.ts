@@ -84,7 +84,7 @@ describe("batching: a few WASM calls serve a whole batch", () => {
     expect(await tmf).toEqual([VIRTIO_SCSI_S_FUNCTION_COMPLETE]);
     expect(served("scsi_ctl_drain")).toBe(1);
     // A hot-added LUN: the event posted wakes the event queue.
-    bed.tpg.addLun(1, { backstore: "ram", size: 1 << 20 });
+    await bed.tpg.addLun(1, { backstore: "ram", size: 1 << 20 });
     await until(() => (worker.poll(), bed.driver.events.length === 1));
     expect(served("scsi_evt_drain")).toBeGreaterThan(0);
     // Once the driver has its event buffer back (a kick), idle passes leave both queues alone.

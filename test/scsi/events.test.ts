@@ -26,7 +26,7 @@ describe("event queue (VIRTIO 1.2, 5.6.6.3)", () => {
   it("reports a hot-added LUN with TRANSPORT_RESET / RESCAN and a removed one with REMOVED", async () => {
     bed = await createTestbed();
     await clearUnitAttentions(bed);
-    bed.tpg.addLun(3, { backstore: "ram", size: 1 << 20 });
+    await bed.tpg.addLun(3, { backstore: "ram", size: 1 << 20 });
     await until(() => bed!.driver.events.length === 1);
     expect(bed.driver.events[0]).toMatchObject({ event: V.VIRTIO_SCSI_T_TRANSPORT_RESET, reason: V.VIRTIO_SCSI_EVT_RESET_RESCAN });
     expect(lunOf(bed.driver.events[0])).toEqual({ target: 1, lun: 3 });
@@ -56,7 +56,7 @@ describe("event queue (VIRTIO 1.2, 5.6.6.3)", () => {
 
   it("sends no events to a driver that did not negotiate HOTPLUG or CHANGE", async () => {
     bed = await createTestbed({ driver: { features: 1n << 32n } });
-    bed.tpg.addLun(4, { backstore: "null", size: 1 << 20 });
+    await bed.tpg.addLun(4, { backstore: "null", size: 1 << 20 });
     await bed.tpg.resizeLun(0, 2 << 20);
     await new Promise((r) => setTimeout(r, 20));
     expect(bed.driver.events).toEqual([]);
@@ -66,7 +66,7 @@ describe("event queue (VIRTIO 1.2, 5.6.6.3)", () => {
     // A worker in this thread, run by hand, so that the order of delivery is fixed.
     let worker: LocalWorker | undefined;
     bed = await createTestbed({ driver: { eventBuffers: 2 }, process: { createWorker: (id, shm) => (worker = new LocalWorker(id, shm, { manual: true })) } });
-    for (let l = 1; l <= 5; l++) bed.tpg.addLun(l, { backstore: "null", size: 1 << 20 });
+    for (let l = 1; l <= 5; l++) await bed.tpg.addLun(l, { backstore: "null", size: 1 << 20 });
     worker!.poll(); // two buffers: two events delivered, three lost
     await until(() => bed!.driver.events.length === 2);
     expect(bed.driver.events.map((e) => e.event)).toEqual([V.VIRTIO_SCSI_T_TRANSPORT_RESET, V.VIRTIO_SCSI_T_TRANSPORT_RESET]);

@@ -10,7 +10,7 @@ describe("Linux-like scan through the guest driver", () => {
         { backstore: "null", size: 1 << 30, blockSize: 4096, writeCache: false, readOnly: true, product: "scratch" },
       ],
     });
-    bed.tpg.addLun(1000, { backstore: "ram", size: 1 << 20 });
+    await bed.tpg.addLun(1000, { backstore: "ram", size: 1 << 20 });
     const disks = await scanTarget(bed.driver);
     expect(disks.map((d) => d.lun)).toEqual([0, 1, 1000]);
     expect(disks[0]).toMatchObject({

@@ -16,7 +16,7 @@ describe("SPC-5 primary commands", () => {
         { backstore: "null", size: 1 << 30, blockSize: 4096, writeCache: false },
       ],
     });
-    bed.tpg.addLun(300, { backstore: "ram", size: 1 << 20 });
+    await bed.tpg.addLun(300, { backstore: "ram", size: 1 << 20 });
     await clearUnitAttentions(bed, [0, 1, 300]);
   });
   afterAll(() => bed.close());
@@ -298,7 +298,7 @@ describe("SPC-5 primary commands", () => {
     });
 
     it("descriptor-format sense follows the control page's D_SENSE", async () => {
-      bed.tpg.addLun(2, { backstore: "null", size: 1 << 20, descriptorSense: true });
+      await bed.tpg.addLun(2, { backstore: "null", size: 1 << 20, descriptorSense: true });
       await clearUnitAttentions(bed, [0, 1, 2, 300]);
       const r = await cmd(bed, { lun: 2, cdb: cdb(10, 0x55) });
       expect(r.senseInfo).toMatchObject({ descriptor: true, key: ILLEGAL, asc: 0x20 });

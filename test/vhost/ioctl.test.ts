@@ -68,7 +68,7 @@ describe("vhost-scsi ioctls with kernel semantics", () => {
     mem = new GuestMemory(shm);
     mem.addRegion(0, 8 << 20);
     const t = proc.targets.create("naa.5001405aabbccdde");
-    t.addTpg(1).addLun(0, { backstore: "ram", size: 1 << 20 });
+    await t.addTpg(1).addLun(0, { backstore: "ram", size: 1 << 20 });
     fd = proc.open("/dev/vhost-scsi");
     if (owned) await proc.device(fd).SET_OWNER();
   };

@@ -1,0 +1,97 @@
+// Where a run's jobs do their I/O: the LUN they share (its backstore, its size, laid out when
+// it is a file that is not there yet, read-only when no job writes), and each job's region of
+// it, as fio sizes a job's region by its file: --offset, then --size, never past the end. What
+// the LUN cannot hold is an error before any I/O.
+import { closeSync, constants, existsSync, ftruncateSync, openSync } from "node:fs";
+import type { LunConfig } from "../src/target/tpg.js";
+import type { Amount, FioOptions } from "./options.js";
+import { rwPattern } from "./guest-engine.js";
+
+/** A run cannot start: what is wrong, in one line. */
+export class RunError extends Error {}
+
+/** A RAM or null LUN's size when no job gives one in bytes (fio's file size has no default; a RAM disk needs one). */
+const DEFAULT_LUN_BYTES = 256 << 20;
+
+/** The part of the LUN a job addresses. */
+export interface Region {
+  offset: number;
+  bytes: number;
+}
+
+const fmtMiB = (n: number) => (n % 2 ** 20 === 0 ? `${n / 2 ** 20}MiB` : n % 1024 === 0 ? `${n / 1024}KiB` : `${n}B`);
+
+/** A job writes (a read-only job with --verify writes its region first). */
+const writes = (o: FioOptions) => !rwPattern(o.rw).allReads || o.verify;
+
+/** The bytes a job needs from the LUN's start when they are given in bytes: --offset + --size (the default size where none). */
+function bytesNeeded(o: FioOptions, dflt: number): number {
+  const off = "bytes" in o.offset ? o.offset.bytes : 0;
+  return off + (o.size && "bytes" in o.size ? o.size.bytes : dflt);
+}
+
+/**
+ * The LUN a run's jobs share: its config, and what was done to make it (a file laid out). A RAM
+ * or null disk holds the farthest byte any job addresses; a file is opened as it is (read-only
+ * when no job writes), or laid out when missing, at the size the jobs give.
+ */
+export function lunFor(jobs: FioOptions[]): { lun: LunConfig; laidOut?: string } {
+  const o = jobs[0];
+  const readOnly = !jobs.some(writes);
+  const common = { blockSize: o.blockSize, readOnly, ...(o.ioThreads !== undefined ? { ioThreads: o.ioThreads } : {}) };
+  const b = o.backstore;
+  if (b.backstore === "ram" || b.backstore === "null") {
+    return { lun: { ...b, ...common, readOnly: false, size: Math.max(...jobs.map((j) => bytesNeeded(j, DEFAULT_LUN_BYTES))) } as LunConfig };
+  }
+  if (b.backstore !== "file") return { lun: { ...b, ...common } as LunConfig };
+  const path = b.path as string;
+  const lun = { ...b, ...common, direct: o.direct } as LunConfig;
+  if (existsSync(path)) return { lun };
+  // fio lays out a missing file at the size its jobs give, and says so; with no size it refuses.
+  const unsized = jobs.find((j) => !(j.size && "bytes" in j.size && "bytes" in j.offset));
+  if (unsized) throw new RunError(`${path} does not exist: give --size (and --offset) in bytes to lay it out`);
+  if (readOnly) throw new RunError(`${path} does not exist, and job ${o.name} only reads it: there is nothing to read`);
+  const bytes = Math.max(...jobs.map((j) => bytesNeeded(j, 0)));
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o644);
+  } catch (e) {
+    throw new RunError(`cannot lay out ${path}: ${(e as Error).message}`);
+  }
+  try {
+    ftruncateSync(fd, bytes);
+  } finally {
+    closeSync(fd);
+  }
+  return { lun, laidOut: `Laying out IO file ${path} (${fmtMiB(bytes)}, sparse)` };
+}
+
+/** The bytes an amount stands for on a LUN of `capacity` bytes, whole blocks of `blockSize`. */
+function amountBytes(a: Amount, capacity: number, blockSize: number): number {
+  return "bytes" in a ? a.bytes : Math.floor((capacity * a.percent) / 100 / blockSize) * blockSize;
+}
+
+/** The region of the LUN (capacity bytes) a job addresses: from --offset, --size of it, or to the end. */
+export function regionOf(o: FioOptions, capacity: number): Region {
+  const offset = amountBytes(o.offset, capacity, o.blockSize);
+  const what = `job ${o.name}`;
+  if (offset >= capacity) throw new RunError(`${what}: --offset ${fmtMiB(offset)} is not inside the ${fmtMiB(capacity)} LUN`);
+  const room = capacity - offset;
+  let bytes = o.size ? amountBytes(o.size, capacity, o.blockSize) : room;
+  if (o.size && "bytes" in o.size && bytes > room)
+    throw new RunError(
+      `${what}: --size ${fmtMiB(bytes)}${offset ? ` at offset ${fmtMiB(offset)}` : ""} is larger than the LUN (${fmtMiB(capacity)}${offset ? `, ${fmtMiB(room)} from the offset` : ""})`,
+    );
+  bytes = Math.min(bytes, room);
+  const unit = Math.max(o.bs, o.bsWrite);
+  bytes -= bytes % o.blockSize;
+  if (bytes < unit) throw new RunError(`${what}: its region (${fmtMiB(bytes)}) is smaller than one I/O (${fmtMiB(unit)})`);
+  return { offset, bytes };
+}
+
+/** How the header line says a region: its size, where it starts when not at 0, and the LUN's size. */
+export function fmtRegion(r: Region, capacity: number): string {
+  return r.offset === 0 && r.bytes === capacity
+    ? `size=${fmtMiB(r.bytes)} (the whole LUN)`
+    : `size=${fmtMiB(r.bytes)}${r.offset ? ` at offset ${fmtMiB(r.offset)}` : ""} of the ${fmtMiB(capacity)} LUN`;
+}
