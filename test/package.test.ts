@@ -43,9 +43,49 @@ describe("the package as users get it", () => {
   });
 
   it("runs the benchmark through its bin, as npx does", async () => {
-    const { stdout } = await exec("npx", ["--no-install", "vhost-scsi-bench", "--runtime=300ms"], { cwd: dir, timeout: 60_000 });
+    const { stdout } = await exec("npx", ["--no-install", "vhost-scsi-bench", "--size=16m"], { cwd: dir, timeout: 60_000 });
     expect(stdout).toMatch(/read: IOPS=\d/);
     expect(stdout).toContain("errors: 0");
+    const help = await exec("npx", ["--no-install", "vhost-scsi-bench", "--help"], {
+      cwd: dir,
+      timeout: 60_000,
+      env: { ...process.env, npm_lifecycle_event: "" },
+    });
+    expect(help.stdout).toMatch(/^usage: vhost-scsi-bench \[options\]/);
+  });
+
+  it("ships its license, changelog, and everything the README links to; nothing refers to a source map it does not ship", () => {
+    for (const f of ["LICENSE", "CHANGELOG.md", "README.md", "esm-only.cjs"]) expect(files).toContain(f);
+    const readme = readFileSync(join(root, "README.md"), "utf8");
+    const targets = [...readme.matchAll(/\]\(([^)#\s]+)\)/g)].map((m) => m[1]).filter((t) => !/^[a-z]+:/.test(t));
+    expect(targets.length).toBeGreaterThan(0);
+    for (const t of targets) expect(files, t).toContain(t);
+    // Files the README names in code spans that are in the repository's docs/ and examples/.
+    for (const t of new Set([...readme.matchAll(/`((?:docs|examples)\/[\w.-]+\.(?:md|mjs|svg))`/g)].map((m) => m[1]))) expect(files, t).toContain(t);
+    const installed = join(dir, "node_modules", "vhost-scsi-wasm");
+    for (const f of files.filter((x) => /\.(js|mjs|cjs)$/.test(x))) {
+      const m = /sourceMappingURL=(\S+)/.exec(readFileSync(join(installed, f), "utf8"));
+      if (m) expect(files, `${f} refers to ${m[1]}`).toContain(join(f, "..", m[1]));
+    }
+    const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
+    expect(pkg.license).toBe("MIT");
+    expect(readFileSync(join(root, "LICENSE"), "utf8")).toMatch(/^MIT License/);
+  });
+
+  it("require() of an ES-module-only package says so, and how to load it", async () => {
+    writeFileSync(join(dir, "req.cjs"), 'try { require("vhost-scsi-wasm"); } catch (e) { console.log(e.message); }');
+    const { stdout } = await exec(process.execPath, ["req.cjs"], { cwd: dir, timeout: 60_000 });
+    expect(stdout).toContain("vhost-scsi-wasm is an ES module package");
+    expect(stdout).toContain('await import("vhost-scsi-wasm")');
+  });
+
+  it("documents every entry point of its exports (typedoc's entry points)", () => {
+    const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
+    const typedoc = JSON.parse(readFileSync(join(root, "typedoc.json"), "utf8"));
+    const entries = Object.values(pkg.exports as Record<string, string | { types?: string }>)
+      .flatMap((e) => (typeof e === "string" ? [] : [e.types!]))
+      .map((t) => t.replace(/^\.\/dist\//, "").replace(/\.d\.ts$/, ".ts"));
+    expect([...typedoc.entryPoints].sort()).toEqual(entries.sort());
   });
 
   it("the README's first library example works as written", async () => {

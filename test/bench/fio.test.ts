@@ -510,6 +510,30 @@ rw=randread
 iodepth=8
 `;
 
+  it("runs examples/seq-then-rand.fio, the README's job file, as fio does", () =>
+    inTmp(async (dir) => {
+      const file = join(root, "examples", "seq-then-rand.fio");
+      const env = { ...process.env, DISK: join(dir, "disk.img") };
+      const ours = await runBenchWith([file, "--json", "--no-reference"], { env });
+      expect(ours.code, ours.stderr).toBe(0);
+      const j = JSON.parse(ours.stdout);
+      expect(j.jobs.map((x: { jobname: string; error: number }) => [x.jobname, x.error])).toEqual([
+        ["seq-write", 0],
+        ["rand-read", 0],
+      ]);
+      expect(j.jobs[0].write.io_bytes).toBe(64 * MiB);
+      expect(j.jobs[1]["job options"]).toMatchObject({ rw: "randread", bs: "4096", direct: "1" });
+      if (FIO) {
+        rmSync(join(dir, "disk.img"));
+        const theirs = fio([file], env);
+        expect(theirs.code, theirs.stderr).toBe(0);
+        expect(theirs.json.jobs.map((x: { jobname: string; error: number }) => [x.jobname, x.error])).toEqual([
+          ["seq-write", 0],
+          ["rand-read", 0],
+        ]);
+      }
+    }));
+
   it("runs a job file with [global] and two jobs as fio does, from a path or stdin", () =>
     inTmp(async (dir) => {
       const file = join(dir, "two.fio");

@@ -16,7 +16,13 @@ export interface NbdRequest {
 }
 
 /** What the script tells the server to do with a request. */
-type NbdAction = { reply: "ok" } | { reply: "error"; errno: number } | { reply: "silence" } | { reply: "raw"; bytes: Buffer } | { reply: "close" };
+type NbdAction =
+  | { reply: "ok" }
+  | { reply: "later"; ms: number }
+  | { reply: "error"; errno: number }
+  | { reply: "silence" }
+  | { reply: "raw"; bytes: Buffer }
+  | { reply: "close" };
 
 export interface FakeNbdOptions {
   size: number;
@@ -27,6 +33,15 @@ export interface FakeNbdOptions {
 }
 
 const OPT_REPLY_MAGIC = 0x3e889045565a9n;
+
+/** A simple reply's header for request r: NBD_SIMPLE_REPLY_MAGIC, the error, the cookie. */
+function replyHeader(r: NbdRequest, errno: number): Buffer {
+  const h = Buffer.alloc(16);
+  h.writeUInt32BE(0x67446698, 0);
+  h.writeUInt32BE(errno, 4);
+  h.writeBigUInt64BE(r.cookie, 8);
+  return h;
+}
 
 export class FakeNbdServer {
   readonly image: Buffer;
@@ -137,20 +152,19 @@ export class FakeNbdServer {
 
   private answer(c: Socket, r: NbdRequest): void {
     const action = this.opts.script?.(r, c) ?? { reply: "ok" };
-    const header = (errno: number) => {
-      const h = Buffer.alloc(16);
-      h.writeUInt32BE(0x67446698, 0);
-      h.writeUInt32BE(errno, 4);
-      h.writeBigUInt64BE(r.cookie, 8);
-      return h;
-    };
     if (action.reply === "silence") return;
+    if (action.reply === "later") return void setTimeout(() => !c.destroyed && this.answerNow(c, r), action.ms);
     if (action.reply === "close") return void c.destroy();
     if (action.reply === "raw") return void c.write(action.bytes);
-    if (action.reply === "error") return void c.write(header(action.errno));
-    if (r.type === 0) return void c.write(Buffer.concat([header(0), this.image.subarray(r.offset, r.offset + r.length)]));
+    if (action.reply === "error") return void c.write(replyHeader(r, action.errno));
+    this.answerNow(c, r);
+  }
+
+  /** Carries a request out on the image and replies with success. */
+  private answerNow(c: Socket, r: NbdRequest): void {
+    if (r.type === 0) return void c.write(Buffer.concat([replyHeader(r, 0), this.image.subarray(r.offset, r.offset + r.length)]));
     if (r.type === 1) r.data!.copy(this.image, r.offset);
     if (r.type === 4 || r.type === 6) this.image.fill(0, r.offset, r.offset + r.length);
-    c.write(header(0));
+    c.write(replyHeader(r, 0));
   }
 }
