@@ -381,12 +381,10 @@ function lastValues(entries: readonly OptionEntry[]): Map<string, OptionEntry> {
 /** Prefixes a message with where the option was given when that is a job file's line. */
 const at = (e: OptionEntry | undefined, msg: string) => (e && e.where !== "command line" ? `${e.where}: ${msg}` : msg);
 
-/** One job's options from its entries, before the run places its threads (see placeRun). */
-function jobOptions(section: JobSection): FioOptions {
-  const v = lastValues(section.entries);
-  const get = (k: string) => v.get(k)?.value;
-  const has = (k: string) => v.has(k);
-  const wrap = <T>(k: string, f: () => T): T => {
+/** Runs f, which reads option k; an OptionError it throws gets where k was given. */
+const locating =
+  (v: Map<string, OptionEntry>) =>
+  <T>(k: string, f: () => T): T => {
     try {
       return f();
     } catch (e) {
@@ -394,6 +392,13 @@ function jobOptions(section: JobSection): FioOptions {
       throw e;
     }
   };
+
+/** One job's options from its entries, before the run places its threads (see placeRun). */
+function jobOptions(section: JobSection): FioOptions {
+  const v = lastValues(section.entries);
+  const get = (k: string) => v.get(k)?.value;
+  const has = (k: string) => v.has(k);
+  const wrap = locating(v);
   const str = (k: string, dflt: string) => {
     const x = get(k);
     if (has(k) && (x === undefined || x === "")) throw new OptionError(at(v.get(k), `--${k}: needs a value`));
@@ -505,14 +510,7 @@ function jobOptions(section: JobSection): FioOptions {
  */
 function placeRun(jobs: FioOptions[], v: Map<string, OptionEntry>): void {
   const get = (k: string) => v.get(k)?.value;
-  const wrap = <T>(k: string, f: () => T): T => {
-    try {
-      return f();
-    } catch (e) {
-      if (e instanceof OptionError) throw new OptionError(at(v.get(k), e.message));
-      throw e;
-    }
-  };
+  const wrap = locating(v);
   const clones = jobs.reduce((s, j) => s + j.numjobs, 0);
   const workers = jobs[0].workers;
   const guestThreads = wrap("guest-threads", () => int("guest-threads", get("guest-threads") ?? String(defaultGuestThreads(clones, workers)), 1, clones));
