@@ -156,6 +156,8 @@ export class TsGuestEngine implements GuestEngine {
     }
     if (this.gens) {
       this.busy![b] = 0;
+      // A write that failed left the block's contents unknown: nothing to check until it is written again.
+      if (!ok && !read) this.gens[b] = 0;
       if (read && ok) {
         this.c.verified++;
         if (!matches(this.queues[qi].data(slot), b, this.gens[b])) this.c.mismatches++;

@@ -531,6 +531,8 @@ function complete(st: usize, q: usize, slot: u32): void {
   }
   if (verify) {
     store<u8>(<usize>load<u32>(st + J_BUSY) + b, 0);
+    // A write that failed left the block's contents unknown: nothing to check until it is written again.
+    if (!ok && op == OP_WRITE) store<u32>(<usize>load<u32>(st + J_GENS) + 4 * b, 0);
     if (read && ok) {
       count(st, COUNTER_VERIFIED, 1);
       if (!matches(hva + SLOT_DATA, load<u32>(st + J_BS) >> 2, b, load<u32>(<usize>load<u32>(st + J_GENS) + 4 * b))) count(st, COUNTER_MISMATCHES, 1);

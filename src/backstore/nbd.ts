@@ -8,8 +8,11 @@
 // Failures: a dropped connection, a server that stops answering (no reply within timeoutMs) and
 // bad server input (wrong magic, unknown cookie, impossible lengths) all close the connection;
 // its requests in flight are sent again once a connection is re-established (with backoff,
-// for up to reconnectMs), and fail with ENOTCONN / ETIMEDOUT after that. Every request is
-// completed exactly once. Data read lands in the guest buffers' views as it arrives.
+// for up to reconnectMs), and fail with ENOTCONN / ETIMEDOUT after that. A server that is
+// shutting down answers NBD_ESHUTDOWN: the request was not carried out, the connection is
+// ended softly (NBD_CMD_DISC, nothing new sent on it, the replies still due are taken), and the
+// request is sent again on a new connection. Every request is completed exactly once. Data read
+// lands in the guest buffers' views as it arrives.
 import { connect, type Socket } from "node:net";
 import type { BackstoreFeatures, BackstoreType, IoDone, QueuedBackstore } from "./backstore.js";
 import { BS_OP_DISCARD, BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES, type BackstoreIo } from "./ring.js";
@@ -78,6 +81,17 @@ const NBD_REPLY_TYPE_ERROR_BIT = 0x8000;
 const EIO = 5;
 const ENOTCONN = 107;
 const ETIMEDOUT = 110;
+/** NBD_ESHUTDOWN: the server is shutting down and did not carry the request out (Linux's ESHUTDOWN). */
+const NBD_ESHUTDOWN = 108;
+/**
+ * How long one reconnect attempt may take to connect and negotiate, ms: a handshake takes a few
+ * round trips, and a listener that accepts but never greets (a server on its way out still
+ * holding a unix socket) must not use up the whole reconnect window.
+ */
+const ATTEMPT_MS = 2000;
+/** The pause between reconnect attempts: from the first, doubling up to the last, ms. */
+const BACKOFF_FIRST_MS = 50;
+const BACKOFF_MAX_MS = 2000;
 
 /** Where an NBD URI points. */
 export interface NbdAddress {
@@ -300,6 +314,8 @@ class NbdConnection {
   /** A reply being received: its request and how many payload bytes are still to come. */
   private cur: { p: Pending; left: number; kind: "simple-data" | "chunk"; type: number; flags: number; pos: number; header: Buffer } | undefined;
   private closed = false;
+  /** A soft disconnect is under way (the server is shutting down): no new requests, replies still taken. */
+  private draining = false;
   private readonly timer: NodeJS.Timeout;
 
   private readonly sock: Socket;
@@ -309,6 +325,8 @@ class NbdConnection {
     opened: Opened,
     private readonly onComplete: (p: Pending, result: number) => void,
     private readonly onEnd: (c: NbdConnection, why: Error, timedOut: boolean) => void,
+    /** A request the server refused because it is shutting down (not carried out: send it again elsewhere). */
+    private readonly onShutdown: (p: Pending) => void,
     timeoutMs: number,
   ) {
     const { d, info, leftover } = opened;
@@ -332,8 +350,9 @@ class NbdConnection {
     if (leftover.length) this.receive(leftover);
   }
 
+  /** It takes new requests: open, and not ending softly. */
   get alive(): boolean {
-    return !this.closed;
+    return !this.closed && !this.draining;
   }
 
   /** Sends requests (corked: one write for the batch where the socket allows). */
@@ -508,7 +527,25 @@ class NbdConnection {
   private finish(p: Pending, result: number): void {
     this.pending.delete(p.cookie);
     if (this.pending.size === 0) this.sock.unref();
-    this.onComplete(p, result);
+    if (result === -NBD_ESHUTDOWN) {
+      this.softDisconnect();
+      this.onShutdown(p);
+    } else this.onComplete(p, result);
+    // The last reply a softly ending connection waited for: it is done.
+    if (this.draining && this.pending.size === 0) this.end(new Error("the server is shutting down (NBD_ESHUTDOWN)"), false);
+  }
+
+  /**
+   * The server said it is shutting down: the protocol asks for a soft disconnect (NBD_CMD_DISC).
+   * Nothing new is sent here; the requests in flight still get their replies, or go elsewhere
+   * when the server closes first or has not answered them within ATTEMPT_MS (a server that is
+   * going away is not waited for as long as one that is merely slow).
+   */
+  private softDisconnect(): void {
+    if (this.draining || this.closed) return;
+    this.draining = true;
+    this.sock.write(discRequest());
+    setTimeout(() => this.end(new Error(`no reply within ${ATTEMPT_MS} ms of the soft disconnect`), false), ATTEMPT_MS).unref();
   }
 
   private end(why: Error, timedOut: boolean): void {
@@ -525,11 +562,18 @@ class NbdConnection {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
-    const h = Buffer.alloc(28);
-    h.writeUInt32BE(NBD_REQUEST_MAGIC, 0);
-    h.writeUInt16BE(NBD_CMD_DISC, 6);
-    this.sock.end(h);
+    // A softly ending connection sent its NBD_CMD_DISC already.
+    if (this.draining) this.sock.end();
+    else this.sock.end(discRequest());
   }
+}
+
+/** An NBD_CMD_DISC request: no cookie, offset or length. */
+function discRequest(): Buffer {
+  const h = Buffer.alloc(28);
+  h.writeUInt32BE(NBD_REQUEST_MAGIC, 0);
+  h.writeUInt16BE(NBD_CMD_DISC, 6);
+  return h;
 }
 
 /** Opens a connection and negotiates within timeoutMs; throws with the reason it could not. */
@@ -633,8 +677,22 @@ export class NbdBackstore implements QueuedBackstore {
       c,
       (p, result) => this.complete(p.io, result),
       (conn, why, timedOut) => this.lost(conn, why, timedOut),
+      (p) => this.refused(p.io),
       this.cfg.timeoutMs,
     );
+  }
+
+  /**
+   * A request the server refused as it shuts down (NBD_ESHUTDOWN): it was not carried out, so it
+   * goes again, on a live connection or on the next one made.
+   */
+  private refused(io: BackstoreIo): void {
+    if (this.closing) return this.complete(io, -ENOTCONN);
+    log("nbd %s: the server is shutting down (NBD_ESHUTDOWN); the request goes again on another connection", this.uri);
+    if (this.reconnecting || !this.conns.some((c) => c?.alive)) {
+      this.waiting.push(io);
+      void this.reconnect(new Error("the server is shutting down"), false);
+    } else this.dispatch([io]);
   }
 
   private complete(io: BackstoreIo, result: number): void {
@@ -681,26 +739,32 @@ export class NbdBackstore implements QueuedBackstore {
     void this.reconnect(why, timedOut);
   }
 
-  /** Reconnects with backoff until reconnectMs has passed; then fails what waits. */
+  /**
+   * Reconnects until reconnectMs has passed, then fails what waits. Each attempt may take
+   * ATTEMPT_MS at most, and attempts are BACKOFF_FIRST_MS apart, doubling up to BACKOFF_MAX_MS:
+   * a server that comes back is reached within about one such step.
+   */
   private reconnect(why: Error, timedOut: boolean): Promise<void> {
     if (this.reconnecting) return this.reconnecting;
     const deadline = Date.now() + this.cfg.reconnectMs;
     this.reconnecting = (async () => {
-      let delay = 50;
+      let delay = BACKOFF_FIRST_MS;
       let last = why;
-      while (!this.closing && Date.now() < deadline) {
+      for (let attempt = 1; !this.closing && Date.now() < deadline; attempt++) {
         try {
           for (let i = 0; i < this.conns.length; i++) {
             if (this.conns[i]?.alive) continue;
-            const c = await openConnection(this.addr, Math.max(1, Math.min(this.cfg.timeoutMs, deadline - Date.now())));
+            const c = await openConnection(this.addr, Math.max(1, Math.min(this.cfg.timeoutMs, ATTEMPT_MS, deadline - Date.now())));
             if (c.info.size !== this.size) log("nbd: the export's size changed from %d to %d", this.size, c.info.size);
             this.conns[i] = this.wrap(c);
           }
+          log("nbd %s: reconnected (attempt %d)", this.uri, attempt);
           break;
         } catch (e) {
           last = e as Error;
+          log("nbd %s: reconnect attempt %d failed (%s); next in %d ms", this.uri, attempt, last.message, delay);
           await new Promise((r) => setTimeout(r, Math.min(delay, Math.max(1, deadline - Date.now()))));
-          delay = Math.min(delay * 2, 2000);
+          delay = Math.min(delay * 2, BACKOFF_MAX_MS);
         }
       }
       this.reconnecting = undefined;

@@ -7,7 +7,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createServer, type AddressInfo } from "node:net";
+import { createConnection, createServer, type AddressInfo } from "node:net";
 import { createTestbed, type Testbed } from "../../src/testbed.js";
 import { parseNbdUri } from "../../src/backstore/nbd.js";
 import { read16, readCapacity16, write16 } from "../../src/guest/scsi-commands.js";
@@ -24,6 +24,7 @@ const dir = mkdtempSync(join(tmpdir(), "vhost-scsi-nbd-"));
 const has = (cmd: string) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
 const NBDKIT = has("nbdkit");
 const QEMU_NBD = has("qemu-nbd");
+const PYTHON = has("python3");
 let bed: Testbed | undefined;
 const servers: (ChildProcess | FakeNbdServer)[] = [];
 afterEach(async () => {
@@ -44,12 +45,29 @@ const freePort = () =>
     });
   });
 
-/** Starts a server process that listens on `sock`; resolves once the socket exists. */
+/** Whether a connection to the unix socket or TCP port is taken now. */
+const connectable = (where: { sock?: string; port?: number }) =>
+  new Promise<boolean>((resolve) => {
+    const c = where.sock ? createConnection({ path: where.sock }) : createConnection({ port: where.port!, host: "127.0.0.1" });
+    c.once("connect", () => (c.destroy(), resolve(true)));
+    c.once("error", () => resolve(false));
+  });
+
+/** Waits until the server at `where` takes connections (a socket file may exist before it listens). */
+async function listening(where: { sock?: string; port?: number }): Promise<void> {
+  const t0 = Date.now();
+  while (!(await connectable(where))) {
+    if (Date.now() - t0 > 10_000) throw new Error(`nothing listens at ${where.sock ?? where.port}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Starts a server process that listens on `sock`; resolves once it takes connections. */
 async function start(cmd: string, args: string[], sock: string): Promise<ChildProcess> {
   rmSync(sock, { force: true });
   const p = spawn(cmd, args, { stdio: "ignore" });
   servers.push(p);
-  await until(() => existsSync(sock), 10_000);
+  await listening({ sock });
   return p;
 }
 
@@ -264,6 +282,148 @@ describe("a misbehaving NBD server", () => {
       await bed!.close();
       bed = undefined;
     }
+  });
+});
+
+describe("a storage server that restarts (NBD_ESHUTDOWN, soft disconnect, reconnect)", () => {
+  /** A raw image file that outlives the servers exporting it. */
+  const rawImage = (size: number) => {
+    const f = join(dir, `restart-${Math.random()}.raw`);
+    writeFileSync(f, "");
+    truncateSync(f, size);
+    return f;
+  };
+
+  /** How to start each server on a unix socket or a TCP port. */
+  const launch = {
+    nbdkit: (file: string, where: { sock?: string; port?: number }): [string, string[]] =>
+      where.sock ? ["nbdkit", ["-f", "-U", where.sock, "file", file]] : ["nbdkit", ["-f", "-i", "127.0.0.1", "-p", String(where.port), "file", file]],
+    "qemu-nbd": (file: string, where: { sock?: string; port?: number }): [string, string[]] =>
+      where.sock
+        ? ["qemu-nbd", ["-f", "raw", "-t", "-e", "8", "-k", where.sock, file]]
+        : ["qemu-nbd", ["-f", "raw", "-t", "-e", "8", "-b", "127.0.0.1", "-p", String(where.port), file]],
+  } as const;
+
+  /** Starts the server and waits until it takes connections. */
+  async function up(kind: keyof typeof launch, file: string, where: { sock?: string; port?: number }): Promise<ChildProcess> {
+    if (where.sock) rmSync(where.sock, { force: true });
+    const [cmd, args] = launch[kind](file, where);
+    const p = spawn(cmd, args, { stdio: "ignore" });
+    servers.push(p);
+    await listening(where);
+    return p;
+  }
+  const cases = (["nbdkit", "qemu-nbd"] as const).flatMap((kind) =>
+    (["unix", "tcp"] as const).flatMap((transport) => (["SIGTERM", "SIGKILL"] as const).map((signal) => [kind, transport, signal] as const)),
+  );
+
+  it.each(cases)(
+    "%s over %s, stopped with %s and started again while verified I/O runs on two queues: no error, no mismatch, each request completed once",
+    async (kind, transport, signal) => {
+      if (!(kind === "nbdkit" ? NBDKIT : QEMU_NBD)) return void console.warn(`skipped: ${kind} is not installed`);
+      const file = rawImage(BLOCKS * 512);
+      const where = transport === "unix" ? { sock: join(dir, `r-${Math.random()}.sock`) } : { port: await freePort() };
+      const uri = where.sock ? `nbd+unix:///?socket=${where.sock}` : `nbd://127.0.0.1:${where.port}/`;
+      const first = await up(kind, file, where);
+      let finished = false;
+      const run = stress({ luns: [{ backstore: "nbd", uri }], queues: 2, queueSize: 64 }, 4).finally(() => (finished = true));
+      await new Promise((r) => setTimeout(r, 300));
+      // A routine restart: stop, wait for the old process to be gone, start again on the same address.
+      expect(finished).toBe(false);
+      first.kill(signal);
+      await new Promise((r) => first.once("exit", r));
+      await new Promise((r) => setTimeout(r, 300));
+      await up(kind, file, where);
+      expect(await run).toMatchObject({ mismatches: 0, failed: 0 });
+    },
+  );
+
+  it.skipIf(!NBDKIT)(
+    "nbdkit's error filter answering NBD_ESHUTDOWN now and then (structured replies): every request is carried out once, nothing fails",
+    async () => {
+      const file = rawImage(BLOCKS * 512);
+      const sock = join(dir, `e-${Math.random()}.sock`);
+      await start("nbdkit", ["-f", "-U", sock, "--filter=error", "file", file, "error=ESHUTDOWN", "error-rate=2%"], sock);
+      expect(await stress({ luns: [{ backstore: "nbd", uri: `nbd+unix:///?socket=${sock}` }], queues: 2, queueSize: 64 }, 4)).toMatchObject({
+        mismatches: 0,
+        failed: 0,
+      });
+    },
+  );
+
+  it("NBD_ESHUTDOWN in a simple reply: NBD_CMD_DISC on that connection, the request sent again on a new one, once", async () => {
+    let refuse = 3;
+    const s = new FakeNbdServer({ size: 1 << 20, script: (r) => (r.type === 1 && refuse-- > 0 ? { reply: "error", errno: 108 } : undefined) });
+    await s.listen();
+    servers.push(s);
+    const t = await lun0({ backstore: "nbd", uri: s.uri });
+    const before = s.requests.filter((r) => r.type === 1).length;
+    const results = await Promise.all([3, 4, 5].map((lba) => t.driver.command({ lun: 0, cdb: write16(lba, 1), dataOut: block(lba) })));
+    for (const r of results) expectGood(r);
+    for (const lba of [3, 4, 5]) expect(s.image.subarray(lba * 512, lba * 512 + 512).equals(Buffer.from(block(lba)))).toBe(true);
+    // Three refused, each sent again once it was refused: six writes reached the server.
+    expect(s.requests.filter((r) => r.type === 1).length - before).toBe(6);
+    expect(s.discs).toBeGreaterThanOrEqual(1);
+  });
+
+  it("a server that takes NBD_CMD_DISC but neither answers what is in flight nor closes: those requests go again after a short wait", async () => {
+    let step = 0;
+    const s = new FakeNbdServer({
+      size: 1 << 20,
+      ignoreDisc: true,
+      // The first read is never answered; the second is refused (shutting down); later ones are served.
+      script: (r) => (r.type !== 0 ? undefined : step++ === 0 ? { reply: "silence" } : step === 2 ? { reply: "error", errno: 108 } : undefined),
+    });
+    await s.listen();
+    servers.push(s);
+    s.image.set(block(1), 512);
+    s.image.set(block(2), 1024);
+    // A merely slow server would be given two minutes, longer than the test may take.
+    const t = await lun0({ backstore: "nbd", uri: s.uri, timeoutMs: 120_000 });
+    const [a, b] = await Promise.all([1, 2].map((lba) => t.driver.command({ lun: 0, cdb: read16(lba, 1), dataInLength: 512 })));
+    expectGood(a);
+    expectGood(b);
+    expect(Buffer.from(a.dataIn).equals(Buffer.from(block(1)))).toBe(true);
+    expect(Buffer.from(b.dataIn).equals(Buffer.from(block(2)))).toBe(true);
+  });
+
+  it.skipIf(!PYTHON)("a listener that never answers (a server on its way out, its socket still held) does not use up the reconnect window", async () => {
+    const sock = join(dir, `g-${Math.random()}.sock`);
+    const first = new FakeNbdServer({ size: 1 << 20, socketPath: sock });
+    await first.listen();
+    servers.push(first);
+    const t = await lun0({ backstore: "nbd", uri: `nbd+unix:///?socket=${sock}`, reconnectMs: 6000 });
+    // The server goes; a process takes its socket, listens and never accepts (connections wait in
+    // its backlog) for 20 s. 1.5 s later a new server replaces the socket's path, as a restarted
+    // server removes a stale one.
+    await first.close();
+    const mute = spawn(
+      "python3",
+      ["-c", `import socket,time\ns=socket.socket(socket.AF_UNIX)\ns.bind(${JSON.stringify(sock)})\ns.listen(64)\ntime.sleep(20)`],
+      { stdio: "ignore" },
+    );
+    servers.push(mute);
+    await until(() => existsSync(sock), 5000);
+    const pending = t.driver.command({ lun: 0, cdb: read16(9, 1), dataInLength: 512 });
+    await new Promise((r) => setTimeout(r, 1500));
+    rmSync(sock);
+    const second = new FakeNbdServer({ size: 1 << 20, socketPath: sock });
+    second.image.set(block(9), 9 * 512);
+    await second.listen();
+    servers.push(second);
+    const r = await pending;
+    expectGood(r);
+    expect(Buffer.from(r.dataIn).equals(Buffer.from(block(9)))).toBe(true);
+  });
+
+  it("a server that never comes back: the requests fail after reconnectMs as a transport failure, and nothing hangs", async () => {
+    const s = new FakeNbdServer({ size: 1 << 20 });
+    await s.listen();
+    servers.push(s);
+    const t = await lun0({ backstore: "nbd", uri: s.uri, reconnectMs: 800 });
+    await s.close();
+    const results = await Promise.all([0, 1, 2].map((lba) => t.driver.command({ lun: 0, cdb: read16(lba, 1), dataInLength: 512 })));
+    for (const r of results) expect(r.response).toBe(VIRTIO_SCSI_S_TRANSPORT_FAILURE);
   });
 });
 

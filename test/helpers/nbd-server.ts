@@ -4,7 +4,7 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 
 export interface NbdRequest {
   type: number;
@@ -29,6 +29,10 @@ export interface FakeNbdOptions {
   flags?: number;
   /** Answer NBD_OPT_GO with NBD_REP_ERR_TLS_REQD. */
   requireTls?: boolean;
+  /** Listen on this unix socket path (default: one in a folder of its own). */
+  socketPath?: string;
+  /** Take NBD_CMD_DISC and keep the connection open (a server that does not finish a soft disconnect). */
+  ignoreDisc?: boolean;
   script?: (r: NbdRequest, c: Socket) => NbdAction | undefined;
 }
 
@@ -49,10 +53,14 @@ export class FakeNbdServer {
   private server: Server | undefined;
   readonly requests: NbdRequest[] = [];
   readonly connections = new Set<Socket>();
+  /** NBD_CMD_DISC requests received (soft disconnects). */
+  discs = 0;
+  private readonly ownDir: string | undefined;
 
   constructor(readonly opts: FakeNbdOptions) {
     this.image = Buffer.alloc(opts.size);
-    this.socketPath = join(mkdtempSync(join(tmpdir(), "fake-nbd-")), "sock");
+    this.ownDir = opts.socketPath ? undefined : mkdtempSync(join(tmpdir(), "fake-nbd-"));
+    this.socketPath = opts.socketPath ?? join(this.ownDir!, "sock");
   }
 
   get uri(): string {
@@ -67,7 +75,7 @@ export class FakeNbdServer {
   async close(): Promise<void> {
     for (const c of this.connections) c.destroy();
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
-    rmSync(dirname(this.socketPath), { recursive: true, force: true });
+    if (this.ownDir) rmSync(this.ownDir, { recursive: true, force: true });
   }
 
   /** Cuts every open connection (the server stays up). */
@@ -140,6 +148,8 @@ export class FakeNbdServer {
           if (r.type === 1) r.data = Buffer.from(buf.subarray(28, need));
           buf = buf.subarray(need);
           if (r.type === 2) {
+            this.discs++;
+            if (this.opts.ignoreDisc) continue;
             c.end();
             return;
           }
