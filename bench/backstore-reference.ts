@@ -5,7 +5,6 @@
 // psync engine (what the machine can do). An NBD export: fio with its nbd engine (libnbd) at
 // the run's iodepth. fio runs with a time limit; whatever stops it is a "not run" reason.
 import { closeSync, constants, openSync, readSync, writeSync } from "node:fs";
-import { performance } from "node:perf_hooks";
 import type { FioOptions, ReferenceKind } from "./options.js";
 import { runTool } from "./yardstick-tool.js";
 

@@ -6,7 +6,6 @@
 // A command line or job file may hold several jobs: those between stonewalls run at the same
 // time on one device (a run), the runs one after another.
 import { Worker } from "node:worker_threads";
-import { performance } from "node:perf_hooks";
 import { accessSync, closeSync, constants, openSync, realpathSync, writeSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";

@@ -6,10 +6,8 @@
 // its own (a job file's sections); the device's (polling) are the same for all. The thread polls
 // while completions keep coming (AdaptivePoll within --guest-poll) and sleeps until any of its
 // queues interrupts otherwise.
-import { parentPort, workerData } from "node:worker_threads";
-import { performance } from "node:perf_hooks";
+import { platform } from "#platform";
 import hdr from "hdr-histogram-js";
-import { threadCpuMs } from "../src/worker/thread-cpu.js";
 import { AdaptivePoll } from "../src/worker/adaptive-poll.js";
 import { pinThread } from "../src/sys/affinity.js";
 import { JobInterrupts } from "./interrupts.js";
@@ -18,7 +16,7 @@ import { TsGuestEngine } from "./ts-engine.js";
 import { WasmGuestEngine } from "./wasm-engine.js";
 import { TIMELINE_STRIDE, type JobResult } from "./job-result.js";
 
-const { jobs: inits, cpus } = workerData as GuestThreadInit;
+const { jobs: inits, cpus } = await platform.threadData<GuestThreadInit>();
 if (cpus) pinThread(cpus);
 /** The device's options (the same in every job of the run). */
 const device = inits[0].opts;
@@ -159,11 +157,11 @@ runPhase(
   jobs.filter((j) => j.o.verify && rwPattern(j.o.rw).allReads),
 );
 
-parentPort!.postMessage({ ready: true });
+platform.postToParent({ ready: true });
 while (Atomics.load(control, 0) === 0) Atomics.wait(control, 0, 0, 100);
 
 const t0 = performance.now();
-const cpu0 = threadCpuMs();
+const cpu0 = platform.threadCpuMs();
 /**
  * How many requests job j may have started by `now`: a job of --size bytes starts as many as
  * fit its region (none beyond, so it moves exactly its bytes when reads and writes are of one
@@ -226,7 +224,7 @@ if (Atomics.load(control, 1) === 0)
 
 for (const j of jobs) j.publish();
 interrupts.close();
-const cpu1 = threadCpuMs();
+const cpu1 = platform.threadCpuMs();
 // The thread's CPU time is shared evenly among its jobs.
 const share = (v: number) => v / jobs.length;
 const results: JobResult[] = jobs.map((j) => {
@@ -249,4 +247,4 @@ const results: JobResult[] = jobs.map((j) => {
     timeline: j.timeline,
   };
 });
-parentPort!.postMessage(results);
+platform.postToParent(results);

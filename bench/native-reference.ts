@@ -9,7 +9,6 @@
 // bench/perf-ref/wasm_ref.c is the same loop (mode 1) compiled to wasm32 with clang-14, run here
 // on V8 over a shared memory: what WebAssembly itself costs, without cross-thread traffic.
 import { readFileSync } from "node:fs";
-import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { buildTool, runTool } from "./yardstick-tool.js";
 

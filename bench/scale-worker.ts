@@ -2,7 +2,6 @@
 // draining its own request queue, whose avail->idx it moves itself by a batch each round (the
 // chains were written once), for `ms` milliseconds after the start signal.
 import { parentPort, workerData } from "node:worker_threads";
-import { performance } from "node:perf_hooks";
 import { instantiateDataplane } from "../src/wasm/dataplane.js";
 
 const { module, memory, area, vq, dev, availIdx, batch, ms, go } = workerData;

@@ -2,7 +2,6 @@
 // queue) with the job's block choice, checks, verify stamps and HDR histograms in TypeScript.
 // It does reads and writes of one size (options.ts refuses trims and two sizes for it).
 import type { Histogram } from "hdr-histogram-js";
-import { performance } from "node:perf_hooks";
 import { latencyHistogram } from "./job-result.js";
 import { PolledScsiQueue } from "../src/guest/polled-queue.js";
 import {

@@ -2,8 +2,7 @@
 // memory: its state in guest RAM the main thread set aside (JobInit.engineArea), one call per
 // pass; kicks go out on the queues' eventfds here, and the latency buckets become HDR
 // histograms at the end.
-import { readFileSync } from "node:fs";
-import { performance } from "node:perf_hooks";
+import { platform } from "#platform";
 import type { Histogram } from "hdr-histogram-js";
 import { latencyHistogram } from "./job-result.js";
 import { EventFd } from "../src/sys/eventfd.js";
@@ -30,14 +29,8 @@ import {
   type EngineExports,
 } from "./engine-abi.generated.js";
 
-let compiled: WebAssembly.Module | undefined;
-/** The engine's module (compiled once per thread). */
-function engineModule(): WebAssembly.Module {
-  compiled ??= new WebAssembly.Module(readFileSync(new URL("../guest-engine.wasm", import.meta.url)));
-  return compiled;
-}
-
-const instantiate = (memory: WebAssembly.Memory) => new WebAssembly.Instance(engineModule(), { env: { memory } }).exports as unknown as EngineExports;
+const instantiate = (memory: WebAssembly.Memory) =>
+  new WebAssembly.Instance(platform.wasmModule("guest-engine.wasm"), { env: { memory } }).exports as unknown as EngineExports;
 
 /** One region of an engine area: [offset, bytes]. */
 interface AreaLayout {

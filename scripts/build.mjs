@@ -1,8 +1,10 @@
 // Builds the data plane (AssemblyScript -> dist/*.wasm), generates the TypeScript side of its
-// interface from assembly/ (scripts/abi.mjs), and builds the TypeScript (-> dist/). A wasm step
-// is skipped when its module and declarations are newer than every file in assembly/.
+// interface from assembly/ (scripts/abi.mjs), builds the TypeScript (-> dist/) and bundles it for
+// browsers (-> dist/browser/). A wasm step is skipped when its module and declarations are newer
+// than every file in assembly/.
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, existsSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, existsSync, writeFileSync } from "node:fs";
+import * as esbuild from "esbuild";
 import { join } from "node:path";
 import { checkNoHandCopies, generateAbi } from "./abi.mjs";
 import { checkFolderLayering } from "./layering.mjs";
@@ -117,3 +119,33 @@ checkNoHandCopies(root, [...dataplane.names, ...engine.names], ["src", "bench"],
 checkFolderLayering(join(root, "src"));
 
 execFileSync(bin("tsc"), ["-p", "tsconfig.json"], { cwd: root, stdio: "inherit" });
+
+// The browser bundle (dist/browser/): the browser entry and every module a thread runs, one file
+// each beside the others (compiledModule() finds them there), with the wasm builds. Bundled for
+// the browser platform and its package condition, it cannot hold a node: module: one fails the build.
+rmSync(join(root, "dist", "browser"), { recursive: true, force: true });
+const bundle = await esbuild.build({
+  entryPoints: {
+    "vhost-scsi-wasm": "dist/src/browser.js",
+    "thread-main": "dist/src/worker/thread-main.js",
+    "io-thread": "dist/src/backstore/io-thread.js",
+    opfs: "dist/src/backstore/opfs.js",
+    job: "dist/bench/job.js",
+  },
+  absWorkingDir: root,
+  bundle: true,
+  splitting: true,
+  format: "esm",
+  platform: "browser",
+  target: "es2022",
+  outdir: "dist/browser",
+  entryNames: "[name]",
+  chunkNames: "chunk-[hash]",
+  metafile: true,
+  logLevel: "error",
+  // The compiled JS, resolved as a browser resolves the package (not through tsconfig's paths, which point at Node's).
+  tsconfigRaw: {},
+});
+const nodeModules = Object.keys(bundle.metafile.inputs).filter((f) => f.startsWith("node:"));
+if (nodeModules.length) throw new Error(`the browser bundle imports ${nodeModules.join(", ")}`);
+for (const f of ["dataplane.wasm", "dataplane-reloc.wasm", "guest-engine.wasm"]) copyFileSync(join(root, "dist", f), join(root, "dist", "browser", f));

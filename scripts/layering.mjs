@@ -4,6 +4,9 @@
 import { readFileSync, readdirSync } from "node:fs";
 import { dirname, join, normalize } from "node:path";
 
+/** The package's subpath imports (package.json "imports"): the folder each resolves to, on every platform. */
+const SUBPATHS = { "#platform": "sys", "#backstores": "backstore" };
+
 /** src/ folder -> folders it imports -> one import that does it ("file -> specifier"). */
 export function folderGraph(src) {
   const edges = new Map();
@@ -11,8 +14,8 @@ export function folderGraph(src) {
     if (!f.includes("/")) continue; // an entry point
     const from = f.split("/")[0];
     if (!edges.has(from)) edges.set(from, new Map());
-    for (const m of readFileSync(join(src, f), "utf8").matchAll(/(?:from|import)\s*\(?\s*"(\.{1,2}\/[^"]+)"/g)) {
-      const to = normalize(join(dirname(f), m[1])).split("/")[0];
+    for (const m of readFileSync(join(src, f), "utf8").matchAll(/(?:from|import)\s*\(?\s*"(\.{1,2}\/[^"]+|#[\w-]+)"/g)) {
+      const to = m[1].startsWith("#") ? SUBPATHS[m[1]] : normalize(join(dirname(f), m[1])).split("/")[0];
       if (to !== from && !edges.get(from).has(to)) edges.get(from).set(to, `src/${f} -> ${m[1]}`);
     }
   }

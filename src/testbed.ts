@@ -4,7 +4,7 @@ import { VirtioScsiDriver, type VirtioScsiDriverOptions } from "./guest/scsi-dri
 import { VhostProcess, type VhostProcessOptions } from "./vhost/process.js";
 import { VhostScsiDevice } from "./device/vhost-scsi-device.js";
 import type { LunConfig, Tpg } from "./target/tpg.js";
-import { inPlaceSize } from "./backstore/index.js";
+import { inPlaceSize } from "#backstores";
 import type { ScsiTarget } from "./target/target.js";
 
 export interface TestbedOptions {

@@ -1,9 +1,10 @@
-// An I/O thread: opens its backstore from the module the backstore named (openInThread) and
-// serves the LUN's submission queue, with synchronous I/O straight on views of the guest
-// buffers. It spins briefly when the queue runs empty (a request arriving then is taken within
-// a microsecond), then sleeps on the queue's wake word until a producer notifies.
-import { workerData } from "node:worker_threads";
-import { performance } from "node:perf_hooks";
+// An I/O thread: opens its backstore from the module the backstore named (openInThread, which
+// may open it asynchronously: an OPFS file's access handle) and serves the LUN's submission
+// queue, with synchronous I/O straight on views of the guest buffers. It spins briefly when the
+// queue runs empty (a request arriving then is taken within a microsecond), then sleeps on the
+// queue's wake word until a producer notifies. Told to stop, it closes its backstore and says
+// "closed" to the thread that started it.
+import { platform } from "#platform";
 import { RingPort, type TakenRequest } from "./ring.js";
 import { BATCH, runBatch, type IoThreadInit } from "./service.js";
 import type { QueuedBackstore } from "./backstore.js";
@@ -12,11 +13,11 @@ import { PollTable } from "../sys/eventfd.js";
 /** How long an idle I/O thread keeps looking before it sleeps, ms. */
 const SPIN_MS = 0.05;
 
-const d = workerData as IoThreadInit;
+const d = await platform.threadData<IoThreadInit>();
 const control = new Int32Array(d.control);
 const port = new RingPort(d.memory.buffer as unknown as SharedArrayBuffer, new PollTable(d.pollTable));
-const mod = (await import(d.module)) as { openInThread(init: unknown): QueuedBackstore };
-const backstore = mod.openInThread(d.init);
+const mod = (await import(d.module)) as { openInThread(init: unknown): QueuedBackstore | Promise<QueuedBackstore> };
+const backstore = await mod.openInThread(d.init);
 const finish = (ctx: number, result: number) => port.complete(ctx, result);
 
 let idleSince = -1;
@@ -36,3 +37,4 @@ while (Atomics.load(control, 0) === 0) {
   idleSince = -1;
 }
 await backstore.close();
+platform.postToParent("closed");

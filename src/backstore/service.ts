@@ -3,7 +3,8 @@
 // worker's doorbell. Where: in dedicated I/O threads (io-thread.ts), or in the vhost workers
 // between their passes (worker-core.ts), when the backstore can be opened in other threads;
 // otherwise on the thread that opened the backstore, between its other events.
-import { Worker } from "node:worker_threads";
+import { platform } from "#platform";
+import type { PlatformThread } from "../sys/platform.js";
 import { compiledModule } from "../sys/compiled-module.js";
 import type { QueuedBackstore } from "./backstore.js";
 import { BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES, BS_OP_DISCARD, RingPort, type BackstoreIo, type TakenRequest } from "./ring.js";
@@ -117,8 +118,8 @@ export class BackstoreService {
   private running = true;
   private readonly port: RingPort;
   private loop: Promise<void> | undefined;
-  /** The I/O threads still running. */
-  private readonly threads = new Set<Worker>();
+  /** The I/O threads still running, each with the promise of its end (it closed its backstore, or died). */
+  private readonly threads = new Map<PlatformThread, Promise<void>>();
   /** Set when the vhost workers are to serve the queue: what they need to open the backstore. */
   readonly workerServed: WorkerServedBackstore | undefined;
   private readonly control = new SharedArrayBuffer(8);
@@ -136,15 +137,23 @@ export class BackstoreService {
     } else if (t) {
       for (let i = 0; i < t.ioThreads; i++) {
         const init: IoThreadInit = { memory: ctx.memory, pollTable: ctx.pollTable, sq, module: t.module, init: t.init, control: this.control };
-        const w = new Worker(compiledModule(new URL("./io-thread.ts", import.meta.url)), { workerData: init });
-        w.on("error", (e) => log("backstore %s: I/O thread failed: %s", backstore.name, e.message));
-        // Should the last I/O thread die, requests fail (EIO) rather than wait for ever.
-        w.on("exit", () => {
-          this.threads.delete(w);
-          if (this.threads.size === 0 && this.running) this.loop = this.run(failing(backstore));
+        const w = platform.startThread(compiledModule(new URL("./io-thread.ts", import.meta.url)), init);
+        const ended = new Promise<void>((resolve) => {
+          const gone = () => {
+            if (!this.threads.delete(w)) return;
+            resolve();
+            // Should the last I/O thread die, requests fail (EIO) rather than wait for ever.
+            if (this.threads.size === 0 && this.running) this.loop = this.run(failing(backstore));
+          };
+          w.onMessage((m) => m === "closed" && gone());
+          w.onExit(gone);
+          w.onError((e) => {
+            log("backstore %s: I/O thread failed: %s", backstore.name, e.message);
+            gone();
+          });
         });
         w.unref();
-        this.threads.add(w);
+        this.threads.set(w, ended);
       }
     } else {
       this.loop = this.run(backstore);
@@ -172,7 +181,7 @@ export class BackstoreService {
       if (batch.length) {
         runBatch(backstore, batch, finish);
         // Let completions that arrive asynchronously run before looking again.
-        await new Promise((r) => setImmediate(r));
+        await platform.yieldToEventLoop();
         continue;
       }
       await port.sleepAsync(sq, 100);
@@ -185,7 +194,14 @@ export class BackstoreService {
     Atomics.store(new Int32Array(this.control), 0, 1);
     this.port.wake(this.sq);
     // Held until they are gone (an idle I/O thread does not keep the process alive otherwise).
-    await Promise.all([...this.threads].map((w) => new Promise((r) => (w.ref(), w.once("exit", r), this.port.wake(this.sq)))));
+    await Promise.all(
+      [...this.threads].map(async ([w, ended]) => {
+        w.ref();
+        this.port.wake(this.sq);
+        await ended;
+        await w.terminate();
+      }),
+    );
     await this.loop;
     await this.backstore.close();
   }

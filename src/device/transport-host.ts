@@ -1,4 +1,3 @@
-import type { MessagePort } from "node:worker_threads";
 import type { TransportDescription, TransportRequest, VirtioTransport } from "../virtio/transport.js";
 import type { EventFdHandle } from "../sys/eventfd.js";
 import { VIRTIO_SCSI_CONFIG_SIZE } from "../virtio/virtio-scsi.js";
@@ -12,7 +11,8 @@ export function hostTransport(
   device: VirtioTransport & { notifiers(): { kick: EventFdHandle; call: EventFdHandle }[] },
   port: MessagePort,
 ): TransportDescription {
-  port.on("message", async (m: TransportRequest) => {
+  port.onmessage = async (e: MessageEvent<TransportRequest>) => {
+    const m = e.data;
     try {
       if (m.op === "setStatus") {
         device.setDriverFeatures(BigInt(m.driverFeatures));
@@ -25,10 +25,10 @@ export function hostTransport(
       } else {
         port.postMessage({ id: m.id, status: device.status(), data: device.readConfig(m.offset, m.length) });
       }
-    } catch (e) {
-      port.postMessage({ id: m.id, status: device.status(), error: (e as Error).message });
+    } catch (err) {
+      port.postMessage({ id: m.id, status: device.status(), error: (err as Error).message });
     }
-  });
+  };
   return {
     deviceId: device.deviceId,
     deviceFeatures: device.deviceFeatures().toString(),

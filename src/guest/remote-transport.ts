@@ -1,4 +1,3 @@
-import type { MessagePort } from "node:worker_threads";
 import { EventFd, onSignal } from "../sys/eventfd.js";
 import type { QueueConfig, VirtioTransport } from "../virtio/transport.js";
 import type { TransportDescription, TransportRequest } from "../virtio/transport.js";
@@ -28,10 +27,11 @@ export class RemoteTransport implements VirtioTransport {
     this.config = desc.config;
     this.kicks = desc.notifiers.map((n) => EventFd.fromHandle(n.kick));
     this.calls = desc.notifiers.map((n) => EventFd.fromHandle(n.call));
-    port.on("message", (m: { id: number; status: number; error?: string; data?: Uint8Array }) => {
+    port.onmessage = (e: MessageEvent<{ id: number; status: number; error?: string; data?: Uint8Array }>) => {
+      const m = e.data;
       this.waiting.get(m.id)?.resolve(m);
       this.waiting.delete(m.id);
-    });
+    };
   }
 
   private request(r: Omit<TransportRequest, "id"> & { op: TransportRequest["op"] }): Promise<{ status: number; error?: string; data?: Uint8Array }> {

@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import { Tpg } from "./tpg.js";
@@ -8,7 +7,9 @@ const WWPN_RE = /^naa\.[0-9a-f]{16}$/i;
 
 /** A fresh locally administered WWPN, as targetcli generates them ("naa.5001405" + random). */
 export function generateWwpn(): string {
-  return `naa.5001405${randomBytes(5).toString("hex").slice(0, 9)}`;
+  return `naa.5001405${Array.from(crypto.getRandomValues(new Uint8Array(5)), (b) => b.toString(16).padStart(2, "0"))
+    .join("")
+    .slice(0, 9)}`;
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import { Lun, UA_LUNS_CHANGED, type LunOptions } from "./lun.js";
-import { openBackstore, type Backstore, type BackstoreConfig } from "../backstore/index.js";
+import { openBackstore, type Backstore, type BackstoreConfig } from "#backstores";
 import { VHOST_SCSI_MAX_LUN, VHOST_SCSI_MAX_TARGET } from "../wasm/abi.generated.js";
 export { VHOST_SCSI_MAX_LUN, VHOST_SCSI_MAX_TARGET } from "../wasm/abi.generated.js";
 

@@ -3,7 +3,7 @@ import { MockSplitQueue } from "./mock-queue.js";
 import { TargetRegistry } from "../target/registry.js";
 import type { DeviceQueue } from "../virtio/device-queue.js";
 import type { LunConfig } from "../target/tpg.js";
-import { openBackstoreSync } from "../backstore/index.js";
+import { openBackstoreSync } from "#backstores";
 import { VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from "../virtio/ring.js";
 
 /**

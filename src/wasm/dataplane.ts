@@ -1,5 +1,4 @@
-import { readFileSync, existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { platform } from "#platform";
 import { RELOCATED_STATIC_BASE, STATIC_AREA_END, type SharedMemory } from "../memory/shared-memory.js";
 import { IOVEC_ARRAY_ENTRIES, IOVEC_SIZE, type DataplaneExports } from "./abi.generated.js";
 
@@ -16,36 +15,18 @@ export function readIovecs(view: DataView, ptr: number): { out: number; entries:
   return { out: view.getUint32(ptr + 4, true), entries };
 }
 
-const compiled = new Map<string, WebAssembly.Module>();
-
-function wasmPath(file: string): string {
-  // dist/src/wasm/dataplane.js -> dist/<file>; src/wasm/dataplane.ts -> dist/<file>
-  for (const rel of [`../../${file}`, `../../dist/${file}`]) {
-    const p = fileURLToPath(new URL(rel, import.meta.url));
-    if (existsSync(p)) return p;
-  }
-  throw new Error(`${file} not found: run \`npm run build\``);
-}
-
-/** A build of the data plane, compiled once per thread (a Module can be posted to workers). */
-function compiledModule(file: string): WebAssembly.Module {
-  let m = compiled.get(file);
-  if (!m) compiled.set(file, (m = new WebAssembly.Module(readFileSync(wasmPath(file)))));
-  return m;
-}
-
 /**
  * The compiled data plane module: the default build, or with `staticBase` the relocated one
  * whose static data starts there.
  */
 export function dataplaneModule(staticBase = 0): WebAssembly.Module {
   if (staticBase !== 0 && staticBase !== RELOCATED_STATIC_BASE) throw new RangeError(`no data plane build with static data at ${staticBase}`);
-  return compiledModule(staticBase === 0 ? "dataplane.wasm" : "dataplane-reloc.wasm");
+  return platform.wasmModule(staticBase === 0 ? "dataplane.wasm" : "dataplane-reloc.wasm");
 }
 
 /** The test build (assembly/testing.ts): the data plane plus the test devices and step-by-step ring calls. */
 export function dataplaneTestModule(): WebAssembly.Module {
-  return compiledModule("dataplane-testing.wasm");
+  return platform.wasmModule("dataplane-testing.wasm");
 }
 
 /**

@@ -2,14 +2,12 @@
 // worker core serving the vrings attached to it, and a loop that polls, busy-polls for the
 // vrings' busyloop timeout, then sleeps on its doorbell (Atomics.wait): kicks, control requests
 // and backstores completing requests all ring it.
-import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
-import { performance } from "node:perf_hooks";
+import { platform } from "#platform";
 import { PollTable } from "../sys/eventfd.js";
 import { instantiateDataplane } from "../wasm/dataplane.js";
 import { WorkerCore } from "./worker-core.js";
 import { POLL_MORE, POLL_WAITING } from "./scsi-vrings.js";
-import type { WorkerInit, WorkerReply, WorkerRequest } from "./thread-protocol.js";
-import { threadCpuMs } from "./thread-cpu.js";
+import { ControlPort, type WorkerInit, type WorkerReply } from "./thread-protocol.js";
 import { AdaptivePoll } from "./adaptive-poll.js";
 import { pinThread } from "../sys/affinity.js";
 
@@ -21,13 +19,13 @@ import { pinThread } from "../sys/affinity.js";
  */
 const REFILL_POLL_US = 8;
 
-const init = workerData as WorkerInit;
+const init = await platform.threadData<WorkerInit>();
 // Before anything else: a thread that cannot be placed where it was asked dies with the reason.
 if (init.cpus) pinThread(init.cpus);
 const dp = instantiateDataplane(init.memory, init.area, init.module);
 const table = new PollTable(init.pollTable);
 const core = new WorkerCore(dp, table, init.doorbell, init.memory.buffer as unknown as SharedArrayBuffer);
-const port = init.port;
+const control = new ControlPort(init.port, init.posted, platform);
 let running = true;
 /** Set by "stop": the loop ends once the vrings are detached. */
 let stopping = false;
@@ -38,10 +36,9 @@ let stopping = false;
  * backstores (an import) lets the event loop run.
  */
 async function handleControl(): Promise<void> {
-  for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) {
-    const { seq, cmd } = m.message as WorkerRequest;
+  for (const { seq, cmd } of await control.take()) {
     const reply: WorkerReply = { seq };
-    const ack = () => port.postMessage(reply);
+    const ack = () => control.reply(reply);
     try {
       switch (cmd.op) {
         case "attach":
@@ -64,9 +61,11 @@ async function handleControl(): Promise<void> {
           break;
         case "flush":
           break; // passes run to completion: nothing is half done between them
-        case "cpu":
-          reply.cpu = threadCpuMs() && { ...threadCpuMs()!, busy: core.busyMs };
+        case "cpu": {
+          const cpu = platform.threadCpuMs();
+          reply.cpu = cpu && { ...cpu, busy: core.busyMs };
           break;
+        }
         case "stop": {
           stopping = true;
           let left = core.vrings.size;
@@ -141,10 +140,9 @@ async function main(): Promise<void> {
 }
 
 main().then(
-  () => port.close(),
+  () => control.port.close(),
   (e) => {
     core.signalErrors();
     throw e;
   },
 );
-parentPort?.on("message", () => {});

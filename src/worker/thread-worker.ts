@@ -1,4 +1,5 @@
-import { Worker, MessageChannel, type MessagePort } from "node:worker_threads";
+import { platform } from "#platform";
+import type { PlatformThread } from "../sys/platform.js";
 import { compiledModule } from "../sys/compiled-module.js";
 import { processPollTable } from "../sys/eventfd.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
@@ -12,14 +13,17 @@ import type { VhostWorker, VringAttachment } from "./worker.js";
 import type { WorkerServedBackstore } from "../backstore/service.js";
 
 /**
- * A vhost worker in its own node:worker_threads thread (the kernel's vhost task), with its own
- * data plane instance over the shared memory. The control plane talks to it over a message
- * port and rings its doorbell; every request is acknowledged. A thread that dies is reported:
+ * A vhost worker in its own thread (the kernel's vhost task: a node:worker_threads thread, or a
+ * Web Worker), with its own data plane instance over the shared memory. The control plane talks
+ * to it over a message port, counts what it posted in shared memory, and rings its doorbell;
+ * every request is acknowledged. A thread that dies is reported:
  * its vrings' err eventfds are signalled, `failure` is set, and requests to it fail with EIO.
  */
 export class ThreadWorker implements VhostWorker {
-  private readonly thread: Worker;
+  private readonly thread: PlatformThread;
   private readonly port: MessagePort;
+  /** Requests posted so far (ControlPort: a thread that receives messages only through its event loop waits for them). */
+  private readonly posted = new Int32Array(new SharedArrayBuffer(4));
   private readonly doorbell: number;
   private readonly pending = new Map<number, { resolve: (r: WorkerReply) => void; reject: (e: Error) => void }>();
   private readonly attached = new Map<number, VringAttachment>();
@@ -50,23 +54,25 @@ export class ThreadWorker implements VhostWorker {
       pollTable: table.sab,
       doorbell: this.doorbell,
       port: port2,
+      posted: this.posted.buffer as SharedArrayBuffer,
       cpus,
     };
-    this.thread = new Worker(compiledModule(new URL("./thread-main.ts", import.meta.url)), { workerData: init, transferList: [port2] });
-    // A thread that only waits for kicks does not keep the process alive (as Node's idle handles
-    // do not): the thread never, its port while a request to it is pending.
-    this.thread.unref();
-    port1.unref();
-    port1.on("message", (r: WorkerReply) => {
+    this.thread = platform.startThread(compiledModule(new URL("./thread-main.ts", import.meta.url)), init, [port2]);
+    port1.onmessage = (e: MessageEvent<WorkerReply>) => {
+      const r = e.data;
       const p = this.pending.get(r.seq);
       if (!p) return;
       this.pending.delete(r.seq);
-      if (this.pending.size === 0) port1.unref();
+      if (this.pending.size === 0) platform.refPort(port1, false);
       if (r.error) p.reject(new VhostError("EIO", `worker ${id}: ${r.error}`));
       else p.resolve(r);
-    });
-    this.thread.on("error", (e) => this.died(e));
-    this.thread.on("exit", (code) => {
+    };
+    // A thread that only waits for kicks does not keep the process alive (as Node's idle handles
+    // do not): the thread never, its port while a request to it is pending.
+    this.thread.unref();
+    platform.refPort(port1, false);
+    this.thread.onError((e) => this.died(e));
+    this.thread.onExit((code) => {
       if (!this.stopping) this.died(new Error(`worker ${id} exited with code ${code}`));
     });
   }
@@ -78,7 +84,7 @@ export class ThreadWorker implements VhostWorker {
     for (const a of this.attached.values()) if (a.err) EventFd.fromHandle(a.err).write(1n);
     for (const p of this.pending.values()) p.reject(new VhostError("EIO", `worker ${this.id} died: ${e.message}`));
     this.pending.clear();
-    this.port.unref();
+    platform.refPort(this.port, false);
   }
 
   private async send(cmd: WorkerCommand): Promise<void> {
@@ -89,9 +95,10 @@ export class ThreadWorker implements VhostWorker {
     if (this.failure) return Promise.reject(new VhostError("EIO", `worker ${this.id} died: ${this.failure.message}`));
     const seq = ++this.seq;
     return new Promise((resolve, reject) => {
-      if (this.pending.size === 0) this.port.ref();
+      if (this.pending.size === 0) platform.refPort(this.port, true);
       this.pending.set(seq, { resolve, reject });
       this.port.postMessage({ seq, cmd });
+      Atomics.add(this.posted, 0, 1);
       processPollTable().ring(this.doorbell);
     });
   }
@@ -101,7 +108,7 @@ export class ThreadWorker implements VhostWorker {
   }
 
   /** The thread (tests terminate it to simulate a crash). */
-  get nodeWorker(): Worker {
+  get platformThread(): PlatformThread {
     return this.thread;
   }
 

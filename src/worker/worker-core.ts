@@ -1,4 +1,3 @@
-import { performance } from "node:perf_hooks";
 import { EventFd, type PollTable } from "../sys/eventfd.js";
 import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { VringAttachment } from "./worker.js";
@@ -50,7 +49,10 @@ export class WorkerCore {
     const next = new Map<number, QueuedBackstore>();
     for (const s of list) {
       const had = this.backstores.get(s.sq);
-      next.set(s.sq, had ?? ((await import(s.module)) as { openInThread(init: unknown): QueuedBackstore }).openInThread(s.init));
+      next.set(
+        s.sq,
+        had ?? (await ((await import(s.module)) as { openInThread(init: unknown): QueuedBackstore | Promise<QueuedBackstore> }).openInThread(s.init)),
+      );
     }
     for (const [sq, b] of this.backstores) if (!next.has(sq)) await b.close();
     this.backstores = next;

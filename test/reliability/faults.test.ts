@@ -43,7 +43,7 @@ describe("a vhost worker thread killed mid-batch", () => {
     await until(() => done > 400);
     // Kill the thread serving queue 1 while it is busy (it is draining or busy-polling).
     const victim = (await v.GET_VRING_WORKER(3)).worker_id;
-    await workerOf(bed, victim).nodeWorker.terminate();
+    await workerOf(bed, victim).platformThread.terminate();
     await until(() => v.failedWorkers().length === 1);
     await until(() => reported.length > 0, 2000);
     expect(reported).toEqual([expect.objectContaining({ queue: 3, name: "WorkerFailed", errno: "EIO", info: victim })]);
@@ -71,7 +71,7 @@ describe("a vhost worker killed while its file I/O runs elsewhere (the fence)", 
     const reads = Array.from({ length: 8 }, (_, lba) => bed!.driver.command({ lun: 0, queue: 1, cdb: read16(lba, 1), dataInLength: 512 }));
     await until(() => gate.held === 8);
     const victim = (await v.GET_VRING_WORKER(3)).worker_id;
-    await workerOf(bed, victim).nodeWorker.terminate();
+    await workerOf(bed, victim).platformThread.terminate();
     await until(() => v.failedWorkers().length === 1);
     let recovered = false;
     const recovery = bed.device.recoverWorkers().then(() => (recovered = true));

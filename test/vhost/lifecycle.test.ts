@@ -75,8 +75,8 @@ describe("worker threads", () => {
     const errFd = bed.proc.eventfd();
     await v.SET_VRING_ERR({ index: 2, fd: errFd });
     const serving = (await v.GET_VRING_WORKER(2)).worker_id;
-    const w1 = (v as unknown as { workers: Map<number, { nodeWorker: { terminate(): Promise<number> }; failure?: Error }> }).workers.get(serving)!;
-    await w1.nodeWorker.terminate();
+    const w1 = (v as unknown as { workers: Map<number, { platformThread: { terminate(): Promise<void> }; failure?: Error }> }).workers.get(serving)!;
+    await w1.platformThread.terminate();
     await until(() => w1.failure !== undefined);
     expect(await bed.proc.eventfdOf(errFd).readAsync(2000)).toBeGreaterThan(0n);
     // The control plane moves the queue to a fresh worker; I/O goes on.

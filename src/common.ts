@@ -1,0 +1,97 @@
+// What both entry points give, Node's (index.ts) and a browser's (browser.ts): everything that
+// runs on either platform. The raw data-plane interface is `vhost-scsi-wasm/abi`; mocks and
+// harnesses for tests are `vhost-scsi-wasm/testing`; a device's transport carried to another
+// thread is `vhost-scsi-wasm/transport`; the v86 embedding is `vhost-scsi-wasm/v86`.
+
+// The whole stack wired the way a user would wire it by hand.
+export { createTestbed, type Testbed, type TestbedOptions } from "./testbed.js";
+
+// The shared memory that holds the device's structures and guest RAM.
+export { SharedMemory, type SharedMemoryOptions, type SharedMemoryLayout } from "./memory/shared-memory.js";
+
+// The vhost control plane: /dev/vhost-scsi, its ioctls (the uapi header), eventfds, workers.
+export { VhostProcess, type VhostProcessOptions } from "./vhost/process.js";
+export { VhostScsi, VHOST_SCSI_MAX_IO_VQ, VHOST_SCSI_VQ_CTL, VHOST_SCSI_VQ_EVT, VHOST_SCSI_VQ_IO, type VhostContext } from "./vhost/vhost-scsi.js";
+export * from "./vhost/uapi.js";
+export { vhostRegionsOf, VHOST_MAX_MEM_REGIONS, type VhostMemoryRegion } from "./vhost/mem-table.js";
+export { EventFd, EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, type EventFdHandle } from "./sys/eventfd.js";
+export { pinThread, parseCpuList, allowedCpus } from "./sys/affinity.js";
+export { LocalWorker, type LocalWorkerOptions } from "./worker/local-worker.js";
+export { POLL_IDLE, POLL_MORE, POLL_WAITING, type PollResult, type VringBinding, type VringKind } from "./worker/scsi-vrings.js";
+export type { VhostWorker } from "./worker/worker.js";
+
+// Errors: errno values as the kernel returns them, and what a queue error means.
+export { VhostError, Errno, type ErrnoCode } from "./sys/errors.js";
+export { QUEUE_ERRORS, queueError, type QueueErrorName } from "./virtio/queue-error.js";
+
+// The QEMU-side device model and the virtio transport a driver sees.
+export { VhostScsiDevice, type VhostScsiDeviceOptions, type QueueErrorEvent } from "./device/vhost-scsi-device.js";
+export {
+  VIRTIO_CONFIG_S_ACKNOWLEDGE,
+  VIRTIO_CONFIG_S_DRIVER,
+  VIRTIO_CONFIG_S_DRIVER_OK,
+  VIRTIO_CONFIG_S_FEATURES_OK,
+  VIRTIO_CONFIG_S_NEEDS_RESET,
+  VIRTIO_CONFIG_S_FAILED,
+  type QueueConfig,
+  type VirtioTransport,
+} from "./virtio/transport.js";
+export {
+  VIRTIO_F_NOTIFY_ON_EMPTY,
+  VIRTIO_F_ANY_LAYOUT,
+  VIRTIO_RING_F_INDIRECT_DESC,
+  VIRTIO_RING_F_EVENT_IDX,
+  VIRTIO_F_VERSION_1,
+  VIRTQUEUE_MAX_SIZE,
+  VRING_DESC_F_NEXT,
+  VRING_DESC_F_WRITE,
+  VRING_DESC_F_INDIRECT,
+  VRING_USED_F_NO_NOTIFY,
+  VRING_AVAIL_F_NO_INTERRUPT,
+} from "./virtio/ring.js";
+export * from "./virtio/virtio-scsi.js";
+
+// The target: WWPN, TPGs, LUNs.
+export { TargetRegistry } from "./target/registry.js";
+export { ScsiTarget, generateWwpn } from "./target/target.js";
+export { Tpg, VHOST_SCSI_MAX_LUN, VHOST_SCSI_MAX_TARGET, type LunConfig, type TpgListener } from "./target/tpg.js";
+export { Lun, UA_POWER_ON, UA_NEXUS_LOSS, UA_LUN_RESET, UA_CAPACITY_CHANGED, UA_LUNS_CHANGED, type LunOptions } from "./target/lun.js";
+
+// Backstores: the seam a backstore implements, the registry, the built-in types.
+export {
+  RamBackstore,
+  NullBackstore,
+  registerBackstore,
+  backstoreType,
+  backstoreTypes,
+  parseBackstoreArg,
+  openBackstore,
+  openBackstoreSync,
+  type Backstore,
+  type QueuedBackstore,
+  type ThreadedBackstore,
+  type BackstoreFeatures,
+  type BackstoreConfig,
+  type BackstoreConfigs,
+  type BackstoreType,
+  type IoDone,
+} from "./backstore/backstore.js";
+export { BS_OP_READ, BS_OP_WRITE, BS_OP_FLUSH, BS_OP_WRITE_ZEROES, BS_OP_DISCARD, type BackstoreIo, type BackstoreOp } from "./backstore/ring.js";
+
+// The guest side: RAM, the virtqueue and virtio-scsi drivers, SCSI commands and sense.
+export { GuestMemory, type GuestRegion, type GuestMemoryListener } from "./guest/guest-memory.js";
+export { GuestVirtqueue, type GuestBuffer, type UsedElem, type GuestVirtqueueOptions } from "./guest/virtqueue.js";
+export { VirtioScsiDriver, type ScsiCommand, type ScsiResult, type ScsiEvent, type VirtioScsiDriverOptions } from "./guest/scsi-driver.js";
+export { scanTarget, reportLunNumbers, commandRetryingUA, type ScannedDisk } from "./guest/scan.js";
+export * from "./guest/scsi-commands.js";
+export * from "./guest/sense.js";
+
+// Types the API above names (in property and parameter types), for reading and annotating.
+export type { PollTable } from "./sys/eventfd.js";
+export type { RangeAllocator, Allocation } from "./memory/range-allocator.js";
+export type { DataplaneExports, DataplaneInstance } from "./wasm/dataplane.js";
+export type { SplitRingView } from "./virtio/ring.js";
+export type { DeviceQueue, QueueErrorInfo, RingAddresses } from "./virtio/device-queue.js";
+export type { VringAttachment } from "./worker/worker.js";
+export type { WorkerServedBackstore } from "./backstore/service.js";
+export type { Pending } from "./guest/scsi-driver.js";
