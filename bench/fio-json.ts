@@ -5,7 +5,8 @@
 // fio has no key for (verify, the device side and the yardsticks) sits in sections of our own
 // (`verify` in a job, `device` at the top), which fio's tools ignore.
 import type { Histogram } from "hdr-histogram-js";
-import { packageVersion, type FioOptions } from "./options.js";
+import type { FioOptions } from "./options.js";
+import { VERSION } from "./version.generated.js";
 import { DIRECTIONS, latencies, mergedLatencies, perSecond, windows, type JobResult } from "./job-result.js";
 import { fioBins, recorded } from "./fio-buckets.js";
 
@@ -163,7 +164,7 @@ export function fioJson(entries: JsonEntry[], plus: boolean, extra: Record<strin
   const groupBw = (group: number, run: number, d: number) =>
     entries.filter((e) => e.o.group === group && e.run === run).reduce((s, e) => s + perSecond(e.result[DIRECTIONS[d]].bytes, e.result.elapsedMs), 0);
   return {
-    "fio version": `vhost-scsi-wasm-${packageVersion()}`,
+    "fio version": `vhost-scsi-wasm-${VERSION}`,
     timestamp: Math.floor(now / 1000),
     timestamp_ms: now,
     time: new Date(now).toString(),

@@ -3,7 +3,7 @@
 // workers, the same queues), run in the same process right before and right after it, half the
 // time each, as the C loop brackets a RAM-disk run. The ratio says what asking for more threads
 // than cores cost, measured against a state of the machine the run itself saw.
-import { availableParallelism } from "node:os";
+import { platform } from "#platform";
 import { busyThreads, parseOptions, type FioOptions } from "./options.js";
 
 /** The fitting configuration's options that differ from the run's, as the report names them. */
@@ -18,7 +18,7 @@ export function fittingLabel(o: FioOptions): string {
  * configuration (polling, placement). Undefined when o fits the cores or nothing does (one core).
  */
 export function fittingOptions(o: FioOptions, runtimeMs: number): FioOptions | undefined {
-  const cores = availableParallelism();
+  const cores = platform.cores();
   if (busyThreads(o) <= cores) return undefined;
   const numjobs = Math.min(o.numjobs, Math.max(1, Math.floor(cores / 2)));
   const workers = Math.min(o.workers, Math.max(1, cores - numjobs));

@@ -3,9 +3,7 @@
 // them, `key=value` or a bare `key` per line, `;` and `#` comment lines, `include FILE`, and
 // `${VAR}` expanded from the environment (with fio's own `$ncpus`, `$pagesize` and
 // `$mb_memory`). Nothing here knows what an option means; options.ts does.
-import { readFileSync } from "node:fs";
-import { availableParallelism, totalmem } from "node:os";
-import { dirname, resolve } from "node:path";
+import { platform } from "#platform";
 
 /** One option as given: its name, its value (undefined for a bare flag), and where, for messages. */
 export interface OptionEntry {
@@ -24,11 +22,11 @@ export interface JobSection {
 export class JobFileError extends Error {}
 
 /** fio's predefined variables ($ncpus and friends), then the environment's ${VAR}. */
-function expand(text: string, where: string, env: NodeJS.ProcessEnv): string {
+function expand(text: string, where: string, env: Record<string, string | undefined>): string {
   const fio: Record<string, string> = {
-    ncpus: String(availableParallelism()),
+    ncpus: String(platform.cores()),
     pagesize: "4096",
-    mb_memory: String(Math.floor(totalmem() / 2 ** 20)),
+    mb_memory: String(Math.floor(platform.totalMemory() / 2 ** 20)),
   };
   return text
     .replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
@@ -37,6 +35,13 @@ function expand(text: string, where: string, env: NodeJS.ProcessEnv): string {
       return v;
     })
     .replace(/\$(ncpus|pagesize|mb_memory)\b/g, (_, name: string) => fio[name]);
+}
+
+/** A path named in `file`: as it is when absolute, else beside `file`. */
+function besideFile(file: string, path: string): string {
+  if (path.startsWith("/")) return path;
+  const slash = file.lastIndexOf("/");
+  return slash < 0 ? path : `${file.slice(0, slash + 1)}${path}`;
 }
 
 /** The lines of a file, with includes read in place: [text, where]. */
@@ -51,7 +56,7 @@ function lines(text: string, file: string, readText: (path: string) => string, d
       return;
     }
     if (depth >= 8) throw new JobFileError(`${where}: includes nested too deep`);
-    const path = resolve(dirname(file), inc[1].trim());
+    const path = besideFile(file, inc[1].trim());
     let body: string;
     try {
       body = readText(path);
@@ -67,12 +72,7 @@ function lines(text: string, file: string, readText: (path: string) => string, d
  * The jobs of a job file's text (`file` names it in messages and anchors includes). A job gets
  * the [global] options that come before it in the file, then its own.
  */
-export function parseJobFile(
-  text: string,
-  file: string,
-  env: NodeJS.ProcessEnv = process.env,
-  readText: (path: string) => string = (p) => readFileSync(p, "utf8"),
-): JobSection[] {
+export function parseJobFile(text: string, file: string, env: Record<string, string | undefined>, readText: (path: string) => string): JobSection[] {
   const global: OptionEntry[] = [];
   const jobs: JobSection[] = [];
   let current: OptionEntry[] | undefined;

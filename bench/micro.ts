@@ -15,7 +15,7 @@ import { runRingBench } from "./ring.js";
 import { dataplaneModule } from "../src/wasm/dataplane.js";
 import { nativeReference, wasmReference } from "./native-reference.js";
 import { xorshift32 } from "./guest-engine.js";
-import { measureJobs } from "./fio.js";
+import { measureJobs } from "./run.js";
 import { runIops } from "./report.js";
 import { parseOptions } from "./options.js";
 

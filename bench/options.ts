@@ -2,10 +2,8 @@
 // file (job-file.ts): what each means, their defaults, and how jobs that run at the same time
 // share one device. A command line is fio's: options before the first --name apply to every
 // job, each --name starts a job; a job file's [global] section does the same.
-import { availableParallelism } from "node:os";
-import { readFileSync } from "node:fs";
-import { basename, relative } from "node:path";
-import { backstoreTypes, parseBackstoreArg } from "../src/backstore/index.js";
+import { platform } from "#platform";
+import { backstoreTypes, parseBackstoreArg } from "#backstores";
 import { allowedCpus, canPinThreads, cpusProblem, parseCpuList } from "../src/sys/affinity.js";
 import { type JobSection, type OptionEntry, JobFileError, parseJobFile } from "./job-file.js";
 
@@ -157,29 +155,8 @@ function flag(name: string, v: string | undefined): boolean {
 /** The benchmark's own name, in its messages (it speaks fio's options but is not fio). */
 export const PROGRAM = "vhost-scsi-bench";
 
-/** The package's version (its package.json, above this module in the source tree or in dist/), as --version and the JSON say it. */
-export function packageVersion(): string {
-  for (let dir = new URL(".", import.meta.url); dir.pathname !== "/"; dir = new URL("..", dir)) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL("package.json", dir), "utf8"));
-      if (pkg.name === "vhost-scsi-wasm") return pkg.version;
-    } catch {}
-  }
-  return "unknown";
-}
-
-/** How this program was invoked, for --help: `npm start --`, the bin's name, or `node PATH`. */
-export function invokedAs(argv1: string | undefined = process.argv[1], env: NodeJS.ProcessEnv = process.env): string {
-  if (env.npm_lifecycle_event === "start") return "npm start --";
-  if (!argv1) return PROGRAM;
-  const name = basename(argv1);
-  if (!name.endsWith(".js")) return name;
-  const rel = relative(process.cwd(), argv1);
-  return `node ${rel.startsWith("..") ? argv1 : rel}`;
-}
-
 /** --help, with the backstore types registered and the command as invoked. */
-export function helpText(command = invokedAs()): string {
+export function helpText(command: string = PROGRAM): string {
   const kinds = backstoreTypes()
     .map((t) => t.usage)
     .join(", ");
@@ -274,7 +251,7 @@ export const busyThreads = (o: { guestThreads: number; workers: number }) => o.g
  * workers on two cores (docs/performance.md).
  */
 function defaultGuestThreads(jobs: number, workers: number): number {
-  const cores = availableParallelism();
+  const cores = platform.cores();
   return jobs + workers <= cores ? jobs : Math.max(1, Math.min(jobs, cores - workers));
 }
 
@@ -287,7 +264,7 @@ function defaultGuestThreads(jobs: number, workers: number): number {
  * polling, 0.92-1.08M with everything polling, 1.19-1.20M with the guest alone polling.
  */
 function defaultPolls(guestThreads: number, workers: number): { busy: string; guest: string } {
-  const cores = availableParallelism();
+  const cores = platform.cores();
   if (guestThreads + workers <= cores) return { busy: "200", guest: "200" };
   return { busy: "0", guest: guestThreads < cores ? "200" : "0" };
 }
@@ -624,12 +601,26 @@ function programOptions(v: Map<string, OptionEntry>): ProgramOptions {
   };
 }
 
+/** What reading a job file needs: its text by path (`-`: standard input), and the environment for ${VAR}. */
+export interface JobFiles {
+  readText(path: string): string;
+  env: Record<string, string | undefined>;
+}
+
+/** Where there is no file to read (a page): a job file on the command line is an error saying so. */
+const NO_FILES: JobFiles = {
+  readText: () => {
+    throw new Error("job files cannot be read here");
+  },
+  env: {},
+};
+
 /**
  * A command line: its options (fio's: before the first --name they apply to every job, each
- * --name starts a job), and a job file given by path or `-` (stdin, read with readText("-")).
- * Every unknown option is reported at once.
+ * --name starts a job), and a job file given by path or `-` (standard input), read through
+ * `files`. Every unknown option is reported at once.
  */
-export function parseCommandLine(argv: readonly string[], readText: (path: string) => string = (p) => readFileSync(p === "-" ? 0 : p, "utf8")): CommandLine {
+export function parseCommandLine(argv: readonly string[], files: JobFiles = NO_FILES): CommandLine {
   const { entries, positional } = tokenize(argv);
   const program = programOptions(lastValues(entries.filter((e) => PROGRAM_KEYS.has(e.key))));
   const given = entries.filter((e) => !PROGRAM_KEYS.has(e.key));
@@ -639,12 +630,12 @@ export function parseCommandLine(argv: readonly string[], readText: (path: strin
     const file = positional[0];
     let text: string;
     try {
-      text = readText(file);
+      text = files.readText(file);
     } catch (e) {
       throw new OptionError(`${file}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such job file" : (e as Error).message}`);
     }
     try {
-      sections = parseJobFile(text, file === "-" ? "<stdin>" : file);
+      sections = parseJobFile(text, file === "-" ? "<stdin>" : file, files.env, files.readText);
     } catch (e) {
       if (e instanceof JobFileError) throw new OptionError(e.message);
       throw e;

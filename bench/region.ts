@@ -1,8 +1,7 @@
-// Where a run's jobs do their I/O: the LUN they share (its backstore, its size, laid out when
-// it is a file that is not there yet, read-only when no job writes), and each job's region of
-// it, as fio sizes a job's region by its file: --offset, then --size, never past the end. What
-// the LUN cannot hold is an error before any I/O.
-import { closeSync, constants, existsSync, ftruncateSync, openSync } from "node:fs";
+// Where a run's jobs do their I/O: the LUN they share (its backstore, its size, read-only when
+// no job writes), and each job's region of it, as fio sizes a job's region by its file:
+// --offset, then --size, never past the end. What the LUN cannot hold is an error before any
+// I/O. (A file that is not there yet is laid out by file-lun.ts, in Node.)
 import type { LunConfig } from "../src/target/tpg.js";
 import type { Amount, FioOptions } from "./options.js";
 import { rwPattern } from "./guest-engine.js";
@@ -19,21 +18,20 @@ export interface Region {
   bytes: number;
 }
 
-const fmtMiB = (n: number) => (n % 2 ** 20 === 0 ? `${n / 2 ** 20}MiB` : n % 1024 === 0 ? `${n / 1024}KiB` : `${n}B`);
+export const fmtMiB = (n: number) => (n % 2 ** 20 === 0 ? `${n / 2 ** 20}MiB` : n % 1024 === 0 ? `${n / 1024}KiB` : `${n}B`);
 
 /** A job writes (a read-only job with --verify writes its region first). */
 const writes = (o: FioOptions) => !rwPattern(o.rw).allReads || o.verify;
 
 /** The bytes a job needs from the LUN's start when they are given in bytes: --offset + --size (the default size where none). */
-function bytesNeeded(o: FioOptions, dflt: number): number {
+export function bytesNeeded(o: FioOptions, dflt: number): number {
   const off = "bytes" in o.offset ? o.offset.bytes : 0;
   return off + (o.size && "bytes" in o.size ? o.size.bytes : dflt);
 }
 
 /**
- * The LUN a run's jobs share: its config, and what was done to make it (a file laid out). A RAM
- * or null disk holds the farthest byte any job addresses; a file is opened as it is (read-only
- * when no job writes), or laid out when missing, at the size the jobs give.
+ * The LUN a run's jobs share: a RAM or null disk holding the farthest byte any job addresses;
+ * any other backstore as the jobs name it, read-only when no job writes.
  */
 export function lunFor(jobs: FioOptions[]): { lun: LunConfig; laidOut?: string } {
   const o = jobs[0];
@@ -43,27 +41,7 @@ export function lunFor(jobs: FioOptions[]): { lun: LunConfig; laidOut?: string }
   if (b.backstore === "ram" || b.backstore === "null") {
     return { lun: { ...b, ...common, readOnly: false, size: Math.max(...jobs.map((j) => bytesNeeded(j, DEFAULT_LUN_BYTES))) } as LunConfig };
   }
-  if (b.backstore !== "file") return { lun: { ...b, ...common } as LunConfig };
-  const path = b.path as string;
-  const lun = { ...b, ...common, direct: o.direct } as LunConfig;
-  if (existsSync(path)) return { lun };
-  // fio lays out a missing file at the size its jobs give, and says so; with no size it refuses.
-  const unsized = jobs.find((j) => !(j.size && "bytes" in j.size && "bytes" in j.offset));
-  if (unsized) throw new RunError(`${path} does not exist: give --size (and --offset) in bytes to lay it out`);
-  if (readOnly) throw new RunError(`${path} does not exist, and job ${o.name} only reads it: there is nothing to read`);
-  const bytes = Math.max(...jobs.map((j) => bytesNeeded(j, 0)));
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o644);
-  } catch (e) {
-    throw new RunError(`cannot lay out ${path}: ${(e as Error).message}`);
-  }
-  try {
-    ftruncateSync(fd, bytes);
-  } finally {
-    closeSync(fd);
-  }
-  return { lun, laidOut: `Laying out IO file ${path} (${fmtMiB(bytes)}, sparse)` };
+  return { lun: { ...b, ...common, ...(o.direct ? { direct: true } : {}) } as LunConfig };
 }
 
 /** The bytes an amount stands for on a LUN of `capacity` bytes, whole blocks of `blockSize`. */

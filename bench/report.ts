@@ -1,5 +1,5 @@
 import type { Histogram } from "hdr-histogram-js";
-import { availableParallelism } from "node:os";
+import { platform } from "#platform";
 import { busyThreads, type FioOptions } from "./options.js";
 import type { Reference } from "./backstore-reference.js";
 import type { NativeReference } from "./native-reference.js";
@@ -174,9 +174,9 @@ export function textReport(r: RunReport): string {
     cpus ? cpus.map((c, i) => `${what} ${i} on CPU ${c.join(",")}`).join(", ") : `${what}s where the scheduler puts them`;
   lines.push(`  placement: ${placed(o.guestCpus, "guest thread")}; ${placed(o.workerCpus, "vhost worker")} (--cpus_allowed, --worker-cpus)`);
   const busy = busyThreads(o);
-  if (busy > availableParallelism()) {
+  if (busy > platform.cores()) {
     lines.push(
-      `  note: ${busy} busy threads (${o.guestThreads} guest, ${o.workers} vhost workers) on ${availableParallelism()} cores: threads share cores,` +
+      `  note: ${busy} busy threads (${o.guestThreads} guest, ${o.workers} vhost workers) on ${platform.cores()} cores: threads share cores,` +
         (o.busyPollUs === 0 && o.guestPollUs === 0
           ? " polling is off (threads sleep on their eventfds)"
           : o.busyPollUs === 0
@@ -251,7 +251,7 @@ function deviceJson(r: RunReport) {
   const dev = r.dev;
   return {
     queues: r.jobs.reduce((s, j) => s + j.queues, 0),
-    cores: availableParallelism(),
+    cores: platform.cores(),
     busy_threads: busyThreads(o),
     lun_bytes: r.capacity,
     // The CPUs of each guest thread and each vhost worker; null: not pinned.

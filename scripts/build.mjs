@@ -114,6 +114,10 @@ const write = (file, text) => {
 };
 write("src/wasm/abi.generated.ts", dataplane.text);
 write("bench/engine-abi.generated.ts", engine.text);
+write(
+  "bench/version.generated.ts",
+  `// Written by scripts/build.mjs from package.json.\n/** The package's version. */\nexport const VERSION = ${JSON.stringify(JSON.parse(readFileSync(join(root, "package.json"), "utf8")).version)};\n`,
+);
 checkNoHandCopies(root, [...dataplane.names, ...engine.names], ["src", "bench"], ["src/wasm/", "bench/engine-abi.generated.ts"]);
 
 checkFolderLayering(join(root, "src"));

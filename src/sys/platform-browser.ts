@@ -103,4 +103,5 @@ export const platform: Platform = {
     throw new Error("a browser cannot pin a thread to CPUs");
   },
   cores: () => navigator.hardwareConcurrency || 1,
+  totalMemory: () => ((navigator as { deviceMemory?: number }).deviceMemory ?? 0) * 2 ** 30,
 };

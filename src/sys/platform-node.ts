@@ -3,7 +3,7 @@
 import { Worker, parentPort, receiveMessageOnPort, workerData, type MessagePort as NodeMessagePort } from "node:worker_threads";
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, readlinkSync } from "node:fs";
-import { availableParallelism } from "node:os";
+import { availableParallelism, totalmem } from "node:os";
 import { fileURLToPath } from "node:url";
 import { debuglog } from "node:util";
 import type { CpuTime, Platform, PlatformThread } from "./platform.js";
@@ -98,4 +98,5 @@ export const platform: Platform = {
     }
   },
   cores: () => availableParallelism(),
+  totalMemory: () => totalmem(),
 };

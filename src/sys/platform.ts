@@ -58,4 +58,6 @@ export interface Platform {
   pinThread(cpus: readonly number[]): void;
   /** The CPUs the machine offers this program. */
   cores(): number;
+  /** The machine's memory, bytes (a browser tells it roughly, or not at all: 0). */
+  totalMemory(): number;
 }

@@ -3,7 +3,8 @@
 // one device.
 import { describe, expect, it } from "vitest";
 import { availableParallelism } from "node:os";
-import { invokedAs, OptionError, parseCommandLine, parseOptions, parseSize, parseTime } from "../../bench/options.js";
+import { OptionError, parseCommandLine, parseOptions, parseSize, parseTime } from "../../bench/options.js";
+import { invokedAs } from "../../bench/fio.js";
 import { parseJobFile } from "../../bench/job-file.js";
 import { allowedCpus, canPinThreads } from "../../src/sys/affinity.js";
 
@@ -218,6 +219,9 @@ describe("fio's options on the command line", () => {
   });
 });
 
+/** Job files read from `read`, with no environment. */
+const files = (read: (path: string) => string) => ({ readText: read, env: {} });
+
 describe("fio job files", () => {
   const file = `; fio's HOWTO layout: a [global] section, then jobs
 [global]
@@ -238,7 +242,7 @@ stonewall
   const withBs = (bs: string) => file.replace(`${"$"}{BS}`, bs);
 
   it("reads [global] and job sections, comments and $VAR in braces from the environment", () => {
-    const jobs = parseJobFile(file, "two.fio", { BS: "8k" });
+    const jobs = parseJobFile(file, "two.fio", { BS: "8k" }, () => "");
     expect(jobs.map((j) => j.name)).toEqual(["reader", "writer"]);
     expect(jobs[0].entries.map((e) => [e.key, e.value, e.where])).toEqual([
       ["bs", "8k", "two.fio:3"],
@@ -251,13 +255,19 @@ stonewall
   });
 
   it("gives each job its options, the globals first; stonewall makes a second run", () => {
-    const cl = parseCommandLine(["two.fio"], () => withBs("8k"));
+    const cl = parseCommandLine(
+      ["two.fio"],
+      files(() => withBs("8k")),
+    );
     expect(cl.runs.map((r) => r.map((o) => [o.name, o.rw, o.bs, o.iodepth, o.size]))).toEqual([
       [["reader", "randread", 8192, 8, { bytes: 16 << 20 }]],
       [["writer", "randwrite", 8192, 32, { bytes: 16 << 20 }]],
     ]);
     // Options on the command line apply to every job of the file.
-    const more = parseCommandLine(["two.fio", "--bs=16k", "--iodepth=2"], () => withBs("8k"));
+    const more = parseCommandLine(
+      ["two.fio", "--bs=16k", "--iodepth=2"],
+      files(() => withBs("8k")),
+    );
     expect(more.runs.flat().map((o) => [o.bs, o.iodepth])).toEqual([
       [16384, 2],
       [16384, 2],
@@ -277,17 +287,50 @@ stonewall
 
   it("lists unknown options with their lines, and says what else is wrong where", () => {
     const text = "[global]\nbs=4k\nfsync_on_close=1\n[a]\nzonemode=zbd\nrw=read\n";
-    expect(() => parseCommandLine(["x.fio"], () => text)).toThrow("unknown options: x.fio:3: fsync_on_close, x.fio:5: zonemode");
-    expect(() => parseCommandLine(["x.fio"], () => "[a]\nbs=3x\n")).toThrow("x.fio:2: --bs: '3x' is not a size");
-    expect(() => parseCommandLine(["x.fio"], () => "bs=4k\n[a]\n")).toThrow("x.fio:1: 'bs=4k' comes before any [section]");
-    expect(() => parseCommandLine(["x.fio"], () => "[global]\nbs=4k\n")).toThrow("no jobs defined");
-    const unset = `[a]\nbs=${"$"}{NOPE_NOT_SET}\n`;
-    expect(() => parseCommandLine(["x.fio"], () => unset)).toThrow(`x.fio:2: ${"$"}{NOPE_NOT_SET} is not set`);
-    expect(() => parseCommandLine(["x.fio"], () => "[a]\noutput-format=json\n")).toThrow("x.fio:2: output-format is an option of the command line");
     expect(() =>
-      parseCommandLine(["missing.fio"], () => {
-        throw Object.assign(new Error("ENOENT"), { code: "ENOENT" });
-      }),
+      parseCommandLine(
+        ["x.fio"],
+        files(() => text),
+      ),
+    ).toThrow("unknown options: x.fio:3: fsync_on_close, x.fio:5: zonemode");
+    expect(() =>
+      parseCommandLine(
+        ["x.fio"],
+        files(() => "[a]\nbs=3x\n"),
+      ),
+    ).toThrow("x.fio:2: --bs: '3x' is not a size");
+    expect(() =>
+      parseCommandLine(
+        ["x.fio"],
+        files(() => "bs=4k\n[a]\n"),
+      ),
+    ).toThrow("x.fio:1: 'bs=4k' comes before any [section]");
+    expect(() =>
+      parseCommandLine(
+        ["x.fio"],
+        files(() => "[global]\nbs=4k\n"),
+      ),
+    ).toThrow("no jobs defined");
+    const unset = `[a]\nbs=${"$"}{NOPE_NOT_SET}\n`;
+    expect(() =>
+      parseCommandLine(
+        ["x.fio"],
+        files(() => unset),
+      ),
+    ).toThrow(`x.fio:2: ${"$"}{NOPE_NOT_SET} is not set`);
+    expect(() =>
+      parseCommandLine(
+        ["x.fio"],
+        files(() => "[a]\noutput-format=json\n"),
+      ),
+    ).toThrow("x.fio:2: output-format is an option of the command line");
+    expect(() =>
+      parseCommandLine(
+        ["missing.fio"],
+        files(() => {
+          throw Object.assign(new Error("ENOENT"), { code: "ENOENT" });
+        }),
+      ),
     ).toThrow("missing.fio: no such job file");
   });
 });

@@ -9,6 +9,7 @@ import { parseCommandLine, parseOptions } from "../../bench/options.js";
 import { fmtBracket, fmtFirstError, jsonReport, referenceLines, textReport, unsteady, type RunReport } from "../../bench/report.js";
 import { latencyHistogram, type JobResult } from "../../bench/job-result.js";
 import { lunFor, regionOf, RunError } from "../../bench/region.js";
+import { lunOrFile } from "../../bench/file-lun.js";
 
 const MiB = 2 ** 20;
 
@@ -44,18 +45,18 @@ describe("a job's region of the LUN", () => {
     try {
       const f = join(dir, "disk.img");
       writeFileSync(f, Buffer.alloc(MiB));
-      expect(lunFor([parseOptions([`--filename=${f}`, "--rw=randread"])]).lun.readOnly).toBe(true);
-      expect(lunFor([parseOptions([`--filename=${f}`, "--rw=randread", "--verify"])]).lun.readOnly).toBe(false);
-      expect(lunFor([parseOptions([`--filename=${f}`, "--rw=randwrite"])]).lun.readOnly).toBe(false);
+      expect(lunOrFile([parseOptions([`--filename=${f}`, "--rw=randread"])]).lun.readOnly).toBe(true);
+      expect(lunOrFile([parseOptions([`--filename=${f}`, "--rw=randread", "--verify"])]).lun.readOnly).toBe(false);
+      expect(lunOrFile([parseOptions([`--filename=${f}`, "--rw=randwrite"])]).lun.readOnly).toBe(false);
       const typo = join(dir, "dsik.img");
-      expect(() => lunFor([parseOptions([`--filename=${typo}`])])).toThrow("does not exist: give --size");
-      expect(() => lunFor([parseOptions([`--filename=${typo}`, "--size=1m"])])).toThrow("only reads it");
+      expect(() => lunOrFile([parseOptions([`--filename=${typo}`])])).toThrow("does not exist: give --size");
+      expect(() => lunOrFile([parseOptions([`--filename=${typo}`, "--size=1m"])])).toThrow("only reads it");
       expect(existsSync(typo)).toBe(false);
-      const made = lunFor([parseOptions([`--filename=${typo}`, "--size=2m", "--offset=1m", "--rw=write"])]);
+      const made = lunOrFile([parseOptions([`--filename=${typo}`, "--size=2m", "--offset=1m", "--rw=write"])]);
       expect(made.laidOut).toBe(`Laying out IO file ${typo} (3MiB, sparse)`);
       expect(statSync(typo).size).toBe(3 * MiB);
       // An existing file is never grown.
-      lunFor([parseOptions([`--filename=${f}`, "--size=8m", "--rw=write"])]);
+      lunOrFile([parseOptions([`--filename=${f}`, "--size=8m", "--rw=write"])]);
       expect(statSync(f).size).toBe(MiB);
     } finally {
       rmSync(dir, { recursive: true, force: true });
