@@ -41,7 +41,10 @@ export function lunFor(jobs: FioOptions[]): { lun: LunConfig; laidOut?: string }
   if (b.backstore === "ram" || b.backstore === "null") {
     return { lun: { ...b, ...common, readOnly: false, size: Math.max(...jobs.map((j) => bytesNeeded(j, DEFAULT_LUN_BYTES))) } as LunConfig };
   }
-  return { lun: { ...b, ...common, ...(o.direct ? { direct: true } : {}) } as LunConfig };
+  // An OPFS file is made (or grown) at the size the jobs give in bytes, as a file is laid out.
+  const sized = jobs.every((j) => j.size && "bytes" in j.size && "bytes" in j.offset);
+  const size = b.backstore === "opfs" && sized ? { size: Math.max(...jobs.map((j) => bytesNeeded(j, 0))) } : {};
+  return { lun: { ...b, ...common, ...size, ...(o.direct ? { direct: true } : {}) } as LunConfig };
 }
 
 /** The bytes an amount stands for on a LUN of `capacity` bytes, whole blocks of `blockSize`. */

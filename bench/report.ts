@@ -187,14 +187,19 @@ export function textReport(r: RunReport): string {
   }
   const runtimeS = Math.max(...r.results.map((j) => j.elapsedMs)) / 1000;
   for (const w of r.dev.workers) {
-    lines.push(
-      `  vhost worker ${w.id}: cpu usr=${(w.user / 1000).toFixed(2)}s sys=${(w.system / 1000).toFixed(2)}s (${(((w.user + w.system) / 1000 / runtimeS) * 100).toFixed(0)}% of the run, busy-polling included), serving requests ${((w.busy / 1000 / runtimeS) * 100).toFixed(0)}%`,
-    );
+    // A browser tells no CPU time per thread: then only the time serving requests.
+    const cpu = Number.isFinite(w.user)
+      ? `cpu usr=${(w.user / 1000).toFixed(2)}s sys=${(w.system / 1000).toFixed(2)}s (${(((w.user + w.system) / 1000 / runtimeS) * 100).toFixed(0)}% of the run, busy-polling included), `
+      : "";
+    lines.push(`  vhost worker ${w.id}: ${cpu}serving requests ${((w.busy / 1000 / runtimeS) * 100).toFixed(0)}%`);
   }
   const busyS = r.dev.workers.reduce((s, w) => s + w.busy, 0) / 1000;
   const allIos = r.results.reduce((s, j) => s + totalIos(j), 0);
   if (busyS > 0) lines.push(`  device throughput per busy core: ${fmtIops(allIos / busyS)} IOPS`);
-  lines.push(`  guest jobs: cpu usr=${(r.dev.guestCpu.user / 1000).toFixed(2)}s sys=${(r.dev.guestCpu.system / 1000).toFixed(2)}s, kicks=${r.dev.kicks}`);
+  const guestCpu = r.results.some((j) => j.cpu)
+    ? `cpu usr=${(r.dev.guestCpu.user / 1000).toFixed(2)}s sys=${(r.dev.guestCpu.system / 1000).toFixed(2)}s, `
+    : "";
+  lines.push(`  guest jobs: ${guestCpu}kicks=${r.dev.kicks}`);
   for (const n of r.notes) lines.push(`  ${n}`);
   return lines.join("\n");
 }

@@ -78,11 +78,18 @@ export interface RunOutcome {
   before: string[];
 }
 
-/** How a run is made: --plot's windows, the stop signal, the progress line, and the LUN (lunFor() unless the caller lays out files). */
+/** The run's rate over the last half second: read and write IOPS, and when (seconds since the start). */
+export interface Rate {
+  read: number;
+  write: number;
+  seconds: number;
+}
+
+/** How a run is made: --plot's windows, the stop signal, the progress line (every 0.5 s), and the LUN (lunFor() unless the caller lays out files). */
 export interface RunSettings {
   plot: boolean;
   stop: StopSignal;
-  progress: (line: string) => void;
+  progress: (line: string, rate: Rate) => void;
   lun?: (jobs: FioOptions[]) => { lun: LunConfig; laidOut?: string };
 }
 
@@ -221,8 +228,10 @@ export async function runJobs(jobs: FioOptions[], { plot, stop, progress, lun: l
       }
       const dt = (now - last.t) / 1000;
       const eta = jobs.every((j) => j.runtimeMs > 0) ? Math.max(0, Math.ceil((longest - (now - t0)) / 1000)) : "?";
+      const rate = { read: (r - last.r) / dt, write: (w - last.w) / dt, seconds: (now - t0) / 1000 };
       progress(
-        `Jobs: ${clones.length} (f=${clones.length}): [r=${fmtBw((rb - last.rb) / dt)},w=${fmtBw((wb - last.wb) / dt)}][r=${fmtIops((r - last.r) / dt)},w=${fmtIops((w - last.w) / dt)} IOPS][eta ${eta}s]`,
+        `Jobs: ${clones.length} (f=${clones.length}): [r=${fmtBw((rb - last.rb) / dt)},w=${fmtBw((wb - last.wb) / dt)}][r=${fmtIops(rate.read)},w=${fmtIops(rate.write)} IOPS][eta ${eta}s]`,
+        rate,
       );
       last = { t: now, r, rb, w, wb };
     }, 500);

@@ -61,6 +61,7 @@ export { Lun, UA_POWER_ON, UA_NEXUS_LOSS, UA_LUN_RESET, UA_CAPACITY_CHANGED, UA_
 export {
   RamBackstore,
   NullBackstore,
+  defaultIoThreads,
   registerBackstore,
   backstoreType,
   backstoreTypes,

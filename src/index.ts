@@ -2,5 +2,5 @@
 // file or block device and a LUN on an NBD server. A browser gets browser.ts instead (the
 // package's "browser" condition).
 export * from "./common.js";
-export { FileBackstore, defaultIoThreads, type FileOps, type FileConfig } from "./backstore/file.js";
+export { FileBackstore, type FileOps, type FileConfig } from "./backstore/file.js";
 export { NbdBackstore, parseNbdUri, type NbdConfig, type NbdAddress } from "./backstore/nbd.js";

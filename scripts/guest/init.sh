@@ -43,6 +43,31 @@ wait_disk() {
 
 say "BOOTED $(uname -r) at $(now)s"
 for m in $(cat /etc/modules.order); do insmod "/lib/modules/$m.ko" || fail "insmod-$m" "exit $?"; done
+
+# The browser demo's guest (kernel command line "vhost.demo"): LUN 0 is a disk kept in the page's
+# Origin Private File System. The first boot makes a filesystem and writes a file; every later
+# boot finds the file and says its checksum, which must be the same. Then a shell on the console.
+if grep -q vhost.demo /proc/cmdline; then
+  if A=$(wait_disk 0 300); then
+    if ! mount -t ext2 "/dev/$A" /mnt 2>/dev/null; then
+      mke2fs -q "/dev/$A" && mount -t ext2 "/dev/$A" /mnt && say "DEMO made a filesystem on /dev/$A (LUN 0)"
+    fi
+    boots=$(($(cat /mnt/boots 2>/dev/null || echo 0) + 1))
+    echo $boots > /mnt/boots
+    if [ -f /mnt/hello.bin ]; then
+      say "DEMO FOUND $(sha256sum /mnt/hello.bin | cut -d' ' -f1) boot $boots"
+    else
+      dd if=/dev/urandom of=/mnt/hello.bin bs=4k count=16 2>/dev/null
+      say "DEMO WROTE $(sha256sum /mnt/hello.bin | cut -d' ' -f1) boot $boots"
+    fi
+    sync
+    say "DEMO READY: /mnt is LUN 0, kept in the browser; type commands here"
+  else
+    say "DEMO FAIL LUN 0 did not appear"
+  fi
+  cd /mnt 2>/dev/null
+  exec sh
+fi
 if A=$(wait_disk 0 300) && B=$(wait_disk 1 300); then ok scan; else fail scan "LUNs 0 and 1 did not appear"; fi
 say "SCAN disks: LUN0=$A LUN1=$B"
 dmesg | grep -E "scsi [0-9]|sd [0-9]|virtio_scsi|Optimal|Write cache|Attached" | sed 's/^/  | /'

@@ -2,6 +2,7 @@
 // device heap, null); every other backstore is served elsewhere, through the seam of
 // assembly/scsi/ioring.ts: it implements QueuedBackstore in one module and registers a type by
 // name, which LunConfig and `--backstore NAME:ARGS` then pick.
+import { platform } from "#platform";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import type { BackstoreIo } from "./ring.js";
 
@@ -63,6 +64,15 @@ export interface BackstoreFeatures {
   discardZeroes: boolean;
   /** WRITE_ZEROES without data; without it zeroes are written from a zero buffer. */
   writeZeroes: boolean;
+}
+
+/**
+ * I/O threads of a backstore served in other threads, when its config does not say: none on a
+ * machine of two cores or fewer (the vhost workers do the I/O, which beats handing it to a third
+ * thread there), else two.
+ */
+export function defaultIoThreads(): number {
+  return platform.cores() <= 2 ? 0 : 2;
 }
 
 /** How an operation ended: its length in bytes, or -errno (Linux numbers: -5 EIO, -28 ENOSPC, ...). */

@@ -3,8 +3,7 @@
 // for FLUSH. It is served by dedicated I/O threads (--io-threads N), or with 0 by the vhost
 // workers themselves; the default depends on the cores (docs/performance.md).
 import { closeSync, constants, fdatasyncSync, fstatSync, ftruncateSync, openSync, readvSync, unlinkSync, writevSync } from "node:fs";
-import { availableParallelism } from "node:os";
-import type { BackstoreFeatures, BackstoreType, IoDone, QueuedBackstore, ThreadedBackstore } from "./backstore.js";
+import { defaultIoThreads, type BackstoreFeatures, type BackstoreType, type IoDone, type QueuedBackstore, type ThreadedBackstore } from "./backstore.js";
 import { BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, type BackstoreIo } from "./ring.js";
 import { compiledModule } from "../sys/compiled-module.js";
 
@@ -36,14 +35,6 @@ declare module "./backstore.js" {
   interface BackstoreConfigs {
     file: FileConfig;
   }
-}
-
-/**
- * I/O threads when the config does not say: none on a machine of two cores or fewer (the vhost
- * workers do the I/O, which beats handing it to a third thread there), else two.
- */
-export function defaultIoThreads(): number {
-  return availableParallelism() <= 2 ? 0 : 2;
 }
 
 const FEATURES: BackstoreFeatures = { flush: true, fua: false, discard: false, discardZeroes: false, writeZeroes: false };

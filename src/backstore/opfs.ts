@@ -9,7 +9,7 @@
 // by one (the service does that for a backstore without FUA). A full quota is ENOSPC (SPACE
 // ALLOCATION FAILED), any other failure EIO (MEDIUM ERROR).
 import { platform } from "#platform";
-import type { BackstoreFeatures, BackstoreType, IoDone, QueuedBackstore, ThreadedBackstore } from "./backstore.js";
+import { defaultIoThreads, type BackstoreFeatures, type BackstoreType, type IoDone, type QueuedBackstore, type ThreadedBackstore } from "./backstore.js";
 import { BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, type BackstoreIo } from "./ring.js";
 import { compiledModule } from "../sys/compiled-module.js";
 
@@ -18,7 +18,11 @@ export interface OpfsConfig {
   path: string;
   /** Bytes; default the file's size. A missing file is made only when a size is given; a larger size grows the file. */
   size?: number;
-  /** Threads serving it: dedicated I/O threads, or with 0 the vhost worker threads. Default: one I/O thread. */
+  /**
+   * Threads serving it: dedicated I/O threads, or with 0 the vhost worker threads (which must be
+   * Web Workers then: a page's main thread has no sync access handles). Default: as a file's
+   * (defaultIoThreads()).
+   */
   ioThreads?: number;
 }
 
@@ -92,7 +96,7 @@ export class OpfsBackstore implements QueuedBackstore {
     if (inUse.has(cfg.path)) throw new Error(`opfs:${cfg.path} is the backstore of another LUN already`);
     if (cfg.size !== undefined && !(Number.isSafeInteger(cfg.size) && cfg.size > 0))
       throw new RangeError(`opfs: size ${cfg.size} is not a positive number of bytes`);
-    const ioThreads = cfg.ioThreads ?? 1;
+    const ioThreads = cfg.ioThreads ?? defaultIoThreads();
     if (!(Number.isInteger(ioThreads) && ioThreads >= 0)) throw new RangeError(`opfs: ioThreads ${ioThreads}`);
     // Other tabs of the origin: the file's Web Lock, held while the LUN is open.
     let release: (() => void) | undefined;
@@ -162,6 +166,8 @@ function takesSharedViews(h: SyncHandle): boolean {
 /** In a serving thread: the file's own access handle, grown to the LUN's size, served synchronously. */
 export async function openInThread(init: ThreadInit): Promise<QueuedBackstore> {
   const fh = await fileHandle(init.path, false);
+  if (typeof fh.createSyncAccessHandle !== "function")
+    throw new Error(`opfs:${init.path}: sync access handles exist only in dedicated workers; serve this LUN with I/O threads (ioThreads ≥ 1)`);
   let h: SyncHandle;
   try {
     h = await fh.createSyncAccessHandle(init.shared ? { mode: "readwrite-unsafe" } : undefined);

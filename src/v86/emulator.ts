@@ -1,12 +1,8 @@
-// Starting v86 over the one shared memory: v86.wasm is rewritten at load time to import a
+// Starting v86 over the one shared memory, on either platform: v86.wasm is rewritten at load time to import a
 // shared WebAssembly.Memory the embedder created, the modules its JIT generates are rewritten
 // the same way before they are instantiated, and once the emulator has allocated its guest RAM
 // the memory is wrapped for the data plane (its relocated build keeps its static data at
 // RELOCATED_STATIC_BASE, its heap after that; v86 owns everything below and above).
-import { createRequire } from "node:module";
-import { readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { pathToFileURL } from "node:url";
 import { RELOCATED_STATIC_BASE, STATIC_AREA_END, SharedMemory, WASM_MAX_PAGES, WASM_PAGE } from "../memory/shared-memory.js";
 import { importSharedMemory, moduleMemory } from "./wasm-memory.js";
 
@@ -40,22 +36,10 @@ export interface V86Emulator {
   serial0_send(s: string): void;
 }
 
-/** The installed v86 package: its module and build directory; a clear error for any other version. */
-export async function loadV86Package(): Promise<{ V86: new (o: object) => V86Emulator; buildDir: string }> {
-  const require = createRequire(import.meta.url);
-  let pkgPath: string;
-  try {
-    pkgPath = require.resolve("v86/package.json");
-  } catch {
-    throw new Error(`vhost-scsi-wasm/v86 needs the npm package v86@${V86_VERSION} (npm install v86@${V86_VERSION})`);
-  }
-  const version = String(JSON.parse(readFileSync(pkgPath, "utf8")).version);
-  if (version.split("+")[0] !== V86_VERSION) {
-    throw new Error(`vhost-scsi-wasm/v86 works with v86 ${V86_VERSION} exactly (it uses v86's internals); v86 ${version} is installed`);
-  }
-  const buildDir = join(dirname(pkgPath), "build");
-  const mod = (await import(pathToFileURL(join(buildDir, "libv86.mjs")).href)) as { V86: new (o: object) => V86Emulator };
-  return { V86: mod.V86, buildDir };
+/** v86 as it was loaded: its emulator class and its v86.wasm. */
+export interface V86Package {
+  V86: new (o: object) => V86Emulator;
+  wasm: Uint8Array;
 }
 
 export interface V86WithSharedMemoryOptions {
@@ -66,13 +50,17 @@ export interface V86WithSharedMemoryOptions {
 }
 
 /**
- * Creates a v86 emulator whose memory is one shared WebAssembly.Memory and the SharedMemory the
- * data plane uses over it; resolves once v86 has allocated its guest RAM (the emulator is
- * loaded, not running: call `emulator.run()` after attaching devices).
+ * Creates a v86 emulator (from the package `pkg` the entry point loaded) whose memory is one
+ * shared WebAssembly.Memory and the SharedMemory the data plane uses over it; resolves once v86
+ * has allocated its guest RAM (the emulator is loaded, not running: call `emulator.run()` after
+ * attaching devices).
  */
-export async function createV86WithSharedMemory(opts: V86WithSharedMemoryOptions): Promise<{ emulator: V86Emulator; shm: SharedMemory; cpu: V86Cpu }> {
-  const { V86, buildDir } = await loadV86Package();
-  const original = readFileSync(join(buildDir, "v86.wasm"));
+export async function createV86OnSharedMemory(
+  pkg: V86Package,
+  opts: V86WithSharedMemoryOptions,
+): Promise<{ emulator: V86Emulator; shm: SharedMemory; cpu: V86Cpu }> {
+  const { V86 } = pkg;
+  const original = pkg.wasm;
   const own = moduleMemory(original);
   if (!own) throw new Error("v86.wasm has no memory");
   if (own.min * WASM_PAGE > RELOCATED_STATIC_BASE) throw new Error(`v86's static data (${own.min} pages) reaches the data plane's at ${RELOCATED_STATIC_BASE}`);

@@ -1,106 +1,43 @@
-// vhost-scsi-wasm/v86: a virtio-scsi PCI device served by this data plane, in a v86 emulator.
+// vhost-scsi-wasm/v86 in Node.js: a virtio-scsi PCI device served by this data plane, in a v86
+// emulator loaded from the installed npm package (an optional peer dependency).
 //
 //   const { emulator, shm, cpu } = await createV86WithSharedMemory({ v86: { bios, bzimage, ... } });
 //   const disk = await attachVirtioScsi({ emulator, shm, cpu }, { luns: [{ backstore: "ram", size: 64 << 20 }] });
 //   emulator.run();
-//
-// The guest's RAM is v86's, inside the one shared memory; the vhost workers run on v86's
-// thread, so that after each of their passes v86's JIT learns what they wrote before the guest
-// runs again (docs/v86.md explains why not in other threads).
-import { VhostProcess } from "../vhost/process.js";
-import { LocalWorker } from "../worker/local-worker.js";
-import { VhostScsiDevice } from "../device/vhost-scsi-device.js";
-import { GuestMemory } from "../guest/guest-memory.js";
+import { createRequire } from "node:module";
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { createV86OnSharedMemory, V86_VERSION, type V86Cpu, type V86Emulator, type V86Package, type V86WithSharedMemoryOptions } from "./emulator.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
-import type { LunConfig, Tpg } from "../target/tpg.js";
-import type { ScsiTarget } from "../target/target.js";
-import { V86VirtioPci } from "./virtio-pci.js";
-import type { V86Cpu, V86Emulator } from "./emulator.js";
 
-export { createV86WithSharedMemory, loadV86Package, V86_VERSION, type V86Cpu, type V86Emulator, type V86WithSharedMemoryOptions } from "./emulator.js";
+export { attachVirtioScsi, type AttachOptions, type V86VirtioScsi } from "./attach.js";
+export { V86_VERSION, type V86Cpu, type V86Emulator, type V86Package, type V86WithSharedMemoryOptions } from "./emulator.js";
 export { V86VirtioPci, type VirtioPciOptions } from "./virtio-pci.js";
 
-/** v86's video memory hole: guest-physical [0xA0000, 0xC0000) is not RAM. */
-const VGA_HOLE_START = 0xa0000;
-const VGA_HOLE_END = 0xc0000;
-
-export interface AttachOptions {
-  /** LUNs 0..n-1 of TPG 1 (target 1 for the guest). */
-  luns: LunConfig[];
-  /** Request queues. Default 1. */
-  queues?: number;
-  /** Virtqueue size offered. Default 128. */
-  queueSize?: number;
-  /** Vhost workers (all on v86's thread). Default 1. */
-  workers?: number;
-  /** PCI device number (bdf = device << 3). Default 13. */
-  pciDevice?: number;
-  /** I/O port of the BAR until the firmware moves it. Default 0xb400. */
-  ioBase?: number;
-}
-
-/** A virtio-scsi disk attached to a v86 emulator. */
-export interface V86VirtioScsi {
-  proc: VhostProcess;
-  target: ScsiTarget;
-  /** TPG 1: add and remove LUNs here while the guest runs (hot-plug). */
-  tpg: Tpg;
-  device: VhostScsiDevice;
-  pci: V86VirtioPci;
-  mem: GuestMemory;
-  /** Time the vhost workers spent serving requests so far, ms (on v86's thread). */
-  deviceBusyMs(): number;
-  /** Stops the device and releases it (the emulator itself is the caller's). */
-  close(): Promise<void>;
+/** The installed v86 package: its emulator class and v86.wasm; a clear error for any other version. */
+export async function loadV86Package(): Promise<V86Package> {
+  const require = createRequire(import.meta.url);
+  let pkgPath: string;
+  try {
+    pkgPath = require.resolve("v86/package.json");
+  } catch {
+    throw new Error(`vhost-scsi-wasm/v86 needs the npm package v86@${V86_VERSION} (npm install v86@${V86_VERSION})`);
+  }
+  const version = String(JSON.parse(readFileSync(pkgPath, "utf8")).version);
+  if (version.split("+")[0] !== V86_VERSION) {
+    throw new Error(`vhost-scsi-wasm/v86 works with v86 ${V86_VERSION} exactly (it uses v86's internals); v86 ${version} is installed`);
+  }
+  const buildDir = join(dirname(pkgPath), "build");
+  const mod = (await import(pathToFileURL(join(buildDir, "libv86.mjs")).href)) as { V86: V86Package["V86"] };
+  return { V86: mod.V86, wasm: readFileSync(join(buildDir, "v86.wasm")) };
 }
 
 /**
- * Attaches a virtio-scsi PCI function to a loaded (not yet running) v86 emulator: a vhost-scsi
- * process over the shared memory, a target with TPG 1 and the LUNs, the QEMU-side device model,
- * and the PCI transport. Guest RAM is mapped as v86 lays it out, around the VGA hole.
+ * Creates a v86 emulator (the installed package) whose memory is one shared WebAssembly.Memory
+ * and the SharedMemory the data plane uses over it; resolves once v86 has allocated its guest
+ * RAM (call `emulator.run()` after attaching devices).
  */
-export async function attachVirtioScsi(setup: { emulator: V86Emulator; shm: SharedMemory; cpu: V86Cpu }, opts: AttachOptions): Promise<V86VirtioScsi> {
-  const { shm, cpu } = setup;
-  let pci: V86VirtioPci | undefined;
-  const workers: LocalWorker[] = [];
-  const proc = new VhostProcess(shm, {
-    createWorker: (id, s) => {
-      const w = new LocalWorker(id, s, { afterPoll: () => pci?.invalidateUsed() });
-      workers.push(w);
-      return w;
-    },
-  });
-  const target = proc.targets.create();
-  const tpg = target.addTpg(1);
-  for (const [i, l] of opts.luns.entries()) await tpg.addLun(i, l);
-  const mem = new GuestMemory(shm);
-  const ram = cpu.mem8;
-  const base = ram.byteOffset;
-  mem.addExternalRegion(0, base, VGA_HOLE_START);
-  mem.addExternalRegion(VGA_HOLE_END, base + VGA_HOLE_END, ram.byteLength - VGA_HOLE_END);
-  const device = new VhostScsiDevice(proc, mem, {
-    wwpn: target.wwpn,
-    numQueues: opts.queues ?? 1,
-    queueSize: opts.queueSize ?? 128,
-    workers: opts.workers,
-    bootTpgt: 1,
-  });
-  await device.realize();
-  pci = new V86VirtioPci(cpu, device, { pciId: (opts.pciDevice ?? 13) << 3, ioBase: opts.ioBase ?? 0xb400, classCode: [0x00, 0x01] });
-  const transport = pci;
-  return {
-    proc,
-    target,
-    tpg,
-    device,
-    pci: transport,
-    mem,
-    deviceBusyMs: () => workers.reduce((t, w) => t + w.busyMs, 0),
-    async close() {
-      await transport.settled();
-      await device.setStatus(0);
-      await device.unrealize();
-      await proc.targets.remove(target.wwpn);
-    },
-  };
+export async function createV86WithSharedMemory(opts: V86WithSharedMemoryOptions): Promise<{ emulator: V86Emulator; shm: SharedMemory; cpu: V86Cpu }> {
+  return createV86OnSharedMemory(await loadV86Package(), opts);
 }

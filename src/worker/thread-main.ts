@@ -62,8 +62,9 @@ async function handleControl(): Promise<void> {
         case "flush":
           break; // passes run to completion: nothing is half done between them
         case "cpu": {
+          // Busy time always; CPU time where the platform tells it (NaN in a browser).
           const cpu = platform.threadCpuMs();
-          reply.cpu = cpu && { ...cpu, busy: core.busyMs };
+          reply.cpu = { user: cpu?.user ?? Number.NaN, system: cpu?.system ?? Number.NaN, busy: core.busyMs };
           break;
         }
         case "stop": {

@@ -22,7 +22,7 @@ export interface WorkerRequest {
 export interface WorkerReply {
   seq: number;
   error?: string;
-  /** For "cpu": the thread's CPU time in ms. */
+  /** For "cpu": the thread's CPU time in ms (NaN where the platform cannot tell it) and its time serving requests. */
   cpu?: { user: number; system: number; busy: number };
 }
 

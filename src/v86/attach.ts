@@ -1,0 +1,99 @@
+// Attaching a virtio-scsi disk served by this data plane to a v86 emulator, on either platform
+// (the entry points, index.ts for Node and browser.ts for a page, only differ in how they load
+// v86). The guest's RAM is v86's, inside the one shared memory; the vhost workers run on v86's
+// thread, so that after each of their passes v86's JIT learns what they wrote before the guest
+// runs again (docs/v86.md explains why not in other threads).
+import { VhostProcess } from "../vhost/process.js";
+import { LocalWorker } from "../worker/local-worker.js";
+import { VhostScsiDevice } from "../device/vhost-scsi-device.js";
+import { GuestMemory } from "../guest/guest-memory.js";
+import type { SharedMemory } from "../memory/shared-memory.js";
+import type { LunConfig, Tpg } from "../target/tpg.js";
+import type { ScsiTarget } from "../target/target.js";
+import { V86VirtioPci } from "./virtio-pci.js";
+import type { V86Cpu, V86Emulator } from "./emulator.js";
+
+/** v86's video memory hole: guest-physical [0xA0000, 0xC0000) is not RAM. */
+const VGA_HOLE_START = 0xa0000;
+const VGA_HOLE_END = 0xc0000;
+
+export interface AttachOptions {
+  /** LUNs 0..n-1 of TPG 1 (target 1 for the guest). */
+  luns: LunConfig[];
+  /** Request queues. Default 1. */
+  queues?: number;
+  /** Virtqueue size offered. Default 128. */
+  queueSize?: number;
+  /** Vhost workers (all on v86's thread). Default 1. */
+  workers?: number;
+  /** PCI device number (bdf = device << 3). Default 13. */
+  pciDevice?: number;
+  /** I/O port of the BAR until the firmware moves it. Default 0xb400. */
+  ioBase?: number;
+}
+
+/** A virtio-scsi disk attached to a v86 emulator. */
+export interface V86VirtioScsi {
+  proc: VhostProcess;
+  target: ScsiTarget;
+  /** TPG 1: add and remove LUNs here while the guest runs (hot-plug). */
+  tpg: Tpg;
+  device: VhostScsiDevice;
+  pci: V86VirtioPci;
+  mem: GuestMemory;
+  /** Time the vhost workers spent serving requests so far, ms (on v86's thread). */
+  deviceBusyMs(): number;
+  /** Stops the device and releases it (the emulator itself is the caller's). */
+  close(): Promise<void>;
+}
+
+/**
+ * Attaches a virtio-scsi PCI function to a loaded (not yet running) v86 emulator: a vhost-scsi
+ * process over the shared memory, a target with TPG 1 and the LUNs, the QEMU-side device model,
+ * and the PCI transport. Guest RAM is mapped as v86 lays it out, around the VGA hole.
+ */
+export async function attachVirtioScsi(setup: { emulator: V86Emulator; shm: SharedMemory; cpu: V86Cpu }, opts: AttachOptions): Promise<V86VirtioScsi> {
+  const { shm, cpu } = setup;
+  let pci: V86VirtioPci | undefined;
+  const workers: LocalWorker[] = [];
+  const proc = new VhostProcess(shm, {
+    createWorker: (id, s) => {
+      const w = new LocalWorker(id, s, { afterPoll: () => pci?.invalidateUsed() });
+      workers.push(w);
+      return w;
+    },
+  });
+  const target = proc.targets.create();
+  const tpg = target.addTpg(1);
+  for (const [i, l] of opts.luns.entries()) await tpg.addLun(i, l);
+  const mem = new GuestMemory(shm);
+  const ram = cpu.mem8;
+  const base = ram.byteOffset;
+  mem.addExternalRegion(0, base, VGA_HOLE_START);
+  mem.addExternalRegion(VGA_HOLE_END, base + VGA_HOLE_END, ram.byteLength - VGA_HOLE_END);
+  const device = new VhostScsiDevice(proc, mem, {
+    wwpn: target.wwpn,
+    numQueues: opts.queues ?? 1,
+    queueSize: opts.queueSize ?? 128,
+    workers: opts.workers,
+    bootTpgt: 1,
+  });
+  await device.realize();
+  pci = new V86VirtioPci(cpu, device, { pciId: (opts.pciDevice ?? 13) << 3, ioBase: opts.ioBase ?? 0xb400, classCode: [0x00, 0x01] });
+  const transport = pci;
+  return {
+    proc,
+    target,
+    tpg,
+    device,
+    pci: transport,
+    mem,
+    deviceBusyMs: () => workers.reduce((t, w) => t + w.busyMs, 0),
+    async close() {
+      await transport.settled();
+      await device.setStatus(0);
+      await device.unrealize();
+      await proc.targets.remove(target.wwpn);
+    },
+  };
+}
