@@ -6,15 +6,14 @@
 // Linux guest's boot and I/O in the page and in Node.
 // Needs Debian's chromium; prints a table, writes nothing.
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
 import { serve } from "./demo-server.mjs";
+import { CHROMIUM, launchChromium } from "./chromium.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
-const CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find(existsSync);
 if (!CHROMIUM) {
   console.error("bench:browser needs Chromium (Debian package chromium)");
   process.exit(1);
@@ -23,19 +22,7 @@ const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const RUNTIME = Number(process.env.RUNTIME ?? 3);
 const dir = mkdtempSync(join(tmpdir(), "browser-bench-"));
 const server = await serve({ port: 0 });
-const ctx = await chromium.launchPersistentContext(join(dir, "profile"), {
-  executablePath: CHROMIUM,
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-dev-shm-usage",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-  ],
-});
+const ctx = await launchChromium(join(dir, "profile"));
 
 /** The job in Node: the benchmark's JSON, read and write IOPS together, and the yardsticks it printed. */
 function nodeRun(args) {
