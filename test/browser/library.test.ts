@@ -10,6 +10,8 @@ interface Result {
   done?: boolean;
   error?: string;
   luns?: { lun: number; before: number[]; write: number; read: number; same: boolean }[];
+  flush?: number;
+  second?: string;
 }
 
 let server: Awaited<ReturnType<typeof startServer>>;
@@ -19,7 +21,7 @@ beforeAll(async () => {
 afterAll(async () => server?.close());
 
 describe.skipIf(!CHROMIUM)("the library in Chromium", () => {
-  it("serves a RAM LUN and an OPFS LUN from Web Workers; the OPFS blocks outlive the browser", async () => {
+  it("serves a RAM LUN and an OPFS LUN from Web Workers (FLUSH is the file's flush, a second LUN on the file is refused); the OPFS blocks outlive the browser", async () => {
     const profile = persistentProfile();
     try {
       const run = async (): Promise<Result> => {
@@ -45,6 +47,8 @@ describe.skipIf(!CHROMIUM)("the library in Chromium", () => {
       const first = await run();
       expect(first.isolated).toBe(true);
       for (const l of first.luns!) expect(l).toMatchObject({ write: 0, read: 0, same: true });
+      expect(first.flush).toBe(0);
+      expect(first.second).toBe("opfs:library/disk.img is the backstore of another LUN already");
       // A fresh file reads as zeroes; after a browser restart the OPFS LUN has what was written.
       expect(first.luns![1].before).toEqual([0, 0, 0, 0]);
       const second = await run();
