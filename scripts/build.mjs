@@ -7,7 +7,7 @@ import { copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync,
 import * as esbuild from "esbuild";
 import { join } from "node:path";
 import { checkNoHandCopies, generateAbi } from "./abi.mjs";
-import { checkFolderLayering } from "./layering.mjs";
+import { checkAssemblyLayering, checkFolderLayering } from "./layering.mjs";
 
 const root = new URL("..", import.meta.url).pathname;
 const bin = (name) => join(root, "node_modules", ".bin", name);
@@ -121,6 +121,7 @@ write(
 checkNoHandCopies(root, [...dataplane.names, ...engine.names], ["src", "bench"], ["src/wasm/", "bench/engine-abi.generated.ts"]);
 
 checkFolderLayering(join(root, "src"));
+checkAssemblyLayering(join(root, "assembly"));
 
 execFileSync(bin("tsc"), ["-p", "tsconfig.json"], { cwd: root, stdio: "inherit" });
 

@@ -44,3 +44,42 @@ export function checkFolderLayering(src) {
   for (const n of edges.keys()) if (!state.has(n)) visit(n);
   return edges;
 }
+
+/**
+ * assembly/ in one direction: its top-level files are the core (rings, chains, memory, copies),
+ * its folders the devices and programs built on it (scsi/, guest/). No core file imports a
+ * folder's (only the entry points, `entries`, which assemble a build, may), and no file imports
+ * itself back through any chain of imports. Throws naming the imports; returns the file graph.
+ */
+export function checkAssemblyLayering(assembly, entries = ["index.ts", "testing.ts"]) {
+  const files = readdirSync(assembly, { recursive: true }).filter((f) => f.endsWith(".ts"));
+  const edges = new Map();
+  for (const f of files) {
+    const out = new Map();
+    for (const m of readFileSync(join(assembly, f), "utf8").matchAll(/(?:from|import)\s*\(?\s*"(\.{1,2}\/[^"]+)"/g)) {
+      const to = `${normalize(join(dirname(f), m[1]))}.ts`;
+      out.set(to, `assembly/${f} -> ${m[1]}`);
+      if (!f.includes("/") && !entries.includes(f) && to.includes("/"))
+        throw new Error(`assembly/${f} is the core and imports a device's file: assembly/${f} -> ${m[1]}`);
+    }
+    edges.set(f, out);
+  }
+  const state = new Map();
+  const path = [];
+  const visit = (n) => {
+    state.set(n, 1);
+    path.push(n);
+    for (const m of edges.get(n)?.keys() ?? []) {
+      if (state.get(m) === 1) {
+        const cycle = [...path.slice(path.indexOf(m)), m];
+        const how = cycle.slice(0, -1).map((a, i) => edges.get(a).get(cycle[i + 1]));
+        throw new Error(`assembly/ files import each other in a cycle: ${cycle.join(" -> ")}\n  ${how.join("\n  ")}`);
+      }
+      if (!state.has(m)) visit(m);
+    }
+    path.pop();
+    state.set(n, 2);
+  };
+  for (const n of edges.keys()) if (!state.has(n)) visit(n);
+  return edges;
+}

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 // @ts-expect-error: a plain ES module of the build, without declarations
-import { checkFolderLayering, folderGraph } from "../scripts/layering.mjs";
+import { checkAssemblyLayering, checkFolderLayering, folderGraph } from "../scripts/layering.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 
@@ -34,6 +34,26 @@ describe("folders as layers", () => {
       expect(() => checkFolderLayering(src)).toThrow(/a -> b -> a[\s\S]*src\/a\/x.ts -> ..\/b\/y.js[\s\S]*src\/b\/z.ts -> ..\/a\/x.js/);
     } finally {
       rmSync(src, { recursive: true, force: true });
+    }
+  });
+
+  it("assembly/ runs one way: the core imports no device's file, and no file imports itself back", () => {
+    expect(() => checkAssemblyLayering(join(root, "assembly"))).not.toThrow();
+    const asm = mkdtempSync(join(tmpdir(), "asm-layers-"));
+    try {
+      mkdirSync(join(asm, "scsi"));
+      writeFileSync(join(asm, "queue.ts"), "export const q = 1;\n");
+      writeFileSync(join(asm, "scsi", "a.ts"), 'import { q } from "../queue";\nimport { b } from "./b";\nexport const a = q + b;\n');
+      writeFileSync(join(asm, "scsi", "b.ts"), "export const b = 2;\n");
+      writeFileSync(join(asm, "index.ts"), 'export { a } from "./scsi/a";\n');
+      expect(() => checkAssemblyLayering(asm)).not.toThrow();
+      writeFileSync(join(asm, "scsi", "b.ts"), 'import { a } from "./a";\nexport const b = 2;\n');
+      expect(() => checkAssemblyLayering(asm)).toThrow(/cycle: scsi\/a.ts -> scsi\/b.ts -> scsi\/a.ts[\s\S]*assembly\/scsi\/b.ts -> .\/a/);
+      writeFileSync(join(asm, "scsi", "b.ts"), "export const b = 2;\n");
+      writeFileSync(join(asm, "queue.ts"), 'import { b } from "./scsi/b";\nexport const q = b;\n');
+      expect(() => checkAssemblyLayering(asm)).toThrow("assembly/queue.ts is the core and imports a device's file: assembly/queue.ts -> ./scsi/b");
+    } finally {
+      rmSync(asm, { recursive: true, force: true });
     }
   });
 });

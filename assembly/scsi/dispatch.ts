@@ -4,6 +4,7 @@
 import { ScsiCmd, cmd_check, cmd_invalid_cdb } from "./cmd";
 import { LUN_F_STOPPED, ScsiLun, lun_flags, lun_take_ua, lun_ua_pending } from "./lun";
 import * as K from "./constants";
+import { is_read_write } from "./cdb";
 import {
   spc_inquiry, spc_mode_sense, spc_report_luns, spc_report_opcodes, spc_request_sense, spc_test_unit_ready,
 } from "./spc";
@@ -15,22 +16,6 @@ import {
 /** Commands served whether or not a LUN exists and without reporting unit attentions (SAM-5 5.14). */
 @inline function is_ua_exempt(op: u8): bool {
   return op == K.INQUIRY || op == K.REPORT_LUNS || op == K.REQUEST_SENSE;
-}
-
-/** READ and WRITE of every CDB size, and WRITE AND VERIFY: the commands that move blocks. */
-export function is_read_write(op: u8): bool {
-  switch (op) {
-    case K.READ_6: case K.READ_10: case K.READ_12: case K.READ_16:
-    case K.WRITE_6: case K.WRITE_10: case K.WRITE_12: case K.WRITE_16:
-    case K.WRITE_VERIFY_10: case K.WRITE_VERIFY_16:
-      return true;
-  }
-  return false;
-}
-
-/** READ of every CDB size. */
-export function is_read(op: u8): bool {
-  return op == K.READ_6 || op == K.READ_10 || op == K.READ_12 || op == K.READ_16;
 }
 
 /**

@@ -126,3 +126,9 @@ export function lun_clear_ua(lun: ScsiLun, bits: u32): void {
 export function lun_raise_ua(lun: ScsiLun, bits: u32): void {
   atomic.or<u32>(changetype<usize>(lun) + offsetof<ScsiLun>("ua"), bits);
 }
+
+/** Whether [lba, lba + n) lies within the LUN's medium (overflow-safe). */
+@inline export function lun_holds(lun: ScsiLun, lba: u64, n: u64): bool {
+  const cap = lun.nblocks;
+  return lba <= cap && n <= cap - lba;
+}

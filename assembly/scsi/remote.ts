@@ -14,7 +14,7 @@ import {
   CTX_SUBMITTED, IoCompletionQueue, IoCtx, IoCtxTable, IoSubmitQueue, cq_consume, cq_peek, ctx_alloc, ctx_at, ctx_release,
   sq_push,
 } from "./ioring";
-import { write_response } from "./request";
+import { write_response } from "./response";
 import * as K from "./constants";
 
 /** What a context's steps carry out (IoCtx.kind). */

@@ -10,14 +10,14 @@ import { VirtQueue, vq_err } from "../queue";
 import { VQ_ERR_BAD_REQUEST } from "../defs";
 import { REQUEST_PENDING } from "../drain";
 import {
-  ScsiCmd, cmd, cmd_reset, build_sense, data_in, data_out, DIR_FROM_DEVICE, DIR_NONE, DIR_TO_DEVICE, SCRATCH_HDR,
-  SCRATCH_RESP,
+  ScsiCmd, cmd, cmd_reset, data_in, data_out, DIR_FROM_DEVICE, DIR_NONE, DIR_TO_DEVICE, SCRATCH_HDR,
 } from "./cmd";
 import { ScsiDevice, ScsiTpg, SCSI_DEV_F_T10_PI, dev_tpg, tpg_lun } from "./target";
-import { BS_RAM, LUN_F_DSENSE, LUN_F_READ_ONLY } from "./lun";
+import { BS_RAM, LUN_F_DSENSE, LUN_F_READ_ONLY, lun_holds } from "./lun";
 import { copies_flush, copy_deferred } from "../copies";
-import { is_read, is_read_write, lun_ready, scsi_dispatch } from "./dispatch";
-import { lun_holds, rw_blocks, rw_lba, rw_protect } from "./sbc";
+import { lun_ready, scsi_dispatch } from "./dispatch";
+import { is_read, is_read_write, rw_blocks, rw_lba, rw_protect } from "./cdb";
+import { write_response } from "./response";
 import { copy_bytes, update_bytes } from "../bytes";
 import { IoCtxTable } from "./ioring";
 import * as K from "./constants";
@@ -25,28 +25,6 @@ import * as K from "./constants";
 /** LUN number from the 8-byte virtio-scsi LUN field, as vhost-scsi decodes it. */
 @inline export function lun_number(lun: usize): u32 {
   return ((<u32>load<u8>(lun, 2) << 8) | <u32>load<u8>(lun, 3)) & 0x3fff;
-}
-
-/**
- * Writes struct virtio_scsi_cmd_resp through cursor `resp`; returns the used length (the
- * response plus the data-in bytes). The whole struct is written, as vhost-scsi does: the sense
- * field is zeroes when there is no sense data.
- */
-export function write_response(c: ScsiCmd, resp: IovIter): u32 {
-  const r = scratch() + SCRATCH_RESP;
-  let senseLen: u32 = 0;
-  if (c.response == K.VIRTIO_SCSI_S_OK && c.status == K.SAM_STAT_CHECK_CONDITION) {
-    senseLen = build_sense(c, r + K.CMD_RESP_SENSE_OFF, c.desc_sense != 0);
-  }
-  const resid = c.buf_len - c.done;
-  store<u32>(r, senseLen);
-  store<u32>(r, resid > 0xffffffff ? 0xffffffff : <u32>resid, 4);
-  store<u16>(r, 0, 8); // status_qualifier
-  store<u8>(r, <u8>c.status, 10);
-  store<u8>(r, <u8>c.response, 11);
-  resp.update(r, K.CMD_RESP_SENSE_OFF);
-  resp.update(senseLen != 0 ? r + K.CMD_RESP_SENSE_OFF : zeroes(), K.VIRTIO_SCSI_SENSE_SIZE);
-  return K.CMD_RESP_SIZE + (c.dir == DIR_FROM_DEVICE ? <u32>c.done : 0);
 }
 
 /**

@@ -10,7 +10,9 @@ import {
   ScsiLun, BS_NULL, BS_RAM, LUN_F_LBPRZ, LUN_F_PREVENT, LUN_F_READ_ONLY, LUN_F_STOPPED, LUN_F_UNMAP,
   lun_flags, lun_update_flags,
 } from "./lun";
-import { be16, be24, be32, be64, put32, put64 } from "./be";
+import { be16, be32, be64, put32, put64 } from "./be";
+import { lun_holds } from "./lun";
+import { rw_blocks, rw_lba, rw_len_byte, rw_protect } from "./cdb";
 import { bs_read, bs_write, bs_zero_ram } from "./backstore";
 import { BS_F_UNMAP, BS_OP_DISCARD, BS_OP_FLUSH, BS_OP_WRITE_ZEROES } from "./ioring";
 import { remote_compare, remote_op, remote_pattern, remote_ranges } from "./remote";
@@ -26,12 +28,6 @@ export const MAX_UNMAP_DESCS: u32 = 128;
 
 @inline function lun_of(c: ScsiCmd): ScsiLun {
   return changetype<ScsiLun>(c.lun);
-}
-
-/** Whether [lba, lba + n) lies within the LUN's medium (overflow-safe). */
-@inline export function lun_holds(lun: ScsiLun, lba: u64, n: u64): bool {
-  const cap = lun.nblocks;
-  return lba <= cap && n <= cap - lba;
 }
 
 /** Whether [lba, lba + n) lies within the medium; sets LBA OUT OF RANGE if not. */
@@ -74,43 +70,6 @@ export function sbc_read_capacity16(c: ScsiCmd): void {
 
 // The fields of READ, WRITE and VERIFY CDBs by CDB size, from the group code (bits 7:5 of the
 // operation code): 0 is 6 bytes, 1 and 2 are 10, 5 is 12, the rest 16 (SBC-4 5.15-5.18).
-
-/** The LBA; 6-byte CDBs have a 21-bit one. */
-@inline export function rw_lba(cdb: usize): u64 {
-  const size = <u32>load<u8>(cdb) >> 5;
-  if (size == 0) return <u64>(be24(cdb + 1) & 0x1fffff);
-  if (size == 1 || size == 2 || size == 5) return <u64>be32(cdb + 2);
-  return be64(cdb + 2);
-}
-
-/** The transfer length in blocks; in 6-byte CDBs 0 means 256. */
-@inline export function rw_blocks(cdb: usize): u32 {
-  const size = <u32>load<u8>(cdb) >> 5;
-  if (size == 0) {
-    const n = <u32>load<u8>(cdb, 4);
-    return n == 0 ? 256 : n;
-  }
-  if (size == 1 || size == 2) return be16(cdb + 7);
-  if (size == 5) return be32(cdb + 6);
-  return be32(cdb + 10);
-}
-
-/** The CDB byte the transfer length starts at (a field pointer for sense data). */
-function rw_len_byte(cdb: usize): u32 {
-  const size = <u32>load<u8>(cdb) >> 5;
-  if (size == 0) return 4;
-  if (size == 1 || size == 2) return 7;
-  if (size == 5) return 6;
-  return 10;
-}
-
-/**
- * Whether the CDB asks for protection information (RDPROTECT, WRPROTECT or VRPROTECT, bits 7:5
- * of byte 1; 6-byte CDBs have none), which this target does not keep.
- */
-@inline export function rw_protect(cdb: usize): bool {
-  return (<u32>load<u8>(cdb) >> 5) != 0 && (load<u8>(cdb, 1) & 0xe0) != 0;
-}
 
 /** Decodes the LBA and block count of a READ/WRITE/VERIFY CDB of any size into c. */
 function decode_rw(c: ScsiCmd): void {
