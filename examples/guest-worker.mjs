@@ -1,6 +1,7 @@
 // The guest side of worker-embedding.mjs: a virtio-scsi driver in its own thread.
 import { parentPort, workerData } from "node:worker_threads";
-import { SharedMemory, GuestMemory, VirtioScsiDriver, write16, read16, commandRetryingUA } from "vhost-scsi-wasm";
+import { SharedMemory, GuestMemory, VirtioScsiDriver, commandRetryingUA } from "vhost-scsi-wasm";
+import { write16, read16 } from "vhost-scsi-wasm/wire";
 import { RemoteTransport } from "vhost-scsi-wasm/transport";
 
 const { memory, deviceEnd, regions, transport, port } = workerData;

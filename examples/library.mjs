@@ -1,6 +1,7 @@
 // Library use in one thread: a guest, a vhost-scsi device and its worker, all in this thread.
 // Run: npm run build && node examples/library.mjs
-import { createTestbed, scanTarget, write16, read16 } from "vhost-scsi-wasm";
+import { createTestbed, scanTarget } from "vhost-scsi-wasm";
+import { write16, read16 } from "vhost-scsi-wasm/wire";
 
 const bed = await createTestbed({
   luns: [

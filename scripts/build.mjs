@@ -132,6 +132,7 @@ rmSync(join(root, "dist", "browser"), { recursive: true, force: true });
 const bundle = await esbuild.build({
   entryPoints: {
     "vhost-scsi-wasm": "dist/src/browser.js",
+    wire: "dist/src/wire.js",
     "thread-main": "dist/src/worker/thread-main.js",
     "io-thread": "dist/src/backstore/io-thread.js",
     opfs: "dist/src/backstore/opfs.js",

@@ -1,5 +1,7 @@
-// What both entry points give, Node's (index.ts) and a browser's (browser.ts): everything that
-// runs on either platform. The raw data-plane interface is `vhost-scsi-wasm/abi`; mocks and
+// What both entry points give, Node's (index.ts) and a browser's (browser.ts): what an embedder
+// builds a device and a guest with, on either platform. The bytes on the wire (vhost ioctl
+// numbers and layouts, virtio and virtio-scsi constants, SCSI CDB builders and sense decoding)
+// are `vhost-scsi-wasm/wire`; the raw data-plane interface is `vhost-scsi-wasm/abi`; mocks and
 // harnesses for tests are `vhost-scsi-wasm/testing`; a device's transport carried to another
 // thread is `vhost-scsi-wasm/transport`; the v86 embedding is `vhost-scsi-wasm/v86`.
 
@@ -12,7 +14,6 @@ export { SharedMemory, type SharedMemoryOptions, type SharedMemoryLayout } from 
 // The vhost control plane: /dev/vhost-scsi, its ioctls (the uapi header), eventfds, workers.
 export { VhostProcess, type VhostProcessOptions } from "./vhost/process.js";
 export { VhostScsi, VHOST_SCSI_MAX_IO_VQ, VHOST_SCSI_VQ_CTL, VHOST_SCSI_VQ_EVT, VHOST_SCSI_VQ_IO, type VhostContext } from "./vhost/vhost-scsi.js";
-export * from "./vhost/uapi.js";
 export { vhostRegionsOf, VHOST_MAX_MEM_REGIONS, type VhostMemoryRegion } from "./vhost/mem-table.js";
 export { EventFd, EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, type EventFdHandle } from "./sys/eventfd.js";
 export { pinThread, parseCpuList, allowedCpus } from "./sys/affinity.js";
@@ -26,30 +27,7 @@ export { QUEUE_ERRORS, queueError, type QueueErrorName } from "./virtio/queue-er
 
 // The QEMU-side device model and the virtio transport a driver sees.
 export { VhostScsiDevice, type VhostScsiDeviceOptions, type QueueErrorEvent } from "./device/vhost-scsi-device.js";
-export {
-  VIRTIO_CONFIG_S_ACKNOWLEDGE,
-  VIRTIO_CONFIG_S_DRIVER,
-  VIRTIO_CONFIG_S_DRIVER_OK,
-  VIRTIO_CONFIG_S_FEATURES_OK,
-  VIRTIO_CONFIG_S_NEEDS_RESET,
-  VIRTIO_CONFIG_S_FAILED,
-  type QueueConfig,
-  type VirtioTransport,
-} from "./virtio/transport.js";
-export {
-  VIRTIO_F_NOTIFY_ON_EMPTY,
-  VIRTIO_F_ANY_LAYOUT,
-  VIRTIO_RING_F_INDIRECT_DESC,
-  VIRTIO_RING_F_EVENT_IDX,
-  VIRTIO_F_VERSION_1,
-  VIRTQUEUE_MAX_SIZE,
-  VRING_DESC_F_NEXT,
-  VRING_DESC_F_WRITE,
-  VRING_DESC_F_INDIRECT,
-  VRING_USED_F_NO_NOTIFY,
-  VRING_AVAIL_F_NO_INTERRUPT,
-} from "./virtio/ring.js";
-export * from "./virtio/virtio-scsi.js";
+export type { QueueConfig, VirtioTransport } from "./virtio/transport.js";
 
 // The target: WWPN, TPGs, LUNs.
 export { TargetRegistry } from "./target/registry.js";
@@ -84,8 +62,6 @@ export { GuestMemory, type GuestRegion, type GuestMemoryListener } from "./guest
 export { GuestVirtqueue, type GuestBuffer, type UsedElem, type GuestVirtqueueOptions } from "./guest/virtqueue.js";
 export { VirtioScsiDriver, type ScsiCommand, type ScsiResult, type ScsiEvent, type VirtioScsiDriverOptions } from "./guest/scsi-driver.js";
 export { scanTarget, reportLunNumbers, commandRetryingUA, type ScannedDisk } from "./guest/scan.js";
-export * from "./guest/scsi-commands.js";
-export * from "./guest/sense.js";
 
 // Types the API above names (in property and parameter types), for reading and annotating.
 export type { PollTable } from "./sys/eventfd.js";

@@ -13,6 +13,7 @@ import { FakeNbdServer } from "./helpers/nbd-server.js";
 const dir = mkdtempSync(join(tmpdir(), "process-exit-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const lib = fileURLToPath(new URL("../dist/src/index.js", import.meta.url));
+const wire = fileURLToPath(new URL("../dist/src/wire.js", import.meta.url));
 
 /** Runs a module's text in a child process: its exit code, output and how long it took (killed after 20 s). */
 function runScript(text: string): Promise<{ code: number | null; stdout: string; ms: number }> {
@@ -34,7 +35,8 @@ describe("a program that does not close its testbed", () => {
     writeFileSync(img, Buffer.alloc(1 << 20));
     try {
       const r = await runScript(`
-        import { createTestbed, commandRetryingUA, read16 } from ${JSON.stringify(lib)};
+        import { createTestbed, commandRetryingUA } from ${JSON.stringify(lib)};
+        import { read16 } from ${JSON.stringify(wire)};
         const bed = await createTestbed({
           queues: 2,
           workers: 2,
@@ -62,7 +64,8 @@ describe("a program that does not close its testbed", () => {
     await server.listen();
     try {
       const r = await runScript(`
-        import { createTestbed, commandRetryingUA, read16 } from ${JSON.stringify(lib)};
+        import { createTestbed, commandRetryingUA } from ${JSON.stringify(lib)};
+        import { read16 } from ${JSON.stringify(wire)};
         const bed = await createTestbed({ luns: [{ backstore: "nbd", uri: ${JSON.stringify(server.uri)} }] });
         await commandRetryingUA(bed.driver, { lun: 0, cdb: read16(0, 8), dataInLength: 4096 });
         void bed.driver.command({ lun: 0, cdb: read16(8, 8), dataInLength: 4096 }).then((r) => console.log("answered", r.status));
