@@ -101,9 +101,9 @@ import { ScsiRequestQueue } from "./scsi/request";
 import { ScsiControlQueue, ctl_poll } from "./scsi/ctrl";
 import { evt_drain, evt_post } from "./scsi/event";
 import {
-  BOUNCE_SIZE, CQE_SIZE, CTX_IOV, IoCompletionQueue, IoCtx, IoCtxTable, IoSubmitQueue, cq_init, cq_size,
+  BOUNCE_SIZE, CQE_SIZE, CTX_DEVICE_BYTES, CTX_IOV, IoCompletionQueue, IoCtx, IoCtxTable, IoSubmitQueue, cq_init, cq_size,
   ctx_table_init, ctx_table_size, sq_init, sq_size,
-} from "./scsi/ioring";
+} from "./ioring";
 import { REMOTE_MAX_RANGES, remote_reap } from "./scsi/remote";
 import { CMD_REQ_PI_SIZE, CMD_REQ_SIZE } from "./scsi/constants";
 import { SCSI_DEV_F_T10_PI } from "./scsi/target";
@@ -223,7 +223,7 @@ export function scsi_evt_drain(vq: usize, dev: usize): u32 {
   return evt_drain(changetype<ScsiDevice>(dev), changetype<VirtQueue>(vq));
 }
 
-// ---- backstores served elsewhere (scsi/ioring.ts): the layout src/backstore/ring.ts uses ----
+// ---- backstores served elsewhere (ioring.ts): the layout src/backstore/ring.ts uses ----
 
 export const IOCTX_STATE: u32 = offsetof<IoCtx>("state");
 export const IOCTX_INDEX: u32 = offsetof<IoCtx>("index");
@@ -232,7 +232,7 @@ export const IOCTX_OP: u32 = offsetof<IoCtx>("op");
 export const IOCTX_FLAGS: u32 = offsetof<IoCtx>("flags");
 export const IOCTX_OFFSET: u32 = offsetof<IoCtx>("offset");
 export const IOCTX_LENGTH: u32 = offsetof<IoCtx>("length");
-export const IOCTX_EXTENTS: u32 = <u32>offsetof<IoCtx>() + <u32>offsetof<IoVecArray>() + CTX_IOV * <u32>IOVEC_SIZE;
+export const IOCTX_EXTENTS: u32 = <u32>offsetof<IoCtx>() + <u32>CTX_DEVICE_BYTES + <u32>offsetof<IoVecArray>() + CTX_IOV * <u32>IOVEC_SIZE;
 export const SQ_MASK: u32 = offsetof<IoSubmitQueue>("mask");
 export const SQ_DEQUEUE: u32 = offsetof<IoSubmitQueue>("dequeue");
 export const SQ_WAKE: u32 = offsetof<IoSubmitQueue>("wake");
@@ -256,17 +256,17 @@ export const IOVEC_ARRAY_ENTRIES: u32 = offsetof<IoVecArray>();
 }
 /**
  * Bytes of a request queue's contexts area: the table of `capacity` contexts, its completion
- * queue and a bounce buffer, each 16-aligned (scsi_req_area_init lays them out).
+ * queue and a bounce buffer, each 16-aligned (io_area_init lays them out).
  */
-export function scsi_req_area_size(capacity: u32): usize {
+export function io_area_size(capacity: u32): usize {
   return align16(ctx_table_size(capacity)) + align16(cq_size(req_cq_entries(capacity))) + BOUNCE_SIZE;
 }
 /**
- * Sets up a request queue's contexts area at `area` (scsi_req_area_size bytes, 16-aligned): the
+ * Sets up a request queue's contexts area at `area` (io_area_size bytes, 16-aligned): the
  * contexts numbered and free, an empty completion queue, the bounce buffer. Returns the
  * completion queue's address.
  */
-export function scsi_req_area_init(area: usize, capacity: u32): usize {
+export function io_area_init(area: usize, capacity: u32): usize {
   const cq = area + align16(ctx_table_size(capacity));
   const entries = req_cq_entries(capacity);
   memory.fill(area, 0, ctx_table_size(capacity));
@@ -275,18 +275,18 @@ export function scsi_req_area_init(area: usize, capacity: u32): usize {
   return cq;
 }
 /** Names the worker doorbell a completion queue rings (the worker serving its request queue). */
-export function scsi_cq_set_doorbell(cq: usize, doorbell: u32): void {
+export function io_cq_set_doorbell(cq: usize, doorbell: u32): void {
   atomic.store<u32>(cq + offsetof<IoCompletionQueue>("doorbell"), doorbell);
 }
 /** Requests of a completion queue's table handed to backstores so far, and completions posted so far. */
-export function scsi_cq_submitted(cq: usize): u32 {
+export function io_cq_submitted(cq: usize): u32 {
   return atomic.load<u32>(cq + offsetof<IoCompletionQueue>("submitted"));
 }
-export function scsi_cq_finished(cq: usize): u32 {
+export function io_cq_finished(cq: usize): u32 {
   return atomic.load<u32>(cq + offsetof<IoCompletionQueue>("finished"));
 }
 /** Bytes of a submission queue of `entries` cells (a power of two), and its set-up. */
-export function scsi_sq_size(entries: u32): usize { return sq_size(entries); }
-export function scsi_sq_init(sq: usize, entries: u32): void { sq_init(changetype<IoSubmitQueue>(sq), entries); }
+export function io_sq_size(entries: u32): usize { return sq_size(entries); }
+export function io_sq_init(sq: usize, entries: u32): void { sq_init(changetype<IoSubmitQueue>(sq), entries); }
 /** The most UNMAP ranges a LUN served elsewhere can take in one command. */
 export function scsi_remote_max_ranges(): u32 { return REMOTE_MAX_RANGES; }

@@ -3,7 +3,7 @@
 // backstore is served elsewhere, through a request context (remote.ts).
 import { ScsiCmd, data_in, data_out } from "./cmd";
 import { BS_NULL, BS_RAM, ScsiLun } from "./lun";
-import { BS_F_FUA, BS_OP_READ, BS_OP_WRITE } from "./ioring";
+import { BS_F_FUA, BS_OP_READ, BS_OP_WRITE } from "../ioring";
 import { remote_op } from "./remote";
 
 /**

@@ -6,7 +6,7 @@ import { fill_bytes } from "../bytes";
 import { device_ctx, iter, scratch } from "../instance";
 import { ScsiLun } from "./lun";
 import { ScsiDevice, ScsiTpg } from "./target";
-import { IoCtxTable } from "./ioring";
+import { IoCtxTable } from "../ioring";
 import {
   ASC_INVALID_FIELD_IN_CDB, ASC_INVALID_FIELD_IN_PARAMETER_LIST, ILLEGAL_REQUEST, SAM_STAT_CHECK_CONDITION,
   SAM_STAT_GOOD, VIRTIO_SCSI_S_OK, VIRTIO_SCSI_S_OVERRUN, VIRTIO_SCSI_SENSE_SIZE,

@@ -12,9 +12,10 @@ import {
   tpg_lun,
 } from "./target";
 import { LUN_F_PREVENT, LUN_F_STOPPED, ScsiLun, UA_LUN_RESET, UA_NEXUS_LOSS, lun_raise_ua, lun_update_flags } from "./lun";
-import { CTX_ABORTED, CTX_SUBMITTED, IoCtxTable, ctx_abort, ctx_at } from "./ioring";
+import { CTX_ABORTED, CTX_SUBMITTED, IoCtxTable, ctx_abort, ctx_at } from "../ioring";
 import { lun_number } from "./request";
 import * as K from "./constants";
+import { scsi_ctx } from "./ctx";
 
 /** What a search over the request contexts does with the ones it matches. */
 const SCAN_COUNT: u32 = 0; // count submitted contexts
@@ -34,8 +35,8 @@ function scan(dev: ScsiDevice, tpg: ScsiTpg, lun: usize, tagged: bool, tag: u64,
       const x = ctx_at(t, i);
       const state = atomic.load<u32>(changetype<usize>(x));
       if (state != CTX_SUBMITTED && state != CTX_ABORTED) continue;
-      if (lun != 0 ? <usize>x.lun != lun : !lun_in_tpg(tpg, <usize>x.lun)) continue;
-      if (tagged && x.tag != tag) continue;
+      if (lun != 0 ? <usize>x.owner != lun : !lun_in_tpg(tpg, <usize>x.owner)) continue;
+      if (tagged && scsi_ctx(x).tag != tag) continue;
       if (mode == SCAN_COUNT) n += state == CTX_SUBMITTED ? 1 : 0;
       else if (mode == SCAN_ABORT) n += ctx_abort(x) ? 1 : 0;
       else n += state == CTX_ABORTED ? 1 : 0;

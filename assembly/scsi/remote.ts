@@ -13,9 +13,10 @@ import {
   BOUNCE_SIZE, BS_OP_DISCARD, BS_OP_READ, BS_OP_WRITE, CTX_ABORTED, CTX_IOV,
   CTX_SUBMITTED, IoCompletionQueue, IoCtx, IoCtxTable, IoSubmitQueue, cq_consume, cq_peek, ctx_alloc, ctx_at, ctx_release,
   sq_push,
-} from "./ioring";
+} from "../ioring";
 import { write_response } from "./response";
 import * as K from "./constants";
+import { scsi_ctx } from "./ctx";
 
 /** What a context's steps carry out (IoCtx.kind). */
 const REMOTE_ONE: u32 = 0; // one operation: READ, WRITE, FLUSH, WRITE_ZEROES or DISCARD of the range
@@ -71,15 +72,15 @@ function ctx_begin(c: ScsiCmd, lun: ScsiLun, kind: u32): IoCtx | null {
   x.extents().count = 0;
   x.extents().out = 0;
   x.cq = t.cq;
-  x.lun = changetype<u32>(lun);
+  x.owner = changetype<u32>(lun);
   x.head = c.head;
-  x.tag = c.tag;
-  x.desc_sense = c.desc_sense;
+  scsi_ctx(x).tag = c.tag;
+  scsi_ctx(x).desc_sense = c.desc_sense;
   x.buf_len = c.buf_len;
   // Data-out bytes the command already consumed (a parameter list, a WRITE SAME block).
   x.done = c.done;
-  x.kind = kind;
-  x.step = 0;
+  scsi_ctx(x).kind = kind;
+  scsi_ctx(x).step = 0;
   x.flags = 0;
   return x;
 }
@@ -89,7 +90,7 @@ function ctx_begin(c: ScsiCmd, lun: ScsiLun, kind: u32): IoCtx | null {
  * flight; a later step (continuing) is already counted. False when the queue is full.
  */
 function ctx_post(t: IoCtxTable, x: IoCtx, first: bool): bool {
-  const lun = changetype<ScsiLun>(<usize>x.lun);
+  const lun = changetype<ScsiLun>(<usize>x.owner);
   if (first) atomic.store<u32>(changetype<usize>(x), CTX_SUBMITTED);
   if (!sq_push(lun_sq(lun), changetype<usize>(x))) return false;
   // Counted once handed over (the backstore may finish it first: `finished` may run ahead).
@@ -141,8 +142,8 @@ export function remote_op(c: ScsiCmd, lun: ScsiLun, op: u32, off: u64, len: u64,
   x.flags = flags;
   x.offset = off;
   x.length = len;
-  x.range_off = off;
-  x.range_len = len;
+  scsi_ctx(x).range_off = off;
+  scsi_ctx(x).range_len = len;
   submit(c, x);
 }
 
@@ -156,11 +157,11 @@ export function remote_compare(c: ScsiCmd, lun: ScsiLun, off: u64, len: u64, dat
   const x = ctx_begin(c, lun, REMOTE_COMPARE);
   if (x === null) return;
   t.bounce_user = x.index + 1;
-  x.range_off = off;
-  x.range_len = len;
+  scsi_ctx(x).range_off = off;
+  scsi_ctx(x).range_len = len;
   // Progress in `done`; where the data-out starts in the chain's readable part in `step`.
   x.done = 0;
-  x.step = cursor_offset(data);
+  scsi_ctx(x).step = cursor_offset(data);
   compare_step(t, x);
   submit(c, x);
 }
@@ -184,11 +185,11 @@ export function remote_pattern(c: ScsiCmd, lun: ScsiLun, off: u64, len: u64, dat
     reps++;
   }
   ext.count = reps * per;
-  x.step = per; // extents per block, for the last, shorter step
+  scsi_ctx(x).step = per; // extents per block, for the last, shorter step
   x.done = block;
   x.op = BS_OP_WRITE;
-  x.range_off = off;
-  x.range_len = len;
+  scsi_ctx(x).range_off = off;
+  scsi_ctx(x).range_len = len;
   x.offset = off;
   x.length = <u64>reps * block;
   submit(c, x);
@@ -200,7 +201,7 @@ export function remote_ranges(c: ScsiCmd, lun: ScsiLun, ranges: usize, count: u3
   const x = ctx_begin(c, lun, REMOTE_RANGES);
   if (x === null) return;
   memory.copy(changetype<usize>(x.extents()), ranges, <usize>count * 12);
-  x.range_len = count; // here: how many ranges; `step` is the one being discarded
+  scsi_ctx(x).range_len = count; // here: how many ranges; `step` is the one being discarded
   x.op = BS_OP_DISCARD;
   range_step(x);
   submit(c, x);
@@ -209,13 +210,13 @@ export function remote_ranges(c: ScsiCmd, lun: ScsiLun, ranges: usize, count: u3
 /** Sets up the next compare chunk: a READ into the bounce buffer. */
 function compare_step(t: IoCtxTable, x: IoCtx): void {
   const doneBytes = x.done;
-  const left = x.range_len - doneBytes;
+  const left = scsi_ctx(x).range_len - doneBytes;
   const chunk = left < <u64>BOUNCE_SIZE ? left : <u64>BOUNCE_SIZE;
   const ext = x.extents();
   ext.count = 1;
   ext.set(0, t.bounce, <u32>chunk);
   x.op = BS_OP_READ;
-  x.offset = x.range_off + doneBytes;
+  x.offset = scsi_ctx(x).range_off + doneBytes;
   x.length = chunk;
 }
 
@@ -224,7 +225,7 @@ function compare_chunk(t: IoCtxTable, x: IoCtx): i64 {
   const it = iter(3);
   const chain = x.chain();
   it.init(chain, 0, chain.out);
-  it.skip(<u64>x.step + x.done);
+  it.skip(<u64>scsi_ctx(x).step + x.done);
   const chunk = <u32>x.length;
   const a = <usize>t.bounce;
   let at: u32 = 0;
@@ -240,10 +241,10 @@ function compare_chunk(t: IoCtxTable, x: IoCtx): i64 {
   return -1;
 }
 
-/** Sets up the next DISCARD of an UNMAP from range number x.step. */
+/** Sets up the next DISCARD of an UNMAP from range number scsi_ctx(x).step. */
 function range_step(x: IoCtx): void {
-  const lun = changetype<ScsiLun>(<usize>x.lun);
-  const r = changetype<usize>(x.extents()) + <usize>x.step * 12;
+  const lun = changetype<ScsiLun>(<usize>x.owner);
+  const r = changetype<usize>(x.extents()) + <usize>scsi_ctx(x).step * 12;
   x.offset = load<u64>(r) << lun.block_shift;
   x.length = <u64>load<u32>(r, 8) << lun.block_shift;
 }
@@ -273,10 +274,10 @@ function error_answer(c: ScsiCmd, op: u32, err: i32): void {
 function complete(vq: VirtQueue, t: IoCtxTable, x: IoCtx, result: i32): bool {
   const c = cmd();
   cmd_reset(c);
-  c.desc_sense = x.desc_sense;
+  c.desc_sense = scsi_ctx(x).desc_sense;
   c.buf_len = x.buf_len;
   const aborted = atomic.load<u32>(changetype<usize>(x)) == CTX_ABORTED;
-  const kind = x.kind;
+  const kind = scsi_ctx(x).kind;
   let more = false;
   if (aborted) {
     c.response = K.VIRTIO_SCSI_S_ABORTED;
@@ -293,30 +294,30 @@ function complete(vq: VirtQueue, t: IoCtxTable, x: IoCtx, result: i32): bool {
       cmd_check(c, K.MISCOMPARE, K.ASC_MISCOMPARE_DURING_VERIFY);
       c.info_valid = 1;
       c.info = <u64>diff;
-      c.done = x.range_len; // the whole data-out was transferred before the compare (no residual)
+      c.done = scsi_ctx(x).range_len; // the whole data-out was transferred before the compare (no residual)
     } else {
       x.done += x.length;
-      more = x.done < x.range_len;
+      more = x.done < scsi_ctx(x).range_len;
       if (more) compare_step(t, x);
-      else c.done = x.range_len;
+      else c.done = scsi_ctx(x).range_len;
     }
   } else if (kind == REMOTE_PATTERN) {
-    const written = x.offset + x.length - x.range_off;
-    more = written < x.range_len;
+    const written = x.offset + x.length - scsi_ctx(x).range_off;
+    more = written < scsi_ctx(x).range_len;
     if (more) {
       x.offset += x.length;
-      const left = x.range_len - written;
+      const left = scsi_ctx(x).range_len - written;
       if (left < x.length) {
         // The last step: only as many repeats of the block as are left.
-        x.extents().count = x.step * <u32>(left >> changetype<ScsiLun>(<usize>x.lun).block_shift);
+        x.extents().count = scsi_ctx(x).step * <u32>(left >> changetype<ScsiLun>(<usize>x.owner).block_shift);
         x.length = left;
       }
     } else {
       c.done = x.done;
     }
   } else {
-    x.step++;
-    more = <u64>x.step < x.range_len;
+    scsi_ctx(x).step++;
+    more = <u64>scsi_ctx(x).step < scsi_ctx(x).range_len;
     if (more) range_step(x);
     else c.done = x.done;
   }
@@ -326,7 +327,7 @@ function complete(vq: VirtQueue, t: IoCtxTable, x: IoCtx, result: i32): bool {
   }
   // The answer: data-in bytes for READ, the residual from what the guest's buffers held.
   c.dir = x.op == BS_OP_READ && kind == REMOTE_ONE ? DIR_FROM_DEVICE : DIR_TO_DEVICE;
-  const lun = changetype<ScsiLun>(<usize>x.lun);
+  const lun = changetype<ScsiLun>(<usize>x.owner);
   const head = x.head;
   const resp = iter(0);
   const chain = x.chain();

@@ -19,7 +19,7 @@ import { lun_ready, scsi_dispatch } from "./dispatch";
 import { is_read, is_read_write, rw_blocks, rw_lba, rw_protect } from "./cdb";
 import { write_response } from "./response";
 import { copy_bytes, update_bytes } from "../bytes";
-import { IoCtxTable } from "./ioring";
+import { IoCtxTable } from "../ioring";
 import * as K from "./constants";
 
 /** LUN number from the 8-byte virtio-scsi LUN field, as vhost-scsi decodes it. */

@@ -14,7 +14,7 @@ import { be16, be32, be64, put32, put64 } from "./be";
 import { lun_holds } from "./lun";
 import { rw_blocks, rw_lba, rw_len_byte, rw_protect } from "./cdb";
 import { bs_read, bs_write, bs_zero_ram } from "./backstore";
-import { BS_F_UNMAP, BS_OP_DISCARD, BS_OP_FLUSH, BS_OP_WRITE_ZEROES } from "./ioring";
+import { BS_F_UNMAP, BS_OP_DISCARD, BS_OP_FLUSH, BS_OP_WRITE_ZEROES } from "../ioring";
 import { remote_compare, remote_op, remote_pattern, remote_ranges } from "./remote";
 import { IovIter } from "../iovec";
 import {

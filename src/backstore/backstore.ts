@@ -1,6 +1,6 @@
 // Where a LUN's blocks live. Two kinds are served in place by the data plane (RAM in the
 // device heap, null); every other backstore is served elsewhere, through the seam of
-// assembly/scsi/ioring.ts: it implements QueuedBackstore in one module and registers a type by
+// assembly/ioring.ts: it implements QueuedBackstore in one module and registers a type by
 // name, which LunConfig and `--backstore NAME:ARGS` then pick.
 import { platform } from "#platform";
 import type { SharedMemory } from "../memory/shared-memory.js";

@@ -1,4 +1,4 @@
-// The backstore side of the seam (assembly/scsi/ioring.ts): taking request contexts from a
+// The backstore side of the seam (assembly/ioring.ts): taking request contexts from a
 // LUN's submission queue, reading what to do, and posting completions on the request queues'
 // completion queues, all with Atomics over the shared memory. Used by every thread that serves
 // a backstore: an I/O thread, or the thread that opened the backstore.

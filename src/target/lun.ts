@@ -92,8 +92,8 @@ export class Lun {
       kind = BS_QUEUED;
       if (backstore.features.discard) flags |= LUN_F_UNMAP | (backstore.features.discardZeroes ? LUN_F_LBPRZ : 0);
       maxUnmapDescs = Math.min(maxUnmapDescs, dp.scsi_remote_max_ranges());
-      this.sq = shm.device.alloc(dp.scsi_sq_size(SQ_ENTRIES), 16, `lun ${id} submission queue`);
-      dp.scsi_sq_init(this.sq, SQ_ENTRIES);
+      this.sq = shm.device.alloc(dp.io_sq_size(SQ_ENTRIES), 16, `lun ${id} submission queue`);
+      dp.io_sq_init(this.sq, SQ_ENTRIES);
       at = this.sq;
       this.service = new BackstoreService(backstore, this.sq, { memory: shm.memory, pollTable: processPollTable().sab });
     }

@@ -390,8 +390,8 @@ export class VhostScsi {
     if (this.kindOf(index) === "req") {
       // Request contexts, their completion queue (a power of two at least as long) and a bounce buffer.
       const cap = Math.min(v.num, CONTEXTS_MAX);
-      v.table = shm.device.alloc(dp.scsi_req_area_size(cap), 16, `vring ${index} request contexts`);
-      v.cq = dp.scsi_req_area_init(v.table, cap);
+      v.table = shm.device.alloc(dp.io_area_size(cap), 16, `vring ${index} request contexts`);
+      v.cq = dp.io_area_init(v.table, cap);
       dp.vq_set_private(q.ptr, v.table);
       dp.scsi_dev_set_ctx_table(this.dev, index - VHOST_SCSI_VQ_IO, v.table);
     }
@@ -457,8 +457,8 @@ export class VhostScsi {
     const { dp } = this.ctx;
     const cq = v.cq;
     if (!cq) return;
-    const until = dp.scsi_cq_submitted(cq);
-    while (((dp.scsi_cq_finished(cq) - until) | 0) < 0) await new Promise((r) => setTimeout(r, 1));
+    const until = dp.io_cq_submitted(cq);
+    while (((dp.io_cq_finished(cq) - until) | 0) < 0) await new Promise((r) => setTimeout(r, 1));
   }
 
   /**

@@ -91,7 +91,7 @@ export class WorkerCore {
     kick?.watch(this.doorbell);
     this.served.set(a.binding.index, { a, kick, call: a.call && EventFd.fromHandle(a.call), err: a.err && EventFd.fromHandle(a.err) });
     // Backstores served elsewhere wake this worker when they complete the queue's requests.
-    if (a.binding.cq) this.dp.scsi_cq_set_doorbell(a.binding.cq, this.doorbell);
+    if (a.binding.cq) this.dp.io_cq_set_doorbell(a.binding.cq, this.doorbell);
     this.server.attach(a.binding);
     this.updateBusyloop();
     this.pollTable.ring(this.doorbell);

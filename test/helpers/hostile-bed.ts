@@ -133,14 +133,14 @@ export class HostileBed {
     this.devPi = device(true);
     guard();
     // The request queue's contexts, completion queue and bounce buffer; LUN 9's submission queue.
-    const contexts = this.dp.scsi_req_area_size(16);
+    const contexts = this.dp.io_area_size(16);
     this.table = shm.device.alloc(contexts, 16);
-    this.dp.scsi_req_area_init(this.table, 16);
+    this.dp.io_area_init(this.table, 16);
     this.deviceWritable.push([this.table, this.table + contexts]);
     for (const d of [this.dev, this.devPi]) this.dp.scsi_dev_set_ctx_table(d, 0, this.table);
-    this.queuedSq = shm.device.alloc(this.dp.scsi_sq_size(64), 16);
-    this.dp.scsi_sq_init(this.queuedSq, 64);
-    this.deviceWritable.push([this.queuedSq, this.queuedSq + this.dp.scsi_sq_size(64)]);
+    this.queuedSq = shm.device.alloc(this.dp.io_sq_size(64), 16);
+    this.dp.io_sq_init(this.queuedSq, 64);
+    this.deviceWritable.push([this.queuedSq, this.queuedSq + this.dp.io_sq_size(64)]);
     const q = shm.device.alloc(this.dp.scsi_lun_size(), 16);
     shm.bytes.fill(0, q, q + this.dp.scsi_lun_size());
     const LUN_F_UNMAP_LBPRZ = 2 | 64;

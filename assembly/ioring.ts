@@ -1,15 +1,18 @@
-// The seam between the SCSI target and backstores served outside the data plane (a file, a
-// network block server): io_uring-shaped. A request for such a LUN lives in a request context
-// (IoCtx) of its request queue's context table; the data plane puts the context on the LUN's
-// submission queue, whoever serves the backstore (an I/O thread, a socket owner) takes it from
-// there, does the I/O straight on the guest buffers the context lists, and answers on the
-// request queue's completion queue, which the queue's worker reaps in its next drain.
+// The seam between a device and backstores served outside the data plane (a file, a network
+// block server): io_uring-shaped, and the same for every device type. A request for such a
+// backstore lives in a request context (IoCtx) of its request queue's context table: a generic
+// header (what the backstore does: op, flags, offset, length, the extents; and what every device
+// needs to answer: the chain, its head, the buffer bytes) and a trailer the device type keeps its
+// own state in (IoCtx.device()). The data plane puts the context on the backstore's submission
+// queue, whoever serves the backstore (an I/O thread, a socket owner) takes it from there, does the
+// I/O straight on the guest buffers the context lists, and answers on the request queue's
+// completion queue, which the queue's worker reaps in its next drain.
 //
 // Submission queue: bounded multi-producer multi-consumer (every worker posts, every I/O thread
 // takes), one sequence word per cell. Completion queue: multi-producer, single consumer (the
 // queue's worker). Both live in shared memory; the TypeScript side (src/backstore/) reads and
 // writes them with Atomics on the layout exported below.
-import { IoVecArray, iovec_array_size } from "../iovec";
+import { IoVecArray, iovec_array_size } from "./iovec";
 
 /** Operations a backstore serves (IoCtx.op). */
 export const BS_OP_READ: u32 = 1; // read length bytes at offset into the extents
@@ -18,7 +21,7 @@ export const BS_OP_FLUSH: u32 = 3; // make written data durable
 export const BS_OP_WRITE_ZEROES: u32 = 4; // zero length bytes at offset
 export const BS_OP_DISCARD: u32 = 5; // deallocate length bytes at offset
 
-/** IoCtx.flags: the write must be durable when it completes (SBC-4 FUA). */
+/** IoCtx.flags: the write must be durable when it completes (SBC-4 FUA, VIRTIO_BLK_T_OUT with FLUSH semantics none). */
 export const BS_F_FUA: u32 = 1;
 /** IoCtx.flags: WRITE_ZEROES may deallocate the range (WRITE SAME with UNMAP, SBC-4 5.48). */
 export const BS_F_UNMAP: u32 = 2;
@@ -31,9 +34,13 @@ export const CTX_ABORTED: u32 = 2;
 /** Extents (guest buffer pieces) and chain iovecs one context holds: seg_max plus headers and PI. */
 export const CTX_IOV: u32 = 136;
 
+/** Bytes of a context's device trailer: the state a device type's steps keep between completions. */
+export const CTX_DEVICE_BYTES: usize = 48;
+
 /**
  * One request served elsewhere: what the backstore must do (op, flags, offset, length, the
- * extents) and what the SCSI side needs to answer it (chain, tag, step state).
+ * extents) and what the device needs to answer it (the chain and its head, the buffer bytes,
+ * its own trailer).
  */
 @unmanaged export class IoCtx {
   state: u32;
@@ -43,34 +50,31 @@ export const CTX_IOV: u32 = 136;
   cq: u32;
   op: u32;
   flags: u32;
-  /** The LUN (ScsiLun) and the chain's head index. */
-  lun: u32;
+  /** What the device addresses (a SCSI LUN, a virtio-blk backend) and the chain's head index. */
+  owner: u32;
   head: u32;
-  desc_sense: u32;
+  _pad0: u32;
   offset: u64;
   length: u64;
-  tag: u64;
   /** The guest's data buffer bytes (for the residual) and the data bytes moved so far. */
   buf_len: u64;
   done: u64;
-  /** Which SCSI command the steps carry out (REMOTE_* in remote.ts) and where it stands. */
-  kind: u32;
-  step: u32;
-  /** The command's whole range (multi-step commands): byte offset and length. */
-  range_off: u64;
-  range_len: u64;
 
-  /** The chain's iovecs as popped (the response goes to the start of its writable part). */
+  /** The device type's trailer (CTX_DEVICE_BYTES), which it overlays with a struct of its own. */
+  @inline device(): usize {
+    return changetype<usize>(this) + offsetof<IoCtx>();
+  }
+  /** The chain's iovecs as popped (the answer goes to the start of its writable part). */
   @inline chain(): IoVecArray {
-    return changetype<IoVecArray>(changetype<usize>(this) + offsetof<IoCtx>());
+    return changetype<IoVecArray>(changetype<usize>(this) + offsetof<IoCtx>() + CTX_DEVICE_BYTES);
   }
   /** The extents the backstore moves data through (exactly `length` bytes for READ and WRITE). */
   @inline extents(): IoVecArray {
-    return changetype<IoVecArray>(changetype<usize>(this) + offsetof<IoCtx>() + iovec_array_size(CTX_IOV));
+    return changetype<IoVecArray>(changetype<usize>(this) + offsetof<IoCtx>() + CTX_DEVICE_BYTES + iovec_array_size(CTX_IOV));
   }
 }
 
-export const CTX_SIZE: usize = (offsetof<IoCtx>() + 2 * iovec_array_size(CTX_IOV) + 15) & ~15;
+export const CTX_SIZE: usize = (offsetof<IoCtx>() + CTX_DEVICE_BYTES + 2 * iovec_array_size(CTX_IOV) + 15) & ~15;
 
 /** Bytes of bounce memory a table keeps for commands that compare with the medium (VERIFY). */
 export const BOUNCE_SIZE: u32 = 65536;
