@@ -10,6 +10,7 @@ import { copies_pending } from "./copies";
 import { IoVecArray } from "./iovec";
 import { vq_pop_chain } from "./chain";
 import { VirtQueue, VQ_NO_HEAD, vq_add_used, vq_disable_notify, vq_enable_notify, vq_flush_used, vq_publish_early } from "./queue";
+import { CTX_ABORTED, CTX_SUBMITTED, IoCompletionQueue, IoCtx, IoCtxTable, cq_consume, cq_peek, ctx_at } from "./ioring";
 
 /** Requests between early publications of the used ring (a power of two). */
 const EARLY_BATCH: u32 = 8;
@@ -79,4 +80,32 @@ export function vq_drain<D>(vq: VirtQueue, iov: IoVecArray, dev: D, weight: u32,
   // also those of requests that were answered and consumed (BadRequest).
   if (vq.error_count != errors) flags |= DRAIN_ERROR;
   return flags;
+}
+
+/**
+ * Reaps the completions backstores posted on vq's completion queue (ioring.ts); returns how many
+ * requests were answered (their used elements added, not yet published). D is the device type's
+ * completion handler (monomorphized): `complete(vq, table, ctx, result): bool` turns a context's
+ * completion into its answer and returns true, or posts its next step and returns false.
+ */
+export function vq_reap<D>(vq: VirtQueue): u32 {
+  const t = changetype<IoCtxTable>(<usize>vq.private_data);
+  if (changetype<usize>(t) == 0) return 0;
+  const q = changetype<IoCompletionQueue>(<usize>t.cq);
+  const handler = changetype<D>(0);
+  let answered: u32 = 0;
+  while (true) {
+    const cell = cq_peek(q);
+    if (cell == 0) break;
+    const index = load<u32>(cell, 4);
+    const result = load<i32>(cell, 8);
+    cq_consume(q);
+    // A completion names a context of this table; anything else is not ours to touch.
+    if (index >= t.capacity) continue;
+    const x = ctx_at(t, index);
+    const state = atomic.load<u32>(changetype<usize>(x));
+    if (state != CTX_SUBMITTED && state != CTX_ABORTED) continue;
+    if (handler.complete(vq, t, x, result)) answered++;
+  }
+  return answered;
 }

@@ -4,7 +4,7 @@ import { VHOST_MAX_MEM_REGIONS } from "./defs";
 import { MemTable, MemRegion, memtable_region } from "./memtable";
 import { chain_iov, instance_init, instance_area_size } from "./instance";
 import { VirtQueue, vq_flush_used } from "./queue";
-import { vq_drain } from "./drain";
+import { vq_drain, vq_reap } from "./drain";
 import { IOVEC_SIZE, IoVecArray } from "./iovec";
 
 export { instance_init, instance_area_size };
@@ -104,7 +104,7 @@ import {
   BOUNCE_SIZE, CQE_SIZE, CTX_DEVICE_BYTES, CTX_IOV, IoCompletionQueue, IoCtx, IoCtxTable, IoSubmitQueue, cq_init, cq_size,
   ctx_table_init, ctx_table_size, sq_init, sq_size,
 } from "./ioring";
-import { REMOTE_MAX_RANGES, remote_reap } from "./scsi/remote";
+import { REMOTE_MAX_RANGES, ScsiCompletions } from "./scsi/remote";
 import { CMD_REQ_PI_SIZE, CMD_REQ_SIZE } from "./scsi/constants";
 import { SCSI_DEV_F_T10_PI } from "./scsi/target";
 import { DRAIN_USED } from "./defs";
@@ -201,14 +201,14 @@ export function scsi_lun_ident_len(f: u32): u32 {
  */
 export function scsi_req_drain(vq: usize, dev: usize, weight: u32, polling: bool): u32 {
   const q = changetype<VirtQueue>(vq);
-  const reaped = remote_reap(q);
+  const reaped = vq_reap<ScsiCompletions>(q);
   const flags = vq_drain<ScsiRequestQueue>(q, chain_iov(), changetype<ScsiRequestQueue>(dev), weight, polling);
   return reaped != 0 && (flags & DRAIN_USED) == 0 ? flags | vq_flush_used(q) : flags;
 }
 /** Answers the completed requests of a request queue no longer drained (it is being detached). */
 export function scsi_req_reap(vq: usize): u32 {
   const q = changetype<VirtQueue>(vq);
-  return remote_reap(q) != 0 ? vq_flush_used(q) : 0;
+  return vq_reap<ScsiCompletions>(q) != 0 ? vq_flush_used(q) : 0;
 }
 /** Drains the control queue; returns DRAIN_* bits (pending TMFs finish in scsi_ctl_poll). */
 export function scsi_ctl_drain(vq: usize, dev: usize, weight: u32): u32 {

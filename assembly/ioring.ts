@@ -12,7 +12,12 @@
 // takes), one sequence word per cell. Completion queue: multi-producer, single consumer (the
 // queue's worker). Both live in shared memory; the TypeScript side (src/backstore/) reads and
 // writes them with Atomics on the layout exported below.
-import { IoVecArray, iovec_array_size } from "./iovec";
+import { IoVecArray, IovIter, iovec_array_size } from "./iovec";
+
+/** Where a device's blocks live (a SCSI LUN's, a virtio-blk backend's). */
+export const BS_RAM: u32 = 0; // in the device heap, copied in place
+export const BS_NULL: u32 = 1; // nowhere: reads return zeroes, writes are dropped
+export const BS_QUEUED: u32 = 2; // behind a backstore's submission queue (below)
 
 /** Operations a backstore serves (IoCtx.op). */
 export const BS_OP_READ: u32 = 1; // read length bytes at offset into the extents
@@ -139,6 +144,38 @@ export function ctx_release(t: IoCtxTable, c: IoCtx): u32 {
 /** Marks a submitted context aborted (a TMF); false if it was not submitted. */
 export function ctx_abort(c: IoCtx): bool {
   return atomic.cmpxchg<u32>(changetype<usize>(c), CTX_SUBMITTED, CTX_ABORTED) == CTX_SUBMITTED;
+}
+
+/** Copies `len` bytes of extents from cursor `it` into dst (false: more pieces than dst holds). */
+export function ctx_take_extents(dst: IoVecArray, it: IovIter, len: u64): bool {
+  const src = it.iov;
+  let n = dst.count;
+  let i = it.idx;
+  let o = it.off;
+  while (len > 0 && i < it.end) {
+    if (n >= CTX_IOV) return false;
+    const seg = <u64>(src.len(i) - o);
+    const take = seg < len ? seg : len;
+    dst.set(n++, src.base(i) + o, <u32>take);
+    len -= take;
+    i++;
+    o = 0;
+  }
+  dst.count = n;
+  return true;
+}
+
+/**
+ * Puts context x of table t on submission queue sq. The first post of a request marks it
+ * submitted; a later step of the same request is already. Counts it handed over (the fence).
+ * False when the queue is full.
+ */
+export function ctx_submit(t: IoCtxTable, x: IoCtx, sq: IoSubmitQueue, first: bool): bool {
+  if (first) atomic.store<u32>(changetype<usize>(x), CTX_SUBMITTED);
+  if (!sq_push(sq, changetype<usize>(x))) return false;
+  // Counted once handed over (the backstore may finish it first: `finished` may run ahead).
+  atomic.add<u32>(<usize>t.cq + offsetof<IoCompletionQueue>("submitted"), 1);
+  return true;
 }
 
 // ---- submission queue ----

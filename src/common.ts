@@ -13,12 +13,13 @@ export { SharedMemory, type SharedMemoryOptions, type SharedMemoryLayout } from 
 
 // The vhost control plane: /dev/vhost-scsi, its ioctls (the uapi header), eventfds, workers.
 export { VhostProcess, type VhostProcessOptions } from "./vhost/process.js";
-export { VhostScsi, VHOST_SCSI_MAX_IO_VQ, VHOST_SCSI_VQ_CTL, VHOST_SCSI_VQ_EVT, VHOST_SCSI_VQ_IO, type VhostContext } from "./vhost/vhost-scsi.js";
+export { VhostScsi, VHOST_SCSI_MAX_IO_VQ, VHOST_SCSI_VQ_CTL, VHOST_SCSI_VQ_EVT, VHOST_SCSI_VQ_IO } from "./vhost/vhost-scsi.js";
+export { VhostDevice, type VhostContext, type VhostDeviceType } from "./vhost/vhost-device.js";
 export { vhostRegionsOf, VHOST_MAX_MEM_REGIONS, type VhostMemoryRegion } from "./vhost/mem-table.js";
 export { EventFd, EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, type EventFdHandle } from "./sys/eventfd.js";
 export { pinThread, parseCpuList, allowedCpus } from "./sys/affinity.js";
 export { LocalWorker, type LocalWorkerOptions } from "./worker/local-worker.js";
-export { POLL_IDLE, POLL_MORE, POLL_WAITING, type PollResult, type VringBinding, type VringKind } from "./worker/scsi-vrings.js";
+export { POLL_IDLE, POLL_MORE, POLL_WAITING, type PollResult, type VringBinding, type VringKind } from "./worker/vring-server.js";
 export type { VhostWorker } from "./worker/worker.js";
 
 // Errors: errno values as the kernel returns them, and what a queue error means.

@@ -108,7 +108,7 @@ describe("the package as users get it", () => {
     const e = JSON.parse(stdout) as Record<string, string[]>;
     for (const name of ["createTestbed", "VhostProcess", "VhostScsiDevice", "VirtioScsiDriver", "TargetRegistry", "VhostError", "commandRetryingUA"])
       expect(e.root).toContain(name);
-    for (const name of ["MockSplitQueue", "RingTestbed", "ScsiVringServer", "VHOST_SCSI_WEIGHT", "nodeFileOps", "dataplaneModule", "DRAIN_SIGNAL"])
+    for (const name of ["MockSplitQueue", "RingTestbed", "VringServer", "VHOST_SCSI_WEIGHT", "nodeFileOps", "dataplaneModule", "DRAIN_SIGNAL"])
       expect(e.root).not.toContain(name);
     for (const name of ["dataplaneModule", "createDataplane", "DRAIN_SIGNAL", "VQ_ERR_TRANSLATE"]) expect(e.abi).toContain(name);
     for (const name of ["RingTestbed", "MockSplitQueue", "DeviceQueue"]) expect(e.testing).toContain(name);

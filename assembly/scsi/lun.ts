@@ -3,10 +3,7 @@
 // publishes it in a TPG's LUN table; workers only read it, except for the atomic state words.
 import { ASC_BUS_DEVICE_RESET_FUNCTION, ASC_CAPACITY_DATA_CHANGED, ASC_I_T_NEXUS_LOSS, ASC_POWER_ON_RESET, ASC_REPORTED_LUNS_DATA_CHANGED } from "./constants";
 
-/** Backstore kinds: two served in place by the data plane, one served elsewhere. */
-export const BS_RAM: u32 = 0; // blocks in the device heap
-export const BS_NULL: u32 = 1; // no data: reads return zeroes, writes are dropped
-export const BS_QUEUED: u32 = 2; // requests go to the backstore's submission queue (ioring.ts)
+export { BS_RAM, BS_NULL, BS_QUEUED } from "../ioring";
 
 /** LUN flags. */
 export const LUN_F_READ_ONLY: u32 = 1;

@@ -10,9 +10,8 @@ import { VirtQueue, vq_add_used } from "../queue";
 import { ScsiCmd, cmd, cmd_check, cmd_reset, DIR_FROM_DEVICE, DIR_TO_DEVICE } from "./cmd";
 import { ScsiLun } from "./lun";
 import {
-  BOUNCE_SIZE, BS_OP_DISCARD, BS_OP_READ, BS_OP_WRITE, CTX_ABORTED, CTX_IOV,
-  CTX_SUBMITTED, IoCompletionQueue, IoCtx, IoCtxTable, IoSubmitQueue, cq_consume, cq_peek, ctx_alloc, ctx_at, ctx_release,
-  sq_push,
+  BOUNCE_SIZE, BS_OP_DISCARD, BS_OP_READ, BS_OP_WRITE, CTX_ABORTED, CTX_IOV, IoCtx, IoCtxTable, IoSubmitQueue,
+  ctx_alloc, ctx_release, ctx_submit, ctx_take_extents,
 } from "../ioring";
 import { write_response } from "./response";
 import * as K from "./constants";
@@ -91,10 +90,7 @@ function ctx_begin(c: ScsiCmd, lun: ScsiLun, kind: u32): IoCtx | null {
  */
 function ctx_post(t: IoCtxTable, x: IoCtx, first: bool): bool {
   const lun = changetype<ScsiLun>(<usize>x.owner);
-  if (first) atomic.store<u32>(changetype<usize>(x), CTX_SUBMITTED);
-  if (!sq_push(lun_sq(lun), changetype<usize>(x))) return false;
-  // Counted once handed over (the backstore may finish it first: `finished` may run ahead).
-  atomic.add<u32>(<usize>t.cq + offsetof<IoCompletionQueue>("submitted"), 1);
+  if (!ctx_submit(t, x, lun_sq(lun), first)) return false;
   if (first) atomic.add<u32>(changetype<usize>(lun) + offsetof<ScsiLun>("inflight"), 1);
   return true;
 }
@@ -110,30 +106,11 @@ function submit(c: ScsiCmd, x: IoCtx): void {
   c.pending = 1;
 }
 
-/** Copies `len` bytes of extents from cursor `it` into dst (false: more pieces than dst holds). */
-function take_extents(dst: IoVecArray, it: IovIter, len: u64): bool {
-  const src = it.iov;
-  let n = dst.count;
-  let i = it.idx;
-  let o = it.off;
-  while (len > 0 && i < it.end) {
-    if (n >= CTX_IOV) return false;
-    const seg = <u64>(src.len(i) - o);
-    const take = seg < len ? seg : len;
-    dst.set(n++, src.base(i) + o, <u32>take);
-    len -= take;
-    i++;
-    o = 0;
-  }
-  dst.count = n;
-  return true;
-}
-
 /** One operation over [off, off + len) with the data at cursor `data` (READ, WRITE) or none; BS_F_* flags. */
 export function remote_op(c: ScsiCmd, lun: ScsiLun, op: u32, off: u64, len: u64, data: IovIter | null, flags: u32): void {
   const x = ctx_begin(c, lun, REMOTE_ONE);
   if (x === null) return;
-  if (data !== null && !take_extents(x.extents(), data, len)) {
+  if (data !== null && !ctx_take_extents(x.extents(), data, len)) {
     ctx_release(c.table, x);
     c.response = K.VIRTIO_SCSI_S_FAILURE;
     return;
@@ -172,7 +149,7 @@ export function remote_pattern(c: ScsiCmd, lun: ScsiLun, off: u64, len: u64, dat
   if (x === null) return;
   const block = <u64>lun.blockSize;
   // The extents: the block's pieces, repeated as often as the extents area holds.
-  if (!take_extents(x.extents(), data, block)) {
+  if (!ctx_take_extents(x.extents(), data, block)) {
     ctx_release(c.table, x);
     c.response = K.VIRTIO_SCSI_S_FAILURE;
     return;
@@ -340,28 +317,9 @@ function complete(vq: VirtQueue, t: IoCtxTable, x: IoCtx, result: i32): bool {
   return true;
 }
 
-/**
- * Reaps the completions posted on a request queue's completion queue; returns how many
- * commands were answered (their used elements added, not yet published).
- */
-export function remote_reap(vq: VirtQueue): u32 {
-  const t = changetype<IoCtxTable>(<usize>vq.private_data);
-  if (changetype<usize>(t) == 0) return 0;
-  const q = changetype<IoCompletionQueue>(<usize>t.cq);
-  let answered: u32 = 0;
-  while (true) {
-    const cell = cq_peek(q);
-    if (cell == 0) break;
-    const index = load<u32>(cell, 4);
-    const result = load<i32>(cell, 8);
-    cq_consume(q);
-    // A completion names a context of this table; anything else is not ours to touch.
-    if (index >= t.capacity) continue;
-    const x = ctx_at(t, index);
-    const state = atomic.load<u32>(changetype<usize>(x));
-    if (state != CTX_SUBMITTED && state != CTX_ABORTED) continue;
-    if (complete(vq, t, x, result)) answered++;
+/** The request layer's completion handler for vq_reap (drain.ts). */
+@unmanaged export class ScsiCompletions {
+  complete(vq: VirtQueue, t: IoCtxTable, x: IoCtx, result: i32): bool {
+    return complete(vq, t, x, result);
   }
-  return answered;
 }
-

@@ -4,7 +4,7 @@ import { log } from "../sys/log.js";
 import type { ErrnoCode } from "../sys/errors.js";
 import type { QueueErrorName } from "../virtio/queue-error.js";
 import type { VhostProcess } from "../vhost/process.js";
-import type { VhostScsi } from "../vhost/vhost-scsi.js";
+import { VhostScsi } from "../vhost/vhost-scsi.js";
 import { VHOST_SCSI_MAX_IO_VQ } from "../vhost/vhost-scsi.js";
 import { vhostRegionsOf } from "../vhost/mem-table.js";
 import { VHOST_SCSI_ABI_VERSION } from "../vhost/uapi.js";
@@ -124,7 +124,7 @@ export class VhostScsiDevice implements VirtioTransport {
 
   /** The vhost device object (for diagnostics: counters, errors). */
   get vhost(): VhostScsi {
-    return this.proc.device(this.fd);
+    return this.proc.device(this.fd, VhostScsi);
   }
 
   /**
@@ -134,7 +134,7 @@ export class VhostScsiDevice implements VirtioTransport {
   async realize(): Promise<void> {
     const p = this.proc;
     this.fd = p.open("/dev/vhost-scsi");
-    const d = p.device(this.fd);
+    const d = p.device(this.fd, VhostScsi);
     await d.SET_OWNER();
     this.hostFeatures = (await d.GET_FEATURES()) & ~(this.opts.maskFeatures ?? 0n);
     const abi = await d.SCSI_GET_ABI_VERSION();

@@ -1,8 +1,8 @@
 import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import type { Backstore } from "../backstore/backstore.js";
-import { BackstoreService, type WorkerServedBackstore } from "../backstore/service.js";
-import { processPollTable } from "../sys/eventfd.js";
+import type { WorkerServedBackstore } from "../backstore/service.js";
+import { BackstoreQueue } from "../backstore/queue.js";
 import { VIRTIO_SCSI_MAX_SECTORS } from "../virtio/virtio-scsi.js";
 import {
   LUN_F_READ_ONLY,
@@ -23,9 +23,6 @@ import {
   IDENT_TARGET,
 } from "../wasm/abi.generated.js";
 export { UA_POWER_ON, UA_NEXUS_LOSS, UA_LUN_RESET, UA_CAPACITY_CHANGED, UA_LUNS_CHANGED } from "../wasm/abi.generated.js";
-
-/** Cells of a queued backstore's submission queue (requests of all queues waiting for it). */
-const SQ_ENTRIES = 1024;
 
 /** How a LUN presents itself; everything but the backstore has a default. */
 export interface LunOptions {
@@ -56,8 +53,7 @@ export class Lun {
   readonly blockSize: number;
   private store: Backstore;
   /** A queued backstore: its submission queue and the service taking requests from it. */
-  private readonly sq: number = 0;
-  private readonly service: BackstoreService | undefined;
+  private readonly queue: BackstoreQueue | undefined;
 
   constructor(
     private readonly shm: SharedMemory,
@@ -92,10 +88,8 @@ export class Lun {
       kind = BS_QUEUED;
       if (backstore.features.discard) flags |= LUN_F_UNMAP | (backstore.features.discardZeroes ? LUN_F_LBPRZ : 0);
       maxUnmapDescs = Math.min(maxUnmapDescs, dp.scsi_remote_max_ranges());
-      this.sq = shm.device.alloc(dp.io_sq_size(SQ_ENTRIES), 16, `lun ${id} submission queue`);
-      dp.io_sq_init(this.sq, SQ_ENTRIES);
-      at = this.sq;
-      this.service = new BackstoreService(backstore, this.sq, { memory: shm.memory, pollTable: processPollTable().sab });
+      this.queue = new BackstoreQueue(shm, dp, backstore, `lun ${id}`);
+      at = this.queue.sq;
     }
     dp.scsi_lun_init(this.ptr, id, kind, Math.log2(bs), backstore.size / bs, at, flags, identity.port);
     // Block limits VPD: never more per command than the HBA's max_sectors lets a guest send.
@@ -142,7 +136,7 @@ export class Lun {
 
   /** When the vhost workers are to serve the backstore: its submission queue and how to open it. */
   get workerServed(): WorkerServedBackstore | undefined {
-    return this.service?.workerServed;
+    return this.queue?.workerServed;
   }
 
   /** Requests handed to a backstore served elsewhere and not answered yet. */
@@ -182,9 +176,8 @@ export class Lun {
 
   /** Stops serving and closes the backstore, frees the structs (the LUN must be unpublished and idle). */
   async dispose(): Promise<void> {
-    if (this.service) await this.service.stop();
+    if (this.queue) await this.queue.dispose();
     else await this.store.close();
-    if (this.sq) this.shm.device.release(this.sq);
     this.shm.device.release(this.ptr);
   }
 }

@@ -3,7 +3,8 @@ import type { SharedMemory } from "../memory/shared-memory.js";
 import { createDataplane, type DataplaneInstance } from "../wasm/dataplane.js";
 import { TargetRegistry } from "../target/registry.js";
 import { VhostError } from "../sys/errors.js";
-import { VhostScsi, type VhostContext } from "./vhost-scsi.js";
+import { VhostScsi } from "./vhost-scsi.js";
+import { VhostDevice, type VhostContext } from "./vhost-device.js";
 import type { VhostWorker } from "../worker/worker.js";
 import { LocalWorker } from "../worker/local-worker.js";
 import { ThreadWorker } from "../worker/thread-worker.js";
@@ -22,15 +23,18 @@ export interface VhostProcessOptions {
   workerCpus?: (id: number) => readonly number[] | undefined;
 }
 
+/** The vhost device nodes open() knows, by path: each makes a device of its type. */
+const DEVICE_NODES = new Map<string, (ctx: VhostContext) => VhostDevice>([["/dev/vhost-scsi", (ctx) => new VhostScsi(ctx)]]);
+
 /**
- * A process-like file descriptor table over one shared memory: eventfd(), open("/dev/vhost-scsi"),
- * close() and ioctl() with the real request numbers and binary arguments. The LIO-like target
- * registry lives here too (the kernel's configfs is per host).
+ * A process-like file descriptor table over one shared memory: eventfd(), open() of a vhost
+ * device node, close() and ioctl() with the real request numbers and binary arguments. The
+ * LIO-like target registry lives here too (the kernel's configfs is per host).
  */
 export class VhostProcess {
   readonly control: DataplaneInstance;
   readonly targets: TargetRegistry;
-  private readonly fds = new Map<number, EventFd | VhostScsi>();
+  private readonly fds = new Map<number, EventFd | VhostDevice>();
   private nextFd = 3;
 
   constructor(
@@ -42,7 +46,7 @@ export class VhostProcess {
     this.targets = new TargetRegistry(shm, this.control.dp);
   }
 
-  private install(f: EventFd | VhostScsi): number {
+  private install(f: EventFd | VhostDevice): number {
     const fd = this.nextFd++;
     this.fds.set(fd, f);
     return fd;
@@ -61,17 +65,20 @@ export class VhostProcess {
     return f;
   }
 
-  /** The vhost device behind fd. */
-  device(fd: number): VhostScsi {
+  /** The vhost device behind fd; with a type, ENOTTY unless it is one (its ioctls do not apply). */
+  device(fd: number): VhostDevice;
+  device<T extends VhostDevice>(fd: number, type: abstract new (...args: never[]) => T): T;
+  device(fd: number, type: abstract new (...args: never[]) => VhostDevice = VhostDevice): VhostDevice {
     const f = this.fds.get(fd);
     if (!f) throw new VhostError("EBADF", `fd ${fd} is not open`);
-    if (!(f instanceof VhostScsi)) throw new VhostError("ENOTTY", `fd ${fd} is not a vhost device`);
+    if (!(f instanceof type)) throw new VhostError("ENOTTY", `fd ${fd} is not a ${type === VhostDevice ? "vhost device" : `${type.name} device`}`);
     return f;
   }
 
-  /** open(2) of /dev/vhost-scsi. */
+  /** open(2) of a vhost device node (/dev/vhost-scsi). */
   open(path: string): number {
-    if (path !== "/dev/vhost-scsi") throw new VhostError("ENOENT", `${path}: no such device`);
+    const make = DEVICE_NODES.get(path);
+    if (!make) throw new VhostError("ENOENT", `${path}: no such device`);
     const ctx: VhostContext = {
       shm: this.shm,
       dp: this.control.dp,
@@ -81,7 +88,7 @@ export class VhostProcess {
         this.opts.createWorker?.(id, this.shm) ??
         (this.opts.workerThreads === false ? new LocalWorker(id, this.shm) : new ThreadWorker(id, this.shm, this.control.dp, this.opts.workerCpus?.(id))),
     };
-    return this.install(new VhostScsi(ctx));
+    return this.install(make(ctx));
   }
 
   /** close(2): a vhost device stops its workers and releases everything. */
@@ -89,7 +96,7 @@ export class VhostProcess {
     const f = this.fds.get(fd);
     if (!f) throw new VhostError("EBADF", `fd ${fd} is not open`);
     this.fds.delete(fd);
-    if (f instanceof VhostScsi) await f.close();
+    if (f instanceof VhostDevice) await f.close();
     else f.close();
   }
 
@@ -99,6 +106,7 @@ export class VhostProcess {
    */
   async ioctl(fd: number, request: number, arg: Uint8Array = new Uint8Array(0)): Promise<number> {
     const d = this.device(fd);
+    const scsi = () => this.device(fd, VhostScsi);
     const dv = () => new DataView(arg.buffer, arg.byteOffset, arg.byteLength);
     const need = (n: number) => {
       if (arg.byteLength < n) throw new VhostError("EFAULT", `argument of ${arg.byteLength} bytes, need ${n}`);
@@ -175,22 +183,22 @@ export class VhostProcess {
         U.encodeVringWorker(await d.GET_VRING_WORKER(U.decodeVringWorker(arg).index), arg);
         return 0;
       case U.VHOST_SCSI_SET_ENDPOINT:
-        await d.SCSI_SET_ENDPOINT(U.decodeScsiTarget(arg));
+        await scsi().SCSI_SET_ENDPOINT(U.decodeScsiTarget(arg));
         return 0;
       case U.VHOST_SCSI_CLEAR_ENDPOINT:
-        await d.SCSI_CLEAR_ENDPOINT(U.decodeScsiTarget(arg));
+        await scsi().SCSI_CLEAR_ENDPOINT(U.decodeScsiTarget(arg));
         return 0;
       case U.VHOST_SCSI_GET_ABI_VERSION:
         need(4);
-        dv().setInt32(0, await d.SCSI_GET_ABI_VERSION(), true);
+        dv().setInt32(0, await scsi().SCSI_GET_ABI_VERSION(), true);
         return 0;
       case U.VHOST_SCSI_SET_EVENTS_MISSED:
         need(4);
-        await d.SCSI_SET_EVENTS_MISSED(dv().getUint32(0, true));
+        await scsi().SCSI_SET_EVENTS_MISSED(dv().getUint32(0, true));
         return 0;
       case U.VHOST_SCSI_GET_EVENTS_MISSED:
         need(4);
-        dv().setUint32(0, await d.SCSI_GET_EVENTS_MISSED(), true);
+        dv().setUint32(0, await scsi().SCSI_GET_EVENTS_MISSED(), true);
         return 0;
     }
     throw new VhostError("ENOTTY", `unknown ioctl 0x${(request >>> 0).toString(16)}`);

@@ -1,7 +1,7 @@
 import { processPollTable } from "../sys/eventfd.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import { createDataplane, type DataplaneExports, type DataplaneInstance } from "../wasm/dataplane.js";
-import { POLL_MORE, POLL_WAITING, type PollResult } from "./scsi-vrings.js";
+import { POLL_MORE, POLL_WAITING, type PollResult } from "./vring-server.js";
 import { WorkerCore } from "./worker-core.js";
 import type { VhostWorker, VringAttachment } from "./worker.js";
 import type { WorkerServedBackstore } from "../backstore/service.js";

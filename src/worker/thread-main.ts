@@ -6,7 +6,7 @@ import { platform } from "#platform";
 import { PollTable } from "../sys/eventfd.js";
 import { instantiateDataplane } from "../wasm/dataplane.js";
 import { WorkerCore } from "./worker-core.js";
-import { POLL_MORE, POLL_WAITING } from "./scsi-vrings.js";
+import { POLL_MORE, POLL_WAITING } from "./vring-server.js";
 import { ControlPort, type WorkerInit, type WorkerReply } from "./thread-protocol.js";
 import { AdaptivePoll } from "./adaptive-poll.js";
 import { pinThread } from "../sys/affinity.js";

@@ -1,7 +1,7 @@
 import { EventFd, type PollTable } from "../sys/eventfd.js";
 import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { VringAttachment } from "./worker.js";
-import { POLL_IDLE, POLL_MORE, ScsiVringServer, type PollResult } from "./scsi-vrings.js";
+import { POLL_IDLE, POLL_MORE, VringServer, type PollResult } from "./vring-server.js";
 import { RingPort, type TakenRequest } from "../backstore/ring.js";
 import { BATCH, runBatch, type WorkerServedBackstore } from "../backstore/service.js";
 import type { QueuedBackstore } from "../backstore/backstore.js";
@@ -20,7 +20,7 @@ interface Served {
  * thread-main.ts in a worker thread.
  */
 export class WorkerCore {
-  readonly server: ScsiVringServer;
+  readonly server: VringServer;
   private readonly served = new Map<number, Served>();
   /** Submission queues of backstores this worker serves itself (io-threads 0), by address. */
   private backstores = new Map<number, QueuedBackstore>();
@@ -34,7 +34,7 @@ export class WorkerCore {
     readonly doorbell: number,
     buffer: SharedArrayBuffer,
   ) {
-    this.server = new ScsiVringServer(dp, {
+    this.server = new VringServer(dp, {
       signal: (i) => this.served.get(i)?.call?.write(1n),
       error: (i) => this.served.get(i)?.err?.write(1n),
     });
@@ -126,7 +126,7 @@ export class WorkerCore {
   /** Time spent in drains that served something, ms (what the worker's core was busy with). */
   busyMs = 0;
 
-  /** Drains every vring once (nothing while paused); see ScsiVringServer.poll. */
+  /** Drains every vring once (nothing while paused); see VringServer.poll. */
   drain(polling = false): PollResult {
     if (this.paused) return POLL_IDLE;
     const progress = this.server.progress;

@@ -1,5 +1,5 @@
 import type { EventFdHandle } from "../sys/eventfd.js";
-import type { VringBinding } from "./scsi-vrings.js";
+import type { VringBinding } from "./vring-server.js";
 import type { WorkerServedBackstore } from "../backstore/service.js";
 
 /** One vring as handed to a worker: where it is, and its eventfds (unset: null). */

@@ -6,6 +6,7 @@ import fc from "fast-check";
 import { SharedMemory } from "../../src/memory/shared-memory.js";
 import { GuestMemory } from "../../src/guest/guest-memory.js";
 import { VhostProcess } from "../../src/vhost/process.js";
+import { VhostScsi } from "../../src/vhost/vhost-scsi.js";
 import { vhostRegionsOf } from "../../src/vhost/mem-table.js";
 import { VhostError } from "../../src/sys/errors.js";
 import { vringAvailSize, vringDescSize, vringUsedSize } from "../../src/virtio/ring.js";
@@ -23,7 +24,7 @@ describe("random ring addresses in SET_VRING_ADDR", () => {
       .addTpg(1)
       .addLun(0, { backstore: "null", size: 1 << 20 });
     const fd = proc.open("/dev/vhost-scsi");
-    const d = proc.device(fd);
+    const d = proc.device(fd, VhostScsi);
     await d.SET_OWNER();
     await d.SET_MEM_TABLE(vhostRegionsOf(mem.regions));
     const inRam = (a: bigint, n: number) => a >= BigInt(ram.hva) && a + BigInt(n) <= BigInt(ram.hva + ram.size);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createTestbed } from "../../src/testbed.js";
 import { LocalWorker } from "../../src/worker/local-worker.js";
-import { POLL_MORE } from "../../src/worker/scsi-vrings.js";
+import { POLL_MORE } from "../../src/worker/vring-server.js";
 import type { DataplaneExports } from "../../src/wasm/dataplane.js";
 import { cdb, read16, ScsiOp, write16 } from "../../src/guest/scsi-commands.js";
 import { until } from "../helpers/backstores.js";

@@ -1,15 +1,18 @@
 import type { DataplaneExports } from "../wasm/dataplane.js";
 import { CTL_TMF_PENDING, DRAIN_ERROR, DRAIN_MORE, DRAIN_SIGNAL, DRAIN_STALLED, DRAIN_USED } from "../wasm/dataplane.js";
 
-/** The kinds of vring a vhost-scsi device has (VIRTIO 1.2, 5.6.2: controlq, eventq, requestq...). */
-export type VringKind = "ctl" | "evt" | "req";
+/**
+ * What a vring is to its device, which decides the handler a worker runs on it: a virtio-scsi
+ * device's request, control and event queues (VIRTIO 1.2, 5.6.2).
+ */
+export type VringKind = "scsi-req" | "scsi-ctl" | "scsi-evt";
 
 /** One vring a worker serves. */
 export interface VringBinding {
-  /** The vring's index on the device (0 control, 1 event, 2.. request). */
+  /** The vring's index on its device. */
   index: number;
   kind: VringKind;
-  /** VirtQueue struct and ScsiDevice struct in the shared memory. */
+  /** VirtQueue struct and the device type's struct in the shared memory. */
   vq: number;
   dev: number;
   /** Request queues: the completion queue backstores served elsewhere answer on (0 for the others). */
@@ -29,36 +32,58 @@ export const POLL_WAITING = 2;
 export type PollResult = typeof POLL_IDLE | typeof POLL_MORE | typeof POLL_WAITING;
 
 /** The kernel's VHOST_SCSI_WEIGHT: requests per queue before others get a turn. */
-const VHOST_SCSI_WEIGHT = 256;
+const VHOST_WEIGHT = 256;
 
-/** VringKind as a number: compared on every pass (a kind that came from another thread is a string V8 compares by content). */
-const KIND_REQ = 0;
-const KIND_CTL = 1;
-const KIND_EVT = 2;
-const KINDS: Record<VringKind, number> = { req: KIND_REQ, ctl: KIND_CTL, evt: KIND_EVT };
+/** How a worker serves a vring of one kind; every DRAIN_* answer is reported the same way. */
+interface VringRole {
+  /**
+   * Drained on every pass (a busy-polling worker serves request queues without kicks); the
+   * others are served when there is a reason, as the kernel runs their handlers only from a
+   * kick or queued work: a kick (a posted event kicks too), work left waiting, the attach.
+   */
+  readonly always: boolean;
+  /** One pass: requests taken and answered, completions reaped. */
+  drain(dp: DataplaneExports, b: VringBinding, polling: boolean): number;
+  /** Answers what completed without taking anything new (a stopped or detaching queue). */
+  reap(dp: DataplaneExports, b: VringBinding): number;
+}
+
+const ROLES: Record<VringKind, VringRole> = {
+  "scsi-req": {
+    always: true,
+    drain: (dp, b, polling) => dp.scsi_req_drain(b.vq, b.dev, VHOST_WEIGHT, polling),
+    reap: (dp, b) => dp.scsi_req_reap(b.vq),
+  },
+  "scsi-ctl": {
+    always: false,
+    drain: (dp, b) => dp.scsi_ctl_drain(b.vq, b.dev, VHOST_WEIGHT) | dp.scsi_ctl_poll(b.vq, b.dev),
+    reap: (dp, b) => dp.scsi_ctl_poll(b.vq, b.dev),
+  },
+  "scsi-evt": {
+    always: false,
+    drain: (dp, b) => dp.scsi_evt_drain(b.vq, b.dev),
+    reap: () => 0,
+  },
+};
 
 /** A vring being served, and what the server knows of it between passes. */
 interface Vring {
   readonly b: VringBinding;
-  readonly kind: number;
+  /** ROLES[b.kind], looked up once (a kind that came from another thread is a string V8 compares by content). */
+  readonly role: VringRole;
   /** Stopped by a malformed entry at the head of its ring until the driver kicks again. */
   stalled: boolean;
-  /**
-   * Control and event vrings are served when there is a reason, as the kernel runs their
-   * handlers only from a kick or queued event work: a kick (a posted event kicks too), a TMF
-   * waiting for aborted requests, more than one pass's weight, the attach. Request vrings are
-   * drained on every pass (a busy-polling worker serves them without kicks).
-   */
+  /** A vring not drained on every pass has a reason to be served (VringRole.always). */
   due: boolean;
 }
 
 /**
- * The body of a vhost-scsi worker: drains the vrings attached to it through its own data plane
- * instance, one call per queue per pass; a request queue's call also answers the requests its
- * backstores completed meanwhile. Used inside worker threads and, for embedding and tests,
- * synchronously in the calling thread.
+ * The body of a vhost worker: drains the vrings attached to it through its own data plane
+ * instance, one call per queue per pass, with the handler of the vring's kind; a request
+ * queue's call also answers the requests its backstores completed meanwhile. Used inside worker
+ * threads and, for embedding and tests, synchronously in the calling thread.
  */
-export class ScsiVringServer {
+export class VringServer {
   private readonly vrings = new Map<number, Vring>();
   /** Vrings being detached: no new requests, answers for those in flight, then done(). */
   private readonly detaching = new Map<number, { v: Vring; done: () => void }>();
@@ -71,7 +96,9 @@ export class ScsiVringServer {
   ) {}
 
   attach(b: VringBinding): void {
-    this.vrings.set(b.index, { b, kind: KINDS[b.kind], stalled: false, due: true });
+    const role = ROLES[b.kind];
+    if (!role) throw new TypeError(`no handler for vrings of kind ${b.kind}`);
+    this.vrings.set(b.index, { b, role, stalled: false, due: true });
   }
 
   /**
@@ -108,25 +135,16 @@ export class ScsiVringServer {
     let more = false;
     let waiting = false;
     for (const v of this.vrings.values()) {
-      const b = v.b;
+      const role = v.role;
       if (v.stalled) {
-        // A stopped queue still answers what its backstores completed.
-        if (v.kind === KIND_REQ) this.report(v, dp.scsi_req_reap(b.vq));
+        // A stopped request queue still answers what its backstores completed.
+        if (role.always) this.report(v, role.reap(dp, v.b));
         continue;
       }
-      let f: number;
-      if (v.kind === KIND_REQ) {
-        f = dp.scsi_req_drain(b.vq, b.dev, VHOST_SCSI_WEIGHT, polling);
-      } else if (!v.due) {
-        continue;
-      } else if (v.kind === KIND_CTL) {
-        f = dp.scsi_ctl_drain(b.vq, b.dev, VHOST_SCSI_WEIGHT) | dp.scsi_ctl_poll(b.vq, b.dev);
-        if (f & CTL_TMF_PENDING) waiting = true;
-        v.due = (f & (DRAIN_MORE | CTL_TMF_PENDING)) !== 0;
-      } else {
-        f = dp.scsi_evt_drain(b.vq, b.dev);
-        v.due = (f & DRAIN_MORE) !== 0;
-      }
+      if (!role.always && !v.due) continue;
+      const f = role.drain(dp, v.b, polling);
+      if (f & CTL_TMF_PENDING) waiting = true;
+      if (!role.always) v.due = (f & (DRAIN_MORE | CTL_TMF_PENDING)) !== 0;
       this.report(v, f);
       if (f & DRAIN_MORE) more = true;
     }
@@ -146,8 +164,7 @@ export class ScsiVringServer {
   /** Answers what completed on the vrings being detached; true while some still wait. */
   private finishDetaching(): boolean {
     for (const [index, { v, done }] of this.detaching) {
-      if (v.kind === KIND_REQ) this.report(v, this.dp.scsi_req_reap(v.b.vq));
-      else if (v.kind === KIND_CTL) this.report(v, this.dp.scsi_ctl_poll(v.b.vq, v.b.dev));
+      this.report(v, v.role.reap(this.dp, v.b));
       if (this.dp.vq_inflight(v.b.vq) !== 0) continue;
       this.detaching.delete(index);
       done();
