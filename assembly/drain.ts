@@ -5,7 +5,8 @@
 // their data reaches EARLY_BYTES, the used entries are published early, and an event-idx driver
 // waiting for an interrupt gets it then (as QEMU notifies per completion), not only once the
 // whole batch is done.
-import { DRAIN_ERROR, DRAIN_MORE, DRAIN_SIGNAL, DRAIN_STALLED } from "./defs";
+import { DRAIN_ERROR, DRAIN_MORE, DRAIN_SIGNAL, DRAIN_STALLED, DRAIN_USED } from "./defs";
+import { chain_iov } from "./instance";
 import { copies_pending } from "./copies";
 import { IoVecArray } from "./iovec";
 import { vq_pop_chain } from "./chain";
@@ -108,4 +109,19 @@ export function vq_reap<D>(vq: VirtQueue): u32 {
     if (handler.complete(vq, t, x, result)) answered++;
   }
   return answered;
+}
+
+/**
+ * One pass over a request queue of device dev: answers the requests its backstores completed
+ * (vq_reap<C>), then drains new ones (vq_drain<D>); returns DRAIN_* bits.
+ */
+export function vq_serve<D, C>(vq: VirtQueue, dev: D, weight: u32, polling: bool): u32 {
+  const reaped = vq_reap<C>(vq);
+  const flags = vq_drain<D>(vq, chain_iov(), dev, weight, polling);
+  return reaped != 0 && (flags & DRAIN_USED) == 0 ? flags | vq_flush_used(vq) : flags;
+}
+
+/** Answers the completed requests of a request queue no longer drained (being detached, or stalled). */
+export function vq_serve_completions<C>(vq: VirtQueue): u32 {
+  return vq_reap<C>(vq) != 0 ? vq_flush_used(vq) : 0;
 }

@@ -4,7 +4,7 @@ import { VHOST_MAX_MEM_REGIONS } from "./defs";
 import { MemTable, MemRegion, memtable_region } from "./memtable";
 import { chain_iov, instance_init, instance_area_size } from "./instance";
 import { VirtQueue, vq_flush_used } from "./queue";
-import { vq_drain, vq_reap } from "./drain";
+import { vq_drain, vq_serve, vq_serve_completions } from "./drain";
 import { IOVEC_SIZE, IoVecArray } from "./iovec";
 
 export { instance_init, instance_area_size };
@@ -107,7 +107,6 @@ import {
 import { REMOTE_MAX_RANGES, ScsiCompletions } from "./scsi/remote";
 import { CMD_REQ_PI_SIZE, CMD_REQ_SIZE } from "./scsi/constants";
 import { SCSI_DEV_F_T10_PI } from "./scsi/target";
-import { DRAIN_USED } from "./defs";
 
 export function scsi_device_size(): usize { return device_struct_size(); }
 export function scsi_tpg_size(): usize { return tpg_struct_size(); }
@@ -200,15 +199,11 @@ export function scsi_lun_ident_len(f: u32): u32 {
  * them, then drains new ones; returns DRAIN_* bits. `polling` keeps kicks off.
  */
 export function scsi_req_drain(vq: usize, dev: usize, weight: u32, polling: bool): u32 {
-  const q = changetype<VirtQueue>(vq);
-  const reaped = vq_reap<ScsiCompletions>(q);
-  const flags = vq_drain<ScsiRequestQueue>(q, chain_iov(), changetype<ScsiRequestQueue>(dev), weight, polling);
-  return reaped != 0 && (flags & DRAIN_USED) == 0 ? flags | vq_flush_used(q) : flags;
+  return vq_serve<ScsiRequestQueue, ScsiCompletions>(changetype<VirtQueue>(vq), changetype<ScsiRequestQueue>(dev), weight, polling);
 }
 /** Answers the completed requests of a request queue no longer drained (it is being detached). */
 export function scsi_req_reap(vq: usize): u32 {
-  const q = changetype<VirtQueue>(vq);
-  return vq_reap<ScsiCompletions>(q) != 0 ? vq_flush_used(q) : 0;
+  return vq_serve_completions<ScsiCompletions>(changetype<VirtQueue>(vq));
 }
 /** Drains the control queue; returns DRAIN_* bits (pending TMFs finish in scsi_ctl_poll). */
 export function scsi_ctl_drain(vq: usize, dev: usize, weight: u32): u32 {
@@ -290,3 +285,52 @@ export function io_sq_size(entries: u32): usize { return sq_size(entries); }
 export function io_sq_init(sq: usize, entries: u32): void { sq_init(changetype<IoSubmitQueue>(sq), entries); }
 /** The most UNMAP ranges a LUN served elsewhere can take in one command. */
 export function scsi_remote_max_ranges(): u32 { return REMOTE_MAX_RANGES; }
+
+// ---- virtio-blk device ----
+
+import { BlkDevice, blk_device_struct_size, blk_id } from "./blk/device";
+import { BS_RAM } from "./ioring";
+import { BlkCompletions, BlkRequestQueue } from "./blk/request";
+
+export function blk_device_size(): usize { return blk_device_struct_size(); }
+
+/**
+ * Fills a zeroed virtio-blk device struct: backing kind (BS_*) and where (the blocks for BS_RAM,
+ * the submission queue for BS_QUEUED), capacity in 512-byte sectors (f64, exact below 2^53),
+ * logical block size, BLK_F_* flags and the DISCARD / WRITE_ZEROES segment limits in sectors.
+ */
+export function blk_dev_init(dev: usize, backing: u32, at: usize, sectors: f64, blockShift: u32, flags: u32, maxDiscard: u32, maxWriteZeroes: u32): void {
+  const d = changetype<BlkDevice>(dev);
+  d.backing = backing;
+  if (backing == BS_RAM) d.ram = <u32>at;
+  else d.sq = <u32>at;
+  d.capacity = <u64>sectors;
+  d.block_shift = blockShift;
+  d.max_discard_sectors = maxDiscard;
+  d.max_write_zeroes_sectors = maxWriteZeroes;
+  atomic.store<u32>(dev + offsetof<BlkDevice>("flags"), flags);
+}
+/** Sets and clears BLK_F_* bits of a running device (the driver's writeback toggle, read-only). */
+export function blk_dev_update_flags(dev: usize, set: u32, clear: u32): void {
+  const at = dev + offsetof<BlkDevice>("flags");
+  if (clear != 0) atomic.and<u32>(at, ~clear);
+  if (set != 0) atomic.or<u32>(at, set);
+}
+export function blk_dev_flags(dev: usize): u32 {
+  return atomic.load<u32>(dev + offsetof<BlkDevice>("flags"));
+}
+/** Where the device's GET_ID string lies (VIRTIO_BLK_ID_BYTES). */
+export function blk_dev_id(dev: usize): usize {
+  return blk_id(changetype<BlkDevice>(dev));
+}
+export function blk_dev_inflight(dev: usize): u32 {
+  return atomic.load<u32>(dev + offsetof<BlkDevice>("inflight"));
+}
+/** Serves a virtio-blk request queue: answers completed requests, drains new ones; DRAIN_* bits. */
+export function blk_req_drain(vq: usize, dev: usize, weight: u32, polling: bool): u32 {
+  return vq_serve<BlkRequestQueue, BlkCompletions>(changetype<VirtQueue>(vq), changetype<BlkRequestQueue>(dev), weight, polling);
+}
+/** Answers the completed requests of a virtio-blk request queue no longer drained. */
+export function blk_req_reap(vq: usize): u32 {
+  return vq_serve_completions<BlkCompletions>(changetype<VirtQueue>(vq));
+}

@@ -146,6 +146,7 @@ function jobOptions(o: FioOptions) {
     rwmixread: String(o.rwmixread),
     ...(o.direct && { direct: "1" }),
     ioengine: `vhost-scsi-${o.engine}`,
+    device: o.device,
   };
 }
 

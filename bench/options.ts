@@ -62,6 +62,8 @@ export interface FioOptions {
   ioengine: string | undefined;
 
   // ---- the device the run's jobs share ----
+  /** The device type: virtio-scsi (a LUN) or virtio-blk (a disk), over the same vhost core and backstore. */
+  device: "scsi" | "blk";
   /** `--backstore NAME:ARGS` (or --filename) as the registered type parsed it (its name in `backstore`). */
   backstore: ReturnType<typeof parseBackstoreArg>;
   /** The text given, for the report. */
@@ -192,6 +194,8 @@ Jobs:
   --ioengine=STR       accepted and ignored: this device is the engine
 
 The device (the same for jobs that run at the same time):
+  --device=scsi|blk    virtio-scsi (a LUN) or virtio-blk (a disk) on the same
+                       vhost core and backstores                          [scsi]
   --backstore=NAME:ARGS  ${kinds.padEnd(43)} [ram]
   --filename=PATH      --backstore=file:PATH; a missing file is laid out at
                        --offset + --size (and the report says so)
@@ -306,6 +310,7 @@ const FLAGS = new Set(["verify", "json", "time_based", "group_reporting", "stone
 const PROGRAM_KEYS = new Set(["output-format", "json", "output", "plot", "reference", "no-reference", "help", "version"]);
 /** Options of the device the run's jobs share: jobs that run at the same time must agree on them. */
 const DEVICE_KEYS = [
+  "device",
   "backstore",
   "filename",
   "direct",
@@ -426,6 +431,8 @@ function jobOptions(section: JobSection): FioOptions {
   if (numjobs > queues) throw new OptionError(at(v.get("queues"), `--numjobs: ${numjobs} jobs need at least as many --queues (${queues})`));
   const engine = str("engine", "wasm");
   if (engine !== "wasm" && engine !== "ts") throw new OptionError(at(v.get("engine"), `--engine: '${engine}' must be wasm or ts`));
+  const device = str("device", "scsi");
+  if (device !== "scsi" && device !== "blk") throw new OptionError(at(v.get("device"), `--device: '${device}' must be scsi or blk`));
   const rateIops = wrap("rate_iops", () => int("rate_iops", str("rate_iops", "0"), 0, 1e9));
   const verify = wrap("verify", () => has("verify") && !["0", "none", "false", "off", "no"].includes((get("verify") ?? "1").toLowerCase()));
   if (verify && (rw === "trim" || rw === "randtrim")) throw new OptionError(at(v.get("verify"), "--verify: trims leave nothing to verify"));
@@ -435,6 +442,7 @@ function jobOptions(section: JobSection): FioOptions {
     const wasmOnly = [
       ["bs", bs !== bsWrite],
       ["rw", rw === "trim" || rw === "randtrim"],
+      ["device", device === "blk"],
     ] as const;
     for (const [k, used] of wasmOnly) if (used) throw new OptionError(at(v.get(k), `--${k}=${get(k)}: needs the WebAssembly engine (--engine=wasm)`));
   }
@@ -465,6 +473,7 @@ function jobOptions(section: JobSection): FioOptions {
     groupReporting: wrap("group_reporting", () => has("group_reporting") && flag("group_reporting", get("group_reporting"))),
     group: 0,
     ioengine: get("ioengine"),
+    device,
     backstore,
     backstoreArg,
     ioThreads: has("io-threads") ? wrap("io-threads", () => int("io-threads", str("io-threads", ""), 0, 64)) : undefined,

@@ -136,7 +136,7 @@ export function textReport(r: RunReport): string {
     const names = u.jobs.map((j) => r.jobs[j].name);
     const clones = u.results.length;
     lines.push(
-      `${names.join("+")}: (g=${p.group}): rw=${p.rw}, ${fmtBs(p)}, iodepth=${p.iodepth}, numjobs=${clones}, queues=${u.jobs.reduce((s, j) => s + r.jobs[j].queues, 0)}, workers=${p.workers}, backstore=${p.backstoreArg}, block-size=${p.blockSize}, ${fmtRegion(r.regions[u.jobs[0]], r.capacity)}`,
+      `${names.join("+")}: (g=${p.group}): rw=${p.rw}, ${fmtBs(p)}, iodepth=${p.iodepth}, numjobs=${clones}, queues=${u.jobs.reduce((s, j) => s + r.jobs[j].queues, 0)}, workers=${p.workers}, device=${p.device}, backstore=${p.backstoreArg}, block-size=${p.blockSize}, ${fmtRegion(r.regions[u.jobs[0]], r.capacity)}`,
     );
     const errors = u.results.reduce((s, j) => s + j.errors, 0);
     if (errors > 0) {

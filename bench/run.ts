@@ -4,7 +4,11 @@
 // run jobs through here.
 import { platform } from "#platform";
 import { openBackstore, type QueuedBackstore } from "#backstores";
-import { createTestbed, type Testbed } from "../src/testbed.js";
+import { createBlkTestbed, createTestbed } from "../src/testbed.js";
+import type { VhostDevice } from "../src/vhost/vhost-device.js";
+import type { GuestMemory } from "../src/guest/guest-memory.js";
+import type { VirtioBlkDriver } from "../src/guest/blk-driver.js";
+import type { EventFdHandle } from "../src/sys/eventfd.js";
 import { SharedMemory } from "../src/memory/shared-memory.js";
 import { commandRetryingUA } from "../src/guest/scan.js";
 import { testUnitReady } from "../src/guest/scsi-commands.js";
@@ -93,6 +97,60 @@ export interface RunSettings {
   lun?: (jobs: FioOptions[]) => { lun: LunConfig; laidOut?: string };
 }
 
+/** What a run needs of its testbed, whichever device type it has. */
+interface RunBed {
+  shm: SharedMemory;
+  mem: GuestMemory;
+  vhost: VhostDevice;
+  /** The virtqueue index of request queue q. */
+  vq(q: number): number;
+  /** Hands request queue q to a job: its ring and the eventfds behind its notifiers. */
+  release(q: number): { ring: ReturnType<VirtioBlkDriver["releaseQueue"]>; notifiers: { kick: EventFdHandle; call: EventFdHandle } };
+  /** The target number requests address (virtio-scsi; 0 for virtio-blk). */
+  target: number;
+  close(): Promise<void>;
+}
+
+/** The run's device over its disk: virtio-scsi with one LUN, or virtio-blk. */
+async function runBed(
+  o: FioOptions,
+  lun: LunConfig,
+  opened: QueuedBackstore | undefined,
+  sizes: { queues: number; queueSize: number; guestMemory: number },
+): Promise<RunBed> {
+  const common = {
+    queues: sizes.queues,
+    workers: o.workers,
+    queueSize: sizes.queueSize,
+    process: { workerCpus: o.workerCpus && ((id: number) => o.workerCpus![id]) },
+    guestMemory: sizes.guestMemory,
+  };
+  if (o.device === "blk") {
+    const { blockSize, readOnly } = lun as { blockSize?: 512 | 4096; readOnly?: boolean };
+    const tb = await createBlkTestbed({ ...common, backstore: opened ? { backstore: opened } : lun, disk: { blockSize, readOnly } });
+    return {
+      shm: tb.shm,
+      mem: tb.mem,
+      vhost: tb.device.vhost,
+      vq: (q) => q,
+      release: (q) => ({ ring: tb.driver.releaseQueue(q), notifiers: tb.device.handOverNotifiers(q) }),
+      target: 0,
+      close: () => tb.close(),
+    };
+  }
+  const tb = await createTestbed({ ...common, luns: [opened ? { ...lun, backstore: opened } : lun] });
+  await commandRetryingUA(tb.driver, { lun: 0, cdb: testUnitReady() });
+  return {
+    shm: tb.shm,
+    mem: tb.mem,
+    vhost: tb.device.vhost,
+    vq: (q) => 2 + q,
+    release: (q) => ({ ring: tb.driver.releaseQueue(q), notifiers: tb.device.handOverNotifiers(2 + q) }),
+    target: tb.tpg.tag,
+    close: () => tb.close(),
+  };
+}
+
 /**
  * Runs one run's jobs at the same time on a testbed of their own (its LUN per settings.lun), until
  * they end or `stop` says so; the testbed is closed (its connections to the storage too) before
@@ -112,13 +170,15 @@ export async function runJobs(jobs: FioOptions[], { plot, stop, progress, lun: l
       throw new RunError(`--backstore ${o.backstoreArg}: ${(e as Error).message}`);
     }
   }
-  let bed: Testbed | undefined;
+  let bed: RunBed | undefined;
   try {
     const capacity = store ? store.size : (lun as { size: number }).size;
     const regions = jobs.map((j) => regionOf(j, capacity));
     const trims = jobs.find((j) => j.rw.endsWith("trim"));
     if (trims && store && !store.features.discard)
-      throw new RunError(`job ${trims.name}: --rw=${trims.rw} sends UNMAP, which a ${store.name} LUN does not offer`);
+      throw new RunError(
+        `job ${trims.name}: --rw=${trims.rw} sends ${o.device === "blk" ? "DISCARD" : "UNMAP"}, which a ${store.name} backstore does not offer`,
+      );
     const clones = clonesOf(jobs, regions);
     // Queues sized for the deepest one: each in-flight I/O holds three descriptors.
     const nQueues = jobs.reduce((s, j) => s + j.queues, 0);
@@ -130,18 +190,10 @@ export async function runJobs(jobs: FioOptions[], { plot, stop, progress, lun: l
     const bufferBytes = clones.reduce((s, c) => s + c.depths.reduce((t, d) => t + d * polledSlotSize(maxBs(c.o)), 0), 0);
     const guestMemory = bufferBytes + engineBytes.reduce((a, b) => a + b + 4096, 0) + 16 * queueSize * (nQueues + 2) * 2 + (8 << 20);
     const opened = store;
-    store = undefined; // createTestbed owns it from here, and closes it if it fails
-    const tb = (bed = await createTestbed({
-      luns: [opened ? { ...lun, backstore: opened } : lun],
-      queues: nQueues,
-      workers: o.workers,
-      queueSize,
-      process: { workerCpus: o.workerCpus && ((id) => o.workerCpus![id]) },
-      guestMemory: Math.ceil(guestMemory / 65536) * 65536,
-    }));
-    await commandRetryingUA(tb.driver, { lun: 0, cdb: testUnitReady() });
-    const vhost = tb.device.vhost;
-    for (let q = 0; q < nQueues; q++) await vhost.SET_VRING_BUSYLOOP_TIMEOUT({ index: 2 + q, num: o.busyPollUs });
+    store = undefined; // the testbed owns it from here, and closes it if it fails
+    const tb = (bed = await runBed(o, lun, opened, { queues: nQueues, queueSize, guestMemory: Math.ceil(guestMemory / 65536) * 65536 }));
+    const vhost = tb.vhost;
+    for (let q = 0; q < nQueues; q++) await vhost.SET_VRING_BUSYLOOP_TIMEOUT({ index: tb.vq(q), num: o.busyPollUs });
     const ram = tb.mem;
     const stats = new SharedArrayBuffer(clones.length * 4 * 8);
     const control = new SharedArrayBuffer(8);
@@ -153,8 +205,7 @@ export async function runJobs(jobs: FioOptions[], { plot, stop, progress, lun: l
         memory: tb.shm.memory,
         engineArea: engineBytes[j] ? ram.hva(ram.alloc(engineBytes[j], 4096)) : 0,
         queues: c.queues.map((q, k) => {
-          const r = tb.driver.releaseQueue(q);
-          const notifiers = tb.device.handOverNotifiers(2 + q);
+          const { ring: r, notifiers } = tb.release(q);
           const bufferGpa = ram.alloc(c.depths[k] * polledSlotSize(maxBs(c.o)), 4096);
           return {
             ring: {
@@ -175,7 +226,7 @@ export async function runJobs(jobs: FioOptions[], { plot, stop, progress, lun: l
         }),
         opts: c.o,
         plot,
-        target: tb.tpg.tag,
+        target: tb.target,
         regionStart: c.region.offset,
         regionBytes: c.region.bytes,
         stats,

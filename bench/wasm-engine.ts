@@ -9,6 +9,8 @@ import { EventFd } from "../src/sys/eventfd.js";
 import { polledSlotSize } from "../src/guest/polled-queue.js";
 import { type EngineCounts, type FirstError, type GuestEngine, type JobInit, type Phase, jobSeed, rwPattern } from "./guest-engine.js";
 import {
+  ENGINE_DEVICE_BLK,
+  ENGINE_DEVICE_SCSI,
   COUNTER_ERRORS,
   COUNTER_MISMATCHES,
   COUNTER_READ_BYTES,
@@ -99,6 +101,7 @@ export class WasmGuestEngine implements GuestEngine {
       (o.verify ? MODE_VERIFY : 0);
     e.engine_init(
       this.st,
+      o.device === "blk" ? ENGINE_DEVICE_BLK : ENGINE_DEVICE_SCSI,
       init.queues.length,
       base + L.qtab,
       o.bs,

@@ -86,7 +86,7 @@ const asFiles = (dir) =>
     .map((f) => `${dir}/${f}`);
 const dataplane = generateAbi({
   root,
-  sourceFiles: [...asFiles("assembly"), ...asFiles("assembly/scsi")],
+  sourceFiles: [...asFiles("assembly"), ...asFiles("assembly/scsi"), ...asFiles("assembly/blk")],
   wasm: module("dataplane"),
   interfaces: [
     {

@@ -20,7 +20,7 @@ export function guestCacheDir() {
 }
 
 /** Kernel modules the guest loads (their dependencies are found from the modules themselves). */
-const MODULES = ["virtio_pci", "virtio_scsi", "sd_mod", "crc32c_generic", "ext4"];
+const MODULES = ["virtio_pci", "virtio_scsi", "sd_mod", "virtio_blk", "crc32c_generic", "ext4"];
 /** Modules for v86's own IDE disk, loaded later for the comparison. */
 const IDE_MODULES = ["ata_piix"];
 /** Busybox applets the workload uses (links to /bin/busybox). */

@@ -1,6 +1,7 @@
 // `npm run guest`: boots Debian's Linux in v86 with a virtio-scsi disk served by this data plane
-// (LUN 0 a RAM disk, LUN 1 a file, LUN 2 plugged in and out while the guest runs) beside v86's
-// own IDE disk, runs the workload of scripts/guest/init.sh and reports what the guest saw.
+// (LUN 0 a RAM disk, LUN 1 a file, LUN 2 plugged in and out while the guest runs) and a
+// virtio-blk disk (a RAM disk) beside v86's own IDE disk, runs the workload of
+// scripts/guest/init.sh and reports what the guest saw.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,7 +18,7 @@ const dist = new URL("../dist/src/", import.meta.url);
  */
 export async function runGuest({ log = () => {}, timeoutMs = 150_000, memoryMiB = 128 } = {}) {
   const images = guestImages({ log: (m) => log(`[images] ${m}`) });
-  const { createV86WithSharedMemory, attachVirtioScsi } = await import(new URL("v86/index.js", dist).href);
+  const { createV86WithSharedMemory, attachVirtioScsi, attachVirtioBlk } = await import(new URL("v86/index.js", dist).href);
   const dir = mkdtempSync(join(tmpdir(), "vhost-scsi-guest-"));
   const buf = (f) => ({ buffer: new Uint8Array(readFileSync(f)).buffer });
   const t0 = performance.now();
@@ -33,8 +34,8 @@ export async function runGuest({ log = () => {}, timeoutMs = 150_000, memoryMiB 
       disable_speaker: true,
       acpi: false,
     },
-    // The device heap holds the RAM LUNs (64 MiB, and 16 MiB plugged in later) and the rest.
-    deviceBytes: (64 + 16 + 16) << 20,
+    // The device heap holds the RAM LUNs (64 MiB, and 16 MiB plugged in later), the virtio-blk RAM disk (64 MiB) and the rest.
+    deviceBytes: (64 + 16 + 64 + 16) << 20,
   });
   const disk = await attachVirtioScsi(
     { emulator, shm, cpu },
@@ -45,6 +46,7 @@ export async function runGuest({ log = () => {}, timeoutMs = 150_000, memoryMiB 
       ],
     },
   );
+  const blk = await attachVirtioBlk({ emulator, shm, cpu }, { backstore: { backstore: "ram", size: 64 << 20 }, disk: { serial: "BLK0" } });
   const lines = [];
   const results = {};
   const io = {};
@@ -84,11 +86,23 @@ export async function runGuest({ log = () => {}, timeoutMs = 150_000, memoryMiB 
   const totalMs = performance.now() - t0;
   const queue = disk.device.vhost.vringStatus(2);
   const deviceBusyMs = disk.deviceBusyMs();
+  const blkRequests = Number(blk.device.vhost.vringStatus(0)?.stats.completed ?? 0);
   await emulator.stop();
   await disk.close();
+  await blk.close();
   await emulator.destroy();
   rmSync(dir, { recursive: true, force: true });
-  return { results, lines, bootMs, totalMs, io, deviceBusyMs, timedOut: outcome === "timeout", requests: queue ? Number(queue.stats.completed) : undefined };
+  return {
+    results,
+    lines,
+    bootMs,
+    totalMs,
+    io,
+    deviceBusyMs,
+    timedOut: outcome === "timeout",
+    requests: queue ? Number(queue.stats.completed) : undefined,
+    blkRequests,
+  };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

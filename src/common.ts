@@ -6,7 +6,7 @@
 // thread is `vhost-scsi-wasm/transport`; the v86 embedding is `vhost-scsi-wasm/v86`.
 
 // The whole stack wired the way a user would wire it by hand.
-export { createTestbed, type Testbed, type TestbedOptions } from "./testbed.js";
+export { createTestbed, createBlkTestbed, type Testbed, type TestbedOptions, type BlkTestbed, type BlkTestbedOptions } from "./testbed.js";
 
 // The shared memory that holds the device's structures and guest RAM.
 export { SharedMemory, type SharedMemoryOptions, type SharedMemoryLayout } from "./memory/shared-memory.js";
@@ -15,6 +15,8 @@ export { SharedMemory, type SharedMemoryOptions, type SharedMemoryLayout } from 
 export { VhostProcess, type VhostProcessOptions } from "./vhost/process.js";
 export { VhostScsi, VHOST_SCSI_MAX_IO_VQ, VHOST_SCSI_VQ_CTL, VHOST_SCSI_VQ_EVT, VHOST_SCSI_VQ_IO } from "./vhost/vhost-scsi.js";
 export { VhostDevice, type VhostContext, type VhostDeviceType } from "./vhost/vhost-device.js";
+export { VhostBlk, VHOST_BLK_MAX_VQ } from "./vhost/vhost-blk.js";
+export { BlkBackend, type BlkBackendOptions } from "./blk/backend.js";
 export { vhostRegionsOf, VHOST_MAX_MEM_REGIONS, type VhostMemoryRegion } from "./vhost/mem-table.js";
 export { EventFd, EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, type EventFdHandle } from "./sys/eventfd.js";
 export { pinThread, parseCpuList, allowedCpus } from "./sys/affinity.js";
@@ -28,6 +30,8 @@ export { QUEUE_ERRORS, queueError, type QueueErrorName } from "./virtio/queue-er
 
 // The QEMU-side device model and the virtio transport a driver sees.
 export { VhostScsiDevice, type VhostScsiDeviceOptions, type QueueErrorEvent } from "./device/vhost-scsi-device.js";
+export { VhostBlkDevice, type VhostBlkDeviceOptions } from "./device/vhost-blk-device.js";
+export { VhostVirtioDevice, type VhostVirtioDeviceOptions, type VhostVirtioDeviceType } from "./device/vhost-virtio-device.js";
 export type { QueueConfig, VirtioTransport } from "./virtio/transport.js";
 
 // The target: WWPN, TPGs, LUNs.
@@ -62,6 +66,8 @@ export { BS_OP_READ, BS_OP_WRITE, BS_OP_FLUSH, BS_OP_WRITE_ZEROES, BS_OP_DISCARD
 export { GuestMemory, type GuestRegion, type GuestMemoryListener } from "./guest/guest-memory.js";
 export { GuestVirtqueue, type GuestBuffer, type UsedElem, type GuestVirtqueueOptions } from "./guest/virtqueue.js";
 export { VirtioScsiDriver, type ScsiCommand, type ScsiResult, type ScsiEvent, type VirtioScsiDriverOptions } from "./guest/scsi-driver.js";
+export { VirtioBlkDriver, type BlkRequest, type BlkResult, type VirtioBlkDriverOptions } from "./guest/blk-driver.js";
+export { VirtioDriver } from "./guest/virtio-driver.js";
 export { scanTarget, reportLunNumbers, commandRetryingUA, type ScannedDisk } from "./guest/scan.js";
 
 // Types the API above names (in property and parameter types), for reading and annotating.
@@ -72,4 +78,4 @@ export type { SplitRingView } from "./virtio/ring.js";
 export type { DeviceQueue, QueueErrorInfo, RingAddresses } from "./virtio/device-queue.js";
 export type { VringAttachment } from "./worker/worker.js";
 export type { WorkerServedBackstore } from "./backstore/service.js";
-export type { Pending } from "./guest/scsi-driver.js";
+export type { Pending } from "./guest/virtio-driver.js";

@@ -1,6 +1,6 @@
 // vhost-scsi-wasm/wire: the bytes on the wire, for code that speaks them itself: the vhost
 // ioctls' numbers and argument layouts (linux/vhost.h), virtio's status bits, feature bits and
-// ring flags (VIRTIO 1.2), virtio-scsi's structures, codes and sizes (5.6), and SCSI: CDB
+// ring flags (VIRTIO 1.2), virtio-scsi's structures, codes and sizes (5.6), virtio-blk's (5.2), and SCSI: CDB
 // builders, operation codes, status values and sense decoding (SPC-5, SBC-4).
 export * from "./vhost/uapi.js";
 export {
@@ -25,5 +25,6 @@ export {
   VRING_AVAIL_F_NO_INTERRUPT,
 } from "./virtio/ring.js";
 export * from "./virtio/virtio-scsi.js";
+export * from "./virtio/virtio-blk.js";
 export * from "./guest/scsi-commands.js";
 export * from "./guest/sense.js";

@@ -1,7 +1,8 @@
 // The benchmark's guest load engine (its own module, dist/guest-engine.wasm): what a fio job
-// does on a polled virtio-scsi request queue, in WebAssembly as fio's engines are native code.
-// Per request slot a fixed chain of three descriptors (request header, response, data; VIRTIO
-// 1.2 5.6.6) carries a READ(16), WRITE(16) or UNMAP (SBC-4 5.31, one block descriptor);
+// does on a polled virtio-scsi or virtio-blk request queue, in WebAssembly as fio's engines are
+// native code. Per request slot a fixed chain of three descriptors (virtio-scsi: request header,
+// response, data, VIRTIO 1.2 5.6.6; virtio-blk: header, data, status byte, 5.2.6) carries a
+// READ(16), WRITE(16) or UNMAP (SBC-4 5.31, one block descriptor), or an IN, OUT or DISCARD;
 // reads, writes and trims may differ in size; avail->idx is published once per pass and the
 // device kicked only when avail_event asks for it (2.7.10); used entries are reaped by polling,
 // each response checked, its latency recorded in a log-linear histogram, and with verify every
@@ -16,6 +17,11 @@
 import { vring_need_event } from "../queue";
 import { VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from "../defs";
 import { CMD_REQ_SIZE, CMD_RESP_SIZE, READ_16, UNMAP, WRITE_16 } from "../scsi/constants";
+import { VIRTIO_BLK_DWZ_SEG_SIZE, VIRTIO_BLK_OUTHDR_SIZE, VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT } from "../blk/constants";
+
+/** The device a job drives (engine_init's `device`). */
+export const ENGINE_DEVICE_SCSI: u32 = 0;
+export const ENGINE_DEVICE_BLK: u32 = 1;
 
 // ---- job state (bytes from the state pointer) ----
 const J_QUEUES: usize = 0;
@@ -43,6 +49,7 @@ const J_SEQ_OFF: usize = 96; // u64: the next sequential request's offset in the
 const J_STARTED: usize = 104; // u64: requests started in the run phase
 const J_LIMIT: usize = 112; // u64: how many may have been started by now
 const J_FIRST_ERR: usize = 120; // ERR_* bytes: the first failed request
+const J_DEVICE: usize = 144; // ENGINE_DEVICE_*
 const J_COUNTERS: usize = 160; // u64 each, COUNTER_*
 const COUNTERS: usize = 12;
 const J_SIZE: usize = J_COUNTERS + 8 * COUNTERS;
@@ -50,7 +57,7 @@ const J_SIZE: usize = J_COUNTERS + 8 * COUNTERS;
 /** The first failed request (J_FIRST_ERR + ERR_*): whether there is one, its op, the response, sense, offset. */
 const ERR_SET: usize = 0; // u8 1 once set
 const ERR_OP: usize = 1; // u8 0 read, 1 write, 2 trim
-const ERR_RESPONSE: usize = 2; // u8 virtio-scsi response
+const ERR_RESPONSE: usize = 2; // u8 virtio-scsi response, or virtio-blk status
 const ERR_STATUS: usize = 3; // u8 SCSI status
 const ERR_KEY: usize = 4; // u8 sense key
 const ERR_ASC: usize = 5;
@@ -115,7 +122,7 @@ const S_START: usize = 8; // u64 ns
 const S_OFFSET: usize = 16; // u64 byte offset on the LUN
 const S_SIZE: usize = 24;
 
-// ---- a slot's guest RAM: header, response, data (on a page of its own, as O_DIRECT needs) ----
+// ---- a slot's guest RAM: header, response (virtio-blk: the status byte), data (on a page of its own, as O_DIRECT needs) ----
 const SLOT_HDR: usize = 0;
 const SLOT_RESP: usize = 64;
 const SLOT_DATA: usize = 4096;
@@ -167,16 +174,17 @@ export function engine_slot_ram(bs: u32): u32 {
 }
 
 /**
- * Sets up a job at `st`: its queues' table at `qtab` (nQueues * engine_queue_bytes()), reads
+ * Sets up a job at `st` driving a device of type `device` (ENGINE_DEVICE_*): its queues' table at `qtab` (nQueues * engine_queue_bytes()), reads
  * (and trims) of `bs` bytes and writes of `bsWrite` in the region of `regionBytes` from byte
  * `region`, the verify tables (gens: u32 per block of bs, busy: u8 per block; 0 without
  * verify), and three histograms at `hist` (reads, writes, trims: engine_hist_buckets() u32
  * each), all zeroed by the caller.
  */
 export function engine_init(
-  st: usize, nQueues: u32, qtab: usize, bs: u32, bsWrite: u32, blockSize: u32, mode: u32, mix: u32,
+  st: usize, device: u32, nQueues: u32, qtab: usize, bs: u32, bsWrite: u32, blockSize: u32, mode: u32, mix: u32,
   seed: u32, region: u64, regionBytes: u64, gens: usize, busy: usize, hist: usize,
 ): void {
+  store<u32>(st + J_DEVICE, device);
   store<u32>(st + J_QUEUES, nQueues);
   store<u32>(st + J_BS, bs);
   store<u32>(st + J_BS_WRITE, bsWrite);
@@ -222,6 +230,7 @@ export function engine_init_queue(
     store<u8>(slots + <usize>s * S_SIZE + S_LAYOUT, 3);
     const h = bufHva + s * slot_ram(bs) + SLOT_HDR;
     memory.fill(h, 0, SLOT_DATA);
+    if (load<u32>(st + J_DEVICE) == ENGINE_DEVICE_BLK) continue;
     store<u8>(h, 1);
     store<u8>(h + 1, <u8>target);
     store<u8>(h + 2, <u8>((lun >> 8) | 0x40));
@@ -318,13 +327,25 @@ function matches(buf: usize, words: u32, block: u32, gen: u32): bool {
   return op == OP_WRITE ? load<u32>(st + J_BS_WRITE) : load<u32>(st + J_BS);
 }
 
+@inline function is_blk(st: usize): bool {
+  return load<u32>(st + J_DEVICE) == ENGINE_DEVICE_BLK;
+}
+
 /**
- * Lays a slot's chain out for its operation: a read is header, response, data-in; a write
- * header, data-out, response; a trim header, its UNMAP parameter list out, response.
+ * Lays a slot's chain out for its operation. virtio-scsi: a read is header, response, data-in;
+ * a write header, data-out, response; a trim header, its UNMAP parameter list out, response.
+ * virtio-blk: header, data (in or out; a trim's DISCARD segment out), status.
  */
 function layout(st: usize, q: usize, slot: u32, op: u8): void {
   const d = 3 * slot;
   const g = load<u64>(q + Q_BUF_GPA) + <u64>(slot * slot_ram(slot_bs(st)));
+  if (is_blk(st)) {
+    set_desc(q, d, g + SLOT_HDR, VIRTIO_BLK_OUTHDR_SIZE, VRING_DESC_F_NEXT, <u16>(d + 1));
+    const len = op == OP_TRIM ? VIRTIO_BLK_DWZ_SEG_SIZE : op_bytes(st, op);
+    set_desc(q, d + 1, g + SLOT_DATA, len, (op == OP_READ ? VRING_DESC_F_WRITE : 0) | VRING_DESC_F_NEXT, <u16>(d + 2));
+    set_desc(q, d + 2, g + SLOT_RESP, 1, VRING_DESC_F_WRITE, 0);
+    return;
+  }
   set_desc(q, d, g + SLOT_HDR, CMD_REQ_SIZE, VRING_DESC_F_NEXT, <u16>(d + 1));
   if (op == OP_READ) {
     set_desc(q, d + 1, g + SLOT_RESP, CMD_RESP_SIZE, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, <u16>(d + 2));
@@ -429,6 +450,30 @@ function issue(st: usize, q: usize, slot: u32): bool {
     layout(st, q, slot, op);
     store<u8>(s + S_LAYOUT, op);
   }
+  if (is_blk(st)) {
+    // struct virtio_blk_req: type, reserved, sector (512-byte units); a trim's one segment.
+    store<u32>(hva, op == OP_READ ? VIRTIO_BLK_T_IN : op == OP_WRITE ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_DISCARD);
+    store<u32>(hva + 4, 0);
+    store<u64>(hva + 8, op == OP_TRIM ? 0 : at >> 9);
+    if (op == OP_TRIM) {
+      const seg = hva + SLOT_DATA;
+      store<u64>(seg, at >> 9);
+      store<u32>(seg + 8, bytes >> 9);
+      store<u32>(seg + 12, 0);
+    }
+    store<u8>(hva + SLOT_RESP, 0xff);
+  } else {
+    scsi_request(st, q, hva, op, at, bytes);
+  }
+  const avail = <usize>load<u32>(q + Q_AVAIL);
+  const shadow = load<u32>(q + Q_AVAIL_SHADOW);
+  store<u16>(avail + 4 + 2 * (shadow & load<u32>(q + Q_MASK)), <u16>(3 * slot));
+  store<u32>(q + Q_AVAIL_SHADOW, (shadow + 1) & 0xffff);
+  return true;
+}
+
+/** Fills a slot's virtio_scsi_cmd_req: the tag and a READ(16), WRITE(16) or UNMAP of `bytes` at byte `at`. */
+function scsi_request(st: usize, q: usize, hva: usize, op: u8, at: u64, bytes: u32): void {
   const blockSize = load<u32>(st + J_BLOCK_SIZE);
   const lba = at / blockSize;
   const tag = load<u32>(q + Q_TAG);
@@ -455,11 +500,6 @@ function issue(st: usize, q: usize, slot: u32): bool {
     store<u32>(cdb + 10, bswap<u32>(bytes / blockSize));
     store<u16>(cdb + 14, 0);
   }
-  const avail = <usize>load<u32>(q + Q_AVAIL);
-  const shadow = load<u32>(q + Q_AVAIL_SHADOW);
-  store<u16>(avail + 4 + 2 * (shadow & load<u32>(q + Q_MASK)), <u16>(3 * slot));
-  store<u32>(q + Q_AVAIL_SHADOW, (shadow + 1) & 0xffff);
-  return true;
 }
 
 /** Publishes what was submitted to queue qi; marks it for a kick if the device asked (event-idx). */
@@ -482,6 +522,12 @@ function note_error(st: usize, s: usize, r: usize, op: u8): void {
   if (load<u8>(e + ERR_SET) != 0) return;
   store<u8>(e + ERR_SET, 1);
   store<u8>(e + ERR_OP, op);
+  store<u64>(e + ERR_OFFSET, load<u64>(s + S_OFFSET));
+  store<u32>(e + ERR_LENGTH, op_bytes(st, op));
+  if (is_blk(st)) {
+    store<u8>(e + ERR_RESPONSE, load<u8>(r));
+    return;
+  }
   store<u8>(e + ERR_RESPONSE, load<u8>(r + 11));
   store<u8>(e + ERR_STATUS, load<u8>(r + 10));
   // Sense (SPC-4 4.5): fixed format (0x70, 0x71) has the key in byte 2 and ASC/ASCQ in 12/13;
@@ -498,8 +544,6 @@ function note_error(st: usize, s: usize, r: usize, op: u8): void {
     store<u8>(e + ERR_ASC, load<u8>(sense + 2));
     store<u8>(e + ERR_ASCQ, load<u8>(sense + 3));
   }
-  store<u64>(e + ERR_OFFSET, load<u64>(s + S_OFFSET));
-  store<u32>(e + ERR_LENGTH, op_bytes(st, op));
 }
 
 /**
@@ -511,8 +555,8 @@ function complete(st: usize, q: usize, slot: u32): void {
   const s = <usize>load<u32>(q + Q_SLOTS) + <usize>slot * S_SIZE;
   const hva = <usize>load<u32>(q + Q_BUF_HVA) + slot * slot_ram(slot_bs(st));
   const r = hva + SLOT_RESP;
-  // status and response (bytes 10, 11) zero, no residual (bytes 4..7).
-  const ok = load<u16>(r + 10) == 0 && load<u32>(r + 4) == 0;
+  // virtio-blk: status VIRTIO_BLK_S_OK; virtio-scsi: status and response (bytes 10, 11) zero, no residual (bytes 4..7).
+  const ok = is_blk(st) ? load<u8>(r) == 0 : load<u16>(r + 10) == 0 && load<u32>(r + 4) == 0;
   const op = load<u8>(s + S_OP);
   const read = op == OP_READ;
   const b = load<u32>(s + S_BLOCK);

@@ -1,6 +1,6 @@
 #!/bin/sh
 # The guest's workload (PID 1 of the initramfs): the Linux virtio_scsi and sd drivers against the
-# vhost-scsi-wasm device. Each check prints "=== RESULT <name> ok" or "=== RESULT <name> FAIL <why>";
+# vhost-scsi-wasm device, and its virtio_blk driver against the virtio-blk device (/dev/vda). Each check prints "=== RESULT <name> ok" or "=== RESULT <name> FAIL <why>";
 # the host (scripts/guest.mjs) reads them from the serial console and answers "=== HOTPLUG?" and
 # "=== UNPLUG?" by adding and removing LUN 2.
 export PATH=/bin:/usr/bin
@@ -158,6 +158,40 @@ if C=$(wait_disk 2 300); then
   if wait_for "/sys/class/scsi_disk/0:0:1:2" 300 gone; then ok unplug; else fail unplug "LUN 2 stayed"; fi
 else
   fail hotplug "LUN 2 did not appear"
+fi
+# virtio-blk (the second PCI function, served through /dev/vhost-blk): a filesystem whose files
+# check out after a remount, O_DIRECT past its end, the driver unloaded and loaded again.
+if wait_for /sys/block/vda 300 && [ "$(cat /sys/block/vda/size)" != 0 ]; then ok blk-scan; else fail blk-scan "vda did not appear"; fi
+dmesg | grep -E "virtio_blk|vda" | sed 's/^/  | /'
+if mke2fs -q /dev/vda 32768 && mount -t ext2 /dev/vda /mnt; then
+  for i in 1 2 3; do dd if=/dev/urandom of=/mnt/g$i bs=4k count=$((i * 64)) 2>/dev/null; done
+  sha256sum /mnt/g1 /mnt/g2 /mnt/g3 > /tmp/bsums
+  sync
+  umount /mnt
+  echo 3 > /proc/sys/vm/drop_caches
+  mount -t ext2 /dev/vda /mnt && if sha256sum -c -s /tmp/bsums; then ok blk-filesystem; else fail blk-filesystem "checksums differ after remount"; fi
+  umount /mnt
+else
+  fail blk-filesystem "mke2fs or mount failed"
+fi
+# The filesystem takes the first 32 MiB; O_DIRECT goes after it.
+if dd if=/tmp/pattern of=/dev/vda bs=64k seek=512 oflag=direct 2>/dev/null && dd if=/dev/vda of=/tmp/back bs=64k skip=512 count=16 iflag=direct 2>/dev/null && cmp -s /tmp/pattern /tmp/back; then
+  ok blk-direct-io
+else
+  fail blk-direct-io "O_DIRECT data differs"
+fi
+t0=$(now); dd if=/dev/vda of=/dev/null bs=4k skip=8192 count=2048 iflag=direct 2>/dev/null; t1=$(now)
+say "IO virtio-blk read 2048x4k seconds $t0 $t1"
+t0=$(now); dd if=/tmp/pattern of=/dev/vda bs=4k seek=8192 count=256 oflag=direct 2>/dev/null; t1=$(now)
+say "IO virtio-blk write 256x4k seconds $t0 $t1"
+rmmod virtio_blk
+wait_for /sys/block/vda 50 gone || fail blk-reload "vda still there"
+insmod /lib/modules/virtio_blk.ko
+if wait_for /sys/block/vda 300; then
+  mount -t ext2 /dev/vda /mnt && sha256sum -c -s /tmp/bsums && ok blk-reload || fail blk-reload "data differs after reloading the driver"
+  umount /mnt
+else
+  fail blk-reload "vda did not come back"
 fi
 say "DONE at $(now)s"
 poweroff -f

@@ -1,12 +1,7 @@
-import { GuestVirtqueue, type GuestBuffer } from "./virtqueue.js";
+import type { GuestVirtqueue } from "./virtqueue.js";
 import type { GuestMemory } from "./guest-memory.js";
-import {
-  VIRTIO_CONFIG_S_ACKNOWLEDGE,
-  VIRTIO_CONFIG_S_DRIVER,
-  VIRTIO_CONFIG_S_DRIVER_OK,
-  VIRTIO_CONFIG_S_FEATURES_OK,
-  type VirtioTransport,
-} from "../virtio/transport.js";
+import type { VirtioTransport } from "../virtio/transport.js";
+import { VirtioDriver, bit, type Pending } from "./virtio-driver.js";
 import { VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC } from "../virtio/ring.js";
 import {
   VIRTIO_SCSI_CMD_REQ_PI_SIZE,
@@ -77,12 +72,8 @@ export interface VirtioScsiDriverOptions {
   eventBuffers?: number;
 }
 
-/** What a queue's token holds for a chain in flight: how to finish it. */
-export interface Pending {
-  resolve: (r: { usedLen: number }) => void;
-}
+export type { Pending } from "./virtio-driver.js";
 
-const bit = (n: number) => 1n << BigInt(n);
 const align16 = (n: number) => (n + 15) & ~15;
 
 /**
@@ -91,37 +82,19 @@ const align16 = (n: number) => (n + 15) & ~15;
  * their headers and data in guest RAM, TMF and AN requests, and event buffers kept posted.
  * It reaches the device only through the transport and the rings.
  */
-export class VirtioScsiDriver {
+export class VirtioScsiDriver extends VirtioDriver {
   readonly control: GuestVirtqueue<Pending>;
   readonly event: GuestVirtqueue<number>;
   readonly requests: GuestVirtqueue<Pending>[];
-  readonly features: bigint;
   defaultTarget: number;
   readonly events: ScsiEvent[] = [];
   private eventListeners: ((e: ScsiEvent) => void)[] = [];
   private nextQueue = 0;
   private nextTag = 1n;
-  /** Submissions waiting for room on a full queue; each returns false while it still does not fit. */
-  private readonly backlog = new Map<GuestVirtqueue<Pending>, (() => boolean)[]>();
-  private readonly kickQueued = new Set<number>();
-  /**
-   * Requests in flight, and while there are any a timer that keeps the process alive: the device
-   * answers through shared memory, which Node does not count as work pending (the vhost threads
-   * that only wait do not hold the process either).
-   */
-  private inflight = 0;
-  private keepAlive: ReturnType<typeof setInterval> | undefined;
   private readonly eventBlock: number;
-  private readonly released = new Set<number>();
 
-  private constructor(
-    readonly mem: GuestMemory,
-    readonly transport: VirtioTransport,
-    features: bigint,
-    queues: GuestVirtqueue<unknown>[],
-    opts: VirtioScsiDriverOptions,
-  ) {
-    this.features = features;
+  private constructor(mem: GuestMemory, transport: VirtioTransport, features: bigint, queues: GuestVirtqueue<unknown>[], opts: VirtioScsiDriverOptions) {
+    super(mem, transport, features);
     this.defaultTarget = opts.target ?? 0;
     this.control = queues[0] as GuestVirtqueue<Pending>;
     this.event = queues[1] as GuestVirtqueue<number>;
@@ -134,39 +107,17 @@ export class VirtioScsiDriver {
 
   /** Probes the device: reset, negotiate, set up the queues, DRIVER_OK (VIRTIO 1.2, 3.1.1). */
   static async probe(mem: GuestMemory, t: VirtioTransport, opts: VirtioScsiDriverOptions = {}): Promise<VirtioScsiDriver> {
-    await t.setStatus(0);
-    await t.setStatus(VIRTIO_CONFIG_S_ACKNOWLEDGE);
-    await t.setStatus(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
     const wanted =
       opts.features ??
       bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_RING_F_INDIRECT_DESC) | bit(VIRTIO_SCSI_F_HOTPLUG) | bit(VIRTIO_SCSI_F_CHANGE);
-    const features = t.deviceFeatures() & wanted;
-    if (!(features & bit(VIRTIO_F_VERSION_1))) throw new Error("device does not offer VIRTIO_F_VERSION_1");
-    t.setDriverFeatures(features);
-    await t.setStatus(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK);
-    if (!(t.status() & VIRTIO_CONFIG_S_FEATURES_OK)) throw new Error("device refused the features");
-    const eventIdx = (features & bit(VIRTIO_RING_F_EVENT_IDX)) !== 0n;
-    const queues: GuestVirtqueue<unknown>[] = [];
-    for (let i = 0; i < t.numQueues(); i++) {
-      const num = Math.min(opts.queueSize ?? t.queueMaxSize(i), t.queueMaxSize(i));
-      const q = new GuestVirtqueue<unknown>(mem, { num, eventIdx, notify: () => t.notify(i) });
-      t.setQueue(i, { num, desc: q.descAddr, avail: q.availAddr, used: q.usedAddr });
-      queues.push(q);
-    }
+    const { features, queues } = await VirtioDriver.negotiate(mem, t, wanted, opts.queueSize);
     const driver = new VirtioScsiDriver(mem, t, features, queues, opts);
-    t.onInterrupt((i) => driver.interrupt(i));
-    await t.setStatus(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
-    if (!(t.status() & VIRTIO_CONFIG_S_DRIVER_OK) || t.status() & 0x40) throw new Error("device failed to start");
+    await driver.start();
     return driver;
   }
 
   private get pi(): boolean {
     return (this.features & bit(VIRTIO_SCSI_F_T10_PI)) !== 0n;
-  }
-
-  /** Whether a feature was negotiated. */
-  has(feature: number): boolean {
-    return (this.features & bit(feature)) !== 0n;
   }
 
   private postEventBuffer(k: number): void {
@@ -178,60 +129,6 @@ export class VirtioScsiDriver {
   /** Calls fn for every event received from now on. */
   onEvent(fn: (e: ScsiEvent) => void): void {
     this.eventListeners.push(fn);
-  }
-
-  /** Kicks queue index once for everything added in this tick. */
-  private scheduleKick(index: number, q: GuestVirtqueue<unknown>): void {
-    if (this.kickQueued.has(index)) return;
-    this.kickQueued.add(index);
-    queueMicrotask(() => {
-      this.kickQueued.delete(index);
-      q.kick();
-    });
-  }
-
-  /**
-   * Puts a chain on queue q (waiting for room if it is full) and resolves with the used length.
-   * The chain is laid out in one guest allocation; `fragment` splits it into small descriptors.
-   */
-  private submit(
-    q: GuestVirtqueue<Pending>,
-    index: number,
-    out: GuestBuffer[],
-    inb: GuestBuffer[],
-    fragment?: number,
-    indirect?: boolean,
-  ): Promise<{ usedLen: number }> {
-    const frag = (bufs: GuestBuffer[]) =>
-      !fragment
-        ? bufs.filter((b) => b.len > 0)
-        : bufs.flatMap((b) => {
-            const parts: GuestBuffer[] = [];
-            for (let at = 0; at < b.len; at += fragment) parts.push({ addr: b.addr + at, len: Math.min(fragment, b.len - at) });
-            return parts;
-          });
-    const o = frag(out);
-    const i = frag(inb);
-    const n = o.length + i.length;
-    const ind = (indirect ?? false) || n > q.num;
-    if (this.inflight++ === 0) this.keepAlive = setInterval(() => {}, 2 ** 30);
-    const done = (r: { usedLen: number }, resolve: (r: { usedLen: number }) => void) => {
-      if (--this.inflight === 0) clearInterval(this.keepAlive);
-      resolve(r);
-    };
-    return new Promise((resolve) => {
-      const tryAdd = () => {
-        if (!q.canAdd(n, ind)) return false;
-        q.add(o, i, { resolve: (r) => done(r, resolve) }, ind);
-        this.scheduleKick(index, q);
-        return true;
-      };
-      const list = this.backlog.get(q) ?? [];
-      if (list.length || !tryAdd()) {
-        list.push(tryAdd);
-        this.backlog.set(q, list);
-      }
-    });
   }
 
   /** Sends a SCSI command and resolves with its completion. */
@@ -335,11 +232,8 @@ export class VirtioScsiDriver {
    * Hands request queue `queue` (0-based) over to another driver instance, such as a polled
    * I/O engine in another thread: this driver stops reaping it. The queue must be idle.
    */
-  releaseQueue(queue: number): { num: number; desc: number; avail: number; used: number; availIdx: number; usedIdx: number; eventIdx: boolean } {
-    const q = this.requests[queue];
-    if (q.numFree !== q.num) throw new Error(`request queue ${queue} has requests in flight`);
-    this.released.add(2 + queue);
-    return { num: q.num, desc: q.descAddr, avail: q.availAddr, used: q.usedAddr, availIdx: q.availIndex, usedIdx: q.usedIndex, eventIdx: q.eventIdx };
+  releaseQueue(queue: number): ReturnType<VirtioDriver["releaseVirtqueue"]> {
+    return this.releaseVirtqueue(2 + queue, this.requests[queue]);
   }
 
   /** The interrupt handler of queue index: reaps used buffers, re-posts event buffers, refills from the backlog. */
@@ -357,11 +251,9 @@ export class VirtioScsiDriver {
       this.event.kick();
       return;
     }
-    if (this.released.has(index)) return;
+    if (this.isReleased(index)) return;
     const q = index === 0 ? this.control : this.requests[index - 2];
     if (!q) return;
-    for (let u = q.getUsed(); u; u = q.getUsed()) u.token.resolve({ usedLen: u.len });
-    const list = this.backlog.get(q);
-    while (list?.length && list[0]()) list.shift();
+    this.reap(q);
   }
 }

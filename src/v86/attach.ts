@@ -1,4 +1,4 @@
-// Attaching a virtio-scsi disk served by this data plane to a v86 emulator, on either platform
+// Attaching a virtio-scsi or virtio-blk disk served by this data plane to a v86 emulator, on either platform
 // (the entry points, index.ts for Node and browser.ts for a page, only differ in how they load
 // v86). The guest's RAM is v86's, inside the one shared memory; the vhost workers run on v86's
 // thread, so that after each of their passes v86's JIT learns what they wrote before the guest
@@ -6,6 +6,11 @@
 import { VhostProcess } from "../vhost/process.js";
 import { LocalWorker } from "../worker/local-worker.js";
 import { VhostScsiDevice } from "../device/vhost-scsi-device.js";
+import { VhostBlkDevice } from "../device/vhost-blk-device.js";
+import type { VhostVirtioDevice } from "../device/vhost-virtio-device.js";
+import type { VhostDevice } from "../vhost/vhost-device.js";
+import type { BlkBackendOptions } from "../blk/backend.js";
+import { openBackstore, type BackstoreConfig } from "#backstores";
 import { GuestMemory } from "../guest/guest-memory.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import type { LunConfig, Tpg } from "../target/tpg.js";
@@ -47,6 +52,39 @@ export interface V86VirtioScsi {
   close(): Promise<void>;
 }
 
+/** A vhost process whose workers run on v86's thread, and guest RAM mapped as v86 lays it out, around the VGA hole. */
+function v86Side(shm: SharedMemory, cpu: V86Cpu, pci: () => V86VirtioPci | undefined): { proc: VhostProcess; mem: GuestMemory; deviceBusyMs: () => number } {
+  const workers: LocalWorker[] = [];
+  const proc = new VhostProcess(shm, {
+    createWorker: (id, s) => {
+      const w = new LocalWorker(id, s, { afterPoll: () => pci()?.invalidateUsed() });
+      workers.push(w);
+      return w;
+    },
+  });
+  const mem = new GuestMemory(shm);
+  const ram = cpu.mem8;
+  const base = ram.byteOffset;
+  mem.addExternalRegion(0, base, VGA_HOLE_START);
+  mem.addExternalRegion(VGA_HOLE_END, base + VGA_HOLE_END, ram.byteLength - VGA_HOLE_END);
+  return { proc, mem, deviceBusyMs: () => workers.reduce((t, w) => t + w.busyMs, 0) };
+}
+
+/** Realizes a device model and puts it on v86's PCI bus. */
+async function plugIn<D extends VhostDevice>(
+  cpu: V86Cpu,
+  device: VhostVirtioDevice<D>,
+  opts: { pciDevice?: number; ioBase?: number },
+  defaults: { pciDevice: number; ioBase: number; classCode: [number, number] },
+): Promise<V86VirtioPci> {
+  await device.realize();
+  return new V86VirtioPci(cpu, device, {
+    pciId: (opts.pciDevice ?? defaults.pciDevice) << 3,
+    ioBase: opts.ioBase ?? defaults.ioBase,
+    classCode: defaults.classCode,
+  });
+}
+
 /**
  * Attaches a virtio-scsi PCI function to a loaded (not yet running) v86 emulator: a vhost-scsi
  * process over the shared memory, a target with TPG 1 and the LUNs, the QEMU-side device model,
@@ -55,22 +93,10 @@ export interface V86VirtioScsi {
 export async function attachVirtioScsi(setup: { emulator: V86Emulator; shm: SharedMemory; cpu: V86Cpu }, opts: AttachOptions): Promise<V86VirtioScsi> {
   const { shm, cpu } = setup;
   let pci: V86VirtioPci | undefined;
-  const workers: LocalWorker[] = [];
-  const proc = new VhostProcess(shm, {
-    createWorker: (id, s) => {
-      const w = new LocalWorker(id, s, { afterPoll: () => pci?.invalidateUsed() });
-      workers.push(w);
-      return w;
-    },
-  });
+  const { proc, mem, deviceBusyMs } = v86Side(shm, cpu, () => pci);
   const target = proc.targets.create();
   const tpg = target.addTpg(1);
   for (const [i, l] of opts.luns.entries()) await tpg.addLun(i, l);
-  const mem = new GuestMemory(shm);
-  const ram = cpu.mem8;
-  const base = ram.byteOffset;
-  mem.addExternalRegion(0, base, VGA_HOLE_START);
-  mem.addExternalRegion(VGA_HOLE_END, base + VGA_HOLE_END, ram.byteLength - VGA_HOLE_END);
   const device = new VhostScsiDevice(proc, mem, {
     wwpn: target.wwpn,
     numQueues: opts.queues ?? 1,
@@ -78,8 +104,7 @@ export async function attachVirtioScsi(setup: { emulator: V86Emulator; shm: Shar
     workers: opts.workers,
     bootTpgt: 1,
   });
-  await device.realize();
-  pci = new V86VirtioPci(cpu, device, { pciId: (opts.pciDevice ?? 13) << 3, ioBase: opts.ioBase ?? 0xb400, classCode: [0x00, 0x01] });
+  pci = await plugIn(cpu, device, opts, { pciDevice: 13, ioBase: 0xb400, classCode: [0x00, 0x01] });
   const transport = pci;
   return {
     proc,
@@ -88,12 +113,68 @@ export async function attachVirtioScsi(setup: { emulator: V86Emulator; shm: Shar
     device,
     pci: transport,
     mem,
-    deviceBusyMs: () => workers.reduce((t, w) => t + w.busyMs, 0),
+    deviceBusyMs,
     async close() {
       await transport.settled();
       await device.setStatus(0);
       await device.unrealize();
       await proc.targets.remove(target.wwpn);
+    },
+  };
+}
+
+export interface AttachBlkOptions {
+  /** The disk's backstore. */
+  backstore: BackstoreConfig;
+  /** How the disk presents itself (block size, read-only, serial, write cache). */
+  disk?: BlkBackendOptions;
+  /** Request queues. Default 1. */
+  queues?: number;
+  /** Virtqueue size offered. Default 256. */
+  queueSize?: number;
+  /** PCI device number (bdf = device << 3). Default 14. */
+  pciDevice?: number;
+  /** I/O port of the BAR until the firmware moves it. Default 0xb600. */
+  ioBase?: number;
+}
+
+/** A virtio-blk disk attached to a v86 emulator. */
+export interface V86VirtioBlk {
+  proc: VhostProcess;
+  device: VhostBlkDevice;
+  pci: V86VirtioPci;
+  mem: GuestMemory;
+  /** Time the vhost workers spent serving requests so far, ms (on v86's thread). */
+  deviceBusyMs(): number;
+  /** Stops the device and releases it, the backstore too (the emulator itself is the caller's). */
+  close(): Promise<void>;
+}
+
+/**
+ * Attaches a virtio-blk PCI function (class 0x0180, as QEMU's virtio-blk-pci) to a loaded (not
+ * yet running) v86 emulator: a process with /dev/vhost-blk over the shared memory, the backstore
+ * opened as its block backend, the QEMU-side device model, and the PCI transport.
+ */
+export async function attachVirtioBlk(setup: { emulator: V86Emulator; shm: SharedMemory; cpu: V86Cpu }, opts: AttachBlkOptions): Promise<V86VirtioBlk> {
+  const { shm, cpu } = setup;
+  let pci: V86VirtioPci | undefined;
+  const { proc, mem, deviceBusyMs } = v86Side(shm, cpu, () => pci);
+  const store = await openBackstore(opts.backstore, shm, opts.disk?.readOnly);
+  const backend = proc.openBlockBackend(store, opts.disk);
+  const device = new VhostBlkDevice(proc, mem, { backend, numQueues: opts.queues ?? 1, queueSize: opts.queueSize ?? 256 });
+  pci = await plugIn(cpu, device, opts, { pciDevice: 14, ioBase: 0xb600, classCode: [0x80, 0x01] });
+  const transport = pci;
+  return {
+    proc,
+    device,
+    pci: transport,
+    mem,
+    deviceBusyMs,
+    async close() {
+      await transport.settled();
+      await device.setStatus(0);
+      await device.unrealize();
+      await proc.close(backend);
     },
   };
 }

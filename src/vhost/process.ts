@@ -4,6 +4,9 @@ import { createDataplane, type DataplaneInstance } from "../wasm/dataplane.js";
 import { TargetRegistry } from "../target/registry.js";
 import { VhostError } from "../sys/errors.js";
 import { VhostScsi } from "./vhost-scsi.js";
+import { VhostBlk } from "./vhost-blk.js";
+import { BlkBackend, type BlkBackendOptions } from "../blk/backend.js";
+import type { Backstore } from "../backstore/backstore.js";
 import { VhostDevice, type VhostContext } from "./vhost-device.js";
 import type { VhostWorker } from "../worker/worker.js";
 import { LocalWorker } from "../worker/local-worker.js";
@@ -24,7 +27,10 @@ export interface VhostProcessOptions {
 }
 
 /** The vhost device nodes open() knows, by path: each makes a device of its type. */
-const DEVICE_NODES = new Map<string, (ctx: VhostContext) => VhostDevice>([["/dev/vhost-scsi", (ctx) => new VhostScsi(ctx)]]);
+const DEVICE_NODES = new Map<string, (ctx: VhostContext) => VhostDevice>([
+  ["/dev/vhost-scsi", (ctx) => new VhostScsi(ctx)],
+  ["/dev/vhost-blk", (ctx) => new VhostBlk(ctx)],
+]);
 
 /**
  * A process-like file descriptor table over one shared memory: eventfd(), open() of a vhost
@@ -34,7 +40,7 @@ const DEVICE_NODES = new Map<string, (ctx: VhostContext) => VhostDevice>([["/dev
 export class VhostProcess {
   readonly control: DataplaneInstance;
   readonly targets: TargetRegistry;
-  private readonly fds = new Map<number, EventFd | VhostDevice>();
+  private readonly fds = new Map<number, EventFd | VhostDevice | BlkBackend>();
   private nextFd = 3;
 
   constructor(
@@ -46,7 +52,7 @@ export class VhostProcess {
     this.targets = new TargetRegistry(shm, this.control.dp);
   }
 
-  private install(f: EventFd | VhostDevice): number {
+  private install(f: EventFd | VhostDevice | BlkBackend): number {
     const fd = this.nextFd++;
     this.fds.set(fd, f);
     return fd;
@@ -65,6 +71,22 @@ export class VhostProcess {
     return f;
   }
 
+  /**
+   * Opens a backstore as a block backend (what opening a disk image is to QEMU's vhost-blk):
+   * the fd VHOST_BLK_SET_BACKEND attaches. Its close() closes the backstore.
+   */
+  openBlockBackend(backstore: Backstore, options: BlkBackendOptions = {}): number {
+    return this.install(new BlkBackend(this.shm, this.control.dp, backstore, options));
+  }
+
+  /** The block backend behind fd. */
+  blockBackend(fd: number): BlkBackend {
+    const f = this.fds.get(fd);
+    if (!f) throw new VhostError("EBADF", `fd ${fd} is not open`);
+    if (!(f instanceof BlkBackend)) throw new VhostError("EINVAL", `fd ${fd} is not a block backend`);
+    return f;
+  }
+
   /** The vhost device behind fd; with a type, ENOTTY unless it is one (its ioctls do not apply). */
   device(fd: number): VhostDevice;
   device<T extends VhostDevice>(fd: number, type: abstract new (...args: never[]) => T): T;
@@ -75,7 +97,7 @@ export class VhostProcess {
     return f;
   }
 
-  /** open(2) of a vhost device node (/dev/vhost-scsi). */
+  /** open(2) of a vhost device node (/dev/vhost-scsi, /dev/vhost-blk). */
   open(path: string): number {
     const make = DEVICE_NODES.get(path);
     if (!make) throw new VhostError("ENOENT", `${path}: no such device`);
@@ -84,6 +106,11 @@ export class VhostProcess {
       dp: this.control.dp,
       targets: this.targets,
       eventfd: (fd) => this.eventfdOf(fd),
+      file: (fd) => {
+        const f = this.fds.get(fd);
+        if (!f) throw new VhostError("EBADF", `fd ${fd} is not open`);
+        return f;
+      },
       createWorker: (id) =>
         this.opts.createWorker?.(id, this.shm) ??
         (this.opts.workerThreads === false ? new LocalWorker(id, this.shm) : new ThreadWorker(id, this.shm, this.control.dp, this.opts.workerCpus?.(id))),
@@ -91,13 +118,17 @@ export class VhostProcess {
     return this.install(make(ctx));
   }
 
-  /** close(2): a vhost device stops its workers and releases everything. */
+  /**
+   * close(2): a vhost device stops its workers and releases everything; a block backend closes
+   * its backstore (EBUSY while a device's vrings serve it).
+   */
   async close(fd: number): Promise<void> {
     const f = this.fds.get(fd);
     if (!f) throw new VhostError("EBADF", `fd ${fd} is not open`);
+    if (f instanceof BlkBackend && f.boundTo) throw new VhostError("EBUSY", `fd ${fd} is the backend of a vhost-blk device`);
     this.fds.delete(fd);
-    if (f instanceof VhostDevice) await f.close();
-    else f.close();
+    if (f instanceof EventFd) f.close();
+    else await f.close();
   }
 
   /**
@@ -195,6 +226,13 @@ export class VhostProcess {
       case U.VHOST_SCSI_SET_EVENTS_MISSED:
         need(4);
         await scsi().SCSI_SET_EVENTS_MISSED(dv().getUint32(0, true));
+        return 0;
+      case U.VHOST_BLK_SET_BACKEND:
+        await this.device(fd, VhostBlk).BLK_SET_BACKEND(U.decodeVringFile(arg));
+        return 0;
+      case U.VHOST_BLK_SET_WRITEBACK:
+        need(4);
+        await this.device(fd, VhostBlk).BLK_SET_WRITEBACK(dv().getInt32(0, true));
         return 0;
       case U.VHOST_SCSI_GET_EVENTS_MISSED:
         need(4);

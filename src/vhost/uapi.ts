@@ -3,6 +3,18 @@
 // vhost_types.h), so that code ported from C passes the same numbers and bytes.
 import { VIRTIO_F_ANY_LAYOUT, VIRTIO_F_NOTIFY_ON_EMPTY, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC } from "../virtio/ring.js";
 import { VIRTIO_SCSI_F_CHANGE, VIRTIO_SCSI_F_HOTPLUG, VIRTIO_SCSI_F_T10_PI } from "../virtio/virtio-scsi.js";
+import {
+  VIRTIO_BLK_F_BLK_SIZE,
+  VIRTIO_BLK_F_CONFIG_WCE,
+  VIRTIO_BLK_F_DISCARD,
+  VIRTIO_BLK_F_FLUSH,
+  VIRTIO_BLK_F_MQ,
+  VIRTIO_BLK_F_RO,
+  VIRTIO_BLK_F_SEG_MAX,
+  VIRTIO_BLK_F_SIZE_MAX,
+  VIRTIO_BLK_F_TOPOLOGY,
+  VIRTIO_BLK_F_WRITE_ZEROES,
+} from "../virtio/virtio-blk.js";
 import { VhostError } from "../sys/errors.js";
 
 const _IOC_NONE = 0;
@@ -51,6 +63,14 @@ export const VHOST_SCSI_CLEAR_ENDPOINT = _IOW(VHOST_VIRTIO, 0x41, SIZEOF_VHOST_S
 export const VHOST_SCSI_GET_ABI_VERSION = _IOW(VHOST_VIRTIO, 0x42, 4);
 export const VHOST_SCSI_SET_EVENTS_MISSED = _IOW(VHOST_VIRTIO, 0x43, 4);
 export const VHOST_SCSI_GET_EVENTS_MISSED = _IOW(VHOST_VIRTIO, 0x44, 4);
+/**
+ * /dev/vhost-blk (no upstream kernel has one): a backend attached to a vring, struct
+ * vhost_vring_file with the fd of a block backend, -1 to detach (the number the out-of-tree
+ * vhost-blk proposals used, beside VHOST_NET_SET_BACKEND's 0x30); and the volatile write cache
+ * turned on (1) or off (0), as the driver sets the config space's writeback field.
+ */
+export const VHOST_BLK_SET_BACKEND = _IOW(VHOST_VIRTIO, 0x50, SIZEOF_VHOST_VRING_FILE);
+export const VHOST_BLK_SET_WRITEBACK = _IOW(VHOST_VIRTIO, 0x51, 4);
 
 /** VHOST_SCSI_ABI_VERSION, and the fd value that unbinds an eventfd (VHOST_FILE_UNBIND). */
 export const VHOST_SCSI_ABI_VERSION = 1;
@@ -61,20 +81,33 @@ export const VHOST_F_LOG_ALL = 26;
 
 const bit = (n: number) => 1n << BigInt(n);
 
+/** The ring features every vhost device here offers. */
+const VHOST_RING_FEATURES =
+  bit(VIRTIO_F_NOTIFY_ON_EMPTY) | bit(VIRTIO_RING_F_INDIRECT_DESC) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_F_ANY_LAYOUT) | bit(VIRTIO_F_VERSION_1);
+
 /**
  * The features this vhost-scsi offers (VHOST_GET_FEATURES): the kernel's VHOST_SCSI_FEATURES
  * without VHOST_F_LOG_ALL (dirty logging for migration is not implemented), plus
  * VIRTIO_SCSI_F_CHANGE (capacity-change events).
  */
-export const VHOST_SCSI_FEATURES =
-  bit(VIRTIO_F_NOTIFY_ON_EMPTY) |
-  bit(VIRTIO_RING_F_INDIRECT_DESC) |
-  bit(VIRTIO_RING_F_EVENT_IDX) |
-  bit(VIRTIO_F_ANY_LAYOUT) |
-  bit(VIRTIO_F_VERSION_1) |
-  bit(VIRTIO_SCSI_F_HOTPLUG) |
-  bit(VIRTIO_SCSI_F_CHANGE) |
-  bit(VIRTIO_SCSI_F_T10_PI);
+export const VHOST_SCSI_FEATURES = VHOST_RING_FEATURES | bit(VIRTIO_SCSI_F_HOTPLUG) | bit(VIRTIO_SCSI_F_CHANGE) | bit(VIRTIO_SCSI_F_T10_PI);
+
+/**
+ * The features /dev/vhost-blk offers: the ring's and every virtio-blk feature its data plane
+ * serves (a device model offers a guest those its backend supports: RO, DISCARD).
+ */
+export const VHOST_BLK_FEATURES = [
+  VIRTIO_BLK_F_SIZE_MAX,
+  VIRTIO_BLK_F_SEG_MAX,
+  VIRTIO_BLK_F_RO,
+  VIRTIO_BLK_F_BLK_SIZE,
+  VIRTIO_BLK_F_FLUSH,
+  VIRTIO_BLK_F_TOPOLOGY,
+  VIRTIO_BLK_F_CONFIG_WCE,
+  VIRTIO_BLK_F_MQ,
+  VIRTIO_BLK_F_DISCARD,
+  VIRTIO_BLK_F_WRITE_ZEROES,
+].reduce((m, b) => m | bit(b), VHOST_RING_FEATURES);
 
 /** struct vhost_vring_state. */
 export interface VhostVringState {

@@ -27,6 +27,8 @@ export interface VhostContext {
   eventfd(fd: number): EventFd;
   /** Starts a vhost worker. */
   createWorker(id: number): VhostWorker;
+  /** The object behind fd (EBADF when none): what a device type's ioctl attaches. */
+  file(fd: number): unknown;
 }
 
 /** One vhost_virtqueue as the control plane keeps it. */
@@ -320,6 +322,12 @@ export abstract class VhostDevice {
     for (const [i, v] of this.vrings.entries()) {
       if (v.addr && !this.ringCovered(v.num, v.addr, this.mem.regions)) throw new VhostError("EFAULT", `vring ${i} is outside the memory table`);
     }
+  }
+
+  /** EFAULT unless vring index has its addresses, inside the memory table (vhost_vq_access_ok). */
+  protected checkRingAccess(index: number): void {
+    const v = this.vring(index);
+    if (!v.addr || !this.ringCovered(v.num, v.addr, this.mem.regions)) throw new VhostError("EFAULT", `vring ${index} has no addresses in the memory table`);
   }
 
   /** Starts every vring that has an address (the endpoint or backend was set). */

@@ -3,9 +3,10 @@ import { CTL_TMF_PENDING, DRAIN_ERROR, DRAIN_MORE, DRAIN_SIGNAL, DRAIN_STALLED, 
 
 /**
  * What a vring is to its device, which decides the handler a worker runs on it: a virtio-scsi
- * device's request, control and event queues (VIRTIO 1.2, 5.6.2).
+ * device's request, control and event queues (VIRTIO 1.2, 5.6.2), a virtio-blk request queue
+ * (5.2.2).
  */
-export type VringKind = "scsi-req" | "scsi-ctl" | "scsi-evt";
+export type VringKind = "scsi-req" | "scsi-ctl" | "scsi-evt" | "blk-req";
 
 /** One vring a worker serves. */
 export interface VringBinding {
@@ -63,6 +64,11 @@ const ROLES: Record<VringKind, VringRole> = {
     always: false,
     drain: (dp, b) => dp.scsi_evt_drain(b.vq, b.dev),
     reap: () => 0,
+  },
+  "blk-req": {
+    always: true,
+    drain: (dp, b, polling) => dp.blk_req_drain(b.vq, b.dev, VHOST_WEIGHT, polling),
+    reap: (dp, b) => dp.blk_req_reap(b.vq),
   },
 };
 

@@ -228,6 +228,38 @@ describe("the benchmark CLI", () => {
     }
   });
 
+  it.each(["ram", "file"])("--device=blk on a %s backstore: randrw with --verify over two queues and trims, 0 mismatches, 0 errors", async (kind) => {
+    await inTmp(async (dir) => {
+      const backstore = kind === "ram" ? "--backstore=ram" : `--backstore=file:${join(dir, "blk.img")}`;
+      const r = await run(
+        "--json",
+        "--device=blk",
+        backstore,
+        "--verify",
+        "--rw=randrw",
+        "--size=8m",
+        "--queues=2",
+        "--numjobs=2",
+        "--busy-poll=0",
+        "--no-reference",
+      );
+      expect(r.code, r.stderr).toBe(0);
+      const jobs = JSON.parse(r.stdout).jobs;
+      for (const j of jobs) {
+        expect(j["job options"].device).toBe("blk");
+        expect(j.read.total_ios + j.write.total_ios).toBe(1024);
+        expect(j.verify.blocks).toBeGreaterThan(0);
+        expect(j.verify.mismatches).toBe(0);
+        expect(j.error).toBe(0);
+      }
+    });
+    const t = await run("--json", "--device=blk", "--rw=randtrim", "--size=4m", "--no-reference");
+    expect(t.code, t.stderr).toBe(0);
+    const trim = JSON.parse(t.stdout).jobs[0].trim;
+    expect(trim.total_ios).toBe(1024);
+    expect(JSON.parse(t.stdout).jobs[0].error).toBe(0);
+  });
+
   it("without --runtime, each of several jobs on one guest thread writes its own region, all checked", async () => {
     const r = await run("--json", "--verify", "--rw=write", "--size=6m", "--queues=3", "--numjobs=3", "--guest-threads=1");
     expect(r.code).toBe(0);

@@ -14,7 +14,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { appendFileSync } from "node:fs";
-import { HostileBed, RAM_A, RAM_B, REGION, type FuzzQueue } from "../helpers/hostile-bed.js";
+import { HostileBed, RAM_A, RAM_B, REGION, chainOf, type Desc, type FuzzQueue } from "../helpers/hostile-bed.js";
 import { VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from "../../src/virtio/ring.js";
 import { decodeSense, ASC_NAMES } from "../../src/guest/sense.js";
 import { inquiry } from "../../src/guest/scsi-commands.js";
@@ -44,7 +44,6 @@ const len = fc.oneof(
 );
 const flags = fc.oneof({ weight: 6, arbitrary: fc.integer({ min: 0, max: 7 }) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 0xffff }) });
 const desc = fc.record({ addr, len, flags, next: fc.integer({ min: 0, max: 20 }) });
-type Desc = { addr: bigint; len: number; flags: number; next: number };
 
 /** A virtio-scsi request as a well-meaning driver would build it, to be mutated or not. */
 const cdbArb = fc
@@ -251,21 +250,7 @@ function layRequest(
   const resp = place("a", r.respLen || 1);
   bufs.push({ gpa: resp, len: r.respLen, write: true });
   if (r.dataIn) bufs.push({ gpa: place("b", r.dataIn), len: r.dataIn, write: true });
-  const parts = r.frag
-    ? bufs.flatMap((b) =>
-        Array.from({ length: Math.max(1, Math.ceil(b.len / r.frag)) }, (_, k) => ({
-          ...b,
-          gpa: b.gpa + k * r.frag,
-          len: Math.min(r.frag, b.len - k * r.frag),
-        })),
-      )
-    : bufs;
-  const chain: Desc[] = parts.map((p, k) => ({
-    addr: BigInt(p.gpa),
-    len: p.len,
-    flags: (p.write ? VRING_DESC_F_WRITE : 0) | (k + 1 < parts.length ? VRING_DESC_F_NEXT : 0),
-    next: 0,
-  }));
+  const chain = chainOf(bufs, r.frag);
   const descs: Desc[] = [];
   if (r.indirect || first + chain.length > bed.req.num) {
     const table = place("a", 16 * chain.length);

@@ -2,7 +2,7 @@ import { SharedMemory } from "../../src/memory/shared-memory.js";
 import { GuestMemory } from "../../src/guest/guest-memory.js";
 import { VhostMemTable, vhostRegionsOf } from "../../src/vhost/mem-table.js";
 import { DeviceQueue } from "../../src/virtio/device-queue.js";
-import { SplitRingView, vringAvailSize, vringDescSize, vringUsedSize } from "../../src/virtio/ring.js";
+import { SplitRingView, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, vringAvailSize, vringDescSize, vringUsedSize } from "../../src/virtio/ring.js";
 import { createDataplane, dataplaneTestModule, type DataplaneTestExports } from "../../src/wasm/dataplane.js";
 import { TargetRegistry } from "../../src/target/registry.js";
 import { processPollTable } from "../../src/sys/eventfd.js";
@@ -10,6 +10,7 @@ import { BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES, BS_OP_DISCARD, RingPort } 
 import { RamBackstore } from "../../src/backstore/backstore.js";
 import { openBackstoreSync } from "../../src/backstore/index.js";
 import type { LunOptions } from "../../src/target/lun.js";
+import { BLK_F_DISCARD, BLK_F_WRITEBACK, BLK_F_WRITE_ZEROES, BS_QUEUED, BS_RAM } from "../../src/wasm/abi.generated.js";
 
 const CHUNK = 4096;
 
@@ -39,6 +40,9 @@ export interface Span {
 export const RAM_A = 0;
 export const RAM_B = 0x1_0000_0000;
 export const REGION = 1 << 20;
+/** The RAM virtio-blk device's bytes, and both devices' DISCARD / WRITE_ZEROES limit in sectors. */
+export const BLK_RAM_BYTES = 128 << 10;
+export const BLK_MAX_DWZ_SECTORS = 64;
 const CANARY = 0xa5;
 
 /** One queue the fuzzer drives: its ring in region A and its device-side struct. */
@@ -57,6 +61,31 @@ export interface FuzzQueue {
  * request, a control and an event queue, and a snapshot of the whole memory to return to
  * before every case. It knows which device bytes may legitimately change.
  */
+/** A descriptor as a case writes it. */
+export type Desc = { addr: bigint; len: number; flags: number; next: number };
+
+/**
+ * A request's buffers (guest addresses) as a chain of descriptors, each buffer split into
+ * pieces of at most `frag` bytes (0: whole); `next` links are the caller's to set.
+ */
+export function chainOf(bufs: { gpa: number; len: number; write: boolean }[], frag: number): Desc[] {
+  const parts = frag
+    ? bufs.flatMap((b) =>
+        Array.from({ length: Math.max(1, Math.ceil(b.len / frag)) }, (_, k) => ({
+          ...b,
+          gpa: b.gpa + k * frag,
+          len: Math.min(frag, b.len - k * frag),
+        })),
+      )
+    : bufs;
+  return parts.map((p, k) => ({
+    addr: BigInt(p.gpa),
+    len: p.len,
+    flags: (p.write ? VRING_DESC_F_WRITE : 0) | (k + 1 < parts.length ? VRING_DESC_F_NEXT : 0),
+    next: 0,
+  }));
+}
+
 export class HostileBed {
   readonly shm: SharedMemory;
   readonly dp: DataplaneTestExports;
@@ -66,6 +95,11 @@ export class HostileBed {
   readonly req: FuzzQueue;
   readonly ctl: FuzzQueue;
   readonly evt: FuzzQueue;
+  /** A virtio-blk request queue, and two devices to drain it through: blocks in RAM, and queued (LUN 9's submission queue). */
+  readonly blk: FuzzQueue;
+  readonly blkRam: number;
+  readonly blkQueued: number;
+  readonly blkRamBlocks: number;
   readonly dev: number;
   readonly devPi: number;
   readonly table: number;
@@ -166,6 +200,26 @@ export class HostileBed {
     this.dp.vq_set_private(this.req.dq.ptr, this.table);
     this.ctl = queue(8, 0x1000);
     this.evt = queue(8, 0x2000);
+    this.blk = queue(16, 0x3000);
+    const blkContexts = shm.device.alloc(contexts, 16);
+    this.dp.io_area_init(blkContexts, 16);
+    this.deviceWritable.push([blkContexts, blkContexts + contexts]);
+    this.dp.vq_set_private(this.blk.dq.ptr, blkContexts);
+    guard();
+    // virtio-blk devices: 128 KiB in RAM (512-byte blocks), and 256 KiB behind the submission queue (4096-byte blocks).
+    this.blkRamBlocks = shm.device.alloc(BLK_RAM_BYTES, 4096);
+    shm.bytes.fill(0, this.blkRamBlocks, this.blkRamBlocks + BLK_RAM_BYTES);
+    this.deviceWritable.push([this.blkRamBlocks, this.blkRamBlocks + BLK_RAM_BYTES]);
+    const blkDevice = (backing: number, at: number, bytes: number, shift: number) => {
+      const d = shm.device.alloc(this.dp.blk_device_size(), 16);
+      shm.bytes.fill(0, d, d + this.dp.blk_device_size());
+      this.dp.blk_dev_init(d, backing, at, bytes / 512, shift, BLK_F_WRITEBACK | BLK_F_DISCARD | BLK_F_WRITE_ZEROES, BLK_MAX_DWZ_SECTORS, BLK_MAX_DWZ_SECTORS);
+      shm.bytes.set(new TextEncoder().encode("hostile"), this.dp.blk_dev_id(d));
+      this.deviceWritable.push([d, d + this.dp.blk_device_size()]);
+      return d;
+    };
+    this.blkRam = blkDevice(BS_RAM, this.blkRamBlocks, BLK_RAM_BYTES, 9);
+    this.blkQueued = blkDevice(BS_QUEUED, this.queuedSq, this.queuedBlocks.length, 12);
     guard();
     this.snapshot = shm.bytes.slice();
     this.marked = shm.bytes.slice();
@@ -231,7 +285,7 @@ export class HostileBed {
   forbiddenChanges(guestWritable: [number, number][]): number[] {
     const now = this.shm.bytes;
     const before = this.marked;
-    const allowed = [...this.deviceWritable, ...guestWritable, this.req.used, this.ctl.used, this.evt.used];
+    const allowed = [...this.deviceWritable, ...guestWritable, this.req.used, this.ctl.used, this.evt.used, this.blk.used];
     const ok = (off: number) => {
       for (const [s, e] of allowed) if (off >= s && off < e) return true;
       return false;

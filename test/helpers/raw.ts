@@ -1,4 +1,4 @@
-import type { Testbed } from "../../src/testbed.js";
+import type { BlkTestbed, Testbed } from "../../src/testbed.js";
 import type { GuestVirtqueue } from "../../src/guest/virtqueue.js";
 
 /**
@@ -7,14 +7,17 @@ import type { GuestVirtqueue } from "../../src/guest/virtqueue.js";
  * as `inFill[i]` where given, else 0xee bytes.
  */
 export async function rawChain(
-  bed: Testbed,
+  bed: Testbed | BlkTestbed,
   queueIndex: number,
   out: Uint8Array[],
   inLens: number[],
   inFill: Uint8Array[] = [],
 ): Promise<{ usedLen: number; ins: Uint8Array[] }> {
   const d = bed.driver;
-  const q = (queueIndex === 0 ? d.control : d.requests[queueIndex - 2]) as unknown as GuestVirtqueue<{ resolve: (r: { usedLen: number }) => void }>;
+  // virtio-scsi: 0 control, 2.. request queues; virtio-blk: request queues from 0.
+  const q = ("control" in d ? (queueIndex === 0 ? d.control : d.requests[queueIndex - 2]) : d.requests[queueIndex]) as unknown as GuestVirtqueue<{
+    resolve: (r: { usedLen: number }) => void;
+  }>;
   const mem = bed.mem;
   const outBufs = out.map((b) => {
     const addr = mem.alloc(Math.max(b.length, 1), 16);
