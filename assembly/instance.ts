@@ -53,9 +53,30 @@ export function instance_area_size(): usize {
   return area + DESC_COPY_OFF;
 }
 
-/** Iterator number i (0..3) of this instance. */
-@inline export function iter(i: u32): IovIter {
-  return changetype<IovIter>(area + ITER_OFF + <usize>i * offsetof<IovIter>());
+@inline function cursor(slot: usize): IovIter {
+  return changetype<IovIter>(area + ITER_OFF + slot * offsetof<IovIter>());
+}
+
+// A request's cursors, one per role, the same in every device type (ITER_COUNT of them).
+
+/** The request: the chain's readable part, its header first and then its data-out. */
+@inline export function request_cursor(): IovIter {
+  return cursor(0);
+}
+
+/** The reply: the chain's writable part from its start (a response header, an event, a status). */
+@inline export function reply_cursor(): IovIter {
+  return cursor(1);
+}
+
+/** The data-in: where read data goes in the writable part (after a response header, if any). */
+@inline export function data_in_cursor(): IovIter {
+  return cursor(2);
+}
+
+/** A second pass over the data-out, for a command that compares it with what it read (VERIFY). */
+@inline export function verify_cursor(): IovIter {
+  return cursor(3);
 }
 
 /** DEVICE_CTX_SIZE bytes for a device's per-request state. */

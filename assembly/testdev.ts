@@ -2,14 +2,14 @@
 // micro-benchmark: `echo` copies the readable bytes of a chain into its writable bytes,
 // `null` writes a fixed-size zero reply (a status byte and padding) and ignores the request.
 import { IoVecArray } from "./iovec";
-import { iter } from "./instance";
+import { reply_cursor, request_cursor } from "./instance";
 import { VirtQueue } from "./queue";
 
 /** Echo: used len = min(readable bytes, writable bytes). Stateless. */
 @unmanaged export class EchoDevice {
   handle(vq: VirtQueue, head: u32, iov: IoVecArray): i64 {
-    const src = iter(0);
-    const dst = iter(1);
+    const src = request_cursor();
+    const dst = reply_cursor();
     src.init(iov, 0, iov.out);
     dst.init(iov, iov.out, iov.count);
     let written: i64 = 0;
@@ -30,7 +30,7 @@ import { VirtQueue } from "./queue";
   replyLen: u32;
 
   handle(vq: VirtQueue, head: u32, iov: IoVecArray): i64 {
-    const dst = iter(0);
+    const dst = reply_cursor();
     dst.init(iov, iov.out, iov.count);
     return dst.fill(0, this.replyLen);
   }

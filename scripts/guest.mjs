@@ -85,7 +85,7 @@ export async function runGuest({ log = () => {}, timeoutMs = 150_000, memoryMiB 
   clearTimeout(timer);
   const totalMs = performance.now() - t0;
   const queue = disk.device.vhost.vringStatus(2);
-  const deviceBusyMs = disk.deviceBusyMs();
+  const deviceBusyMs = disk.deviceBusyMs() + blk.deviceBusyMs();
   const blkRequests = Number(blk.device.vhost.vringStatus(0)?.stats.completed ?? 0);
   await emulator.stop();
   await disk.close();

@@ -4,7 +4,7 @@
 // (IN, GET_ID) and the status byte at its very end. RAM and null backing are served in place;
 // a queued backstore gets a request context (ioring.ts) and is answered when it completes.
 import { IoVecArray, IovIter } from "../iovec";
-import { iter, scratch } from "../instance";
+import { data_in_cursor, request_cursor, scratch } from "../instance";
 import { VirtQueue, vq_add_used, vq_err } from "../queue";
 import { VQ_ERR_BAD_REQUEST } from "../defs";
 import { REQUEST_PENDING } from "../drain";
@@ -61,7 +61,7 @@ function range_ok(d: BlkDevice, sector: u64, bytes: u64): bool {
 
 /** Cursor over the data-out (after the header) or the data-in (before the status byte). */
 function data_cursor(iov: IoVecArray, write: bool): IovIter {
-  const it = iter(0);
+  const it = write ? request_cursor() : data_in_cursor();
   if (write) {
     it.init(iov, 0, iov.out);
     it.skip(K.VIRTIO_BLK_OUTHDR_SIZE);
@@ -166,8 +166,9 @@ function submit(vq: VirtQueue, d: BlkDevice, iov: IoVecArray, head: u32, op: u32
     }
     const r = req();
     const hdr = scratch() + offsetof<BlkReq>();
-    iter(1).init(iov, 0, iov.out);
-    iter(1).read(hdr, K.VIRTIO_BLK_OUTHDR_SIZE);
+    const rd = request_cursor();
+    rd.init(iov, 0, iov.out);
+    rd.read(hdr, K.VIRTIO_BLK_OUTHDR_SIZE);
     r.type = load<u32>(hdr);
     r.sector = load<u64>(hdr, 8);
     r.out_bytes = outBytes - K.VIRTIO_BLK_OUTHDR_SIZE;

@@ -3,7 +3,7 @@
 // transfer checks against the guest's buffers, and building sense data (SPC-5 4.4).
 import { IovIter } from "../iovec";
 import { fill_bytes } from "../bytes";
-import { device_ctx, iter, scratch } from "../instance";
+import { data_in_cursor, device_ctx, request_cursor, scratch } from "../instance";
 import { ScsiLun } from "./lun";
 import { ScsiDevice, ScsiTpg } from "./target";
 import { IoCtxTable } from "../ioring";
@@ -66,11 +66,11 @@ export const SCRATCH_DATA_SIZE: usize = 3584;
 }
 /** The data-in cursor (after the response header and PI bytes). */
 @inline export function data_in(): IovIter {
-  return iter(1);
+  return data_in_cursor();
 }
 /** The data-out cursor (after the request header and PI bytes). */
 @inline export function data_out(): IovIter {
-  return iter(2);
+  return request_cursor();
 }
 /** Parameter data build area. */
 @inline export function param_buf(): usize {

@@ -3,7 +3,7 @@
 // is answered only once those requests have completed (with VIRTIO_SCSI_S_ABORTED): it waits
 // in the device's pending-TMF table and ctl_poll() finishes it.
 import { IoVecArray } from "../iovec";
-import { iter, scratch } from "../instance";
+import { reply_cursor, request_cursor, scratch } from "../instance";
 import { VirtQueue, vq_add_used, vq_err, vq_flush_used } from "../queue";
 import { CTL_TMF_PENDING, VQ_ERR_BAD_REQUEST } from "../defs";
 import { REQUEST_PENDING } from "../drain";
@@ -108,7 +108,7 @@ function do_tmf(dev: ScsiDevice, subtype: u32, tpg: ScsiTpg, lun: ScsiLun | null
     const outBytes = iov.bytes(0, iov.out);
     const inBytes = iov.bytes(iov.out, iov.count);
     const req = scratch();
-    const rd = iter(2);
+    const rd = request_cursor();
     rd.init(iov, 0, iov.out);
     const got = rd.read(req, K.CTRL_TMF_REQ_SIZE);
     const type = got >= 4 ? load<u32>(req) : 0xffffffff;
@@ -122,7 +122,7 @@ function do_tmf(dev: ScsiDevice, subtype: u32, tpg: ScsiTpg, lun: ScsiLun | null
     }
     const resp = scratch() + 64;
     memory.fill(resp, 0, 8);
-    const wr = iter(0);
+    const wr = reply_cursor();
     wr.init(iov, iov.out, iov.count);
     const lun = req + (type == K.VIRTIO_SCSI_T_TMF ? 8 : 4);
     // As vhost-scsi: the whole request and lun[0] == 1 are required; only a TMF looks its

@@ -6,7 +6,7 @@
 import { VirtQueue, vq_add_used, vq_disable_notify, vq_enable_notify, vq_err, vq_flush_used, VQ_NO_HEAD } from "../queue";
 import { vq_pop_chain } from "../chain";
 import { VQ_ERR_BAD_REQUEST, DRAIN_ERROR } from "../defs";
-import { chain_iov, iter, scratch } from "../instance";
+import { chain_iov, reply_cursor, scratch } from "../instance";
 import { ScsiDevice, EVT_SLOTS, dev_event } from "./target";
 import { copy_bytes } from "../bytes";
 import * as K from "./constants";
@@ -77,7 +77,7 @@ export function evt_drain(dev: ScsiDevice, vq: VirtQueue): u32 {
       continue;
     }
     if (atomic.xchg<u32>(missedAt, 0) != 0) store<u32>(ev, load<u32>(ev) | K.VIRTIO_SCSI_T_EVENTS_MISSED);
-    const wr = iter(0);
+    const wr = reply_cursor();
     wr.init(iov, iov.out, iov.count);
     vq_add_used(vq, head, wr.write(ev, K.EVENT_SIZE));
     added = true;

@@ -5,7 +5,7 @@
 // table's bounce buffer and compares, WRITE SAME with a data block writes it repeated, UNMAP
 // discards one descriptor's range at a time.
 import { IoVecArray, IovIter } from "../iovec";
-import { chain_iov, iter } from "../instance";
+import { chain_iov, reply_cursor, verify_cursor } from "../instance";
 import { VirtQueue, vq_add_used } from "../queue";
 import { ScsiCmd, cmd, cmd_check, cmd_reset, DIR_FROM_DEVICE, DIR_TO_DEVICE } from "./cmd";
 import { ScsiLun } from "./lun";
@@ -199,7 +199,7 @@ function compare_step(t: IoCtxTable, x: IoCtx): void {
 
 /** Compares the chunk just read with the matching data-out bytes; the offset of a difference, or -1. */
 function compare_chunk(t: IoCtxTable, x: IoCtx): i64 {
-  const it = iter(3);
+  const it = verify_cursor();
   const chain = x.chain();
   it.init(chain, 0, chain.out);
   it.skip(<u64>scsi_ctx(x).step + x.done);
@@ -306,7 +306,7 @@ function complete(vq: VirtQueue, t: IoCtxTable, x: IoCtx, result: i32): bool {
   c.dir = x.op == BS_OP_READ && kind == REMOTE_ONE ? DIR_FROM_DEVICE : DIR_TO_DEVICE;
   const lun = changetype<ScsiLun>(<usize>x.owner);
   const head = x.head;
-  const resp = iter(0);
+  const resp = reply_cursor();
   const chain = x.chain();
   resp.init(chain, chain.out, chain.count);
   const len = write_response(c, resp);

@@ -5,7 +5,7 @@
 // elsewhere are answered later, when their completion is reaped (remote.ts). A RAM READ or
 // WRITE in the usual layout that will succeed is served in place first, without the rest.
 import { IoVecArray, IovIter } from "../iovec";
-import { iter, scratch, zeroes } from "../instance";
+import { reply_cursor, scratch, zeroes } from "../instance";
 import { VirtQueue, vq_err } from "../queue";
 import { VQ_ERR_BAD_REQUEST } from "../defs";
 import { REQUEST_PENDING } from "../drain";
@@ -115,7 +115,7 @@ function respond_only(c: ScsiCmd, resp: IovIter, response: u8): u32 {
       vq_err(vq, VQ_ERR_BAD_REQUEST, head);
       return 0;
     }
-    const resp = iter(0);
+    const resp = reply_cursor();
     resp.init(iov, iov.out, iov.count);
     cmd_reset(c);
     c.dev = dev;
