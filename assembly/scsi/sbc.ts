@@ -2,24 +2,22 @@
 // synchronization, UNMAP, WRITE SAME, START STOP UNIT and PREVENT ALLOW MEDIUM REMOVAL.
 // Every LBA range is checked against the capacity with overflow-safe arithmetic and every
 // transfer against the guest's buffers before any data moves.
-import { copy_bytes, fill_bytes } from "../bytes";
+import { fill_bytes } from "../bytes";
 import {
-  ScsiCmd, SCRATCH_DATA_SIZE, cmd_check, cmd_invalid_cdb, cmd_invalid_param, cmd_send, cmd_want_in, cmd_want_out, data_out, param_buf,
+  ScsiCmd, cmd_check, cmd_invalid_cdb, cmd_invalid_param, cmd_send, cmd_want_in, cmd_want_out, data_out, param_buf,
 } from "./cmd";
 import {
-  ScsiLun, BS_NULL, BS_RAM, LUN_F_LBPRZ, LUN_F_PREVENT, LUN_F_READ_ONLY, LUN_F_STOPPED, LUN_F_UNMAP,
+  ScsiLun, LUN_F_LBPRZ, LUN_F_PREVENT, LUN_F_READ_ONLY, LUN_F_STOPPED, LUN_F_UNMAP,
   lun_flags, lun_update_flags,
 } from "./lun";
 import { be16, be32, be64, put32, put64 } from "./be";
 import { lun_holds } from "./lun";
 import { rw_blocks, rw_lba, rw_len_byte, rw_protect } from "./cdb";
-import { bs_read, bs_write, bs_zero_ram } from "./backstore";
-import { BS_F_UNMAP, BS_OP_DISCARD, BS_OP_FLUSH, BS_OP_WRITE_ZEROES } from "../ioring";
-import { remote_compare, remote_op, remote_pattern, remote_ranges } from "./remote";
+import { bs_compare, bs_discard_ranges, bs_flush, bs_pattern, bs_read, bs_write, bs_zero } from "./backstore";
 import { IovIter } from "../iovec";
 import {
-  ASC_INVALID_COMMAND_OPERATION_CODE, ASC_LBA_OUT_OF_RANGE, ASC_MEDIUM_REMOVAL_PREVENTED, ASC_MISCOMPARE_DURING_VERIFY,
-  ASC_PARAMETER_LIST_LENGTH_ERROR, ASC_WRITE_PROTECTED, DATA_PROTECT, ILLEGAL_REQUEST, MISCOMPARE, WRITE_6,
+  ASC_INVALID_COMMAND_OPERATION_CODE, ASC_LBA_OUT_OF_RANGE, ASC_MEDIUM_REMOVAL_PREVENTED,
+  ASC_PARAMETER_LIST_LENGTH_ERROR, ASC_WRITE_PROTECTED, DATA_PROTECT, ILLEGAL_REQUEST, WRITE_6,
   WRITE_VERIFY_10, WRITE_VERIFY_16,
 } from "./constants";
 
@@ -134,29 +132,7 @@ export function sbc_verify(c: ScsiCmd): void {
   const lun = lun_of(c);
   const bytes = c.blocks << lun.block_shift;
   if (!cmd_want_out(c, bytes) || bytes == 0) return;
-  const off = c.lba << lun.block_shift;
-  if (lun.backstore != BS_RAM && lun.backstore != BS_NULL) return remote_compare(c, lun, off, bytes, data_out());
-  // Compare through the parameter buffer, a chunk at a time.
-  const buf = param_buf();
-  const src = data_out();
-  let at: u32 = 0;
-  while (at < bytes) {
-    const want = bytes - at < <u32>SCRATCH_DATA_SIZE ? bytes - at : <u32>SCRATCH_DATA_SIZE;
-    const got = src.read(buf, want);
-    c.done += got;
-    for (let k: u32 = 0; k < got; k++) {
-      const medium = lun.backstore == BS_RAM ? load<u8>(<usize>lun.ram + <usize>off + at + k) : <u8>0;
-      if (load<u8>(buf + k) != medium) {
-        cmd_check(c, MISCOMPARE, ASC_MISCOMPARE_DURING_VERIFY);
-        c.info_valid = 1;
-        c.info = <u64>(at + k);
-        c.done = bytes; // the whole data-out was transferred before the compare (no residual)
-        return;
-      }
-    }
-    at += got;
-    if (got < want) break;
-  }
+  bs_compare(c, lun, c.lba << lun.block_shift, bytes, data_out());
 }
 
 /** SYNCHRONIZE CACHE(10/16) (SBC-4 5.28, 5.29): number of blocks 0 means to the end. */
@@ -167,7 +143,7 @@ export function sbc_synchronize_cache(c: ScsiCmd): void {
   const n = ten ? be16(cdb + 7) : be32(cdb + 10);
   const lun = lun_of(c);
   if (!check_range(c, lba, n == 0 ? 0 : <u64>n)) return;
-  if (lun.backstore != BS_RAM && lun.backstore != BS_NULL) remote_op(c, lun, BS_OP_FLUSH, 0, 0, null, 0);
+  bs_flush(c, lun);
 }
 
 /** UNMAP (SBC-4 5.32): every descriptor is checked before any block is unmapped. */
@@ -199,26 +175,19 @@ export function sbc_unmap(c: ScsiCmd): void {
     if (total > <u64>lun.max_unmap_blocks) return cmd_invalid_param(c, 8 + i * 16 + 8);
     if (!check_range(c, be64(d), n)) return;
   }
-  if (lun.backstore == BS_RAM) {
-    for (let i: u32 = 0; i < count; i++) {
-      const d = buf + 8 + i * 16;
-      bs_zero_ram(lun, be64(d) << lun.block_shift, <u64>be32(d + 8) << lun.block_shift);
-    }
-  } else if (lun.backstore != BS_NULL) {
-    // Served elsewhere: the non-empty ranges, packed as (lba u64, blocks u32) over the parameter
-    // buffer (each record is read before the packed list reaches it).
-    let n: u32 = 0;
-    for (let i: u32 = 0; i < count; i++) {
-      const d = buf + 8 + i * 16;
-      const lba = be64(d);
-      const blocks = be32(d + 8);
-      if (blocks == 0) continue;
-      store<u64>(buf + n * 12, lba);
-      store<u32>(buf + n * 12, blocks, 8);
-      n++;
-    }
-    remote_ranges(c, lun, buf, n);
+  // The non-empty ranges, packed as (lba u64, blocks u32) over the parameter buffer (each
+  // record is read before the packed list reaches it).
+  let ranges: u32 = 0;
+  for (let i: u32 = 0; i < count; i++) {
+    const d = buf + 8 + i * 16;
+    const lba = be64(d);
+    const blocks = be32(d + 8);
+    if (blocks == 0) continue;
+    store<u64>(buf + ranges * 12, lba);
+    store<u32>(buf + ranges * 12, blocks, 8);
+    ranges++;
   }
+  bs_discard_ranges(c, lun, buf, ranges);
 }
 
 /** WRITE SAME(10/16) (SBC-4 5.47, 5.48): one block written over the range, or unmapped. */
@@ -238,26 +207,14 @@ export function sbc_write_same(c: ScsiCmd): void {
   if (n == 0) return cmd_invalid_cdb(c, sixteen ? 10 : 7); // WSNZ=1 in the block limits page
   if (n > lun.max_ws_blocks) return cmd_invalid_cdb(c, sixteen ? 10 : 7);
   if (!check_range(c, lba, n)) return;
-  const bs = lun.blockSize;
-  if (!ndob && !cmd_want_out(c, bs)) return;
+  if (!ndob && !cmd_want_out(c, lun.blockSize)) return;
   const off = lba << lun.block_shift;
   const total = <u64>n << lun.block_shift;
-  if (lun.backstore != BS_RAM && lun.backstore != BS_NULL) {
-    // SBC-4 5.48: zeroes may be written as such, and unmapped where unmapped blocks read as zeroes.
-    const src = data_out();
-    if (!ndob && !is_zero(src, bs)) return remote_pattern(c, lun, off, total, src);
-    if (!ndob) c.done += src.skip(bs);
-    const discard = unmap && (lun.flags & LUN_F_LBPRZ) != 0;
-    return remote_op(c, lun, discard ? BS_OP_DISCARD : BS_OP_WRITE_ZEROES, off, total, null, unmap ? BS_F_UNMAP : 0);
-  }
-  if (lun.backstore == BS_NULL) {
-    if (!ndob) c.done += data_out().skip(bs);
-    return;
-  }
-  const first = <usize>lun.ram + <usize>off;
-  if (ndob) return bs_zero_ram(lun, off, total);
-  c.done += data_out().read(first, bs);
-  for (let k: u64 = 1; k < <u64>n; k++) copy_bytes(first + <usize>(k << lun.block_shift), first, bs);
+  // SBC-4 5.48: a block of zeroes may be written as zeroes, and unmapped where unmapped blocks read as zeroes.
+  const src = data_out();
+  if (!ndob && !is_zero(src, lun.blockSize)) return bs_pattern(c, lun, off, total, src);
+  if (!ndob) c.done += src.skip(lun.blockSize);
+  bs_zero(c, lun, off, total, unmap);
 }
 
 /** Whether the next len bytes at cursor `it` are all zero (the cursor does not move). */
