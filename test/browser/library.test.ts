@@ -1,6 +1,6 @@
 // The library in a real browser (Chromium): the browser bundle loads in a cross-origin isolated
 // page, runs vhost worker threads and an OPFS I/O thread as Web Workers, and serves a RAM LUN
-// and an OPFS LUN whose blocks are still there after the browser restarts.
+// and an OPFS LUN, and a virtio-blk disk on OPFS, whose blocks are still there after the browser restarts.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rmSync } from "node:fs";
 import { CHROMIUM, launchPersistent, persistentProfile, startServer, watch } from "../helpers/browser.js";
@@ -12,6 +12,7 @@ interface Result {
   luns?: { lun: number; before: number[]; write: number; read: number; same: boolean }[];
   flush?: number;
   second?: string;
+  blk?: { before: number[]; write: number; flush: number; read: number; same: boolean };
 }
 
 let server: Awaited<ReturnType<typeof startServer>>;
@@ -21,7 +22,7 @@ beforeAll(async () => {
 afterAll(async () => server?.close());
 
 describe.skipIf(!CHROMIUM)("the library in Chromium", () => {
-  it("serves a RAM LUN and an OPFS LUN from Web Workers (FLUSH is the file's flush, a second LUN on the file is refused); the OPFS blocks outlive the browser", async () => {
+  it("serves a RAM LUN and an OPFS LUN from Web Workers (FLUSH is the file's flush, a second LUN on the file is refused), and a virtio-blk disk on OPFS; the OPFS blocks outlive the browser", async () => {
     const profile = persistentProfile();
     try {
       const run = async (): Promise<Result> => {
@@ -51,9 +52,12 @@ describe.skipIf(!CHROMIUM)("the library in Chromium", () => {
       expect(first.second).toBe("opfs:library/disk.img is the backstore of another LUN already");
       // A fresh file reads as zeroes; after a browser restart the OPFS LUN has what was written.
       expect(first.luns![1].before).toEqual([0, 0, 0, 0]);
+      // virtio-blk on an OPFS file: OK status for OUT, FLUSH and IN, the data back.
+      expect(first.blk).toEqual({ before: [0, 0, 0, 0], write: 0, flush: 0, read: 0, same: true });
       const second = await run();
       expect(second.luns![0].before).toEqual([0, 0, 0, 0]);
       expect(second.luns![1].before).toEqual([1, 8, 15, 22]);
+      expect(second.blk!.before).toEqual([3, 8, 13, 18]);
     } finally {
       rmSync(profile, { recursive: true, force: true });
     }
