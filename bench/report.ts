@@ -77,6 +77,8 @@ export interface DeviceInfo {
   /** Per vhost worker: CPU time and time spent serving requests (busy), ms. */
   workers: { id: number; user: number; system: number; busy: number }[];
   guestCpu: { user: number; system: number };
+  /** The backstore's dedicated I/O threads' CPU time in the run, ms (undefined: none, or not known). */
+  ioThreadsCpu?: { user: number; system: number };
   kicks: number;
   /** The C request loop and C memcpy at the same block size, same run (RAM disk runs). */
   native?: NativeReference;
@@ -200,8 +202,28 @@ export function textReport(r: RunReport): string {
     ? `cpu usr=${(r.dev.guestCpu.user / 1000).toFixed(2)}s sys=${(r.dev.guestCpu.system / 1000).toFixed(2)}s, `
     : "";
   lines.push(`  guest jobs: ${guestCpu}kicks=${r.dev.kicks}`);
+  const io = r.dev.ioThreadsCpu;
+  if (io) lines.push(`  I/O threads: cpu usr=${(io.user / 1000).toFixed(2)}s sys=${(io.system / 1000).toFixed(2)}s`);
+  const per = cpuPerMio(r);
+  if (per)
+    lines.push(
+      `  cpu per million I/Os (usr+sys): guest jobs ${per.guest.toFixed(2)}s, vhost workers ${per.workers.toFixed(2)}s${per.ioThreads === undefined ? "" : `, I/O threads ${per.ioThreads.toFixed(2)}s`}`,
+    );
   for (const n of r.notes) lines.push(`  ${n}`);
   return lines.join("\n");
+}
+
+/**
+ * CPU seconds (user + system) per million I/Os of the guest jobs, the vhost workers (busy-polling
+ * included) and the I/O threads; undefined where the platform tells no CPU time per thread.
+ */
+function cpuPerMio(r: RunReport): { guest: number; workers: number; ioThreads?: number } | undefined {
+  const ios = r.results.reduce((s, j) => s + totalIos(j), 0);
+  const workers = r.dev.workers.reduce((s, w) => s + w.user + w.system, 0);
+  if (ios === 0 || !r.results.some((j) => j.cpu) || !Number.isFinite(workers)) return undefined;
+  const perMio = (ms: number) => ms / 1000 / (ios / 1e6);
+  const io = r.dev.ioThreadsCpu;
+  return { guest: perMio(r.dev.guestCpu.user + r.dev.guestCpu.system), workers: perMio(workers), ...(io && { ioThreads: perMio(io.user + io.system) }) };
 }
 
 /** A ratio to a yardstick, or why none is given. */
@@ -254,6 +276,7 @@ export function referenceLines(r: RunReport): string[] {
 function deviceJson(r: RunReport) {
   const o = r.jobs[0];
   const dev = r.dev;
+  const cpu = cpuPerMio(r);
   return {
     queues: r.jobs.reduce((s, j) => s + j.queues, 0),
     cores: platform.cores(),
@@ -268,6 +291,10 @@ function deviceJson(r: RunReport) {
       return busy > 0 ? ios / busy : 0;
     })(),
     guest_cpu_ms: dev.guestCpu,
+    ...(dev.ioThreadsCpu && { io_threads_cpu_ms: dev.ioThreadsCpu }),
+    ...(cpu && {
+      cpu_s_per_million_ios: { guest_jobs: cpu.guest, vhost_workers: cpu.workers, ...(cpu.ioThreads !== undefined && { io_threads: cpu.ioThreads }) },
+    }),
     kicks: dev.kicks,
     ...(dev.native && {
       native_reference: dev.native.missing

@@ -106,6 +106,8 @@ interface RunBed {
   vq(q: number): number;
   /** Hands request queue q to a job: its ring and the eventfds behind its notifiers. */
   release(q: number): { ring: ReturnType<VirtioBlkDriver["releaseQueue"]>; notifiers: { kick: EventFdHandle; call: EventFdHandle } };
+  /** CPU time of the disk's dedicated I/O threads so far, ms (undefined: none, or not known). */
+  ioCpu(): Promise<{ user: number; system: number } | undefined>;
   /** The target number requests address (virtio-scsi; 0 for virtio-blk). */
   target: number;
   close(): Promise<void>;
@@ -134,6 +136,7 @@ async function runBed(
       vhost: tb.device.vhost,
       vq: (q) => q,
       release: (q) => ({ ring: tb.driver.releaseQueue(q), notifiers: tb.device.handOverNotifiers(q) }),
+      ioCpu: () => tb.proc.blockBackend(tb.backend).ioThreadCpu(),
       target: 0,
       close: () => tb.close(),
     };
@@ -146,6 +149,7 @@ async function runBed(
     vhost: tb.device.vhost,
     vq: (q) => 2 + q,
     release: (q) => ({ ring: tb.driver.releaseQueue(q), notifiers: tb.device.handOverNotifiers(2 + q) }),
+    ioCpu: async () => tb.tpg.lun(0)?.ioThreadCpu(),
     target: tb.tpg.tag,
     close: () => tb.close(),
   };
@@ -252,6 +256,7 @@ export async function runJobs(jobs: FioOptions[], { plot, stop, progress, lun: l
     );
     await Promise.all(ready);
     const cpu0 = await vhost.workerCpu();
+    const io0 = await tb.ioCpu();
     const ctl = new Int32Array(control);
     const halt = () => {
       Atomics.store(ctl, 1, 1);
@@ -294,12 +299,14 @@ export async function runJobs(jobs: FioOptions[], { plot, stop, progress, lun: l
       off();
     }
     const cpu1 = await vhost.workerCpu();
+    const io1 = await tb.ioCpu();
     for (const w of threads) await w.terminate();
     const dev: DeviceInfo = {
       workers: cpu1.map((c) => {
         const b = cpu0.find((x) => x.id === c.id) ?? { user: 0, system: 0, busy: 0 };
         return { id: c.id, user: c.user - b.user, system: c.system - b.system, busy: c.busy - b.busy };
       }),
+      ioThreadsCpu: io0 && io1 ? { user: io1.user - io0.user, system: io1.system - io0.system } : undefined,
       guestCpu: jobResults.reduce((s, j) => ({ user: s.user + (j.cpu?.user ?? 0), system: s.system + (j.cpu?.system ?? 0) }), { user: 0, system: 0 }),
       kicks: jobResults.reduce((s, j) => s + j.kicks, 0),
       references: [],

@@ -6,7 +6,7 @@
 // "closed" to the thread that started it.
 import { platform } from "#platform";
 import { RingPort, type TakenRequest } from "./ring.js";
-import { BATCH, runBatch, type IoThreadInit } from "./service.js";
+import { BATCH, IO_CPU_AT, IO_CPU_SLOT, runBatch, type IoThreadInit } from "./service.js";
 import type { QueuedBackstore } from "./backstore.js";
 import { PollTable } from "../sys/eventfd.js";
 
@@ -19,9 +19,21 @@ const port = new RingPort(d.memory.buffer as unknown as SharedArrayBuffer, new P
 const mod = (await import(d.module)) as { openInThread(init: unknown): QueuedBackstore | Promise<QueuedBackstore> };
 const backstore = await mod.openInThread(d.init);
 const finish = (ctx: number, result: number) => port.complete(ctx, result);
+const cpu = new Float64Array(d.control, IO_CPU_AT + IO_CPU_SLOT * d.index, 2);
+const answeredAt = (IO_CPU_AT + IO_CPU_SLOT * d.index + 16) / 4;
+/** Answers the CPU-time requests made since this thread last answered: its time, then the count. */
+function answerCpu(): void {
+  const asked = Atomics.load(control, 2);
+  if (asked === Atomics.load(control, answeredAt)) return;
+  const t = platform.threadCpuMs();
+  cpu[0] = t?.user ?? Number.NaN;
+  cpu[1] = t?.system ?? Number.NaN;
+  Atomics.store(control, answeredAt, asked);
+}
 
 let idleSince = -1;
 while (Atomics.load(control, 0) === 0) {
+  answerCpu();
   const batch: TakenRequest[] = [];
   for (let ctx = port.take(d.sq); ctx !== 0; ctx = batch.length < BATCH ? port.take(d.sq) : 0) batch.push(port.request(ctx));
   if (batch.length) {

@@ -31,6 +31,11 @@ export class BackstoreQueue {
     return this.service.workerServed;
   }
 
+  /** CPU time its dedicated I/O threads used so far, ms (undefined: none, or not known). */
+  ioThreadCpu(): Promise<{ user: number; system: number } | undefined> {
+    return this.service.ioThreadCpu();
+  }
+
   /** Stops serving, closes the backstore and frees the queue (nothing may be queued or in flight). */
   async dispose(): Promise<void> {
     await this.service.stop();

@@ -99,6 +99,10 @@ export interface ServiceContext {
   pollTable: SharedArrayBuffer;
 }
 
+/** Where the I/O threads' CPU times start in their control buffer, and the bytes of each (see IoThreadInit.control). */
+export const IO_CPU_AT = 16;
+export const IO_CPU_SLOT = 24;
+
 /** What an I/O thread starts with. */
 export interface IoThreadInit {
   memory: WebAssembly.Memory;
@@ -106,8 +110,15 @@ export interface IoThreadInit {
   sq: number;
   module: string;
   init: unknown;
-  /** [0]: set to 1 to stop; [1]: set to 1 by the thread once its backstore is open. */
+  /**
+   * Int32 [0]: set to 1 to stop; [1]: set to 1 by the thread once its backstore is open; [2]: a
+   * count of CPU-time requests. At IO_CPU_AT + IO_CPU_SLOT * `index`, the thread's answer: its
+   * user and system CPU time, ms (Float64, NaN where the platform cannot tell), and the request
+   * count it answers (Int32).
+   */
   control: SharedArrayBuffer;
+  /** This thread's place among its backstore's I/O threads. */
+  index: number;
 }
 
 /**
@@ -122,7 +133,7 @@ export class BackstoreService {
   private readonly threads = new Map<PlatformThread, Promise<void>>();
   /** Set when the vhost workers are to serve the queue: what they need to open the backstore. */
   readonly workerServed: WorkerServedBackstore | undefined;
-  private readonly control = new SharedArrayBuffer(8);
+  private readonly control: SharedArrayBuffer;
   private ringQueued = false;
 
   constructor(
@@ -132,11 +143,12 @@ export class BackstoreService {
   ) {
     this.port = new RingPort(ctx.memory.buffer as unknown as SharedArrayBuffer, new PollTable(ctx.pollTable));
     const t = backstore.threaded;
+    this.control = new SharedArrayBuffer(IO_CPU_AT + IO_CPU_SLOT * (t?.ioThreads ?? 0));
     if (t && t.ioThreads === 0) {
       this.workerServed = { sq, module: t.module, init: t.init };
     } else if (t) {
       for (let i = 0; i < t.ioThreads; i++) {
-        const init: IoThreadInit = { memory: ctx.memory, pollTable: ctx.pollTable, sq, module: t.module, init: t.init, control: this.control };
+        const init: IoThreadInit = { memory: ctx.memory, pollTable: ctx.pollTable, sq, module: t.module, init: t.init, control: this.control, index: i };
         const w = platform.startThread(compiledModule(new URL("./io-thread.ts", import.meta.url)), init);
         const ended = new Promise<void>((resolve) => {
           const gone = () => {
@@ -186,6 +198,32 @@ export class BackstoreService {
       }
       await port.sleepAsync(sq, 100);
     }
+  }
+
+  /**
+   * The CPU time the dedicated I/O threads used so far, together, ms; undefined without I/O
+   * threads or where the platform cannot tell. Each thread answers between its batches (a
+   * sleeping one is woken to answer).
+   */
+  async ioThreadCpu(): Promise<{ user: number; system: number } | undefined> {
+    if (this.threads.size === 0) return undefined;
+    const ctl = new Int32Array(this.control);
+    const asked = Atomics.add(ctl, 2, 1) + 1;
+    const n = (this.control.byteLength - IO_CPU_AT) / IO_CPU_SLOT;
+    const answered = (i: number) => Atomics.load(ctl, (IO_CPU_AT + IO_CPU_SLOT * i + 16) / 4) === asked;
+    // Threads that died do not answer: a second at most.
+    for (let waited = 0; waited < 1000 && !Array.from({ length: n }, (_, i) => answered(i)).every(Boolean); waited++) {
+      this.port.wake(this.sq);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    let user = 0;
+    let system = 0;
+    for (let i = 0; i < n; i++) {
+      const t = new Float64Array(this.control, IO_CPU_AT + IO_CPU_SLOT * i, 2);
+      user += t[0];
+      system += t[1];
+    }
+    return Number.isFinite(user) ? { user, system } : undefined;
   }
 
   /** Stops taking requests (the LUN is gone: nothing is queued or in flight any more) and closes the backstore. */

@@ -85,6 +85,11 @@ export class BlkBackend {
     return this.queue?.workerServed;
   }
 
+  /** CPU time the backstore's dedicated I/O threads used so far, ms (undefined: none, or not known). */
+  async ioThreadCpu(): Promise<{ user: number; system: number } | undefined> {
+    return this.queue?.ioThreadCpu();
+  }
+
   /** Stops serving and closes the backstore (no device may use it any more). */
   async close(): Promise<void> {
     if (this.queue) await this.queue.dispose();

@@ -139,6 +139,11 @@ export class Lun {
     return this.queue?.workerServed;
   }
 
+  /** CPU time the backstore's dedicated I/O threads used so far, ms (undefined: none, or not known). */
+  async ioThreadCpu(): Promise<{ user: number; system: number } | undefined> {
+    return this.queue?.ioThreadCpu();
+  }
+
   /** Requests handed to a backstore served elsewhere and not answered yet. */
   get inflight(): number {
     return this.dp.scsi_lun_inflight(this.ptr) >>> 0;

@@ -260,6 +260,27 @@ describe("the benchmark CLI", () => {
     expect(JSON.parse(t.stdout).jobs[0].error).toBe(0);
   });
 
+  it("reports CPU seconds per million I/Os for the guest jobs, the vhost workers and the file's I/O threads (text and JSON)", async () => {
+    await inTmp(async (dir) => {
+      const file = join(dir, "cpu.img");
+      const args = [`--backstore=file:${file}`, "--io-threads=1", "--rw=randwrite", "--size=4m", "--no-reference"];
+      const text = await run(...args);
+      expect(text.code, text.stderr).toBe(0);
+      expect(text.stdout).toMatch(/I\/O threads: cpu usr=\d+\.\d\ds sys=\d+\.\d\ds/);
+      expect(text.stdout).toMatch(/cpu per million I\/Os \(usr\+sys\): guest jobs \d+\.\d\ds, vhost workers \d+\.\d\ds, I\/O threads \d+\.\d\ds/);
+      const j = JSON.parse((await run("--json", ...args)).stdout);
+      const per = j.device.cpu_s_per_million_ios;
+      expect(Object.keys(per).sort()).toEqual(["guest_jobs", "io_threads", "vhost_workers"]);
+      // CPU time comes in 10 ms ticks: a short run may read 0; what matters is that each is measured.
+      for (const v of Object.values(per)) expect(Number.isFinite(v) && (v as number) >= 0).toBe(true);
+      expect(Object.keys(j.device.io_threads_cpu_ms).sort()).toEqual(["system", "user"]);
+    });
+    // No I/O threads (a RAM disk): the guest jobs and the workers only.
+    const ram = JSON.parse((await run("--json", "--size=4m", "--no-reference")).stdout);
+    expect(Object.keys(ram.device.cpu_s_per_million_ios).sort()).toEqual(["guest_jobs", "vhost_workers"]);
+    expect(ram.device.io_threads_cpu_ms).toBeUndefined();
+  });
+
   it("without --runtime, each of several jobs on one guest thread writes its own region, all checked", async () => {
     const r = await run("--json", "--verify", "--rw=write", "--size=6m", "--queues=3", "--numjobs=3", "--guest-threads=1");
     expect(r.code).toBe(0);
