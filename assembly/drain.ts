@@ -10,7 +10,7 @@ import { chain_iov } from "./instance";
 import { copies_pending } from "./copies";
 import { IoVecArray } from "./iovec";
 import { vq_pop_chain } from "./chain";
-import { VirtQueue, VQ_NO_HEAD, vq_add_used, vq_disable_notify, vq_enable_notify, vq_flush_used, vq_publish_early } from "./queue";
+import { VirtQueue, VQ_NO_HEAD, vq_add_used, vq_disable_notify, vq_enable_notify, vq_flush_used, vq_log_write, vq_publish_early } from "./queue";
 import { CTX_ABORTED, CTX_SUBMITTED, IoCompletionQueue, IoCtx, IoCtxTable, cq_consume, cq_peek, ctx_at } from "./ioring";
 
 /** Requests between early publications of the used ring (a power of two). */
@@ -57,6 +57,7 @@ export function vq_drain<D>(vq: VirtQueue, iov: IoVecArray, dev: D, weight: u32,
     if (written == REQUEST_PENDING) {
       vq.inflight++;
     } else {
+      vq_log_write(vq, iov);
       vq_add_used(vq, head, <u32>written);
       added = true;
       if ((served & (EARLY_BATCH - 1)) == EARLY_BATCH - 1 || copies_pending() >= EARLY_BYTES) {

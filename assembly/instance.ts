@@ -5,6 +5,7 @@
 import { UIO_MAXIOV } from "./defs";
 import { IoVecArray, IovIter, iovec_array_size } from "./iovec";
 import { COPIES_SIZE, copies_bind } from "./copies";
+import { MARKS_SIZE, marks_bind } from "./dirtylog";
 
 /** Bytes of general scratch (response headers, sense, small replies). */
 export const SCRATCH_SIZE: usize = 4096;
@@ -19,7 +20,8 @@ const DEVICE_CTX_OFF: usize = (ITER_OFF + ITER_COUNT * offsetof<IovIter>() + 15)
 export const DEVICE_CTX_SIZE: usize = 256;
 const SCRATCH_OFF: usize = DEVICE_CTX_OFF + DEVICE_CTX_SIZE;
 const COPIES_OFF: usize = SCRATCH_OFF + SCRATCH_SIZE;
-const ZEROES_OFF: usize = COPIES_OFF + COPIES_SIZE;
+const MARKS_OFF: usize = COPIES_OFF + COPIES_SIZE;
+const ZEROES_OFF: usize = MARKS_OFF + MARKS_SIZE;
 /** Bytes of zeroes: an empty sense field, a whole GOOD response. */
 const ZEROES_SIZE: usize = 128;
 const INSTANCE_AREA_SIZE: usize = ZEROES_OFF + ZEROES_SIZE;
@@ -30,6 +32,7 @@ let area: usize = 0;
 export function instance_init(base: usize): void {
   area = base;
   copies_bind(base + COPIES_OFF);
+  marks_bind(base + MARKS_OFF);
   memory.fill(base + ZEROES_OFF, 0, ZEROES_SIZE);
 }
 

@@ -7,6 +7,8 @@ import {
 } from "./defs";
 import { MemTable } from "./memtable";
 import { copies_flush } from "./copies";
+import { IoVecArray } from "./iovec";
+import { log_gpa, log_written, mark_deferred, marks_flush } from "./dirtylog";
 
 /** Returned instead of a head index when the queue hit an error. */
 export const VQ_NO_HEAD: u32 = 0xffffffff;
@@ -54,6 +56,13 @@ export const VQ_NO_HEAD: u32 = 0xffffffff;
   popped: u64;
   completed: u64;
   signals: u64;
+  /** The dirty log while the queue logs (dirtylog.ts): the bitmap's offset (0: not logging) and bytes. */
+  log_base: u32;
+  log_bytes: u32;
+  /** VHOST_VRING_F_LOG: the used ring's guest-physical address, logged when log_used is 1. */
+  log_used_gpa: u64;
+  log_used: u32;
+  _pad_log: u32;
 }
 
 /** Records a queue error, the analogue of vq_err(); returns VQ_NO_HEAD. */
@@ -102,6 +111,28 @@ export function vq_next_head(vq: VirtQueue): u32 {
   vq.error = 0;
 }
 
+/**
+ * While the queue logs: marks the pages of the chain's writable part (all of it: the device may
+ * have written anywhere in it, and a page marked twice costs nothing), once the writes deferred
+ * before it ran (copies.ts) and before the used entry is published: a sync that cleared a mark
+ * between the mark and a later write would lose that write.
+ */
+@inline export function vq_log_write(vq: VirtQueue, chain: IoVecArray): void {
+  const log = <usize>vq.log_base;
+  if (log == 0) return;
+  for (let i = chain.out; i < chain.count; i++) mark_deferred(log, vq.log_bytes, vq.memtable, <usize>chain.base(i), <usize>chain.len(i));
+}
+
+/** While the queue logs: marks the pages of shared-memory range [at, at + len) the device wrote. */
+export function vq_log_range(vq: VirtQueue, at: usize, len: usize): void {
+  if (vq.log_base != 0) log_written(<usize>vq.log_base, vq.log_bytes, vq.memtable, at, len);
+}
+
+/** While the queue logs its used ring (VHOST_VRING_F_LOG): marks the used ring's pages (flags, elements, idx, avail_event). */
+@inline function vq_log_used(vq: VirtQueue): void {
+  if (vq.log_base != 0 && vq.log_used != 0) log_gpa(<usize>vq.log_base, vq.log_bytes, vq.log_used_gpa, 6 + <u64>vq.num * USED_ELEM_SIZE);
+}
+
 /** Puts a used element for chain `head` with `len` bytes written; vq_flush_used() publishes it. */
 export function vq_add_used(vq: VirtQueue, head: u32, len: u32): void {
   const elem = used_ring(vq) + (<usize>(vq.last_used_idx & (vq.num - 1)) * USED_ELEM_SIZE);
@@ -114,7 +145,9 @@ export function vq_add_used(vq: VirtQueue, head: u32, len: u32): void {
 /** Stores used->idx (release ordering, VIRTIO 1.2, 2.7.8.2) without deciding on an interrupt. */
 @inline function vq_publish_used(vq: VirtQueue): void {
   copies_flush(); // the data of the entries published is in their buffers first
+  marks_flush(); // and its pages marked, while logging
   atomic.store<u16>(<usize>vq.used, <u16>vq.last_used_idx, 2);
+  vq_log_used(vq); // the elements and the index, after they are written (as the kernel's log_used)
 }
 
 /**
@@ -172,7 +205,10 @@ export function vq_needs_notification(vq: VirtQueue): bool {
 export function vq_disable_notify(vq: VirtQueue): void {
   if ((vq.used_flags & VRING_USED_F_NO_NOTIFY) != 0) return;
   vq.used_flags |= VRING_USED_F_NO_NOTIFY;
-  if ((vq.features & VQ_FEAT_EVENT_IDX) == 0) atomic.store<u16>(<usize>vq.used, <u16>vq.used_flags);
+  if ((vq.features & VQ_FEAT_EVENT_IDX) == 0) {
+    atomic.store<u16>(<usize>vq.used, <u16>vq.used_flags);
+    vq_log_used(vq);
+  }
 }
 
 /**
@@ -188,5 +224,6 @@ export function vq_enable_notify(vq: VirtQueue): bool {
   } else {
     atomic.store<u16>(used_ring(vq) + <usize>vq.num * USED_ELEM_SIZE, <u16>vq.avail_idx);
   }
+  vq_log_used(vq);
   return <u32>atomic.load<u16>(<usize>vq.avail, 2) != vq.avail_idx;
 }

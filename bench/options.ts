@@ -64,6 +64,8 @@ export interface FioOptions {
   // ---- the device the run's jobs share ----
   /** The device type: virtio-scsi (a LUN) or virtio-blk (a disk), over the same vhost core and backstore. */
   device: "scsi" | "blk";
+  /** Dirty logging on for the run (VHOST_F_LOG_ALL), the log synced every 100 ms as a migration's rounds would. */
+  dirtyLog: boolean;
   /** `--backstore NAME:ARGS` (or --filename) as the registered type parsed it (its name in `backstore`). */
   backstore: ReturnType<typeof parseBackstoreArg>;
   /** The text given, for the report. */
@@ -196,6 +198,8 @@ Jobs:
 The device (the same for jobs that run at the same time):
   --device=scsi|blk    virtio-scsi (a LUN) or virtio-blk (a disk) on the same
                        vhost core and backstores                          [scsi]
+  --dirty-log          the device logs the guest pages it writes (VHOST_F_LOG_ALL),
+                       synced every 100 ms as a live migration's rounds would
   --backstore=NAME:ARGS  ${kinds.padEnd(43)} [ram]
   --filename=PATH      --backstore=file:PATH; a missing file is laid out at
                        --offset + --size (and the report says so)
@@ -305,12 +309,13 @@ function cpuListOption(name: string, v: string): number[] | undefined {
 }
 
 /** Options that take no value on the command line (a value may still be given: --direct=1). */
-const FLAGS = new Set(["verify", "json", "time_based", "group_reporting", "stonewall", "new_group", "help", "version", "no-reference", "direct"]);
+const FLAGS = new Set(["verify", "json", "time_based", "group_reporting", "stonewall", "new_group", "help", "version", "no-reference", "direct", "dirty-log"]);
 /** Options of the program as a whole: the command line (or a job file's [global]) only. */
 const PROGRAM_KEYS = new Set(["output-format", "json", "output", "plot", "reference", "no-reference", "help", "version"]);
 /** Options of the device the run's jobs share: jobs that run at the same time must agree on them. */
 const DEVICE_KEYS = [
   "device",
+  "dirty-log",
   "backstore",
   "filename",
   "direct",
@@ -424,6 +429,7 @@ function jobOptions(section: JobSection): FioOptions {
   if (backstore.backstore === "ram" && size && "bytes" in size && size.bytes + ("bytes" in offset ? offset.bytes : 0) > 3 * 2 ** 30)
     throw new OptionError(at(v.get("size"), `--size: a RAM backstore of ${size.bytes} bytes does not fit the 4 GiB wasm32 memory; use file:PATH`));
   const direct = wrap("direct", () => has("direct") && flag("direct", get("direct")));
+  const dirtyLog = wrap("dirty-log", () => has("dirty-log") && flag("dirty-log", get("dirty-log")));
   if (direct && backstore.backstore !== "file")
     throw new OptionError(at(v.get("direct"), `--direct: O_DIRECT is for file backstores (this is ${backstore.backstore})`));
   const numjobs = wrap("numjobs", () => int("numjobs", str("numjobs", "1"), 1, 64));
@@ -474,6 +480,7 @@ function jobOptions(section: JobSection): FioOptions {
     group: 0,
     ioengine: get("ioengine"),
     device,
+    dirtyLog,
     backstore,
     backstoreArg,
     ioThreads: has("io-threads") ? wrap("io-threads", () => int("io-threads", str("io-threads", ""), 0, 64)) : undefined,

@@ -77,6 +77,8 @@ export interface DeviceInfo {
   /** Per vhost worker: CPU time and time spent serving requests (busy), ms. */
   workers: { id: number; user: number; system: number; busy: number }[];
   guestCpu: { user: number; system: number };
+  /** --dirty-log: how many times the log was synced, and the dirty pages those syncs returned together. */
+  dirtyLog?: { syncs: number; pages: number };
   /** The backstore's dedicated I/O threads' CPU time in the run, ms (undefined: none, or not known). */
   ioThreadsCpu?: { user: number; system: number };
   kicks: number;
@@ -202,6 +204,7 @@ export function textReport(r: RunReport): string {
     ? `cpu usr=${(r.dev.guestCpu.user / 1000).toFixed(2)}s sys=${(r.dev.guestCpu.system / 1000).toFixed(2)}s, `
     : "";
   lines.push(`  guest jobs: ${guestCpu}kicks=${r.dev.kicks}`);
+  if (r.dev.dirtyLog) lines.push(`  dirty log: ${r.dev.dirtyLog.pages} dirty pages in ${r.dev.dirtyLog.syncs} syncs (4 KiB pages the device wrote)`);
   const io = r.dev.ioThreadsCpu;
   if (io) lines.push(`  I/O threads: cpu usr=${(io.user / 1000).toFixed(2)}s sys=${(io.system / 1000).toFixed(2)}s`);
   const per = cpuPerMio(r);
@@ -292,6 +295,7 @@ function deviceJson(r: RunReport) {
     })(),
     guest_cpu_ms: dev.guestCpu,
     ...(dev.ioThreadsCpu && { io_threads_cpu_ms: dev.ioThreadsCpu }),
+    ...(dev.dirtyLog && { dirty_log: dev.dirtyLog }),
     ...(cpu && {
       cpu_s_per_million_ios: { guest_jobs: cpu.guest, vhost_workers: cpu.workers, ...(cpu.ioThreads !== undefined && { io_threads: cpu.ioThreads }) },
     }),

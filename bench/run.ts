@@ -6,6 +6,7 @@ import { platform } from "#platform";
 import { openBackstore, type QueuedBackstore } from "#backstores";
 import { createBlkTestbed, createTestbed } from "../src/testbed.js";
 import type { VhostDevice } from "../src/vhost/vhost-device.js";
+import type { VhostVirtioDevice } from "../src/device/vhost-virtio-device.js";
 import type { GuestMemory } from "../src/guest/guest-memory.js";
 import type { VirtioBlkDriver } from "../src/guest/blk-driver.js";
 import type { EventFdHandle } from "../src/sys/eventfd.js";
@@ -102,6 +103,8 @@ interface RunBed {
   shm: SharedMemory;
   mem: GuestMemory;
   vhost: VhostDevice;
+  /** The device model (dirty logging). */
+  device: VhostVirtioDevice<VhostDevice>;
   /** The virtqueue index of request queue q. */
   vq(q: number): number;
   /** Hands request queue q to a job: its ring and the eventfds behind its notifiers. */
@@ -134,6 +137,7 @@ async function runBed(
       shm: tb.shm,
       mem: tb.mem,
       vhost: tb.device.vhost,
+      device: tb.device,
       vq: (q) => q,
       release: (q) => ({ ring: tb.driver.releaseQueue(q), notifiers: tb.device.handOverNotifiers(q) }),
       ioCpu: () => tb.proc.blockBackend(tb.backend).ioThreadCpu(),
@@ -147,6 +151,7 @@ async function runBed(
     shm: tb.shm,
     mem: tb.mem,
     vhost: tb.device.vhost,
+    device: tb.device,
     vq: (q) => 2 + q,
     release: (q) => ({ ring: tb.driver.releaseQueue(q), notifiers: tb.device.handOverNotifiers(2 + q) }),
     ioCpu: async () => tb.tpg.lun(0)?.ioThreadCpu(),
@@ -198,6 +203,7 @@ export async function runJobs(jobs: FioOptions[], { plot, stop, progress, lun: l
     const tb = (bed = await runBed(o, lun, opened, { queues: nQueues, queueSize, guestMemory: Math.ceil(guestMemory / 65536) * 65536 }));
     const vhost = tb.vhost;
     for (let q = 0; q < nQueues; q++) await vhost.SET_VRING_BUSYLOOP_TIMEOUT({ index: tb.vq(q), num: o.busyPollUs });
+    if (o.dirtyLog) await tb.device.startLogging();
     const ram = tb.mem;
     const stats = new SharedArrayBuffer(clones.length * 4 * 8);
     const control = new SharedArrayBuffer(8);
@@ -268,6 +274,13 @@ export async function runJobs(jobs: FioOptions[], { plot, stop, progress, lun: l
     Atomics.notify(ctl, 0);
     const t0 = performance.now();
     const live = new Float64Array(stats);
+    // A migration's pre-copy rounds read and clear the log; here every 100 ms.
+    const log = { syncs: 0, pages: 0 };
+    const sync = () => {
+      log.syncs++;
+      log.pages += tb.device.syncLog().length;
+    };
+    const syncing = o.dirtyLog ? setInterval(sync, 100) : undefined;
     let last = { t: t0, r: 0, rb: 0, w: 0, wb: 0 };
     const longest = Math.max(...jobs.map((j) => j.rampMs + j.runtimeMs));
     const timer = setInterval(() => {
@@ -296,8 +309,10 @@ export async function runJobs(jobs: FioOptions[], { plot, stop, progress, lun: l
       jobResults = (await Promise.all(results)).flat().sort((a, b) => a.index - b.index);
     } finally {
       clearInterval(timer);
+      clearInterval(syncing);
       off();
     }
+    if (o.dirtyLog) sync(); // the last round: what the run wrote since the one before
     const cpu1 = await vhost.workerCpu();
     const io1 = await tb.ioCpu();
     for (const w of threads) await w.terminate();
@@ -309,6 +324,7 @@ export async function runJobs(jobs: FioOptions[], { plot, stop, progress, lun: l
       ioThreadsCpu: io0 && io1 ? { user: io1.user - io0.user, system: io1.system - io0.system } : undefined,
       guestCpu: jobResults.reduce((s, j) => ({ user: s.user + (j.cpu?.user ?? 0), system: s.system + (j.cpu?.system ?? 0) }), { user: 0, system: 0 }),
       kicks: jobResults.reduce((s, j) => s + j.kicks, 0),
+      ...(o.dirtyLog && { dirtyLog: log }),
       references: [],
     };
     return { jobs: jobResults, dev, regions, capacity, before };

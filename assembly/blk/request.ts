@@ -5,7 +5,7 @@
 // a queued backstore gets a request context (ioring.ts) and is answered when it completes.
 import { IoVecArray, IovIter } from "../iovec";
 import { data_in_cursor, request_cursor, scratch } from "../instance";
-import { VirtQueue, vq_add_used, vq_err } from "../queue";
+import { VirtQueue, vq_add_used, vq_err, vq_log_write } from "../queue";
 import { VQ_ERR_BAD_REQUEST } from "../defs";
 import { REQUEST_PENDING } from "../drain";
 import { copies_flush, copy_deferred } from "../copies";
@@ -238,6 +238,7 @@ function submit(vq: VirtQueue, d: BlkDevice, iov: IoVecArray, head: u32, op: u32
     atomic.sub<u32>(changetype<usize>(d) + offsetof<BlkDevice>("inflight"), 1);
     vq.inflight--;
     ctx_release(t, x);
+    vq_log_write(vq, chain);
     vq_add_used(vq, head, len);
     return true;
   }

@@ -4,7 +4,7 @@
 // in the device's pending-TMF table and ctl_poll() finishes it.
 import { IoVecArray } from "../iovec";
 import { reply_cursor, request_cursor, scratch } from "../instance";
-import { VirtQueue, vq_add_used, vq_err, vq_flush_used } from "../queue";
+import { VirtQueue, vq_add_used, vq_err, vq_flush_used, vq_log_range } from "../queue";
 import { CTL_TMF_PENDING, VQ_ERR_BAD_REQUEST } from "../defs";
 import { REQUEST_PENDING } from "../drain";
 import {
@@ -168,6 +168,7 @@ export function ctl_poll(dev: ScsiDevice, vq: VirtQueue): u32 {
     const tpg = changetype<ScsiTpg>(<usize>t.tpg);
     if (scan(dev, tpg, <usize>t.lun, tagged, t.tag, SCAN_WAITING) > 0) continue;
     atomic.store<u8>(<usize>t.resp, K.VIRTIO_SCSI_S_FUNCTION_COMPLETE);
+    vq_log_range(vq, <usize>t.resp, 1);
     vq_add_used(vq, t.head1 - 1, K.CTRL_TMF_RESP_SIZE);
     vq.inflight--;
     t.head1 = 0;

@@ -3,7 +3,7 @@
 // buffer the driver placed there. With no buffer the event is lost and the next one delivered
 // carries VIRTIO_SCSI_T_EVENTS_MISSED, as the kernel's vhost_scsi_send_evt() does; a driver
 // that adds buffers after a loss receives VIRTIO_SCSI_T_NO_EVENT | EVENTS_MISSED.
-import { VirtQueue, vq_add_used, vq_disable_notify, vq_enable_notify, vq_err, vq_flush_used, VQ_NO_HEAD } from "../queue";
+import { VirtQueue, vq_add_used, vq_disable_notify, vq_enable_notify, vq_err, vq_flush_used, vq_log_write, VQ_NO_HEAD } from "../queue";
 import { vq_pop_chain } from "../chain";
 import { VQ_ERR_BAD_REQUEST, DRAIN_ERROR } from "../defs";
 import { chain_iov, reply_cursor, scratch } from "../instance";
@@ -79,7 +79,9 @@ export function evt_drain(dev: ScsiDevice, vq: VirtQueue): u32 {
     if (atomic.xchg<u32>(missedAt, 0) != 0) store<u32>(ev, load<u32>(ev) | K.VIRTIO_SCSI_T_EVENTS_MISSED);
     const wr = reply_cursor();
     wr.init(iov, iov.out, iov.count);
-    vq_add_used(vq, head, wr.write(ev, K.EVENT_SIZE));
+    const n = wr.write(ev, K.EVENT_SIZE);
+    vq_log_write(vq, iov);
+    vq_add_used(vq, head, n);
     added = true;
   }
   // Leave kicks on: a driver adding buffers after a loss must reach us (EVENTS_MISSED).

@@ -6,7 +6,7 @@
 // discards one descriptor's range at a time.
 import { IoVecArray, IovIter } from "../iovec";
 import { chain_iov, reply_cursor, verify_cursor } from "../instance";
-import { VirtQueue, vq_add_used } from "../queue";
+import { VirtQueue, vq_add_used, vq_log_write } from "../queue";
 import { ScsiCmd, cmd, cmd_check, cmd_reset, DIR_FROM_DEVICE, DIR_TO_DEVICE } from "./cmd";
 import { ScsiLun } from "./lun";
 import {
@@ -313,6 +313,7 @@ function complete(vq: VirtQueue, t: IoCtxTable, x: IoCtx, result: i32): bool {
   atomic.sub<u32>(changetype<usize>(lun) + offsetof<ScsiLun>("inflight"), 1);
   vq.inflight--;
   ctx_release(t, x);
+  vq_log_write(vq, chain);
   vq_add_used(vq, head, len);
   return true;
 }

@@ -15,6 +15,9 @@ import {
   type VirtioTransport,
 } from "../virtio/transport.js";
 import { VIRTIO_F_VERSION_1 } from "../virtio/ring.js";
+import { VHOST_F_LOG_ALL, VHOST_VRING_F_LOG } from "../vhost/uapi.js";
+
+const LOG_ALL = 1n << BigInt(VHOST_F_LOG_ALL);
 
 /** What every vhost device model takes besides its device type's own options. */
 export interface VhostVirtioDeviceOptions {
@@ -93,6 +96,8 @@ export abstract class VhostVirtioDevice<D extends VhostDevice> implements Virtio
   protected abstract readonly config: Uint8Array;
   /** The last error from starting the backend (the device then shows NEEDS_RESET). */
   lastError: Error | undefined;
+  /** The dirty log while logging: the bitmap in the device heap and its bytes. */
+  private log: { base: number; bytes: number } | undefined;
 
   constructor(
     protected readonly proc: VhostProcess,
@@ -127,7 +132,8 @@ export abstract class VhostVirtioDevice<D extends VhostDevice> implements Virtio
     this.fd = p.open(this.type.path);
     const d = this.vhost;
     await d.SET_OWNER();
-    this.hostFeatures = (await d.GET_FEATURES()) & ~(this.opts.maskFeatures ?? 0n);
+    // VHOST_F_LOG_ALL is the vhost device's, not the guest's: it is set while dirty logging runs.
+    this.hostFeatures = (await d.GET_FEATURES()) & ~(this.opts.maskFeatures ?? 0n) & ~LOG_ALL;
     await this.realizeDevice(d);
     for (const [i, q] of this.queues.entries()) {
       q.kick = p.eventfd();
@@ -286,6 +292,69 @@ export abstract class VhostVirtioDevice<D extends VhostDevice> implements Virtio
 
   // ---- vhost_dev_start / vhost_dev_stop ----
 
+  /** Queue i's vring addresses for the backend, its used ring logged while dirty logging runs (VHOST_VRING_F_LOG). */
+  private vringAddr(index: number, c: QueueConfig) {
+    return {
+      index,
+      flags: this.log ? 1 << VHOST_VRING_F_LOG : 0,
+      desc_user_addr: this.hva(c.desc, 16 * c.num),
+      avail_user_addr: this.hva(c.avail, 6 + 2 * c.num),
+      used_user_addr: this.hva(c.used, 6 + 8 * c.num),
+      log_guest_addr: this.log ? BigInt(c.used) : 0n,
+    };
+  }
+
+  // ---- dirty logging (QEMU's memory listener: log_start, log_sync, log_stop) ----
+
+  /**
+   * Starts logging every guest page the device writes: a bitmap of one bit per 4 KiB page of
+   * guest RAM in the device heap, VHOST_SET_LOG_BASE, each running ring's used ring logged, and
+   * VHOST_F_LOG_ALL. Pages written from now on show in syncLog().
+   */
+  async startLogging(): Promise<void> {
+    if (this.log) return;
+    const end = this.mem.regions.reduce((m, r) => Math.max(m, r.gpa + r.size), 0);
+    const bytes = Math.ceil(end / 4096 / 8);
+    const base = this.mem.shm.device.alloc(bytes, 8, `${this.type.name} dirty log`);
+    this.mem.shm.bytes.fill(0, base, base + bytes);
+    this.log = { base, bytes };
+    if (!this.started) return;
+    const d = this.vhost;
+    await d.SET_LOG_BASE(BigInt(base));
+    for (const [i, q] of this.queues.entries()) if (q.config) await d.SET_VRING_ADDR(this.vringAddr(i, q.config));
+    await d.SET_FEATURES(d.features | LOG_ALL);
+  }
+
+  /**
+   * The guest-physical page numbers (4 KiB pages) written since logging started or the last
+   * sync, each once; their bits are cleared as they are read (QEMU's vhost_log_sync).
+   */
+  syncLog(): number[] {
+    const log = this.log;
+    if (!log) return [];
+    const bits = new Uint8Array(this.mem.shm.buffer, log.base, log.bytes);
+    const pages: number[] = [];
+    for (let i = 0; i < log.bytes; i++) {
+      if (bits[i] === 0) continue;
+      const b = Atomics.exchange(bits, i, 0);
+      for (let k = 0; k < 8; k++) if (b & (1 << k)) pages.push(i * 8 + k);
+    }
+    return pages;
+  }
+
+  /** Stops logging; once it returns no worker writes the bitmap, which is freed (unsynced pages are lost). */
+  async stopLogging(): Promise<void> {
+    const log = this.log;
+    if (!log) return;
+    this.log = undefined;
+    if (this.started) {
+      const d = this.vhost;
+      await d.SET_FEATURES(d.features & ~LOG_ALL);
+      for (const [i, q] of this.queues.entries()) if (q.config) await d.SET_VRING_ADDR(this.vringAddr(i, q.config));
+    }
+    this.mem.shm.device.release(log.base);
+  }
+
   /** The queues the driver set up. */
   private configuredQueues(): number[] {
     return this.queues.flatMap((q, i) => (q.config ? [i] : []));
@@ -297,7 +366,7 @@ export abstract class VhostVirtioDevice<D extends VhostDevice> implements Virtio
 
   private async start(): Promise<void> {
     const d = this.vhost;
-    await d.SET_FEATURES(this.driverFeatures & this.hostFeatures);
+    await d.SET_FEATURES((this.driverFeatures & this.hostFeatures) | (this.log ? LOG_ALL : 0n));
     await d.SET_MEM_TABLE(vhostRegionsOf(this.mem.regions));
     for (const [i, q] of this.queues.entries()) {
       const c = q.config;
@@ -305,17 +374,11 @@ export abstract class VhostVirtioDevice<D extends VhostDevice> implements Virtio
       if (!c) continue;
       await d.SET_VRING_NUM({ index: i, num: c.num });
       await d.SET_VRING_BASE({ index: i, num: q.lastAvail });
-      await d.SET_VRING_ADDR({
-        index: i,
-        flags: 0,
-        desc_user_addr: this.hva(c.desc, 16 * c.num),
-        avail_user_addr: this.hva(c.avail, 6 + 2 * c.num),
-        used_user_addr: this.hva(c.used, 6 + 8 * c.num),
-        log_guest_addr: 0n,
-      });
+      await d.SET_VRING_ADDR(this.vringAddr(i, c));
       await d.SET_VRING_KICK({ index: i, fd: q.kick });
       await d.SET_VRING_CALL({ index: i, fd: q.call });
     }
+    if (this.log) await d.SET_LOG_BASE(BigInt(this.log.base));
     await this.startServing(d, this.configuredQueues());
     this.started = true;
     this.stopListening = this.mem.listen((regions) => this.memoryChanged(regions));
@@ -362,6 +425,8 @@ export abstract class VhostVirtioDevice<D extends VhostDevice> implements Virtio
   /** Tears the device down: stop, close the fds. */
   async unrealize(): Promise<void> {
     await this.stop();
+    if (this.log) this.mem.shm.device.release(this.log.base);
+    this.log = undefined;
     this.callWatchers.clear();
     this.errWatching = false;
     if (this.fd >= 0) await this.proc.close(this.fd);

@@ -81,14 +81,18 @@ export const VHOST_F_LOG_ALL = 26;
 
 const bit = (n: number) => 1n << BigInt(n);
 
-/** The ring features every vhost device here offers. */
+/** What every vhost device here offers: the ring features and dirty logging (VHOST_F_LOG_ALL). */
 const VHOST_RING_FEATURES =
-  bit(VIRTIO_F_NOTIFY_ON_EMPTY) | bit(VIRTIO_RING_F_INDIRECT_DESC) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_F_ANY_LAYOUT) | bit(VIRTIO_F_VERSION_1);
+  bit(VIRTIO_F_NOTIFY_ON_EMPTY) |
+  bit(VIRTIO_RING_F_INDIRECT_DESC) |
+  bit(VIRTIO_RING_F_EVENT_IDX) |
+  bit(VIRTIO_F_ANY_LAYOUT) |
+  bit(VIRTIO_F_VERSION_1) |
+  bit(VHOST_F_LOG_ALL);
 
 /**
  * The features this vhost-scsi offers (VHOST_GET_FEATURES): the kernel's VHOST_SCSI_FEATURES
- * without VHOST_F_LOG_ALL (dirty logging for migration is not implemented), plus
- * VIRTIO_SCSI_F_CHANGE (capacity-change events).
+ * (VHOST_F_LOG_ALL included), plus VIRTIO_SCSI_F_CHANGE (capacity-change events).
  */
 export const VHOST_SCSI_FEATURES = VHOST_RING_FEATURES | bit(VIRTIO_SCSI_F_HOTPLUG) | bit(VIRTIO_SCSI_F_CHANGE) | bit(VIRTIO_SCSI_F_T10_PI);
 

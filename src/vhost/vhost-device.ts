@@ -10,7 +10,15 @@ import type { TargetRegistry } from "../target/registry.js";
 import type { VringKind } from "../worker/vring-server.js";
 import { VhostError } from "../sys/errors.js";
 import { VhostMemTable, type VhostMemoryRegion } from "./mem-table.js";
-import { VHOST_FILE_UNBIND, VHOST_VRING_F_LOG, type VhostVringAddr, type VhostVringFile, type VhostVringState, type VhostVringWorker } from "./uapi.js";
+import {
+  VHOST_FILE_UNBIND,
+  VHOST_F_LOG_ALL,
+  VHOST_VRING_F_LOG,
+  type VhostVringAddr,
+  type VhostVringFile,
+  type VhostVringState,
+  type VhostVringWorker,
+} from "./uapi.js";
 import type { VhostWorker, VringAttachment } from "../worker/worker.js";
 import type { WorkerServedBackstore } from "../backstore/service.js";
 
@@ -80,7 +88,7 @@ export abstract class VhostDevice {
   private nextWorkerId = 1;
   /** The device type's struct in the device heap. */
   protected readonly dev: number;
-  /** VHOST_SET_LOG_BASE's address (kept; dirty logging itself is not offered). */
+  /** VHOST_SET_LOG_BASE: the dirty log bitmap's address in the process's (the shared) memory. */
   logBase = 0n;
   private closed = false;
 
@@ -150,10 +158,22 @@ export abstract class VhostDevice {
     return this.type.features;
   }
 
+  /**
+   * VHOST_SET_FEATURES. While vrings run only VHOST_F_LOG_ALL may change (EBUSY otherwise);
+   * turning logging on with a log base set needs the base to hold the bitmap (EFAULT); the
+   * device logs once both are set. Turning it off returns once no worker writes the bitmap.
+   */
   async SET_FEATURES(features: bigint): Promise<void> {
     const offered = this.type.features;
     if (features & ~offered) throw new VhostError("EOPNOTSUPP", `features 0x${(features & ~offered).toString(16)} not offered`);
+    const logBit = 1n << BigInt(VHOST_F_LOG_ALL);
+    if (this.vrings.some((v) => v.q) && (features & ~logBit) !== (this.acked & ~logBit))
+      throw new VhostError("EBUSY", "only VHOST_F_LOG_ALL may change while vrings run");
+    const wasLogging = this.logging;
+    if (features & logBit && this.logBase !== 0n) this.checkLog(this.logBase, this.mem.regions);
     this.acked = features;
+    this.applyLog();
+    if (wasLogging && !this.logging) await this.flushWorkers();
   }
 
   /** VHOST_SET_OWNER: this caller owns the device; starts the default worker. */
@@ -184,22 +204,55 @@ export abstract class VhostDevice {
     this.checkOwner();
     if (padding !== 0) throw new VhostError("EOPNOTSUPP", "vhost_memory.padding must be 0");
     this.mem.validate(regions);
+    if (this.logging && this.logBase !== 0n) this.checkLog(this.logBase, regions);
     // Running rings must stay reachable: a table that drops them is refused, not half-applied.
     for (const [i, v] of this.vrings.entries()) {
       if (v.q && v.addr && !this.ringCovered(v.num, v.addr, regions)) throw new VhostError("EFAULT", `vring ${i} would lose its memory`);
     }
     const mt = this.mem.set(regions);
     for (const v of this.vrings) v.q?.setMemTable(mt);
+    this.applyLog();
     await this.flushWorkers();
   }
 
+  /** VHOST_SET_LOG_BASE: where the dirty log bitmap is (EFAULT unless it fits the memory for the memory table's pages). */
   async SET_LOG_BASE(base: bigint): Promise<void> {
     this.checkOwner();
-    if (base < 0n || base >= 1n << 64n) throw new VhostError("EFAULT", "log base out of range");
+    this.checkLog(base, this.mem.regions);
     this.logBase = base;
+    this.applyLog();
   }
 
-  /** VHOST_SET_LOG_FD: accepted for compatibility; dirty logging is not offered. */
+  /** Whether the device logs its writes: VHOST_F_LOG_ALL negotiated. */
+  get logging(): boolean {
+    return bitOf(this.acked, VHOST_F_LOG_ALL) === 1n;
+  }
+
+  /** Bytes of bitmap the memory table needs: a bit per 4 KiB page up to its highest guest-physical address. */
+  private logBytes(regions: readonly VhostMemoryRegion[]): number {
+    // Exact below 2^53; a table reaching past that needs a bitmap no memory here holds (EFAULT either way).
+    const end = regions.reduce((m, r) => Math.max(m, Number(r.guest_phys_addr + r.memory_size)), 0);
+    return Math.ceil(end / 4096 / 8);
+  }
+
+  /** EFAULT unless a bitmap at `base` for these regions lies inside the shared memory (vhost_log_access_ok). */
+  private checkLog(base: bigint, regions: readonly VhostMemoryRegion[]): void {
+    const size = BigInt(this.ctx.shm.bytes.length);
+    if (base <= 0n || base + BigInt(this.logBytes(regions)) > size) throw new VhostError("EFAULT", `log base 0x${base.toString(16)} does not hold the bitmap`);
+  }
+
+  /** Tells every running vring where to log (or that it does not). */
+  private applyLog(): void {
+    for (const v of this.vrings) if (v.q) this.applyVringLog(v);
+  }
+
+  private applyVringLog(v: Vring): void {
+    const on = this.logging && this.logBase > 0n;
+    const logUsed = v.addr && v.addr.flags & (1 << VHOST_VRING_F_LOG) ? Number(v.addr.log_guest_addr) : -1;
+    this.ctx.dp.vq_set_log(v.q!.ptr, on ? Number(this.logBase) : 0, on ? this.logBytes(this.mem.regions) : 0, logUsed);
+  }
+
+  /** VHOST_SET_LOG_FD: an eventfd for log writes; accepted (a log reader syncs on its own schedule here). */
   async SET_LOG_FD(fd: number): Promise<void> {
     this.checkOwner();
     if (fd !== VHOST_FILE_UNBIND) this.ctx.eventfd(fd);
@@ -219,7 +272,16 @@ export abstract class VhostDevice {
     this.checkOwner();
     const v = this.vring(a.index);
     if (a.flags & ~(1 << VHOST_VRING_F_LOG)) throw new VhostError("EOPNOTSUPP", `vring flags 0x${a.flags.toString(16)}`);
-    if (v.q) throw new VhostError("EBUSY", "ring address change while the vring runs");
+    if (v.q) {
+      // A running ring may change its logging only (QEMU turns VHOST_VRING_F_LOG on and off so).
+      const o = v.addr!;
+      if (a.desc_user_addr !== o.desc_user_addr || a.avail_user_addr !== o.avail_user_addr || a.used_user_addr !== o.used_user_addr)
+        throw new VhostError("EBUSY", "ring address change while the vring runs");
+      if (a.log_guest_addr & 3n) throw new VhostError("EINVAL", "misaligned log address");
+      v.addr = { ...a };
+      this.applyVringLog(v);
+      return;
+    }
     const max = BigInt(Number.MAX_SAFE_INTEGER);
     if (a.desc_user_addr > max || a.avail_user_addr > max || a.used_user_addr > max) throw new VhostError("EFAULT", "ring address out of range");
     // VIRTIO 1.2, 2.7: descriptor table 16-, avail ring 2-, used ring 4-byte aligned.
@@ -362,6 +424,7 @@ export abstract class VhostDevice {
       this.contextTableChanged(index, v.table);
     }
     v.q = q;
+    this.applyVringLog(v);
     await this.attach(index);
   }
 

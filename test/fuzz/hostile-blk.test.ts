@@ -5,8 +5,9 @@
 // buffer with the data, fragmented and indirect chains, and random descriptor mutations, on a
 // RAM device and one whose backstore is served elsewhere (completing out of order, some with EIO).
 // After every case: nothing trapped, no byte changed outside what the guest made device-writable
-// and the device's own state, every well-formed request answered with the status a model of the
-// rules predicts, and the instance still serves a good request.
+// and the device's own state, every guest byte the device wrote on a page its dirty log marked
+// (the queue logs, VHOST_F_LOG_ALL, its used ring included), every well-formed request answered
+// with the status a model of the rules predicts, and the instance still serves a good request.
 //
 // FUZZ_SECONDS (default 6 per property) sizes the run; FUZZ_SEED replays one; FUZZ_REPORT=path
 // appends the campaign's figures as JSON.
@@ -279,6 +280,8 @@ describe(`hostile virtio-blk driver (seed ${SEED}; replay with FUZZ_SEED=${SEED}
           drain(d.dev);
           const bad = bed.forbiddenChanges(writable(descs));
           expect(bad.map((o) => bed.describe(o))).toEqual([]);
+          // The dirty log's oracle (the queue logs): every guest byte the device wrote is on a marked page.
+          expect(bed.unlogged().map((g) => `gpa 0x${g.toString(16)}`)).toEqual([]);
           if (q.dq.error) stats.queueErrors++;
           if (mutations.length === 0 && laid.every(({ r }) => pieces(r) <= 1024)) {
             // Well-formed rings: every chain returned; those with a header and a status byte answered by the rules.

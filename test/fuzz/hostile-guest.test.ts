@@ -6,7 +6,7 @@
 // headers, short responses and random CDBs for every opcode; control and event queue traffic.
 // After every case: nothing trapped, every drain returned, no byte changed outside what the guest
 // made device-writable and the device's own state (canaries around device memory and in the
-// gaps between guest regions), well-formed requests got a response from the specified set with
+// gaps between guest regions), every guest byte the device wrote on a page the dirty log marked, well-formed requests got a response from the specified set with
 // well-formed sense, and the same data plane instance still serves a good request.
 //
 // FUZZ_SECONDS (default 12 per property) sizes the run; FUZZ_SEED replays one; FUZZ_REPORT=path
@@ -214,6 +214,8 @@ function checked(act: () => Desc[], run: () => void): void {
   run();
   const bad = bed.forbiddenChanges(writableRanges([...descs, ...seen]));
   expect(bad.map((o) => bed.describe(o))).toEqual([]);
+  // The dirty log's oracle (every queue logs): every guest byte the device wrote is on a marked page.
+  expect(bed.unlogged().map((g) => `gpa 0x${g.toString(16)}`)).toEqual([]);
   if (bed.req.dq.error) stats.queueErrors++;
   probe();
 }

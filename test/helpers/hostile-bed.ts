@@ -51,8 +51,9 @@ export interface FuzzQueue {
   ring: SplitRingView;
   descGpa: number;
   dq: DeviceQueue;
-  /** Shared-memory ranges of the used ring (device-writable by design). */
+  /** Shared-memory ranges of the used ring (device-writable by design), and its guest-physical address. */
   used: [number, number];
+  usedGpa: number;
 }
 
 /**
@@ -100,6 +101,9 @@ export class HostileBed {
   readonly blkRam: number;
   readonly blkQueued: number;
   readonly blkRamBlocks: number;
+  /** The queues' dirty log (VHOST_F_LOG_ALL): a bitmap over guest-physical memory up to the end of RAM B. */
+  readonly log: number;
+  readonly logBytes = Math.ceil((RAM_B + REGION) / 4096 / 8);
   readonly dev: number;
   readonly devPi: number;
   readonly table: number;
@@ -115,7 +119,7 @@ export class HostileBed {
   private readonly marked: Uint8Array;
 
   constructor() {
-    this.shm = SharedMemory.create({ deviceBytes: 2 << 20, guestBytes: 2 * REGION + (256 << 10) });
+    this.shm = SharedMemory.create({ deviceBytes: 3 << 20, guestBytes: 2 * REGION + (256 << 10) });
     const { shm } = this;
     const guard = () => {
       const at = shm.device.alloc(4096, 16);
@@ -194,7 +198,7 @@ export class HostileBed {
       const dq = new DeviceQueue(shm, this.dp);
       dq.setup({ num, desc: hva(desc), avail: hva(avail), used: hva(used) }, 1, mt.address);
       this.deviceWritable.push([dq.ptr, dq.ptr + this.dp.vq_size()]);
-      return { num, ring, descGpa: desc, dq, used: [hva(used), hva(used) + vringUsedSize(num)] };
+      return { num, ring, descGpa: desc, dq, used: [hva(used), hva(used) + vringUsedSize(num)], usedGpa: used };
     };
     this.req = queue(16, 0);
     this.dp.vq_set_private(this.req.dq.ptr, this.table);
@@ -218,6 +222,11 @@ export class HostileBed {
       this.deviceWritable.push([d, d + this.dp.blk_device_size()]);
       return d;
     };
+    this.log = shm.device.alloc(this.logBytes, 8);
+    shm.bytes.fill(0, this.log, this.log + this.logBytes);
+    this.deviceWritable.push([this.log, this.log + this.logBytes]);
+    // Every queue logs its writes and its used ring (VHOST_VRING_F_LOG at the ring's guest address).
+    for (const q of [this.req, this.ctl, this.evt, this.blk]) this.dp.vq_set_log(q.dq.ptr, this.log, this.logBytes, q.usedGpa);
     this.blkRam = blkDevice(BS_RAM, this.blkRamBlocks, BLK_RAM_BYTES, 9);
     this.blkQueued = blkDevice(BS_QUEUED, this.queuedSq, this.queuedBlocks.length, 12);
     guard();
@@ -294,6 +303,27 @@ export class HostileBed {
     eachChangedChunk(now, before, (s, e) => {
       for (let off = s; off < e && bad.length < 8; off++) if (before[off] !== now[off] && !ok(off)) bad.push(off);
     });
+    return bad;
+  }
+
+  /**
+   * Guest-physical addresses of bytes in guest RAM that changed since mark() while the dirty log
+   * has their page unmarked (the log's oracle: every byte the device wrote is covered). The first few.
+   */
+  unlogged(): number[] {
+    const bits = this.shm.bytes.subarray(this.log, this.log + this.logBytes);
+    const bad: number[] = [];
+    for (const r of this.regions) {
+      const now = this.shm.bytes.subarray(r.hva, r.hva + r.size);
+      const before = this.marked.subarray(r.hva, r.hva + r.size);
+      eachChangedChunk(now, before, (s, e) => {
+        for (let off = s; off < e && bad.length < 8; off++) {
+          if (now[off] === before[off]) continue;
+          const page = Math.floor((r.gpa + off) / 4096);
+          if (!(bits[page >> 3] & (1 << (page & 7)))) bad.push(r.gpa + off);
+        }
+      });
+    }
     return bad;
   }
 
