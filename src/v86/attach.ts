@@ -70,6 +70,16 @@ function v86Side(shm: SharedMemory, cpu: V86Cpu, pci: () => V86VirtioPci | undef
   return { proc, mem, deviceBusyMs: () => workers.reduce((t, w) => t + w.busyMs, 0) };
 }
 
+/** What an attachment's close() does: the transport settles, the device model stops and goes, then `release`. */
+function closer<D extends VhostDevice>(pci: V86VirtioPci, device: VhostVirtioDevice<D>, release: () => Promise<void>): () => Promise<void> {
+  return async () => {
+    await pci.settled();
+    await device.setStatus(0);
+    await device.unrealize();
+    await release();
+  };
+}
+
 /** Realizes a device model and puts it on v86's PCI bus. */
 async function plugIn<D extends VhostDevice>(
   cpu: V86Cpu,
@@ -114,12 +124,7 @@ export async function attachVirtioScsi(setup: { emulator: V86Emulator; shm: Shar
     pci: transport,
     mem,
     deviceBusyMs,
-    async close() {
-      await transport.settled();
-      await device.setStatus(0);
-      await device.unrealize();
-      await proc.targets.remove(target.wwpn);
-    },
+    close: closer(transport, device, () => proc.targets.remove(target.wwpn)),
   };
 }
 
@@ -170,11 +175,6 @@ export async function attachVirtioBlk(setup: { emulator: V86Emulator; shm: Share
     pci: transport,
     mem,
     deviceBusyMs,
-    async close() {
-      await transport.settled();
-      await device.setStatus(0);
-      await device.unrealize();
-      await proc.close(backend);
-    },
+    close: closer(transport, device, () => proc.close(backend)),
   };
 }
