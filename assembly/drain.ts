@@ -11,7 +11,7 @@ import { copies_pending } from "./copies";
 import { IoVecArray } from "./iovec";
 import { vq_pop_chain } from "./chain";
 import { VirtQueue, VQ_NO_HEAD, vq_add_used, vq_disable_notify, vq_enable_notify, vq_flush_used, vq_log_write, vq_publish_early } from "./queue";
-import { CTX_ABORTED, CTX_SUBMITTED, IoCompletionQueue, IoCtx, IoCtxTable, cq_consume, cq_peek, ctx_at } from "./ioring";
+import { CTX_ABORTED, CTX_SUBMITTED, IoCompletionQueue, IoCtx, IoCtxTable, cq_consume, cq_peek, ctx_at, ctx_release } from "./ioring";
 
 /** Requests between early publications of the used ring (a power of two). */
 const EARLY_BATCH: u32 = 8;
@@ -82,6 +82,21 @@ export function vq_drain<D>(vq: VirtQueue, iov: IoVecArray, dev: D, weight: u32,
   // also those of requests that were answered and consumed (BadRequest).
   if (vq.error_count != errors) flags |= DRAIN_ERROR;
   return flags;
+}
+
+/**
+ * Answers the request of context x (a completion handler's last step): `len` bytes were written
+ * into its chain; the in-flight count of its owner at `ownerInflight` and the queue's go down,
+ * the context is freed, the chain's pages logged (while logging) and the used element added.
+ */
+export function ctx_answer(vq: VirtQueue, t: IoCtxTable, x: IoCtx, ownerInflight: usize, len: u32): void {
+  const head = x.head;
+  const chain = x.chain();
+  atomic.sub<u32>(ownerInflight, 1);
+  vq.inflight--;
+  ctx_release(t, x);
+  vq_log_write(vq, chain);
+  vq_add_used(vq, head, len);
 }
 
 /**

@@ -17,7 +17,7 @@ import { writeFioLogs } from "./fio-logs.js";
 import { plotSvg } from "./plot.js";
 import { lunFor, regionOf, RunError } from "./region.js";
 import { lunOrFile } from "./file-lun.js";
-import { runJobs, StopSignal } from "./run.js";
+import { reportOf, runJobs, StopSignal } from "./run.js";
 import { yardsticksStopped } from "./yardstick-tool.js";
 import { VERSION } from "./version.generated.js";
 
@@ -59,15 +59,7 @@ export async function runOne(
   const fittingBefore = fitting && !stop.stopped ? await runJobs([fitting], { plot: false, stop, progress: () => {}, lun: lunOrFile }) : undefined;
   if (stop.stopped) return undefined;
   const outcome = await runJobs(jobs, { plot: program.plot !== undefined, stop, progress, lun: lunOrFile });
-  const report: RunReport = {
-    jobs,
-    results: outcome.jobs,
-    dev: outcome.dev,
-    regions: outcome.regions,
-    capacity: outcome.capacity,
-    before: outcome.before,
-    notes: [],
-  };
+  const report = reportOf(jobs, outcome);
   if (stop.stopped) report.notes.push("interrupted (Ctrl-C): the figures are of the part that ran");
   const errors = outcome.jobs.some((j) => j.errors > 0);
   const yardsticks =

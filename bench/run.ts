@@ -17,7 +17,7 @@ import { polledSlotSize } from "../src/guest/polled-queue.js";
 import { compiledModule } from "../src/sys/compiled-module.js";
 import type { LunConfig } from "../src/target/tpg.js";
 import type { FioOptions } from "./options.js";
-import { fmtBw, fmtIops, type DeviceInfo } from "./report.js";
+import { fmtBw, fmtIops, type DeviceInfo, type RunReport } from "./report.js";
 import type { JobResult } from "./job-result.js";
 import type { GuestThreadInit, JobInit } from "./guest-engine.js";
 import { engineAreaBytes } from "./wasm-engine.js";
@@ -81,6 +81,11 @@ export interface RunOutcome {
   capacity: number;
   /** What was done before the run (a file laid out). */
   before: string[];
+}
+
+/** The report of a run's outcome: its jobs, results, device side and regions; `before` what was done first (the outcome's own by default). */
+export function reportOf(jobs: FioOptions[], outcome: RunOutcome, before: string[] = outcome.before): RunReport {
+  return { jobs, results: outcome.jobs, dev: outcome.dev, regions: outcome.regions, capacity: outcome.capacity, before, notes: [] };
 }
 
 /** The run's rate over the last half second: read and write IOPS, and when (seconds since the start). */

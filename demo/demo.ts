@@ -7,8 +7,8 @@ import { platform } from "#platform";
 import { compiledModule } from "../src/sys/compiled-module.js";
 import { createV86WithSharedMemory, attachVirtioScsi, type V86Emulator, type V86VirtioScsi } from "../src/v86/browser.js";
 import { parseCommandLine } from "../bench/options.js";
-import { runJobs, StopSignal, type Rate } from "../bench/run.js";
-import { fmtIops, jsonReport, runIops, textReport, type RunReport } from "../bench/report.js";
+import { reportOf, runJobs, StopSignal, type Rate } from "../bench/run.js";
+import { fmtIops, jsonReport, runIops, textReport } from "../bench/report.js";
 import { plotSvg } from "../bench/plot.js";
 import type { OpfsLoopInit } from "../bench/opfs-reference.js";
 
@@ -140,15 +140,7 @@ async function runBenchmark(
   try {
     const laidOut = f.backstore === "opfs" ? await layOutBenchFile() : undefined;
     const outcome = await runJobs(jobs, { plot: true, stop, progress: (_, r) => onRate(r) });
-    const report: RunReport = {
-      jobs,
-      results: outcome.jobs,
-      dev: outcome.dev,
-      regions: outcome.regions,
-      capacity: outcome.capacity,
-      before: [...(laidOut ? [laidOut] : []), ...outcome.before],
-      notes: [],
-    };
+    const report = reportOf(jobs, outcome, [...(laidOut ? [laidOut] : []), ...outcome.before]);
     const iops = runIops(outcome.jobs);
     let text = textReport(report);
     let loop: { iops?: number; missing?: string } | undefined;

@@ -25,6 +25,15 @@ export function folderGraph(src) {
 /** Throws when the folders of `src` import each other in a cycle. */
 export function checkFolderLayering(src) {
   const edges = folderGraph(src);
+  throwOnCycle(edges, "src/ folders");
+  return edges;
+}
+
+/**
+ * Throws when the graph (node -> node it imports -> one import that does it) has a cycle, naming
+ * `what` imports each other, the cycle and the import behind each step.
+ */
+function throwOnCycle(edges, what) {
   const state = new Map(); // 1: on the path, 2: done
   const path = [];
   const visit = (n) => {
@@ -34,7 +43,7 @@ export function checkFolderLayering(src) {
       if (state.get(m) === 1) {
         const cycle = [...path.slice(path.indexOf(m)), m];
         const how = cycle.slice(0, -1).map((a, i) => edges.get(a).get(cycle[i + 1]));
-        throw new Error(`src/ folders import each other in a cycle: ${cycle.join(" -> ")}\n  ${how.join("\n  ")}`);
+        throw new Error(`${what} import each other in a cycle: ${cycle.join(" -> ")}\n  ${how.join("\n  ")}`);
       }
       if (!state.has(m)) visit(m);
     }
@@ -42,7 +51,6 @@ export function checkFolderLayering(src) {
     state.set(n, 2);
   };
   for (const n of edges.keys()) if (!state.has(n)) visit(n);
-  return edges;
 }
 
 /**
@@ -64,22 +72,6 @@ export function checkAssemblyLayering(assembly, entries = ["index.ts", "testing.
     }
     edges.set(f, out);
   }
-  const state = new Map();
-  const path = [];
-  const visit = (n) => {
-    state.set(n, 1);
-    path.push(n);
-    for (const m of edges.get(n)?.keys() ?? []) {
-      if (state.get(m) === 1) {
-        const cycle = [...path.slice(path.indexOf(m)), m];
-        const how = cycle.slice(0, -1).map((a, i) => edges.get(a).get(cycle[i + 1]));
-        throw new Error(`assembly/ files import each other in a cycle: ${cycle.join(" -> ")}\n  ${how.join("\n  ")}`);
-      }
-      if (!state.has(m)) visit(m);
-    }
-    path.pop();
-    state.set(n, 2);
-  };
-  for (const n of edges.keys()) if (!state.has(n)) visit(n);
+  throwOnCycle(edges, "assembly/ files");
   return edges;
 }

@@ -5,9 +5,9 @@
 // a queued backstore gets a request context (ioring.ts) and is answered when it completes.
 import { IoVecArray, IovIter } from "../iovec";
 import { data_in_cursor, request_cursor, scratch } from "../instance";
-import { VirtQueue, vq_add_used, vq_err, vq_log_write } from "../queue";
+import { VirtQueue, vq_err } from "../queue";
 import { VQ_ERR_BAD_REQUEST } from "../defs";
-import { REQUEST_PENDING } from "../drain";
+import { REQUEST_PENDING, ctx_answer } from "../drain";
 import { copies_flush, copy_deferred } from "../copies";
 import { fill_bytes } from "../bytes";
 import {
@@ -234,12 +234,7 @@ function submit(vq: VirtQueue, d: BlkDevice, iov: IoVecArray, head: u32, op: u32
     const chain = x.chain();
     put_status(chain, status);
     const len: u32 = x.op == BS_OP_READ && status == K.VIRTIO_BLK_S_OK ? <u32>x.length + 1 : 1;
-    const head = x.head;
-    atomic.sub<u32>(changetype<usize>(d) + offsetof<BlkDevice>("inflight"), 1);
-    vq.inflight--;
-    ctx_release(t, x);
-    vq_log_write(vq, chain);
-    vq_add_used(vq, head, len);
+    ctx_answer(vq, t, x, changetype<usize>(d) + offsetof<BlkDevice>("inflight"), len);
     return true;
   }
 }

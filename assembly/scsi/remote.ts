@@ -6,7 +6,8 @@
 // discards one descriptor's range at a time.
 import { IoVecArray, IovIter } from "../iovec";
 import { chain_iov, reply_cursor, verify_cursor } from "../instance";
-import { VirtQueue, vq_add_used, vq_log_write } from "../queue";
+import { VirtQueue } from "../queue";
+import { ctx_answer } from "../drain";
 import { ScsiCmd, cmd, cmd_check, cmd_reset, DIR_FROM_DEVICE, DIR_TO_DEVICE } from "./cmd";
 import { ScsiLun } from "./lun";
 import {
@@ -304,17 +305,10 @@ function complete(vq: VirtQueue, t: IoCtxTable, x: IoCtx, result: i32): bool {
   }
   // The answer: data-in bytes for READ, the residual from what the guest's buffers held.
   c.dir = x.op == BS_OP_READ && kind == REMOTE_ONE ? DIR_FROM_DEVICE : DIR_TO_DEVICE;
-  const lun = changetype<ScsiLun>(<usize>x.owner);
-  const head = x.head;
   const resp = reply_cursor();
   const chain = x.chain();
   resp.init(chain, chain.out, chain.count);
-  const len = write_response(c, resp);
-  atomic.sub<u32>(changetype<usize>(lun) + offsetof<ScsiLun>("inflight"), 1);
-  vq.inflight--;
-  ctx_release(t, x);
-  vq_log_write(vq, chain);
-  vq_add_used(vq, head, len);
+  ctx_answer(vq, t, x, <usize>x.owner + offsetof<ScsiLun>("inflight"), write_response(c, resp));
   return true;
 }
 

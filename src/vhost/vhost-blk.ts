@@ -43,7 +43,7 @@ export class VhostBlk extends VhostDevice {
    */
   async BLK_SET_BACKEND(f: VhostVringFile): Promise<void> {
     this.checkOwner();
-    if (!Number.isInteger(f.index) || f.index < 0 || f.index >= VHOST_BLK_MAX_VQ) throw new VhostError("ENOBUFS", `vring ${f.index} out of range`);
+    this.checkVringIndex(f.index);
     if (f.fd === VHOST_FILE_UNBIND) {
       if (!this.served.delete(f.index)) return;
       await this.stopVring(f.index);

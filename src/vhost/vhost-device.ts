@@ -122,8 +122,13 @@ export abstract class VhostDevice {
     if (!this.owner) throw new VhostError("EPERM", "VHOST_SET_OWNER first");
   }
 
-  private vring(index: number): Vring {
+  /** ENOBUFS unless index names one of the device's vrings. */
+  protected checkVringIndex(index: number): void {
     if (!Number.isInteger(index) || index < 0 || index >= this.vrings.length) throw new VhostError("ENOBUFS", `vring ${index} out of range`);
+  }
+
+  private vring(index: number): Vring {
+    this.checkVringIndex(index);
     return this.vrings[index];
   }
 
