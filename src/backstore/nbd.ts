@@ -742,31 +742,13 @@ export class NbdBackstore implements QueuedBackstore {
   /**
    * Reconnects until reconnectMs has passed, then fails what waits. Each attempt may take
    * ATTEMPT_MS at most, and attempts are BACKOFF_FIRST_MS apart, doubling up to BACKOFF_MAX_MS:
-   * a server that comes back is reached within about one such step.
+   * a server that comes back is reached within about one such step. What waits is sent (or
+   * failed) in a continuation, so always after `reconnecting` is set, even when every slot
+   * already holds a live connection (a softly ending one that another reconnect replaced).
    */
   private reconnect(why: Error, timedOut: boolean): Promise<void> {
     if (this.reconnecting) return this.reconnecting;
-    const deadline = Date.now() + this.cfg.reconnectMs;
-    this.reconnecting = (async () => {
-      let delay = BACKOFF_FIRST_MS;
-      let last = why;
-      for (let attempt = 1; !this.closing && Date.now() < deadline; attempt++) {
-        try {
-          for (let i = 0; i < this.conns.length; i++) {
-            if (this.conns[i]?.alive) continue;
-            const c = await openConnection(this.addr, Math.max(1, Math.min(this.cfg.timeoutMs, ATTEMPT_MS, deadline - Date.now())));
-            if (c.info.size !== this.size) log("nbd: the export's size changed from %d to %d", this.size, c.info.size);
-            this.conns[i] = this.wrap(c);
-          }
-          log("nbd %s: reconnected (attempt %d)", this.uri, attempt);
-          break;
-        } catch (e) {
-          last = e as Error;
-          log("nbd %s: reconnect attempt %d failed (%s); next in %d ms", this.uri, attempt, last.message, delay);
-          await new Promise((r) => setTimeout(r, Math.min(delay, Math.max(1, deadline - Date.now()))));
-          delay = Math.min(delay * 2, BACKOFF_MAX_MS);
-        }
-      }
+    this.reconnecting = this.reopen(why).then((last) => {
       this.reconnecting = undefined;
       const waiting = this.waiting;
       this.waiting = [];
@@ -776,8 +758,33 @@ export class NbdBackstore implements QueuedBackstore {
         log("nbd %s: giving up reconnecting (%s); %d requests fail", this.uri, last.message, waiting.length);
         for (const io of waiting) this.complete(io, timedOut ? -ETIMEDOUT : -ENOTCONN);
       }
-    })();
+    });
     return this.reconnecting;
+  }
+
+  /** Fills every slot without a live connection, with backoff, until reconnectMs; returns the last error. */
+  private async reopen(why: Error): Promise<Error> {
+    const deadline = Date.now() + this.cfg.reconnectMs;
+    let delay = BACKOFF_FIRST_MS;
+    let last = why;
+    for (let attempt = 1; !this.closing && Date.now() < deadline; attempt++) {
+      try {
+        for (let i = 0; i < this.conns.length; i++) {
+          if (this.conns[i]?.alive) continue;
+          const c = await openConnection(this.addr, Math.max(1, Math.min(this.cfg.timeoutMs, ATTEMPT_MS, deadline - Date.now())));
+          if (c.info.size !== this.size) log("nbd: the export's size changed from %d to %d", this.size, c.info.size);
+          this.conns[i] = this.wrap(c);
+        }
+        log("nbd %s: reconnected (attempt %d)", this.uri, attempt);
+        return last;
+      } catch (e) {
+        last = e as Error;
+        log("nbd %s: reconnect attempt %d failed (%s); next in %d ms", this.uri, attempt, last.message, delay);
+        await new Promise((r) => setTimeout(r, Math.min(delay, Math.max(1, deadline - Date.now()))));
+        delay = Math.min(delay * 2, BACKOFF_MAX_MS);
+      }
+    }
+    return last;
   }
 
   /** Closes the connections (the LUN has no request in flight any more). */

@@ -366,6 +366,40 @@ describe("a storage server that restarts (NBD_ESHUTDOWN, soft disconnect, reconn
     expect(s.discs).toBeGreaterThanOrEqual(1);
   });
 
+  it("both connections refused (NBD_ESHUTDOWN), both replaced, then the old one with a request in flight ends: that request goes again", async () => {
+    // Two connections (multi-conn). A: the read of block 1 is never answered, block 3 is refused;
+    // B: block 2 is refused. Both end softly, a reconnect fills both slots, and A ends later with
+    // block 1 still in flight, when every slot holds a live connection: it must be sent again, and
+    // the backstore must go on taking requests.
+    const seen = new Map<number, number>();
+    const s = new FakeNbdServer({
+      size: 1 << 20,
+      flags: 1 << 8, // NBD_FLAG_CAN_MULTI_CONN
+      ignoreDisc: true,
+      script: (r) => {
+        const lba = r.offset / 512;
+        const n = (seen.get(lba) ?? 0) + 1;
+        seen.set(lba, n);
+        if (r.type !== 0 || n > 1) return undefined;
+        return lba === 1 ? { reply: "silence" } : { reply: "error", errno: 108 };
+      },
+    });
+    await s.listen();
+    servers.push(s);
+    for (const lba of [1, 2, 3]) s.image.set(block(lba), lba * 512);
+    const t = await lun0({ backstore: "nbd", uri: s.uri, connections: 2, timeoutMs: 120_000 });
+    const results = await Promise.all([1, 2, 3].map((lba) => t.driver.command({ lun: 0, cdb: read16(lba, 1), dataInLength: 512 })));
+    results.forEach((r, i) => {
+      expectGood(r);
+      expect(Buffer.from(r.dataIn).equals(Buffer.from(block(i + 1)))).toBe(true);
+    });
+    expect(seen.get(1)).toBe(2);
+    // And the backstore still takes requests afterwards.
+    const after = await t.driver.command({ lun: 0, cdb: read16(2, 1), dataInLength: 512 });
+    expectGood(after);
+    expect(Buffer.from(after.dataIn).equals(Buffer.from(block(2)))).toBe(true);
+  }, 15_000);
+
   it("a server that takes NBD_CMD_DISC but neither answers what is in flight nor closes: those requests go again after a short wait", async () => {
     let step = 0;
     const s = new FakeNbdServer({
