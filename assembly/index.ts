@@ -108,8 +108,8 @@ export function static_end(): usize {
 
 // ---- virtio-scsi device ----
 
-import { ScsiDevice, ScsiTpg, device_struct_size, tpg_struct_size, dev_set_tpg, tpg_set_lun, dev_ctx_table_slot } from "./scsi/target";
-import { ScsiLun, lun_struct_size, lun_ident, lun_ident_len, lun_raise_ua, lun_flags, lun_update_flags } from "./scsi/lun";
+import { ScsiDevice, ScsiTpg, device_struct_size, tpg_struct_size, dev_set_tpg, tpg_set_lun, dev_ctx_table_slot, dev_event } from "./scsi/target";
+import { ScsiLun, lun_struct_size, lun_ident, lun_ident_len, lun_raise_ua, lun_flags, lun_update_flags, lun_clear_ua } from "./scsi/lun";
 import { ScsiRequestQueue } from "./scsi/request";
 import { ScsiControlQueue, ctl_poll } from "./scsi/ctrl";
 import { evt_drain, evt_post } from "./scsi/event";
@@ -148,6 +148,14 @@ export function scsi_dev_set_events_missed(dev: usize, v: u32): void {
 /** Posts a virtio_scsi_event; false when the mailbox was full (recorded as missed). */
 export function scsi_post_event(dev: usize, event: u32, target: u32, lun: u32, reason: u32): bool {
   return evt_post(changetype<ScsiDevice>(dev), event, target, lun, reason);
+}
+
+/** The k-th event posted and not delivered yet (a virtio_scsi_event's address), or 0 past the last. */
+export function scsi_dev_pending_event(dev: usize, k: u32): usize {
+  const d = changetype<ScsiDevice>(dev);
+  const head = atomic.load<u32>(dev + offsetof<ScsiDevice>("evt_head"));
+  if (k >= atomic.load<u32>(dev + offsetof<ScsiDevice>("evt_tail")) - head) return 0;
+  return dev_event(d, head + k);
 }
 
 export function scsi_tpg_init(tpg: usize, tag: u32): void {
@@ -192,6 +200,10 @@ export function scsi_lun_update_flags(lun: usize, set: u32, clear: u32): void {
 }
 export function scsi_lun_raise_ua(lun: usize, bits: u32): void {
   lun_raise_ua(changetype<ScsiLun>(lun), bits);
+}
+/** Clears pending unit attention bits (a restored LUN's set is exactly the saved one). */
+export function scsi_lun_clear_ua(lun: usize, bits: u32): void {
+  lun_clear_ua(changetype<ScsiLun>(lun), bits);
 }
 export function scsi_lun_ua(lun: usize): u32 {
   return atomic.load<u32>(lun + offsetof<ScsiLun>("ua"));

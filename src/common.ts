@@ -13,7 +13,7 @@ export { SharedMemory, type SharedMemoryOptions, type SharedMemoryLayout } from 
 
 // The vhost control plane: /dev/vhost-scsi, its ioctls (the uapi header), eventfds, workers.
 export { VhostProcess, type VhostProcessOptions } from "./vhost/process.js";
-export { VhostScsi, VHOST_SCSI_MAX_IO_VQ, VHOST_SCSI_VQ_CTL, VHOST_SCSI_VQ_EVT, VHOST_SCSI_VQ_IO } from "./vhost/vhost-scsi.js";
+export { VhostScsi, VHOST_SCSI_MAX_IO_VQ, VHOST_SCSI_VQ_CTL, VHOST_SCSI_VQ_EVT, VHOST_SCSI_VQ_IO, type VirtioScsiEventRecord } from "./vhost/vhost-scsi.js";
 export { VhostDevice, type VhostContext, type VhostDeviceType } from "./vhost/vhost-device.js";
 export { VhostBlk, VHOST_BLK_MAX_VQ } from "./vhost/vhost-blk.js";
 export { BlkBackend, type BlkBackendOptions } from "./blk/backend.js";
@@ -31,14 +31,25 @@ export { QUEUE_ERRORS, queueError, type QueueErrorName } from "./virtio/queue-er
 // The QEMU-side device model and the virtio transport a driver sees.
 export { VhostScsiDevice, type VhostScsiDeviceOptions, type QueueErrorEvent } from "./device/vhost-scsi-device.js";
 export { VhostBlkDevice, type VhostBlkDeviceOptions } from "./device/vhost-blk-device.js";
+export { DeviceStateError, type DeviceState, type VringState } from "./device/device-state.js";
+export type { ScsiDeviceState, SavedLun } from "./device/vhost-scsi-device.js";
 export { VhostVirtioDevice, type VhostVirtioDeviceOptions, type VhostVirtioDeviceType } from "./device/vhost-virtio-device.js";
+export {
+  migrate,
+  MigrationDestination,
+  type MigrationMessage,
+  type MigrationOptions,
+  type MigrationRound,
+  type MigrationSource,
+  type MigrationStats,
+} from "./migration/migration.js";
 export type { QueueConfig, VirtioTransport } from "./virtio/transport.js";
 
 // The target: WWPN, TPGs, LUNs.
 export { TargetRegistry } from "./target/registry.js";
 export { ScsiTarget, generateWwpn } from "./target/target.js";
 export { Tpg, VHOST_SCSI_MAX_LUN, VHOST_SCSI_MAX_TARGET, type LunConfig, type TpgListener } from "./target/tpg.js";
-export { Lun, UA_POWER_ON, UA_NEXUS_LOSS, UA_LUN_RESET, UA_CAPACITY_CHANGED, UA_LUNS_CHANGED, type LunOptions } from "./target/lun.js";
+export { Lun, UA_POWER_ON, UA_NEXUS_LOSS, UA_LUN_RESET, UA_CAPACITY_CHANGED, UA_LUNS_CHANGED, type LunOptions, type LunState } from "./target/lun.js";
 
 // Backstores: the seam a backstore implements, the registry, the built-in types.
 export {

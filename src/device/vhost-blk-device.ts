@@ -23,6 +23,7 @@ import {
   VIRTIO_ID_BLOCK,
 } from "../virtio/virtio-blk.js";
 import { VhostVirtioDevice, type VhostVirtioDeviceOptions } from "./vhost-virtio-device.js";
+import { expectState } from "./device-state.js";
 
 export interface VhostBlkDeviceOptions extends VhostVirtioDeviceOptions {
   /** The block backend's fd (VhostProcess.openBlockBackend). */
@@ -89,6 +90,25 @@ export class VhostBlkDevice extends VhostVirtioDevice<VhostBlk> {
   protected async stopServing(d: VhostBlk, configured: readonly number[]): Promise<void> {
     for (const index of configured) await d.BLK_SET_BACKEND({ index, fd: -1 });
   }
+
+  protected readonly writableConfig = [VIRTIO_BLK_CFG_WRITEBACK];
+
+  /** The disk, when it is a RAM backstore ("disk"). */
+  ramDisks(): { name: string; bytes: Uint8Array }[] {
+    const b = this.backend.backstore;
+    return b.kind === "ram" ? [{ name: "disk", bytes: this.mem.shm.bytes.subarray(b.ram, b.ram + b.size) }] : [];
+  }
+
+  /** Everything a virtio-blk device keeps is in the generic part (the config space carries the disk's geometry and writeback). */
+  protected saveType(): null {
+    return null;
+  }
+
+  protected checkType(x: unknown): void {
+    expectState(x === null, "a malformed vhost-blk part");
+  }
+
+  protected restoreType(): void {}
 
   /** Only `writeback` is driver-writable (VIRTIO_BLK_F_CONFIG_WCE); the running backend follows it. */
   writeConfig(offset: number, data: Uint8Array): void {

@@ -1,6 +1,8 @@
 import type { GuestMemory } from "../guest/guest-memory.js";
 import type { VhostProcess } from "../vhost/process.js";
-import { VhostScsi, VHOST_SCSI_MAX_IO_VQ, VHOST_SCSI_VQ_IO } from "../vhost/vhost-scsi.js";
+import { VhostScsi, VHOST_SCSI_MAX_IO_VQ, VHOST_SCSI_VQ_IO, type VirtioScsiEventRecord } from "../vhost/vhost-scsi.js";
+import type { LunState } from "../target/lun.js";
+import { expectState } from "./device-state.js";
 import { VHOST_SCSI_ABI_VERSION } from "../vhost/uapi.js";
 import {
   VIRTIO_ID_SCSI,
@@ -26,6 +28,23 @@ export interface VhostScsiDeviceOptions extends VhostVirtioDeviceOptions {
   numQueues?: number;
   /** Target number passed to SET_ENDPOINT (boot_tpgt). Default 0. */
   bootTpgt?: number;
+}
+
+/** A LUN as a saved vhost-scsi device records it: what must match on load, and the guest-made state. */
+export interface SavedLun {
+  id: number;
+  blockSize: number;
+  blocks: number;
+  backstore: string;
+  readOnly: boolean;
+  state: LunState;
+}
+
+/** vhost-scsi's part of a saved device state: the endpoint's target and LUNs, and undelivered events. */
+export interface ScsiDeviceState {
+  wwpn: string;
+  tpgs: { tag: number; luns: SavedLun[] }[];
+  events: { missed: boolean; events: VirtioScsiEventRecord[] };
 }
 
 /**
@@ -83,6 +102,69 @@ export class VhostScsiDevice extends VhostVirtioDevice<VhostScsi> {
 
   protected async stopServing(d: VhostScsi): Promise<void> {
     await d.SCSI_CLEAR_ENDPOINT(this.endpoint);
+  }
+
+  /** The target the device's endpoint names (VHOST_SCSI_SET_ENDPOINT's WWPN). */
+  private get target() {
+    const t = this.proc.targets.get(this.scsi.wwpn);
+    if (!t) throw new Error(`vhost-scsi: no target ${this.scsi.wwpn}`);
+    return t;
+  }
+
+  /** The LUNs as they are now, per TPG of the target. */
+  private savedTpgs(): ScsiDeviceState["tpgs"] {
+    return this.target.tpgs.map((tpg) => ({
+      tag: tpg.tag,
+      luns: tpg.lunIds.map((id) => {
+        const l = tpg.lun(id)!;
+        return { id, blockSize: l.blockSize, blocks: l.blocks, backstore: l.backstore.name, readOnly: l.readOnly, state: l.state };
+      }),
+    }));
+  }
+
+  /** The RAM LUNs of the endpoint's target, named "tpg T lun L". */
+  ramDisks(): { name: string; bytes: Uint8Array }[] {
+    const shm = this.mem.shm;
+    return this.target.tpgs.flatMap((tpg) =>
+      tpg.lunIds.flatMap((id) => {
+        const b = tpg.lun(id)!.backstore;
+        return b.kind === "ram" ? [{ name: `tpg ${tpg.tag} lun ${id}`, bytes: shm.bytes.subarray(b.ram, b.ram + b.size) }] : [];
+      }),
+    );
+  }
+
+  /** The endpoint's LUNs with their unit attentions and modes, and the events the guest has not received yet. */
+  protected saveType(d: VhostScsi): ScsiDeviceState {
+    return { wwpn: this.scsi.wwpn, tpgs: this.savedTpgs(), events: d.pendingEvents() };
+  }
+
+  /** The same WWPN (the guest sees it in its LUNs' identifiers), TPGs and LUNs: numbers, geometry, backstore type, read-only. */
+  protected checkType(x: unknown): void {
+    const s = x as Partial<ScsiDeviceState> | null;
+    expectState(
+      typeof s === "object" && s !== null && Array.isArray(s.tpgs) && typeof s.events === "object" && Array.isArray(s.events?.events),
+      "a malformed vhost-scsi part",
+    );
+    expectState(s.wwpn === this.scsi.wwpn, `it was saved from target ${String(s.wwpn)}, this device's is ${this.scsi.wwpn}`);
+    const here = this.savedTpgs();
+    expectState(s.tpgs.length === here.length, `${s.tpgs.length} TPGs saved, the target here has ${here.length}`);
+    for (const [i, t] of s.tpgs.entries()) {
+      const h = here[i];
+      expectState(t.tag === h.tag, `TPG ${t.tag} saved, the target here has TPG ${h.tag}`);
+      const ids = (l: { id: number }[]) => l.map((x) => x.id).join(",");
+      expectState(ids(t.luns) === ids(h.luns), `TPG ${t.tag} had LUNs ${ids(t.luns)}, here it has ${ids(h.luns)}`);
+      for (const [k, l] of t.luns.entries()) {
+        const m = h.luns[k];
+        for (const f of ["blockSize", "blocks", "backstore", "readOnly"] as const)
+          expectState(l[f] === m[f], `TPG ${t.tag} LUN ${l.id}: ${f} ${String(l[f])} saved, ${String(m[f])} here`);
+      }
+    }
+  }
+
+  protected restoreType(d: VhostScsi, x: unknown): void {
+    const s = x as ScsiDeviceState;
+    for (const t of s.tpgs) for (const l of t.luns) this.target.tpg(t.tag)!.lun(l.id)!.restoreState(l.state);
+    d.restoreEvents(s.events);
   }
 
   /**

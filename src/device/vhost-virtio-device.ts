@@ -14,7 +14,8 @@ import {
   type QueueConfig,
   type VirtioTransport,
 } from "../virtio/transport.js";
-import { VIRTIO_F_VERSION_1 } from "../virtio/ring.js";
+import { VIRTIO_F_VERSION_1, isValidQueueSize } from "../virtio/ring.js";
+import { DEVICE_STATE_FORMAT, DEVICE_STATE_VERSION, checkDocument, expectState, fromHex, toHex, type DeviceState } from "./device-state.js";
 import { VHOST_F_LOG_ALL, VHOST_VRING_F_LOG } from "../vhost/uapi.js";
 
 const LOG_ALL = 1n << BigInt(VHOST_F_LOG_ALL);
@@ -94,6 +95,8 @@ export abstract class VhostVirtioDevice<D extends VhostDevice> implements Virtio
   private errWatching = false;
   /** The config space the driver reads. */
   protected abstract readonly config: Uint8Array;
+  /** Offsets of the config bytes the driver may change: load() takes them from the document; the rest must match. */
+  protected readonly writableConfig: readonly number[] = [];
   /** The last error from starting the backend (the device then shows NEEDS_RESET). */
   lastError: Error | undefined;
   /** The dirty log while logging: the bitmap in the device heap and its bytes. */
@@ -118,6 +121,17 @@ export abstract class VhostVirtioDevice<D extends VhostDevice> implements Virtio
 
   /** The device type's checks once its fd is owned (an ABI version). */
   protected async realizeDevice(_d: D): Promise<void> {}
+  /**
+   * The disks whose blocks live in the device heap (RAM backstores), by a name that is the same
+   * in a destination configured alike: they are not shared storage, so a migration moves them.
+   */
+  abstract ramDisks(): { name: string; bytes: Uint8Array }[];
+  /** The device type's part of a saved state (the device is stopped). */
+  protected abstract saveType(d: D): unknown;
+  /** Throws DeviceStateError unless the device type's part of a document fits this device; changes nothing. */
+  protected abstract checkType(state: unknown): void;
+  /** Applies the device type's part of a document checkType accepted. */
+  protected abstract restoreType(d: D, state: unknown): void;
   /** The device type's last step of a start: serving begins. */
   protected abstract startServing(d: D, configured: readonly number[]): Promise<void>;
   /** The device type's first step of a stop: serving ends, requests in flight answered. */
@@ -473,6 +487,65 @@ export abstract class VhostVirtioDevice<D extends VhostDevice> implements Virtio
     for (const id of dead) await d.FREE_WORKER({ worker_id: id }).catch(() => {});
     if (running) await this.start();
     return dead;
+  }
+
+  // ---- device state (QEMU's vmstate save/load of a virtio device with a vhost backend) ----
+
+  /**
+   * The device's state, for load() into a device of another process (a migration's destination,
+   * a restored snapshot): features, status, config space, each virtqueue's addresses and where
+   * the device stopped in it, and the device type's part. The device must be stopped
+   * (vmStop(), which answers every request in flight first, or never started).
+   */
+  save(): DeviceState {
+    if (this.started) throw new Error(`${this.type.name}: save() needs the device stopped (vmStop() answers the requests in flight first)`);
+    return {
+      format: DEVICE_STATE_FORMAT,
+      version: DEVICE_STATE_VERSION,
+      device: this.type.name,
+      queues: this.queues.length,
+      queueSize: this.queueSize,
+      driverFeatures: this.driverFeatures.toString(16),
+      status: this.statusReg,
+      config: toHex(this.config),
+      vrings: this.queues.map((q) => (q.config ? { ...q.config, lastAvail: q.lastAvail } : null)),
+      type: this.saveType(this.vhost),
+    };
+  }
+
+  /**
+   * Takes a saved state into this realized device, which the driver has not set up (status 0):
+   * everything is checked first (format, version, device type, queue count and sizes, features
+   * offered, the config space and the device type's configuration) and a DeviceStateError names
+   * the first mismatch, leaving the device as it was. vmContinue() then starts the backend where
+   * the source stopped: the requests it had answered are not served again, those it had not
+   * taken are served once.
+   */
+  load(doc: unknown): void {
+    const name = this.type.name;
+    if (this.fd < 0) throw new Error(`${name}: load() needs a realized device`);
+    if (this.statusReg !== 0 || this.started) throw new Error(`${name}: load() needs a device the driver has not set up (status 0, not ${this.statusReg})`);
+    checkDocument(doc);
+    expectState(doc.device === name, `it is a ${doc.device} device's, this is ${name}`);
+    expectState(doc.queues === this.queues.length, `${doc.queues} virtqueues, this device has ${this.queues.length}`);
+    const features = BigInt(`0x${doc.driverFeatures}`);
+    const missing = features & ~this.deviceFeatures();
+    expectState(missing === 0n, `the driver accepted features 0x${missing.toString(16)} that this device does not offer`);
+    for (const [i, v] of doc.vrings.entries())
+      expectState(!v || (isValidQueueSize(v.num) && v.num <= this.queueSize), `virtqueue ${i} has ${v?.num} entries, this device allows ${this.queueSize}`);
+    const config = fromHex(doc.config);
+    expectState(config.length === this.config.length, `a ${config.length}-byte config space, this device's has ${this.config.length}`);
+    const differs = config.findIndex((b, i) => b !== this.config[i] && !this.writableConfig.includes(i));
+    expectState(differs < 0, `the config space differs at byte ${differs} (another disk size, queue count or limits)`);
+    this.checkType(doc.type);
+    this.driverFeatures = features;
+    this.config.set(config);
+    for (const [i, v] of doc.vrings.entries()) {
+      this.queues[i].config = v ? { num: v.num, desc: v.desc, avail: v.avail, used: v.used } : undefined;
+      this.queues[i].lastAvail = v?.lastAvail ?? 0;
+    }
+    this.statusReg = doc.status;
+    this.restoreType(this.vhost, doc.type);
   }
 
   /** Where each queue stopped (VHOST_GET_VRING_BASE at the last stop). */

@@ -71,6 +71,10 @@ export class VirtioBlkDriver extends VirtioDriver {
     this.requests = queues as GuestVirtqueue<Pending>[];
   }
 
+  protected get virtqueues(): readonly GuestVirtqueue<unknown>[] {
+    return this.requests;
+  }
+
   static async probe(mem: GuestMemory, t: VirtioTransport, opts: VirtioBlkDriverOptions = {}): Promise<VirtioBlkDriver> {
     const wanted =
       opts.features ??

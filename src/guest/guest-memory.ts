@@ -28,6 +28,8 @@ export class GuestMemory {
   /** Regions whose backing belongs to someone else (an emulator's RAM): never allocated from nor freed. */
   private readonly external = new Set<GuestRegion>();
   private readonly listeners: GuestMemoryListener[] = [];
+  /** While tracking: the 4 KiB guest pages the guest wrote since the last takeWritten(). */
+  private written: Set<number> | undefined;
   private pending: Promise<unknown>[] = [];
 
   constructor(readonly shm: SharedMemory) {}
@@ -45,6 +47,66 @@ export class GuestMemory {
     }
     m.list.sort((a, b) => a.gpa - b.gpa);
     return m;
+  }
+
+  /**
+   * The guest's RAM in another shared memory (a migration's destination, a restored snapshot):
+   * the same regions at the same guest-physical addresses, backed there, with the guest's
+   * allocations as they are here; `copy` brings the bytes as well (a migration copies them
+   * page by page itself). RAM someone else owns (addExternalRegion) moves with its owner: refused.
+   */
+  cloneTo(shm: SharedMemory, copy = true): GuestMemory {
+    if (this.external.size) throw new Error("guest RAM owned by an emulator moves with the emulator, not with cloneTo()");
+    const m = new GuestMemory(shm);
+    for (const r of this.list) {
+      const region = m.addRegion(r.gpa, r.size);
+      m.allocators.set(region, this.allocators.get(r)!.clone());
+      if (copy) shm.bytes.set(this.shm.bytes.subarray(r.hva, r.hva + r.size), region.hva);
+    }
+    return m;
+  }
+
+  /**
+   * Takes over the guest's allocations from `from`, whose regions this memory mirrors (cloneTo):
+   * the driver's bookkeeping of its RAM moves with it at a migration's switchover.
+   */
+  adoptAllocations(from: GuestMemory): void {
+    for (const r of this.list) {
+      const twin = from.list.find((x) => x.gpa === r.gpa && x.size === r.size);
+      const a = twin && from.allocators.get(twin);
+      if (!a) throw new RangeError(`guest region ${r.gpa}+${r.size} has no twin to take allocations from`);
+      this.allocators.set(r, a.clone());
+    }
+  }
+
+  /**
+   * Starts recording the pages the guest writes (what KVM's dirty log does for a vCPU): every
+   * view handed out by bytes() and every write() counts as written (over-marking is safe), and
+   * code that writes through a view it keeps says so with markWritten().
+   */
+  trackWrites(): void {
+    this.written ??= new Set();
+  }
+
+  /** Stops recording. */
+  stopTracking(): void {
+    this.written = undefined;
+  }
+
+  /** Records [gpa, gpa + len) as written by the guest (while tracking). */
+  markWritten(gpa: number, len: number): void {
+    const w = this.written;
+    if (!w || len <= 0) return;
+    for (let p = Math.floor(gpa / 4096), last = Math.floor((gpa + len - 1) / 4096); p <= last; p++) w.add(p);
+  }
+
+  /** The guest page numbers (gpa / 4096) written since tracking began or the last call, each once; cleared. */
+  takeWritten(): number[] {
+    const w = this.written;
+    if (!w) return [];
+    const pages = [...w];
+    w.clear();
+    return pages;
   }
 
   /** The current regions, in ascending gpa order. */
@@ -133,9 +195,10 @@ export class GuestMemory {
     return r.hva + (gpa - r.gpa);
   }
 
-  /** A view of guest memory [gpa, gpa + len) (one region). */
+  /** A view of guest memory [gpa, gpa + len) (one region); the guest may write it (counted as written while tracking). */
   bytes(gpa: number, len: number): Uint8Array {
     const at = this.hva(gpa, len);
+    this.markWritten(gpa, len);
     return this.shm.bytes.subarray(at, at + len);
   }
 
@@ -164,6 +227,7 @@ export class GuestMemory {
 
   /** Copies data into guest memory at gpa, across adjacent regions if need be. */
   write(gpa: number, data: Uint8Array): void {
+    this.markWritten(gpa, data.length);
     this.pieces(gpa, data.length, (hva, off, n) => this.shm.bytes.set(data.subarray(off, off + n), hva));
   }
 

@@ -28,6 +28,11 @@ export interface ScsiCommand {
   target?: number;
   dataOut?: Uint8Array;
   dataInLength?: number;
+  /**
+   * Where the data-in goes: a guest buffer of the caller's (a page cache that outlives the
+   * command) instead of a temporary one; `dataIn` is then a copy of it. Not with piIn.
+   */
+  dataInAt?: number;
   /** Request queue (0-based among request queues); default round robin. */
   queue?: number;
   tag?: bigint;
@@ -100,9 +105,13 @@ export class VirtioScsiDriver extends VirtioDriver {
     this.event = queues[1] as GuestVirtqueue<number>;
     this.requests = queues.slice(2) as GuestVirtqueue<Pending>[];
     const n = opts.eventBuffers ?? 8;
-    this.eventBlock = mem.alloc(n * VIRTIO_SCSI_EVENT_SIZE, 16);
+    this.eventBlock = n > 0 ? mem.alloc(n * VIRTIO_SCSI_EVENT_SIZE, 16) : 0;
     for (let k = 0; k < n; k++) this.postEventBuffer(k);
     this.event.kick();
+  }
+
+  protected get virtqueues(): readonly GuestVirtqueue<unknown>[] {
+    return [this.control, this.event, ...this.requests];
   }
 
   /** Probes the device: reset, negotiate, set up the queues, DRIVER_OK (VIRTIO 1.2, 3.1.1). */
@@ -137,11 +146,13 @@ export class VirtioScsiDriver extends VirtioDriver {
     const reqSize = this.pi ? VIRTIO_SCSI_CMD_REQ_PI_SIZE : VIRTIO_SCSI_CMD_REQ_SIZE;
     const outLen = (c.piOut ?? 0) + (c.dataOut?.length ?? 0);
     const inLen = (c.piIn ?? 0) + (c.dataInLength ?? 0);
+    if (c.dataInAt !== undefined && c.piIn) throw new RangeError("dataInAt and piIn do not go together");
+    const own = c.dataInAt === undefined ? inLen : 0;
     const hdr = 0;
     const data = align16(reqSize);
     const resp = data + align16(outLen);
     const din = resp + align16(VIRTIO_SCSI_CMD_RESP_SIZE);
-    const size = din + align16(inLen) + 16;
+    const size = din + align16(own) + 16;
     const block = this.mem.alloc(size, 16);
     const bytes = this.mem.bytes(block, size);
     bytes.fill(0);
@@ -169,7 +180,7 @@ export class VirtioScsiDriver extends VirtioDriver {
       ],
       [
         { addr: block + resp, len: VIRTIO_SCSI_CMD_RESP_SIZE },
-        { addr: block + din, len: inLen },
+        { addr: c.dataInAt ?? block + din, len: inLen },
       ],
       c.fragment,
       c.indirect,
@@ -183,7 +194,7 @@ export class VirtioScsiDriver extends VirtioDriver {
       status: after[resp + 10],
       sense,
       residual: rv.getUint32(resp + 4, true),
-      dataIn: after.slice(din + (c.piIn ?? 0), din + inLen),
+      dataIn: c.dataInAt === undefined ? after.slice(din + (c.piIn ?? 0), din + inLen) : this.mem.read(c.dataInAt, inLen),
       usedLen,
       senseInfo: decodeSense(sense),
     };

@@ -35,14 +35,61 @@ export abstract class VirtioDriver {
    */
   private inflight = 0;
   private keepAlive: ReturnType<typeof setInterval> | undefined;
+  /** The guest is paused: interrupts are not handled (resume() looks at every queue). */
+  private paused = false;
   /** Virtqueues handed to another driver instance (releaseVirtqueue): not reaped here. */
   private readonly released = new Set<number>();
 
   protected constructor(
-    readonly mem: GuestMemory,
-    readonly transport: VirtioTransport,
+    private memory: GuestMemory,
+    private device: VirtioTransport,
     readonly features: bigint,
   ) {}
+
+  /** The guest RAM the driver's queues and buffers live in. */
+  get mem(): GuestMemory {
+    return this.memory;
+  }
+
+  /** The device it drives. */
+  get transport(): VirtioTransport {
+    return this.device;
+  }
+
+  /** Every virtqueue, by index. */
+  protected abstract get virtqueues(): readonly GuestVirtqueue<unknown>[];
+
+  /**
+   * The guest continues elsewhere (a live migration, a restored snapshot): its RAM is now `mem`
+   * (the same guest-physical layout, GuestMemory.cloneTo) and its device `transport`, which
+   * loaded the state saved where the guest was (VhostVirtioDevice.load). Nothing is
+   * renegotiated; requests in flight finish there.
+   */
+  moveTo(mem: GuestMemory, transport: VirtioTransport): void {
+    this.memory = mem;
+    this.device = transport;
+    for (const [i, q] of this.virtqueues.entries()) if (!this.released.has(i)) q.moveTo(mem, () => transport.notify(i));
+    transport.onInterrupt((i) => this.deliver(i));
+  }
+
+  /**
+   * The guest is paused (its vCPUs stopped, as for a migration's last round): interrupts are not
+   * handled, so the driver writes nothing to guest RAM until resume().
+   */
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** The guest runs again: every queue is looked at once (interrupts that came while paused, or were lost with a move, are not missed). */
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    for (let i = 0; i < this.virtqueues.length; i++) this.deliver(i);
+  }
+
+  private deliver(index: number): void {
+    if (!this.paused) this.interrupt(index);
+  }
 
   /**
    * Device initialization up to the queues (VIRTIO 1.2, 3.1.1): reset, ACKNOWLEDGE, DRIVER, the
@@ -77,7 +124,7 @@ export abstract class VirtioDriver {
   /** The last step of initialization: interrupts wired, DRIVER_OK. */
   protected async start(): Promise<void> {
     const t = this.transport;
-    t.onInterrupt((i) => this.interrupt(i));
+    t.onInterrupt((i) => this.deliver(i));
     await t.setStatus(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
     if (!(t.status() & VIRTIO_CONFIG_S_DRIVER_OK) || t.status() & (VIRTIO_CONFIG_S_FAILED | VIRTIO_CONFIG_S_NEEDS_RESET))
       throw new Error("device failed to start");

@@ -55,7 +55,7 @@ export class GuestVirtqueue<T = unknown> {
   readonly descAddr: number;
   readonly availAddr: number;
   readonly usedAddr: number;
-  readonly ring: SplitRingView;
+  private view: SplitRingView;
   notify: () => void;
 
   private readonly next: Uint16Array; // shadow of desc.next for the free list
@@ -72,7 +72,7 @@ export class GuestVirtqueue<T = unknown> {
   private availFlagsShadow = 0;
 
   constructor(
-    readonly mem: GuestMemory,
+    private memory: GuestMemory,
     opts: GuestVirtqueueOptions,
   ) {
     if (!isValidQueueSize(opts.num)) throw new RangeError(`queue size ${opts.num} is not a power of two in 1..32768`);
@@ -83,13 +83,12 @@ export class GuestVirtqueue<T = unknown> {
     this.indirectEntries = opts.indirectEntries ?? 64;
     const availOff = vringDescSize(num);
     const usedOff = align4(availOff + vringAvailSize(num));
-    const base = mem.alloc(usedOff + vringUsedSize(num), 4096, opts.region);
-    mem.bytes(base, usedOff + vringUsedSize(num)).fill(0);
+    const base = memory.alloc(usedOff + vringUsedSize(num), 4096, opts.region);
+    memory.bytes(base, usedOff + vringUsedSize(num)).fill(0);
     this.descAddr = base;
     this.availAddr = base + availOff;
     this.usedAddr = base + usedOff;
-    const hva = mem.hva(base, usedOff + vringUsedSize(num));
-    this.ring = new SplitRingView(mem.shm.buffer, num, hva, hva + availOff, hva + usedOff);
+    this.view = this.ringView();
     this.next = new Uint16Array(num);
     for (let i = 0; i < num; i++) this.next[i] = (i + 1) & 0xffff;
     this.chainLen = new Uint16Array(num);
@@ -97,6 +96,30 @@ export class GuestVirtqueue<T = unknown> {
     this.indirectTables = new Array(num).fill(0);
     this.indirectCap = new Array(num).fill(0);
     this.freeCount = num;
+  }
+
+  /** The guest RAM the queue lives in. */
+  get mem(): GuestMemory {
+    return this.memory;
+  }
+
+  /** The rings, seen through the shared memory behind the guest's RAM. */
+  get ring(): SplitRingView {
+    return this.view;
+  }
+
+  private ringView(): SplitRingView {
+    const m = this.memory;
+    const bytes = this.usedAddr + vringUsedSize(this.num) - this.descAddr;
+    const hva = m.hva(this.descAddr, bytes);
+    return new SplitRingView(m.shm.buffer, this.num, hva, hva + this.availAddr - this.descAddr, hva + this.usedAddr - this.descAddr);
+  }
+
+  /** The guest's RAM moved (GuestMemory.cloneTo): the queue continues there, kicking through `notify`. */
+  moveTo(mem: GuestMemory, notify: () => void): void {
+    this.memory = mem;
+    this.view = this.ringView();
+    this.notify = notify;
   }
 
   /** Free descriptors. */
@@ -124,7 +147,7 @@ export class GuestVirtqueue<T = unknown> {
       const b = k < out.length ? out[k] : inb[k - out.length];
       const flags = (k < out.length ? 0 : VRING_DESC_F_WRITE) | (k + 1 < total ? VRING_DESC_F_NEXT : 0);
       const nxt = this.next[i];
-      this.ring.setDesc(i, b.addr >>> 0, Math.floor(b.addr / HI), b.len, flags, nxt);
+      this.view.setDesc(i, b.addr >>> 0, Math.floor(b.addr / HI), b.len, flags, nxt);
       i = nxt;
     }
     this.freeHead = i;
@@ -154,16 +177,23 @@ export class GuestVirtqueue<T = unknown> {
       dv.setUint16(p + 12, (k < out.length ? 0 : VRING_DESC_F_WRITE) | (k + 1 < total ? VRING_DESC_F_NEXT : 0), true);
       dv.setUint16(p + 14, k + 1 < total ? k + 1 : 0, true);
     }
-    this.ring.setDesc(head, table >>> 0, Math.floor(table / HI), total * VRING_DESC_SIZE, VRING_DESC_F_INDIRECT, 0);
+    this.mem.markWritten(table, total * VRING_DESC_SIZE);
+    this.view.setDesc(head, table >>> 0, Math.floor(table / HI), total * VRING_DESC_SIZE, VRING_DESC_F_INDIRECT, 0);
     this.freeHead = this.next[head];
     this.freeCount -= 1;
     this.chainLen[head] = 1;
     return this.publishEntry(head, token);
   }
 
+  /** The driver's part of the rings (descriptor table, avail ring with used_event) was written: counted while the guest's writes are tracked. */
+  private wroteRings(): void {
+    this.memory.markWritten(this.descAddr, this.usedAddr - this.descAddr);
+  }
+
   private publishEntry(head: number, token: T): number {
+    this.wroteRings();
     this.tokens[head] = token;
-    this.ring.setAvailRing(this.availShadow, head);
+    this.view.setAvailRing(this.availShadow, head);
     this.availShadow = (this.availShadow + 1) & 0xffff;
     return head;
   }
@@ -177,31 +207,33 @@ export class GuestVirtqueue<T = unknown> {
     const old = this.kickedIdx;
     const now = this.availShadow;
     if (old === now) return false;
-    this.ring.availIdx = now;
+    this.view.availIdx = now;
+    this.wroteRings();
     this.kickedIdx = now;
-    const needed = this.eventIdx ? vringNeedEvent(this.ring.availEvent, now, old) : (this.ring.usedFlags & VRING_USED_F_NO_NOTIFY) === 0;
+    const needed = this.eventIdx ? vringNeedEvent(this.view.availEvent, now, old) : (this.view.usedFlags & VRING_USED_F_NO_NOTIFY) === 0;
     if (needed) this.notify();
     return needed;
   }
 
   /** Whether the device returned buffers not yet reaped. */
   hasUsed(): boolean {
-    return this.lastUsed !== this.ring.usedIdx;
+    return this.lastUsed !== this.view.usedIdx;
   }
 
   /** Reaps one used buffer, freeing its descriptors; undefined when none is pending. */
   getUsed(): UsedElem<T> | undefined {
-    if (this.lastUsed === this.ring.usedIdx) return undefined;
+    if (this.lastUsed === this.view.usedIdx) return undefined;
     const slot = this.lastUsed;
-    const head = this.ring.usedId(slot);
-    const len = this.ring.usedLen(slot);
+    const head = this.view.usedId(slot);
+    const len = this.view.usedLen(slot);
     if (head >= this.num || this.chainLen[head] === 0) throw new Error(`device returned bad used id ${head}`);
     this.lastUsed = (slot + 1) & 0xffff;
     const token = this.tokens[head] as T;
     this.tokens[head] = undefined;
     this.freeChain(head);
     // VIRTIO 1.2, 2.7.10: with event-idx, ask for an interrupt after the next used entry.
-    if (this.eventIdx && (this.availFlagsShadow & VRING_AVAIL_F_NO_INTERRUPT) === 0) this.ring.usedEvent = this.lastUsed;
+    if (this.eventIdx && (this.availFlagsShadow & VRING_AVAIL_F_NO_INTERRUPT) === 0) this.view.usedEvent = this.lastUsed;
+    this.wroteRings();
     return { token, len };
   }
 
@@ -218,7 +250,8 @@ export class GuestVirtqueue<T = unknown> {
   /** Asks the device not to interrupt (VRING_AVAIL_F_NO_INTERRUPT; with event-idx a hint only). */
   disableCb(): void {
     this.availFlagsShadow |= VRING_AVAIL_F_NO_INTERRUPT;
-    if (!this.eventIdx) this.ring.availFlags = this.availFlagsShadow;
+    if (!this.eventIdx) this.view.availFlags = this.availFlagsShadow;
+    this.wroteRings();
   }
 
   /**
@@ -227,8 +260,9 @@ export class GuestVirtqueue<T = unknown> {
    */
   enableCb(): boolean {
     this.availFlagsShadow &= ~VRING_AVAIL_F_NO_INTERRUPT;
-    if (this.eventIdx) this.ring.usedEvent = this.lastUsed;
-    else this.ring.availFlags = this.availFlagsShadow;
+    if (this.eventIdx) this.view.usedEvent = this.lastUsed;
+    else this.view.availFlags = this.availFlagsShadow;
+    this.wroteRings();
     return !this.hasUsed();
   }
 
@@ -256,7 +290,7 @@ export class GuestVirtqueue<T = unknown> {
   setBase(base: number): void {
     if (this.freeCount !== this.num) throw new Error("setBase on a queue with buffers in flight");
     this.availShadow = this.kickedIdx = this.lastUsed = base & 0xffff;
-    this.ring.availIdx = base;
-    this.ring.usedIdx = base;
+    this.view.availIdx = base;
+    this.view.usedIdx = base;
   }
 }

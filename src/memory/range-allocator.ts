@@ -43,6 +43,14 @@ export class RangeAllocator {
     throw new RangeError(`out of memory: no ${size} bytes (align ${align}) free in [${this.start}, ${this.end})`);
   }
 
+  /** An allocator over the same range with the same allocations (another memory laid out as this one). */
+  clone(): RangeAllocator {
+    const c = new RangeAllocator(this.start, this.end);
+    c.free = this.free.map((e) => ({ ...e }));
+    for (const [at, u] of this.used) c.used.set(at, { ...u });
+    return c;
+  }
+
   /** Returns an allocation made by alloc(). */
   release(offset: number): void {
     const size = this.used.get(offset)?.size;

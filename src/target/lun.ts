@@ -10,6 +10,8 @@ import {
   LUN_F_DSENSE,
   LUN_F_WCE,
   LUN_F_LBPRZ,
+  LUN_F_STOPPED,
+  LUN_F_PREVENT,
   UA_POWER_ON,
   UA_CAPACITY_CHANGED,
   BS_RAM,
@@ -43,6 +45,17 @@ export interface LunOptions {
 }
 
 const pad = (s: string, n: number) => s.slice(0, n).padEnd(n, " ");
+
+/** The flag bits the guest's commands change (START STOP UNIT, PREVENT ALLOW, mode pages): a LUN's state, not its configuration. */
+const LUN_STATE_FLAGS = LUN_F_STOPPED | LUN_F_PREVENT | LUN_F_DSENSE | LUN_F_WCE;
+
+/** What the guest has changed in a LUN: the state a saved device carries over (device-state.ts). */
+export interface LunState {
+  /** LUN_F_* bits among STOPPED, PREVENT, DSENSE and WCE that are set. */
+  flags: number;
+  /** UA_* bits pending. */
+  unitAttentions: number;
+}
 
 /**
  * One logical unit: its struct in the device heap (the data plane reads it) and its backstore.
@@ -129,6 +142,10 @@ export class Lun {
     return this.dp.scsi_lun_flags(this.ptr) >>> 0;
   }
 
+  get readOnly(): boolean {
+    return (this.flags & LUN_F_READ_ONLY) !== 0;
+  }
+
   /** Pending unit attention bits. */
   get unitAttentions(): number {
     return this.dp.scsi_lun_ua(this.ptr) >>> 0;
@@ -147,6 +164,18 @@ export class Lun {
   /** Requests handed to a backstore served elsewhere and not answered yet. */
   get inflight(): number {
     return this.dp.scsi_lun_inflight(this.ptr) >>> 0;
+  }
+
+  /** The guest-made state (flags its commands change, pending unit attentions). */
+  get state(): LunState {
+    return { flags: this.flags & LUN_STATE_FLAGS, unitAttentions: this.unitAttentions };
+  }
+
+  /** Sets the guest-made state exactly as saved (no POWER ON unit attention the guest never had). */
+  restoreState(s: LunState): void {
+    this.dp.scsi_lun_update_flags(this.ptr, s.flags & LUN_STATE_FLAGS, LUN_STATE_FLAGS & ~s.flags);
+    this.dp.scsi_lun_clear_ua(this.ptr, ~s.unitAttentions >>> 0);
+    this.dp.scsi_lun_raise_ua(this.ptr, s.unitAttentions);
   }
 
   raiseUnitAttention(bits: number): void {

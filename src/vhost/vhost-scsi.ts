@@ -21,6 +21,14 @@ import { VhostDevice, bitOf, type VhostContext } from "./vhost-device.js";
 
 export type { VhostContext } from "./vhost-device.js";
 
+/** An event of the event queue (VIRTIO 1.2, 5.6.6.3): its type, the target and LUN it names, and its reason. */
+export interface VirtioScsiEventRecord {
+  event: number;
+  target: number;
+  lun: number;
+  reason: number;
+}
+
 /** Request queues a device may have (the kernel's default max_io_vqs), plus control and event. */
 export const VHOST_SCSI_MAX_IO_VQ = 128;
 export const VHOST_SCSI_VQ_CTL = 0;
@@ -68,6 +76,31 @@ export class VhostScsi extends VhostDevice {
 
   async SCSI_GET_EVENTS_MISSED(): Promise<number> {
     return this.ctx.dp.scsi_dev_events_missed(this.dev) >>> 0;
+  }
+
+  /**
+   * Events posted and not delivered yet, oldest first, and whether one was missed: the event
+   * queue's part of a saved device (read while the device is stopped).
+   */
+  pendingEvents(): { missed: boolean; events: VirtioScsiEventRecord[] } {
+    const { dp, shm } = this.ctx;
+    const events: VirtioScsiEventRecord[] = [];
+    for (let k = 0, at = dp.scsi_dev_pending_event(this.dev, 0); at !== 0; at = dp.scsi_dev_pending_event(this.dev, ++k)) {
+      const b = shm.bytes;
+      events.push({
+        event: shm.view.getUint32(at, true),
+        target: b[at + 5],
+        lun: ((b[at + 6] & 0x3f) << 8) | b[at + 7],
+        reason: shm.view.getUint32(at + 12, true),
+      });
+    }
+    return { missed: dp.scsi_dev_events_missed(this.dev) !== 0, events };
+  }
+
+  /** Posts saved events again, in order, and the missed flag (a device loaded from a saved state). */
+  restoreEvents(s: { missed: boolean; events: readonly VirtioScsiEventRecord[] }): void {
+    for (const e of s.events) this.ctx.dp.scsi_post_event(this.dev, e.event, e.target, e.lun, e.reason);
+    if (s.missed) this.ctx.dp.scsi_dev_set_events_missed(this.dev, 1);
   }
 
   /**
