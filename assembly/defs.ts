@@ -70,3 +70,4 @@ export const DRAIN_STALLED: u32 = 16; // the next avail entry is malformed: noth
 /** scsi_ctl_poll() result bit beside the DRAIN_* bits: some TMF still waits for aborted requests. */
 export const CTL_TMF_PENDING: u32 = 32;
 export const DRAIN_USED: u32 = 8; // at least one used entry was published
+export const DRAIN_LOGGED: u32 = 64; // the used ring was published and logged (VHOST_VRING_F_LOG): signal the log eventfd

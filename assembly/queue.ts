@@ -3,7 +3,7 @@
 // The chain walk is in chain.ts; nothing here knows what a request means.
 import {
   RING_HEADER_SIZE, USED_ELEM_SIZE, VQ_ERR_AVAIL_IDX, VQ_ERR_HEAD_RANGE, VQ_FEAT_EVENT_IDX,
-  VQ_FEAT_NOTIFY_ON_EMPTY, VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY, DRAIN_SIGNAL, DRAIN_USED,
+  VQ_FEAT_NOTIFY_ON_EMPTY, VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY, DRAIN_SIGNAL, DRAIN_USED, DRAIN_LOGGED,
 } from "./defs";
 import { MemTable } from "./memtable";
 import { copies_flush } from "./copies";
@@ -129,8 +129,10 @@ export function vq_log_range(vq: VirtQueue, at: usize, len: usize): void {
 }
 
 /** While the queue logs its used ring (VHOST_VRING_F_LOG): marks the used ring's pages (flags, elements, idx, avail_event). */
-@inline function vq_log_used(vq: VirtQueue): void {
-  if (vq.log_base != 0 && vq.log_used != 0) log_gpa(<usize>vq.log_base, vq.log_bytes, vq.log_used_gpa, 6 + <u64>vq.num * USED_ELEM_SIZE);
+@inline function vq_log_used(vq: VirtQueue): bool {
+  if (vq.log_base == 0 || vq.log_used == 0) return false;
+  log_gpa(<usize>vq.log_base, vq.log_bytes, vq.log_used_gpa, 6 + <u64>vq.num * USED_ELEM_SIZE);
+  return true;
 }
 
 /** Puts a used element for chain `head` with `len` bytes written; vq_flush_used() publishes it. */
@@ -142,12 +144,16 @@ export function vq_add_used(vq: VirtQueue, head: u32, len: u32): void {
   vq.completed++;
 }
 
-/** Stores used->idx (release ordering, VIRTIO 1.2, 2.7.8.2) without deciding on an interrupt. */
-@inline function vq_publish_used(vq: VirtQueue): void {
+/**
+ * Stores used->idx (release ordering, VIRTIO 1.2, 2.7.8.2) without deciding on an interrupt.
+ * Returns DRAIN_USED, plus DRAIN_LOGGED when the used ring was logged: the log eventfd is then
+ * signalled, as the kernel's vhost_add_used_n() signals log_ctx after log_used().
+ */
+@inline function vq_publish_used(vq: VirtQueue): u32 {
   copies_flush(); // the data of the entries published is in their buffers first
   marks_flush(); // and its pages marked, while logging
   atomic.store<u16>(<usize>vq.used, <u16>vq.last_used_idx, 2);
-  vq_log_used(vq); // the elements and the index, after they are written (as the kernel's log_used)
+  return vq_log_used(vq) ? DRAIN_USED | DRAIN_LOGGED : DRAIN_USED; // the elements and the index, after they are written
 }
 
 /**
@@ -156,10 +162,10 @@ export function vq_add_used(vq: VirtQueue, head: u32, len: u32): void {
  * DRAIN_SIGNAL when the call eventfd should be signalled.
  */
 export function vq_flush_used(vq: VirtQueue): u32 {
-  vq_publish_used(vq);
-  if (!vq_needs_notification(vq)) return DRAIN_USED;
+  const published = vq_publish_used(vq);
+  if (!vq_needs_notification(vq)) return published;
   vq.signals++;
-  return DRAIN_USED | DRAIN_SIGNAL;
+  return published | DRAIN_SIGNAL;
 }
 
 /**
@@ -170,8 +176,7 @@ export function vq_flush_used(vq: VirtQueue): u32 {
  */
 export function vq_publish_early(vq: VirtQueue): u32 {
   if ((vq.features & VQ_FEAT_EVENT_IDX) != 0) return vq_flush_used(vq);
-  vq_publish_used(vq);
-  return DRAIN_USED;
+  return vq_publish_used(vq);
 }
 
 /** vring_need_event(): has new_idx moved past event_idx since old? (VIRTIO 1.2, 2.7.10) */

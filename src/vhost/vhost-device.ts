@@ -90,6 +90,8 @@ export abstract class VhostDevice {
   protected readonly dev: number;
   /** VHOST_SET_LOG_BASE: the dirty log bitmap's address in the process's (the shared) memory. */
   logBase = 0n;
+  /** VHOST_SET_LOG_FD: the eventfd told of log writes, or none. */
+  private logFd: EventFd | null = null;
   private closed = false;
 
   constructor(
@@ -257,10 +259,15 @@ export abstract class VhostDevice {
     this.ctx.dp.vq_set_log(v.q!.ptr, on ? Number(this.logBase) : 0, on ? this.logBytes(this.mem.regions) : 0, logUsed);
   }
 
-  /** VHOST_SET_LOG_FD: an eventfd for log writes; accepted (a log reader syncs on its own schedule here). */
+  /**
+   * VHOST_SET_LOG_FD: an eventfd signalled each time a vring logging its used ring
+   * (VHOST_VRING_F_LOG) has published and logged used entries, as the kernel signals log_ctx;
+   * -1 unbinds it. Running vrings take it at once.
+   */
   async SET_LOG_FD(fd: number): Promise<void> {
     this.checkOwner();
-    if (fd !== VHOST_FILE_UNBIND) this.ctx.eventfd(fd);
+    this.logFd = fd === VHOST_FILE_UNBIND ? null : this.ctx.eventfd(fd);
+    for (let i = 0; i < this.vrings.length; i++) if (this.vrings[i].q) await this.attach(i);
   }
 
   // ---- vring ioctls ----
@@ -462,6 +469,7 @@ export abstract class VhostDevice {
       kick: v.kick?.handle ?? null,
       call: v.call?.handle ?? null,
       err: v.err?.handle ?? null,
+      log: this.logFd?.handle ?? null,
       busyloopUs: v.busyloopUs,
     };
   }

@@ -1,5 +1,5 @@
 import type { DataplaneExports } from "../wasm/dataplane.js";
-import { CTL_TMF_PENDING, DRAIN_ERROR, DRAIN_MORE, DRAIN_SIGNAL, DRAIN_STALLED, DRAIN_USED } from "../wasm/dataplane.js";
+import { CTL_TMF_PENDING, DRAIN_ERROR, DRAIN_LOGGED, DRAIN_MORE, DRAIN_SIGNAL, DRAIN_STALLED, DRAIN_USED } from "../wasm/dataplane.js";
 
 /**
  * What a vring is to its device, which decides the handler a worker runs on it: a virtio-scsi
@@ -20,10 +20,12 @@ export interface VringBinding {
   cq: number;
 }
 
-/** How a vring server reports back: signal the guest, report a queue error. */
+/** How a vring server reports back: signal the guest, report a queue error, tell the log reader. */
 export interface VringEvents {
   signal(index: number): void;
   error(index: number): void;
+  /** The used ring was published and logged (the log eventfd, VHOST_SET_LOG_FD). */
+  logged(index: number): void;
 }
 
 /** poll() results: nothing to do, more work right away, a TMF waiting for aborted requests. */
@@ -161,6 +163,7 @@ export class VringServer {
   private report(v: Vring, f: number): void {
     if (f & DRAIN_USED) this.progress++;
     if (f & DRAIN_SIGNAL) this.events.signal(v.b.index);
+    if (f & DRAIN_LOGGED) this.events.logged(v.b.index);
     // Every recorded queue error reaches the err eventfd (vq_err); a malformed entry at the
     // head of the ring also stops the queue until the driver kicks again.
     if (f & DRAIN_ERROR) this.events.error(v.b.index);

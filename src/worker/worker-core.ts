@@ -1,4 +1,4 @@
-import { EventFd, type PollTable } from "../sys/eventfd.js";
+import { EventFd, type EventFdHandle, type PollTable } from "../sys/eventfd.js";
 import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { VringAttachment } from "./worker.js";
 import { POLL_IDLE, POLL_MORE, VringServer, type PollResult } from "./vring-server.js";
@@ -11,6 +11,7 @@ interface Served {
   kick: EventFd | null;
   call: EventFd | null;
   err: EventFd | null;
+  log: EventFd | null;
 }
 
 /**
@@ -37,6 +38,7 @@ export class WorkerCore {
     this.server = new VringServer(dp, {
       signal: (i) => this.served.get(i)?.call?.write(1n),
       error: (i) => this.served.get(i)?.err?.write(1n),
+      logged: (i) => this.served.get(i)?.log?.write(1n),
     });
     this.port = new RingPort(buffer, pollTable);
   }
@@ -89,7 +91,8 @@ export class WorkerCore {
     this.served.get(a.binding.index)?.kick?.unwatch(this.doorbell);
     const kick = a.kick && EventFd.fromHandle(a.kick);
     kick?.watch(this.doorbell);
-    this.served.set(a.binding.index, { a, kick, call: a.call && EventFd.fromHandle(a.call), err: a.err && EventFd.fromHandle(a.err) });
+    const fd = (h: EventFdHandle | null) => h && EventFd.fromHandle(h);
+    this.served.set(a.binding.index, { a, kick, call: fd(a.call), err: fd(a.err), log: fd(a.log) });
     // Backstores served elsewhere wake this worker when they complete the queue's requests.
     if (a.binding.cq) this.dp.io_cq_set_doorbell(a.binding.cq, this.doorbell);
     this.server.attach(a.binding);

@@ -8,6 +8,8 @@ export interface VringAttachment {
   kick: EventFdHandle | null;
   call: EventFdHandle | null;
   err: EventFdHandle | null;
+  /** The device's log eventfd (VHOST_SET_LOG_FD), signalled after the used ring is logged. */
+  log: EventFdHandle | null;
   /** VHOST_SET_VRING_BUSYLOOP_TIMEOUT, in microseconds. */
   busyloopUs: number;
 }

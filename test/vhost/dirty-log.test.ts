@@ -54,6 +54,25 @@ describe("dirty logging", () => {
     expect(tb.device.syncLog()).toEqual([]);
   });
 
+  it("VHOST_SET_LOG_FD: its eventfd is signalled once used entries are published and logged, and no more once unbound", async () => {
+    const tb = (bed = await createTestbed({ luns: [{ backstore: "ram", size: 1 << 20 }] }));
+    await commandRetryingUA(tb.driver, { lun: 0, cdb: write16(0, 8), dataOut: new Uint8Array(4096).fill(3) });
+    const fd = tb.proc.eventfd();
+    const efd = tb.proc.eventfdOf(fd);
+    await tb.device.vhost.SET_LOG_FD(fd);
+    // Not logging yet: nothing is logged, nothing signalled.
+    expect((await tb.driver.command({ lun: 0, cdb: read16(0, 8), dataInLength: 4096 })).status).toBe(0);
+    expect(efd.tryRead()).toBeUndefined();
+    await tb.device.startLogging();
+    expect((await tb.driver.command({ lun: 0, cdb: read16(0, 8), dataInLength: 4096 })).status).toBe(0);
+    expect(efd.tryRead()).toBeGreaterThanOrEqual(1n);
+    await tb.device.vhost.SET_LOG_FD(-1);
+    expect((await tb.driver.command({ lun: 0, cdb: read16(0, 8), dataInLength: 4096 })).status).toBe(0);
+    expect(efd.tryRead()).toBeUndefined();
+    expect(tb.device.syncLog().length).toBeGreaterThan(0);
+    await expect(tb.device.vhost.SET_LOG_FD(12345)).rejects.toThrow(VhostError);
+  });
+
   it("virtio-blk: an IN marks its data and status pages and the used ring, also when logging started before the driver", async () => {
     const tb = (bed = await createBlkTestbed({ backstore: { backstore: "ram", size: 1 << 20 } }));
     await tb.device.startLogging();
