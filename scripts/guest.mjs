@@ -11,6 +11,34 @@ import { guestImages } from "./guest-image.mjs";
 
 const dist = new URL("../dist/src/", import.meta.url);
 
+/** v86's options for the guest: the Debian kernel and the initramfs, `memoryMiB` of RAM, a 16 MiB IDE disk. */
+export function v86Options(images, { memoryMiB = 128, cmdline = "" } = {}) {
+  const buf = (f) => ({ buffer: new Uint8Array(readFileSync(f)).buffer });
+  return {
+    bios: buf(images.bios),
+    vga_bios: buf(images.vgaBios),
+    bzimage: buf(images.kernel),
+    initrd: buf(images.initrd),
+    cmdline: `console=ttyS0 quiet loglevel=4${cmdline ? ` ${cmdline}` : ""}`,
+    memory_size: memoryMiB << 20,
+    hda: { buffer: new ArrayBuffer(16 << 20) },
+    disable_speaker: true,
+    acpi: false,
+  };
+}
+
+/** Calls onLine with each line the guest prints on its serial console. */
+export function serialLines(emulator, onLine) {
+  let line = "";
+  emulator.add_listener("serial0-output-byte", (byte) => {
+    const ch = String.fromCharCode(byte);
+    if (ch === "\n") {
+      void onLine(line.replace(/\r$/, ""));
+      line = "";
+    } else line += ch;
+  });
+}
+
 /**
  * Boots the guest and runs the workload. Resolves with the results ({ name: "ok" | reason }),
  * the console lines, boot and total times, and the guest-side I/O rates; `log` gets each
@@ -20,20 +48,9 @@ export async function runGuest({ log = () => {}, timeoutMs = 150_000, memoryMiB 
   const images = guestImages({ log: (m) => log(`[images] ${m}`) });
   const { createV86WithSharedMemory, attachVirtioScsi, attachVirtioBlk } = await import(new URL("v86/index.js", dist).href);
   const dir = mkdtempSync(join(tmpdir(), "vhost-scsi-guest-"));
-  const buf = (f) => ({ buffer: new Uint8Array(readFileSync(f)).buffer });
   const t0 = performance.now();
   const { emulator, shm, cpu } = await createV86WithSharedMemory({
-    v86: {
-      bios: buf(images.bios),
-      vga_bios: buf(images.vgaBios),
-      bzimage: buf(images.kernel),
-      initrd: buf(images.initrd),
-      cmdline: "console=ttyS0 quiet loglevel=4",
-      memory_size: memoryMiB << 20,
-      hda: { buffer: new ArrayBuffer(16 << 20) },
-      disable_speaker: true,
-      acpi: false,
-    },
+    v86: v86Options(images, { memoryMiB }),
     // The device heap holds the RAM LUNs (64 MiB, and 16 MiB plugged in later), the virtio-blk RAM disk (64 MiB) and the rest.
     deviceBytes: (64 + 16 + 64 + 16) << 20,
   });
@@ -51,7 +68,6 @@ export async function runGuest({ log = () => {}, timeoutMs = 150_000, memoryMiB 
   const results = {};
   const io = {};
   let bootMs;
-  let line = "";
   let finish;
   const done = new Promise((r) => (finish = r));
   const onLine = async (l) => {
@@ -72,13 +88,7 @@ export async function runGuest({ log = () => {}, timeoutMs = 150_000, memoryMiB 
     else if (what === "UNPLUG?") await disk.tpg.removeLun(2);
     else if (what === "DONE") finish();
   };
-  emulator.add_listener("serial0-output-byte", (byte) => {
-    const ch = String.fromCharCode(byte);
-    if (ch === "\n") {
-      void onLine(line.replace(/\r$/, ""));
-      line = "";
-    } else line += ch;
-  });
+  serialLines(emulator, onLine);
   emulator.run();
   const timer = setTimeout(() => finish("timeout"), timeoutMs);
   const outcome = await done;

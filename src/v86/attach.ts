@@ -15,7 +15,8 @@ import { GuestMemory } from "../guest/guest-memory.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import type { LunConfig, Tpg } from "../target/tpg.js";
 import type { ScsiTarget } from "../target/target.js";
-import { V86VirtioPci } from "./virtio-pci.js";
+import { V86VirtioPci, type V86VirtioPciState } from "./virtio-pci.js";
+import type { DeviceState } from "../device/device-state.js";
 import type { V86Cpu, V86Emulator } from "./emulator.js";
 
 /** v86's video memory hole: guest-physical [0xA0000, 0xC0000) is not RAM. */
@@ -35,10 +36,38 @@ export interface AttachOptions {
   pciDevice?: number;
   /** I/O port of the BAR until the firmware moves it. Default 0xb400. */
   ioBase?: number;
+  /** The target's WWPN (default a generated one); a snapshot restores only onto the same. */
+  wwpn?: string;
+}
+
+/**
+ * An attached disk's part of a v86 snapshot: the transport's registers, the device state, and
+ * the blocks of its RAM disks (file and NBD disks are shared storage). Structured-cloneable.
+ */
+export interface V86DiskSnapshot {
+  pci: V86VirtioPciState;
+  device: DeviceState;
+  disks: { name: string; bytes: Uint8Array }[];
+}
+
+/** What a disk attached to v86 does for snapshots (with the emulator stopped). */
+interface Snapshots {
+  /**
+   * Stops the device (requests in flight answered) and returns its part of a snapshot; take
+   * v86's own (`emulator.save_state()`) after it, then resume() or discard the emulator.
+   */
+  snapshot(): Promise<V86DiskSnapshot>;
+  /** Starts the device again after snapshot(). */
+  resume(): Promise<void>;
+  /**
+   * Restores a snapshot into this disk, attached alike to a fresh emulator whose own state was
+   * restored (`emulator.restore_state()`) first; the device starts where the snapshot was taken.
+   */
+  restore(s: V86DiskSnapshot): Promise<void>;
 }
 
 /** A virtio-scsi disk attached to a v86 emulator. */
-export interface V86VirtioScsi {
+export interface V86VirtioScsi extends Snapshots {
   proc: VhostProcess;
   target: ScsiTarget;
   /** TPG 1: add and remove LUNs here while the guest runs (hot-plug). */
@@ -80,6 +109,29 @@ function closer<D extends VhostDevice>(pci: V86VirtioPci, device: VhostVirtioDev
   };
 }
 
+/** Snapshots of a device model behind a v86 transport. */
+function snapshots<D extends VhostDevice>(pci: V86VirtioPci, device: VhostVirtioDevice<D>): Snapshots {
+  return {
+    async snapshot() {
+      const regs = await pci.saveState();
+      await device.vmStop();
+      return { pci: regs, device: device.save(), disks: device.ramDisks().map((d) => ({ name: d.name, bytes: d.bytes.slice() })) };
+    },
+    resume: () => device.vmContinue(),
+    async restore(s) {
+      device.load(s.device);
+      const here = new Map(device.ramDisks().map((d) => [d.name, d.bytes]));
+      for (const d of s.disks) {
+        const to = here.get(d.name);
+        if (!to || to.length !== d.bytes.length) throw new RangeError(`the snapshot's RAM disk "${d.name}" has no like here`);
+        to.set(d.bytes);
+      }
+      pci.loadState(s.pci);
+      await device.vmContinue();
+    },
+  };
+}
+
 /** Realizes a device model and puts it on v86's PCI bus. */
 async function plugIn<D extends VhostDevice>(
   cpu: V86Cpu,
@@ -104,7 +156,7 @@ export async function attachVirtioScsi(setup: { emulator: V86Emulator; shm: Shar
   const { shm, cpu } = setup;
   let pci: V86VirtioPci | undefined;
   const { proc, mem, deviceBusyMs } = v86Side(shm, cpu, () => pci);
-  const target = proc.targets.create();
+  const target = proc.targets.create(opts.wwpn);
   const tpg = target.addTpg(1);
   for (const [i, l] of opts.luns.entries()) await tpg.addLun(i, l);
   const device = new VhostScsiDevice(proc, mem, {
@@ -124,6 +176,7 @@ export async function attachVirtioScsi(setup: { emulator: V86Emulator; shm: Shar
     pci: transport,
     mem,
     deviceBusyMs,
+    ...snapshots(transport, device),
     close: closer(transport, device, () => proc.targets.remove(target.wwpn)),
   };
 }
@@ -144,7 +197,7 @@ export interface AttachBlkOptions {
 }
 
 /** A virtio-blk disk attached to a v86 emulator. */
-export interface V86VirtioBlk {
+export interface V86VirtioBlk extends Snapshots {
   proc: VhostProcess;
   device: VhostBlkDevice;
   pci: V86VirtioPci;
@@ -175,6 +228,7 @@ export async function attachVirtioBlk(setup: { emulator: V86Emulator; shm: Share
     pci: transport,
     mem,
     deviceBusyMs,
+    ...snapshots(transport, device),
     close: closer(transport, device, () => proc.close(backend)),
   };
 }

@@ -5,9 +5,7 @@ import { preloadWasm } from "../sys/platform-browser.js";
 import { createV86OnSharedMemory, V86_VERSION, type V86Cpu, type V86Emulator, type V86Package, type V86WithSharedMemoryOptions } from "./emulator.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 
-export { attachVirtioScsi, attachVirtioBlk, type AttachOptions, type AttachBlkOptions, type V86VirtioScsi, type V86VirtioBlk } from "./attach.js";
-export { V86_VERSION, type V86Cpu, type V86Emulator, type V86Package, type V86WithSharedMemoryOptions } from "./emulator.js";
-export { V86VirtioPci, type VirtioPciOptions } from "./virtio-pci.js";
+export * from "./exports.js";
 
 /** v86 from the folder at `base` (a URL ending in "/"): libv86.mjs and v86.wasm of v86 V86_VERSION. */
 export async function loadV86FromUrl(base: string | URL): Promise<V86Package> {

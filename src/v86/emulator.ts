@@ -34,6 +34,9 @@ export interface V86Emulator {
   stop(): Promise<void> | void;
   destroy(): Promise<void> | void;
   serial0_send(s: string): void;
+  /** The whole machine (CPU, devices, RAM) as a buffer, and back into a machine configured alike. */
+  save_state(): Promise<ArrayBuffer>;
+  restore_state(state: ArrayBuffer): Promise<void>;
 }
 
 /** v86 as it was loaded: its emulator class and its v86.wasm. */

@@ -11,9 +11,7 @@ import { pathToFileURL } from "node:url";
 import { createV86OnSharedMemory, V86_VERSION, type V86Cpu, type V86Emulator, type V86Package, type V86WithSharedMemoryOptions } from "./emulator.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 
-export { attachVirtioScsi, attachVirtioBlk, type AttachOptions, type AttachBlkOptions, type V86VirtioScsi, type V86VirtioBlk } from "./attach.js";
-export { V86_VERSION, type V86Cpu, type V86Emulator, type V86Package, type V86WithSharedMemoryOptions } from "./emulator.js";
-export { V86VirtioPci, type VirtioPciOptions } from "./virtio-pci.js";
+export * from "./exports.js";
 
 /** The installed v86 package: its emulator class and v86.wasm; a clear error for any other version. */
 export async function loadV86Package(): Promise<V86Package> {

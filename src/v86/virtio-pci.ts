@@ -56,7 +56,8 @@ const CC = {
 } as const;
 const VIRTIO_MSI_NO_VECTOR = 0xffff;
 
-interface QueueRegs {
+/** One queue's registers in the common configuration (and the used index already shown to v86's JIT). */
+export interface QueueRegs {
   size: number;
   enable: number;
   desc: number;
@@ -64,6 +65,18 @@ interface QueueRegs {
   device: number;
   /** The used ring position already made visible to v86's JIT. */
   seen: number;
+}
+
+/** The transport's registers in a snapshot (v86 keeps the PCI config space and the BAR's place itself). */
+export interface V86VirtioPciState {
+  status: number;
+  isr: number;
+  deviceFeatureSelect: number;
+  driverFeatureSelect: number;
+  /** Hex. */
+  driverFeatures: string;
+  queueSelect: number;
+  queues: QueueRegs[];
 }
 
 export interface VirtioPciOptions {
@@ -319,6 +332,33 @@ export class V86VirtioPci {
   private interrupt(): void {
     this.isr |= 1;
     this.cpu.devices.pci.raise_irq(this.opts.pciId);
+  }
+
+  /** The registers as the driver left them (the device model's changes settled first). */
+  async saveState(): Promise<V86VirtioPciState> {
+    await this.settled();
+    const { status, isr, deviceFeatureSelect, driverFeatureSelect, queueSelect } = this;
+    return {
+      status,
+      isr,
+      deviceFeatureSelect,
+      driverFeatureSelect,
+      driverFeatures: this.driverFeatures.toString(16),
+      queueSelect,
+      queues: this.queues.map((q) => ({ ...q })),
+    };
+  }
+
+  /** Takes saved registers (a restored snapshot; the device model loads its own state). */
+  loadState(s: V86VirtioPciState): void {
+    if (s.queues.length !== this.queues.length) throw new RangeError(`${s.queues.length} queues saved, this function has ${this.queues.length}`);
+    this.status = s.status;
+    this.isr = s.isr;
+    this.deviceFeatureSelect = s.deviceFeatureSelect;
+    this.driverFeatureSelect = s.driverFeatureSelect;
+    this.driverFeatures = BigInt(`0x${s.driverFeatures}`);
+    this.queueSelect = s.queueSelect;
+    this.queues = s.queues.map((q) => ({ ...q }));
   }
 
   /** Resolves once the status changes written so far have reached the device model. */
