@@ -31,6 +31,7 @@ export function hostTransport(
   };
   return {
     deviceId: device.deviceId,
+    status: device.status(),
     deviceFeatures: device.deviceFeatures().toString(),
     config: device.readConfig(0, VIRTIO_SCSI_CONFIG_SIZE),
     queueMaxSizes: Array.from({ length: device.numQueues() }, (_, i) => device.queueMaxSize(i)),

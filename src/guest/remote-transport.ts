@@ -24,6 +24,7 @@ export class RemoteTransport implements VirtioTransport {
     private readonly port: MessagePort,
   ) {
     this.deviceId = desc.deviceId;
+    this.statusReg = desc.status ?? 0;
     this.config = desc.config;
     this.kicks = desc.notifiers.map((n) => EventFd.fromHandle(n.kick));
     this.calls = desc.notifiers.map((n) => EventFd.fromHandle(n.call));

@@ -45,6 +45,8 @@ export interface VirtioTransport {
 /** What a guest in another thread learns about the device up front. */
 export interface TransportDescription {
   deviceId: number;
+  /** The device status when described (a guest that moves to a running device finds it set up). */
+  status?: number;
   deviceFeatures: string; // bigint as a decimal string (structured clone keeps it, but JSON does not)
   config: Uint8Array;
   queueMaxSizes: number[];

@@ -3,11 +3,14 @@
 // structured-cloned): pre-copy rounds, switchover, resume. With the device's dirty log off the
 // same migration must be caught: blocks the device read into the guest's page cache go stale.
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { MessageChannel } from "node:worker_threads";
+import { MessageChannel, Worker } from "node:worker_threads";
 import { mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createTestbed } from "../../src/testbed.js";
+import { createTestbed, type Testbed } from "../../src/testbed.js";
+import { GuestMemory, type GuestRegion } from "../../src/guest/guest-memory.js";
+import { RemoteTransport } from "../../src/guest/remote-transport.js";
+import type { TransportDescription, VirtioTransport } from "../../src/virtio/transport.js";
 import { SharedMemory } from "../../src/memory/shared-memory.js";
 import { VhostProcess } from "../../src/vhost/process.js";
 import { VhostScsiDevice } from "../../src/device/vhost-scsi-device.js";
@@ -57,9 +60,100 @@ interface Run {
   deviceLog: boolean;
   guestMiB?: number;
   defaults?: boolean;
+  /** The destination in a worker thread of its own (else in this thread, over another memory). */
+  inWorker?: boolean;
 }
 
-async function runMigration({ deviceLog, guestMiB = 16, defaults = false }: Run): Promise<Outcome> {
+/** Where a migration goes: its message port; once the state is loaded and the device started, the guest's memory and device there. */
+interface Destination {
+  port: { postMessage(m: MigrationMessage): void };
+  ready(): Promise<{ mem: GuestMemory; transport: VirtioTransport }>;
+  close(): Promise<void>;
+}
+
+/** Another memory, another vhost process, the same target, RAM laid out alike, in this thread; messages through a MessageChannel. */
+async function threadDestination(src: Testbed, luns: LunConfig[], guestMiB: number): Promise<Destination> {
+  const shm = SharedMemory.create({ deviceBytes: 32 * MiB, guestBytes: guestMiB * MiB });
+  const proc = new VhostProcess(shm);
+  const target = proc.targets.create(src.target.wwpn);
+  const tpg = target.addTpg(src.tpg.tag);
+  for (const [i, l] of luns.entries()) await tpg.addLun(i, l);
+  const mem = src.mem.cloneTo(shm, false);
+  const device = new VhostScsiDevice(proc, mem, { wwpn: target.wwpn, numQueues: 2, bootTpgt: tpg.tag });
+  await device.realize();
+  const dst = new MigrationDestination(mem, device);
+  const { port1, port2 } = new MessageChannel();
+  const received: Error[] = [];
+  port2.on("message", (m: MigrationMessage) => {
+    try {
+      dst.receive(m);
+    } catch (e) {
+      received.push(e as Error);
+    }
+  });
+  return {
+    port: port1,
+    async ready() {
+      await dst.finished;
+      expect(received).toEqual([]);
+      await device.vmContinue();
+      return { mem, transport: device };
+    },
+    async close() {
+      port1.close();
+      port2.close();
+      await device.setStatus(0);
+      await device.unrealize();
+      await proc.targets.remove(target.wwpn);
+    },
+  };
+}
+
+/** The same in a worker thread of its own (test/helpers/migration-destination.mjs); the guest then reaches the device through hostTransport. */
+async function workerDestination(src: Testbed, luns: LunConfig[], guestMiB: number): Promise<Destination> {
+  const migration = new MessageChannel();
+  const device = new MessageChannel();
+  const w = new Worker(new URL("../helpers/migration-destination.mjs", import.meta.url), {
+    workerData: {
+      wwpn: src.target.wwpn,
+      tag: src.tpg.tag,
+      luns,
+      regions: src.mem.regions.map(({ gpa, size }) => ({ gpa, size })),
+      deviceBytes: 32 * MiB,
+      guestBytes: guestMiB * MiB,
+      numQueues: 2,
+      migration: migration.port2,
+      transport: device.port2,
+    },
+    transferList: [migration.port2, device.port2],
+  });
+  const first = new Promise<{ memory: WebAssembly.Memory; deviceEnd: number; regions: GuestRegion[]; transport: TransportDescription; error?: string }>(
+    (resolve, reject) => {
+      w.once("message", resolve);
+      w.once("error", reject);
+    },
+  );
+  return {
+    port: migration.port1,
+    async ready() {
+      const m = await first;
+      expect(m.error).toBeUndefined();
+      const mem = GuestMemory.adopt(SharedMemory.attach(m.memory, m.deviceEnd), m.regions);
+      // Node's MessagePort is the one the DOM type describes for what RemoteTransport uses (onmessage, postMessage).
+      return { mem, transport: new RemoteTransport(m.transport, device.port1 as unknown as MessagePort) };
+    },
+    async close() {
+      migration.port1.close();
+      const closed = new Promise((r) => w.on("message", (m) => m === "closed" && r(undefined)));
+      w.postMessage("close");
+      await closed;
+      device.port1.close();
+      await w.terminate();
+    },
+  };
+}
+
+async function runMigration({ deviceLog, guestMiB = 16, defaults = false, inWorker = false }: Run): Promise<Outcome> {
   const file = join(dir, `lun-${Math.random()}.img`);
   writeFileSync(file, "");
   truncateSync(file, 4 * MiB);
@@ -104,40 +198,14 @@ async function runMigration({ deviceLog, guestMiB = 16, defaults = false }: Run)
   const running = Array.from({ length: SUBMITTERS }, (_, k) => submitter(k));
   await new Promise((r) => setTimeout(r, 50));
 
-  // The destination: another memory, another process, the same target, RAM laid out alike.
-  const shm = SharedMemory.create({ deviceBytes: 32 * MiB, guestBytes: guestMiB * MiB });
-  const proc = new VhostProcess(shm);
-  const target = proc.targets.create(src.target.wwpn);
-  const tpg = target.addTpg(src.tpg.tag);
-  for (const [i, l] of luns.entries()) await tpg.addLun(i, l);
-  const mem = src.mem.cloneTo(shm, false);
-  const device = new VhostScsiDevice(proc, mem, { wwpn: target.wwpn, numQueues: 2, bootTpgt: tpg.tag });
-  await device.realize();
-  cleanup.push(async () => {
-    await device.setStatus(0);
-    await device.unrealize();
-    await proc.targets.remove(target.wwpn);
-  });
-  const dst = new MigrationDestination(mem, device);
-  const { port1, port2 } = new MessageChannel();
-  const received: Error[] = [];
-  port2.on("message", (m: MigrationMessage) => {
-    try {
-      dst.receive(m);
-    } catch (e) {
-      received.push(e as Error);
-    }
-  });
-  cleanup.push(async () => {
-    port1.close();
-    port2.close();
-  });
+  const dst = await (inWorker ? workerDestination : threadDestination)(src, luns, guestMiB);
+  cleanup.push(() => dst.close());
 
   const stats = await migrate(
     {
       device: src.device,
       mem: src.mem,
-      send: (m) => port1.postMessage(m),
+      send: (m) => dst.port.postMessage(m),
       pause: () => {
         gate = new Promise((r) => (open = r));
         d.pause();
@@ -153,8 +221,7 @@ async function runMigration({ deviceLog, guestMiB = 16, defaults = false }: Run)
       },
     },
   );
-  await dst.finished;
-  expect(received).toEqual([]);
+  const { mem, transport } = await dst.ready();
   // The guest's page cache as the destination has it, for every block read before the move (a
   // read in flight then was answered by the source's vmStop: its block holds the newer data).
   let staleCache = 0;
@@ -169,8 +236,7 @@ async function runMigration({ deviceLog, guestMiB = 16, defaults = false }: Run)
     // The guest continues there: its allocations and driver move, the device starts where the source stopped.
     mem.adoptAllocations(src.mem);
     await src.device.unrealize();
-    d.moveTo(mem, device);
-    await device.vmContinue();
+    d.moveTo(mem, transport);
     d.resume();
     gate = undefined;
     open();
@@ -206,6 +272,11 @@ describe("live migration between two memories", () => {
     expect(o.stats.rounds[0]).toMatchObject({ pages: 4096, diskBytes: 4 * MiB });
     // Pages the device alone wrote were named by its log.
     expect(o.stats.rounds.slice(1).some((r) => r.devicePages > 0)).toBe(true);
+  });
+
+  it("moves the same guest to a destination in a worker thread with its own memory; the guest then reaches the device through the cross-thread transport", async () => {
+    const o = await runMigration({ deviceLog: true, inWorker: true });
+    expect(o).toMatchObject({ staleCache: 0, badBlocks: 0, badReads: 0 });
   });
 
   it("with the device's dirty log off, the same migration leaves blocks the device read into the guest's page cache stale", async () => {
