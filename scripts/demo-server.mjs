@@ -28,12 +28,8 @@ const ISOLATED = {
 };
 
 /** The file a URL path names: a mount's folder and what is below it, never outside. */
-function resolvePath(pathname) {
-  const mounts = [
-    ["/guest/", guestCacheDir()],
-    ["/v86/", join(root, "node_modules", "v86", "build")],
-    ["/", root],
-  ];
+function resolvePath(pathname, extra) {
+  const mounts = [...extra, ["/guest/", guestCacheDir()], ["/v86/", join(root, "node_modules", "v86", "build")], ["/", root]];
   for (const [prefix, dir] of mounts) {
     if (!pathname.startsWith(prefix)) continue;
     const file = normalize(join(dir, pathname.slice(prefix.length)));
@@ -42,8 +38,11 @@ function resolvePath(pathname) {
   return undefined;
 }
 
-/** Starts the server on `port` (0: any free one); resolves with its URL and a close(). */
-export function serve({ port = 0, host = "127.0.0.1" } = {}) {
+/**
+ * Starts the server on `port` (0: any free one); resolves with its URL and a close(). `mounts`
+ * adds [URL prefix, folder] pairs served before the others (a test's files).
+ */
+export function serve({ port = 0, host = "127.0.0.1", mounts = [] } = {}) {
   const server = createServer((req, res) => {
     let pathname;
     try {
@@ -53,7 +52,7 @@ export function serve({ port = 0, host = "127.0.0.1" } = {}) {
       return;
     }
     if (pathname === "/") pathname = "/demo/index.html";
-    const file = resolvePath(pathname);
+    const file = resolvePath(pathname, mounts);
     let st;
     try {
       st = file && statSync(file);

@@ -3,24 +3,26 @@
 // on the virtio-scsi RAM LUN with files written, stops the machine and writes v86's state and the
 // disk's (transport registers, device state, the RAM LUN's blocks) to DIR; `restore DIR` in
 // another process attaches a disk alike to a fresh emulator, restores both, lets the guest go on
-// and reports what it found. Each prints one JSON line.
+// and reports what it found. Each prints one JSON line. DIR holds v86.state, disk.json and one
+// .bin per RAM disk, plain files a browser page can fetch (test/browser/pages/snapshot.html).
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { serialize, deserialize } from "node:v8";
 import { guestImages } from "./guest-image.mjs";
 import { serialLines, v86Options } from "./guest.mjs";
 
 const dist = new URL("../dist/src/", import.meta.url);
 /** The one WWPN both processes use: a snapshot restores only onto the same target. */
-const WWPN = "naa.5001405aaaaaaaaa";
-const LUN0 = { backstore: "ram", size: 32 << 20, serial: "SNAP0" };
+export const SNAPSHOT_WWPN = "naa.5001405aaaaaaaaa";
+export const SNAPSHOT_LUN0 = { backstore: "ram", size: 32 << 20, serial: "SNAP0" };
+/** The host's key for the guest to go on after a restore. */
+export const SNAPSHOT_GO = "go\n";
 
 /** A guest with the snapshot workload and its virtio-scsi disk, loaded, not running. */
 async function machine() {
   const images = guestImages();
   const { createV86WithSharedMemory, attachVirtioScsi } = await import(new URL("v86/index.js", dist).href);
   const { emulator, shm, cpu } = await createV86WithSharedMemory({ v86: v86Options(images, { cmdline: "vhost.snapshot" }), deviceBytes: 48 << 20 });
-  const disk = await attachVirtioScsi({ emulator, shm, cpu }, { luns: [LUN0], wwpn: WWPN });
+  const disk = await attachVirtioScsi({ emulator, shm, cpu }, { luns: [SNAPSHOT_LUN0], wwpn: SNAPSHOT_WWPN });
   const lines = [];
   const waiters = [];
   serialLines(emulator, (l) => {
@@ -46,7 +48,11 @@ export async function saveSnapshot(dir, timeoutMs = 150_000) {
   const disk = await m.disk.snapshot();
   const vm = await m.emulator.save_state();
   writeFileSync(join(dir, "v86.state"), new Uint8Array(vm));
-  writeFileSync(join(dir, "disk.state"), serialize(disk));
+  const disks = disk.disks.map((d, i) => {
+    writeFileSync(join(dir, `disk-${i}.bin`), d.bytes);
+    return { name: d.name, file: `disk-${i}.bin` };
+  });
+  writeFileSync(join(dir, "disk.json"), JSON.stringify({ pci: disk.pci, device: disk.device, disks }));
   await m.disk.close();
   await m.emulator.destroy();
   return { ready, results: m.results(), v86Bytes: vm.byteLength };
@@ -56,9 +62,10 @@ export async function restoreSnapshot(dir, timeoutMs = 150_000) {
   const m = await machine();
   const vm = readFileSync(join(dir, "v86.state"));
   await m.emulator.restore_state(vm.buffer.slice(vm.byteOffset, vm.byteOffset + vm.byteLength));
-  await m.disk.restore(deserialize(readFileSync(join(dir, "disk.state"))));
+  const saved = JSON.parse(readFileSync(join(dir, "disk.json"), "utf8"));
+  await m.disk.restore({ ...saved, disks: saved.disks.map((d) => ({ name: d.name, bytes: new Uint8Array(readFileSync(join(dir, d.file))) })) });
   m.emulator.run();
-  m.emulator.serial0_send("go\n");
+  m.emulator.serial0_send(SNAPSHOT_GO);
   await m.expectLine(/^=== DONE/, timeoutMs);
   const requests = Number(m.disk.device.vhost.vringStatus(2)?.stats.completed ?? 0);
   await m.emulator.stop();

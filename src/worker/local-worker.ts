@@ -1,3 +1,4 @@
+import { platform } from "#platform";
 import { processPollTable } from "../sys/eventfd.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import { createDataplane, type DataplaneExports, type DataplaneInstance } from "../wasm/dataplane.js";
@@ -100,7 +101,7 @@ export class LocalWorker implements VhostWorker {
       const seen = pollTable.value(doorbell);
       const r = this.poll();
       if (r === POLL_MORE) {
-        await new Promise((res) => setImmediate(res));
+        await platform.yieldToEventLoop();
         continue;
       }
       // A TMF waiting on aborted requests is looked at again every millisecond.

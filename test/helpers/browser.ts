@@ -18,8 +18,8 @@ export function persistentProfile(): string {
 }
 export const launchPersistent = (profile: string): Promise<BrowserContext> => launchChromium(profile);
 
-/** The demo server on a free port: its URL and close(). */
-export const startServer = (): Promise<{ url: string; close(): Promise<void> }> => serve({ port: 0 });
+/** The demo server on a free port (with extra [URL prefix, folder] mounts): its URL and close(). */
+export const startServer = (mounts: [string, string][] = []): Promise<{ url: string; close(): Promise<void> }> => serve({ port: 0, mounts });
 
 /** Collects what a page says on its console and the errors it throws, for failure messages. */
 export function watch(page: Page): string[] {
