@@ -4,27 +4,21 @@
 // scripts/guest/init.sh and reports what the guest saw.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { readFileSync } from "node:fs";
 import { guestImages } from "./guest-image.mjs";
+import { guestV86Options } from "./guest/v86-options.mjs";
 
 const dist = new URL("../dist/src/", import.meta.url);
 
-/** v86's options for the guest: the Debian kernel and the initramfs, `memoryMiB` of RAM, a 16 MiB IDE disk. */
+/** v86's options for the guest in Node: the cached images as buffers, `memoryMiB` of RAM, a 16 MiB IDE disk. */
 export function v86Options(images, { memoryMiB = 128, cmdline = "" } = {}) {
-  const buf = (f) => ({ buffer: new Uint8Array(readFileSync(f)).buffer });
-  return {
-    bios: buf(images.bios),
-    vga_bios: buf(images.vgaBios),
-    bzimage: buf(images.kernel),
-    initrd: buf(images.initrd),
-    cmdline: `console=ttyS0 quiet loglevel=4${cmdline ? ` ${cmdline}` : ""}`,
-    memory_size: memoryMiB << 20,
-    hda: { buffer: new ArrayBuffer(16 << 20) },
-    disable_speaker: true,
-    acpi: false,
-  };
+  return guestV86Options((name) => ({ buffer: new Uint8Array(readFileSync(join(dirname(images.bios), name))).buffer }), {
+    memoryMiB,
+    cmdline,
+    hdaBytes: 16 << 20,
+  });
 }
 
 /** Calls onLine with each line the guest prints on its serial console. */
