@@ -88,9 +88,10 @@ export function vq_signals(p: usize): u64 { return changetype<VirtQueue>(p).sign
  * bytes (base 0: not logging), and the used ring's guest-physical address when it is logged
  * (VHOST_VRING_F_LOG; usedGpa < 0: not logged). nothing is validated here: the control plane did.
  */
-export function vq_set_log(p: usize, base: usize, bytes: u32, usedGpa: f64): void {
+export function vq_set_log(p: usize, base: usize, bytes: u32, usedGpa: f64, signal: u32): void {
   const vq = changetype<VirtQueue>(p);
   vq.log_bytes = bytes;
+  vq.log_ctx = signal;
   vq.log_used = usedGpa >= 0 ? 1 : 0;
   vq.log_used_gpa = usedGpa >= 0 ? <u64>usedGpa : 0;
   atomic.store<u32>(p + offsetof<VirtQueue>("log_base"), <u32>base);

@@ -62,7 +62,8 @@ export const VQ_NO_HEAD: u32 = 0xffffffff;
   /** VHOST_VRING_F_LOG: the used ring's guest-physical address, logged when log_used is 1. */
   log_used_gpa: u64;
   log_used: u32;
-  _pad_log: u32;
+  /** 1 when a log eventfd is bound (VHOST_SET_LOG_FD): a logged used ring is then reported (DRAIN_LOGGED). */
+  log_ctx: u32;
 }
 
 /** Records a queue error, the analogue of vq_err(); returns VQ_NO_HEAD. */
@@ -146,14 +147,14 @@ export function vq_add_used(vq: VirtQueue, head: u32, len: u32): void {
 
 /**
  * Stores used->idx (release ordering, VIRTIO 1.2, 2.7.8.2) without deciding on an interrupt.
- * Returns DRAIN_USED, plus DRAIN_LOGGED when the used ring was logged: the log eventfd is then
- * signalled, as the kernel's vhost_add_used_n() signals log_ctx after log_used().
+ * Returns DRAIN_USED, plus DRAIN_LOGGED when the used ring was logged and a log eventfd is bound:
+ * it is then signalled, as the kernel's vhost_add_used_n() signals log_ctx after log_used().
  */
 @inline function vq_publish_used(vq: VirtQueue): u32 {
   copies_flush(); // the data of the entries published is in their buffers first
   marks_flush(); // and its pages marked, while logging
   atomic.store<u16>(<usize>vq.used, <u16>vq.last_used_idx, 2);
-  return vq_log_used(vq) ? DRAIN_USED | DRAIN_LOGGED : DRAIN_USED; // the elements and the index, after they are written
+  return vq_log_used(vq) && vq.log_ctx != 0 ? DRAIN_USED | DRAIN_LOGGED : DRAIN_USED; // the elements and the index, after they are written
 }
 
 /**

@@ -256,7 +256,7 @@ export abstract class VhostDevice {
   private applyVringLog(v: Vring): void {
     const on = this.logging && this.logBase > 0n;
     const logUsed = v.addr && v.addr.flags & (1 << VHOST_VRING_F_LOG) ? Number(v.addr.log_guest_addr) : -1;
-    this.ctx.dp.vq_set_log(v.q!.ptr, on ? Number(this.logBase) : 0, on ? this.logBytes(this.mem.regions) : 0, logUsed);
+    this.ctx.dp.vq_set_log(v.q!.ptr, on ? Number(this.logBase) : 0, on ? this.logBytes(this.mem.regions) : 0, logUsed, this.logFd ? 1 : 0);
   }
 
   /**
@@ -266,8 +266,15 @@ export abstract class VhostDevice {
    */
   async SET_LOG_FD(fd: number): Promise<void> {
     this.checkOwner();
-    this.logFd = fd === VHOST_FILE_UNBIND ? null : this.ctx.eventfd(fd);
+    const efd = fd === VHOST_FILE_UNBIND ? null : this.ctx.eventfd(fd);
+    // The workers hold the eventfd before the rings report to it, and stop reporting before they lose it.
+    if (!efd) {
+      this.logFd = null;
+      this.applyLog();
+    }
+    this.logFd = efd;
     for (let i = 0; i < this.vrings.length; i++) if (this.vrings[i].q) await this.attach(i);
+    if (efd) this.applyLog();
   }
 
   // ---- vring ioctls ----

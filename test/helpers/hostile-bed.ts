@@ -226,7 +226,7 @@ export class HostileBed {
     shm.bytes.fill(0, this.log, this.log + this.logBytes);
     this.deviceWritable.push([this.log, this.log + this.logBytes]);
     // Every queue logs its writes and its used ring (VHOST_VRING_F_LOG at the ring's guest address).
-    for (const q of [this.req, this.ctl, this.evt, this.blk]) this.dp.vq_set_log(q.dq.ptr, this.log, this.logBytes, q.usedGpa);
+    for (const q of [this.req, this.ctl, this.evt, this.blk]) this.dp.vq_set_log(q.dq.ptr, this.log, this.logBytes, q.usedGpa, 0);
     this.blkRam = blkDevice(BS_RAM, this.blkRamBlocks, BLK_RAM_BYTES, 9);
     this.blkQueued = blkDevice(BS_QUEUED, this.queuedSq, this.queuedBlocks.length, 12);
     guard();
