@@ -4,3 +4,4 @@
 export * from "./common.js";
 export { FileBackstore, type FileOps, type FileConfig } from "./backstore/file.js";
 export { NbdBackstore, parseNbdUri, type NbdConfig, type NbdAddress } from "./backstore/nbd.js";
+export type { NbdTlsConfig, NbdTlsMode } from "./backstore/nbd-tls.js";

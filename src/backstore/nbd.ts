@@ -14,12 +14,18 @@
 // request is sent again on a new connection. Every request is completed exactly once. Data read
 // lands in the guest buffers' views as it arrives.
 import { connect, type Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
 import type { BackstoreFeatures, BackstoreType, IoDone, QueuedBackstore } from "./backstore.js";
 import { BS_OP_DISCARD, BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES, type BackstoreIo } from "./ring.js";
 import { log } from "../sys/log.js";
+import { startTls, tlsOptions, tlsSettings, type NbdTlsConfig } from "./nbd-tls.js";
+import type { ConnectionOptions } from "node:tls";
 
-export interface NbdConfig {
-  /** `nbd://HOST[:PORT]/EXPORT` or `nbd+unix:///EXPORT?socket=PATH` (the NBD URI syntax). */
+export interface NbdConfig extends NbdTlsConfig {
+  /**
+   * `nbd://HOST[:PORT]/EXPORT`, `nbd+unix:///EXPORT?socket=PATH` (the NBD URI syntax), and with
+   * TLS `nbds://` and `nbds+unix://`, whose query may carry the TLS settings as libnbd spells them.
+   */
   uri: string;
   /** Connections to open when the server allows several (NBD_FLAG_CAN_MULTI_CONN). Default 2. */
   connections?: number;
@@ -44,6 +50,7 @@ const NBD_FLAG_NO_ZEROES = 2;
 const NBD_FLAG_C_FIXED_NEWSTYLE = 1;
 const NBD_FLAG_C_NO_ZEROES = 2;
 const NBD_OPT_ABORT = 2;
+const NBD_OPT_STARTTLS = 5;
 const NBD_OPT_GO = 7;
 const NBD_OPT_STRUCTURED_REPLY = 8;
 const NBD_REP_ACK = 1;
@@ -101,7 +108,7 @@ export interface NbdAddress {
   export: string;
 }
 
-/** Parses `nbd://HOST[:PORT]/EXPORT` and `nbd+unix:///EXPORT?socket=PATH`. */
+/** Parses `nbd[s]://HOST[:PORT]/EXPORT` and `nbd[s]+unix:///EXPORT?socket=PATH`. */
 export function parseNbdUri(uri: string): NbdAddress {
   let u: URL;
   try {
@@ -110,16 +117,16 @@ export function parseNbdUri(uri: string): NbdAddress {
     throw new RangeError(`${uri}: not an NBD URI (nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH)`);
   }
   const name = decodeURIComponent(u.pathname.replace(/^\//, ""));
-  if (u.protocol === "nbd:") {
+  if (u.protocol === "nbd:" || u.protocol === "nbds:") {
     if (!u.hostname) throw new RangeError(`${uri}: no host`);
     return { host: u.hostname.replace(/^\[|\]$/g, ""), port: u.port ? Number(u.port) : 10809, export: name };
   }
-  if (u.protocol === "nbd+unix:") {
+  if (u.protocol === "nbd+unix:" || u.protocol === "nbds+unix:") {
     const socket = u.searchParams.get("socket");
-    if (!socket) throw new RangeError(`${uri}: nbd+unix needs ?socket=PATH`);
+    if (!socket) throw new RangeError(`${uri}: ${u.protocol.slice(0, -1)} needs ?socket=PATH`);
     return { socket, export: name };
   }
-  throw new RangeError(`${uri}: the scheme must be nbd: or nbd+unix: (TLS schemes are not supported)`);
+  throw new RangeError(`${uri}: the scheme must be nbd:, nbd+unix:, nbds: or nbds+unix:`);
 }
 
 /** What NBD_OPT_GO told about the export. */
@@ -139,6 +146,8 @@ interface Dialed {
   sock: Socket;
   /** Gets each chunk read, valid only during the call. */
   reader: (chunk: Buffer) => void;
+  /** TLS was started on the socket (it then speaks NBD only through TLS, if at all). */
+  tlsStarted?: boolean;
 }
 
 /** Bytes read from a socket per call: room for a 128 KiB read reply and what follows it. */
@@ -179,6 +188,16 @@ class HandshakeReader {
     this.have -= n;
     return all.subarray(0, n);
   }
+  /** Reads from now on from the TLS socket started over the dialed one. */
+  rebind(t: TLSSocket): void {
+    this.d.sock.off("close", this.onEnd);
+    this.d.sock.off("error", this.onError);
+    t.on("data", (b: Buffer) => this.d.reader(b));
+    this.d.sock = t;
+    t.on("close", this.onEnd);
+    t.on("error", this.onError);
+  }
+
   /** Stops reading; returns what arrived beyond the handshake. */
   detach(): Buffer {
     this.d.reader = () => {};
@@ -188,18 +207,24 @@ class HandshakeReader {
   }
 }
 
-/** Opens a socket to the address. */
-function dial(a: NbdAddress): Promise<Dialed> {
+/**
+ * Opens a socket to the address. A socket that will carry TLS is read the usual way (TLS reads
+ * the socket itself), the others into one reused buffer.
+ */
+function dial(a: NbdAddress, tls: boolean): Promise<Dialed> {
   return new Promise((resolve, reject) => {
     const d: Dialed = { sock: undefined as unknown as Socket, reader: () => {} };
-    const onread = {
-      buffer: Buffer.allocUnsafe(READ_BUFFER),
-      callback: (n: number, buf: Uint8Array) => {
-        d.reader((buf as Buffer).subarray(0, n));
-        return true;
-      },
-    };
+    const onread = tls
+      ? undefined
+      : {
+          buffer: Buffer.allocUnsafe(READ_BUFFER),
+          callback: (n: number, buf: Uint8Array) => {
+            d.reader((buf as Buffer).subarray(0, n));
+            return true;
+          },
+        };
     const s = a.socket ? connect({ path: a.socket, onread }) : connect({ port: a.port!, host: a.host!, onread });
+    if (tls) s.on("data", (b) => d.reader(b));
     d.sock = s;
     s.once("connect", () => {
       s.off("error", reject);
@@ -210,8 +235,19 @@ function dial(a: NbdAddress): Promise<Dialed> {
   });
 }
 
-/** The fixed-newstyle handshake up to NBD_OPT_GO; resolves with the export's description. */
-async function handshake(sock: Socket, r: HandshakeReader, name: string): Promise<ExportInfo> {
+/** TLS for a connection: whether it must be had, and how (node:tls options). */
+interface TlsPlan {
+  mode: "require" | "prefer";
+  options: ConnectionOptions;
+}
+
+const TLS_REQUIRED = 'the server requires TLS: use an nbds:// or nbds+unix:// URI (or tls: "require") with credentials';
+
+/**
+ * The fixed-newstyle handshake up to NBD_OPT_GO; resolves with the export's description. With
+ * TLS, NBD_OPT_STARTTLS comes first, and everything after it goes through TLS.
+ */
+async function handshake(d: Dialed, r: HandshakeReader, name: string, tls: TlsPlan | undefined): Promise<ExportInfo> {
   const hello = await r.read(18);
   if (hello.readBigUInt64BE(0) !== NBDMAGIC) throw new Error("not an NBD server (no NBDMAGIC)");
   if (hello.readBigUInt64BE(8) !== IHAVEOPT) throw new Error("the server speaks the old-style NBD handshake; only fixed newstyle is supported");
@@ -219,13 +255,13 @@ async function handshake(sock: Socket, r: HandshakeReader, name: string): Promis
   if (!(hflags & NBD_FLAG_FIXED_NEWSTYLE)) throw new Error("the server does not support the fixed newstyle handshake");
   const cflags = Buffer.alloc(4);
   cflags.writeUInt32BE(NBD_FLAG_C_FIXED_NEWSTYLE | (hflags & NBD_FLAG_NO_ZEROES ? NBD_FLAG_C_NO_ZEROES : 0));
-  sock.write(cflags);
+  d.sock.write(cflags);
   const option = (opt: number, data: Buffer) => {
     const h = Buffer.alloc(16);
     h.writeBigUInt64BE(IHAVEOPT);
     h.writeUInt32BE(opt, 8);
     h.writeUInt32BE(data.length, 12);
-    sock.write(Buffer.concat([h, data]));
+    d.sock.write(Buffer.concat([h, data]));
   };
   const reply = async (opt: number) => {
     const h = await r.read(20);
@@ -236,10 +272,20 @@ async function handshake(sock: Socket, r: HandshakeReader, name: string): Promis
     if (len > 1 << 20) throw new Error(`option reply of ${len} bytes`);
     return { type, data: await r.read(len) };
   };
+  if (tls) {
+    // NBD_OPT_STARTTLS before anything else: not even the export's name goes in clear text.
+    option(NBD_OPT_STARTTLS, Buffer.alloc(0));
+    const st = await reply(NBD_OPT_STARTTLS);
+    if (st.type === NBD_REP_ACK) {
+      d.tlsStarted = true;
+      r.rebind(await startTls(d.sock, tls.options));
+    } else if (tls.mode === "require")
+      throw new Error(`the server does not offer TLS (NBD_OPT_STARTTLS answered ${st.type & 0x7fffffff}); nothing was sent in clear text`);
+  }
   // Structured replies, when offered (an unsupported option is answered ERR_UNSUP).
   option(NBD_OPT_STRUCTURED_REPLY, Buffer.alloc(0));
   const sr = await reply(NBD_OPT_STRUCTURED_REPLY);
-  if (sr.type === NBD_REP_ERR_TLS_REQD) throw new Error("the server requires TLS, which this client does not implement");
+  if (sr.type === NBD_REP_ERR_TLS_REQD) throw new Error(TLS_REQUIRED);
   const structured = sr.type === NBD_REP_ACK;
   // NBD_OPT_GO: the export, asking for its block size constraints.
   const nameBuf = Buffer.from(name);
@@ -265,7 +311,7 @@ async function handshake(sock: Socket, r: HandshakeReader, name: string): Promis
       continue;
     }
     const msg = data.length ? `: ${data.toString()}` : "";
-    if (type === NBD_REP_ERR_TLS_REQD) throw new Error("the server requires TLS, which this client does not implement");
+    if (type === NBD_REP_ERR_TLS_REQD) throw new Error(TLS_REQUIRED);
     if (type === NBD_REP_ERR_UNKNOWN) throw new Error(`the server has no export "${name}"${msg}`);
     if (type === NBD_REP_ERR_UNSUP) throw new Error("the server does not support NBD_OPT_GO");
     if (type & NBD_REP_FLAG_ERROR) throw new Error(`the server refused the export (error ${type & 0x7fffffff})${msg}`);
@@ -577,16 +623,15 @@ function discRequest(): Buffer {
 }
 
 /** Opens a connection and negotiates within timeoutMs; throws with the reason it could not. */
-async function openConnection(addr: NbdAddress, timeoutMs: number): Promise<Opened> {
-  const d = await dial(addr);
-  const { sock } = d;
+async function openConnection(addr: NbdAddress, timeoutMs: number, tls: TlsPlan | undefined): Promise<Opened> {
+  const d = await dial(addr, tls !== undefined);
   const r = new HandshakeReader(d);
   let timer: NodeJS.Timeout | undefined;
   try {
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`no answer to the handshake within ${timeoutMs} ms`)), timeoutMs);
     });
-    const info = await Promise.race([handshake(sock, r, addr.export), timeout]);
+    const info = await Promise.race([handshake(d, r, addr.export, tls), timeout]);
     clearTimeout(timer);
     return { d, info, leftover: r.detach() };
   } catch (e) {
@@ -596,8 +641,11 @@ async function openConnection(addr: NbdAddress, timeoutMs: number): Promise<Open
     h.writeBigUInt64BE(IHAVEOPT);
     h.writeUInt32BE(NBD_OPT_ABORT, 8);
     r.detach();
+    const sock = d.sock;
     sock.on("error", () => {}); // a reset while saying goodbye changes nothing
-    sock.end(h);
+    // A TLS handshake that failed leaves nothing to speak NBD over.
+    if (d.tlsStarted && !("encrypted" in sock)) sock.destroy();
+    else sock.end(h);
     throw e;
   }
 }
@@ -631,7 +679,8 @@ export class NbdBackstore implements QueuedBackstore {
   private constructor(
     private readonly uri: string,
     private readonly addr: NbdAddress,
-    private readonly cfg: Required<Omit<NbdConfig, "uri">>,
+    private readonly cfg: { connections: number; timeoutMs: number; reconnectMs: number },
+    private readonly tls: TlsPlan | undefined,
     first: Opened,
   ) {
     const f = first.info.flags;
@@ -657,14 +706,17 @@ export class NbdBackstore implements QueuedBackstore {
     const addr = parseNbdUri(cfg.uri);
     const full = { connections: cfg.connections ?? 2, timeoutMs: cfg.timeoutMs ?? 30_000, reconnectMs: cfg.reconnectMs ?? 15_000 };
     let first: Opened;
+    let tls: TlsPlan | undefined;
     try {
-      first = await openConnection(addr, full.timeoutMs);
+      const t = tlsSettings(new URL(cfg.uri), cfg);
+      tls = t.tls === "off" ? undefined : { mode: t.tls, options: tlsOptions(t, addr.host) };
+      first = await openConnection(addr, full.timeoutMs, tls);
     } catch (e) {
       throw new Error(`nbd ${cfg.uri}: ${(e as Error).message}`);
     }
-    const b = new NbdBackstore(cfg.uri, addr, full, first);
+    const b = new NbdBackstore(cfg.uri, addr, full, tls, first);
     try {
-      for (let i = 1; i < b.conns.length; i++) b.conns[i] = b.wrap(await openConnection(addr, full.timeoutMs));
+      for (let i = 1; i < b.conns.length; i++) b.conns[i] = b.wrap(await openConnection(addr, full.timeoutMs, tls));
     } catch (e) {
       await b.close();
       throw new Error(`nbd ${cfg.uri}: connection ${b.conns.filter(Boolean).length + 1}: ${(e as Error).message}`);
@@ -771,7 +823,7 @@ export class NbdBackstore implements QueuedBackstore {
       try {
         for (let i = 0; i < this.conns.length; i++) {
           if (this.conns[i]?.alive) continue;
-          const c = await openConnection(this.addr, Math.max(1, Math.min(this.cfg.timeoutMs, ATTEMPT_MS, deadline - Date.now())));
+          const c = await openConnection(this.addr, Math.max(1, Math.min(this.cfg.timeoutMs, ATTEMPT_MS, deadline - Date.now())), this.tls);
           if (c.info.size !== this.size) log("nbd: the export's size changed from %d to %d", this.size, c.info.size);
           this.conns[i] = this.wrap(c);
         }
@@ -798,11 +850,12 @@ export class NbdBackstore implements QueuedBackstore {
 
 export const nbdBackstoreType: BackstoreType<"nbd"> = {
   name: "nbd",
-  aliases: ["nbd+unix"],
-  usage: "nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH",
+  aliases: ["nbd+unix", "nbds", "nbds+unix"],
+  usage: "nbd[s]://HOST[:PORT]/EXPORT, nbd[s]+unix:///EXPORT?socket=PATH (nbds: TLS, with ?tls-certificates=DIR or ?tls-psk-file=FILE)",
   uri: true,
   parseArg(arg) {
     parseNbdUri(arg);
+    tlsSettings(new URL(arg), {});
     return { uri: arg };
   },
   opensAsync: true,

@@ -91,12 +91,14 @@ const lun0 = async (cfg: LunConfig, queues = 2) => {
 };
 
 describe("NBD URIs", () => {
-  it("parses nbd:// and nbd+unix:// as qemu and nbdkit write them, and refuses the rest", () => {
+  it("parses nbd[s]:// and nbd[s]+unix:// as qemu and nbdkit write them, and refuses the rest", () => {
     expect(parseNbdUri("nbd://storage.example:10810/disk0")).toEqual({ host: "storage.example", port: 10810, export: "disk0" });
     expect(parseNbdUri("nbd://10.0.0.5/")).toEqual({ host: "10.0.0.5", port: 10809, export: "" });
     expect(parseNbdUri("nbd+unix:///vol?socket=/run/nbd.sock")).toEqual({ socket: "/run/nbd.sock", export: "vol" });
-    expect(() => parseNbdUri("nbds://host/x")).toThrow(/TLS schemes are not supported/);
+    expect(parseNbdUri("nbds://host/x?tls-psk-file=/k")).toEqual({ host: "host", port: 10809, export: "x" });
+    expect(parseNbdUri("nbds+unix:///x?socket=/s")).toEqual({ socket: "/s", export: "x" });
     expect(() => parseNbdUri("nbd+unix:///x")).toThrow(/socket=PATH/);
+    expect(() => parseNbdUri("http://host/x")).toThrow(/the scheme must be nbd:, nbd\+unix:, nbds: or nbds\+unix:/);
   });
 });
 

@@ -53,6 +53,8 @@ export class FakeNbdServer {
   private server: Server | undefined;
   readonly requests: NbdRequest[] = [];
   readonly connections = new Set<Socket>();
+  /** The options received in the handshake, in order (NBD_OPT_*). */
+  readonly options: number[] = [];
   /** NBD_CMD_DISC requests received (soft disconnects). */
   discs = 0;
   private readonly ownDir: string | undefined;
@@ -115,6 +117,7 @@ export class FakeNbdServer {
           if (buf.length < 16 + len) return;
           const opt = buf.readUInt32BE(8);
           buf = buf.subarray(16 + len);
+          this.options.push(opt);
           if (opt === 7) {
             if (this.opts.requireTls) {
               optReply(opt, 0x80000005);
