@@ -302,11 +302,20 @@ async function handshake(d: Dialed, r: HandshakeReader, name: string, tls: TlsPl
     if (type === NBD_REP_INFO && data.length >= 2) {
       const it = data.readUInt16BE(0);
       if (it === NBD_INFO_EXPORT && data.length >= 12) {
-        info.size = Number(data.readBigUInt64BE(2));
+        const size = data.readBigUInt64BE(2);
+        if (size > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`the export's size ${size} is beyond 2^53 - 1 bytes, more than this client addresses`);
+        info.size = Number(size);
         info.flags = data.readUInt16BE(10);
       } else if (it === NBD_INFO_BLOCK_SIZE && data.length >= 14) {
-        info.minBlock = data.readUInt32BE(2);
-        info.maxPayload = data.readUInt32BE(10);
+        // NBD protocol, "Block size constraints": the minimum a power of two up to 64 KiB, the
+        // preferred a power of two at least the minimum, the maximum payload at least the preferred.
+        const [min, pref, max] = [data.readUInt32BE(2), data.readUInt32BE(6), data.readUInt32BE(10)];
+        const pow2 = (n: number) => n > 0 && (n & (n - 1)) === 0;
+        if (!pow2(min) || min > 65536 || !pow2(pref) || pref < min || max < pref) {
+          throw new Error(`the server's block size constraints are invalid (minimum ${min}, preferred ${pref}, maximum payload ${max})`);
+        }
+        info.minBlock = min;
+        info.maxPayload = max;
       }
       continue;
     }
