@@ -75,6 +75,27 @@ if grep -q vhost.demo /proc/cmdline; then
   cd /mnt 2>/dev/null
   exec sh
 fi
+# Crash consistency (kernel command line "vhost.crash=N", scripts/guest-crash.mjs): LUN 0 holds an
+# ext4 filesystem with a journal, made on the host. N rounds of: a file written and fsynced, which
+# the host then marks as durable ("=== DURABLE <name> <sha256>"); beside it files written,
+# renamed and deleted without fsync. The host cuts power at every point of the recorded writes.
+n=$(sed -n 's/.*vhost\.crash=\([0-9]*\).*/\1/p' /proc/cmdline)
+if [ -n "$n" ]; then
+  A=$(wait_disk 0 300) || fail crash "LUN 0 did not appear"
+  mount -t ext4 "/dev/$A" /mnt || fail crash "mount failed"
+  i=1
+  while [ $i -le "$n" ]; do
+    dd if=/dev/urandom of=/mnt/t$i bs=1k count=$((i % 7 + 1)) 2>/dev/null
+    dd if=/dev/urandom of=/mnt/d$i bs=4k count=$((i % 5 + 1)) conv=fsync 2>/dev/null
+    say "DURABLE d$i $(sha256sum /mnt/d$i | cut -d' ' -f1)"
+    mv /mnt/t$i /mnt/r$i
+    [ $i -gt 2 ] && rm -f /mnt/r$((i - 2))
+    i=$((i + 1))
+  done
+  umount /mnt && ok crash || fail crash "umount failed"
+  say "DONE"
+  exec sh
+fi
 # A snapshot across processes (kernel command line "vhost.snapshot", scripts/guest-snapshot.mjs):
 # a filesystem on LUN 0 (a RAM disk) with files made durable and one still only in the page
 # cache; "=== SNAPSHOT READY", then the host stops, saves and restores the machine elsewhere and

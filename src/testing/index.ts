@@ -7,4 +7,5 @@ export { MockSplitQueue, type RawDesc } from "./mock-queue.js";
 export { ScsiBench } from "./scsi-bed.js";
 export { DeviceQueue, type RingAddresses, type QueueErrorInfo } from "../virtio/device-queue.js";
 export { VhostMemTable } from "../vhost/mem-table.js";
+export { RecordingBackstore, type RecordedOp } from "./recording-backstore.js";
 export { SplitRingView, vringDescSize, vringAvailSize, vringUsedSize, vringNeedEvent, isValidQueueSize } from "../virtio/ring.js";
