@@ -6,7 +6,8 @@
 // (everything completed before it applied), and K states between two flushes in which a random
 // subset of the writes completed since the last flush is applied (FUA writes always). Each image
 // must pass the host's `e2fsck -fy` (exit 0 or 1), then `e2fsck -fn` clean, and every file made
-// durable before the crash point must read back (debugfs) with its checksum. Prints one JSON line.
+// durable before the crash point must read back (debugfs) with its checksum. `--out-of-order`
+// answers each batch's operations in a random order, as I/O threads do. Prints one JSON line.
 import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { spawnSync } from "node:child_process";
@@ -33,7 +34,7 @@ function rng(seed) {
 const run = (cmd, args) => spawnSync(cmd, args, { encoding: "utf8" });
 
 /** Boots the guest on a fresh ext4 image behind a recorder; resolves with the base image, the log and what the guest made durable. */
-export async function recordWorkload({ rounds = 8, dir, log = () => {}, timeoutMs = 200_000 }) {
+export async function recordWorkload({ rounds = 8, dir, log = () => {}, timeoutMs = 200_000, shuffleSeed }) {
   const img = join(dir, "disk.img");
   writeFileSync(img, "");
   truncateSync(img, IMAGE_BYTES);
@@ -47,7 +48,10 @@ export async function recordWorkload({ rounds = 8, dir, log = () => {}, timeoutM
     v86: v86Options(guestImages(), { cmdline: `vhost.crash=${rounds}` }),
     deviceBytes: 32 << 20,
   });
-  const recorder = new RecordingBackstore(await openBackstore({ backstore: "file", path: img, ioThreads: 0 }, shm));
+  const recorder = new RecordingBackstore(
+    await openBackstore({ backstore: "file", path: img, ioThreads: 0 }, shm),
+    shuffleSeed === undefined ? undefined : rng(shuffleSeed),
+  );
   const disk = await attachVirtioScsi({ emulator, shm, cpu }, { luns: [{ backstore: recorder }] });
   const durable = new Map();
   const lines = [];
@@ -174,9 +178,14 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const dir = mkdtempSync(join(tmpdir(), "vhost-crash-"));
   try {
     const t0 = Date.now();
-    const rec = await recordWorkload({ rounds: arg("rounds", 8), dir, log: process.argv.includes("--verbose") ? console.log : () => {} });
+    const rec = await recordWorkload({
+      rounds: arg("rounds", 8),
+      dir,
+      log: process.argv.includes("--verbose") ? console.log : () => {},
+      shuffleSeed: process.argv.includes("--out-of-order") ? seed : undefined,
+    });
     const r = checkCrashes(rec, { between: arg("between", 8), seed, dir });
-    console.log(JSON.stringify({ seed, ...r, seconds: Math.round((Date.now() - t0) / 1000) }));
+    console.log(JSON.stringify({ seed, outOfOrder: process.argv.includes("--out-of-order"), ...r, seconds: Math.round((Date.now() - t0) / 1000) }));
     process.exit(r.failures.length ? 1 : 0);
   } catch (e) {
     console.error(`guest-crash: ${e.message}`);

@@ -6,7 +6,7 @@ import { LUN_F_STOPPED, ScsiLun, lun_flags, lun_take_ua, lun_ua_pending } from "
 import * as K from "./constants";
 import { is_read_write } from "./cdb";
 import {
-  spc_inquiry, spc_mode_sense, spc_report_luns, spc_report_opcodes, spc_request_sense, spc_test_unit_ready,
+  spc_inquiry, spc_mode_select, spc_mode_sense, spc_report_luns, spc_report_opcodes, spc_request_sense, spc_test_unit_ready,
 } from "./spc";
 import {
   sbc_prevent_allow, sbc_read, sbc_read_capacity10, sbc_read_capacity16, sbc_start_stop, sbc_synchronize_cache,
@@ -62,6 +62,8 @@ export function scsi_dispatch(c: ScsiCmd): void {
     case K.REPORT_LUNS: return spc_report_luns(c);
     case K.MODE_SENSE_6: return spc_mode_sense(c, false);
     case K.MODE_SENSE_10: return spc_mode_sense(c, true);
+    case K.MODE_SELECT_6: return spc_mode_select(c, false);
+    case K.MODE_SELECT_10: return spc_mode_select(c, true);
     case K.START_STOP_UNIT: return sbc_start_stop(c);
     case K.PREVENT_ALLOW_MEDIUM_REMOVAL: return sbc_prevent_allow(c);
     case K.READ_CAPACITY_10: return sbc_read_capacity10(c);

@@ -7,7 +7,7 @@ import {
   ScsiCmd, cmd_check, cmd_invalid_cdb, cmd_invalid_param, cmd_send, cmd_want_in, cmd_want_out, data_out, param_buf,
 } from "./cmd";
 import {
-  ScsiLun, LUN_F_LBPRZ, LUN_F_PREVENT, LUN_F_READ_ONLY, LUN_F_STOPPED, LUN_F_UNMAP,
+  ScsiLun, LUN_F_LBPRZ, LUN_F_PREVENT, LUN_F_READ_ONLY, LUN_F_STOPPED, LUN_F_UNMAP, LUN_F_WCE,
   lun_flags, lun_update_flags,
 } from "./lun";
 import { be16, be32, be64, put32, put64 } from "./be";
@@ -115,7 +115,8 @@ export function sbc_write(c: ScsiCmd): void {
   const bytes = c.blocks << lun.block_shift;
   if (!cmd_want_out(c, bytes) || bytes == 0) return;
   const op = load<u8>(c.cdb);
-  const fua = op == WRITE_VERIFY_10 || op == WRITE_VERIFY_16 || (op != WRITE_6 && (load<u8>(c.cdb, 1) & 0x08) != 0);
+  // With the write cache off (caching page WCE 0) every write is on the medium before GOOD (SBC-4 6.5.5).
+  const fua = op == WRITE_VERIFY_10 || op == WRITE_VERIFY_16 || (op != WRITE_6 && (load<u8>(c.cdb, 1) & 0x08) != 0) || (lun_flags(lun) & LUN_F_WCE) == 0;
   bs_write(c, lun, c.lba << lun.block_shift, bytes, fua);
 }
 

@@ -2,15 +2,15 @@
 // TEST UNIT READY, REPORT SUPPORTED OPERATION CODES. Each parses its CDB, checks the guest's
 // buffer against the allocation length, builds its parameter data and sends what fits.
 import { fill_bytes, copy_bytes } from "../bytes";
-import { ScsiCmd, cmd_invalid_cdb, cmd_check, cmd_send, cmd_want_in, build_sense, param_buf, data_in } from "./cmd";
+import { ScsiCmd, cmd_invalid_cdb, cmd_invalid_param, cmd_check, cmd_send, cmd_want_in, cmd_want_out, build_sense, param_buf, data_in, data_out } from "./cmd";
 import {
   ScsiLun, LUN_F_DSENSE, LUN_F_LBPRZ, LUN_F_READ_ONLY, LUN_F_UNMAP, LUN_F_WCE, UA_LUNS_CHANGED, IDENT_NAA, IDENT_PRODUCT,
-  IDENT_REVISION, IDENT_SERIAL, IDENT_TARGET, IDENT_VENDOR, lun_clear_ua, lun_ident, lun_ident_strlen, lun_take_ua,
+  IDENT_REVISION, IDENT_SERIAL, IDENT_TARGET, IDENT_VENDOR, lun_clear_ua, lun_ident, lun_ident_strlen, lun_take_ua, lun_update_flags, lun_flags,
 } from "./lun";
 import { VHOST_SCSI_MAX_LUN, tpg_lun } from "./target";
 import { be16, be32, put16, put32, put64 } from "./be";
 import {
-  ASC_LOGICAL_UNIT_NOT_SUPPORTED, ASC_SAVING_PARAMETERS_NOT_SUPPORTED, ILLEGAL_REQUEST, NO_SENSE, PQ_NOT_CONNECTED_NO_DEVICE,
+  ASC_LOGICAL_UNIT_NOT_SUPPORTED, ASC_PARAMETER_LIST_LENGTH_ERROR, ASC_SAVING_PARAMETERS_NOT_SUPPORTED, ILLEGAL_REQUEST, NO_SENSE, PQ_NOT_CONNECTED_NO_DEVICE,
   TYPE_DISK, UNIT_ATTENTION,
 } from "./constants";
 import { report_opcodes } from "./opcodes";
@@ -249,14 +249,13 @@ export function spc_request_sense(c: ScsiCmd): void {
 
 const PC_CURRENT: u32 = 0;
 const PC_CHANGEABLE: u32 = 1;
-const PC_DEFAULT: u32 = 2;
 
-/** Caching mode page (SBC-4 6.5.5): WCE as configured; nothing changeable. */
+/** Caching mode page (SBC-4 6.5.5): WCE as set (by the configuration or MODE SELECT), its one changeable bit. */
 function page_caching(lun: ScsiLun, pc: u32, p: usize): u32 {
   fill_bytes(p, 0, 20);
   store<u8>(p, 0x08);
   store<u8>(p, 0x12, 1);
-  if (pc != PC_CHANGEABLE && (lun.flags & LUN_F_WCE) != 0) store<u8>(p, 0x04, 2);
+  if (pc == PC_CHANGEABLE || (lun_flags(lun) & LUN_F_WCE) != 0) store<u8>(p, 0x04, 2);
   return 20;
 }
 
@@ -267,7 +266,7 @@ function page_control(lun: ScsiLun, pc: u32, p: usize): u32 {
   store<u8>(p, 0x0a, 1);
   if (pc != PC_CHANGEABLE && (lun.flags & LUN_F_DSENSE) != 0) store<u8>(p, 0x04, 2);
   if (pc != PC_CHANGEABLE) store<u8>(p, 0x10, 3); // QUEUE ALGORITHM MODIFIER 1: unrestricted
-  put16(p + 10, 0xffff); // BUSY TIMEOUT PERIOD: unlimited
+  if (pc != PC_CHANGEABLE) put16(p + 10, 0xffff); // BUSY TIMEOUT PERIOD: unlimited (not changeable)
   return 12;
 }
 
@@ -312,6 +311,71 @@ export function spc_mode_sense(c: ScsiCmd, ten: bool): void {
     store<u8>(buf, <u8>bdl, 3);
   }
   cmd_send(c, buf, len, alloc);
+}
+
+/** A mode page this target has (PAGE CODE), built into p for page control pc; 0 when it has none. */
+function mode_page(lun: ScsiLun, code: u32, pc: u32, p: usize): u32 {
+  if (code == 0x08) return page_caching(lun, pc, p);
+  if (code == 0x0a) return page_control(lun, pc, p);
+  return 0;
+}
+
+/**
+ * MODE SELECT(6/10) (SPC-5 6.11, 6.12), as LIO takes it: page format only, no saving; block
+ * descriptors must describe the LUN as it is; each page must equal its current values except
+ * where MODE SENSE's changeable values allow (the caching page's WCE), else INVALID FIELD IN
+ * PARAMETER LIST pointing at the first differing bit. Nothing changes unless every page is good.
+ */
+export function spc_mode_select(c: ScsiCmd, ten: bool): void {
+  const cdb = c.cdb;
+  const lun = changetype<ScsiLun>(c.lun);
+  const b1 = <u32>load<u8>(cdb, 1);
+  if ((b1 & 0x01) != 0) return cmd_invalid_cdb(c, 1, 0); // SP: saving is not supported
+  if ((b1 & 0x10) == 0) return cmd_invalid_cdb(c, 1, 4); // PF: only the page format
+  const plen = ten ? be16(cdb + 7) : <u32>load<u8>(cdb, 4);
+  if (plen == 0) return;
+  const hdr: u32 = ten ? 8 : 4;
+  if (plen < hdr) return cmd_check(c, ILLEGAL_REQUEST, ASC_PARAMETER_LIST_LENGTH_ERROR);
+  if (plen > 512) return cmd_invalid_cdb(c, ten ? 7 : 4);
+  if (!cmd_want_out(c, plen)) return;
+  const buf = param_buf();
+  const got = data_out().read(buf, plen);
+  c.done += got;
+  if (got < plen) return cmd_check(c, ILLEGAL_REQUEST, ASC_PARAMETER_LIST_LENGTH_ERROR);
+  const longlba = ten && (load<u8>(buf, 4) & 0x01) != 0;
+  const bdl = ten ? be16(buf + 6) : <u32>load<u8>(buf, 3);
+  if (bdl != 0 && bdl != (longlba ? 16 : 8)) return cmd_invalid_param(c, ten ? 6 : 3);
+  if (hdr + bdl > plen) return cmd_check(c, ILLEGAL_REQUEST, ASC_PARAMETER_LIST_LENGTH_ERROR);
+  if (bdl != 0) {
+    // The block descriptor (SBC-4 6.5.2): NUMBER OF LOGICAL BLOCKS 0 or the capacity, the LUN's block length.
+    const d = buf + hdr;
+    const blocks: u64 = longlba ? (<u64>be32(d) << 32) | <u64>be32(d + 4) : <u64>be32(d);
+    const cap: u64 = longlba || lun.nblocks < 0xffffffff ? lun.nblocks : 0xffffffff;
+    if (blocks != 0 && blocks != cap) return cmd_invalid_param(c, hdr);
+    const blen = longlba ? be32(d + 12) : be32(d + 4) & 0xffffff;
+    if (blen != lun.blockSize) return cmd_invalid_param(c, hdr + (longlba ? 12 : 5));
+  }
+  const cur = buf + 512;
+  const chg = buf + 576;
+  let wce: i32 = -1;
+  for (let off = hdr + bdl; off < plen; ) {
+    if (off + 2 > plen) return cmd_check(c, ILLEGAL_REQUEST, ASC_PARAMETER_LIST_LENGTH_ERROR);
+    const b0 = <u32>load<u8>(buf + off);
+    if ((b0 & 0x40) != 0) return cmd_invalid_param(c, off, 6); // SPF: no subpages here
+    const n = mode_page(lun, b0 & 0x3f, PC_CURRENT, cur);
+    if (n == 0) return cmd_invalid_param(c, off, 5);
+    if (<u32>load<u8>(buf + off, 1) + 2 != n) return cmd_invalid_param(c, off + 1);
+    if (off + n > plen) return cmd_check(c, ILLEGAL_REQUEST, ASC_PARAMETER_LIST_LENGTH_ERROR);
+    mode_page(lun, b0 & 0x3f, PC_CHANGEABLE, chg);
+    for (let i: u32 = 2; i < n; i++) {
+      const diff = (<u32>load<u8>(buf + off + i) ^ <u32>load<u8>(cur + i)) & ~<u32>load<u8>(chg + i) & 0xff;
+      if (diff != 0) return cmd_invalid_param(c, off + i, <i32>(31 - clz<u32>(diff)));
+    }
+    if ((b0 & 0x3f) == 0x08) wce = (load<u8>(buf + off, 2) & 0x04) != 0 ? 1 : 0;
+    off += n;
+  }
+  if (wce == 1) lun_update_flags(lun, LUN_F_WCE, 0);
+  else if (wce == 0) lun_update_flags(lun, 0, LUN_F_WCE);
 }
 
 /** REPORT SUPPORTED OPERATION CODES (SPC-5 6.35). */

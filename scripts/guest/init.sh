@@ -125,6 +125,9 @@ say "SCAN disks: LUN0=$A LUN1=$B"
 dmesg | grep -E "scsi [0-9]|sd [0-9]|virtio_scsi|Optimal|Write cache|Attached" | sed 's/^/  | /'
 # sd warns when the Block Limits page's transfer lengths disagree with each other or the HBA.
 if dmesg | grep -qE "Optimal transfer size .*(> dev_max|< PAGE_SIZE|not a multiple)"; then fail block-limits "sd warned about the transfer sizes"; else ok block-limits; fi
+# sd switches the write cache with MODE SELECT (the caching page's WCE) and reads it back with MODE SENSE.
+ct=/sys/class/scsi_disk/$(basename "$(readlink "/sys/block/$A/device")")/cache_type
+if echo "write through" > "$ct" && [ "$(cat "$ct")" = "write through" ] && echo "write back" > "$ct" && [ "$(cat "$ct")" = "write back" ]; then ok cache-type; else fail cache-type "cache_type reads $(cat "$ct")"; fi
 
 # A filesystem on LUN 0 (ext2, served by the ext4 driver): make, mount, write, sync, unmount,
 # mount again, compare checksums.

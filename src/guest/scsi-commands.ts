@@ -8,6 +8,7 @@ export const ScsiOp = {
   READ_6: 0x08,
   WRITE_6: 0x0a,
   INQUIRY: 0x12,
+  MODE_SELECT_6: 0x15,
   MODE_SENSE_6: 0x1a,
   START_STOP_UNIT: 0x1b,
   PREVENT_ALLOW_MEDIUM_REMOVAL: 0x1e,
@@ -19,6 +20,7 @@ export const ScsiOp = {
   SYNCHRONIZE_CACHE_10: 0x35,
   WRITE_SAME_10: 0x41,
   UNMAP: 0x42,
+  MODE_SELECT_10: 0x55,
   MODE_SENSE_10: 0x5a,
   READ_16: 0x88,
   WRITE_16: 0x8a,
@@ -120,4 +122,15 @@ export const modeSense6 = (page: number, alloc: number, opts: { dbd?: boolean; p
     [2, 1, ((opts.pc ?? 0) << 6) | page],
     [3, 1, opts.subpage ?? 0],
     [4, 1, alloc],
+  ]);
+/** MODE SELECT(10) of `length` bytes of parameter data; page format (PF) unless told otherwise, SP to save. */
+export const modeSelect10 = (length: number, opts: { pf?: boolean; sp?: boolean } = {}) =>
+  cdb(10, ScsiOp.MODE_SELECT_10, [
+    [1, 1, (opts.pf === false ? 0 : 0x10) | (opts.sp ? 0x01 : 0)],
+    [7, 2, length],
+  ]);
+export const modeSelect6 = (length: number, opts: { pf?: boolean; sp?: boolean } = {}) =>
+  cdb(6, ScsiOp.MODE_SELECT_6, [
+    [1, 1, (opts.pf === false ? 0 : 0x10) | (opts.sp ? 0x01 : 0)],
+    [4, 1, length],
   ]);

@@ -24,7 +24,14 @@ export class RecordingBackstore implements QueuedBackstore {
   /** The log, in completion order. */
   readonly log: RecordedOp[] = [];
 
-  constructor(private readonly inner: QueuedBackstore) {
+  /**
+   * With `shuffle` (a random source in [0, 1)), the operations of each batch are answered in a
+   * random order on a later turn of the event loop, as I/O threads answer out of order.
+   */
+  constructor(
+    private readonly inner: QueuedBackstore,
+    private readonly shuffle?: () => number,
+  ) {
     this.name = inner.name;
     this.size = inner.size;
     this.readOnly = inner.readOnly;
@@ -42,7 +49,7 @@ export class RecordingBackstore implements QueuedBackstore {
   submit(batch: readonly BackstoreIo[], done: IoDone): void {
     // A write's data is copied now: its buffers are the guest's, valid until done().
     const data = new Map(batch.filter((io) => io.op === BS_OP_WRITE).map((io) => [io, concat(io.buffers, io.length)]));
-    this.inner.submit(batch, (io, result) => {
+    const answer = (io: BackstoreIo, result: number) => {
       if (result >= 0) {
         if (io.op === BS_OP_WRITE) this.log.push({ op: "write", offset: io.offset, data: data.get(io)!, fua: io.fua });
         else if (io.op === BS_OP_WRITE_ZEROES) this.log.push({ op: "zero", offset: io.offset, length: io.length });
@@ -50,6 +57,20 @@ export class RecordingBackstore implements QueuedBackstore {
         else if (io.op === BS_OP_FLUSH) this.log.push({ op: "flush" });
       }
       done(io, result);
+    };
+    const random = this.shuffle;
+    if (!random) return this.inner.submit(batch, answer);
+    const held: [BackstoreIo, number][] = [];
+    this.inner.submit(batch, (io, result) => {
+      held.push([io, result]);
+      if (held.length < batch.length) return;
+      setTimeout(() => {
+        for (let i = held.length - 1; i > 0; i--) {
+          const j = Math.floor(random() * (i + 1));
+          [held[i], held[j]] = [held[j], held[i]];
+        }
+        for (const [io, r] of held) answer(io, r);
+      }, 0);
     });
   }
 

@@ -1,6 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestbed, type Testbed } from "../../src/testbed.js";
-import { cdb, inquiry, modeSense10, modeSense6, reportLuns, requestSense, testUnitReady, ScsiOp } from "../../src/guest/scsi-commands.js";
+import {
+  cdb,
+  inquiry,
+  modeSelect10,
+  modeSelect6,
+  modeSense10,
+  modeSense6,
+  reportLuns,
+  requestSense,
+  testUnitReady,
+  ScsiOp,
+} from "../../src/guest/scsi-commands.js";
 import { SenseKey } from "../../src/guest/sense.js";
 import { clearUnitAttentions, cmd, expectGood, expectSense } from "../helpers/scsi.js";
 
@@ -208,11 +219,12 @@ describe("SPC-5 primary commands", () => {
       expect([ll[4] & 1, (ll[6] << 8) | ll[7]]).toEqual([1, 16]);
     });
 
-    it("shows no write cache on a LUN configured without it, and nothing changeable", async () => {
+    it("shows no write cache on a LUN configured without it, and WCE as the one changeable bit", async () => {
       const r = (await cmd(bed, { lun: 1, cdb: modeSense10(0x08, 255, { dbd: true }), dataInLength: 255 })).dataIn;
       expect(r[8 + 2] & 0x04).toBe(0);
-      const ch = (await cmd(bed, { cdb: modeSense10(0x08, 255, { dbd: true, pc: 1 }), dataInLength: 255 })).dataIn;
-      expect(ch[8 + 2]).toBe(0);
+      const ch = (await cmd(bed, { cdb: modeSense10(0x3f, 255, { dbd: true, pc: 1 }), dataInLength: 255 })).dataIn;
+      expect(ch[8 + 2]).toBe(0x04);
+      expect([...ch.subarray(8 + 3, 8 + 20), ...ch.subarray(8 + 22, 8 + 32)].every((b) => b === 0)).toBe(true);
     });
 
     it("refuses saved values, unknown pages and subpages", async () => {
@@ -226,6 +238,62 @@ describe("SPC-5 primary commands", () => {
       const r = (await cmd(bed, { cdb: modeSense6(0x08, 255), dataInLength: 255 })).dataIn;
       bed.tpg.lun(0)!.setReadOnly(false);
       expect(r[2] & 0x80).toBe(0x80);
+    });
+  });
+
+  describe("MODE SELECT(6/10) (SPC-5 6.11, 6.12)", () => {
+    const select10 = (data: Uint8Array, b1 = 0x10) => modeSelect10(data.length, { pf: (b1 & 0x10) !== 0, sp: (b1 & 1) !== 0 });
+    const select6 = (data: Uint8Array) => modeSelect6(data.length);
+    /** The current pages as MODE SENSE(10) gives them, made into MODE SELECT(10) parameter data. */
+    const current = async (lun: number, page = 0x3f, dbd = false) => {
+      const d = (await cmd(bed, { lun, cdb: modeSense10(page, 255, { dbd }), dataInLength: 255 })).dataIn;
+      const out = d.slice(0, ((d[0] << 8) | d[1]) + 2);
+      out[0] = out[1] = 0; // MODE DATA LENGTH is reserved in MODE SELECT
+      out[3] = 0; // and so is the device-specific parameter here
+      return out;
+    };
+    const wce = async (lun: number) => (await cmd(bed, { lun, cdb: modeSense6(0x08, 255, { dbd: true }), dataInLength: 255 })).dataIn[4 + 2] & 0x04;
+
+    it("takes the current values back (pages and block descriptor), and turns the write cache off and on (Linux's cache_type)", async () => {
+      expectGood(await cmd(bed, { cdb: select10(await current(0)), dataOut: await current(0) }));
+      expect(await wce(0)).toBe(0x04);
+      const off = await current(0, 0x08, true);
+      off[8 + 2] &= ~0x04;
+      expectGood(await cmd(bed, { cdb: select10(off), dataOut: off }));
+      expect(await wce(0)).toBe(0);
+      // MODE SELECT(6) as sd sends it: 4-byte header, no block descriptor, the caching page with WCE set.
+      const six = new Uint8Array(4 + 20);
+      six.set((await current(0, 0x08, true)).subarray(8, 28), 4);
+      six[4 + 2] |= 0x04;
+      expectGood(await cmd(bed, { cdb: select6(six), dataOut: six }));
+      expect(await wce(0)).toBe(0x04);
+      expectGood(await cmd(bed, { cdb: select6(new Uint8Array(0)) }));
+    });
+
+    it("refuses saving, the vendor format, a change that is not changeable, unknown pages, subpages, wrong lengths and another block size, naming the field; nothing changes", async () => {
+      const cur = await current(0, 0x08, true);
+      expectSense(await cmd(bed, { cdb: select10(cur, 0x11), dataOut: cur }), ILLEGAL, INVALID_FIELD, { byte: 1, bit: 0 });
+      expectSense(await cmd(bed, { cdb: select10(cur, 0x00), dataOut: cur }), ILLEGAL, INVALID_FIELD, { byte: 1, bit: 4 });
+      const both = cur.slice();
+      both[8 + 2] &= ~0x04; // WCE off (changeable) ...
+      both[8 + 12] = 0x20; // ... and a byte that is not
+      expectSense(await cmd(bed, { cdb: select10(both), dataOut: both }), ILLEGAL, 0x2600, { byte: 8 + 12, bit: 5, inCdb: false });
+      expect(await wce(0)).toBe(0x04);
+      const unknown = cur.slice();
+      unknown[8] = 0x19;
+      expectSense(await cmd(bed, { cdb: select10(unknown), dataOut: unknown }), ILLEGAL, 0x2600, { byte: 8, bit: 5, inCdb: false });
+      const sub = cur.slice();
+      sub[8] |= 0x40;
+      expectSense(await cmd(bed, { cdb: select10(sub), dataOut: sub }), ILLEGAL, 0x2600, { byte: 8, bit: 6, inCdb: false });
+      const len = cur.slice();
+      len[9] = 0x10;
+      expectSense(await cmd(bed, { cdb: select10(len), dataOut: len }), ILLEGAL, 0x2600, { byte: 9, inCdb: false });
+      expectSense(await cmd(bed, { cdb: select10(cur.subarray(0, 20)), dataOut: cur.subarray(0, 20) }), ILLEGAL, 0x1a00);
+      expectSense(await cmd(bed, { cdb: select10(cur.subarray(0, 6)), dataOut: cur.subarray(0, 6) }), ILLEGAL, 0x1a00);
+      const bd = await current(0, 0x08);
+      bd[8 + 6] = 0x10; // block length 4096 on a 512-byte LUN
+      expectSense(await cmd(bed, { cdb: select10(bd), dataOut: bd }), ILLEGAL, 0x2600, { byte: 8 + 5, inCdb: false });
+      expect(await wce(0)).toBe(0x04);
     });
   });
 
@@ -246,7 +314,7 @@ describe("SPC-5 primary commands", () => {
       const len = new DataView(d.buffer, d.byteOffset).getUint32(0);
       const cmds: [number, number, number][] = [];
       for (let at = 4; at < 4 + len; at += 8) cmds.push([d[at], d[at + 5] & 1 ? (d[at + 2] << 8) | d[at + 3] : -1, (d[at + 6] << 8) | d[at + 7]]);
-      expect(cmds.length).toBe(28);
+      expect(cmds.length).toBe(30);
       expect(cmds).toContainEqual([0x9e, 0x10, 16]);
       expect(cmds).toContainEqual([0x28, -1, 10]);
       for (const [op, sa, len2] of cmds) {
@@ -264,7 +332,7 @@ describe("SPC-5 primary commands", () => {
       const ops: number[] = [];
       for (let at = 4; at < 4 + new DataView(all.buffer, all.byteOffset).getUint32(0); at += 8) ops.push(all[at]);
       expect(ops).not.toContain(0x42);
-      expect(ops.length).toBe(27);
+      expect(ops.length).toBe(29);
       expect((await cmd(bed, { lun: 1, cdb: rsoc(1, 0x42), dataInLength: 64 })).dataIn[1] & 7).toBe(1);
       expectSense(await cmd(bed, { lun: 1, cdb: cdb(10, ScsiOp.UNMAP, [[7, 2, 24]]), dataOut: new Uint8Array(24) }), ILLEGAL, 0x2000);
     });
@@ -274,7 +342,7 @@ describe("SPC-5 primary commands", () => {
       expect([one[1] & 7, (one[2] << 8) | one[3], one[4]]).toEqual([3, 10, 0xff]);
       const sa = (await cmd(bed, { cdb: rsoc(2, 0x9e, 0x10), dataInLength: 64 })).dataIn;
       expect([sa[1] & 7, (sa[2] << 8) | sa[3]]).toEqual([3, 16]);
-      const no = (await cmd(bed, { cdb: rsoc(1, 0x55), dataInLength: 64 })).dataIn;
+      const no = (await cmd(bed, { cdb: rsoc(1, 0x4c), dataInLength: 64 })).dataIn;
       expect(no[1] & 7).toBe(1);
       const withTimeouts = (await cmd(bed, { cdb: rsoc(1, 0x28, 0, true), dataInLength: 64 })).dataIn;
       expect([withTimeouts[1] & 0x80, (withTimeouts[14] << 8) | withTimeouts[15]]).toEqual([0x80, 0x0a]);
@@ -289,7 +357,7 @@ describe("SPC-5 primary commands", () => {
 
   describe("unsupported and unaddressed commands", () => {
     it("an unknown operation code is INVALID COMMAND OPERATION CODE", async () => {
-      expectSense(await cmd(bed, { cdb: cdb(10, 0x55) }), ILLEGAL, 0x2000);
+      expectSense(await cmd(bed, { cdb: cdb(10, 0x4c) }), ILLEGAL, 0x2000);
       expectSense(await cmd(bed, { cdb: cdb(16, ScsiOp.SERVICE_ACTION_IN_16, [[1, 1, 0x11]]) }), ILLEGAL, INVALID_FIELD, { byte: 1, bit: 4 });
     });
 
@@ -300,7 +368,7 @@ describe("SPC-5 primary commands", () => {
     it("descriptor-format sense follows the control page's D_SENSE", async () => {
       await bed.tpg.addLun(2, { backstore: "null", size: 1 << 20, descriptorSense: true });
       await clearUnitAttentions(bed, [0, 1, 2, 300]);
-      const r = await cmd(bed, { lun: 2, cdb: cdb(10, 0x55) });
+      const r = await cmd(bed, { lun: 2, cdb: cdb(10, 0x4c) });
       expect(r.senseInfo).toMatchObject({ descriptor: true, key: ILLEGAL, asc: 0x20 });
       const f = await cmd(bed, { lun: 2, cdb: inquiry(64, 0x99), dataInLength: 64 });
       expect(f.senseInfo).toMatchObject({ descriptor: true, fieldPointer: { inCdb: true, byte: 2 } });

@@ -28,6 +28,7 @@ describe("Linux in v86 with a virtio-scsi and a virtio-blk disk served by the da
     expect(r.results).toEqual({
       scan: "ok",
       "block-limits": "ok",
+      "cache-type": "ok",
       filesystem: "ok",
       "direct-io": "ok",
       "jit-invalidation": "ok",
