@@ -60,9 +60,9 @@ export class GuestMemory {
     const m = new GuestMemory(shm);
     for (const r of this.list) {
       const region = m.addRegion(r.gpa, r.size);
-      m.allocators.set(region, this.allocators.get(r)!.clone());
       if (copy) shm.bytes.set(this.shm.bytes.subarray(r.hva, r.hva + r.size), region.hva);
     }
+    m.adoptAllocations(this);
     return m;
   }
 

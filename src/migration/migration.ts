@@ -96,7 +96,10 @@ export async function migrate(source: MigrationSource, opts: MigrationOptions = 
     for (let i = 0; i < list.length; i += PAGES_PER_MESSAGE) {
       const part = list.slice(i, i + PAGES_PER_MESSAGE);
       const data = new Uint8Array(part.length * PAGE);
-      part.forEach((p, k) => data.set(mem.shm.bytes.subarray(mem.hva(p * PAGE, PAGE), mem.hva(p * PAGE, PAGE) + PAGE), k * PAGE));
+      part.forEach((p, k) => {
+        const at = mem.hva(p * PAGE, PAGE);
+        data.set(mem.shm.bytes.subarray(at, at + PAGE), k * PAGE);
+      });
       send({ kind: "ram", round: rounds.length, pages: part, data });
     }
     for (const p of list) sentOnce.add(p);
