@@ -8,14 +8,7 @@ import {
   VIRTIO_BLK_CFG_WRITEBACK,
   VIRTIO_BLK_F_BLK_SIZE,
   VIRTIO_BLK_F_CONFIG_WCE,
-  VIRTIO_BLK_F_DISCARD,
-  VIRTIO_BLK_F_FLUSH,
-  VIRTIO_BLK_F_MQ,
-  VIRTIO_BLK_F_RO,
-  VIRTIO_BLK_F_SEG_MAX,
-  VIRTIO_BLK_F_SIZE_MAX,
-  VIRTIO_BLK_F_TOPOLOGY,
-  VIRTIO_BLK_F_WRITE_ZEROES,
+  VIRTIO_BLK_IMPLEMENTED_FEATURES,
   VIRTIO_BLK_OUTHDR_SIZE,
 } from "../virtio/virtio-blk.js";
 import { VirtioDriver, bit, type Pending } from "./virtio-driver.js";
@@ -78,21 +71,7 @@ export class VirtioBlkDriver extends VirtioDriver {
   static async probe(mem: GuestMemory, t: VirtioTransport, opts: VirtioBlkDriverOptions = {}): Promise<VirtioBlkDriver> {
     const wanted =
       opts.features ??
-      [
-        VIRTIO_F_VERSION_1,
-        VIRTIO_RING_F_EVENT_IDX,
-        VIRTIO_RING_F_INDIRECT_DESC,
-        VIRTIO_BLK_F_SIZE_MAX,
-        VIRTIO_BLK_F_SEG_MAX,
-        VIRTIO_BLK_F_RO,
-        VIRTIO_BLK_F_BLK_SIZE,
-        VIRTIO_BLK_F_FLUSH,
-        VIRTIO_BLK_F_TOPOLOGY,
-        VIRTIO_BLK_F_CONFIG_WCE,
-        VIRTIO_BLK_F_MQ,
-        VIRTIO_BLK_F_DISCARD,
-        VIRTIO_BLK_F_WRITE_ZEROES,
-      ].reduce((m, b) => m | bit(b), 0n);
+      [VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC, ...VIRTIO_BLK_IMPLEMENTED_FEATURES].reduce((m, b) => m | bit(b), 0n);
     const { features, queues } = await VirtioDriver.negotiate(mem, t, wanted, opts.queueSize);
     const driver = new VirtioBlkDriver(mem, t, features, queues);
     await driver.start();

@@ -3,18 +3,7 @@
 // vhost_types.h), so that code ported from C passes the same numbers and bytes.
 import { VIRTIO_F_ANY_LAYOUT, VIRTIO_F_NOTIFY_ON_EMPTY, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC } from "../virtio/ring.js";
 import { VIRTIO_SCSI_F_CHANGE, VIRTIO_SCSI_F_HOTPLUG, VIRTIO_SCSI_F_T10_PI } from "../virtio/virtio-scsi.js";
-import {
-  VIRTIO_BLK_F_BLK_SIZE,
-  VIRTIO_BLK_F_CONFIG_WCE,
-  VIRTIO_BLK_F_DISCARD,
-  VIRTIO_BLK_F_FLUSH,
-  VIRTIO_BLK_F_MQ,
-  VIRTIO_BLK_F_RO,
-  VIRTIO_BLK_F_SEG_MAX,
-  VIRTIO_BLK_F_SIZE_MAX,
-  VIRTIO_BLK_F_TOPOLOGY,
-  VIRTIO_BLK_F_WRITE_ZEROES,
-} from "../virtio/virtio-blk.js";
+import { VIRTIO_BLK_IMPLEMENTED_FEATURES } from "../virtio/virtio-blk.js";
 import { VhostError } from "../sys/errors.js";
 
 const _IOC_NONE = 0;
@@ -100,18 +89,7 @@ export const VHOST_SCSI_FEATURES = VHOST_RING_FEATURES | bit(VIRTIO_SCSI_F_HOTPL
  * The features /dev/vhost-blk offers: the ring's and every virtio-blk feature its data plane
  * serves (a device model offers a guest those its backend supports: RO, DISCARD).
  */
-export const VHOST_BLK_FEATURES = [
-  VIRTIO_BLK_F_SIZE_MAX,
-  VIRTIO_BLK_F_SEG_MAX,
-  VIRTIO_BLK_F_RO,
-  VIRTIO_BLK_F_BLK_SIZE,
-  VIRTIO_BLK_F_FLUSH,
-  VIRTIO_BLK_F_TOPOLOGY,
-  VIRTIO_BLK_F_CONFIG_WCE,
-  VIRTIO_BLK_F_MQ,
-  VIRTIO_BLK_F_DISCARD,
-  VIRTIO_BLK_F_WRITE_ZEROES,
-].reduce((m, b) => m | bit(b), VHOST_RING_FEATURES);
+export const VHOST_BLK_FEATURES = VIRTIO_BLK_IMPLEMENTED_FEATURES.reduce((m, b) => m | bit(b), VHOST_RING_FEATURES);
 
 /** struct vhost_vring_state. */
 export interface VhostVringState {

@@ -35,6 +35,20 @@ export const VIRTIO_BLK_F_DISCARD = 13;
 export const VIRTIO_BLK_F_WRITE_ZEROES = 14;
 export const VIRTIO_BLK_F_SECURE_ERASE = 16;
 
+/** The feature bits this project's virtio-blk device serves and its driver knows (each end its side of them). */
+export const VIRTIO_BLK_IMPLEMENTED_FEATURES: readonly number[] = [
+  VIRTIO_BLK_F_SIZE_MAX,
+  VIRTIO_BLK_F_SEG_MAX,
+  VIRTIO_BLK_F_RO,
+  VIRTIO_BLK_F_BLK_SIZE,
+  VIRTIO_BLK_F_FLUSH,
+  VIRTIO_BLK_F_TOPOLOGY,
+  VIRTIO_BLK_F_CONFIG_WCE,
+  VIRTIO_BLK_F_MQ,
+  VIRTIO_BLK_F_DISCARD,
+  VIRTIO_BLK_F_WRITE_ZEROES,
+];
+
 /** struct virtio_blk_config: field offsets and its size (VIRTIO 1.2, 5.2.4). */
 export const VIRTIO_BLK_CFG_CAPACITY = 0;
 export const VIRTIO_BLK_CFG_SIZE_MAX = 8;
