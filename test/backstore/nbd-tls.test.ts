@@ -3,16 +3,16 @@
 // SCSI path; a wrong CA, a wrong PSK and a server without TLS are refused with a clear error, and
 // nothing goes in clear text before TLS is up. Credentials are made here with openssl.
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync, copyFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createConnection, createServer, type AddressInfo } from "node:net";
 import { randomBytes } from "node:crypto";
 import { NbdBackstore } from "../../src/backstore/nbd.js";
 import { stress } from "../helpers/stress.js";
 import { FakeNbdServer } from "../helpers/nbd-server.js";
 import { until } from "../helpers/backstores.js";
+import { freePort, startListening, type ListenAt } from "../helpers/server-process.js";
 
 const has = (cmd: string) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
 const OPENSSL = has("openssl");
@@ -44,6 +44,28 @@ function makeCredentials(name: string, clientCert = false): { server: string; cl
     const r = spawnSync("openssl", args, { cwd: at, encoding: "utf8" });
     if (r.status !== 0) throw new Error(`openssl ${args[0]}: ${r.stderr}`);
   };
+  /** A key and a certificate for `subject` that the CA signed, with these extensions. */
+  const issue = (key: string, cert: string, subject: string, extensions: string) => {
+    writeFileSync(join(at, "ext.cnf"), extensions);
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", "req.csr", "-subj", subject);
+    ssl(
+      "x509",
+      "-req",
+      "-in",
+      "req.csr",
+      "-CA",
+      "server/ca-cert.pem",
+      "-CAkey",
+      "ca-key.pem",
+      "-CAcreateserial",
+      "-out",
+      cert,
+      "-days",
+      "2",
+      "-extfile",
+      "ext.cnf",
+    );
+  };
   ssl(
     "req",
     "-x509",
@@ -63,48 +85,19 @@ function makeCredentials(name: string, clientCert = false): { server: string; cl
     "-addext",
     "keyUsage=critical,keyCertSign,cRLSign",
   );
-  ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server/server-key.pem", "-out", "server.csr", "-subj", "/CN=localhost");
-  writeFileSync(
-    join(at, "ext.cnf"),
-    "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n",
-  );
-  ssl(
-    "x509",
-    "-req",
-    "-in",
-    "server.csr",
-    "-CA",
-    "server/ca-cert.pem",
-    "-CAkey",
-    "ca-key.pem",
-    "-CAcreateserial",
-    "-out",
+  issue(
+    "server/server-key.pem",
     "server/server-cert.pem",
-    "-days",
-    "2",
-    "-extfile",
-    "ext.cnf",
+    "/CN=localhost",
+    "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n",
   );
   copyFileSync(join(server, "ca-cert.pem"), join(client, "ca-cert.pem"));
   if (clientCert) {
-    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client/client-key.pem", "-out", "client.csr", "-subj", "/CN=vhost-scsi-wasm");
-    writeFileSync(join(at, "client.cnf"), "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n");
-    ssl(
-      "x509",
-      "-req",
-      "-in",
-      "client.csr",
-      "-CA",
-      "server/ca-cert.pem",
-      "-CAkey",
-      "ca-key.pem",
-      "-CAcreateserial",
-      "-out",
+    issue(
+      "client/client-key.pem",
       "client/client-cert.pem",
-      "-days",
-      "2",
-      "-extfile",
-      "client.cnf",
+      "/CN=vhost-scsi-wasm",
+      "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n",
     );
   }
   return { server, client };
@@ -117,30 +110,8 @@ function pskFile(name: string, identity = "alice"): string {
   return f;
 }
 
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const srv = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-
 /** Starts a server process; resolves once it takes connections on the socket or port. */
-async function start(cmd: string, args: string[], where: { sock?: string; port?: number }): Promise<void> {
-  const p = spawn(cmd, args, { stdio: "ignore" });
-  servers.push(p);
-  const t0 = Date.now();
-  for (;;) {
-    const up = await new Promise<boolean>((resolve) => {
-      const c = where.sock ? createConnection({ path: where.sock }) : createConnection({ port: where.port!, host: "127.0.0.1" });
-      c.once("connect", () => (c.destroy(), resolve(true)));
-      c.once("error", () => resolve(false));
-    });
-    if (up) return;
-    if (Date.now() - t0 > 10_000) throw new Error(`${cmd} did not start`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const start = (cmd: string, args: string[], where: ListenAt) => startListening(cmd, args, where, servers);
 
 const sock = (name: string) => join(dir, `${name}-${Math.random()}.sock`);
 const q = (params: Record<string, string>) => new URLSearchParams(params).toString();

@@ -7,7 +7,6 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createConnection, createServer, type AddressInfo } from "node:net";
 import { createTestbed, type Testbed } from "../../src/testbed.js";
 import { parseNbdUri } from "../../src/backstore/nbd.js";
 import { read16, readCapacity16, write16 } from "../../src/guest/scsi-commands.js";
@@ -18,6 +17,7 @@ import { clearUnitAttentions, expectGood, expectSense } from "../helpers/scsi.js
 import { block, script, UNMAP_READS } from "../helpers/scsi-script.js";
 import { BLOCKS, stress } from "../helpers/stress.js";
 import { until } from "../helpers/backstores.js";
+import { freePort, startListening, type ListenAt } from "../helpers/server-process.js";
 import { FakeNbdServer } from "../helpers/nbd-server.js";
 
 const dir = mkdtempSync(join(tmpdir(), "vhost-scsi-nbd-"));
@@ -36,40 +36,8 @@ afterEach(async () => {
   }
 });
 
-/** A TCP port nothing listens on now. */
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const srv = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-
-/** Whether a connection to the unix socket or TCP port is taken now. */
-const connectable = (where: { sock?: string; port?: number }) =>
-  new Promise<boolean>((resolve) => {
-    const c = where.sock ? createConnection({ path: where.sock }) : createConnection({ port: where.port!, host: "127.0.0.1" });
-    c.once("connect", () => (c.destroy(), resolve(true)));
-    c.once("error", () => resolve(false));
-  });
-
-/** Waits until the server at `where` takes connections (a socket file may exist before it listens). */
-async function listening(where: { sock?: string; port?: number }): Promise<void> {
-  const t0 = Date.now();
-  while (!(await connectable(where))) {
-    if (Date.now() - t0 > 10_000) throw new Error(`nothing listens at ${where.sock ?? where.port}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 /** Starts a server process that listens on `sock`; resolves once it takes connections. */
-async function start(cmd: string, args: string[], sock: string): Promise<ChildProcess> {
-  rmSync(sock, { force: true });
-  const p = spawn(cmd, args, { stdio: "ignore" });
-  servers.push(p);
-  await listening({ sock });
-  return p;
-}
+const start = (cmd: string, args: string[], sock: string) => startListening(cmd, args, { sock }, servers);
 
 const nbdkitMemory = async (size: string) => {
   const sock = join(dir, `k-${Math.random()}.sock`);
@@ -307,14 +275,7 @@ describe("a storage server that restarts (NBD_ESHUTDOWN, soft disconnect, reconn
   } as const;
 
   /** Starts the server and waits until it takes connections. */
-  async function up(kind: keyof typeof launch, file: string, where: { sock?: string; port?: number }): Promise<ChildProcess> {
-    if (where.sock) rmSync(where.sock, { force: true });
-    const [cmd, args] = launch[kind](file, where);
-    const p = spawn(cmd, args, { stdio: "ignore" });
-    servers.push(p);
-    await listening(where);
-    return p;
-  }
+  const up = (kind: keyof typeof launch, file: string, where: ListenAt) => startListening(...launch[kind](file, where), where, servers);
   const cases = (["nbdkit", "qemu-nbd"] as const).flatMap((kind) =>
     (["unix", "tcp"] as const).flatMap((transport) => (["SIGTERM", "SIGKILL"] as const).map((signal) => [kind, transport, signal] as const)),
   );

@@ -8,6 +8,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { readNbdWire, writeGreeting, type NbdRequestHeader } from "./nbd-wire.js";
 
 export const MISBEHAVIOURS = [
   "bytewise",
@@ -44,7 +45,6 @@ export const HANDSHAKE_MISBEHAVIOURS = [
 ] as const;
 export type HandshakeMisbehaviour = (typeof HANDSHAKE_MISBEHAVIOURS)[number];
 
-const OPT_REPLY_MAGIC = 0x3e889045565a9n;
 const SIMPLE = 0x67446698;
 const STRUCTURED = 0x668e33ef;
 const FLAG_DONE = 1;
@@ -52,13 +52,6 @@ const T_NONE = 0;
 const T_OFFSET_DATA = 1;
 const T_OFFSET_HOLE = 2;
 const T_ERROR = 0x8001;
-
-interface Req {
-  type: number;
-  cookie: bigint;
-  offset: number;
-  length: number;
-}
 
 export class HostileNbdServer {
   readonly image: Buffer;
@@ -104,90 +97,65 @@ export class HostileNbdServer {
     c.on("error", () => {});
     const hs = this.nextHandshake;
     this.nextHandshake = undefined;
-    const hello = Buffer.alloc(18);
-    hello.write(hs === "bad-hello" ? "NBDMAGIX" : "NBDMAGIC", 0);
-    hello.write("IHAVEOPT", 8);
-    hello.writeUInt16BE(1 | 2, 16);
-    c.write(hello);
+    writeGreeting(c, hs === "bad-hello" ? "NBDMAGIX" : "NBDMAGIC");
     if (hs === "close") return void c.end();
-    let buf = Buffer.alloc(0);
-    let phase: "flags" | "options" | "transmission" = "flags";
     let structured = false;
-    const optReply = (opt: number, type: number, data = Buffer.alloc(0), len = data.length) => {
-      const h = Buffer.alloc(20);
-      h.writeBigUInt64BE(OPT_REPLY_MAGIC);
-      h.writeUInt32BE(opt, 8);
-      h.writeUInt32BE(type >>> 0, 12);
-      h.writeUInt32BE(len, 16);
-      c.write(Buffer.concat([h, data]));
-    };
-    c.on("data", (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      for (;;) {
-        if (phase === "flags") {
-          if (buf.length < 4) return;
-          buf = buf.subarray(4);
-          phase = "options";
-        } else if (phase === "options") {
-          if (buf.length < 16) return;
-          const len = buf.readUInt32BE(12);
-          if (buf.length < 16 + len) return;
-          const opt = buf.readUInt32BE(8);
-          buf = buf.subarray(16 + len);
-          if (opt === 8) {
-            structured = true;
-            optReply(opt, 1);
-          } else if (opt === 7) {
-            if (hs === "reply-huge") return void optReply(opt, 3, Buffer.alloc(12), 0x7fffffff);
-            const size =
-              hs === "size-zero" ? 0n : hs === "size-huge" ? 2n ** 63n : hs === "size-odd" ? BigInt(this.image.length - 3) : BigInt(this.image.length);
-            const info = Buffer.alloc(12);
-            info.writeBigUInt64BE(size, 2);
-            info.writeUInt16BE(1 | 4 | 8 | 32 | 256, 10); // HAS_FLAGS, SEND_FLUSH, SEND_FUA, SEND_TRIM, CAN_MULTI_CONN
-            optReply(opt, 3, info);
-            const bs = Buffer.alloc(14);
-            bs.writeUInt16BE(3, 0);
-            const [min, pref, max] =
-              hs === "block-min-zero"
-                ? [0, 4096, 1 << 20]
-                : hs === "block-min-over-max"
-                  ? [65536, 4096, 512]
-                  : hs === "block-huge"
-                    ? [2 ** 31, 2 ** 31, 2 ** 32 - 1]
-                    : [1, 4096, 1 << 20];
-            bs.writeUInt32BE(min, 2);
-            bs.writeUInt32BE(pref, 6);
-            bs.writeUInt32BE(max, 10);
-            optReply(opt, 3, bs);
-            optReply(opt, 1);
-            phase = "transmission";
-          } else if (opt === 2) {
-            optReply(opt, 1);
-            return void c.end();
-          } else {
-            optReply(opt, 0x80000001);
-          }
-        } else {
-          if (buf.length < 28) return;
-          const type = buf.readUInt16BE(6);
-          const r: Req = { type, cookie: buf.readBigUInt64BE(8), offset: Number(buf.readBigUInt64BE(16)), length: buf.readUInt32BE(24) };
-          const payload = type === 1 ? r.length : 0;
-          if (buf.length < 28 + payload) return;
-          const data = buf.subarray(28, 28 + payload);
-          buf = buf.subarray(28 + payload);
-          if (type === 2) return void c.end();
-          this.requests++;
-          const m = this.next;
-          this.next = undefined;
-          if (m) this.misbehaved++;
-          this.answer(c, r, data, structured, m);
+    readNbdWire(c, {
+      option: (opt, reply) => {
+        if (opt === 8) {
+          structured = true;
+          reply(1);
+          return undefined;
         }
-      }
+        if (opt === 7) {
+          if (hs === "reply-huge") return void reply(3, Buffer.alloc(12), 0x7fffffff);
+          const size = hs === "size-zero" ? 0n : hs === "size-huge" ? 2n ** 63n : hs === "size-odd" ? BigInt(this.image.length - 3) : BigInt(this.image.length);
+          const info = Buffer.alloc(12);
+          info.writeBigUInt64BE(size, 2);
+          info.writeUInt16BE(1 | 4 | 8 | 32 | 256, 10); // HAS_FLAGS, SEND_FLUSH, SEND_FUA, SEND_TRIM, CAN_MULTI_CONN
+          reply(3, info);
+          const bs = Buffer.alloc(14);
+          bs.writeUInt16BE(3, 0);
+          const [min, pref, max] =
+            hs === "block-min-zero"
+              ? [0, 4096, 1 << 20]
+              : hs === "block-min-over-max"
+                ? [65536, 4096, 512]
+                : hs === "block-huge"
+                  ? [2 ** 31, 2 ** 31, 2 ** 32 - 1]
+                  : [1, 4096, 1 << 20];
+          bs.writeUInt32BE(min, 2);
+          bs.writeUInt32BE(pref, 6);
+          bs.writeUInt32BE(max, 10);
+          reply(3, bs);
+          reply(1);
+          return "go";
+        }
+        if (opt === 2) {
+          reply(1);
+          c.end();
+          return "stop";
+        }
+        reply(0x80000001);
+        return undefined;
+      },
+      request: (r, data) => {
+        if (r.type === 2) {
+          c.end();
+          return "stop";
+        }
+        this.requests++;
+        const m = this.next;
+        this.next = undefined;
+        if (m) this.misbehaved++;
+        this.answer(c, r, data, structured, m);
+        return undefined;
+      },
     });
   }
 
   /** The proper answer to r, or misbehaviour m. */
-  private answer(c: Socket, r: Req, data: Buffer, structured: boolean, m: Misbehaviour | undefined): void {
+  private answer(c: Socket, r: NbdRequestHeader, data: Buffer, structured: boolean, m: Misbehaviour | undefined): void {
     const inRange = r.offset + r.length <= this.image.length;
     if (r.type === 1 && inRange && m !== "stall" && m !== "disconnect-mid-reply") data.copy(this.image, r.offset);
     const simple = (errno: number, cookie = r.cookie, payload?: Buffer) => {

@@ -5,6 +5,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { readNbdWire, writeGreeting } from "./nbd-wire.js";
 
 export interface NbdRequest {
   type: number;
@@ -35,8 +36,6 @@ export interface FakeNbdOptions {
   ignoreDisc?: boolean;
   script?: (r: NbdRequest, c: Socket) => NbdAction | undefined;
 }
-
-const OPT_REPLY_MAGIC = 0x3e889045565a9n;
 
 /** A simple reply's header for request r: NBD_SIMPLE_REPLY_MAGIC, the error, the cookie. */
 function replyHeader(r: NbdRequest, errno: number): Buffer {
@@ -89,77 +88,40 @@ export class FakeNbdServer {
     this.connections.add(c);
     c.on("close", () => this.connections.delete(c));
     c.on("error", () => {});
-    let buf = Buffer.alloc(0);
-    let phase: "flags" | "options" | "transmission" = "flags";
-    const hello = Buffer.alloc(18);
-    hello.write("NBDMAGIC", 0);
-    hello.write("IHAVEOPT", 8);
-    hello.writeUInt16BE(1 | 2, 16); // fixed newstyle, no zeroes
-    c.write(hello);
-    const optReply = (opt: number, type: number, data = Buffer.alloc(0)) => {
-      const h = Buffer.alloc(20);
-      h.writeBigUInt64BE(OPT_REPLY_MAGIC);
-      h.writeUInt32BE(opt, 8);
-      h.writeUInt32BE(type >>> 0, 12);
-      h.writeUInt32BE(data.length, 16);
-      c.write(Buffer.concat([h, data]));
-    };
-    c.on("data", (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      for (;;) {
-        if (phase === "flags") {
-          if (buf.length < 4) return;
-          buf = buf.subarray(4);
-          phase = "options";
-        } else if (phase === "options") {
-          if (buf.length < 16) return;
-          const len = buf.readUInt32BE(12);
-          if (buf.length < 16 + len) return;
-          const opt = buf.readUInt32BE(8);
-          buf = buf.subarray(16 + len);
-          this.options.push(opt);
-          if (opt === 7) {
-            if (this.opts.requireTls) {
-              optReply(opt, 0x80000005);
-              continue;
-            }
-            const info = Buffer.alloc(12);
-            info.writeUInt16BE(0, 0);
-            info.writeBigUInt64BE(BigInt(this.opts.size), 2);
-            info.writeUInt16BE((this.opts.flags ?? 0) | 1, 10);
-            optReply(opt, 3, info);
-            optReply(opt, 1);
-            phase = "transmission";
-          } else if (opt === 2) {
-            optReply(opt, 1);
-            c.end();
-            return;
-          } else {
-            optReply(opt, 0x80000001); // ERR_UNSUP (structured replies included)
-          }
-        } else {
-          if (buf.length < 28) return;
-          const r: NbdRequest = {
-            flags: buf.readUInt16BE(4),
-            type: buf.readUInt16BE(6),
-            cookie: buf.readBigUInt64BE(8),
-            offset: Number(buf.readBigUInt64BE(16)),
-            length: buf.readUInt32BE(24),
-          };
-          const need = r.type === 1 ? 28 + r.length : 28;
-          if (buf.length < need) return;
-          if (r.type === 1) r.data = Buffer.from(buf.subarray(28, need));
-          buf = buf.subarray(need);
-          if (r.type === 2) {
-            this.discs++;
-            if (this.opts.ignoreDisc) continue;
-            c.end();
-            return;
-          }
-          this.requests.push(r);
-          this.answer(c, r);
+    writeGreeting(c);
+    readNbdWire(c, {
+      option: (opt, reply) => {
+        this.options.push(opt);
+        if (opt === 7) {
+          if (this.opts.requireTls) return void reply(0x80000005);
+          const info = Buffer.alloc(12);
+          info.writeUInt16BE(0, 0);
+          info.writeBigUInt64BE(BigInt(this.opts.size), 2);
+          info.writeUInt16BE((this.opts.flags ?? 0) | 1, 10);
+          reply(3, info);
+          reply(1);
+          return "go";
         }
-      }
+        if (opt === 2) {
+          reply(1);
+          c.end();
+          return "stop";
+        }
+        reply(0x80000001); // ERR_UNSUP (structured replies included)
+        return undefined;
+      },
+      request: (h, payload) => {
+        if (h.type === 2) {
+          this.discs++;
+          if (this.opts.ignoreDisc) return undefined;
+          c.end();
+          return "stop";
+        }
+        const r: NbdRequest = h.type === 1 ? { ...h, data: payload } : { ...h };
+        this.requests.push(r);
+        this.answer(c, r);
+        return undefined;
+      },
     });
   }
 
