@@ -8,7 +8,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { readNbdWire, writeGreeting, type NbdRequestHeader } from "./nbd-wire.js";
+import { otherOption, readNbdWire, writeGreeting, type NbdRequestHeader } from "./nbd-wire.js";
 
 export const MISBEHAVIOURS = [
   "bytewise",
@@ -131,13 +131,7 @@ export class HostileNbdServer {
           reply(1);
           return "go";
         }
-        if (opt === 2) {
-          reply(1);
-          c.end();
-          return "stop";
-        }
-        reply(0x80000001);
-        return undefined;
+        return otherOption(c, opt, reply);
       },
       request: (r, data) => {
         if (r.type === 2) {

@@ -5,7 +5,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { readNbdWire, writeGreeting } from "./nbd-wire.js";
+import { otherOption, readNbdWire, writeGreeting } from "./nbd-wire.js";
 
 export interface NbdRequest {
   type: number;
@@ -102,13 +102,7 @@ export class FakeNbdServer {
           reply(1);
           return "go";
         }
-        if (opt === 2) {
-          reply(1);
-          c.end();
-          return "stop";
-        }
-        reply(0x80000001); // ERR_UNSUP (structured replies included)
-        return undefined;
+        return otherOption(c, opt, reply); // structured replies are not offered
       },
       request: (h, payload) => {
         if (h.type === 2) {

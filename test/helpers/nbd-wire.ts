@@ -27,6 +27,24 @@ export interface NbdWireHandlers {
   request(r: NbdRequestHeader, payload: Buffer): "stop" | undefined;
 }
 
+const NBD_OPT_ABORT = 2;
+const NBD_REP_ACK = 1;
+const NBD_REP_ERR_UNSUP = 0x80000001;
+
+/**
+ * What every server answers besides the options it serves: NBD_OPT_ABORT acknowledged and the
+ * connection ended, any other option NBD_REP_ERR_UNSUP.
+ */
+export function otherOption(c: Socket, opt: number, reply: OptionReply): "stop" | undefined {
+  if (opt === NBD_OPT_ABORT) {
+    reply(NBD_REP_ACK);
+    c.end();
+    return "stop";
+  }
+  reply(NBD_REP_ERR_UNSUP);
+  return undefined;
+}
+
 /** Writes the fixed-newstyle greeting (flags FIXED_NEWSTYLE and NO_ZEROES), with another magic where given. */
 export function writeGreeting(c: Socket, magic = "NBDMAGIC"): void {
   const hello = Buffer.alloc(18);
