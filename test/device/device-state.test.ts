@@ -8,7 +8,6 @@ import { join } from "node:path";
 import { createBlkTestbed, createTestbed, type BlkTestbed, type Testbed } from "../../src/testbed.js";
 import { SharedMemory } from "../../src/memory/shared-memory.js";
 import { VhostProcess } from "../../src/vhost/process.js";
-import { VhostScsiDevice } from "../../src/device/vhost-scsi-device.js";
 import { VhostBlkDevice } from "../../src/device/vhost-blk-device.js";
 import { DeviceStateError, type DeviceState } from "../../src/device/device-state.js";
 import type { GuestMemory } from "../../src/guest/guest-memory.js";
@@ -18,6 +17,7 @@ import { ScsiOp, cdb, read16, testUnitReady, write16 } from "../../src/guest/scs
 import { SenseKey } from "../../src/guest/sense.js";
 import { VIRTIO_BLK_S_OK, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT } from "../../src/virtio/virtio-blk.js";
 import { VIRTIO_CONFIG_S_DRIVER_OK } from "../../src/virtio/transport.js";
+import { sameTargetElsewhere } from "../helpers/destination.js";
 import { clearUnitAttentions, expectGood, expectSense } from "../helpers/scsi.js";
 import { until } from "../helpers/backstores.js";
 import { VIRTIO_SCSI_T_TMF_LOGICAL_UNIT_RESET } from "../../src/virtio/virtio-scsi.js";
@@ -44,22 +44,11 @@ function fileImage(bytes: number): string {
   return f;
 }
 
-/** What a destination needs: the same target (WWPN, TPG, LUNs) in a fresh process over a fresh memory, the guest's RAM cloned into it. */
+/** The same target in a fresh process over a fresh memory, the guest's RAM cloned into it (test/helpers/destination.ts). */
 async function scsiDestination(src: Testbed, luns: LunConfig[], opts: { numQueues: number; maskFeatures?: bigint }) {
-  const shm = SharedMemory.create({ deviceBytes: 64 * MiB, guestBytes: 64 * MiB });
-  const proc = new VhostProcess(shm);
-  const target = proc.targets.create(src.target.wwpn);
-  const tpg = target.addTpg(src.tpg.tag);
-  for (const [i, l] of luns.entries()) await tpg.addLun(i, l);
-  const mem = src.mem.cloneTo(shm);
-  const device = new VhostScsiDevice(proc, mem, { wwpn: target.wwpn, numQueues: opts.numQueues, bootTpgt: tpg.tag, maskFeatures: opts.maskFeatures });
-  await device.realize();
-  cleanup.push(async () => {
-    await device.setStatus(0);
-    await device.unrealize();
-    await proc.targets.remove(target.wwpn);
-  });
-  return { shm, proc, target, tpg, mem, device };
+  const d = await sameTargetElsewhere(src, luns, { deviceBytes: 64 * MiB, guestBytes: 64 * MiB, copy: true, ...opts });
+  cleanup.push(() => d.close());
+  return d;
 }
 
 /** A RAM LUN's blocks copied to another (RAM disks are not shared storage: they move with the guest). */

@@ -8,12 +8,11 @@ import { mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTestbed, type Testbed } from "../../src/testbed.js";
+import { sameTargetElsewhere } from "../helpers/destination.js";
 import { GuestMemory, type GuestRegion } from "../../src/guest/guest-memory.js";
 import { RemoteTransport } from "../../src/guest/remote-transport.js";
 import type { TransportDescription, VirtioTransport } from "../../src/virtio/transport.js";
 import { SharedMemory } from "../../src/memory/shared-memory.js";
-import { VhostProcess } from "../../src/vhost/process.js";
-import { VhostScsiDevice } from "../../src/device/vhost-scsi-device.js";
 import { MigrationDestination, migrate, type MigrationMessage, type MigrationStats } from "../../src/migration/migration.js";
 import type { LunConfig } from "../../src/target/tpg.js";
 import { read16, write16 } from "../../src/guest/scsi-commands.js";
@@ -73,14 +72,8 @@ interface Destination {
 
 /** Another memory, another vhost process, the same target, RAM laid out alike, in this thread; messages through a MessageChannel. */
 async function threadDestination(src: Testbed, luns: LunConfig[], guestMiB: number): Promise<Destination> {
-  const shm = SharedMemory.create({ deviceBytes: 32 * MiB, guestBytes: guestMiB * MiB });
-  const proc = new VhostProcess(shm);
-  const target = proc.targets.create(src.target.wwpn);
-  const tpg = target.addTpg(src.tpg.tag);
-  for (const [i, l] of luns.entries()) await tpg.addLun(i, l);
-  const mem = src.mem.cloneTo(shm, false);
-  const device = new VhostScsiDevice(proc, mem, { wwpn: target.wwpn, numQueues: 2, bootTpgt: tpg.tag });
-  await device.realize();
+  const here = await sameTargetElsewhere(src, luns, { deviceBytes: 32 * MiB, guestBytes: guestMiB * MiB, numQueues: 2, copy: false });
+  const { mem, device } = here;
   const dst = new MigrationDestination(mem, device);
   const { port1, port2 } = new MessageChannel();
   const received: Error[] = [];
@@ -102,9 +95,7 @@ async function threadDestination(src: Testbed, luns: LunConfig[], guestMiB: numb
     async close() {
       port1.close();
       port2.close();
-      await device.setStatus(0);
-      await device.unrealize();
-      await proc.targets.remove(target.wwpn);
+      await here.close();
     },
   };
 }
