@@ -85,8 +85,9 @@ export function vq_signals(p: usize): u64 { return changetype<VirtQueue>(p).sign
 
 /**
  * The dirty log of a queue (VHOST_F_LOG_ALL): the bitmap's offset in the shared memory and its
- * bytes (base 0: not logging), and the used ring's guest-physical address when it is logged
- * (VHOST_VRING_F_LOG; usedGpa < 0: not logged). nothing is validated here: the control plane did.
+ * bytes (base 0: not logging), the used ring's guest-physical address when it is logged
+ * (VHOST_VRING_F_LOG; usedGpa < 0: not logged), and whether a log eventfd is bound (signal 1:
+ * a logged used ring is reported, DRAIN_LOGGED). Nothing is validated here: the control plane did.
  */
 export function vq_set_log(p: usize, base: usize, bytes: u32, usedGpa: f64, signal: u32): void {
   const vq = changetype<VirtQueue>(p);

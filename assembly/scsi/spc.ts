@@ -355,6 +355,7 @@ export function spc_mode_select(c: ScsiCmd, ten: bool): void {
     const blen = longlba ? be32(d + 12) : be32(d + 4) & 0xffffff;
     if (blen != lun.blockSize) return cmd_invalid_param(c, hdr + (longlba ? 12 : 5));
   }
+  // The current and changeable values of the page being checked, past the parameter list (at most 512 bytes).
   const cur = buf + 512;
   const chg = buf + 576;
   let wce: i32 = -1;

@@ -6,7 +6,7 @@
 // spell them (tls-certificates, tls-psk-file, tls-username, tls-hostname, tls-verify-peer).
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Socket } from "node:net";
+import { isIP, type Socket } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from "node:tls";
 
 /** Whether TLS is used: required (nbds URIs), used when the server offers it, or not at all. */
@@ -84,7 +84,7 @@ export function tlsOptions(s: NbdTlsConfig, host: string | undefined): Connectio
     ca: pem(dir, "ca-cert.pem"),
     cert: pem(dir, "client-cert.pem", true),
     key: pem(dir, "client-key.pem", true),
-    servername: /^[\d.:]+$/.test(servername) ? undefined : servername,
+    servername: isIP(servername) ? undefined : servername, // SNI carries host names only
     host: servername,
     rejectUnauthorized: s.tlsVerifyPeer !== false,
   };

@@ -14,12 +14,11 @@
 // request is sent again on a new connection. Every request is completed exactly once. Data read
 // lands in the guest buffers' views as it arrives.
 import { connect, type Socket } from "node:net";
-import type { TLSSocket } from "node:tls";
 import type { BackstoreFeatures, BackstoreType, IoDone, QueuedBackstore } from "./backstore.js";
 import { BS_OP_DISCARD, BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES, type BackstoreIo } from "./ring.js";
 import { log } from "../sys/log.js";
 import { startTls, tlsOptions, tlsSettings, type NbdTlsConfig } from "./nbd-tls.js";
-import type { ConnectionOptions } from "node:tls";
+import type { ConnectionOptions, TLSSocket } from "node:tls";
 
 export interface NbdConfig extends NbdTlsConfig {
   /**

@@ -119,13 +119,15 @@ function snapshots<D extends VhostDevice>(pci: V86VirtioPci, device: VhostVirtio
     },
     resume: () => device.vmContinue(),
     async restore(s) {
-      device.load(s.device);
+      // Everything is checked before anything changes: the RAM disks, then the device state.
       const here = new Map(device.ramDisks().map((d) => [d.name, d.bytes]));
-      for (const d of s.disks) {
+      const targets = s.disks.map((d) => {
         const to = here.get(d.name);
         if (!to || to.length !== d.bytes.length) throw new RangeError(`the snapshot's RAM disk "${d.name}" has no like here`);
-        to.set(d.bytes);
-      }
+        return to;
+      });
+      device.load(s.device);
+      s.disks.forEach((d, i) => targets[i].set(d.bytes));
       pci.loadState(s.pci);
       await device.vmContinue();
     },

@@ -267,12 +267,9 @@ export abstract class VhostDevice {
   async SET_LOG_FD(fd: number): Promise<void> {
     this.checkOwner();
     const efd = fd === VHOST_FILE_UNBIND ? null : this.ctx.eventfd(fd);
-    // The workers hold the eventfd before the rings report to it, and stop reporting before they lose it.
-    if (!efd) {
-      this.logFd = null;
-      this.applyLog();
-    }
     this.logFd = efd;
+    // The rings stop reporting before the workers lose the eventfd, and start once the workers hold it.
+    if (!efd) this.applyLog();
     for (let i = 0; i < this.vrings.length; i++) if (this.vrings[i].q) await this.attach(i);
     if (efd) this.applyLog();
   }
