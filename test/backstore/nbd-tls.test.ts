@@ -19,6 +19,8 @@ const OPENSSL = has("openssl");
 const NBDKIT = has("nbdkit") && OPENSSL;
 const QEMU_NBD = has("qemu-nbd") && OPENSSL;
 if (!OPENSSL) console.warn("skipped: the TLS tests make their credentials with openssl, which is not installed");
+if (!has("nbdkit")) console.warn("skipped: the nbdkit TLS tests need nbdkit (Debian package nbdkit)");
+if (!has("qemu-nbd")) console.warn("skipped: the qemu-nbd TLS test needs qemu-nbd (Debian package qemu-utils)");
 
 const dir = mkdtempSync(join(tmpdir(), "vhost-nbd-tls-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
