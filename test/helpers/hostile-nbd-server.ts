@@ -4,11 +4,8 @@
 // request, holes past its end, bogus error lengths, disconnects mid-reply, one byte at a time,
 // silence) or for the next handshake an absurd answer. Each misbehaviour is used once: the
 // request sent again after the client reconnects is served properly.
-import { createServer, type Server, type Socket } from "node:net";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { otherOption, readNbdWire, writeGreeting, type NbdRequestHeader } from "./nbd-wire.js";
+import type { Socket } from "node:net";
+import { UnixNbdServer, otherOption, readNbdWire, writeGreeting, type NbdRequestHeader } from "./nbd-wire.js";
 
 export const MISBEHAVIOURS = [
   "bytewise",
@@ -53,48 +50,23 @@ const T_OFFSET_DATA = 1;
 const T_OFFSET_HOLE = 2;
 const T_ERROR = 0x8001;
 
-export class HostileNbdServer {
+export class HostileNbdServer extends UnixNbdServer {
   readonly image: Buffer;
-  readonly socketPath: string;
-  private readonly dir = mkdtempSync(join(tmpdir(), "hostile-nbd-"));
-  private server: Server | undefined;
-  private readonly sockets = new Set<Socket>();
   /** What the next transmission request gets, and the next handshake. */
   next: Misbehaviour | undefined;
   nextHandshake: HandshakeMisbehaviour | undefined;
   /** Requests received, and misbehaviours carried out. */
   requests = 0;
   misbehaved = 0;
-  /** Connections accepted (the client's reconnects show here). */
-  connections = 0;
 
   constructor(size: number) {
+    super();
     this.image = Buffer.alloc(size);
     // Data in the first half; the second half zero, where holes are true.
     for (let i = 0; i < size / 2; i++) this.image[i] = (i * 131 + (i >> 9)) & 0xff;
-    this.socketPath = join(this.dir, "sock");
   }
 
-  get uri(): string {
-    return `nbd+unix:///?socket=${this.socketPath}`;
-  }
-
-  async listen(): Promise<void> {
-    this.server = createServer((c) => this.serve(c));
-    await new Promise<void>((r) => this.server!.listen(this.socketPath, r));
-  }
-
-  async close(): Promise<void> {
-    for (const c of this.sockets) c.destroy();
-    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-
-  private serve(c: Socket): void {
-    this.sockets.add(c);
-    this.connections++;
-    c.on("close", () => this.sockets.delete(c));
-    c.on("error", () => {});
+  protected serve(c: Socket): void {
     const hs = this.nextHandshake;
     this.nextHandshake = undefined;
     writeGreeting(c, hs === "bad-hello" ? "NBDMAGIX" : "NBDMAGIC");

@@ -1,11 +1,8 @@
 // A small NBD server for tests: the fixed-newstyle handshake, then each request handed to a
 // script that decides the reply (data from a memory image by default, or an error, silence,
 // garbage). It speaks simple replies only unless told to accept structured ones.
-import { createServer, type Server, type Socket } from "node:net";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { otherOption, readNbdWire, writeGreeting } from "./nbd-wire.js";
+import type { Socket } from "node:net";
+import { UnixNbdServer, otherOption, readNbdWire, writeGreeting } from "./nbd-wire.js";
 
 export interface NbdRequest {
   type: number;
@@ -46,37 +43,17 @@ function replyHeader(r: NbdRequest, errno: number): Buffer {
   return h;
 }
 
-export class FakeNbdServer {
+export class FakeNbdServer extends UnixNbdServer {
   readonly image: Buffer;
-  readonly socketPath: string;
-  private server: Server | undefined;
   readonly requests: NbdRequest[] = [];
-  readonly connections = new Set<Socket>();
   /** The options received in the handshake, in order (NBD_OPT_*). */
   readonly options: number[] = [];
   /** NBD_CMD_DISC requests received (soft disconnects). */
   discs = 0;
-  private readonly ownDir: string | undefined;
 
   constructor(readonly opts: FakeNbdOptions) {
+    super(opts.socketPath);
     this.image = Buffer.alloc(opts.size);
-    this.ownDir = opts.socketPath ? undefined : mkdtempSync(join(tmpdir(), "fake-nbd-"));
-    this.socketPath = opts.socketPath ?? join(this.ownDir!, "sock");
-  }
-
-  get uri(): string {
-    return `nbd+unix:///?socket=${this.socketPath}`;
-  }
-
-  async listen(): Promise<void> {
-    this.server = createServer((c) => this.serve(c));
-    await new Promise<void>((r) => this.server!.listen(this.socketPath, r));
-  }
-
-  async close(): Promise<void> {
-    for (const c of this.connections) c.destroy();
-    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
-    if (this.ownDir) rmSync(this.ownDir, { recursive: true, force: true });
   }
 
   /** Cuts every open connection (the server stays up). */
@@ -84,10 +61,7 @@ export class FakeNbdServer {
     for (const c of this.connections) c.destroy();
   }
 
-  private serve(c: Socket): void {
-    this.connections.add(c);
-    c.on("close", () => this.connections.delete(c));
-    c.on("error", () => {});
+  protected serve(c: Socket): void {
     writeGreeting(c);
     readNbdWire(c, {
       option: (opt, reply) => {

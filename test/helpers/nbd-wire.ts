@@ -2,7 +2,10 @@
 // as the NBD protocol document lays it out for the fixed newstyle handshake: the greeting, the
 // client's flags, each option, then each transmission request, handed to the server as it
 // arrives. What to answer is the server's.
-import type { Socket } from "node:net";
+import { createServer, type Server, type Socket } from "node:net";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 /** An option reply's magic. */
 const OPT_REPLY_MAGIC = 0x3e889045565a9n;
@@ -102,4 +105,48 @@ export function readNbdWire(c: Socket, h: NbdWireHandlers): void {
       }
     }
   });
+}
+
+/**
+ * An NBD test server on a unix socket (in a folder of its own unless given a path): its URI,
+ * listen(), close(), the connections open now and how many were accepted; a subclass serves each
+ * connection.
+ */
+export abstract class UnixNbdServer {
+  readonly socketPath: string;
+  /** The connections open now. */
+  readonly connections = new Set<Socket>();
+  /** Connections accepted so far (a client's reconnects show here). */
+  accepted = 0;
+  private server: Server | undefined;
+  private readonly ownDir: string | undefined;
+
+  constructor(socketPath?: string) {
+    this.ownDir = socketPath ? undefined : mkdtempSync(join(tmpdir(), "nbd-test-"));
+    this.socketPath = socketPath ?? join(this.ownDir!, "sock");
+  }
+
+  get uri(): string {
+    return `nbd+unix:///?socket=${this.socketPath}`;
+  }
+
+  async listen(): Promise<void> {
+    this.server = createServer((c) => {
+      this.connections.add(c);
+      this.accepted++;
+      c.on("close", () => this.connections.delete(c));
+      c.on("error", () => {});
+      this.serve(c);
+    });
+    await new Promise<void>((r) => this.server!.listen(this.socketPath, r));
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.connections) c.destroy();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    if (this.ownDir) rmSync(this.ownDir, { recursive: true, force: true });
+  }
+
+  /** Serves one accepted connection. */
+  protected abstract serve(c: Socket): void;
 }
