@@ -111,7 +111,9 @@ export function static_end(): usize {
 // ---- virtio-scsi device ----
 
 import { ScsiDevice, ScsiTpg, device_struct_size, tpg_struct_size, dev_set_tpg, tpg_set_lun, dev_ctx_table_slot, dev_event } from "./scsi/target";
-import { ScsiLun, lun_struct_size, lun_ident, lun_ident_len, lun_raise_ua, lun_flags, lun_update_flags, lun_clear_ua } from "./scsi/lun";
+import { ScsiLun, lun_struct_size, lun_ident, lun_ident_len, lun_raise_ua, lun_raise_ua_all, lun_flags, lun_update_flags, lun_clear_ua, lun_pr, lun_ua_pending } from "./scsi/lun";
+import { spc2_drop } from "./scsi/pr";
+import { PR_KEYS_OFF, PrState } from "./scsi/pr-state";
 import { ScsiRequestQueue } from "./scsi/request";
 import { ScsiControlQueue, ctl_poll } from "./scsi/ctrl";
 import { evt_drain, evt_post } from "./scsi/event";
@@ -140,6 +142,12 @@ export function scsi_dev_set_tpg(dev: usize, t: u32, tpg: usize): void {
 /** Registers request queue q's request context table, where TMFs look for requests (0 unregisters). */
 export function scsi_dev_set_ctx_table(dev: usize, q: u32, table: usize): void {
   atomic.store<u32>(dev_ctx_table_slot(changetype<ScsiDevice>(dev), q), <u32>table);
+}
+/** Sets the I_T nexus the device is on its target, and its initiator port's SAS address. */
+export function scsi_dev_set_nexus(dev: usize, n: u32, initiator: u64): void {
+  const d = changetype<ScsiDevice>(dev);
+  d.nexus = n;
+  d.initiator = initiator;
 }
 export function scsi_dev_events_missed(dev: usize): u32 {
   return atomic.load<u32>(dev + offsetof<ScsiDevice>("events_missed"));
@@ -200,15 +208,25 @@ export function scsi_lun_flags(lun: usize): u32 {
 export function scsi_lun_update_flags(lun: usize, set: u32, clear: u32): void {
   lun_update_flags(changetype<ScsiLun>(lun), set, clear);
 }
+/** Raises unit attention bits for every I_T nexus (a condition of the logical unit). */
 export function scsi_lun_raise_ua(lun: usize, bits: u32): void {
-  lun_raise_ua(changetype<ScsiLun>(lun), bits);
+  lun_raise_ua_all(changetype<ScsiLun>(lun), bits);
 }
-/** Clears pending unit attention bits (a restored LUN's set is exactly the saved one). */
-export function scsi_lun_clear_ua(lun: usize, bits: u32): void {
-  lun_clear_ua(changetype<ScsiLun>(lun), bits);
+/** Sets I_T nexus n's pending unit attentions to exactly `bits` (a restored nexus's are the saved ones). */
+export function scsi_lun_set_ua(lun: usize, n: u32, bits: u32): void {
+  lun_clear_ua(changetype<ScsiLun>(lun), n, ~bits);
+  lun_raise_ua(changetype<ScsiLun>(lun), n, bits);
 }
-export function scsi_lun_ua(lun: usize): u32 {
-  return atomic.load<u32>(lun + offsetof<ScsiLun>("ua"));
+export function scsi_lun_ua(lun: usize, n: u32): u32 {
+  return lun_ua_pending(changetype<ScsiLun>(lun), n);
+}
+/** The LUN's reservation state (PrState; read and written by the control plane while no worker serves the LUN). */
+export function scsi_lun_pr(lun: usize): usize {
+  return changetype<usize>(lun_pr(changetype<ScsiLun>(lun)));
+}
+/** I_T nexus n is gone (its device unbound): its SPC-2 reservation of the LUN ends. */
+export function scsi_lun_nexus_lost(lun: usize, n: u32): void {
+  spc2_drop(changetype<ScsiLun>(lun), n);
 }
 export function scsi_lun_inflight(lun: usize): u32 {
   return atomic.load<u32>(lun + offsetof<ScsiLun>("inflight"));
@@ -259,6 +277,14 @@ export const SQ_MASK: u32 = offsetof<IoSubmitQueue>("mask");
 export const SQ_DEQUEUE: u32 = offsetof<IoSubmitQueue>("dequeue");
 export const SQ_WAKE: u32 = offsetof<IoSubmitQueue>("wake");
 export const SQ_SLEEPERS: u32 = offsetof<IoSubmitQueue>("sleepers");
+/** Where the control plane finds a LUN's reservation state (PrState) when it saves or restores it. */
+export const PR_GENERATION: u32 = offsetof<PrState>("generation");
+export const PR_REGISTERED: u32 = offsetof<PrState>("registered");
+export const PR_HOLDER: u32 = offsetof<PrState>("holder");
+export const PR_TYPE: u32 = offsetof<PrState>("type");
+export const PR_SPC2: u32 = offsetof<PrState>("spc2");
+/** Each I_T nexus's reservation key (u64) from here, then each one's initiator SAS address (u64). */
+export const PR_KEYS: u32 = <u32>PR_KEYS_OFF;
 export const SQ_CELLS: u32 = offsetof<IoSubmitQueue>();
 export const CQ_MASK: u32 = offsetof<IoCompletionQueue>("mask");
 export const CQ_TAIL: u32 = offsetof<IoCompletionQueue>("tail");

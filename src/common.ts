@@ -6,7 +6,16 @@
 // thread is `vhost-scsi-wasm/transport`; the v86 embedding is `vhost-scsi-wasm/v86`.
 
 // The whole stack wired the way a user would wire it by hand.
-export { createTestbed, createBlkTestbed, type Testbed, type TestbedOptions, type BlkTestbed, type BlkTestbedOptions } from "./testbed.js";
+export {
+  createTestbed,
+  createBlkTestbed,
+  addInitiator,
+  type Testbed,
+  type TestbedOptions,
+  type BlkTestbed,
+  type BlkTestbedOptions,
+  type Initiator,
+} from "./testbed.js";
 
 // The shared memory that holds the device's structures and guest RAM.
 export { SharedMemory, type SharedMemoryOptions, type SharedMemoryLayout } from "./memory/shared-memory.js";
@@ -32,7 +41,7 @@ export { QUEUE_ERRORS, queueError, type QueueErrorName } from "./virtio/queue-er
 export { VhostScsiDevice, type VhostScsiDeviceOptions, type QueueErrorEvent } from "./device/vhost-scsi-device.js";
 export { VhostBlkDevice, type VhostBlkDeviceOptions } from "./device/vhost-blk-device.js";
 export { DeviceStateError, type DeviceState, type VringState } from "./device/device-state.js";
-export type { ScsiDeviceState, SavedLun } from "./device/vhost-scsi-device.js";
+export type { ScsiDeviceState, SavedLun, SavedReservations } from "./device/vhost-scsi-device.js";
 export { VhostVirtioDevice, type VhostVirtioDeviceOptions, type VhostVirtioDeviceType } from "./device/vhost-virtio-device.js";
 export {
   migrate,
@@ -49,7 +58,17 @@ export type { QueueConfig, VirtioTransport } from "./virtio/transport.js";
 export { TargetRegistry } from "./target/registry.js";
 export { ScsiTarget, generateWwpn } from "./target/target.js";
 export { Tpg, VHOST_SCSI_MAX_LUN, VHOST_SCSI_MAX_TARGET, type LunConfig, type TpgListener } from "./target/tpg.js";
-export { Lun, UA_POWER_ON, UA_NEXUS_LOSS, UA_LUN_RESET, UA_CAPACITY_CHANGED, UA_LUNS_CHANGED, type LunOptions, type LunState } from "./target/lun.js";
+export {
+  Lun,
+  UA_POWER_ON,
+  UA_NEXUS_LOSS,
+  UA_LUN_RESET,
+  UA_CAPACITY_CHANGED,
+  UA_LUNS_CHANGED,
+  type LunOptions,
+  type LunState,
+  type LunReservations,
+} from "./target/lun.js";
 
 // Backstores: the seam a backstore implements, the registry, the built-in types.
 export {

@@ -95,6 +95,12 @@ export async function createTestbed(opts: TestbedOptions = {}): Promise<Testbed>
   }
 }
 
+/** The driver's reset, then the device taken out of the VM (QEMU's device_del). */
+async function unplug(device: VhostScsiDevice): Promise<void> {
+  await device.setStatus(0);
+  await device.unrealize();
+}
+
 function testbed(
   shm: SharedMemory,
   proc: VhostProcess,
@@ -113,11 +119,48 @@ function testbed(
     device,
     driver,
     async close() {
-      await device.setStatus(0);
-      await device.unrealize();
+      await unplug(device);
       await proc.targets.remove(target.wwpn);
     },
   };
+}
+
+/** Another guest with its own vhost-scsi device on a testbed's target: a second I_T nexus to the same LUNs. */
+export interface Initiator {
+  mem: GuestMemory;
+  device: VhostScsiDevice;
+  driver: VirtioScsiDriver;
+  /** Takes the device down and gives its RAM back (before the testbed's close). */
+  close(): Promise<void>;
+}
+
+/**
+ * Adds a guest to the testbed's process with its own RAM (in the same shared memory), its own
+ * vhost-scsi device bound to the same target as initiator `initiator` (generated unless given),
+ * and its driver: two VMs sharing the target's LUNs.
+ */
+export async function addInitiator(bed: Testbed, opts: { initiator?: string; queues?: number; guestMemory?: number } = {}): Promise<Initiator> {
+  const mem = new GuestMemory(bed.shm);
+  mem.addRegion(0, opts.guestMemory ?? 16 << 20);
+  const device = new VhostScsiDevice(bed.proc, mem, { wwpn: bed.target.wwpn, numQueues: opts.queues ?? 1, bootTpgt: bed.tpg.tag, initiator: opts.initiator });
+  try {
+    await device.realize();
+    const driver = await VirtioScsiDriver.probe(mem, device, { target: bed.tpg.tag });
+    return {
+      mem,
+      device,
+      driver,
+      async close() {
+        await unplug(device);
+        await mem.removeRegion(0);
+      },
+    };
+  } catch (e) {
+    const cause = device.lastError;
+    await device.unrealize().catch(() => {});
+    await mem.removeRegion(0);
+    throw cause ? new Error(`${(e as Error).message}: ${cause.message}`, { cause }) : e;
+  }
 }
 
 export interface BlkTestbedOptions {

@@ -56,6 +56,7 @@ export const VIRTIO_SCSI_T_NO_EVENT: u32 = 0;
 export const SAM_STAT_GOOD: u8 = 0x00;
 export const SAM_STAT_CHECK_CONDITION: u8 = 0x02;
 export const SAM_STAT_BUSY: u8 = 0x08;
+export const SAM_STAT_RESERVATION_CONFLICT: u8 = 0x18;
 export const SAM_STAT_TASK_SET_FULL: u8 = 0x28;
 
 // ---- SPC-5 sense keys ----
@@ -87,6 +88,10 @@ export const ASC_POWER_ON_RESET: u32 = 0x2900; // POWER ON, RESET, OR BUS DEVICE
 export const ASC_BUS_DEVICE_RESET_FUNCTION: u32 = 0x2903;
 export const ASC_I_T_NEXUS_LOSS: u32 = 0x2907;
 export const ASC_CAPACITY_DATA_CHANGED: u32 = 0x2a09;
+export const ASC_RESERVATIONS_PREEMPTED: u32 = 0x2a03;
+export const ASC_RESERVATIONS_RELEASED: u32 = 0x2a04;
+export const ASC_REGISTRATIONS_PREEMPTED: u32 = 0x2a05;
+export const ASC_INVALID_RELEASE_OF_PERSISTENT_RESERVATION: u32 = 0x2604;
 export const ASC_SAVING_PARAMETERS_NOT_SUPPORTED: u32 = 0x3900;
 export const ASC_REPORTED_LUNS_DATA_CHANGED: u32 = 0x3f0e;
 export const ASC_MEDIUM_REMOVAL_PREVENTED: u32 = 0x5302;
@@ -98,6 +103,8 @@ export const READ_6: u8 = 0x08;
 export const WRITE_6: u8 = 0x0a;
 export const INQUIRY: u8 = 0x12;
 export const MODE_SELECT_6: u8 = 0x15;
+export const RESERVE_6: u8 = 0x16;
+export const RELEASE_6: u8 = 0x17;
 export const MODE_SENSE_6: u8 = 0x1a;
 export const START_STOP_UNIT: u8 = 0x1b;
 export const PREVENT_ALLOW_MEDIUM_REMOVAL: u8 = 0x1e;
@@ -110,7 +117,11 @@ export const SYNCHRONIZE_CACHE_10: u8 = 0x35;
 export const WRITE_SAME_10: u8 = 0x41;
 export const UNMAP: u8 = 0x42;
 export const MODE_SELECT_10: u8 = 0x55;
+export const RESERVE_10: u8 = 0x56;
+export const RELEASE_10: u8 = 0x57;
 export const MODE_SENSE_10: u8 = 0x5a;
+export const PERSISTENT_RESERVE_IN: u8 = 0x5e;
+export const PERSISTENT_RESERVE_OUT: u8 = 0x5f;
 export const READ_16: u8 = 0x88;
 export const WRITE_16: u8 = 0x8a;
 export const WRITE_VERIFY_16: u8 = 0x8e;
@@ -127,6 +138,20 @@ export const WRITE_12: u8 = 0xaa;
 /** Service actions. */
 export const SAI_READ_CAPACITY_16: u8 = 0x10;
 export const MI_REPORT_SUPPORTED_OPERATION_CODES: u8 = 0x0c;
+/** PERSISTENT RESERVE IN service actions (SPC-4 6.15.1). */
+export const PRI_READ_KEYS: u32 = 0x00;
+export const PRI_READ_RESERVATION: u32 = 0x01;
+export const PRI_REPORT_CAPABILITIES: u32 = 0x02;
+export const PRI_READ_FULL_STATUS: u32 = 0x03;
+/** PERSISTENT RESERVE OUT service actions (SPC-4 6.16.2). */
+export const PRO_REGISTER: u32 = 0x00;
+export const PRO_RESERVE: u32 = 0x01;
+export const PRO_RELEASE: u32 = 0x02;
+export const PRO_CLEAR: u32 = 0x03;
+export const PRO_PREEMPT: u32 = 0x04;
+export const PRO_PREEMPT_AND_ABORT: u32 = 0x05;
+export const PRO_REGISTER_AND_IGNORE_EXISTING_KEY: u32 = 0x06;
+export const PRO_REGISTER_AND_MOVE: u32 = 0x07;
 
 /** Peripheral device type: direct access block device; qualifier 3 = no LU at this address. */
 export const TYPE_DISK: u8 = 0x00;

@@ -11,7 +11,8 @@ import {
   MAX_REQUEST_QUEUES, PendingTmf, ScsiDevice, ScsiTpg, TMF_SLOTS, VHOST_SCSI_MAX_LUN, dev_ctx_table_slot, dev_tmf, dev_tpg,
   tpg_lun,
 } from "./target";
-import { LUN_F_PREVENT, LUN_F_STOPPED, ScsiLun, UA_LUN_RESET, UA_NEXUS_LOSS, lun_raise_ua, lun_update_flags } from "./lun";
+import { LUN_F_PREVENT, LUN_F_STOPPED, ScsiLun, UA_LUN_RESET, UA_NEXUS_LOSS, lun_raise_ua, lun_raise_ua_all, lun_update_flags } from "./lun";
+import { spc2_drop, spc2_reset } from "./pr";
 import { CTX_ABORTED, CTX_SUBMITTED, IoCtxTable, ctx_abort, ctx_at } from "../ioring";
 import { lun_number } from "./request";
 import * as K from "./constants";
@@ -49,10 +50,21 @@ function lun_in_tpg(tpg: ScsiTpg, lun: usize): bool {
   return changetype<usize>(tpg_lun(tpg, changetype<ScsiLun>(lun).id)) == lun;
 }
 
-/** SAM-5 7.6: a logical unit reset also clears the unit's prevent and stopped state. */
-function reset_lun(lun: ScsiLun, ua: u32): void {
+/**
+ * SAM-5 7.6: a logical unit reset clears the unit's prevent and stopped state and its SPC-2
+ * reservation, and every I_T nexus gets a unit attention; persistent reservations stay.
+ */
+function reset_lun(lun: ScsiLun): void {
   lun_update_flags(lun, 0, LUN_F_PREVENT | LUN_F_STOPPED);
-  lun_raise_ua(lun, ua);
+  spc2_reset(lun);
+  lun_raise_ua_all(lun, UA_LUN_RESET);
+}
+
+/** SAM-5 6.3.4: I_T nexus loss ends what the nexus held (its SPC-2 reservation) and tells it alone. */
+function lose_nexus(lun: ScsiLun, n: u32): void {
+  lun_update_flags(lun, 0, LUN_F_PREVENT | LUN_F_STOPPED);
+  spc2_drop(lun, n);
+  lun_raise_ua(lun, n, UA_NEXUS_LOSS);
 }
 
 /** Holds a TMF until its aborted requests complete; false when no slot is free. */
@@ -78,7 +90,7 @@ function do_tmf(dev: ScsiDevice, subtype: u32, tpg: ScsiTpg, lun: ScsiLun | null
   if (subtype == K.VIRTIO_SCSI_T_TMF_I_T_NEXUS_RESET) {
     for (let id: u32 = 0; id < VHOST_SCSI_MAX_LUN; id++) {
       const l = tpg_lun(tpg, id);
-      if (l !== null) reset_lun(l, UA_NEXUS_LOSS);
+      if (l !== null) lose_nexus(l, dev.nexus);
     }
     return scan(dev, tpg, 0, false, 0, SCAN_ABORT) > 0 ? 0xff : K.VIRTIO_SCSI_S_FUNCTION_COMPLETE;
   }
@@ -92,7 +104,7 @@ function do_tmf(dev: ScsiDevice, subtype: u32, tpg: ScsiTpg, lun: ScsiLun | null
     case K.VIRTIO_SCSI_T_TMF_CLEAR_TASK_SET:
       return scan(dev, tpg, lunp, false, 0, SCAN_ABORT) > 0 ? 0xff : K.VIRTIO_SCSI_S_FUNCTION_COMPLETE;
     case K.VIRTIO_SCSI_T_TMF_LOGICAL_UNIT_RESET:
-      reset_lun(lun, UA_LUN_RESET);
+      reset_lun(lun);
       return scan(dev, tpg, lunp, false, 0, SCAN_ABORT) > 0 ? 0xff : K.VIRTIO_SCSI_S_FUNCTION_COMPLETE;
     case K.VIRTIO_SCSI_T_TMF_QUERY_TASK:
       return scan(dev, tpg, lunp, true, tag, SCAN_COUNT) > 0 ? K.VIRTIO_SCSI_S_FUNCTION_SUCCEEDED : K.VIRTIO_SCSI_S_FUNCTION_COMPLETE;

@@ -2,7 +2,8 @@
 // readiness, then the command by operation code. Unknown opcodes and service actions are
 // ILLEGAL REQUEST, INVALID COMMAND OPERATION CODE.
 import { ScsiCmd, cmd_check, cmd_invalid_cdb } from "./cmd";
-import { LUN_F_STOPPED, ScsiLun, lun_flags, lun_take_ua, lun_ua_pending } from "./lun";
+import { LUN_F_RESERVED, LUN_F_STOPPED, ScsiLun, lun_flags, lun_take_ua, lun_ua_pending } from "./lun";
+import { pr_conflict, spc2_release, spc2_reserve, spc_pr_in, spc_pr_out } from "./pr";
 import * as K from "./constants";
 import { is_read_write } from "./cdb";
 import {
@@ -19,11 +20,11 @@ import {
 }
 
 /**
- * Whether scsi_dispatch would pass a READ or WRITE for this LUN straight to the command: no
- * unit attention pending (SAM-5 5.14) and the unit started.
+ * Whether scsi_dispatch would pass a READ or WRITE from I_T nexus n for this LUN straight to the
+ * command: no unit attention pending (SAM-5 5.14), no reservation to check, the unit started.
  */
-export function lun_ready(lun: ScsiLun): bool {
-  return lun_ua_pending(lun) == 0 && (lun_flags(lun) & LUN_F_STOPPED) == 0;
+export function lun_ready(lun: ScsiLun, n: u32): bool {
+  return lun_ua_pending(lun, n) == 0 && (lun_flags(lun) & (LUN_F_STOPPED | LUN_F_RESERVED)) == 0;
 }
 
 /** Commands that access the medium and so need the unit started. */
@@ -49,8 +50,12 @@ export function scsi_dispatch(c: ScsiCmd): void {
     return cmd_check(c, K.ILLEGAL_REQUEST, K.ASC_LOGICAL_UNIT_NOT_SUPPORTED);
   }
   if (!is_ua_exempt(op)) {
-    const ua = lun_take_ua(lun);
+    const ua = lun_take_ua(lun, c.dev.nexus);
     if (ua != 0) return cmd_check(c, K.UNIT_ATTENTION, ua);
+  }
+  if ((lun_flags(lun) & LUN_F_RESERVED) != 0 && pr_conflict(lun, c.dev.nexus, c.cdb)) {
+    c.status = K.SAM_STAT_RESERVATION_CONFLICT;
+    return;
   }
   if (needs_medium(op) && (lun_flags(lun) & LUN_F_STOPPED) != 0) {
     return cmd_check(c, K.NOT_READY, K.ASC_LUN_NOT_READY_INIT_REQUIRED);
@@ -64,6 +69,12 @@ export function scsi_dispatch(c: ScsiCmd): void {
     case K.MODE_SENSE_10: return spc_mode_sense(c, true);
     case K.MODE_SELECT_6: return spc_mode_select(c, false);
     case K.MODE_SELECT_10: return spc_mode_select(c, true);
+    case K.RESERVE_6: return spc2_reserve(c, false);
+    case K.RESERVE_10: return spc2_reserve(c, true);
+    case K.RELEASE_6: return spc2_release(c, false);
+    case K.RELEASE_10: return spc2_release(c, true);
+    case K.PERSISTENT_RESERVE_IN: return spc_pr_in(c);
+    case K.PERSISTENT_RESERVE_OUT: return spc_pr_out(c);
     case K.START_STOP_UNIT: return sbc_start_stop(c);
     case K.PREVENT_ALLOW_MEDIUM_REMOVAL: return sbc_prevent_allow(c);
     case K.READ_CAPACITY_10: return sbc_read_capacity10(c);

@@ -1,7 +1,11 @@
 // A logical unit as the data plane sees it: geometry, backstore, state bits, pending unit
 // attentions and identification strings. The control plane fills it (src/target/) and
 // publishes it in a TPG's LUN table; workers only read it, except for the atomic state words.
-import { ASC_BUS_DEVICE_RESET_FUNCTION, ASC_CAPACITY_DATA_CHANGED, ASC_I_T_NEXUS_LOSS, ASC_POWER_ON_RESET, ASC_REPORTED_LUNS_DATA_CHANGED } from "./constants";
+import {
+  ASC_BUS_DEVICE_RESET_FUNCTION, ASC_CAPACITY_DATA_CHANGED, ASC_I_T_NEXUS_LOSS, ASC_POWER_ON_RESET, ASC_REGISTRATIONS_PREEMPTED,
+  ASC_REPORTED_LUNS_DATA_CHANGED, ASC_RESERVATIONS_PREEMPTED, ASC_RESERVATIONS_RELEASED,
+} from "./constants";
+import { PrState, SCSI_MAX_NEXUS, pr_state_size } from "./pr-state";
 
 export { BS_RAM, BS_NULL, BS_QUEUED } from "../ioring";
 
@@ -13,13 +17,17 @@ export const LUN_F_PREVENT: u32 = 8; // PREVENT ALLOW MEDIUM REMOVAL prevents re
 export const LUN_F_DSENSE: u32 = 16; // control mode page D_SENSE: descriptor-format sense
 export const LUN_F_WCE: u32 = 32; // caching mode page WCE: volatile write cache enabled
 export const LUN_F_LBPRZ: u32 = 64; // unmapped blocks read as zeroes
+export const LUN_F_RESERVED: u32 = 128; // a persistent or SPC-2 reservation exists (pr-state.ts)
 
-/** Unit attention conditions, reported lowest bit first (SAM-5 5.14). */
+/** Unit attention conditions, each I_T nexus's own, reported lowest bit first (SAM-5 5.14). */
 export const UA_POWER_ON: u32 = 1;
 export const UA_NEXUS_LOSS: u32 = 2;
 export const UA_LUN_RESET: u32 = 4;
 export const UA_CAPACITY_CHANGED: u32 = 8;
 export const UA_LUNS_CHANGED: u32 = 16;
+export const UA_RESERVATIONS_PREEMPTED: u32 = 32;
+export const UA_RESERVATIONS_RELEASED: u32 = 64;
+export const UA_REGISTRATIONS_PREEMPTED: u32 = 128;
 
 /** Identification fields, each a fixed-size byte field after the struct. */
 export const IDENT_VENDOR: u32 = 0; // T10 vendor identification, 8 bytes, space padded
@@ -28,7 +36,8 @@ export const IDENT_REVISION: u32 = 2; // product revision level, 4 bytes
 export const IDENT_SERIAL: u32 = 3; // unit serial number, up to 32 bytes, NUL padded
 export const IDENT_NAA: u32 = 4; // NAA IEEE Registered Extended designator, 16 bytes
 export const IDENT_TARGET: u32 = 5; // target port name (SCSI name string), up to 64 bytes
-const IDENT_OFFSETS: StaticArray<u32> = [0, 8, 24, 28, 60, 76, 140];
+const IDENT_END: u32 = 140;
+const IDENT_OFFSETS: StaticArray<u32> = [0, 8, 24, 28, 60, 76, IDENT_END];
 
 @unmanaged export class ScsiLun {
   /** LUN number, 0..16383. */
@@ -42,8 +51,6 @@ const IDENT_OFFSETS: StaticArray<u32> = [0, 8, 24, 28, 60, 76, 140];
   ram: u32;
   /** BS_QUEUED: the backstore's submission queue (IoSubmitQueue). */
   sq: u32;
-  /** UA_* bits pending (atomic: the control plane sets, workers clear). */
-  ua: u32;
   /** Asynchronous requests in flight on this LUN (atomic). */
   inflight: u32;
   /** Relative target port identifier reported in VPD page 83h. */
@@ -67,9 +74,18 @@ export function lun_ident_len(f: u32): u32 {
   return unchecked(IDENT_OFFSETS[f + 1]) - unchecked(IDENT_OFFSETS[f]);
 }
 
-/** Bytes a LUN struct with its identification fields occupies. */
+/** After the identification fields: each I_T nexus's pending UA_* bits, then the reservation state. */
+const UA_OFF: usize = (offsetof<ScsiLun>() + <usize>IDENT_END + 7) & ~7;
+const PR_OFF: usize = UA_OFF + (<usize>SCSI_MAX_NEXUS << 2);
+
+/** Bytes a LUN struct with its identification fields, unit attentions and reservations occupies. */
 export function lun_struct_size(): usize {
-  return offsetof<ScsiLun>() + <usize>unchecked(IDENT_OFFSETS[6]);
+  return PR_OFF + pr_state_size();
+}
+
+/** The LUN's reservation state. */
+@inline export function lun_pr(lun: ScsiLun): PrState {
+  return changetype<PrState>(changetype<usize>(lun) + PR_OFF);
 }
 
 /** Length of a NUL-padded identification field (serial, target name). */
@@ -93,14 +109,19 @@ export function lun_update_flags(lun: ScsiLun, set: u32, clear: u32): void {
   if (set != 0) atomic.or<u32>(at, set);
 }
 
-/** The UA_* bits pending. */
-@inline export function lun_ua_pending(lun: ScsiLun): u32 {
-  return atomic.load<u32>(changetype<usize>(lun) + offsetof<ScsiLun>("ua"));
+/** Address of I_T nexus n's UA_* word (atomic: the control plane and other nexuses set, workers clear). */
+@inline function ua_word(lun: ScsiLun, n: u32): usize {
+  return changetype<usize>(lun) + UA_OFF + (<usize>(n % SCSI_MAX_NEXUS) << 2);
 }
 
-/** Takes the highest-priority pending unit attention; returns its ASC/ASCQ or 0. */
-export function lun_take_ua(lun: ScsiLun): u32 {
-  const p = changetype<usize>(lun) + offsetof<ScsiLun>("ua");
+/** The UA_* bits pending for I_T nexus n. */
+@inline export function lun_ua_pending(lun: ScsiLun, n: u32): u32 {
+  return atomic.load<u32>(ua_word(lun, n));
+}
+
+/** Takes I_T nexus n's highest-priority pending unit attention; returns its ASC/ASCQ or 0. */
+export function lun_take_ua(lun: ScsiLun, n: u32): u32 {
+  const p = ua_word(lun, n);
   while (true) {
     const ua = atomic.load<u32>(p);
     if (ua == 0) return 0;
@@ -110,18 +131,26 @@ export function lun_take_ua(lun: ScsiLun): u32 {
     if (bit == UA_NEXUS_LOSS) return ASC_I_T_NEXUS_LOSS;
     if (bit == UA_LUN_RESET) return ASC_BUS_DEVICE_RESET_FUNCTION;
     if (bit == UA_CAPACITY_CHANGED) return ASC_CAPACITY_DATA_CHANGED;
-    return ASC_REPORTED_LUNS_DATA_CHANGED;
+    if (bit == UA_LUNS_CHANGED) return ASC_REPORTED_LUNS_DATA_CHANGED;
+    if (bit == UA_RESERVATIONS_PREEMPTED) return ASC_RESERVATIONS_PREEMPTED;
+    if (bit == UA_RESERVATIONS_RELEASED) return ASC_RESERVATIONS_RELEASED;
+    return ASC_REGISTRATIONS_PREEMPTED;
   }
 }
 
-/** Clears pending unit attention bits (REPORT LUNS clears UA_LUNS_CHANGED). */
-export function lun_clear_ua(lun: ScsiLun, bits: u32): void {
-  atomic.and<u32>(changetype<usize>(lun) + offsetof<ScsiLun>("ua"), ~bits);
+/** Clears I_T nexus n's pending unit attention bits (REPORT LUNS clears UA_LUNS_CHANGED). */
+export function lun_clear_ua(lun: ScsiLun, n: u32, bits: u32): void {
+  atomic.and<u32>(ua_word(lun, n), ~bits);
 }
 
-/** Sets pending unit attention bits. */
-export function lun_raise_ua(lun: ScsiLun, bits: u32): void {
-  atomic.or<u32>(changetype<usize>(lun) + offsetof<ScsiLun>("ua"), bits);
+/** Sets pending unit attention bits for I_T nexus n. */
+export function lun_raise_ua(lun: ScsiLun, n: u32, bits: u32): void {
+  atomic.or<u32>(ua_word(lun, n), bits);
+}
+
+/** Sets pending unit attention bits for every I_T nexus (a condition of the logical unit). */
+export function lun_raise_ua_all(lun: ScsiLun, bits: u32): void {
+  for (let n: u32 = 0; n < SCSI_MAX_NEXUS; n++) lun_raise_ua(lun, n, bits);
 }
 
 /** Whether [lba, lba + n) lies within the LUN's medium (overflow-safe). */

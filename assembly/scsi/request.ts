@@ -72,7 +72,7 @@ const NOT_SERVED: i64 = -2;
   const tpg = header_tpg(dev, hdr);
   if (tpg === null) return NOT_SERVED;
   const lun = tpg_lun(tpg, lun_number(hdr));
-  if (lun === null || lun.backstore != BS_RAM || !lun_ready(lun)) return NOT_SERVED;
+  if (lun === null || lun.backstore != BS_RAM || !lun_ready(lun, dev.nexus)) return NOT_SERVED;
   if (write && (lun.flags & LUN_F_READ_ONLY) != 0) return NOT_SERVED;
   const lba = rw_lba(cdb);
   const blocks = rw_blocks(cdb);

@@ -215,7 +215,7 @@ export function spc_report_luns(c: ScsiCmd): void {
   }
   // SPC-5 6.33: REPORT LUNS clears REPORTED LUNS DATA HAS CHANGED.
   const lun = c.lun;
-  if (lun !== null) lun_clear_ua(lun, UA_LUNS_CHANGED);
+  if (lun !== null) lun_clear_ua(lun, c.dev.nexus, UA_LUNS_CHANGED);
 }
 
 /** REQUEST SENSE (SPC-5 6.39): a pending unit attention, LOGICAL UNIT NOT SUPPORTED, or no sense. */
@@ -234,7 +234,7 @@ export function spc_request_sense(c: ScsiCmd): void {
     c.sense_key = ILLEGAL_REQUEST;
     c.asc = ASC_LOGICAL_UNIT_NOT_SUPPORTED;
   } else {
-    const ua = lun_take_ua(lun);
+    const ua = lun_take_ua(lun, c.dev.nexus);
     c.sense_key = ua != 0 ? UNIT_ATTENTION : NO_SENSE;
     c.asc = ua;
   }

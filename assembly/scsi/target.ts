@@ -65,8 +65,11 @@ export function tpg_struct_size(): usize {
   evt_head: u32;
   evt_tail: u32;
   ntmf: u32;
-  _pad0: u32;
-  _pad1: u32;
+  /** The I_T nexus this device is among those bound to its target (0..SCSI_MAX_NEXUS-1). */
+  nexus: u32;
+  _pad: u32;
+  /** The initiator port's SAS address (what READ FULL STATUS reports for this nexus). */
+  initiator: u64;
 }
 
 const TPGS_OFF: usize = offsetof<ScsiDevice>();

@@ -1,7 +1,8 @@
 import type { GuestMemory } from "../guest/guest-memory.js";
 import type { VhostProcess } from "../vhost/process.js";
 import { VhostScsi, VHOST_SCSI_MAX_IO_VQ, VHOST_SCSI_VQ_IO, type VirtioScsiEventRecord } from "../vhost/vhost-scsi.js";
-import type { LunState } from "../target/lun.js";
+import type { Lun, LunReservations, LunState } from "../target/lun.js";
+import { isNaaName, type ScsiTarget } from "../target/target.js";
 import { expectState } from "./device-state.js";
 import { VHOST_SCSI_ABI_VERSION } from "../vhost/uapi.js";
 import {
@@ -28,6 +29,11 @@ export interface VhostScsiDeviceOptions extends VhostVirtioDeviceOptions {
   numQueues?: number;
   /** Target number passed to SET_ENDPOINT (boot_tpgt). Default 0. */
   bootTpgt?: number;
+  /**
+   * The initiator port name (naa. and 16 hex digits) the device is on its target: its I_T nexus
+   * for reservations and unit attentions when several devices share a TPG. Default: generated.
+   */
+  initiator?: string;
 }
 
 /** A LUN as a saved vhost-scsi device records it: what must match on load, and the guest-made state. */
@@ -37,14 +43,43 @@ export interface SavedLun {
   blocks: number;
   backstore: string;
   readOnly: boolean;
+  /** The LUN's state as this device's I_T nexus sees it. */
   state: LunState;
+  /** The LUN's reservations, by initiator port name (keys and SAS addresses as hex). */
+  reservations: SavedReservations;
+}
+
+/** LunReservations with initiator port names for nexus numbers, which another target numbers its own way. */
+export interface SavedReservations {
+  generation: number;
+  registrations: { initiator: string; key: string; port: string }[];
+  reservation: { holder: string; type: number } | undefined;
+  spc2: string | undefined;
 }
 
 /** vhost-scsi's part of a saved device state: the endpoint's target and LUNs, and undelivered events. */
 export interface ScsiDeviceState {
   wwpn: string;
+  /** The device's initiator port name. */
+  initiator: string;
   tpgs: { tag: number; luns: SavedLun[] }[];
   events: { missed: boolean; events: VirtioScsiEventRecord[] };
+}
+
+/** A LUN's reservations with nexus numbers named (undefined when a number has no initiator, which cannot be). */
+function namedReservations(target: ScsiTarget, r: LunReservations): SavedReservations {
+  const name = (n: number) => target.initiatorOf(n) ?? `nexus ${n}`;
+  return {
+    generation: r.generation,
+    registrations: r.registrations.map((g) => ({ initiator: name(g.nexus), key: g.key.toString(16), port: g.port.toString(16) })),
+    reservation: r.reservation && { holder: name(r.reservation.holder), type: r.reservation.type },
+    spc2: r.spc2 === undefined ? undefined : name(r.spc2),
+  };
+}
+
+/** Whether a LUN has no reservation state at all (nothing registered or reserved, generation 0). */
+function noReservations(r: LunReservations): boolean {
+  return r.generation === 0 && r.registrations.length === 0 && !r.reservation && r.spc2 === undefined;
 }
 
 /**
@@ -86,10 +121,16 @@ export class VhostScsiDevice extends VhostVirtioDevice<VhostScsi> {
     dv.setUint32(32, VIRTIO_SCSI_MAX_LUN, true);
   }
 
-  /** The ABI version must be one this model speaks. */
+  /** The ABI version must be one this model speaks; the initiator port is set before any endpoint. */
   protected async realizeDevice(d: VhostScsi): Promise<void> {
     const abi = await d.SCSI_GET_ABI_VERSION();
     if (abi > VHOST_SCSI_ABI_VERSION) throw new Error(`vhost-scsi ABI ${abi} is newer than ${VHOST_SCSI_ABI_VERSION}`);
+    if (this.scsi.initiator !== undefined) d.setInitiator(this.scsi.initiator);
+  }
+
+  /** The initiator port name the device is on its target. */
+  get initiator(): string {
+    return this.vhost.initiator;
   }
 
   private get endpoint() {
@@ -111,13 +152,29 @@ export class VhostScsiDevice extends VhostVirtioDevice<VhostScsi> {
     return t;
   }
 
-  /** The LUNs as they are now, per TPG of the target. */
-  private savedTpgs(): ScsiDeviceState["tpgs"] {
-    return this.target.tpgs.map((tpg) => ({
+  /** This device's nexus number on the target (the one its initiator port had, or a new one). */
+  private nexusHere(initiator: string): number {
+    const n = this.target.nexusOf(initiator);
+    if (n === undefined) throw new Error(`vhost-scsi: target ${this.scsi.wwpn} has no I_T nexus left for ${initiator}`);
+    return n;
+  }
+
+  /** The LUNs as they are now, per TPG of the target, as nexus n sees them. */
+  private savedTpgs(n: number): ScsiDeviceState["tpgs"] {
+    const target = this.target;
+    return target.tpgs.map((tpg) => ({
       tag: tpg.tag,
       luns: tpg.lunIds.map((id) => {
         const l = tpg.lun(id)!;
-        return { id, blockSize: l.blockSize, blocks: l.blocks, backstore: l.backstore.name, readOnly: l.readOnly, state: l.state };
+        return {
+          id,
+          blockSize: l.blockSize,
+          blocks: l.blocks,
+          backstore: l.backstore.name,
+          readOnly: l.readOnly,
+          state: l.stateOf(n),
+          reservations: namedReservations(target, l.reservations),
+        };
       }),
     }));
   }
@@ -135,7 +192,7 @@ export class VhostScsiDevice extends VhostVirtioDevice<VhostScsi> {
 
   /** The endpoint's LUNs with their unit attentions and modes, and the events the guest has not received yet. */
   protected saveType(d: VhostScsi): ScsiDeviceState {
-    return { wwpn: this.scsi.wwpn, tpgs: this.savedTpgs(), events: d.pendingEvents() };
+    return { wwpn: this.scsi.wwpn, initiator: d.initiator, tpgs: this.savedTpgs(this.nexusHere(d.initiator)), events: d.pendingEvents() };
   }
 
   /** The same WWPN (the guest sees it in its LUNs' identifiers), TPGs and LUNs: numbers, geometry, backstore type, read-only. */
@@ -146,7 +203,11 @@ export class VhostScsiDevice extends VhostVirtioDevice<VhostScsi> {
       "a malformed vhost-scsi part",
     );
     expectState(s.wwpn === this.scsi.wwpn, `it was saved from target ${String(s.wwpn)}, this device's is ${this.scsi.wwpn}`);
-    const here = this.savedTpgs();
+    expectState(typeof s.initiator === "string" && isNaaName(s.initiator), `initiator ${String(s.initiator)} is not an naa. name`);
+    const names = new Set([s.initiator, ...s.tpgs.flatMap((t) => t.luns.flatMap((l) => l.reservations?.registrations.map((g) => g.initiator) ?? []))]);
+    const missing = [...names].filter((name) => this.target.nexusOf(name) === undefined);
+    expectState(missing.length === 0, `target ${this.scsi.wwpn} has no I_T nexus left for ${missing.join(", ")}`);
+    const here = this.savedTpgs(this.nexusHere(s.initiator));
     expectState(s.tpgs.length === here.length, `${s.tpgs.length} TPGs saved, the target here has ${here.length}`);
     for (const [i, t] of s.tpgs.entries()) {
       const h = here[i];
@@ -161,10 +222,33 @@ export class VhostScsiDevice extends VhostVirtioDevice<VhostScsi> {
     }
   }
 
+  /**
+   * The device comes back as the same initiator port, with its LUN states; each LUN's
+   * reservations come back unless the LUN here has some of its own (another device sharing it
+   * here made them: they are the current ones).
+   */
   protected restoreType(d: VhostScsi, x: unknown): void {
     const s = x as ScsiDeviceState;
-    for (const t of s.tpgs) for (const l of t.luns) this.target.tpg(t.tag)!.lun(l.id)!.restoreState(l.state);
+    d.setInitiator(s.initiator);
+    const n = this.nexusHere(s.initiator);
+    for (const t of s.tpgs) {
+      for (const l of t.luns) {
+        const lun = this.target.tpg(t.tag)!.lun(l.id)!;
+        lun.restoreState(l.state, n);
+        if (noReservations(lun.reservations)) this.restoreReservations(lun, l.reservations);
+      }
+    }
     d.restoreEvents(s.events);
+  }
+
+  private restoreReservations(lun: Lun, r: SavedReservations): void {
+    const nexus = (name: string) => this.nexusHere(name);
+    lun.restoreReservations({
+      generation: r.generation,
+      registrations: r.registrations.map((g) => ({ nexus: nexus(g.initiator), key: BigInt(`0x${g.key}`), port: BigInt(`0x${g.port}`) })),
+      reservation: r.reservation && { holder: nexus(r.reservation.holder), type: r.reservation.type },
+      spc2: r.spc2 === undefined ? undefined : nexus(r.spc2),
+    });
   }
 
   /**

@@ -9,6 +9,8 @@ export const ScsiOp = {
   WRITE_6: 0x0a,
   INQUIRY: 0x12,
   MODE_SELECT_6: 0x15,
+  RESERVE_6: 0x16,
+  RELEASE_6: 0x17,
   MODE_SENSE_6: 0x1a,
   START_STOP_UNIT: 0x1b,
   PREVENT_ALLOW_MEDIUM_REMOVAL: 0x1e,
@@ -21,7 +23,11 @@ export const ScsiOp = {
   WRITE_SAME_10: 0x41,
   UNMAP: 0x42,
   MODE_SELECT_10: 0x55,
+  RESERVE_10: 0x56,
+  RELEASE_10: 0x57,
   MODE_SENSE_10: 0x5a,
+  PERSISTENT_RESERVE_IN: 0x5e,
+  PERSISTENT_RESERVE_OUT: 0x5f,
   READ_16: 0x88,
   WRITE_16: 0x8a,
   WRITE_VERIFY_16: 0x8e,
@@ -39,6 +45,7 @@ export const SamStatus = {
   GOOD: 0x00,
   CHECK_CONDITION: 0x02,
   BUSY: 0x08,
+  RESERVATION_CONFLICT: 0x18,
   TASK_SET_FULL: 0x28,
 } as const;
 
@@ -134,3 +141,28 @@ export const modeSelect6 = (length: number, opts: { pf?: boolean; sp?: boolean }
     [1, 1, (opts.pf === false ? 0 : 0x10) | (opts.sp ? 0x01 : 0)],
     [4, 1, length],
   ]);
+
+/** PERSISTENT RESERVE IN service action `sa` (PRI_*) with an allocation length. */
+export const persistentReserveIn = (sa: number, alloc = 1024) =>
+  cdb(10, ScsiOp.PERSISTENT_RESERVE_IN, [
+    [1, 1, sa],
+    [7, 2, alloc],
+  ]);
+/** PERSISTENT RESERVE OUT service action `sa` (PRO_*) of reservation type `type` (LU scope), with a 24-byte parameter list. */
+export const persistentReserveOut = (sa: number, type = 0, length = 24) =>
+  cdb(10, ScsiOp.PERSISTENT_RESERVE_OUT, [
+    [1, 1, sa],
+    [2, 1, type],
+    [5, 4, length],
+  ]);
+/** PERSISTENT RESERVE OUT's basic parameter list (SPC-4 6.16.3): the nexus's key, the service action key, APTPL and the other flags. */
+export function prOutParameters(key: bigint, serviceActionKey = 0n, flags: { aptpl?: boolean; allTgPt?: boolean; specIPt?: boolean } = {}): Uint8Array {
+  const b = new Uint8Array(24);
+  const dv = new DataView(b.buffer);
+  dv.setBigUint64(0, key);
+  dv.setBigUint64(8, serviceActionKey);
+  b[20] = (flags.specIPt ? 0x08 : 0) | (flags.allTgPt ? 0x04 : 0) | (flags.aptpl ? 0x01 : 0);
+  return b;
+}
+export const reserve6 = () => cdb(6, ScsiOp.RESERVE_6);
+export const release6 = () => cdb(6, ScsiOp.RELEASE_6);

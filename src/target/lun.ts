@@ -23,6 +23,14 @@ import {
   IDENT_SERIAL,
   IDENT_NAA,
   IDENT_TARGET,
+  LUN_F_RESERVED,
+  PR_GENERATION,
+  PR_HOLDER,
+  PR_KEYS,
+  PR_REGISTERED,
+  PR_SPC2,
+  PR_TYPE,
+  SCSI_MAX_NEXUS,
 } from "../wasm/abi.generated.js";
 export { UA_POWER_ON, UA_NEXUS_LOSS, UA_LUN_RESET, UA_CAPACITY_CHANGED, UA_LUNS_CHANGED } from "../wasm/abi.generated.js";
 
@@ -53,8 +61,20 @@ const LUN_STATE_FLAGS = LUN_F_STOPPED | LUN_F_PREVENT | LUN_F_DSENSE | LUN_F_WCE
 export interface LunState {
   /** LUN_F_* bits among STOPPED, PREVENT, DSENSE and WCE that are set. */
   flags: number;
-  /** UA_* bits pending. */
+  /** UA_* bits pending for the device's I_T nexus. */
   unitAttentions: number;
+}
+
+/** A LUN's reservations (SPC-4 5.13), by nexus number (ScsiTarget.nexusOf). */
+export interface LunReservations {
+  /** PRgeneration. */
+  generation: number;
+  /** Each registered nexus with its reservation key and initiator SAS address. */
+  registrations: { nexus: number; key: bigint; port: bigint }[];
+  /** The persistent reservation: its holder's nexus (any registrant's for the all-registrants types) and type. */
+  reservation: { holder: number; type: number } | undefined;
+  /** The nexus holding an SPC-2 RESERVE, if one does. */
+  spc2: number | undefined;
 }
 
 /**
@@ -146,9 +166,9 @@ export class Lun {
     return (this.flags & LUN_F_READ_ONLY) !== 0;
   }
 
-  /** Pending unit attention bits. */
-  get unitAttentions(): number {
-    return this.dp.scsi_lun_ua(this.ptr) >>> 0;
+  /** Unit attention bits pending for I_T nexus n. */
+  unitAttentionsOf(n: number): number {
+    return this.dp.scsi_lun_ua(this.ptr, n) >>> 0;
   }
 
   /** When the vhost workers are to serve the backstore: its submission queue and how to open it. */
@@ -166,18 +186,69 @@ export class Lun {
     return this.dp.scsi_lun_inflight(this.ptr) >>> 0;
   }
 
-  /** The guest-made state (flags its commands change, pending unit attentions). */
-  get state(): LunState {
-    return { flags: this.flags & LUN_STATE_FLAGS, unitAttentions: this.unitAttentions };
+  /** The guest-made state as I_T nexus n sees it (flags its commands change, its pending unit attentions). */
+  stateOf(n: number): LunState {
+    return { flags: this.flags & LUN_STATE_FLAGS, unitAttentions: this.unitAttentionsOf(n) };
   }
 
-  /** Sets the guest-made state exactly as saved (no POWER ON unit attention the guest never had). */
-  restoreState(s: LunState): void {
+  /** Sets the guest-made state exactly as saved, for nexus n (no POWER ON unit attention the guest never had). */
+  restoreState(s: LunState, n: number): void {
     this.dp.scsi_lun_update_flags(this.ptr, s.flags & LUN_STATE_FLAGS, LUN_STATE_FLAGS & ~s.flags);
-    this.dp.scsi_lun_clear_ua(this.ptr, ~s.unitAttentions >>> 0);
-    this.dp.scsi_lun_raise_ua(this.ptr, s.unitAttentions);
+    this.dp.scsi_lun_set_ua(this.ptr, n, s.unitAttentions);
   }
 
+  /** The reservation state (read while no worker changes it: the devices stopped, or a snapshot of a moment). */
+  get reservations(): LunReservations {
+    const at = this.dp.scsi_lun_pr(this.ptr);
+    const v = this.shm.view;
+    const mask = v.getUint32(at + PR_REGISTERED, true);
+    const registrations: LunReservations["registrations"] = [];
+    for (let n = 0; n < SCSI_MAX_NEXUS; n++) {
+      if (((mask >>> n) & 1) === 0) continue;
+      const key = v.getBigUint64(at + PR_KEYS + n * 8, true);
+      registrations.push({ nexus: n, key, port: v.getBigUint64(at + PR_KEYS + (SCSI_MAX_NEXUS + n) * 8, true) });
+    }
+    const holder = v.getUint32(at + PR_HOLDER, true);
+    const spc2 = v.getUint32(at + PR_SPC2, true);
+    return {
+      generation: v.getUint32(at + PR_GENERATION, true),
+      registrations,
+      reservation: holder ? { holder: holder - 1, type: v.getUint32(at + PR_TYPE, true) } : undefined,
+      spc2: spc2 ? spc2 - 1 : undefined,
+    };
+  }
+
+  /** Sets the reservation state as saved (the LUN's workers stopped). */
+  restoreReservations(r: LunReservations): void {
+    const at = this.dp.scsi_lun_pr(this.ptr);
+    const v = this.shm.view;
+    let mask = 0;
+    for (let n = 0; n < SCSI_MAX_NEXUS * 2; n++) v.setBigUint64(at + PR_KEYS + n * 8, 0n, true);
+    for (const g of r.registrations) {
+      mask |= 1 << g.nexus;
+      v.setBigUint64(at + PR_KEYS + g.nexus * 8, g.key, true);
+      v.setBigUint64(at + PR_KEYS + (SCSI_MAX_NEXUS + g.nexus) * 8, g.port, true);
+    }
+    v.setUint32(at + PR_REGISTERED, mask >>> 0, true);
+    v.setUint32(at + PR_GENERATION, r.generation >>> 0, true);
+    v.setUint32(at + PR_HOLDER, r.reservation ? r.reservation.holder + 1 : 0, true);
+    v.setUint32(at + PR_TYPE, r.reservation?.type ?? 0, true);
+    v.setUint32(at + PR_SPC2, r.spc2 === undefined ? 0 : r.spc2 + 1, true);
+    const reserved = r.reservation !== undefined || r.spc2 !== undefined;
+    this.dp.scsi_lun_update_flags(this.ptr, reserved ? LUN_F_RESERVED : 0, reserved ? 0 : LUN_F_RESERVED);
+  }
+
+  /** Nexus numbers with a persistent registration here. */
+  get registeredNexuses(): number[] {
+    return this.reservations.registrations.map((g) => g.nexus);
+  }
+
+  /** I_T nexus n is gone (its device unbound): an SPC-2 reservation it held ends. */
+  nexusLost(n: number): void {
+    this.dp.scsi_lun_nexus_lost(this.ptr, n);
+  }
+
+  /** Raises a unit attention condition for every I_T nexus. */
   raiseUnitAttention(bits: number): void {
     this.dp.scsi_lun_raise_ua(this.ptr, bits);
   }
@@ -191,7 +262,7 @@ export class Lun {
    * its callback while no worker serves the device, so that no request sees half the change
    * and a RAM LUN's blocks can move to a new allocation.
    */
-  async resize(bytes: number, paused: (fn: () => void) => Promise<void>): Promise<void> {
+  async resize(bytes: number, paused: (fn: () => void | Promise<void>) => Promise<void>): Promise<void> {
     if (bytes % this.blockSize !== 0 || bytes < this.blockSize) throw new RangeError(`size ${bytes} is not a positive multiple of ${this.blockSize}`);
     const store = this.store;
     if (store.kind === "queued" && !store.resize) throw new Error(`backstore ${store.name} cannot change its size`);

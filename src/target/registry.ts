@@ -30,7 +30,7 @@ export class TargetRegistry {
   async remove(wwpn: string): Promise<void> {
     const t = this.byWwpn.get(wwpn);
     if (!t) throw new Error(`no target ${wwpn}`);
-    if (t.boundTo) throw new Error(`target ${wwpn} is in use by a vhost-scsi endpoint`);
+    if (t.bound) throw new Error(`target ${wwpn} is in use by a vhost-scsi endpoint`);
     this.byWwpn.delete(wwpn);
     await t.dispose();
   }

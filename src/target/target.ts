@@ -1,6 +1,8 @@
 import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { SharedMemory } from "../memory/shared-memory.js";
 import { Tpg } from "./tpg.js";
+import { SCSI_MAX_NEXUS } from "../wasm/abi.generated.js";
+export { SCSI_MAX_NEXUS } from "../wasm/abi.generated.js";
 
 /** A WWPN as vhost-scsi targets use them: "naa." and 16 hex digits (NAA 5 or 6). */
 const WWPN_RE = /^naa\.[0-9a-f]{16}$/i;
@@ -12,21 +14,35 @@ export function generateWwpn(): string {
     .slice(0, 9)}`;
 }
 
+/** The SAS address (64 bits) of an naa. name, as a TransportID carries it. */
+export function sasAddress(name: string): bigint {
+  return BigInt(`0x${name.slice(4)}`);
+}
+
+/** A WWPN or initiator port name as vhost-scsi uses them. */
+export function isNaaName(name: string): boolean {
+  return WWPN_RE.test(name);
+}
+
 /**
- * A vhost-scsi target (the LIO "vhost" fabric's tport): a WWPN and its TPGs. A vhost-scsi device
- * binds to it with VHOST_SCSI_SET_ENDPOINT by WWPN and then serves all its TPGs.
+ * A vhost-scsi target (the LIO "vhost" fabric's tport): a WWPN and its TPGs. vhost-scsi devices
+ * bind to it with VHOST_SCSI_SET_ENDPOINT by WWPN and then serve all its TPGs; each bound device
+ * is one I_T nexus, named by its initiator port (up to SCSI_MAX_NEXUS at once), and the devices
+ * share the LUNs: their reservations and unit attentions are per nexus.
  */
 export class ScsiTarget {
   private readonly tpgMap = new Map<number, Tpg>();
-  /** The device bound to this target's TPGs (VHOST_SCSI_SET_ENDPOINT), if any. */
-  boundTo: unknown;
+  /** Each nexus number's initiator port name (kept after its device unbinds: its registrations stay). */
+  private readonly initiators: (string | undefined)[] = new Array(SCSI_MAX_NEXUS).fill(undefined);
+  /** The device bound on each nexus number. */
+  private readonly devices = new Map<number, unknown>();
 
   constructor(
     private readonly shm: SharedMemory,
     private readonly dp: DataplaneExports,
     readonly wwpn: string = generateWwpn(),
   ) {
-    if (!WWPN_RE.test(wwpn)) throw new RangeError(`WWPN ${wwpn}: expected naa. and 16 hex digits`);
+    if (!isNaaName(wwpn)) throw new RangeError(`WWPN ${wwpn}: expected naa. and 16 hex digits`);
   }
 
   get tpgs(): Tpg[] {
@@ -49,9 +65,57 @@ export class ScsiTarget {
   async removeTpg(tag: number): Promise<void> {
     const tpg = this.tpgMap.get(tag);
     if (!tpg) throw new Error(`no TPG ${tag} on ${this.wwpn}`);
-    if (this.boundTo) throw new Error(`TPG ${tag} is in use by a vhost-scsi endpoint`);
+    if (this.bound) throw new Error(`TPG ${tag} is in use by a vhost-scsi endpoint`);
     this.tpgMap.delete(tag);
     await tpg.dispose();
+  }
+
+  /** Whether any device is bound to the target's TPGs. */
+  get bound(): boolean {
+    return this.devices.size > 0;
+  }
+
+  /**
+   * The nexus number of initiator port `name`: the one it had, or a new one. Once every number
+   * has had an initiator, one whose initiator is gone (no device bound, no persistent
+   * registration on any LUN) is taken again.
+   * Undefined when all SCSI_MAX_NEXUS are in use.
+   */
+  nexusOf(name: string): number | undefined {
+    const had = this.initiators.indexOf(name);
+    if (had >= 0) return had;
+    let free = this.initiators.indexOf(undefined);
+    if (free < 0) free = this.initiators.findIndex((_, i) => !this.devices.has(i) && !this.registeredAnywhere(i));
+    if (free < 0) return undefined;
+    this.initiators[free] = name;
+    return free;
+  }
+
+  /** The initiator port name of nexus n, if it has one. */
+  initiatorOf(n: number): string | undefined {
+    return this.initiators[n];
+  }
+
+  private registeredAnywhere(n: number): boolean {
+    return this.tpgs.some((t) => t.lunIds.some((id) => t.lun(id)!.registeredNexuses.includes(n)));
+  }
+
+  /**
+   * Binds `device` as initiator port `name`: its nexus number, or an error message (the name
+   * is bound by another device, or every nexus number is in use).
+   */
+  bind(device: unknown, name: string): number | string {
+    const n = this.nexusOf(name);
+    if (n === undefined) return `${this.wwpn} has ${SCSI_MAX_NEXUS} initiators bound or registered already`;
+    if (this.devices.has(n)) return `initiator ${name} is bound to ${this.wwpn} by another device`;
+    this.devices.set(n, device);
+    return n;
+  }
+
+  /** Unbinds nexus n's device: as an I_T nexus loss, the SPC-2 reservations it held end. */
+  unbind(n: number): void {
+    this.devices.delete(n);
+    for (const t of this.tpgs) for (const id of t.lunIds) t.lun(id)!.nexusLost(n);
   }
 
   /**

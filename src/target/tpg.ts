@@ -16,23 +16,20 @@ export interface TpgListener {
   lunReleased(tpg: Tpg, lun: Lun): Promise<void>;
   lunResized(tpg: Tpg, lun: Lun): void;
   /** Runs fn while no worker of the device serves requests; resolves after. */
-  paused(fn: () => void): Promise<void>;
+  paused(fn: () => void | Promise<void>): Promise<void>;
   /** Resolves once every worker finished the work it had when called, file I/O included. */
   flush(): Promise<void>;
 }
 
-/** Runs fn at once: nothing to pause when no device is bound. */
-const unbound = async (fn: () => void) => fn();
-
 /**
  * A target portal group: a tag (the guest's target number) and its LUNs 0..16383. Its struct in
  * the device heap holds the LUN table the data plane reads; LUNs are published and
- * unpublished there with single atomic stores.
+ * unpublished there with single atomic stores. Every device bound to it listens.
  */
 export class Tpg {
   readonly ptr: number;
   private readonly luns = new Map<number, Lun>();
-  listener: TpgListener | undefined;
+  readonly listeners = new Set<TpgListener>();
 
   constructor(
     private readonly shm: SharedMemory,
@@ -104,7 +101,7 @@ export class Tpg {
     for (const other of this.luns.values()) other.raiseUnitAttention(UA_LUNS_CHANGED);
     this.luns.set(id, lun);
     this.dp.scsi_tpg_set_lun(this.ptr, id, lun.ptr);
-    this.listener?.lunAdded(this, lun);
+    for (const l of this.listeners) l.lunAdded(this, lun);
     return lun;
   }
 
@@ -118,10 +115,10 @@ export class Tpg {
     this.dp.scsi_tpg_set_lun(this.ptr, id, 0);
     this.luns.delete(id);
     for (const other of this.luns.values()) other.raiseUnitAttention(UA_LUNS_CHANGED);
-    this.listener?.lunRemoved(this, lun);
-    await this.listener?.flush();
+    for (const l of this.listeners) l.lunRemoved(this, lun);
+    for (const l of this.listeners) await l.flush();
     while (lun.inflight > 0) await new Promise((r) => setTimeout(r, 1));
-    await this.listener?.lunReleased(this, lun);
+    for (const l of this.listeners) await l.lunReleased(this, lun);
     await lun.dispose();
   }
 
@@ -129,8 +126,17 @@ export class Tpg {
   async resizeLun(id: number, bytes: number): Promise<void> {
     const lun = this.luns.get(id);
     if (!lun) throw new Error(`no LUN ${id} in TPG ${this.tag}`);
-    await lun.resize(bytes, this.listener?.paused.bind(this.listener) ?? unbound);
-    this.listener?.lunResized(this, lun);
+    await lun.resize(bytes, (fn) => this.paused(fn));
+    for (const l of this.listeners) l.lunResized(this, lun);
+  }
+
+  /** Runs fn while no worker of any bound device serves requests (each pauses inside the last). */
+  private paused(fn: () => void | Promise<void>): Promise<void> {
+    const run = [...this.listeners].reduceRight<() => Promise<void>>(
+      (inner, l) => () => l.paused(inner),
+      async () => fn(),
+    );
+    return run();
   }
 
   /** Frees every LUN and the TPG (no device may be bound). */

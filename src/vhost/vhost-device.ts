@@ -518,11 +518,11 @@ export abstract class VhostDevice {
   }
 
   /** Runs fn while no worker serves the device. */
-  protected async paused(fn: () => void): Promise<void> {
+  protected async paused(fn: () => void | Promise<void>): Promise<void> {
     const ws = [...this.workers.values()];
     for (const w of ws) await w.pause();
     try {
-      fn();
+      await fn();
     } finally {
       for (const w of ws) w.resume();
     }

@@ -9,7 +9,7 @@ import {
   VIRTIO_SCSI_T_PARAM_CHANGE,
   VIRTIO_SCSI_T_TRANSPORT_RESET,
 } from "../virtio/virtio-scsi.js";
-import type { ScsiTarget } from "../target/target.js";
+import { generateWwpn, isNaaName, sasAddress, type ScsiTarget } from "../target/target.js";
 import type { Tpg, TpgListener } from "../target/tpg.js";
 import type { Lun } from "../target/lun.js";
 import type { VringKind } from "../worker/vring-server.js";
@@ -40,7 +40,8 @@ export const VHOST_SCSI_VQ_IO = 2;
  * those of drivers/vhost/scsi.c: the endpoint, the ABI version, missed events.
  */
 export class VhostScsi extends VhostDevice {
-  private endpoint: { target: ScsiTarget; tpgs: Tpg[] } | undefined;
+  private endpoint: { target: ScsiTarget; tpgs: Tpg[]; nexus: number } | undefined;
+  private initiatorName = generateWwpn();
 
   constructor(ctx: VhostContext) {
     super(ctx, { name: "vhost-scsi", features: VHOST_SCSI_FEATURES, vrings: VHOST_SCSI_VQ_IO + VHOST_SCSI_MAX_IO_VQ, structSize: ctx.dp.scsi_device_size() });
@@ -61,6 +62,27 @@ export class VhostScsi extends VhostDevice {
   /** A TMF on any queue finds the requests it aborts through the device's table of context tables. */
   protected contextTableChanged(index: number, table: number): void {
     this.ctx.dp.scsi_dev_set_ctx_table(this.dev, index - VHOST_SCSI_VQ_IO, table);
+  }
+
+  /**
+   * The initiator port this device is on its target (an naa. name, generated unless set): the
+   * I_T nexus its reservations and unit attentions belong to. Linux sets it in the TPG's configfs
+   * nexus; here each device has its own, so that several devices can share a TPG.
+   */
+  get initiator(): string {
+    return this.initiatorName;
+  }
+
+  /** Sets the initiator port name; EBUSY while an endpoint is set, EINVAL for a name that is not naa. and 16 hex digits. */
+  setInitiator(name: string): void {
+    if (this.endpoint) throw new VhostError("EBUSY", "the initiator port cannot change while an endpoint is set");
+    if (!isNaaName(name)) throw new VhostError("EINVAL", `initiator ${name}: expected naa. and 16 hex digits`);
+    this.initiatorName = name;
+  }
+
+  /** This device's nexus number on its endpoint's target (while an endpoint is set). */
+  get nexus(): number | undefined {
+    return this.endpoint?.nexus;
   }
 
   // ---- vhost-scsi ioctls ----
@@ -106,7 +128,9 @@ export class VhostScsi extends VhostDevice {
   /**
    * VHOST_SCSI_SET_ENDPOINT: binds every TPG of the target with this WWPN and starts serving
    * the configured vrings. EEXIST when no TPG matches or they are bound here already (as the
-   * kernel), EBUSY when another device holds them, EFAULT when a ring is outside the memory.
+   * kernel), EBUSY when another device is bound as the same initiator or the target has no
+   * nexus left, EFAULT when a ring is outside the memory. Other devices may be bound to the same
+   * TPGs: each is its own I_T nexus.
    */
   async SCSI_SET_ENDPOINT(t: VhostScsiTarget): Promise<void> {
     this.checkOwner();
@@ -116,16 +140,17 @@ export class VhostScsi extends VhostDevice {
     if (this.endpoint && target === this.endpoint.target) throw new VhostError("EEXIST", `${t.vhost_wwpn} is already the endpoint`);
     if (this.endpoint) throw new VhostError("EBUSY", "another endpoint is set; clear it first");
     if (!target || target.tpgs.length === 0) throw new VhostError("EEXIST", `no TPG with WWPN ${t.vhost_wwpn}`);
-    if (target.boundTo) throw new VhostError("EBUSY", `${t.vhost_wwpn} is the endpoint of another device`);
+    const nexus = target.bind(this, this.initiatorName);
+    if (typeof nexus === "string") throw new VhostError("EBUSY", nexus);
     const { dp } = this.ctx;
     let features = 0;
     if (bitOf(this.acked, VIRTIO_SCSI_F_T10_PI)) features |= 1;
     dp.scsi_dev_set_features(this.dev, features);
-    this.endpoint = { target, tpgs: target.tpgs };
-    target.boundTo = this;
+    dp.scsi_dev_set_nexus(this.dev, nexus, sasAddress(this.initiatorName));
+    this.endpoint = { target, tpgs: target.tpgs, nexus };
     for (const tpg of this.endpoint.tpgs) {
       dp.scsi_dev_set_tpg(this.dev, tpg.tag, tpg.ptr);
-      tpg.listener = this.tpgListener;
+      tpg.listeners.add(this.tpgListener);
     }
     await this.updateWorkerBackstores();
     await this.startConfiguredVrings();
@@ -148,9 +173,9 @@ export class VhostScsi extends VhostDevice {
     const { dp } = this.ctx;
     for (const tpg of ep.tpgs) {
       dp.scsi_dev_set_tpg(this.dev, tpg.tag, 0);
-      tpg.listener = undefined;
+      tpg.listeners.delete(this.tpgListener);
     }
-    ep.target.boundTo = undefined;
+    ep.target.unbind(ep.nexus);
     this.endpoint = undefined;
     await this.updateWorkerBackstores();
   }

@@ -7,6 +7,8 @@ import { vhostRegionsOf } from "../../src/vhost/mem-table.js";
 import * as U from "../../src/vhost/uapi.js";
 import { VhostError } from "../../src/sys/errors.js";
 import { GuestVirtqueue } from "../../src/guest/virtqueue.js";
+import type { VhostScsi } from "../../src/vhost/vhost-scsi.js";
+import { SCSI_MAX_NEXUS } from "../../src/target/target.js";
 
 const fixture = JSON.parse(readFileSync(new URL("../fixtures/uapi.json", import.meta.url), "utf8")) as Record<string, number>;
 
@@ -271,13 +273,27 @@ describe("vhost-scsi ioctls with kernel semantics", () => {
     expect(await errnoOf(ioctl(U.VHOST_SCSI_CLEAR_ENDPOINT, target()))).toBe("ok"); // nothing set: fine
   });
 
-  it("an endpoint held by one device is EBUSY for another", async () => {
+  it("another device binds to the same endpoint as another initiator port (an I_T nexus of its own); as the same port, or past SCSI_MAX_NEXUS, EBUSY", async () => {
     await setup();
     await ioctl(U.VHOST_SCSI_SET_ENDPOINT, target());
-    const fd2 = proc.open("/dev/vhost-scsi");
-    await proc.device(fd2).SET_OWNER();
-    expect(await errnoOf(proc.ioctl(fd2, U.VHOST_SCSI_SET_ENDPOINT, target()))).toBe("EBUSY");
-    await proc.close(fd2);
+    const first = proc.device(fd) as VhostScsi;
+    const others: number[] = [];
+    const another = async (initiator?: string) => {
+      const f = proc.open("/dev/vhost-scsi");
+      others.push(f);
+      const d = proc.device(f) as VhostScsi;
+      await d.SET_OWNER();
+      if (initiator) d.setInitiator(initiator);
+      return { f, d, result: await errnoOf(proc.ioctl(f, U.VHOST_SCSI_SET_ENDPOINT, target())) };
+    };
+    const second = await another();
+    expect(second.result).toBe("ok");
+    expect([first.nexus, second.d.nexus]).toEqual([0, 1]);
+    expect((await another(first.initiator)).result).toBe("EBUSY");
+    for (let i = 2; i < SCSI_MAX_NEXUS; i++) expect((await another()).result).toBe("ok");
+    expect((await another()).result).toBe("EBUSY");
+    expect(() => second.d.setInitiator("naa.5001405000000001")).toThrow(/EBUSY/);
+    for (const f of others) await proc.close(f);
   });
 
   it("GET/SET_EVENTS_MISSED", async () => {
