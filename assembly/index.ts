@@ -113,6 +113,7 @@ export function static_end(): usize {
 import { ScsiDevice, ScsiTpg, device_struct_size, tpg_struct_size, dev_set_tpg, tpg_set_lun, dev_ctx_table_slot, dev_event } from "./scsi/target";
 import { ScsiLun, lun_struct_size, lun_ident, lun_ident_len, lun_raise_ua, lun_raise_ua_all, lun_flags, lun_update_flags, lun_clear_ua, lun_pr, lun_ua_pending } from "./scsi/lun";
 import { spc2_drop } from "./scsi/pr";
+import { gate_enter, gate_leave } from "./scsi/caw";
 import { PR_KEYS_OFF, PrState } from "./scsi/pr-state";
 import { ScsiRequestQueue } from "./scsi/request";
 import { ScsiControlQueue, ctl_poll } from "./scsi/ctrl";
@@ -122,7 +123,7 @@ import {
   ctx_table_init, ctx_table_size, sq_init, sq_size,
 } from "./ioring";
 import { REMOTE_MAX_RANGES, ScsiCompletions } from "./scsi/remote";
-import { CMD_REQ_PI_SIZE, CMD_REQ_SIZE } from "./scsi/constants";
+import { CMD_REQ_PI_SIZE, CMD_REQ_SIZE, VIRTIO_SCSI_VQ_REQUEST } from "./scsi/constants";
 import { SCSI_DEV_F_T10_PI } from "./scsi/target";
 
 export function scsi_device_size(): usize { return device_struct_size(); }
@@ -143,11 +144,15 @@ export function scsi_dev_set_tpg(dev: usize, t: u32, tpg: usize): void {
 export function scsi_dev_set_ctx_table(dev: usize, q: u32, table: usize): void {
   atomic.store<u32>(dev_ctx_table_slot(changetype<ScsiDevice>(dev), q), <u32>table);
 }
-/** Sets the I_T nexus the device is on its target, and its initiator port's SAS address. */
-export function scsi_dev_set_nexus(dev: usize, n: u32, initiator: u64): void {
+/**
+ * Sets the I_T nexus the device is on its target, its initiator port's SAS address, and the
+ * target's table of bound devices (SCSI_MAX_NEXUS u32 slots, one per nexus).
+ */
+export function scsi_dev_set_nexus(dev: usize, n: u32, initiator: u64, peers: usize): void {
   const d = changetype<ScsiDevice>(dev);
   d.nexus = n;
   d.initiator = initiator;
+  d.peers = <u32>peers;
 }
 export function scsi_dev_events_missed(dev: usize): u32 {
   return atomic.load<u32>(dev + offsetof<ScsiDevice>("events_missed"));
@@ -240,11 +245,15 @@ export function scsi_lun_ident_len(f: u32): u32 {
 }
 
 /**
- * Serves a request queue of the device at dev: answers the requests whose backstore completed
- * them, then drains new ones; returns DRAIN_* bits. `polling` keeps kicks off.
+ * Serves request queue vq (vring `index` of the device at dev): answers the requests whose
+ * backstore completed them, then drains new ones; returns DRAIN_* bits. `polling` keeps kicks
+ * off. The queue's gate is odd meanwhile (caw.ts).
  */
-export function scsi_req_drain(vq: usize, dev: usize, weight: u32, polling: bool): u32 {
-  return vq_serve<ScsiRequestQueue, ScsiCompletions>(changetype<VirtQueue>(vq), changetype<ScsiRequestQueue>(dev), weight, polling);
+export function scsi_req_drain(vq: usize, dev: usize, index: u32, weight: u32, polling: bool): u32 {
+  gate_enter(changetype<ScsiDevice>(dev), index - VIRTIO_SCSI_VQ_REQUEST);
+  const flags = vq_serve<ScsiRequestQueue, ScsiCompletions>(changetype<VirtQueue>(vq), changetype<ScsiRequestQueue>(dev), weight, polling);
+  gate_leave();
+  return flags;
 }
 /** Answers the completed requests of a request queue no longer drained (it is being detached). */
 export function scsi_req_reap(vq: usize): u32 {

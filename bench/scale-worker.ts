@@ -3,6 +3,7 @@
 // chains were written once), for `ms` milliseconds after the start signal.
 import { parentPort, workerData } from "node:worker_threads";
 import { instantiateDataplane } from "../src/wasm/dataplane.js";
+import { VIRTIO_SCSI_VQ_REQUEST } from "../src/virtio/virtio-scsi.js";
 
 const { module, memory, area, vq, dev, availIdx, batch, ms, go } = workerData;
 const dp = instantiateDataplane(memory, area, module);
@@ -17,7 +18,7 @@ while (t - t0 < ms) {
   for (let k = 0; k < 16; k++) {
     idx = (idx + batch) & 0xffff;
     Atomics.store(u16, availIdx >>> 1, idx);
-    dp.scsi_req_drain(vq, dev, 1 << 16, true);
+    dp.scsi_req_drain(vq, dev, VIRTIO_SCSI_VQ_REQUEST, 1 << 16, true);
     served += batch;
   }
   t = performance.now();

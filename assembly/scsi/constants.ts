@@ -53,6 +53,9 @@ export const VIRTIO_SCSI_T_EVENTS_MISSED: u32 = 0x80000000;
 export const VIRTIO_SCSI_T_NO_EVENT: u32 = 0;
 
 // ---- SAM-5 status ----
+/** The first request queue's vring index (VIRTIO 1.2, 5.6.2: control 0, event 1, requests from 2). */
+export const VIRTIO_SCSI_VQ_REQUEST: u32 = 2;
+
 export const SAM_STAT_GOOD: u8 = 0x00;
 export const SAM_STAT_CHECK_CONDITION: u8 = 0x02;
 export const SAM_STAT_BUSY: u8 = 0x08;
@@ -123,6 +126,9 @@ export const MODE_SENSE_10: u8 = 0x5a;
 export const PERSISTENT_RESERVE_IN: u8 = 0x5e;
 export const PERSISTENT_RESERVE_OUT: u8 = 0x5f;
 export const READ_16: u8 = 0x88;
+export const COMPARE_AND_WRITE: u8 = 0x89;
+/** MAXIMUM COMPARE AND WRITE LENGTH (Block Limits VPD, SBC-4 6.6.4): blocks per COMPARE AND WRITE. */
+export const CAW_MAX_BLOCKS: u32 = 1;
 export const WRITE_16: u8 = 0x8a;
 export const WRITE_VERIFY_16: u8 = 0x8e;
 export const VERIFY_16: u8 = 0x8f;

@@ -2,8 +2,9 @@
 // readiness, then the command by operation code. Unknown opcodes and service actions are
 // ILLEGAL REQUEST, INVALID COMMAND OPERATION CODE.
 import { ScsiCmd, cmd_check, cmd_invalid_cdb } from "./cmd";
-import { LUN_F_RESERVED, LUN_F_STOPPED, ScsiLun, lun_flags, lun_take_ua, lun_ua_pending } from "./lun";
+import { BS_QUEUED, LUN_F_CAW, LUN_F_RESERVED, LUN_F_STOPPED, ScsiLun, lun_flags, lun_take_ua, lun_ua_pending } from "./lun";
 import { pr_conflict, spc2_release, spc2_reserve, spc_pr_in, spc_pr_out } from "./pr";
+import { caw_wait, sbc_compare_and_write } from "./caw";
 import * as K from "./constants";
 import { is_read_write } from "./cdb";
 import {
@@ -24,7 +25,7 @@ import {
  * command: no unit attention pending (SAM-5 5.14), no reservation to check, the unit started.
  */
 export function lun_ready(lun: ScsiLun, n: u32): bool {
-  return lun_ua_pending(lun, n) == 0 && (lun_flags(lun) & (LUN_F_STOPPED | LUN_F_RESERVED)) == 0;
+  return lun_ua_pending(lun, n) == 0 && (lun_flags(lun) & (LUN_F_STOPPED | LUN_F_RESERVED | LUN_F_CAW)) == 0;
 }
 
 /** Commands that access the medium and so need the unit started. */
@@ -33,7 +34,7 @@ function needs_medium(op: u8): bool {
   switch (op) {
     case K.VERIFY_10: case K.VERIFY_16:
     case K.SYNCHRONIZE_CACHE_10: case K.SYNCHRONIZE_CACHE_16: case K.WRITE_SAME_10: case K.WRITE_SAME_16:
-    case K.UNMAP: case K.TEST_UNIT_READY:
+    case K.UNMAP: case K.TEST_UNIT_READY: case K.COMPARE_AND_WRITE:
       return true;
   }
   return false;
@@ -57,9 +58,12 @@ export function scsi_dispatch(c: ScsiCmd): void {
     c.status = K.SAM_STAT_RESERVATION_CONFLICT;
     return;
   }
-  if (needs_medium(op) && (lun_flags(lun) & LUN_F_STOPPED) != 0) {
+  const flags = lun_flags(lun);
+  if (needs_medium(op) && (flags & LUN_F_STOPPED) != 0) {
     return cmd_check(c, K.NOT_READY, K.ASC_LUN_NOT_READY_INIT_REQUIRED);
   }
+  // A COMPARE AND WRITE holding an in-place LUN: the medium waits for it (caw.ts).
+  if ((flags & LUN_F_CAW) != 0 && needs_medium(op) && op != K.COMPARE_AND_WRITE && lun.backstore != BS_QUEUED && !caw_wait(c, lun)) return;
   switch (op) {
     case K.TEST_UNIT_READY: return spc_test_unit_ready(c);
     case K.REQUEST_SENSE: return spc_request_sense(c);
@@ -84,6 +88,7 @@ export function scsi_dispatch(c: ScsiCmd): void {
     case K.WRITE_VERIFY_10: case K.WRITE_VERIFY_16:
       return sbc_write(c);
     case K.VERIFY_10: case K.VERIFY_16: return sbc_verify(c);
+    case K.COMPARE_AND_WRITE: return sbc_compare_and_write(c);
     case K.SYNCHRONIZE_CACHE_10: case K.SYNCHRONIZE_CACHE_16: return sbc_synchronize_cache(c);
     case K.UNMAP: return sbc_unmap(c);
     case K.WRITE_SAME_10: case K.WRITE_SAME_16: return sbc_write_same(c);

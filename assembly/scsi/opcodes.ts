@@ -39,6 +39,7 @@ const TABLE: StaticArray<u8> = [
   0x5f, 0x06, 10, 0xff, 0x1f, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, // PERSISTENT RESERVE OUT, PREEMPT AND ABORT
   0x5f, 0x07, 10, 0xff, 0x1f, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, // PERSISTENT RESERVE OUT, REGISTER AND IGNORE EXISTING KEY
   0x88, 0, 16, 0xff, 0xf8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0, // READ(16)
+  0x89, 0, 16, 0xff, 0xf8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0xff, 0x1f, 0, // COMPARE AND WRITE
   0x8a, 0, 16, 0xff, 0xf8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0, // WRITE(16)
   0x8e, 0, 16, 0xff, 0xf6, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0, // WRITE AND VERIFY(16)
   0x8f, 0, 16, 0xff, 0xf6, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0, // VERIFY(16)
@@ -62,12 +63,22 @@ export function opcode_row(i: u32): u32 {
   return (<u32>unchecked(TABLE[r]) << 16) | (<u32>unchecked(TABLE[r + 1]) << 8) | <u32>unchecked(TABLE[r + 2]);
 }
 
-/** UNMAP is served only by LUNs with logical block provisioning. */
+/** Commands only some LUNs serve: UNMAP those with logical block provisioning, COMPARE AND WRITE in-place ones. */
+export const OFFER_UNMAP: u32 = 1;
+export const OFFER_CAW: u32 = 2;
 const UNMAP_OP: u32 = 0x42;
+const CAW_OP: u32 = 0x89;
+
+/** Whether a LUN that offers `offers` (OFFER_*) serves opcode op. */
+function offered(op: u32, offers: u32): bool {
+  if (op == UNMAP_OP) return (offers & OFFER_UNMAP) != 0;
+  if (op == CAW_OP) return (offers & OFFER_CAW) != 0;
+  return true;
+}
 
 /** The row for opcode (and service action, or -1 for "any"), or -1. */
-function find(op: u32, sa: i32, unmap: bool): i32 {
-  if (op == UNMAP_OP && !unmap) return -1;
+function find(op: u32, sa: i32, offers: u32): i32 {
+  if (!offered(op, offers)) return -1;
   for (let i: u32 = 0; i < opcode_count(); i++) {
     const r = i * ROW;
     if (<u32>unchecked(TABLE[r]) != op) continue;
@@ -92,14 +103,15 @@ function put_timeouts(p: usize): u32 {
 /**
  * Builds REPORT SUPPORTED OPERATION CODES parameter data at buf for reporting options `options`
  * (0: all commands, 1: one opcode, 2: opcode + service action, 3: opcode with optional service
- * action) for a LUN that serves UNMAP or not. Returns its length, or -(CDB byte of the invalid field).
+ * action) for a LUN that offers the optional commands in `offers` (OFFER_*). Returns its length,
+ * or -(CDB byte of the invalid field).
  */
-export function report_opcodes(options: u32, op: u32, sa: u32, rctd: bool, unmap: bool, buf: usize): i32 {
+export function report_opcodes(options: u32, op: u32, sa: u32, rctd: bool, offers: u32, buf: usize): i32 {
   if (options == 0) {
     let p = buf + 4;
     for (let i: u32 = 0; i < opcode_count(); i++) {
       const r = i * ROW;
-      if (<u32>unchecked(TABLE[r]) == UNMAP_OP && !unmap) continue;
+      if (!offered(<u32>unchecked(TABLE[r]), offers)) continue;
       const rowSa = <u32>unchecked(TABLE[r + 1]);
       memory.fill(p, 0, 8);
       store<u8>(p, unchecked(TABLE[r]));
@@ -116,15 +128,15 @@ export function report_opcodes(options: u32, op: u32, sa: u32, rctd: bool, unmap
   if (options > 3) return -2;
   let row: i32;
   if (options == 1) {
-    row = find(op, -1, unmap);
+    row = find(op, -1, offers);
     if (row >= 0 && unchecked(TABLE[<u32>row * ROW + 1]) != 0) return -3; // has service actions
   } else if (options == 2) {
-    row = find(op, -1, unmap);
+    row = find(op, -1, offers);
     if (row >= 0 && unchecked(TABLE[<u32>row * ROW + 1]) == 0) return -3; // has none
-    row = find(op, <i32>sa, unmap);
+    row = find(op, <i32>sa, offers);
   } else {
-    row = find(op, <i32>sa, unmap);
-    if (row < 0) row = find(op, -1, unmap);
+    row = find(op, <i32>sa, offers);
+    if (row < 0) row = find(op, -1, offers);
     if (row >= 0 && unchecked(TABLE[<u32>row * ROW + 1]) != 0 && <u32>unchecked(TABLE[<u32>row * ROW + 1]) - 1 != sa) row = -1;
   }
   memory.fill(buf, 0, 4);

@@ -54,7 +54,7 @@ function modifies(op: u8): bool {
   switch (op) {
     case K.WRITE_VERIFY_10: case K.WRITE_VERIFY_16: case K.WRITE_SAME_10: case K.WRITE_SAME_16: case K.UNMAP:
     case K.SYNCHRONIZE_CACHE_10: case K.SYNCHRONIZE_CACHE_16: case K.MODE_SELECT_6: case K.MODE_SELECT_10:
-    case K.START_STOP_UNIT: case K.PREVENT_ALLOW_MEDIUM_REMOVAL:
+    case K.START_STOP_UNIT: case K.PREVENT_ALLOW_MEDIUM_REMOVAL: case K.COMPARE_AND_WRITE:
       return true;
   }
   return false;

@@ -67,7 +67,8 @@ export function tpg_struct_size(): usize {
   ntmf: u32;
   /** The I_T nexus this device is among those bound to its target (0..SCSI_MAX_NEXUS-1). */
   nexus: u32;
-  _pad: u32;
+  /** The target's table of the devices bound to it, by nexus (caw.ts waits for their queues). */
+  peers: u32;
   /** The initiator port's SAS address (what READ FULL STATUS reports for this nexus). */
   initiator: u64;
 }
@@ -76,7 +77,8 @@ const TPGS_OFF: usize = offsetof<ScsiDevice>();
 const CTX_TABLES_OFF: usize = TPGS_OFF + (<usize>VHOST_SCSI_MAX_TARGET << 2);
 const EVT_OFF: usize = CTX_TABLES_OFF + (<usize>MAX_REQUEST_QUEUES << 2);
 const TMF_OFF: usize = EVT_OFF + <usize>EVT_SLOTS * 16;
-const DEVICE_SIZE: usize = TMF_OFF + <usize>TMF_SLOTS * offsetof<PendingTmf>();
+const GATES_OFF: usize = TMF_OFF + <usize>TMF_SLOTS * offsetof<PendingTmf>();
+const DEVICE_SIZE: usize = GATES_OFF + (<usize>MAX_REQUEST_QUEUES << 2);
 
 export function device_struct_size(): usize {
   return DEVICE_SIZE;
@@ -99,6 +101,14 @@ export function dev_set_tpg(dev: ScsiDevice, t: u32, tpg: usize): void {
 /** Address of event mailbox entry i (a struct virtio_scsi_event). */
 @inline export function dev_event(dev: ScsiDevice, i: u32): usize {
   return changetype<usize>(dev) + EVT_OFF + (<usize>(i % EVT_SLOTS) << 4);
+}
+
+/**
+ * Request queue q's in-place gate: odd while a drain of the queue may have in-place medium
+ * accesses not yet done (caw.ts), even otherwise. Only the queue's worker changes it.
+ */
+@inline export function dev_gate(dev: ScsiDevice, q: u32): usize {
+  return changetype<usize>(dev) + GATES_OFF + (<usize>(q % MAX_REQUEST_QUEUES) << 2);
 }
 
 /** Pending TMF slot i. */

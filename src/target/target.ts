@@ -36,6 +36,12 @@ export class ScsiTarget {
   private readonly initiators: (string | undefined)[] = new Array(SCSI_MAX_NEXUS).fill(undefined);
   /** The device bound on each nexus number. */
   private readonly devices = new Map<number, unknown>();
+  /**
+   * The bound devices' structs by nexus number, in the device heap (SCSI_MAX_NEXUS u32 slots):
+   * where a COMPARE AND WRITE finds every request queue that may touch a LUN (assembly/scsi/caw.ts).
+   */
+  readonly peers: number;
+  private readonly peerSlots: Uint32Array;
 
   constructor(
     private readonly shm: SharedMemory,
@@ -43,6 +49,9 @@ export class ScsiTarget {
     readonly wwpn: string = generateWwpn(),
   ) {
     if (!isNaaName(wwpn)) throw new RangeError(`WWPN ${wwpn}: expected naa. and 16 hex digits`);
+    this.peers = shm.device.alloc(SCSI_MAX_NEXUS * 4, 4, `target ${wwpn} peers`);
+    this.peerSlots = new Uint32Array(shm.buffer, this.peers, SCSI_MAX_NEXUS);
+    this.peerSlots.fill(0);
   }
 
   get tpgs(): Tpg[] {
@@ -101,20 +110,23 @@ export class ScsiTarget {
   }
 
   /**
-   * Binds `device` as initiator port `name`: its nexus number, or an error message (the name
-   * is bound by another device, or every nexus number is in use).
+   * Binds `device` (its struct at `dev` in the device heap) as initiator port `name`: its nexus
+   * number, or an error message (the name is bound by another device, or every nexus number is
+   * in use).
    */
-  bind(device: unknown, name: string): number | string {
+  bind(device: unknown, dev: number, name: string): number | string {
     const n = this.nexusOf(name);
     if (n === undefined) return `${this.wwpn} has ${SCSI_MAX_NEXUS} initiators bound or registered already`;
     if (this.devices.has(n)) return `initiator ${name} is bound to ${this.wwpn} by another device`;
     this.devices.set(n, device);
+    Atomics.store(this.peerSlots, n, dev);
     return n;
   }
 
   /** Unbinds nexus n's device: as an I_T nexus loss, the SPC-2 reservations it held end. */
   unbind(n: number): void {
     this.devices.delete(n);
+    Atomics.store(this.peerSlots, n, 0);
     for (const t of this.tpgs) for (const id of t.lunIds) t.lun(id)!.nexusLost(n);
   }
 
@@ -136,5 +148,6 @@ export class ScsiTarget {
   async dispose(): Promise<void> {
     for (const t of this.tpgMap.values()) await t.dispose();
     this.tpgMap.clear();
+    this.shm.device.release(this.peers);
   }
 }

@@ -5,6 +5,7 @@ import type { DeviceQueue } from "../virtio/device-queue.js";
 import type { LunConfig } from "../target/tpg.js";
 import { openBackstoreSync } from "#backstores";
 import { VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from "../virtio/ring.js";
+import { VIRTIO_SCSI_VQ_REQUEST } from "../virtio/virtio-scsi.js";
 
 /**
  * The data plane's SCSI request path without threads, for micro-benchmarks: one request queue
@@ -93,7 +94,7 @@ export class ScsiBench {
   /** One batch: publish `batch` requests, one drain. */
   run = (): void => {
     this.ring.ring.availIdx = this.idx = (this.idx + this.batch) & 0xffff;
-    this.tb.dp.scsi_req_drain(this.dq.ptr, this.dev, 1 << 16, false);
+    this.tb.dp.scsi_req_drain(this.dq.ptr, this.dev, VIRTIO_SCSI_VQ_REQUEST, 1 << 16, false);
   };
 
   /** Checks that every request of the last batch completed, GOOD and with VIRTIO_SCSI_S_OK. */

@@ -140,13 +140,13 @@ export class VhostScsi extends VhostDevice {
     if (this.endpoint && target === this.endpoint.target) throw new VhostError("EEXIST", `${t.vhost_wwpn} is already the endpoint`);
     if (this.endpoint) throw new VhostError("EBUSY", "another endpoint is set; clear it first");
     if (!target || target.tpgs.length === 0) throw new VhostError("EEXIST", `no TPG with WWPN ${t.vhost_wwpn}`);
-    const nexus = target.bind(this, this.initiatorName);
+    const nexus = target.bind(this, this.dev, this.initiatorName);
     if (typeof nexus === "string") throw new VhostError("EBUSY", nexus);
     const { dp } = this.ctx;
     let features = 0;
     if (bitOf(this.acked, VIRTIO_SCSI_F_T10_PI)) features |= 1;
     dp.scsi_dev_set_features(this.dev, features);
-    dp.scsi_dev_set_nexus(this.dev, nexus, sasAddress(this.initiatorName));
+    dp.scsi_dev_set_nexus(this.dev, nexus, sasAddress(this.initiatorName), target.peers);
     this.endpoint = { target, tpgs: target.tpgs, nexus };
     for (const tpg of this.endpoint.tpgs) {
       dp.scsi_dev_set_tpg(this.dev, tpg.tag, tpg.ptr);

@@ -2,6 +2,7 @@
 import * as abi from "../wasm/abi.generated.js";
 export {
   VIRTIO_SCSI_CDB_SIZE,
+  VIRTIO_SCSI_VQ_REQUEST,
   VIRTIO_SCSI_SENSE_SIZE,
   VIRTIO_SCSI_S_OK,
   VIRTIO_SCSI_S_FUNCTION_COMPLETE,

@@ -54,7 +54,7 @@ interface VringRole {
 const ROLES: Record<VringKind, VringRole> = {
   "scsi-req": {
     always: true,
-    drain: (dp, b, polling) => dp.scsi_req_drain(b.vq, b.dev, VHOST_WEIGHT, polling),
+    drain: (dp, b, polling) => dp.scsi_req_drain(b.vq, b.dev, b.index, VHOST_WEIGHT, polling),
     reap: (dp, b) => dp.scsi_req_reap(b.vq),
   },
   "scsi-ctl": {

@@ -314,10 +314,11 @@ describe("SPC-5 primary commands", () => {
       const len = new DataView(d.buffer, d.byteOffset).getUint32(0);
       const cmds: [number, number, number][] = [];
       for (let at = 4; at < 4 + len; at += 8) cmds.push([d[at], d[at + 5] & 1 ? (d[at + 2] << 8) | d[at + 3] : -1, (d[at + 6] << 8) | d[at + 7]]);
-      expect(cmds.length).toBe(45);
+      expect(cmds.length).toBe(46);
       expect(cmds).toContainEqual([0x9e, 0x10, 16]);
       // Reservations (issue 30): RESERVE/RELEASE(6) and (10), PERSISTENT RESERVE IN's four and OUT's seven service actions.
       for (const op of [0x16, 0x17, 0x56, 0x57]) expect(cmds.map((c) => c[0])).toContain(op);
+      expect(cmds).toContainEqual([0x89, -1, 16]); // COMPARE AND WRITE, on LUNs served in place
       for (const sa of [0, 1, 2, 3]) expect(cmds).toContainEqual([0x5e, sa, 10]);
       for (const sa of [0, 1, 2, 3, 4, 5, 6]) expect(cmds).toContainEqual([0x5f, sa, 10]);
       expect(cmds).toContainEqual([0x28, -1, 10]);
@@ -336,7 +337,7 @@ describe("SPC-5 primary commands", () => {
       const ops: number[] = [];
       for (let at = 4; at < 4 + new DataView(all.buffer, all.byteOffset).getUint32(0); at += 8) ops.push(all[at]);
       expect(ops).not.toContain(0x42);
-      expect(ops.length).toBe(44);
+      expect(ops.length).toBe(45);
       expect((await cmd(bed, { lun: 1, cdb: rsoc(1, 0x42), dataInLength: 64 })).dataIn[1] & 7).toBe(1);
       expectSense(await cmd(bed, { lun: 1, cdb: cdb(10, ScsiOp.UNMAP, [[7, 2, 24]]), dataOut: new Uint8Array(24) }), ILLEGAL, 0x2000);
     });
