@@ -58,7 +58,7 @@ const APPLETS = [
   "tr",
   "cut",
 ];
-const SG_TOOLS = ["sg_reset", "sg_inq", "sg_turs"];
+const SG_TOOLS = ["sg_reset", "sg_inq", "sg_turs", "sg_persist", "sg_compare_and_write"];
 
 function which(cmd) {
   try {

@@ -3,7 +3,7 @@
 // publishes it in a TPG's LUN table; workers only read it, except for the atomic state words.
 import {
   ASC_BUS_DEVICE_RESET_FUNCTION, ASC_CAPACITY_DATA_CHANGED, ASC_I_T_NEXUS_LOSS, ASC_POWER_ON_RESET, ASC_REGISTRATIONS_PREEMPTED,
-  ASC_REPORTED_LUNS_DATA_CHANGED, ASC_RESERVATIONS_PREEMPTED, ASC_RESERVATIONS_RELEASED,
+  ASC_REPORTED_LUNS_DATA_CHANGED, ASC_RESERVATIONS_PREEMPTED, ASC_RESERVATIONS_RELEASED, ASC_MODE_PARAMETERS_CHANGED,
 } from "./constants";
 import { PrState, SCSI_MAX_NEXUS, pr_state_size } from "./pr-state";
 
@@ -29,6 +29,7 @@ export const UA_LUNS_CHANGED: u32 = 16;
 export const UA_RESERVATIONS_PREEMPTED: u32 = 32;
 export const UA_RESERVATIONS_RELEASED: u32 = 64;
 export const UA_REGISTRATIONS_PREEMPTED: u32 = 128;
+export const UA_MODE_PARAMETERS_CHANGED: u32 = 256;
 
 /** Identification fields, each a fixed-size byte field after the struct. */
 export const IDENT_VENDOR: u32 = 0; // T10 vendor identification, 8 bytes, space padded
@@ -135,7 +136,8 @@ export function lun_take_ua(lun: ScsiLun, n: u32): u32 {
     if (bit == UA_LUNS_CHANGED) return ASC_REPORTED_LUNS_DATA_CHANGED;
     if (bit == UA_RESERVATIONS_PREEMPTED) return ASC_RESERVATIONS_PREEMPTED;
     if (bit == UA_RESERVATIONS_RELEASED) return ASC_RESERVATIONS_RELEASED;
-    return ASC_REGISTRATIONS_PREEMPTED;
+    if (bit == UA_REGISTRATIONS_PREEMPTED) return ASC_REGISTRATIONS_PREEMPTED;
+    return ASC_MODE_PARAMETERS_CHANGED;
   }
 }
 
@@ -152,6 +154,11 @@ export function lun_raise_ua(lun: ScsiLun, n: u32, bits: u32): void {
 /** Sets pending unit attention bits for every I_T nexus (a condition of the logical unit). */
 export function lun_raise_ua_all(lun: ScsiLun, bits: u32): void {
   for (let n: u32 = 0; n < SCSI_MAX_NEXUS; n++) lun_raise_ua(lun, n, bits);
+}
+
+/** Sets pending unit attention bits for every I_T nexus but n (what nexus n did, the others learn). */
+export function lun_raise_ua_others(lun: ScsiLun, n: u32, bits: u32): void {
+  for (let i: u32 = 0; i < SCSI_MAX_NEXUS; i++) if (i != n) lun_raise_ua(lun, i, bits);
 }
 
 /** Whether [lba, lba + n) lies within the LUN's medium (overflow-safe). */

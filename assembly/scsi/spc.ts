@@ -5,7 +5,7 @@ import { fill_bytes, copy_bytes } from "../bytes";
 import { ScsiCmd, cmd_invalid_cdb, cmd_invalid_param, cmd_check, cmd_send, cmd_want_in, cmd_want_out, build_sense, param_buf, data_in, data_out } from "./cmd";
 import {
   BS_QUEUED, ScsiLun, LUN_F_DSENSE, LUN_F_LBPRZ, LUN_F_READ_ONLY, LUN_F_UNMAP, LUN_F_WCE, UA_LUNS_CHANGED, IDENT_NAA, IDENT_PRODUCT,
-  IDENT_REVISION, IDENT_SERIAL, IDENT_TARGET, IDENT_VENDOR, lun_clear_ua, lun_ident, lun_ident_strlen, lun_take_ua, lun_update_flags, lun_flags,
+  IDENT_REVISION, IDENT_SERIAL, IDENT_TARGET, IDENT_VENDOR, lun_clear_ua, lun_ident, lun_ident_strlen, lun_take_ua, lun_update_flags, lun_flags, lun_raise_ua_others, UA_MODE_PARAMETERS_CHANGED,
 } from "./lun";
 import { VHOST_SCSI_MAX_LUN, tpg_lun } from "./target";
 import { be16, be32, put16, put32, put64 } from "./be";
@@ -376,8 +376,10 @@ export function spc_mode_select(c: ScsiCmd, ten: bool): void {
     if ((b0 & 0x3f) == 0x08) wce = (load<u8>(buf + off, 2) & 0x04) != 0 ? 1 : 0;
     off += n;
   }
-  if (wce == 1) lun_update_flags(lun, LUN_F_WCE, 0);
-  else if (wce == 0) lun_update_flags(lun, 0, LUN_F_WCE);
+  if (wce < 0 || (wce == 1) == ((lun_flags(lun) & LUN_F_WCE) != 0)) return;
+  lun_update_flags(lun, wce == 1 ? LUN_F_WCE : 0, wce == 1 ? 0 : LUN_F_WCE);
+  // SPC-5 6.11: the other I_T nexuses learn that the parameters changed.
+  lun_raise_ua_others(lun, c.dev.nexus, UA_MODE_PARAMETERS_CHANGED);
 }
 
 /** REPORT SUPPORTED OPERATION CODES (SPC-5 6.35). */

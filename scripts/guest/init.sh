@@ -212,6 +212,29 @@ fi
 say "HOTPLUG?"
 if C=$(wait_disk 2 300); then
   dd if=/tmp/pattern of="/dev/$C" bs=64k oflag=direct 2>/dev/null && dd if="/dev/$C" of=/tmp/back bs=64k count=16 iflag=direct 2>/dev/null && cmp -s /tmp/pattern /tmp/back && ok hotplug || fail hotplug "I/O on the new LUN failed"
+  # sg3_utils on the RAM LUN: a persistent reservation's life (register, reserve Write
+  # Exclusive, read back, release, unregister), then COMPARE AND WRITE of block 0: from the
+  # pattern to zeroes, and again, which must now miscompare (exit status 14) and change nothing.
+  if sg_persist -n -o -G -S 0xabc "/dev/$C" >/dev/null 2>&1 &&
+    sg_persist -n -o -R -K 0xabc -T 1 "/dev/$C" >/dev/null 2>&1 &&
+    sg_persist -n -i -k "/dev/$C" 2>/dev/null | grep -q "0xabc" &&
+    sg_persist -n -i -r "/dev/$C" 2>/dev/null | grep -q "Write Exclusive" &&
+    sg_persist -n -o -L -K 0xabc -T 1 "/dev/$C" >/dev/null 2>&1 &&
+    sg_persist -n -o -G -K 0xabc -S 0 "/dev/$C" >/dev/null 2>&1 &&
+    sg_persist -n -i -k "/dev/$C" 2>/dev/null | grep -q "NO registered"; then
+    ok persistent-reservations
+  else
+    fail persistent-reservations "$(sg_persist -n -i -s "/dev/$C" 2>&1 | tr '\n' ' ')"
+  fi
+  head -c 512 /tmp/pattern > /tmp/caw-old
+  dd if=/dev/zero of=/tmp/caw-new bs=512 count=1 2>/dev/null
+  cat /tmp/caw-old /tmp/caw-new > /tmp/caw1
+  sg_compare_and_write --in=/tmp/caw1 --lba=0 --num=1 "/dev/$C" >/dev/null 2>&1
+  first=$?
+  sg_compare_and_write --in=/tmp/caw1 --lba=0 --num=1 "/dev/$C" >/dev/null 2>&1
+  second=$?
+  dd if="/dev/$C" of=/tmp/caw-back bs=512 count=1 iflag=direct 2>/dev/null
+  if [ $first -eq 0 ] && [ $second -eq 14 ] && cmp -s /tmp/caw-new /tmp/caw-back; then ok compare-and-write; else fail compare-and-write "exit statuses $first and $second"; fi
   say "UNPLUG?"
   if wait_for "/sys/class/scsi_disk/0:0:1:2" 300 gone; then ok unplug; else fail unplug "LUN 2 stayed"; fi
 else

@@ -9,6 +9,7 @@ import {
   SamStatus,
   cdb,
   inquiry,
+  modeSelect10,
   modeSense10,
   persistentReserveIn,
   persistentReserveOut,
@@ -85,6 +86,20 @@ describe("two vhost-scsi devices on one TPG: two I_T nexuses to the same LUNs", 
     expectGood(r);
     expect(r.dataIn[0]).toBe(1);
     expect(b.device.initiator).toBe(B_NAME);
+  });
+
+  it("a MODE SELECT that changes the write cache is reported to the other nexus (MODE PARAMETERS CHANGED), not to its sender", async () => {
+    await settle(A);
+    await settle(B);
+    const page = (await A.command({ lun: 0, cdb: modeSense10(0x08, 255, { dbd: true }), dataInLength: 255 })).dataIn.slice(0, 28);
+    page[0] = page[1] = page[3] = 0;
+    page[8 + 2] ^= 0x04; // WCE
+    expectGood(await A.command({ lun: 0, cdb: modeSelect10(page.length), dataOut: page }));
+    expectGood(await A.command({ lun: 0, cdb: testUnitReady() }));
+    expectSense(await B.command({ lun: 0, cdb: testUnitReady() }), UNIT_ATTENTION, 0x2a01);
+    // The same values again change nothing: no unit attention.
+    expectGood(await A.command({ lun: 0, cdb: modeSelect10(page.length), dataOut: page }));
+    expectGood(await B.command({ lun: 0, cdb: testUnitReady() }));
   });
 
   it("a second device as the same initiator port is refused (EBUSY)", async () => {

@@ -33,6 +33,8 @@ describe("Linux in v86 with a virtio-scsi and a virtio-blk disk served by the da
       "direct-io": "ok",
       "jit-invalidation": "ok",
       "lun-reset": "ok",
+      "persistent-reservations": "ok",
+      "compare-and-write": "ok",
       reload: "ok",
       hotplug: "ok",
       unplug: "ok",
