@@ -286,6 +286,8 @@ export const SQ_MASK: u32 = offsetof<IoSubmitQueue>("mask");
 export const SQ_DEQUEUE: u32 = offsetof<IoSubmitQueue>("dequeue");
 export const SQ_WAKE: u32 = offsetof<IoSubmitQueue>("wake");
 export const SQ_SLEEPERS: u32 = offsetof<IoSubmitQueue>("sleepers");
+export const SQ_EXCLUSIVE: u32 = offsetof<IoSubmitQueue>("exclusive");
+export const SQ_ACTIVE: u32 = offsetof<IoSubmitQueue>("active");
 /** Where the control plane finds a LUN's reservation state (PrState) when it saves or restores it. */
 export const PR_GENERATION: u32 = offsetof<PrState>("generation");
 export const PR_REGISTERED: u32 = offsetof<PrState>("registered");

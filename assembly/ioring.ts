@@ -25,6 +25,15 @@ export const BS_OP_WRITE: u32 = 2; // write the extents at offset
 export const BS_OP_FLUSH: u32 = 3; // make written data durable
 export const BS_OP_WRITE_ZEROES: u32 = 4; // zero length bytes at offset
 export const BS_OP_DISCARD: u32 = 5; // deallocate length bytes at offset
+/**
+ * Compare the first length bytes of the extents with the medium at offset and, only if they are
+ * equal, write the next length bytes there: one operation, which no other operation of the queue
+ * overlaps (the service's gate, SQ exclusive/active). Offered by backstores that complete
+ * synchronously (BackstoreFeatures.synchronous).
+ */
+export const BS_OP_COMPARE_AND_WRITE: u32 = 6;
+/** A COMPARE_AND_WRITE that found a difference completes with -(BS_MISCOMPARE + its first differing byte's offset). */
+export const BS_MISCOMPARE: u32 = 1 << 20;
 
 /** IoCtx.flags: the write must be durable when it completes (SBC-4 FUA, VIRTIO_BLK_T_OUT with FLUSH semantics none). */
 export const BS_F_FUA: u32 = 1;
@@ -188,9 +197,13 @@ export function ctx_submit(t: IoCtxTable, x: IoCtx, sq: IoSubmitQueue, first: bo
   /** Futex word the backstore's threads sleep on, and how many sleep. */
   wake: u32;
   sleepers: u32;
-  _pad0: u32;
-  _pad1: u32;
-  _pad2: u32;
+  /**
+   * The queue's gate, kept by its consumers (src/backstore/service.ts): 1 while one runs a
+   * COMPARE_AND_WRITE, and how many are running other operations meanwhile.
+   */
+  exclusive: u32;
+  active: u32;
+  _pad: u32;
 }
 
 @inline function sq_cell(q: IoSubmitQueue, pos: u32): usize {

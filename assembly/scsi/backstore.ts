@@ -4,7 +4,7 @@
 // is the one place that tells the backing kinds apart: sbc.ts writes each command once.
 import { ScsiCmd, SCRATCH_DATA_SIZE, cmd_check, data_in, data_out, param_buf } from "./cmd";
 import { BS_NULL, BS_RAM, LUN_F_LBPRZ, ScsiLun } from "./lun";
-import { BS_F_FUA, BS_F_UNMAP, BS_OP_DISCARD, BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES } from "../ioring";
+import { BS_F_FUA, BS_F_UNMAP, BS_OP_COMPARE_AND_WRITE, BS_OP_DISCARD, BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES } from "../ioring";
 import { remote_compare, remote_op, remote_pattern, remote_ranges } from "./remote";
 import { copy_bytes } from "../bytes";
 import { IovIter } from "../iovec";
@@ -78,6 +78,20 @@ export function bs_compare(c: ScsiCmd, lun: ScsiLun, off: u64, bytes: u32, data:
     at += got;
     if (got < want) break;
   }
+}
+
+/**
+ * COMPARE_AND_WRITE: the first `bytes` of data-out compared with the medium at `off`, and if
+ * they match the next `bytes` written there. In place the caller holds the LUN (caw.ts); a queued
+ * backstore's service makes it one operation of its queue.
+ */
+export function bs_compare_and_write(c: ScsiCmd, lun: ScsiLun, off: u64, bytes: u32, fua: bool): void {
+  const data = data_out();
+  if (!in_place(lun)) return remote_op(c, lun, BS_OP_COMPARE_AND_WRITE, off, bytes, data, fua ? BS_F_FUA : 0);
+  bs_compare(c, lun, off, bytes, data);
+  if (c.status != 0) c.done = <u64>bytes * 2; // all the data-out came before the compare
+  else if (lun.backstore == BS_RAM) c.done += data.read(<usize>lun.ram + <usize>off, bytes);
+  else c.done += data.skip(bytes);
 }
 
 /** PATTERN: the one block at cursor `data` written over [off, off + bytes) (WRITE SAME). */

@@ -1,16 +1,17 @@
-// COMPARE AND WRITE (SBC-4 5.3) on in-place LUNs, atomic with respect to every other command on
-// the LUN from any queue, worker or device. The LUN's LUN_F_CAW flag is the lock: while it is
+// COMPARE AND WRITE (SBC-4 5.3), atomic with respect to every other command on the LUN from any
+// queue, worker or device. A queued backstore's service serializes it on its queue (the SQ's
+// gate, src/backstore/service.ts). In place, the LUN's LUN_F_CAW flag is the lock: while it is
 // set no other command reaches the medium (the RAM fast path sees the LUN not ready, and the
 // dispatcher waits here). Commands that passed before the flag was set may still have copies
 // pending (RAM copies are deferred to the end of a drain): each request queue's gate word is
 // odd while its drain runs, so the holder waits for every odd gate of every device bound to
 // the target to move on, a grace period in RCU's manner. A worker waiting (for the lock or the
 // grace) has run its own copies and made its gate even, so two never wait for each other.
-import { ScsiCmd, cmd_check, cmd_invalid_cdb, cmd_want_out, data_out } from "./cmd";
-import { BS_NULL, BS_RAM, LUN_F_CAW, LUN_F_READ_ONLY, ScsiLun, lun_flags, lun_holds } from "./lun";
+import { ScsiCmd, cmd_check, cmd_invalid_cdb, cmd_want_out } from "./cmd";
+import { BS_QUEUED, LUN_F_CAW, LUN_F_COMPARE_WRITE, LUN_F_READ_ONLY, LUN_F_WCE, ScsiLun, lun_flags, lun_holds } from "./lun";
 import { MAX_REQUEST_QUEUES, ScsiDevice, dev_gate } from "./target";
 import { SCSI_MAX_NEXUS } from "./pr-state";
-import { bs_compare } from "./backstore";
+import { bs_compare_and_write } from "./backstore";
 import { copies_flush } from "../copies";
 import { be64 } from "./be";
 import * as K from "./constants";
@@ -104,12 +105,13 @@ export function caw_wait(c: ScsiCmd, lun: ScsiLun): bool {
  * COMPARE AND WRITE (SBC-4 5.3): the first half of the data-out compared with the blocks at the
  * LBA, and only if they are equal the second half written there, as one operation. A difference
  * is MISCOMPARE, MISCOMPARE DURING VERIFY OPERATION with the first differing byte's offset in
- * the INFORMATION field. Served for RAM and null LUNs; queued backstores do not offer it.
+ * the INFORMATION field. In place this file holds the LUN for it; a queued backstore's service
+ * makes it one operation of the queue. LUNs without LUN_F_COMPARE_WRITE do not offer it.
  */
 export function sbc_compare_and_write(c: ScsiCmd): void {
   const lun = changetype<ScsiLun>(c.lun);
   const cdb = c.cdb;
-  if (lun.backstore != BS_RAM && lun.backstore != BS_NULL) return cmd_check(c, K.ILLEGAL_REQUEST, K.ASC_INVALID_COMMAND_OPERATION_CODE);
+  if ((lun.flags & LUN_F_COMPARE_WRITE) == 0) return cmd_check(c, K.ILLEGAL_REQUEST, K.ASC_INVALID_COMMAND_OPERATION_CODE);
   if ((load<u8>(cdb, 1) & 0xe0) != 0) return cmd_invalid_cdb(c, 1, 7); // WRPROTECT: no protection information
   const lba = be64(cdb + 2);
   const n = <u32>load<u8>(cdb, 13);
@@ -119,17 +121,14 @@ export function sbc_compare_and_write(c: ScsiCmd): void {
   if (n == 0) return;
   const bytes = n << lun.block_shift;
   if (!cmd_want_out(c, <u64>bytes * 2)) return;
+  const off = lba << lun.block_shift;
+  // With the write cache off every write is durable before GOOD (SBC-4 6.5.5), as FUA asks.
+  const fua = (load<u8>(cdb, 1) & 0x08) != 0 || (lun_flags(lun) & LUN_F_WCE) == 0;
+  if (lun.backstore == BS_QUEUED) return bs_compare_and_write(c, lun, off, bytes, fua);
   quiet();
   const locked = lock(lun);
-  if (locked && grace(c.dev)) {
-    const off = lba << lun.block_shift;
-    bs_compare(c, lun, off, bytes, data_out());
-    if (c.status != K.SAM_STAT_GOOD) c.done = <u64>bytes * 2; // all the data-out came before the compare
-    else if (lun.backstore == BS_RAM) c.done += data_out().read(<usize>lun.ram + <usize>off, bytes);
-    else c.done += data_out().skip(bytes);
-  } else {
-    c.status = K.SAM_STAT_BUSY;
-  }
+  if (locked && grace(c.dev)) bs_compare_and_write(c, lun, off, bytes, fua);
+  else c.status = K.SAM_STAT_BUSY;
   if (locked) unlock(lun);
   serving();
 }

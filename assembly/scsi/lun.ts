@@ -19,6 +19,7 @@ export const LUN_F_WCE: u32 = 32; // caching mode page WCE: volatile write cache
 export const LUN_F_LBPRZ: u32 = 64; // unmapped blocks read as zeroes
 export const LUN_F_RESERVED: u32 = 128; // a persistent or SPC-2 reservation exists (pr-state.ts)
 export const LUN_F_CAW: u32 = 256; // a COMPARE AND WRITE holds the medium (caw.ts)
+export const LUN_F_COMPARE_WRITE: u32 = 512; // COMPARE AND WRITE is offered: in place, or by a synchronous backstore
 
 /** Unit attention conditions, each I_T nexus's own, reported lowest bit first (SAM-5 5.14). */
 export const UA_POWER_ON: u32 = 1;

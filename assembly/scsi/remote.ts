@@ -11,7 +11,7 @@ import { ctx_answer } from "../drain";
 import { ScsiCmd, cmd, cmd_check, cmd_reset, DIR_FROM_DEVICE, DIR_TO_DEVICE } from "./cmd";
 import { ScsiLun } from "./lun";
 import {
-  BOUNCE_SIZE, BS_OP_DISCARD, BS_OP_READ, BS_OP_WRITE, CTX_ABORTED, CTX_IOV, IoCtx, IoCtxTable, IoSubmitQueue,
+  BOUNCE_SIZE, BS_MISCOMPARE, BS_OP_COMPARE_AND_WRITE, BS_OP_DISCARD, BS_OP_READ, BS_OP_WRITE, CTX_ABORTED, CTX_IOV, IoCtx, IoCtxTable, IoSubmitQueue,
   ctx_alloc, ctx_release, ctx_submit, ctx_take_extents,
 } from "../ioring";
 import { write_response } from "./response";
@@ -31,6 +31,7 @@ export const REMOTE_MAX_RANGES: u32 = (CTX_IOV * 8) / 12;
 const EPERM: i32 = 1;
 const EIO: i32 = 5;
 const EACCES: i32 = 13;
+const EBUSY: i32 = 16;
 const EINVAL: i32 = 22;
 const ENOSPC: i32 = 28;
 const EROFS: i32 = 30;
@@ -107,11 +108,14 @@ function submit(c: ScsiCmd, x: IoCtx): void {
   c.pending = 1;
 }
 
-/** One operation over [off, off + len) with the data at cursor `data` (READ, WRITE) or none; BS_F_* flags. */
+/**
+ * One operation over [off, off + len) with the data at cursor `data` (READ, WRITE; twice len for
+ * COMPARE_AND_WRITE) or none; BS_F_* flags.
+ */
 export function remote_op(c: ScsiCmd, lun: ScsiLun, op: u32, off: u64, len: u64, data: IovIter | null, flags: u32): void {
   const x = ctx_begin(c, lun, REMOTE_ONE);
   if (x === null) return;
-  if (data !== null && !ctx_take_extents(x.extents(), data, len)) {
+  if (data !== null && !ctx_take_extents(x.extents(), data, op == BS_OP_COMPARE_AND_WRITE ? len * 2 : len)) {
     ctx_release(c.table, x);
     c.response = K.VIRTIO_SCSI_S_FAILURE;
     return;
@@ -235,6 +239,11 @@ function error_answer(c: ScsiCmd, op: u32, err: i32): void {
   if (e == ENOSPC) return cmd_check(c, K.DATA_PROTECT, K.ASC_SPACE_ALLOCATION_FAILED);
   if (e == EINVAL) return cmd_check(c, K.ILLEGAL_REQUEST, K.ASC_INVALID_FIELD_IN_CDB);
   if (e == EOPNOTSUPP) return cmd_check(c, K.ILLEGAL_REQUEST, K.ASC_INVALID_COMMAND_OPERATION_CODE);
+  // A COMPARE AND WRITE whose queue stayed busy (a consumer stuck mid-batch): the guest retries.
+  if (e == EBUSY) {
+    c.status = K.SAM_STAT_BUSY;
+    return;
+  }
   // The way to the storage broke (a dropped connection, a server that stopped answering): the
   // transport failed, not the medium; the guest's SCSI layer retries (DID_TRANSPORT_DISRUPTED).
   if (e == ENOTCONN || e == ECONNRESET || e == ESHUTDOWN || e == ETIMEDOUT || e == EPIPE) {
@@ -259,13 +268,18 @@ function complete(vq: VirtQueue, t: IoCtxTable, x: IoCtx, result: i32): bool {
   let more = false;
   if (aborted) {
     c.response = K.VIRTIO_SCSI_S_ABORTED;
+  } else if (x.op == BS_OP_COMPARE_AND_WRITE && result <= -<i32>BS_MISCOMPARE) {
+    cmd_check(c, K.MISCOMPARE, K.ASC_MISCOMPARE_DURING_VERIFY);
+    c.info_valid = 1;
+    c.info = <u64>(-result - <i32>BS_MISCOMPARE);
+    c.done = x.length * 2; // the whole data-out was transferred before the compare (no residual)
   } else if (result < 0) {
     error_answer(c, x.op, result);
   } else if (<u64>result != x.length) {
     // Backstores finish a transfer or fail it; a short one means the medium could not.
     cmd_check(c, K.MEDIUM_ERROR, x.op == BS_OP_READ ? K.ASC_UNRECOVERED_READ_ERROR : K.ASC_WRITE_ERROR);
   } else if (kind == REMOTE_ONE) {
-    c.done = x.op == BS_OP_READ || x.op == BS_OP_WRITE ? x.length : x.done;
+    c.done = x.op == BS_OP_READ || x.op == BS_OP_WRITE ? x.length : x.op == BS_OP_COMPARE_AND_WRITE ? x.length * 2 : x.done;
   } else if (kind == REMOTE_COMPARE) {
     const diff = compare_chunk(t, x);
     if (diff >= 0) {

@@ -4,7 +4,7 @@
 import { fill_bytes, copy_bytes } from "../bytes";
 import { ScsiCmd, cmd_invalid_cdb, cmd_invalid_param, cmd_check, cmd_send, cmd_want_in, cmd_want_out, build_sense, param_buf, data_in, data_out } from "./cmd";
 import {
-  BS_QUEUED, ScsiLun, LUN_F_DSENSE, LUN_F_LBPRZ, LUN_F_READ_ONLY, LUN_F_UNMAP, LUN_F_WCE, UA_LUNS_CHANGED, IDENT_NAA, IDENT_PRODUCT,
+  ScsiLun, LUN_F_COMPARE_WRITE, LUN_F_DSENSE, LUN_F_LBPRZ, LUN_F_READ_ONLY, LUN_F_UNMAP, LUN_F_WCE, UA_LUNS_CHANGED, IDENT_NAA, IDENT_PRODUCT,
   IDENT_REVISION, IDENT_SERIAL, IDENT_TARGET, IDENT_VENDOR, lun_clear_ua, lun_ident, lun_ident_strlen, lun_take_ua, lun_update_flags, lun_flags, lun_raise_ua_others, UA_MODE_PARAMETERS_CHANGED,
 } from "./lun";
 import { VHOST_SCSI_MAX_LUN, tpg_lun } from "./target";
@@ -136,7 +136,7 @@ function vpd_devid(lun: ScsiLun, buf: usize): u32 {
 function vpd_block_limits(lun: ScsiLun, buf: usize): u32 {
   fill_bytes(buf, 0, 64);
   store<u8>(buf, 0x01, 4); // WSNZ: WRITE SAME with zero blocks is not supported
-  if (lun.backstore != BS_QUEUED) store<u8>(buf, <u8>CAW_MAX_BLOCKS, 5); // MAXIMUM COMPARE AND WRITE LENGTH
+  if ((lun.flags & LUN_F_COMPARE_WRITE) != 0) store<u8>(buf, <u8>CAW_MAX_BLOCKS, 5); // MAXIMUM COMPARE AND WRITE LENGTH
   put16(buf + 6, 1); // OPTIMAL TRANSFER LENGTH GRANULARITY
   // SBC-4 6.6.4: OPTIMAL TRANSFER LENGTH must not exceed MAXIMUM TRANSFER LENGTH; the largest
   // power of two within it (the control plane keeps the maximum within the HBA's max_sectors).
@@ -391,7 +391,7 @@ export function spc_report_opcodes(c: ScsiCmd): void {
   if (!cmd_want_in(c, alloc)) return;
   const buf = param_buf();
   const lun = <ScsiLun>c.lun;
-  const offers = ((lun.flags & LUN_F_UNMAP) != 0 ? OFFER_UNMAP : 0) | (lun.backstore != BS_QUEUED ? OFFER_CAW : 0);
+  const offers = ((lun.flags & LUN_F_UNMAP) != 0 ? OFFER_UNMAP : 0) | ((lun.flags & LUN_F_COMPARE_WRITE) != 0 ? OFFER_CAW : 0);
   const len = report_opcodes(options, <u32>load<u8>(cdb, 3), be16(cdb + 4), rctd, offers, buf);
   if (len < 0) return cmd_invalid_cdb(c, <u32>-len);
   cmd_send(c, buf, <u32>len, alloc);

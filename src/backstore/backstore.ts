@@ -64,6 +64,11 @@ export interface BackstoreFeatures {
   discardZeroes: boolean;
   /** WRITE_ZEROES without data; without it zeroes are written from a zero buffer. */
   writeZeroes: boolean;
+  /**
+   * submit() completes every operation before it returns, on every thread that serves it: the
+   * service can then run a COMPARE AND WRITE alone on the queue, and the LUN offers it.
+   */
+  synchronous?: boolean;
 }
 
 /**

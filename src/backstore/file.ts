@@ -37,7 +37,7 @@ declare module "./backstore.js" {
   }
 }
 
-const FEATURES: BackstoreFeatures = { flush: true, fua: false, discard: false, discardZeroes: false, writeZeroes: false };
+const FEATURES: BackstoreFeatures = { flush: true, fua: false, discard: false, discardZeroes: false, writeZeroes: false, synchronous: true };
 
 /** The views still to move after `done` bytes of `buffers` went through. */
 function rest(buffers: readonly Uint8Array[], done: number): Uint8Array[] {

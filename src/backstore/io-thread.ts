@@ -19,6 +19,7 @@ const port = new RingPort(d.memory.buffer as unknown as SharedArrayBuffer, new P
 const mod = (await import(d.module)) as { openInThread(init: unknown): QueuedBackstore | Promise<QueuedBackstore> };
 const backstore = await mod.openInThread(d.init);
 const finish = (ctx: number, result: number) => port.complete(ctx, result);
+const gate = port.gate(d.sq);
 const cpu = new Float64Array(d.control, IO_CPU_AT + IO_CPU_SLOT * d.index, 2);
 const answeredAt = (IO_CPU_AT + IO_CPU_SLOT * d.index + 16) / 4;
 /** Answers the CPU-time requests made since this thread last answered: its time, then the count. */
@@ -37,7 +38,7 @@ while (Atomics.load(control, 0) === 0) {
   const batch: TakenRequest[] = [];
   for (let ctx = port.take(d.sq); ctx !== 0; ctx = batch.length < BATCH ? port.take(d.sq) : 0) batch.push(port.request(ctx));
   if (batch.length) {
-    runBatch(backstore, batch, finish);
+    runBatch(backstore, batch, finish, gate);
     port.ringDoorbells();
     idleSince = -1;
     continue;

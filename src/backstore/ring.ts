@@ -6,6 +6,7 @@ import type { PollTable } from "../sys/eventfd.js";
 import {
   BS_OP_READ,
   BS_OP_WRITE,
+  BS_OP_COMPARE_AND_WRITE,
   type BS_OP_FLUSH,
   type BS_OP_WRITE_ZEROES,
   type BS_OP_DISCARD,
@@ -24,6 +25,8 @@ import {
   SQ_DEQUEUE,
   SQ_WAKE,
   SQ_SLEEPERS,
+  SQ_EXCLUSIVE,
+  SQ_ACTIVE,
   SQ_CELLS,
   CQ_MASK,
   CQ_TAIL,
@@ -34,9 +37,12 @@ import {
   IOVEC_ARRAY_ENTRIES,
   IOVEC_SIZE,
 } from "../wasm/abi.generated.js";
-export { BS_OP_READ, BS_OP_WRITE, BS_OP_FLUSH, BS_OP_WRITE_ZEROES, BS_OP_DISCARD } from "../wasm/abi.generated.js";
+export { BS_OP_READ, BS_OP_WRITE, BS_OP_FLUSH, BS_OP_WRITE_ZEROES, BS_OP_DISCARD, BS_OP_COMPARE_AND_WRITE, BS_MISCOMPARE } from "../wasm/abi.generated.js";
 
+/** What a backstore's submit() is asked (the service carries COMPARE_AND_WRITE out itself: backstores never see it). */
 export type BackstoreOp = typeof BS_OP_READ | typeof BS_OP_WRITE | typeof BS_OP_FLUSH | typeof BS_OP_WRITE_ZEROES | typeof BS_OP_DISCARD;
+/** What a request context asks. */
+type RequestOp = BackstoreOp | typeof BS_OP_COMPARE_AND_WRITE;
 
 /** One operation as a backstore sees it: its buffers are views of guest memory, used in place. */
 export interface BackstoreIo {
@@ -53,7 +59,8 @@ export interface BackstoreIo {
 }
 
 /** A request context taken from a submission queue. */
-export interface TakenRequest extends BackstoreIo {
+export interface TakenRequest extends Omit<BackstoreIo, "op"> {
+  readonly op: RequestOp;
   /** The context's address (the completion names it). */
   readonly ctx: number;
   /** A TMF aborted it before any I/O started: complete it without doing anything. */
@@ -105,9 +112,9 @@ export class RingPort {
   /** What context `ctx` asks for, with views of its guest buffers. */
   request(ctx: number): TakenRequest {
     const { view: v, buffer } = this;
-    const op = v.getUint32(ctx + IOCTX_OP, true) as BackstoreOp;
+    const op = v.getUint32(ctx + IOCTX_OP, true) as RequestOp;
     const ext = ctx + IOCTX_EXTENTS;
-    const n = op === BS_OP_READ || op === BS_OP_WRITE ? v.getUint32(ext, true) : 0;
+    const n = op === BS_OP_READ || op === BS_OP_WRITE || op === BS_OP_COMPARE_AND_WRITE ? v.getUint32(ext, true) : 0;
     const buffers: Uint8Array[] = [];
     for (let i = 0, at = ext + IOVEC_ARRAY_ENTRIES; i < n; i++, at += IOVEC_SIZE)
       buffers.push(new Uint8Array(buffer, v.getUint32(at, true), v.getUint32(at + 4, true)));
@@ -140,6 +147,11 @@ export class RingPort {
     Atomics.store(i32, cell, (t + 1) | 0);
     Atomics.add(i32, (cq + CQ_FINISHED) >> 2, 1);
     this.bells.add(Atomics.load(i32, (cq + CQ_DOORBELL) >> 2));
+  }
+
+  /** The gate of the submission queue at `sq` (its consumers' COMPARE_AND_WRITE exclusion). */
+  gate(sq: number): QueueGate {
+    return new QueueGate(this.i32, sq);
   }
 
   /** Wakes the workers whose queues got completions since the last call. */
@@ -196,5 +208,62 @@ export class RingPort {
     const mask = i32[(sq + SQ_MASK) >> 2];
     const pos = Atomics.load(i32, (sq + SQ_DEQUEUE) >> 2);
     return Atomics.load(i32, (sq + SQ_CELLS + ((pos & mask) << 3)) >> 2) === ((pos + 1) | 0);
+  }
+}
+
+/** How long a consumer waits at a gate before it answers EBUSY (another consumer stuck mid-batch), ms. */
+const GATE_MS = 1000;
+
+/**
+ * A submission queue's gate (IoSubmitQueue.exclusive and .active), shared by every thread that
+ * serves the queue: a COMPARE_AND_WRITE runs while no other operation of the queue does. Only
+ * for backstores that complete synchronously, so that an operation's whole life is inside its
+ * consumer's enter/leave and no one waits while holding the gate.
+ */
+export class QueueGate {
+  private readonly exclusive: number;
+  private readonly active: number;
+
+  constructor(
+    private readonly i32: Int32Array,
+    sq: number,
+  ) {
+    this.exclusive = (sq + SQ_EXCLUSIVE) >> 2;
+    this.active = (sq + SQ_ACTIVE) >> 2;
+  }
+
+  /** Waits until `ready` holds; false after GATE_MS. */
+  private until(ready: () => boolean): boolean {
+    const deadline = performance.now() + GATE_MS;
+    while (!ready()) if (performance.now() > deadline) return false;
+    return true;
+  }
+
+  /** Enters to run other operations (counted; a COMPARE_AND_WRITE running is waited out). False if it never ends. */
+  enterShared(): boolean {
+    const { i32 } = this;
+    for (;;) {
+      Atomics.add(i32, this.active, 1);
+      if (Atomics.load(i32, this.exclusive) === 0) return true;
+      Atomics.sub(i32, this.active, 1);
+      if (!this.until(() => Atomics.load(i32, this.exclusive) === 0)) return false;
+    }
+  }
+
+  leaveShared(): void {
+    Atomics.sub(this.i32, this.active, 1);
+  }
+
+  /** Enters alone: the gate taken, then every other consumer's operations done. False if that does not happen. */
+  enterExclusive(): boolean {
+    const { i32 } = this;
+    if (!this.until(() => Atomics.compareExchange(i32, this.exclusive, 0, 1) === 0)) return false;
+    if (this.until(() => Atomics.load(i32, this.active) === 0)) return true;
+    Atomics.store(i32, this.exclusive, 0);
+    return false;
+  }
+
+  leaveExclusive(): void {
+    Atomics.store(this.i32, this.exclusive, 0);
   }
 }

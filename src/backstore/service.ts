@@ -7,7 +7,19 @@ import { platform } from "#platform";
 import type { PlatformThread } from "../sys/platform.js";
 import { compiledModule } from "../sys/compiled-module.js";
 import type { QueuedBackstore } from "./backstore.js";
-import { BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES, BS_OP_DISCARD, RingPort, type BackstoreIo, type TakenRequest } from "./ring.js";
+import {
+  BS_MISCOMPARE,
+  BS_OP_COMPARE_AND_WRITE,
+  BS_OP_DISCARD,
+  BS_OP_FLUSH,
+  BS_OP_READ,
+  BS_OP_WRITE,
+  BS_OP_WRITE_ZEROES,
+  RingPort,
+  type BackstoreIo,
+  type QueueGate,
+  type TakenRequest,
+} from "./ring.js";
 import { log } from "../sys/log.js";
 import { PollTable } from "../sys/eventfd.js";
 
@@ -23,6 +35,8 @@ export const BATCH = 8;
  */
 const EVENT_LOOP_BATCH = 64;
 const ECANCELED = 125;
+const EBUSY = 16;
+const EIO = 5;
 const EOPNOTSUPP = 95;
 const EROFS = 30;
 const ZEROES = new Uint8Array(1 << 20);
@@ -35,12 +49,12 @@ function zeroBuffers(length: number): Uint8Array[] {
 }
 
 /**
- * Runs a batch of taken requests on backstore b and calls finish(ctx, result) once for each:
- * aborted ones at once with -ECANCELED, the rest when b is done. What b lacks is emulated: no
- * FLUSH means nothing to flush; WRITE_ZEROES becomes a WRITE of zeroes; a FUA write on a
- * backstore without FUA is a WRITE then a FLUSH.
+ * Runs requests other than COMPARE_AND_WRITE on backstore b and calls finish(ctx, result) once
+ * for each: aborted ones at once with -ECANCELED, the rest when b is done. What b lacks is
+ * emulated: no FLUSH means nothing to flush; WRITE_ZEROES becomes a WRITE of zeroes; a FUA write
+ * on a backstore without FUA is a WRITE then a FLUSH.
  */
-export function runBatch(b: QueuedBackstore, batch: readonly TakenRequest[], finish: (ctx: number, result: number) => void): void {
+function runOps(b: QueuedBackstore, batch: readonly TakenRequest[], finish: (ctx: number, result: number) => void): void {
   const next = new Map<BackstoreIo, (result: number) => void>();
   const ios: BackstoreIo[] = [];
   const issue = (io: BackstoreIo, then: (result: number) => void) => {
@@ -63,13 +77,13 @@ export function runBatch(b: QueuedBackstore, batch: readonly TakenRequest[], fin
     else if (r.op === BS_OP_WRITE_ZEROES && !f.writeZeroes)
       issue({ op: BS_OP_WRITE, offset: r.offset, length: r.length, buffers: zeroBuffers(r.length), fua: false }, end);
     else if (r.op === BS_OP_WRITE && r.fua && !f.fua && f.flush) {
-      issue({ ...r, fua: false }, (res) => {
+      issue({ ...(r as BackstoreIo), fua: false }, (res) => {
         if (res < 0) return end(res);
         const flush: BackstoreIo = { op: BS_OP_FLUSH, offset: 0, length: 0, buffers: [], fua: false };
         next.set(flush, (fr) => end(fr < 0 ? fr : res));
         b.submit([flush], done);
       });
-    } else issue(r, end);
+    } else issue(r as BackstoreIo, end);
   }
   const done = (io: BackstoreIo, result: number) => {
     const then = next.get(io);
@@ -78,6 +92,88 @@ export function runBatch(b: QueuedBackstore, batch: readonly TakenRequest[], fin
     then(result);
   };
   if (ios.length) b.submit(ios, done);
+}
+
+/** Runs one operation on a synchronous backstore and returns its result (-EIO if it did not complete at once). */
+function runNow(b: QueuedBackstore, io: BackstoreIo): number {
+  let result = -EIO;
+  runOps(b, [{ ...io, ctx: 0, aborted: false }], (_, r) => (result = r));
+  return result;
+}
+
+/** `length` bytes of the buffers from byte `from` on, as views. */
+function slice(buffers: readonly Uint8Array[], from: number, length: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let skip = from;
+  for (const b of buffers) {
+    if (length === 0) break;
+    if (skip >= b.length) {
+      skip -= b.length;
+      continue;
+    }
+    const n = Math.min(b.length - skip, length);
+    out.push(b.subarray(skip, skip + n));
+    skip = 0;
+    length -= n;
+  }
+  return out;
+}
+
+/**
+ * COMPARE_AND_WRITE on a synchronous backstore, alone on its queue (the caller holds the gate):
+ * the medium read, compared with the first half of the buffers, and only if equal the second
+ * half written. Its result: the length, -(BS_MISCOMPARE + offset) of the first difference, or
+ * the read's or write's -errno.
+ */
+function compareAndWrite(b: QueuedBackstore, r: TakenRequest): number {
+  const medium = new Uint8Array(r.length);
+  const read = runNow(b, { op: BS_OP_READ, offset: r.offset, length: r.length, buffers: [medium], fua: false });
+  if (read < 0) return read;
+  let at = 0;
+  for (const piece of slice(r.buffers, 0, r.length)) {
+    for (let k = 0; k < piece.length; k++) if (piece[k] !== medium[at + k]) return -(BS_MISCOMPARE + at + k);
+    at += piece.length;
+  }
+  const written = runNow(b, { op: BS_OP_WRITE, offset: r.offset, length: r.length, buffers: slice(r.buffers, r.length, r.length), fua: r.fua });
+  return written < 0 ? written : r.length;
+}
+
+/**
+ * Runs a batch of taken requests on backstore b: finish(ctx, result) once for each. With a gate
+ * (a backstore that completes synchronously, whose LUNs offer COMPARE AND WRITE), the other
+ * requests run inside the gate's shared side and each COMPARE_AND_WRITE after them on its
+ * exclusive side, so that no operation of any consumer of the queue overlaps it.
+ */
+export function runBatch(b: QueuedBackstore, batch: readonly TakenRequest[], finish: (ctx: number, result: number) => void, gate?: QueueGate): void {
+  if (!gate || !b.features.synchronous) {
+    const caw = batch.filter((r) => r.op === BS_OP_COMPARE_AND_WRITE);
+    for (const r of caw) finish(r.ctx, -EOPNOTSUPP); // not offered: only a hostile guest's context
+    return runOps(b, caw.length ? batch.filter((r) => r.op !== BS_OP_COMPARE_AND_WRITE) : batch, finish);
+  }
+  const rest = batch.filter((r) => r.op !== BS_OP_COMPARE_AND_WRITE);
+  if (rest.length) {
+    if (!gate.enterShared()) for (const r of rest) finish(r.ctx, -EBUSY);
+    else {
+      try {
+        runOps(b, rest, finish);
+      } finally {
+        gate.leaveShared();
+      }
+    }
+  }
+  for (const r of batch) {
+    if (r.op !== BS_OP_COMPARE_AND_WRITE) continue;
+    if (r.aborted) finish(r.ctx, -ECANCELED);
+    else if (b.readOnly) finish(r.ctx, -EROFS);
+    else if (!gate.enterExclusive()) finish(r.ctx, -EBUSY);
+    else {
+      try {
+        finish(r.ctx, compareAndWrite(b, r));
+      } finally {
+        gate.leaveExclusive();
+      }
+    }
+  }
 }
 
 /** Stands in for a backstore whose I/O threads are gone: every operation fails with EIO. */
@@ -178,6 +274,7 @@ export class BackstoreService {
    */
   private async run(backstore: QueuedBackstore): Promise<void> {
     const { port, sq } = this;
+    const gate = port.gate(sq);
     const finish = (ctx: number, result: number) => {
       port.complete(ctx, result);
       if (this.ringQueued) return;
@@ -191,7 +288,7 @@ export class BackstoreService {
       const batch: TakenRequest[] = [];
       for (let ctx = port.take(sq); ctx !== 0; ctx = batch.length < EVENT_LOOP_BATCH ? port.take(sq) : 0) batch.push(port.request(ctx));
       if (batch.length) {
-        runBatch(backstore, batch, finish);
+        runBatch(backstore, batch, finish, gate);
         // Let completions that arrive asynchronously run before looking again.
         await platform.yieldToEventLoop();
         continue;

@@ -24,6 +24,7 @@ import {
   IDENT_NAA,
   IDENT_TARGET,
   LUN_F_RESERVED,
+  LUN_F_COMPARE_WRITE,
   PR_GENERATION,
   PR_HOLDER,
   PR_KEYS,
@@ -111,6 +112,8 @@ export class Lun {
     if (options.readOnly || backstore.readOnly) flags |= LUN_F_READ_ONLY;
     if (options.descriptorSense) flags |= LUN_F_DSENSE;
     if (backstore.kind === "ram") flags |= LUN_F_UNMAP | LUN_F_LBPRZ;
+    // COMPARE AND WRITE: in place (caw.ts holds the LUN), or on a queue the service can hold.
+    if (backstore.kind !== "queued" || backstore.features.synchronous) flags |= LUN_F_COMPARE_WRITE;
     let kind = BS_NULL;
     let at = 0;
     let maxUnmapDescs = 128;

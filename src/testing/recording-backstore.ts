@@ -35,7 +35,8 @@ export class RecordingBackstore implements QueuedBackstore {
     this.name = inner.name;
     this.size = inner.size;
     this.readOnly = inner.readOnly;
-    this.features = inner.features;
+    // Answers held back and shuffled come after submit() returns.
+    this.features = shuffle ? { ...inner.features, synchronous: false } : inner.features;
     this.blockSize = inner.blockSize;
     this.maxTransfer = inner.maxTransfer;
   }

@@ -2,7 +2,7 @@ import { EventFd, type EventFdHandle, type PollTable } from "../sys/eventfd.js";
 import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { VringAttachment } from "./worker.js";
 import { POLL_IDLE, POLL_MORE, VringServer, type PollResult } from "./vring-server.js";
-import { RingPort, type TakenRequest } from "../backstore/ring.js";
+import { RingPort, type QueueGate, type TakenRequest } from "../backstore/ring.js";
 import { BATCH, runBatch, type WorkerServedBackstore } from "../backstore/service.js";
 import type { QueuedBackstore } from "../backstore/backstore.js";
 
@@ -23,6 +23,8 @@ interface Served {
 export class WorkerCore {
   readonly server: VringServer;
   private readonly served = new Map<number, Served>();
+  /** The gates of the submission queues served here, by queue. */
+  private readonly gates = new Map<number, QueueGate>();
   /** Submission queues of backstores this worker serves itself (io-threads 0), by address. */
   private backstores = new Map<number, QueuedBackstore>();
   private readonly port: RingPort;
@@ -67,7 +69,9 @@ export class WorkerCore {
       const batch: TakenRequest[] = [];
       for (let ctx = this.port.take(sq); ctx !== 0; ctx = batch.length < BATCH ? this.port.take(sq) : 0) batch.push(this.port.request(ctx));
       if (batch.length === 0) continue;
-      runBatch(b, batch, this.finish);
+      let gate = this.gates.get(sq);
+      if (!gate) this.gates.set(sq, (gate = this.port.gate(sq)));
+      runBatch(b, batch, this.finish, gate);
       n += batch.length;
     }
     if (n) this.port.ringDoorbells();

@@ -1,6 +1,9 @@
 import type { IoDone, QueuedBackstore } from "../../src/backstore/backstore.js";
 import { FileBackstore } from "../../src/backstore/file.js";
 import type { BackstoreIo } from "../../src/backstore/ring.js";
+import type { SharedMemory } from "../../src/memory/shared-memory.js";
+import { openBackstore } from "#backstores";
+import { truncateSync, writeFileSync } from "node:fs";
 
 /**
  * A backstore that holds every operation at a gate while closed (requests stay in flight) and
@@ -62,4 +65,13 @@ export async function until(cond: () => boolean, ms = 5000): Promise<void> {
     if (Date.now() > end) throw new Error("condition not reached");
     await new Promise((r) => setTimeout(r, 1));
   }
+}
+
+/** A fresh file of `bytes` at `path`, opened as a file backstore served by the vhost workers (no I/O threads). */
+export async function openFileLun(path: string, bytes: number, shm: SharedMemory): Promise<QueuedBackstore> {
+  writeFileSync(path, "");
+  truncateSync(path, bytes);
+  const file = await openBackstore({ backstore: "file", path, ioThreads: 0 }, shm);
+  if (file.kind !== "queued") throw new Error("a file backstore is queued");
+  return file;
 }

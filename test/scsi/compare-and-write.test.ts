@@ -13,6 +13,8 @@ import { addInitiator, createTestbed, type Initiator, type Testbed } from "../..
 import type { ScsiResult, VirtioScsiDriver } from "../../src/guest/scsi-driver.js";
 import { cdb, inquiry, read16, write16 } from "../../src/guest/scsi-commands.js";
 import { clearUnitAttentions, expectGood, expectSense } from "../helpers/scsi.js";
+import { openFileLun } from "../helpers/backstores.js";
+import { RecordingBackstore } from "../../src/testing/recording-backstore.js";
 
 const BS = 512;
 const ILLEGAL = 0x05;
@@ -56,21 +58,26 @@ describe("COMPARE AND WRITE on one initiator", () => {
   afterAll(() => bed.close());
   const cmd = (c: Parameters<VirtioScsiDriver["command"]>[0]) => bed.driver.command(c);
 
-  it("writes the second half where the first half matches the medium, and only then", async () => {
+  it.each([
+    ["a RAM LUN, in place", 0],
+    ["a file LUN, through its queue", 1],
+  ])("writes the second half where the first half matches the medium, and only then: %s", async (_, lun) => {
     const old = block((i) => i & 0xff);
     const fresh = block((i) => 0xff - (i & 0xff));
-    expectGood(await cmd({ lun: 0, cdb: write16(7, 1), dataOut: old }));
-    expectGood(await cmd({ lun: 0, cdb: caw(7), dataOut: both(old, fresh) }));
-    expect((await cmd({ lun: 0, cdb: read16(7, 1), dataInLength: BS })).dataIn).toEqual(fresh);
-    // The medium now holds `fresh`: a compare against `old` differs first at byte 0 ... and one
-    // that differs only at byte 300 says 300 in the INFORMATION field; nothing is written.
+    expectGood(await cmd({ lun, cdb: write16(7, 1), dataOut: old }));
+    expectGood(await cmd({ lun, cdb: caw(7), dataOut: both(old, fresh) }));
+    expect((await cmd({ lun, cdb: read16(7, 1), dataInLength: BS })).dataIn).toEqual(fresh);
+    // The medium now holds `fresh`: a compare that differs only at byte 300 says 300 in the
+    // INFORMATION field, and nothing is written.
     const near = fresh.slice();
     near[300] ^= 1;
-    const r = await cmd({ lun: 0, cdb: caw(7), dataOut: both(near, old) });
+    const r = await cmd({ lun, cdb: caw(7), dataOut: both(near, old) });
     expectSense(r, MISCOMPARE, 0x1d00);
     expect(r.senseInfo?.information).toBe(300n);
     expect(r.residual).toBe(0);
-    expect((await cmd({ lun: 0, cdb: read16(7, 1), dataInLength: BS })).dataIn).toEqual(fresh);
+    expect((await cmd({ lun, cdb: read16(7, 1), dataInLength: BS })).dataIn).toEqual(fresh);
+    const limits = (await cmd({ lun, cdb: inquiry(64, 0xb0), dataInLength: 64 })).dataIn;
+    expect(limits[5]).toBe(1); // MAXIMUM COMPARE AND WRITE LENGTH
   });
 
   it("checks its CDB and buffer: zero blocks is GOOD, more than the Block Limits' 1 or past the end refused, a short data-out an overrun", async () => {
@@ -81,21 +88,49 @@ describe("COMPARE AND WRITE on one initiator", () => {
     c[1] = 0x20; // WRPROTECT
     expectSense(await cmd({ lun: 0, cdb: c, dataOut: new Uint8Array(2 * BS) }), ILLEGAL, 0x2400, { byte: 1, bit: 7 });
     expect((await cmd({ lun: 0, cdb: caw(1), dataOut: new Uint8Array(BS) })).response).toBe(1); // VIRTIO_SCSI_S_OVERRUN
-    const limits = (await cmd({ lun: 0, cdb: inquiry(64, 0xb0), dataInLength: 64 })).dataIn;
-    expect(limits[5]).toBe(1); // MAXIMUM COMPARE AND WRITE LENGTH
   });
 
-  it("is not offered on a queued backstore (no atomic compare there): Block Limits says 0 and the opcode is refused", async () => {
-    expect((await cmd({ lun: 1, cdb: inquiry(64, 0xb0), dataInLength: 64 })).dataIn[5]).toBe(0);
-    expectSense(await cmd({ lun: 1, cdb: caw(0), dataOut: new Uint8Array(2 * BS) }), ILLEGAL, 0x2000);
+  it("a file LUN with its write cache off writes through: the write, then a flush, before GOOD", async () => {
+    const rec = new RecordingBackstore(await openFileLun(join(dir, "wt.img"), 1 << 20, bed.shm));
+    bed.tpg.attachLun(2, rec, { writeCache: false });
+    await clearUnitAttentions(bed, [2]);
+    const zero = new Uint8Array(BS);
+    const before = rec.log.length;
+    expectGood(
+      await cmd({
+        lun: 2,
+        cdb: caw(3),
+        dataOut: both(
+          zero,
+          block(() => 9),
+        ),
+      }),
+    );
+    expect(rec.log.slice(before).map((o) => o.op)).toEqual(["write", "flush"]);
+    await bed.tpg.removeLun(2);
+  });
+
+  it("is not offered where the backstore answers after submit() returns (an NBD server, here a shuffling recorder): Block Limits says 0, the opcode is refused", async () => {
+    bed.tpg.attachLun(3, new RecordingBackstore(await openFileLun(join(dir, "async.img"), 1 << 20, bed.shm), Math.random));
+    await clearUnitAttentions(bed, [3]);
+    expect((await cmd({ lun: 3, cdb: inquiry(64, 0xb0), dataInLength: 64 })).dataIn[5]).toBe(0);
+    expectSense(await cmd({ lun: 3, cdb: caw(0), dataOut: new Uint8Array(2 * BS) }), ILLEGAL, 0x2000);
+    await bed.tpg.removeLun(3);
   });
 });
 
-describe("COMPARE AND WRITE against commands of other queues, workers and devices", () => {
+describe.each([
+  ["a RAM LUN (in place: the LUN's lock and the queues' grace period)", "ram"],
+  ["a file LUN (queued: its submission queue's gate, the vhost workers serving it)", "file"],
+])("COMPARE AND WRITE against commands of other queues, workers and devices, on %s", (_, kind) => {
   let bed: Testbed;
   let other: Initiator;
   beforeAll(async () => {
-    bed = await createTestbed({ queues: 2, workers: 2, hotplugMemory: 16 << 20, luns: [{ backstore: "ram", size: 1 << 20 }] });
+    const lun =
+      kind === "ram"
+        ? { backstore: "ram" as const, size: 1 << 20 }
+        : { backstore: "file" as const, path: join(dir, "shared.img"), size: 1 << 20, ioThreads: 0 };
+    bed = await createTestbed({ queues: 2, workers: 2, hotplugMemory: 16 << 20, luns: [lun] });
     other = await addInitiator(bed, { queues: 2 });
     await clearUnitAttentions(bed, [0]);
     for (let i = 0; i < 4 && (await other.driver.command({ lun: 0, cdb: inquiry(36), dataInLength: 36 })).status !== 0; i++);

@@ -3,11 +3,11 @@
 // `echo "write through" > cache_type` does), every WRITE is durable before GOOD: the file gets
 // the write and then a flush (it has no FUA of its own). Watched through a RecordingBackstore.
 import { afterAll, describe, expect, it } from "vitest";
-import { mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTestbed } from "../../src/testbed.js";
-import { openBackstore } from "#backstores";
+import { openFileLun } from "../helpers/backstores.js";
 import { RecordingBackstore } from "../../src/testing/recording-backstore.js";
 import { modeSelect10, modeSense10, write10 } from "../../src/guest/scsi-commands.js";
 import { clearUnitAttentions, expectGood } from "../helpers/scsi.js";
@@ -19,12 +19,7 @@ describe("the write cache switch (caching page WCE) on a file LUN", () => {
   it("writes are plain with the cache on, and each is followed by a flush before GOOD once MODE SELECT turns it off", async () => {
     const bed = await createTestbed({ luns: [] });
     try {
-      const f = join(dir, "disk.img");
-      writeFileSync(f, "");
-      truncateSync(f, 4 << 20);
-      const file = await openBackstore({ backstore: "file", path: f, ioThreads: 0 }, bed.shm);
-      if (file.kind !== "queued") throw new Error("a file backstore is queued");
-      const rec = new RecordingBackstore(file);
+      const rec = new RecordingBackstore(await openFileLun(join(dir, "disk.img"), 4 << 20, bed.shm));
       bed.tpg.attachLun(0, rec);
       await clearUnitAttentions(bed, [0]);
       const write = async () => {
