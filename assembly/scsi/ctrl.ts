@@ -7,48 +7,12 @@ import { reply_cursor, request_cursor, scratch } from "../instance";
 import { VirtQueue, vq_add_used, vq_err, vq_flush_used, vq_log_range } from "../queue";
 import { CTL_TMF_PENDING, VQ_ERR_BAD_REQUEST } from "../defs";
 import { REQUEST_PENDING } from "../drain";
-import {
-  MAX_REQUEST_QUEUES, PendingTmf, ScsiDevice, ScsiTpg, TMF_SLOTS, VHOST_SCSI_MAX_LUN, dev_ctx_table_slot, dev_tmf, dev_tpg,
-  tpg_lun,
-} from "./target";
+import { PendingTmf, ScsiDevice, ScsiTpg, TMF_SLOTS, VHOST_SCSI_MAX_LUN, dev_tmf, dev_tpg, tpg_lun } from "./target";
 import { LUN_F_PREVENT, LUN_F_STOPPED, ScsiLun, UA_LUN_RESET, UA_NEXUS_LOSS, lun_raise_ua, lun_raise_ua_all, lun_update_flags } from "./lun";
 import { spc2_drop, spc2_reset } from "./pr";
-import { CTX_ABORTED, CTX_SUBMITTED, IoCtxTable, ctx_abort, ctx_at } from "../ioring";
+import { ALL_NEXUSES, SCAN_ABORT, SCAN_COUNT, SCAN_WAITING, scan, scan_nexuses } from "./tasks";
 import { lun_number } from "./request";
 import * as K from "./constants";
-import { scsi_ctx } from "./ctx";
-
-/** What a search over the request contexts does with the ones it matches. */
-const SCAN_COUNT: u32 = 0; // count submitted contexts
-const SCAN_ABORT: u32 = 1; // mark submitted contexts aborted, count them
-const SCAN_WAITING: u32 = 2; // count aborted contexts not yet answered
-
-/**
- * Visits every request context of the device that belongs to `lun` (or, with lun 0, to any LUN
- * of `tpg`) and, when tagged, has `tag`. Returns how many matched the mode's state.
- */
-function scan(dev: ScsiDevice, tpg: ScsiTpg, lun: usize, tagged: bool, tag: u64, mode: u32): u32 {
-  let n: u32 = 0;
-  for (let q: u32 = 0; q < MAX_REQUEST_QUEUES; q++) {
-    const t = changetype<IoCtxTable>(<usize>atomic.load<u32>(dev_ctx_table_slot(dev, q)));
-    if (changetype<usize>(t) == 0) continue;
-    for (let i: u32 = 0; i < t.capacity; i++) {
-      const x = ctx_at(t, i);
-      const state = atomic.load<u32>(changetype<usize>(x));
-      if (state != CTX_SUBMITTED && state != CTX_ABORTED) continue;
-      if (lun != 0 ? <usize>x.owner != lun : !lun_in_tpg(tpg, <usize>x.owner)) continue;
-      if (tagged && scsi_ctx(x).tag != tag) continue;
-      if (mode == SCAN_COUNT) n += state == CTX_SUBMITTED ? 1 : 0;
-      else if (mode == SCAN_ABORT) n += ctx_abort(x) ? 1 : 0;
-      else n += state == CTX_ABORTED ? 1 : 0;
-    }
-  }
-  return n;
-}
-
-function lun_in_tpg(tpg: ScsiTpg, lun: usize): bool {
-  return changetype<usize>(tpg_lun(tpg, changetype<ScsiLun>(lun).id)) == lun;
-}
 
 /**
  * SAM-5 7.6: a logical unit reset clears the unit's prevent and stopped state and its SPC-2
@@ -104,8 +68,9 @@ function do_tmf(dev: ScsiDevice, subtype: u32, tpg: ScsiTpg, lun: ScsiLun | null
     case K.VIRTIO_SCSI_T_TMF_CLEAR_TASK_SET:
       return scan(dev, tpg, lunp, false, 0, SCAN_ABORT) > 0 ? 0xff : K.VIRTIO_SCSI_S_FUNCTION_COMPLETE;
     case K.VIRTIO_SCSI_T_TMF_LOGICAL_UNIT_RESET:
+      // SAM-5 7.6: the commands of every I_T nexus on the unit are aborted.
       reset_lun(lun);
-      return scan(dev, tpg, lunp, false, 0, SCAN_ABORT) > 0 ? 0xff : K.VIRTIO_SCSI_S_FUNCTION_COMPLETE;
+      return scan_nexuses(dev, ALL_NEXUSES, lunp, SCAN_ABORT) > 0 ? 0xff : K.VIRTIO_SCSI_S_FUNCTION_COMPLETE;
     case K.VIRTIO_SCSI_T_TMF_QUERY_TASK:
       return scan(dev, tpg, lunp, true, tag, SCAN_COUNT) > 0 ? K.VIRTIO_SCSI_S_FUNCTION_SUCCEEDED : K.VIRTIO_SCSI_S_FUNCTION_COMPLETE;
     default: // QUERY TASK SET
@@ -178,7 +143,11 @@ export function ctl_poll(dev: ScsiDevice, vq: VirtQueue): u32 {
     if (t.head1 == 0) continue;
     const tagged = t.subtype == K.VIRTIO_SCSI_T_TMF_ABORT_TASK;
     const tpg = changetype<ScsiTpg>(<usize>t.tpg);
-    if (scan(dev, tpg, <usize>t.lun, tagged, t.tag, SCAN_WAITING) > 0) continue;
+    const waiting =
+      t.subtype == K.VIRTIO_SCSI_T_TMF_LOGICAL_UNIT_RESET
+        ? scan_nexuses(dev, ALL_NEXUSES, <usize>t.lun, SCAN_WAITING)
+        : scan(dev, tpg, <usize>t.lun, tagged, t.tag, SCAN_WAITING);
+    if (waiting > 0) continue;
     atomic.store<u8>(<usize>t.resp, K.VIRTIO_SCSI_S_FUNCTION_COMPLETE);
     vq_log_range(vq, <usize>t.resp, 1);
     vq_add_used(vq, t.head1 - 1, K.CTRL_TMF_RESP_SIZE);

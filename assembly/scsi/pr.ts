@@ -11,6 +11,7 @@ import {
   pr_port, pr_unlock,
 } from "./pr-state";
 import { is_read, is_read_write } from "./cdb";
+import { SCAN_ABORT, scan_nexuses } from "./tasks";
 import { be16, be32, be64, put16, put32, put64 } from "./be";
 import * as K from "./constants";
 
@@ -238,7 +239,7 @@ export function spc_pr_out(c: ScsiCmd): void {
     pr.type = 0;
     pr.generation++;
   } else {
-    pr_preempt(c, lun, pr, n, type, saKey);
+    pr_preempt(c, lun, pr, n, type, saKey, sa == K.PRO_PREEMPT_AND_ABORT);
   }
   publish(lun, pr);
   pr_unlock(pr);
@@ -298,10 +299,11 @@ function pr_release(c: ScsiCmd, lun: ScsiLun, pr: PrState, n: u32, type: u32): v
 /**
  * SPC-4 5.13.11.4: PREEMPT and PREEMPT AND ABORT. Registrations with the service action key go
  * (never this nexus's own); preempting the holder's key, or any key of an all-registrants
- * reservation with key 0, takes the reservation over with the CDB's type. PREEMPT AND ABORT's
- * aborting of the preempted nexuses' tasks is not done (docs/design-notes.md).
+ * reservation with key 0, takes the reservation over with the CDB's type. PREEMPT AND ABORT also
+ * aborts the preempted nexuses' commands on the LUN that backstores still hold (they answer
+ * VIRTIO_SCSI_S_ABORTED when the backstore returns them).
  */
-function pr_preempt(c: ScsiCmd, lun: ScsiLun, pr: PrState, n: u32, type: u32, saKey: u64): void {
+function pr_preempt(c: ScsiCmd, lun: ScsiLun, pr: PrState, n: u32, type: u32, saKey: u64, abort: bool): void {
   const allReg = pr.holder != 0 && pr_all_registrants(pr.type);
   if (saKey == 0 && !allReg) return cmd_invalid_param(c, 8);
   const takeOver = pr.holder != 0 && (allReg ? saKey == 0 : load<u64>(pr_key(pr, pr.holder - 1)) == saKey);
@@ -313,6 +315,7 @@ function pr_preempt(c: ScsiCmd, lun: ScsiLun, pr: PrState, n: u32, type: u32, sa
   if (gone == 0 && !takeOver) return conflict(c);
   for (let i: u32 = 0; i < SCSI_MAX_NEXUS; i++) if (((gone >>> i) & 1) != 0) unregister(pr, i);
   raise_for(lun, gone, n, UA_REGISTRATIONS_PREEMPTED);
+  if (abort) scan_nexuses(c.dev, gone, changetype<usize>(lun), SCAN_ABORT);
   if (takeOver) {
     // Registrants left whose reservation changed its type learn that it was released.
     if (pr.type != type) raise_for(lun, pr.registered, n, UA_RESERVATIONS_RELEASED);

@@ -24,7 +24,8 @@ export class GatedBackstore implements QueuedBackstore {
     this.name = inner.name;
     this.size = inner.size;
     this.readOnly = inner.readOnly;
-    this.features = inner.features;
+    // Held operations complete after submit() returns.
+    this.features = { ...inner.features, synchronous: false };
   }
 
   submit(batch: readonly BackstoreIo[], done: IoDone): void {

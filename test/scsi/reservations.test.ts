@@ -2,7 +2,7 @@
 // bound to the same TPG, so that each device is one I_T nexus to the same LUNs. PERSISTENT
 // RESERVE IN/OUT with all six types, the conflicts each type makes, the unit attentions other
 // registrants get, and the older RESERVE(6)/RELEASE(6) as LIO answers them.
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { addInitiator, createTestbed, type Initiator, type Testbed } from "../../src/testbed.js";
 import type { VirtioScsiDriver, ScsiResult } from "../../src/guest/scsi-driver.js";
 import {
@@ -23,6 +23,10 @@ import {
 import { VIRTIO_SCSI_T_TMF_LOGICAL_UNIT_RESET } from "../../src/virtio/virtio-scsi.js";
 import { expectGood, expectSense } from "../helpers/scsi.js";
 import { sameTargetElsewhere } from "../helpers/destination.js";
+import { gatedFile, until } from "../helpers/backstores.js";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 const ILLEGAL = 0x05;
 const UNIT_ATTENTION = 0x06;
@@ -32,6 +36,9 @@ const TYPE = { WE: 1, EA: 3, WE_RO: 5, EA_RO: 6, WE_AR: 7, EA_AR: 8 };
 const B_NAME = "naa.5001405bbbbbbbb2";
 const KEY_A = 0xaaaa_0001n;
 const KEY_B = 0xbbbb_0002n;
+
+const dir = mkdtempSync(join(tmpdir(), "vhost-pr-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 let bed: Testbed;
 let b: Initiator;
@@ -295,6 +302,39 @@ describe("PERSISTENT RESERVE OUT and IN (SPC-4 6.15, 6.16) between two initiator
     } finally {
       await dst.close();
     }
+  });
+
+  it("PREEMPT AND ABORT aborts the preempted nexus's commands a backstore still holds; a LOGICAL UNIT RESET those of every nexus", async () => {
+    const gated = gatedFile(join(dir, `held-${Math.random()}.img`), 1 << 20);
+    bed.tpg.attachLun(1, gated);
+    for (const d of [A, B]) for (let i = 0; i < 4 && (await d.command({ lun: 1, cdb: testUnitReady() })).status !== 0; i++);
+    gated.open();
+    const on1 = (d: VirtioScsiDriver, sa: number, type: number, key: bigint, saKey = 0n) =>
+      d.command({ lun: 1, cdb: persistentReserveOut(sa, type), dataOut: prOutParameters(key, saKey) });
+    expectGood(await on1(A, PRO.REGISTER, 0, 0n, KEY_A));
+    expectGood(await on1(B, PRO.REGISTER, 0, 0n, KEY_B));
+    /** A READ from d held at the backstore's gate (wrapped: an async function would wait for it). */
+    const heldRead = async (d: VirtioScsiDriver) => {
+      gated.closed = true;
+      const read = d.command({ lun: 1, cdb: read10(0, 1), dataInLength: 512 });
+      await until(() => gated.held === 1);
+      return { read };
+    };
+    const { read: bRead } = await heldRead(B);
+    expectGood(await on1(A, PRO.PREEMPT_AND_ABORT, TYPE.WE, KEY_A, KEY_B));
+    gated.open();
+    expect((await bRead).response).toBe(2); // VIRTIO_SCSI_S_ABORTED
+    expectSense(await B.command({ lun: 1, cdb: testUnitReady() }), UNIT_ATTENTION, 0x2a05); // REGISTRATIONS PREEMPTED
+    // A LUN reset from A: B's command held at the backstore is aborted too, and the reset waits for it.
+    const { read: again } = await heldRead(B);
+    let answered = false;
+    const reset = A.tmf(VIRTIO_SCSI_T_TMF_LOGICAL_UNIT_RESET, { lun: 1 }).then((r) => ((answered = true), r));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(answered).toBe(false);
+    gated.open();
+    expect(await reset).toBe(0);
+    expect((await again).response).toBe(2);
+    await bed.tpg.removeLun(1);
   });
 
   it("a LOGICAL UNIT RESET leaves persistent reservations as they are", async () => {
