@@ -294,7 +294,9 @@ function checkResponse(r: Request, resp: number): void {
   if (response === 1) stats.overruns++;
   if (response === 3) stats.badTargets++;
   if (response !== 0) return;
-  expect([0x00, 0x02, 0x08, 0x28]).toContain(status);
+  // GOOD, CHECK CONDITION, BUSY, RESERVATION CONFLICT (a PERSISTENT RESERVE OUT with a key that
+  // is not this nexus's), TASK SET FULL.
+  expect([0x00, 0x02, 0x08, 0x18, 0x28]).toContain(status);
   const senseLen = new DataView(b.buffer, b.byteOffset).getUint32(0, true);
   if (status !== 2) {
     expect(senseLen).toBe(0);
