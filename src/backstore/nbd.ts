@@ -145,12 +145,20 @@ interface Dialed {
   sock: Socket;
   /** Gets each chunk read, valid only during the call. */
   reader: (chunk: Buffer) => void;
+  /**
+   * Where the next read is to land instead of the reused buffer (a reply's data straight into
+   * the guest's buffer), or undefined. Asked before each read of a socket without TLS.
+   */
+  target: () => Uint8Array | undefined;
   /** TLS was started on the socket (it then speaks NBD only through TLS, if at all). */
   tlsStarted?: boolean;
 }
 
 /** Bytes read from a socket per call: room for a 128 KiB read reply and what follows it. */
 const READ_BUFFER = 256 << 10;
+const EMPTY = Buffer.alloc(0);
+/** The least a reply's data must have left in one guest buffer piece to be read there directly. */
+const DIRECT_MIN = 16 << 10;
 
 /** Buffered reads over a socket during the handshake. */
 class HandshakeReader {
@@ -212,13 +220,14 @@ class HandshakeReader {
  */
 function dial(a: NbdAddress, tls: boolean): Promise<Dialed> {
   return new Promise((resolve, reject) => {
-    const d: Dialed = { sock: undefined as unknown as Socket, reader: () => {} };
+    const d: Dialed = { sock: undefined as unknown as Socket, reader: () => {}, target: () => undefined };
+    const shared = Buffer.allocUnsafe(READ_BUFFER);
     const onread = tls
       ? undefined
       : {
-          buffer: Buffer.allocUnsafe(READ_BUFFER),
+          buffer: () => d.target() ?? shared,
           callback: (n: number, buf: Uint8Array) => {
-            d.reader((buf as Buffer).subarray(0, n));
+            d.reader(buf === shared ? shared.subarray(0, n) : Buffer.from(buf.buffer, buf.byteOffset, n));
             return true;
           },
         };
@@ -368,6 +377,11 @@ class NbdConnection {
   /** A reply being received: its request and how many payload bytes are still to come. */
   private cur: { p: Pending; left: number; kind: "simple-data" | "chunk"; type: number; flags: number; pos: number; header: Buffer } | undefined;
   private closed = false;
+  /** The guest buffer piece the socket's next read was given (a reply's data landing in place), if any. */
+  private direct: Uint8Array | undefined;
+  /** Reads of at least DIRECT_MIN in flight: while there are, a reply's header is read by itself, so that its data can land in place. */
+  private largeReads = 0;
+  private readonly headerBuf = Buffer.alloc(28);
   /** A soft disconnect is under way (the server is shutting down): no new requests, replies still taken. */
   private draining = false;
   private readonly timer: NodeJS.Timeout;
@@ -387,6 +401,7 @@ class NbdConnection {
     const sock = (this.sock = d.sock);
     this.info = info;
     d.reader = (b) => this.receive(b);
+    d.target = () => this.nextRead();
     // An idle connection does not keep the process alive (as an idle keep-alive socket); one with requests in flight does.
     sock.unref();
     sock.on("error", (e) => this.end(e, false));
@@ -415,6 +430,7 @@ class NbdConnection {
     this.sock.cork();
     for (const p of ps) {
       this.pending.set(p.cookie, p);
+      if (p.io.op === BS_OP_READ && p.io.length >= DIRECT_MIN) this.largeReads++;
       p.sentAt = Date.now();
       p.covered = 0;
       p.error = 0;
@@ -448,8 +464,42 @@ class NbdConnection {
     this.end(new Error(`bad server input: ${what}`), false);
   }
 
+  /**
+   * Where the next socket read is to land: while a reply's data is due and nothing else is
+   * buffered, the guest buffer piece it goes to (one copy fewer, and a 128 KiB reply in as few
+   * reads as the socket allows); otherwise undefined (the connection's reused buffer).
+   */
+  private nextRead(): Uint8Array | undefined {
+    const c = this.cur;
+    this.direct = undefined;
+    if (!c && !this.closed && this.buf.length === 0 && this.largeReads > 0) return this.headerBuf;
+    if (!c || this.closed || this.buf.length !== 0 || c.left < DIRECT_MIN) return undefined;
+    if (c.kind !== "simple-data" && !(c.type === NBD_REPLY_TYPE_OFFSET_DATA && c.header.length === 8)) return undefined;
+    let at = 0;
+    for (const b of c.p.io.buffers) {
+      if (c.pos < at + b.length) {
+        const from = c.pos - at;
+        const n = Math.min(b.length - from, c.left);
+        if (n < DIRECT_MIN) return undefined;
+        this.direct = b.subarray(from, from + n);
+        return this.direct;
+      }
+      at += b.length;
+    }
+    return undefined;
+  }
+
   /** Parses a chunk read (a view of the socket's read buffer: what is left over is copied). */
   private receive(b: Buffer): void {
+    const d = this.direct;
+    this.direct = undefined;
+    if (d && this.cur && b.buffer === d.buffer && b.byteOffset === d.byteOffset) {
+      // The reply's data landed in the guest buffer: count it, then let the parser finish the reply.
+      this.cur.pos += b.length;
+      this.cur.left -= b.length;
+      this.parse(EMPTY);
+      return;
+    }
     this.parse(b);
     if (this.buf.length) this.buf = Buffer.from(this.buf);
   }
@@ -580,6 +630,7 @@ class NbdConnection {
 
   private finish(p: Pending, result: number): void {
     this.pending.delete(p.cookie);
+    if (p.io.op === BS_OP_READ && p.io.length >= DIRECT_MIN) this.largeReads--;
     if (this.pending.size === 0) this.sock.unref();
     if (result === -NBD_ESHUTDOWN) {
       this.softDisconnect();
