@@ -380,7 +380,10 @@ describe("a storage server that restarts (NBD_ESHUTDOWN, soft disconnect, reconn
     await s.listen();
     servers.push(s);
     for (const lba of [1, 2, 3]) s.image.set(block(lba), lba * 512);
-    const t = await lun0({ backstore: "nbd", uri: s.uri, connections: 2, timeoutMs: 120_000 });
+    // One request queue: the three reads reach the backstore in order, so that round robin puts
+    // blocks 1 and 3 on one connection and block 2 on the other. (On two queues block 2 could come
+    // first, leave block 1 alone on a connection that is never refused, and wait for the timeout.)
+    const t = await lun0({ backstore: "nbd", uri: s.uri, connections: 2, timeoutMs: 120_000 }, 1);
     const results = await Promise.all([1, 2, 3].map((lba) => t.driver.command({ lun: 0, cdb: read16(lba, 1), dataInLength: 512 })));
     results.forEach((r, i) => {
       expectGood(r);
