@@ -77,6 +77,40 @@ function namedReservations(target: ScsiTarget, r: LunReservations): SavedReserva
   };
 }
 
+/** A reservation key or SAS address as saved: 1 to 16 lowercase hex digits. */
+const HEX64 = /^[0-9a-f]{1,16}$/;
+/** The persistent reservation types (SPC-4 6.16.4). */
+const PR_TYPES = [1, 3, 5, 6, 7, 8];
+
+/** Throws a DeviceStateError unless `r` is a well-formed SavedReservations (checked before anything changes). */
+function checkReservations(where: string, r: unknown): asserts r is SavedReservations {
+  const v = r as Partial<SavedReservations> | null;
+  expectState(
+    typeof v === "object" &&
+      v !== null &&
+      Number.isInteger(v.generation) &&
+      v.generation! >= 0 &&
+      v.generation! <= 0xffffffff &&
+      Array.isArray(v.registrations),
+    `${where}: malformed reservations`,
+  );
+  const seen = new Set<string>();
+  for (const g of v.registrations!) {
+    const ok = typeof g === "object" && g !== null && isNaaName(g.initiator) && HEX64.test(g.key) && /[1-9a-f]/.test(g.key) && HEX64.test(g.port);
+    expectState(ok && !seen.has(g.initiator), `${where}: a malformed or repeated registration`);
+    seen.add(g.initiator);
+  }
+  const res = v.reservation;
+  if (res !== undefined)
+    expectState(typeof res === "object" && res !== null && isNaaName(res.holder) && PR_TYPES.includes(res.type), `${where}: a malformed reservation`);
+  if (v.spc2 !== undefined) expectState(typeof v.spc2 === "string" && isNaaName(v.spc2), `${where}: a malformed RESERVE holder`);
+}
+
+/** The initiator port names a LUN's saved reservations name. */
+function reservationNames(r: SavedReservations): string[] {
+  return [...r.registrations.map((g) => g.initiator), ...(r.reservation ? [r.reservation.holder] : []), ...(r.spc2 ? [r.spc2] : [])];
+}
+
 /** Whether a LUN has no reservation state at all (nothing registered or reserved, generation 0). */
 function noReservations(r: LunReservations): boolean {
   return r.generation === 0 && r.registrations.length === 0 && !r.reservation && r.spc2 === undefined;
@@ -204,13 +238,11 @@ export class VhostScsiDevice extends VhostVirtioDevice<VhostScsi> {
     );
     expectState(s.wwpn === this.scsi.wwpn, `it was saved from target ${String(s.wwpn)}, this device's is ${this.scsi.wwpn}`);
     expectState(typeof s.initiator === "string" && isNaaName(s.initiator), `initiator ${String(s.initiator)} is not an naa. name`);
-    const names = new Set([s.initiator, ...s.tpgs.flatMap((t) => t.luns.flatMap((l) => l.reservations?.registrations.map((g) => g.initiator) ?? []))]);
-    const missing = [...names].filter((name) => this.target.nexusOf(name) === undefined);
-    expectState(missing.length === 0, `target ${this.scsi.wwpn} has no I_T nexus left for ${missing.join(", ")}`);
     const here = this.savedTpgs(this.nexusHere(s.initiator));
     expectState(s.tpgs.length === here.length, `${s.tpgs.length} TPGs saved, the target here has ${here.length}`);
     for (const [i, t] of s.tpgs.entries()) {
       const h = here[i];
+      expectState(typeof t === "object" && t !== null && Array.isArray(t.luns), "a malformed TPG");
       expectState(t.tag === h.tag, `TPG ${t.tag} saved, the target here has TPG ${h.tag}`);
       const ids = (l: { id: number }[]) => l.map((x) => x.id).join(",");
       expectState(ids(t.luns) === ids(h.luns), `TPG ${t.tag} had LUNs ${ids(t.luns)}, here it has ${ids(h.luns)}`);
@@ -218,8 +250,12 @@ export class VhostScsiDevice extends VhostVirtioDevice<VhostScsi> {
         const m = h.luns[k];
         for (const f of ["blockSize", "blocks", "backstore", "readOnly"] as const)
           expectState(l[f] === m[f], `TPG ${t.tag} LUN ${l.id}: ${f} ${String(l[f])} saved, ${String(m[f])} here`);
+        checkReservations(`TPG ${t.tag} LUN ${l.id}`, l.reservations);
       }
     }
+    const names = new Set([s.initiator, ...s.tpgs.flatMap((t) => t.luns.flatMap((l) => reservationNames(l.reservations)))]);
+    const missing = [...names].filter((name) => this.target.nexusOf(name) === undefined);
+    expectState(missing.length === 0, `target ${this.scsi.wwpn} has no I_T nexus left for ${missing.join(", ")}`);
   }
 
   /**

@@ -23,6 +23,7 @@ import {
 import { VIRTIO_SCSI_T_TMF_LOGICAL_UNIT_RESET } from "../../src/virtio/virtio-scsi.js";
 import { expectGood, expectSense } from "../helpers/scsi.js";
 import { sameTargetElsewhere } from "../helpers/destination.js";
+import { DeviceStateError } from "../../src/device/device-state.js";
 import { gatedFile, until } from "../helpers/backstores.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -290,6 +291,19 @@ describe("PERSISTENT RESERVE OUT and IN (SPC-4 6.15, 6.16) between two initiator
       numQueues: 1,
     });
     try {
+      // A malformed reservations part is refused before anything changes.
+      const bad = (edit: (r: { registrations: { key: string; initiator: string }[]; reservation: { type: number } }) => void) => {
+        const doc = JSON.parse(JSON.stringify(state));
+        edit(doc.type.tpgs[0].luns[0].reservations);
+        return doc;
+      };
+      for (const doc of [
+        bad((r) => (r.registrations[0].key = "zz")),
+        bad((r) => (r.registrations[1].initiator = r.registrations[0].initiator)),
+        bad((r) => (r.reservation.type = 2)),
+      ])
+        expect(() => dst.device.load(doc)).toThrow(DeviceStateError);
+      expect(dst.tpg.lun(0)!.reservations.registrations).toEqual([]);
       dst.device.load(state);
       const lun = dst.tpg.lun(0)!;
       expect(lun.reservations.registrations.map((g) => g.key)).toEqual([KEY_A, KEY_B]);
