@@ -8,7 +8,8 @@
 // the target to move on, a grace period in RCU's manner. A worker waiting (for the lock or the
 // grace) has run its own copies and made its gate even, so two never wait for each other.
 import { ScsiCmd, cmd_check, cmd_invalid_cdb, cmd_want_out } from "./cmd";
-import { BS_QUEUED, LUN_F_CAW, LUN_F_COMPARE_WRITE, LUN_F_READ_ONLY, LUN_F_WCE, ScsiLun, lun_flags, lun_holds } from "./lun";
+import { BS_QUEUED, LUN_F_CAW, LUN_F_COMPARE_WRITE, LUN_F_READ_ONLY, ScsiLun, lun_flags, lun_holds } from "./lun";
+import { write_fua } from "./sbc";
 import { MAX_REQUEST_QUEUES, ScsiDevice, dev_gate } from "./target";
 import { SCSI_MAX_NEXUS } from "./pr-state";
 import { bs_compare_and_write } from "./backstore";
@@ -22,27 +23,32 @@ const GATE_SPINS: u32 = 1 << 28;
 /** This instance's current request queue gate (set for the length of a drain), or 0. */
 let gate: usize = 0;
 
+/** Marks the current queue serving (odd: in-place accesses may be pending). */
+function serving(): void {
+  if (gate != 0) atomic.store<u32>(gate, atomic.load<u32>(gate) | 1);
+}
+
+/** Marks the current queue quiet (the next even value: nothing of it is pending any more). */
+function settled(): void {
+  if (gate != 0) atomic.store<u32>(gate, (atomic.load<u32>(gate) + 1) & ~1);
+}
+
 /** A drain of request queue q of dev begins: its in-place accesses count until gate_leave(). */
 export function gate_enter(dev: ScsiDevice, q: u32): void {
   gate = dev_gate(dev, q);
-  atomic.store<u32>(gate, atomic.load<u32>(gate) | 1);
+  serving();
 }
 
 /** The drain ended: its copies are done (the used ring was published after them). */
 export function gate_leave(): void {
-  atomic.store<u32>(gate, (atomic.load<u32>(gate) + 1) & ~1);
+  settled();
   gate = 0;
 }
 
 /** Runs this drain's pending copies and marks the queue quiet, before waiting on anyone. */
 function quiet(): void {
   copies_flush();
-  if (gate != 0) atomic.store<u32>(gate, (atomic.load<u32>(gate) + 1) & ~1);
-}
-
-/** Marks the queue serving again (in-place accesses may follow). */
-function serving(): void {
-  if (gate != 0) atomic.store<u32>(gate, atomic.load<u32>(gate) | 1);
+  settled();
 }
 
 /** Whether gate g moved off an odd value it had (bounded spin); false if it never did. */
@@ -122,8 +128,7 @@ export function sbc_compare_and_write(c: ScsiCmd): void {
   const bytes = n << lun.block_shift;
   if (!cmd_want_out(c, <u64>bytes * 2)) return;
   const off = lba << lun.block_shift;
-  // With the write cache off every write is durable before GOOD (SBC-4 6.5.5), as FUA asks.
-  const fua = (load<u8>(cdb, 1) & 0x08) != 0 || (lun_flags(lun) & LUN_F_WCE) == 0;
+  const fua = write_fua(c, lun);
   if (lun.backstore == BS_QUEUED) return bs_compare_and_write(c, lun, off, bytes, fua);
   quiet();
   const locked = lock(lun);

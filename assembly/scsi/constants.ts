@@ -51,11 +51,10 @@ export const VIRTIO_SCSI_T_TMF_QUERY_TASK_SET: u32 = 7;
 
 export const VIRTIO_SCSI_T_EVENTS_MISSED: u32 = 0x80000000;
 export const VIRTIO_SCSI_T_NO_EVENT: u32 = 0;
-
-// ---- SAM-5 status ----
 /** The first request queue's vring index (VIRTIO 1.2, 5.6.2: control 0, event 1, requests from 2). */
 export const VIRTIO_SCSI_VQ_REQUEST: u32 = 2;
 
+// ---- SAM-5 status ----
 export const SAM_STAT_GOOD: u8 = 0x00;
 export const SAM_STAT_CHECK_CONDITION: u8 = 0x02;
 export const SAM_STAT_BUSY: u8 = 0x08;

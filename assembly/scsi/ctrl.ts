@@ -48,34 +48,36 @@ function pend_tmf(dev: ScsiDevice, head: u32, subtype: u32, lun: usize, tpg: Scs
   return false;
 }
 
+/**
+ * The commands a TMF acts on, found with scan mode `mode`: every nexus's on the unit for a
+ * LOGICAL UNIT RESET (SAM-5 7.6), the tagged one for ABORT TASK and QUERY TASK, else this
+ * nexus's on the LUN (lun 0: on the TPG, for I_T NEXUS RESET).
+ */
+function tmf_scan(dev: ScsiDevice, subtype: u32, tpg: ScsiTpg, lun: usize, tag: u64, mode: u32): u32 {
+  if (subtype == K.VIRTIO_SCSI_T_TMF_LOGICAL_UNIT_RESET) return scan_nexuses(dev, ALL_NEXUSES, lun, mode);
+  const tagged = subtype == K.VIRTIO_SCSI_T_TMF_ABORT_TASK || subtype == K.VIRTIO_SCSI_T_TMF_QUERY_TASK;
+  return scan(dev, tpg, lun, tagged, tag, mode);
+}
+
 /** Executes a TMF; returns its response code, or 0xff when it must wait for aborted requests. */
 function do_tmf(dev: ScsiDevice, subtype: u32, tpg: ScsiTpg, lun: ScsiLun | null, tag: u64): u32 {
-  const lunp = changetype<usize>(lun);
+  let lunp = changetype<usize>(lun);
   if (subtype == K.VIRTIO_SCSI_T_TMF_I_T_NEXUS_RESET) {
     for (let id: u32 = 0; id < VHOST_SCSI_MAX_LUN; id++) {
       const l = tpg_lun(tpg, id);
       if (l !== null) lose_nexus(l, dev.nexus);
     }
-    return scan(dev, tpg, 0, false, 0, SCAN_ABORT) > 0 ? 0xff : K.VIRTIO_SCSI_S_FUNCTION_COMPLETE;
+    lunp = 0; // every LUN of the TPG
+  } else {
+    if (subtype == K.VIRTIO_SCSI_T_TMF_CLEAR_ACA) return K.VIRTIO_SCSI_S_FUNCTION_REJECTED; // NACA unsupported
+    if (subtype > K.VIRTIO_SCSI_T_TMF_QUERY_TASK_SET) return K.VIRTIO_SCSI_S_FUNCTION_REJECTED;
+    if (lun === null) return K.VIRTIO_SCSI_S_INCORRECT_LUN;
+    if (subtype == K.VIRTIO_SCSI_T_TMF_LOGICAL_UNIT_RESET) reset_lun(lun);
   }
-  if (subtype == K.VIRTIO_SCSI_T_TMF_CLEAR_ACA) return K.VIRTIO_SCSI_S_FUNCTION_REJECTED; // NACA unsupported
-  if (subtype > K.VIRTIO_SCSI_T_TMF_QUERY_TASK_SET) return K.VIRTIO_SCSI_S_FUNCTION_REJECTED;
-  if (lun === null) return K.VIRTIO_SCSI_S_INCORRECT_LUN;
-  switch (subtype) {
-    case K.VIRTIO_SCSI_T_TMF_ABORT_TASK:
-      return scan(dev, tpg, lunp, true, tag, SCAN_ABORT) > 0 ? 0xff : K.VIRTIO_SCSI_S_FUNCTION_COMPLETE;
-    case K.VIRTIO_SCSI_T_TMF_ABORT_TASK_SET:
-    case K.VIRTIO_SCSI_T_TMF_CLEAR_TASK_SET:
-      return scan(dev, tpg, lunp, false, 0, SCAN_ABORT) > 0 ? 0xff : K.VIRTIO_SCSI_S_FUNCTION_COMPLETE;
-    case K.VIRTIO_SCSI_T_TMF_LOGICAL_UNIT_RESET:
-      // SAM-5 7.6: the commands of every I_T nexus on the unit are aborted.
-      reset_lun(lun);
-      return scan_nexuses(dev, ALL_NEXUSES, lunp, SCAN_ABORT) > 0 ? 0xff : K.VIRTIO_SCSI_S_FUNCTION_COMPLETE;
-    case K.VIRTIO_SCSI_T_TMF_QUERY_TASK:
-      return scan(dev, tpg, lunp, true, tag, SCAN_COUNT) > 0 ? K.VIRTIO_SCSI_S_FUNCTION_SUCCEEDED : K.VIRTIO_SCSI_S_FUNCTION_COMPLETE;
-    default: // QUERY TASK SET
-      return scan(dev, tpg, lunp, false, 0, SCAN_COUNT) > 0 ? K.VIRTIO_SCSI_S_FUNCTION_SUCCEEDED : K.VIRTIO_SCSI_S_FUNCTION_COMPLETE;
+  if (subtype == K.VIRTIO_SCSI_T_TMF_QUERY_TASK || subtype == K.VIRTIO_SCSI_T_TMF_QUERY_TASK_SET) {
+    return tmf_scan(dev, subtype, tpg, lunp, tag, SCAN_COUNT) > 0 ? K.VIRTIO_SCSI_S_FUNCTION_SUCCEEDED : K.VIRTIO_SCSI_S_FUNCTION_COMPLETE;
   }
+  return tmf_scan(dev, subtype, tpg, lunp, tag, SCAN_ABORT) > 0 ? 0xff : K.VIRTIO_SCSI_S_FUNCTION_COMPLETE;
 }
 
 /** The control-queue device: ScsiDevice seen through its control handler. */
@@ -141,13 +143,7 @@ export function ctl_poll(dev: ScsiDevice, vq: VirtQueue): u32 {
   for (let i: u32 = 0; i < TMF_SLOTS; i++) {
     const t = dev_tmf(dev, i);
     if (t.head1 == 0) continue;
-    const tagged = t.subtype == K.VIRTIO_SCSI_T_TMF_ABORT_TASK;
-    const tpg = changetype<ScsiTpg>(<usize>t.tpg);
-    const waiting =
-      t.subtype == K.VIRTIO_SCSI_T_TMF_LOGICAL_UNIT_RESET
-        ? scan_nexuses(dev, ALL_NEXUSES, <usize>t.lun, SCAN_WAITING)
-        : scan(dev, tpg, <usize>t.lun, tagged, t.tag, SCAN_WAITING);
-    if (waiting > 0) continue;
+    if (tmf_scan(dev, t.subtype, changetype<ScsiTpg>(<usize>t.tpg), <usize>t.lun, t.tag, SCAN_WAITING) > 0) continue;
     atomic.store<u8>(<usize>t.resp, K.VIRTIO_SCSI_S_FUNCTION_COMPLETE);
     vq_log_range(vq, <usize>t.resp, 1);
     vq_add_used(vq, t.head1 - 1, K.CTRL_TMF_RESP_SIZE);

@@ -2,7 +2,7 @@
 // readiness, then the command by operation code. Unknown opcodes and service actions are
 // ILLEGAL REQUEST, INVALID COMMAND OPERATION CODE.
 import { ScsiCmd, cmd_check, cmd_invalid_cdb } from "./cmd";
-import { BS_QUEUED, LUN_F_CAW, LUN_F_RESERVED, LUN_F_STOPPED, ScsiLun, lun_flags, lun_take_ua, lun_ua_pending } from "./lun";
+import { LUN_F_CAW, LUN_F_RESERVED, LUN_F_STOPPED, ScsiLun, lun_flags, lun_take_ua, lun_ua_pending } from "./lun";
 import { pr_conflict, spc2_release, spc2_reserve, spc_pr_in, spc_pr_out } from "./pr";
 import { caw_wait, sbc_compare_and_write } from "./caw";
 import * as K from "./constants";
@@ -54,16 +54,16 @@ export function scsi_dispatch(c: ScsiCmd): void {
     const ua = lun_take_ua(lun, c.dev.nexus);
     if (ua != 0) return cmd_check(c, K.UNIT_ATTENTION, ua);
   }
-  if ((lun_flags(lun) & LUN_F_RESERVED) != 0 && pr_conflict(lun, c.dev.nexus, c.cdb)) {
+  const flags = lun_flags(lun);
+  if ((flags & LUN_F_RESERVED) != 0 && pr_conflict(lun, c.dev.nexus, c.cdb)) {
     c.status = K.SAM_STAT_RESERVATION_CONFLICT;
     return;
   }
-  const flags = lun_flags(lun);
   if (needs_medium(op) && (flags & LUN_F_STOPPED) != 0) {
     return cmd_check(c, K.NOT_READY, K.ASC_LUN_NOT_READY_INIT_REQUIRED);
   }
-  // A COMPARE AND WRITE holding an in-place LUN: the medium waits for it (caw.ts).
-  if ((flags & LUN_F_CAW) != 0 && needs_medium(op) && op != K.COMPARE_AND_WRITE && lun.backstore != BS_QUEUED && !caw_wait(c, lun)) return;
+  // A COMPARE AND WRITE holding an in-place LUN (only those take LUN_F_CAW): the medium waits for it (caw.ts).
+  if ((flags & LUN_F_CAW) != 0 && needs_medium(op) && op != K.COMPARE_AND_WRITE && !caw_wait(c, lun)) return;
   switch (op) {
     case K.TEST_UNIT_READY: return spc_test_unit_ready(c);
     case K.REQUEST_SENSE: return spc_request_sense(c);

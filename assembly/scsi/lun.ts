@@ -32,6 +32,12 @@ export const UA_RESERVATIONS_RELEASED: u32 = 64;
 export const UA_REGISTRATIONS_PREEMPTED: u32 = 128;
 export const UA_MODE_PARAMETERS_CHANGED: u32 = 256;
 
+/** The ASC/ASCQ each UA_* bit reports, by bit number. */
+const UA_ASC: StaticArray<u32> = [
+  ASC_POWER_ON_RESET, ASC_I_T_NEXUS_LOSS, ASC_BUS_DEVICE_RESET_FUNCTION, ASC_CAPACITY_DATA_CHANGED, ASC_REPORTED_LUNS_DATA_CHANGED,
+  ASC_RESERVATIONS_PREEMPTED, ASC_RESERVATIONS_RELEASED, ASC_REGISTRATIONS_PREEMPTED, ASC_MODE_PARAMETERS_CHANGED,
+];
+
 /** Identification fields, each a fixed-size byte field after the struct. */
 export const IDENT_VENDOR: u32 = 0; // T10 vendor identification, 8 bytes, space padded
 export const IDENT_PRODUCT: u32 = 1; // product identification, 16 bytes
@@ -130,15 +136,9 @@ export function lun_take_ua(lun: ScsiLun, n: u32): u32 {
     if (ua == 0) return 0;
     const bit = ua & (~ua + 1);
     if (atomic.cmpxchg<u32>(p, ua, ua & ~bit) != ua) continue;
-    if (bit == UA_POWER_ON) return ASC_POWER_ON_RESET;
-    if (bit == UA_NEXUS_LOSS) return ASC_I_T_NEXUS_LOSS;
-    if (bit == UA_LUN_RESET) return ASC_BUS_DEVICE_RESET_FUNCTION;
-    if (bit == UA_CAPACITY_CHANGED) return ASC_CAPACITY_DATA_CHANGED;
-    if (bit == UA_LUNS_CHANGED) return ASC_REPORTED_LUNS_DATA_CHANGED;
-    if (bit == UA_RESERVATIONS_PREEMPTED) return ASC_RESERVATIONS_PREEMPTED;
-    if (bit == UA_RESERVATIONS_RELEASED) return ASC_RESERVATIONS_RELEASED;
-    if (bit == UA_REGISTRATIONS_PREEMPTED) return ASC_REGISTRATIONS_PREEMPTED;
-    return ASC_MODE_PARAMETERS_CHANGED;
+    // A bit past the table (only a restored state could hold one) reports as the last one known.
+    const i = ctz(bit);
+    return unchecked(UA_ASC[i < <u32>UA_ASC.length ? i : UA_ASC.length - 1]);
   }
 }
 

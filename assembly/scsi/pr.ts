@@ -327,13 +327,20 @@ function pr_preempt(c: ScsiCmd, lun: ScsiLun, pr: PrState, n: u32, type: u32, sa
 
 // ---- RESERVE and RELEASE (SPC-2 7.21, 7.16) ----
 
+/** RESERVE/RELEASE(6) without an extent, (10) without third party or long ID; else INVALID FIELD IN CDB. */
+function spc2_cdb_valid(c: ScsiCmd, ten: bool): bool {
+  const b1 = <u32>load<u8>(c.cdb, 1);
+  if (ten ? (b1 & 0x12) == 0 : (b1 & 0x01) == 0) return true;
+  cmd_invalid_cdb(c, 1, ten ? 4 : 0);
+  return false;
+}
+
 /**
  * RESERVE(6)/(10): the whole logical unit for this nexus, as LIO does it: no extents, no third
  * party; RESERVATION CONFLICT while another nexus holds it or persistent registrations exist.
  */
 export function spc2_reserve(c: ScsiCmd, ten: bool): void {
-  const b1 = <u32>load<u8>(c.cdb, 1);
-  if (ten ? (b1 & 0x12) != 0 : (b1 & 0x01) != 0) return cmd_invalid_cdb(c, 1, ten ? 4 : 0);
+  if (!spc2_cdb_valid(c, ten)) return;
   const lun = changetype<ScsiLun>(c.lun);
   const pr = lun_pr(lun);
   const n = nexus_of(c);
@@ -346,8 +353,7 @@ export function spc2_reserve(c: ScsiCmd, ten: bool): void {
 
 /** RELEASE(6)/(10): the holder's reservation ends; from anyone else GOOD and nothing changes. */
 export function spc2_release(c: ScsiCmd, ten: bool): void {
-  const b1 = <u32>load<u8>(c.cdb, 1);
-  if (ten ? (b1 & 0x12) != 0 : (b1 & 0x01) != 0) return cmd_invalid_cdb(c, 1, ten ? 4 : 0);
+  if (!spc2_cdb_valid(c, ten)) return;
   spc2_drop(changetype<ScsiLun>(c.lun), nexus_of(c));
 }
 

@@ -114,10 +114,17 @@ export function sbc_write(c: ScsiCmd): void {
   const lun = lun_of(c);
   const bytes = c.blocks << lun.block_shift;
   if (!cmd_want_out(c, bytes) || bytes == 0) return;
+  bs_write(c, lun, c.lba << lun.block_shift, bytes, write_fua(c, lun));
+}
+
+/**
+ * Whether command c's write must be on the medium before GOOD: a WRITE AND VERIFY, FUA (byte 1
+ * bit 3 of every write CDB but WRITE(6)), or the write cache off (caching page WCE 0, SBC-4 6.5.5).
+ */
+export function write_fua(c: ScsiCmd, lun: ScsiLun): bool {
   const op = load<u8>(c.cdb);
-  // With the write cache off (caching page WCE 0) every write is on the medium before GOOD (SBC-4 6.5.5).
-  const fua = op == WRITE_VERIFY_10 || op == WRITE_VERIFY_16 || (op != WRITE_6 && (load<u8>(c.cdb, 1) & 0x08) != 0) || (lun_flags(lun) & LUN_F_WCE) == 0;
-  bs_write(c, lun, c.lba << lun.block_shift, bytes, fua);
+  if (op == WRITE_VERIFY_10 || op == WRITE_VERIFY_16) return true;
+  return (op != WRITE_6 && (load<u8>(c.cdb, 1) & 0x08) != 0) || (lun_flags(lun) & LUN_F_WCE) == 0;
 }
 
 /**

@@ -8,6 +8,7 @@ import {
   VIRTIO_SCSI_F_T10_PI,
   VIRTIO_SCSI_T_PARAM_CHANGE,
   VIRTIO_SCSI_T_TRANSPORT_RESET,
+  VIRTIO_SCSI_VQ_REQUEST,
 } from "../virtio/virtio-scsi.js";
 import { generateWwpn, isNaaName, sasAddress, type ScsiTarget } from "../target/target.js";
 import type { Tpg, TpgListener } from "../target/tpg.js";
@@ -33,7 +34,8 @@ export interface VirtioScsiEventRecord {
 export const VHOST_SCSI_MAX_IO_VQ = 128;
 export const VHOST_SCSI_VQ_CTL = 0;
 export const VHOST_SCSI_VQ_EVT = 1;
-export const VHOST_SCSI_VQ_IO = 2;
+/** The first request queue (the data plane's VIRTIO_SCSI_VQ_REQUEST, whose gates are numbered from it). */
+export const VHOST_SCSI_VQ_IO = VIRTIO_SCSI_VQ_REQUEST;
 
 /**
  * The /dev/vhost-scsi device, one per open: the generic vhost ioctls (vhost-device.ts) and
