@@ -4,7 +4,7 @@
 // workers themselves; the default depends on the cores (docs/performance.md).
 import { closeSync, constants, fdatasyncSync, fstatSync, ftruncateSync, openSync, readvSync, unlinkSync, writevSync } from "node:fs";
 import { defaultIoThreads, type BackstoreFeatures, type BackstoreType, type IoDone, type QueuedBackstore, type ThreadedBackstore } from "./backstore.js";
-import { BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, type BackstoreIo } from "./ring.js";
+import { BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, rest, type BackstoreIo } from "./ring.js";
 import { compiledModule } from "../sys/compiled-module.js";
 
 /** The file operations the backstore runs; tests substitute failing or short ones. */
@@ -38,20 +38,6 @@ declare module "./backstore.js" {
 }
 
 const FEATURES: BackstoreFeatures = { flush: true, fua: false, discard: false, discardZeroes: false, writeZeroes: false, synchronous: true };
-
-/** The views still to move after `done` bytes of `buffers` went through. */
-function rest(buffers: readonly Uint8Array[], done: number): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  for (const v of buffers) {
-    if (done >= v.length) {
-      done -= v.length;
-      continue;
-    }
-    out.push(done > 0 ? v.subarray(done) : v);
-    done = 0;
-  }
-  return out;
-}
 
 /** errno of a failed fs call, negated (Node reports it negative already); EIO when unknown. */
 function negErrno(e: unknown): number {

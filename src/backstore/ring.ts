@@ -58,6 +58,20 @@ export interface BackstoreIo {
   readonly unmap?: boolean;
 }
 
+/** The views still to move after `done` bytes of `buffers` went through. */
+export function rest(buffers: readonly Uint8Array[], done: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const v of buffers) {
+    if (done >= v.length) {
+      done -= v.length;
+      continue;
+    }
+    out.push(done > 0 ? v.subarray(done) : v);
+    done = 0;
+  }
+  return out;
+}
+
 /** A request context taken from a submission queue. */
 export interface TakenRequest extends Omit<BackstoreIo, "op"> {
   readonly op: RequestOp;

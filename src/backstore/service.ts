@@ -17,6 +17,7 @@ import {
   BS_OP_WRITE_ZEROES,
   RingPort,
   type BackstoreIo,
+  rest,
   type QueueGate,
   type TakenRequest,
 } from "./ring.js";
@@ -101,40 +102,22 @@ function runNow(b: QueuedBackstore, io: BackstoreIo): number {
   return result;
 }
 
-/** `length` bytes of the buffers from byte `from` on, as views. */
-function slice(buffers: readonly Uint8Array[], from: number, length: number): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  let skip = from;
-  for (const b of buffers) {
-    if (length === 0) break;
-    if (skip >= b.length) {
-      skip -= b.length;
-      continue;
-    }
-    const n = Math.min(b.length - skip, length);
-    out.push(b.subarray(skip, skip + n));
-    skip = 0;
-    length -= n;
-  }
-  return out;
-}
-
 /**
  * COMPARE_AND_WRITE on a synchronous backstore, alone on its queue (the caller holds the gate):
- * the medium read, compared with the first half of the buffers, and only if equal the second
- * half written. Its result: the length, -(BS_MISCOMPARE + offset) of the first difference, or
- * the read's or write's -errno.
+ * the medium read, compared with the first half of the buffers (which hold twice the length),
+ * and only if equal the second half written. Its result: the length, -(BS_MISCOMPARE + offset)
+ * of the first difference, or the read's or write's -errno.
  */
 function compareAndWrite(b: QueuedBackstore, r: TakenRequest): number {
   const medium = new Uint8Array(r.length);
   const read = runNow(b, { op: BS_OP_READ, offset: r.offset, length: r.length, buffers: [medium], fua: false });
   if (read < 0) return read;
   let at = 0;
-  for (const piece of slice(r.buffers, 0, r.length)) {
-    for (let k = 0; k < piece.length; k++) if (piece[k] !== medium[at + k]) return -(BS_MISCOMPARE + at + k);
-    at += piece.length;
+  for (const piece of r.buffers) {
+    for (let k = 0; k < piece.length && at < r.length; k++, at++) if (piece[k] !== medium[at]) return -(BS_MISCOMPARE + at);
+    if (at === r.length) break;
   }
-  const written = runNow(b, { op: BS_OP_WRITE, offset: r.offset, length: r.length, buffers: slice(r.buffers, r.length, r.length), fua: r.fua });
+  const written = runNow(b, { op: BS_OP_WRITE, offset: r.offset, length: r.length, buffers: rest(r.buffers, r.length), fua: r.fua });
   return written < 0 ? written : r.length;
 }
 
@@ -145,24 +128,23 @@ function compareAndWrite(b: QueuedBackstore, r: TakenRequest): number {
  * exclusive side, so that no operation of any consumer of the queue overlaps it.
  */
 export function runBatch(b: QueuedBackstore, batch: readonly TakenRequest[], finish: (ctx: number, result: number) => void, gate?: QueueGate): void {
+  const caws = batch.filter((r) => r.op === BS_OP_COMPARE_AND_WRITE);
+  const others = caws.length ? batch.filter((r) => r.op !== BS_OP_COMPARE_AND_WRITE) : batch;
   if (!gate || !b.features.synchronous) {
-    const caw = batch.filter((r) => r.op === BS_OP_COMPARE_AND_WRITE);
-    for (const r of caw) finish(r.ctx, -EOPNOTSUPP); // not offered: only a hostile guest's context
-    return runOps(b, caw.length ? batch.filter((r) => r.op !== BS_OP_COMPARE_AND_WRITE) : batch, finish);
+    for (const r of caws) finish(r.ctx, -EOPNOTSUPP); // not offered: only a hostile guest's context
+    return runOps(b, others, finish);
   }
-  const rest = batch.filter((r) => r.op !== BS_OP_COMPARE_AND_WRITE);
-  if (rest.length) {
-    if (!gate.enterShared()) for (const r of rest) finish(r.ctx, -EBUSY);
+  if (others.length) {
+    if (!gate.enterShared()) for (const r of others) finish(r.ctx, -EBUSY);
     else {
       try {
-        runOps(b, rest, finish);
+        runOps(b, others, finish);
       } finally {
         gate.leaveShared();
       }
     }
   }
-  for (const r of batch) {
-    if (r.op !== BS_OP_COMPARE_AND_WRITE) continue;
+  for (const r of caws) {
     if (r.aborted) finish(r.ctx, -ECANCELED);
     else if (b.readOnly) finish(r.ctx, -EROFS);
     else if (!gate.enterExclusive()) finish(r.ctx, -EBUSY);

@@ -4,6 +4,14 @@ import { VhostScsi, VHOST_SCSI_MAX_IO_VQ, VHOST_SCSI_VQ_IO, type VirtioScsiEvent
 import type { Lun, LunReservations, LunState } from "../target/lun.js";
 import { isNaaName, type ScsiTarget } from "../target/target.js";
 import { expectState } from "./device-state.js";
+import {
+  PR_TYPE_EXCLUSIVE_ACCESS,
+  PR_TYPE_EXCLUSIVE_ACCESS_ALL_REG,
+  PR_TYPE_EXCLUSIVE_ACCESS_REG_ONLY,
+  PR_TYPE_WRITE_EXCLUSIVE,
+  PR_TYPE_WRITE_EXCLUSIVE_ALL_REG,
+  PR_TYPE_WRITE_EXCLUSIVE_REG_ONLY,
+} from "../wasm/abi.generated.js";
 import { VHOST_SCSI_ABI_VERSION } from "../vhost/uapi.js";
 import {
   VIRTIO_ID_SCSI,
@@ -66,7 +74,7 @@ export interface ScsiDeviceState {
   events: { missed: boolean; events: VirtioScsiEventRecord[] };
 }
 
-/** A LUN's reservations with nexus numbers named (undefined when a number has no initiator, which cannot be). */
+/** A LUN's reservations with nexus numbers named (a registered or holding nexus always has a name). */
 function namedReservations(target: ScsiTarget, r: LunReservations): SavedReservations {
   const name = (n: number) => target.initiatorOf(n) ?? `nexus ${n}`;
   return {
@@ -80,7 +88,14 @@ function namedReservations(target: ScsiTarget, r: LunReservations): SavedReserva
 /** A reservation key or SAS address as saved: 1 to 16 lowercase hex digits. */
 const HEX64 = /^[0-9a-f]{1,16}$/;
 /** The persistent reservation types (SPC-4 6.16.4). */
-const PR_TYPES = [1, 3, 5, 6, 7, 8];
+const PR_TYPES: number[] = [
+  PR_TYPE_WRITE_EXCLUSIVE,
+  PR_TYPE_EXCLUSIVE_ACCESS,
+  PR_TYPE_WRITE_EXCLUSIVE_REG_ONLY,
+  PR_TYPE_EXCLUSIVE_ACCESS_REG_ONLY,
+  PR_TYPE_WRITE_EXCLUSIVE_ALL_REG,
+  PR_TYPE_EXCLUSIVE_ACCESS_ALL_REG,
+];
 
 /** Throws a DeviceStateError unless `r` is a well-formed SavedReservations (checked before anything changes). */
 function checkReservations(where: string, r: unknown): asserts r is SavedReservations {
