@@ -160,6 +160,11 @@ const EMPTY = Buffer.alloc(0);
 /** The least a reply's data must have left in one guest buffer piece to be read there directly. */
 const DIRECT_MIN = 16 << 10;
 
+/** A read whose reply data may land in the guest's buffers (NbdConnection.nextRead). */
+function isLargeRead(io: BackstoreIo): boolean {
+  return io.op === BS_OP_READ && io.length >= DIRECT_MIN;
+}
+
 /** Buffered reads over a socket during the handshake. */
 class HandshakeReader {
   private chunks: Buffer[] = [];
@@ -430,7 +435,7 @@ class NbdConnection {
     this.sock.cork();
     for (const p of ps) {
       this.pending.set(p.cookie, p);
-      if (p.io.op === BS_OP_READ && p.io.length >= DIRECT_MIN) this.largeReads++;
+      if (isLargeRead(p.io)) this.largeReads++;
       p.sentAt = Date.now();
       p.covered = 0;
       p.error = 0;
@@ -630,7 +635,7 @@ class NbdConnection {
 
   private finish(p: Pending, result: number): void {
     this.pending.delete(p.cookie);
-    if (p.io.op === BS_OP_READ && p.io.length >= DIRECT_MIN) this.largeReads--;
+    if (isLargeRead(p.io)) this.largeReads--;
     if (this.pending.size === 0) this.sock.unref();
     if (result === -NBD_ESHUTDOWN) {
       this.softDisconnect();
