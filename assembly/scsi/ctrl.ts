@@ -48,6 +48,11 @@ function pend_tmf(dev: ScsiDevice, head: u32, subtype: u32, lun: usize, tpg: Scs
   return false;
 }
 
+/** The LUN whose commands a TMF acts on: 0 (every LUN of the TPG) for I_T NEXUS RESET, else the addressed one. */
+function tmf_lun(subtype: u32, lun: ScsiLun | null): usize {
+  return subtype == K.VIRTIO_SCSI_T_TMF_I_T_NEXUS_RESET ? 0 : changetype<usize>(lun);
+}
+
 /**
  * The commands a TMF acts on, found with scan mode `mode`: every nexus's on the unit for a
  * LOGICAL UNIT RESET (SAM-5 7.6), the tagged one for ABORT TASK and QUERY TASK, else this
@@ -61,13 +66,12 @@ function tmf_scan(dev: ScsiDevice, subtype: u32, tpg: ScsiTpg, lun: usize, tag: 
 
 /** Executes a TMF; returns its response code, or 0xff when it must wait for aborted requests. */
 function do_tmf(dev: ScsiDevice, subtype: u32, tpg: ScsiTpg, lun: ScsiLun | null, tag: u64): u32 {
-  let lunp = changetype<usize>(lun);
+  const lunp = tmf_lun(subtype, lun);
   if (subtype == K.VIRTIO_SCSI_T_TMF_I_T_NEXUS_RESET) {
     for (let id: u32 = 0; id < VHOST_SCSI_MAX_LUN; id++) {
       const l = tpg_lun(tpg, id);
       if (l !== null) lose_nexus(l, dev.nexus);
     }
-    lunp = 0; // every LUN of the TPG
   } else {
     if (subtype == K.VIRTIO_SCSI_T_TMF_CLEAR_ACA) return K.VIRTIO_SCSI_S_FUNCTION_REJECTED; // NACA unsupported
     if (subtype > K.VIRTIO_SCSI_T_TMF_QUERY_TASK_SET) return K.VIRTIO_SCSI_S_FUNCTION_REJECTED;
@@ -123,7 +127,7 @@ function do_tmf(dev: ScsiDevice, subtype: u32, tpg: ScsiTpg, lun: ScsiLun | null
       const r = do_tmf(dev, subtype, tpg, l, tag);
       if (r == 0xff) {
         // iov.base(iov.out) holds at least one byte: the writable part is not empty.
-        if (pend_tmf(dev, head, subtype, changetype<usize>(l), tpg, tag, iov.base(iov.out))) return REQUEST_PENDING;
+        if (pend_tmf(dev, head, subtype, tmf_lun(subtype, l), tpg, tag, iov.base(iov.out))) return REQUEST_PENDING;
         store<u8>(resp, K.VIRTIO_SCSI_S_BUSY);
       } else {
         store<u8>(resp, <u8>r);

@@ -96,6 +96,29 @@ describe("task management functions (VIRTIO 1.2, 5.6.6.2)", () => {
     for (const lun of [0, 1]) expectSense(await cmd(b, { lun, cdb: testUnitReady() }), SenseKey.UNIT_ATTENTION, 0x2907);
   });
 
+  it("I_T NEXUS RESET addressed to one LUN waits for the aborted requests of every LUN", async () => {
+    const gates = [0, 1].map((k) => gatedFile(join(dir, `n${k}-${Math.random()}.img`), 1 << 20));
+    bed = await createTestbed({ luns: gates.map((backstore) => ({ backstore })) });
+    for (const g of gates) g.open();
+    await clearUnitAttentions(bed, [0, 1]);
+    for (const g of gates) g.closed = true;
+    const b = bed;
+    const order: string[] = [];
+    const reads = [0, 1].map((lun) => cmd(b, { lun, cdb: read16(0, 1), dataInLength: 512 }).then((r) => (order.push(`read ${lun}`), r)));
+    await until(() => gates.every((g) => g.held === 1));
+    const reset = b.driver.tmf(V.VIRTIO_SCSI_T_TMF_I_T_NEXUS_RESET, { lun: 0 }).then((r) => (order.push("tmf"), r));
+    await tmfHeld(b);
+    gates[0].open();
+    expect((await reads[0]).response).toBe(V.VIRTIO_SCSI_S_ABORTED);
+    // LUN 1's aborted read is still held: the reset is not answered before it.
+    await new Promise((r) => setTimeout(r, 100));
+    expect(order).toEqual(["read 0"]);
+    gates[1].open();
+    expect(await reset).toBe(V.VIRTIO_SCSI_S_FUNCTION_COMPLETE);
+    expect((await reads[1]).response).toBe(V.VIRTIO_SCSI_S_ABORTED);
+    expect(order).toEqual(["read 0", "read 1", "tmf"]);
+  });
+
   it("rejects CLEAR ACA and unknown subtypes; INCORRECT_LUN and BAD_TARGET for bad addresses", async () => {
     bed = await createTestbed();
     const d = bed.driver;
