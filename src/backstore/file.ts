@@ -9,8 +9,8 @@ import { compiledModule } from "../sys/compiled-module.js";
 
 /** The file operations the backstore runs; tests substitute failing or short ones. */
 export interface FileOps {
-  readv(fd: number, buffers: Uint8Array[], position: number): number;
-  writev(fd: number, buffers: Uint8Array[], position: number): number;
+  readv(fd: number, buffers: readonly Uint8Array[], position: number): number;
+  writev(fd: number, buffers: readonly Uint8Array[], position: number): number;
   fdatasync(fd: number): void;
 }
 
@@ -58,7 +58,7 @@ export function runFileIo(ops: FileOps, fd: number, io: BackstoreIo): number {
     const move = io.op === BS_OP_READ ? ops.readv : io.op === BS_OP_WRITE ? ops.writev : undefined;
     if (!move) return -95; // EOPNOTSUPP: the service emulates everything else
     for (let done = 0; done < io.length; ) {
-      const n = move(fd, rest(io.buffers, done), io.offset + done);
+      const n = move(fd, done === 0 ? io.buffers : rest(io.buffers, done), io.offset + done);
       if (n <= 0) return -5;
       done += n;
     }

@@ -79,6 +79,8 @@ export interface TakenRequest extends Omit<BackstoreIo, "op"> {
   readonly ctx: number;
   /** A TMF aborted it before any I/O started: complete it without doing anything. */
   readonly aborted: boolean;
+  /** Its completion was posted (the service's guard against a backstore completing it twice). */
+  settled: boolean;
 }
 
 /**
@@ -89,6 +91,8 @@ export class RingPort {
   private readonly i32: Int32Array;
   private readonly view: DataView;
   private readonly bells = new Set<number>();
+  /** The doorbell complete() added last: a batch's completions mostly go to one worker. */
+  private lastBell = 0;
 
   constructor(
     private readonly buffer: SharedArrayBuffer,
@@ -129,19 +133,26 @@ export class RingPort {
     const op = v.getUint32(ctx + IOCTX_OP, true) as RequestOp;
     const ext = ctx + IOCTX_EXTENTS;
     const n = op === BS_OP_READ || op === BS_OP_WRITE || op === BS_OP_COMPARE_AND_WRITE ? v.getUint32(ext, true) : 0;
-    const buffers: Uint8Array[] = [];
+    const buffers: Uint8Array[] = new Array(n);
     for (let i = 0, at = ext + IOVEC_ARRAY_ENTRIES; i < n; i++, at += IOVEC_SIZE)
-      buffers.push(new Uint8Array(buffer, v.getUint32(at, true), v.getUint32(at + 4, true)));
+      buffers[i] = new Uint8Array(buffer, v.getUint32(at, true), v.getUint32(at + 4, true));
+    const flags = v.getUint32(ctx + IOCTX_FLAGS, true);
     return {
       ctx,
       op,
-      offset: Number(v.getBigUint64(ctx + IOCTX_OFFSET, true)),
-      length: Number(v.getBigUint64(ctx + IOCTX_LENGTH, true)),
+      offset: this.u64(ctx + IOCTX_OFFSET),
+      length: this.u64(ctx + IOCTX_LENGTH),
       buffers,
-      fua: (v.getUint32(ctx + IOCTX_FLAGS, true) & BS_F_FUA) !== 0,
-      unmap: (v.getUint32(ctx + IOCTX_FLAGS, true) & BS_F_UNMAP) !== 0,
+      fua: (flags & BS_F_FUA) !== 0,
+      unmap: (flags & BS_F_UNMAP) !== 0,
       aborted: Atomics.load(this.i32, (ctx + IOCTX_STATE) >> 2) === CTX_ABORTED,
+      settled: false,
     };
+  }
+
+  /** A little-endian u64 field as a number (offsets and lengths stay below 2^53), without a BigInt. */
+  private u64(at: number): number {
+    return this.view.getUint32(at, true) + this.view.getUint32(at + 4, true) * 2 ** 32;
   }
 
   /**
@@ -160,7 +171,11 @@ export class RingPort {
     i32[cell + 2] = result;
     Atomics.store(i32, cell, (t + 1) | 0);
     Atomics.add(i32, (cq + CQ_FINISHED) >> 2, 1);
-    this.bells.add(Atomics.load(i32, (cq + CQ_DOORBELL) >> 2));
+    const bell = Atomics.load(i32, (cq + CQ_DOORBELL) >> 2);
+    if (bell !== this.lastBell || this.bells.size === 0) {
+      this.bells.add(bell);
+      this.lastBell = bell;
+    }
   }
 
   /** The gate of the submission queue at `sq` (its consumers' COMPARE_AND_WRITE exclusion). */

@@ -53,52 +53,60 @@ function zeroBuffers(length: number): Uint8Array[] {
  * Runs requests other than COMPARE_AND_WRITE on backstore b and calls finish(ctx, result) once
  * for each: aborted ones at once with -ECANCELED, the rest when b is done. What b lacks is
  * emulated: no FLUSH means nothing to flush; WRITE_ZEROES becomes a WRITE of zeroes; a FUA write
- * on a backstore without FUA is a WRITE then a FLUSH.
+ * on a backstore without FUA is a WRITE then a FLUSH. A request b runs as asked is handed over
+ * as it is and finished by its context; only the emulations carry a continuation.
  */
 function runOps(b: QueuedBackstore, batch: readonly TakenRequest[], finish: (ctx: number, result: number) => void): void {
-  const next = new Map<BackstoreIo, (result: number) => void>();
+  let next: Map<BackstoreIo, (result: number) => void> | undefined;
   const ios: BackstoreIo[] = [];
   const issue = (io: BackstoreIo, then: (result: number) => void) => {
-    next.set(io, then);
+    (next ??= new Map()).set(io, then);
     ios.push(io);
   };
   for (const r of batch) {
-    const end = (result: number) => finish(r.ctx, result);
     if (r.aborted) {
-      end(-ECANCELED);
+      settle(r, -ECANCELED);
       continue;
     }
     if (b.readOnly && r.op !== BS_OP_FLUSH && r.op !== BS_OP_READ) {
-      end(-EROFS);
+      settle(r, -EROFS);
       continue;
     }
     const f = b.features;
-    if (r.op === BS_OP_FLUSH && !f.flush) end(0);
-    else if (r.op === BS_OP_DISCARD && !f.discard) end(-EOPNOTSUPP);
+    if (r.op === BS_OP_FLUSH && !f.flush) settle(r, 0);
+    else if (r.op === BS_OP_DISCARD && !f.discard) settle(r, -EOPNOTSUPP);
     else if (r.op === BS_OP_WRITE_ZEROES && !f.writeZeroes)
-      issue({ op: BS_OP_WRITE, offset: r.offset, length: r.length, buffers: zeroBuffers(r.length), fua: false }, end);
+      issue({ op: BS_OP_WRITE, offset: r.offset, length: r.length, buffers: zeroBuffers(r.length), fua: false }, (res) => settle(r, res));
     else if (r.op === BS_OP_WRITE && r.fua && !f.fua && f.flush) {
       issue({ ...(r as BackstoreIo), fua: false }, (res) => {
-        if (res < 0) return end(res);
+        if (res < 0) return settle(r, res);
         const flush: BackstoreIo = { op: BS_OP_FLUSH, offset: 0, length: 0, buffers: [], fua: false };
-        next.set(flush, (fr) => end(fr < 0 ? fr : res));
+        next?.set(flush, (fr) => settle(r, fr < 0 ? fr : res));
         b.submit([flush], done);
       });
-    } else issue(r as BackstoreIo, end);
+    } else ios.push(r as BackstoreIo);
   }
-  const done = (io: BackstoreIo, result: number) => {
-    const then = next.get(io);
-    if (!then) return log("backstore %s completed an operation twice or one it was not given", b.name);
-    next.delete(io);
-    then(result);
-  };
+  function settle(r: TakenRequest, result: number): void {
+    if (r.settled) return log("backstore %s completed an operation twice", b.name);
+    r.settled = true;
+    finish(r.ctx, result);
+  }
+  function done(io: BackstoreIo, result: number): void {
+    const then = next?.get(io);
+    if (then) {
+      next?.delete(io);
+      return then(result);
+    }
+    if (typeof (io as TakenRequest).settled !== "boolean") return log("backstore %s completed an operation it was not given", b.name);
+    settle(io as TakenRequest, result);
+  }
   if (ios.length) b.submit(ios, done);
 }
 
 /** Runs one operation on a synchronous backstore and returns its result (-EIO if it did not complete at once). */
 function runNow(b: QueuedBackstore, io: BackstoreIo): number {
   let result = -EIO;
-  runOps(b, [{ ...io, ctx: 0, aborted: false }], (_, r) => (result = r));
+  runOps(b, [{ ...io, ctx: 0, aborted: false, settled: false }], (_, r) => (result = r));
   return result;
 }
 

@@ -7,7 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTestbed, type Testbed } from "../../src/testbed.js";
 import type { BackstoreFeatures, IoDone, QueuedBackstore } from "../../src/backstore/backstore.js";
-import { BS_OP_DISCARD, BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES, type BackstoreIo } from "../../src/backstore/ring.js";
+import { BS_OP_DISCARD, BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES, type BackstoreIo, type TakenRequest } from "../../src/backstore/ring.js";
+import { runBatch } from "../../src/backstore/service.js";
 import { cdb, read16, ScsiOp, write16 } from "../../src/guest/scsi-commands.js";
 import { SenseKey } from "../../src/guest/sense.js";
 import { VIRTIO_SCSI_S_TRANSPORT_FAILURE } from "../../src/virtio/virtio-scsi.js";
@@ -135,6 +136,49 @@ describe("a backstore written in the test, through the seam", () => {
     const t2 = await lun0({ backstore: noFlush });
     expectGood(await t2.driver.command({ lun: 0, cdb: cdb(10, ScsiOp.SYNCHRONIZE_CACHE_10) }));
     expect(noFlush.ops).toEqual([]);
+  });
+});
+
+describe("the service's bookkeeping", () => {
+  it("finishes each request once, whatever a faulty backstore reports: twice, or an operation it was not given", () => {
+    const features: BackstoreFeatures = { flush: false, fua: false, discard: false, discardZeroes: false, writeZeroes: false, synchronous: true };
+    const stranger: BackstoreIo = { op: BS_OP_READ, offset: 0, length: 512, buffers: [new Uint8Array(512)], fua: false };
+    const faulty: QueuedBackstore = {
+      kind: "queued",
+      name: "faulty",
+      size: 1 << 20,
+      readOnly: false,
+      features,
+      submit(batch: readonly BackstoreIo[], done: IoDone) {
+        done(stranger, 512);
+        for (const io of batch) {
+          done(io, io.length);
+          done(io, -5);
+        }
+      },
+      close() {},
+    };
+    const req = (ctx: number, op: TakenRequest["op"], length: number): TakenRequest => ({
+      ctx,
+      op,
+      offset: 0,
+      length,
+      buffers: op === BS_OP_READ || op === BS_OP_WRITE ? [new Uint8Array(length)] : [],
+      fua: false,
+      aborted: false,
+      settled: false,
+    });
+    const finished: [number, number][] = [];
+    // Served as asked (1, 2), emulated (3: WRITE_ZEROES as a WRITE), answered by the service (4: no FLUSH to do).
+    runBatch(faulty, [req(1, BS_OP_READ, 512), req(2, BS_OP_WRITE, 1024), req(3, BS_OP_WRITE_ZEROES, 4096), req(4, BS_OP_FLUSH, 0)], (ctx, r) =>
+      finished.push([ctx, r]),
+    );
+    expect(finished.sort((a, b) => a[0] - b[0])).toEqual([
+      [1, 512],
+      [2, 1024],
+      [3, 4096],
+      [4, 0],
+    ]);
   });
 });
 
