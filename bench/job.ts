@@ -4,8 +4,8 @@
 // in a closed loop, keeps `iodepth` I/Os in flight (fewer when --rate_iops holds it back), and
 // with --verify stamps every written block and checks every block read. Each job has options of
 // its own (a job file's sections); the device's (polling) are the same for all. The thread polls
-// while completions keep coming (AdaptivePoll within --guest-poll) and sleeps until any of its
-// queues interrupts otherwise.
+// while completions keep coming (AdaptivePoll within --guest-poll, and not while other threads
+// wait for a CPU) and sleeps until any of its queues interrupts otherwise.
 import { platform } from "#platform";
 import hdr from "hdr-histogram-js";
 import { AdaptivePoll } from "../src/worker/adaptive-poll.js";
@@ -124,6 +124,8 @@ const interrupts = new JobInterrupts(inits.flatMap((init) => init.queues.map((q)
 function runLoop(done: (now: number) => boolean): void {
   let iter = 0;
   let idleSince = -1;
+  /** The polling window of the idle time that started at idleSince (0 while threads wait for a CPU), µs. */
+  let windowUs = 0;
   for (;;) {
     let n = 0;
     for (const j of jobs) n += j.engine.pass();
@@ -136,8 +138,11 @@ function runLoop(done: (now: number) => boolean): void {
     flushStats(now);
     if (done(now)) return;
     if (n > 0) continue;
-    if (idleSince < 0) idleSince = now;
-    if (now - idleSince < poll.windowUs / 1000) continue;
+    if (idleSince < 0) {
+      idleSince = now;
+      windowUs = poll.windowAt(now);
+    }
+    if (now - idleSince < windowUs / 1000) continue;
     interrupts.sleep(engines, 1);
     poll.waited((performance.now() - idleSince) * 1000, true, device.guestPollUs);
     idleSince = -1;

@@ -103,5 +103,6 @@ export const platform: Platform = {
     throw new Error("a browser cannot pin a thread to CPUs");
   },
   cores: () => navigator.hardwareConcurrency || 1,
+  runQueue: () => undefined,
   totalMemory: () => ((navigator as { deviceMemory?: number }).deviceMemory ?? 0) * 2 ** 30,
 };

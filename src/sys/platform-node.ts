@@ -2,11 +2,11 @@
 // wasm builds, util.debuglog for the log, /proc and taskset(1) for CPU time and pinning (Linux).
 import { Worker, parentPort, receiveMessageOnPort, workerData, type MessagePort as NodeMessagePort } from "node:worker_threads";
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, readFileSync, readlinkSync } from "node:fs";
-import { availableParallelism, totalmem } from "node:os";
+import { existsSync, openSync, readFileSync, readSync, readlinkSync } from "node:fs";
+import { availableParallelism, cpus, totalmem } from "node:os";
 import { fileURLToPath } from "node:url";
 import { debuglog } from "node:util";
-import type { CpuTime, Platform, PlatformThread } from "./platform.js";
+import type { CpuTime, Platform, PlatformThread, RunQueue } from "./platform.js";
 import { parseCpuList } from "./cpu-list.js";
 
 /** Cpus_allowed_list of a /proc status file; undefined off Linux. */
@@ -20,6 +20,24 @@ function cpusAllowed(status: string): number[] | undefined {
 }
 
 let pinnable: boolean | undefined;
+
+/** /proc/loadavg kept open (a read is about 2 µs) and a buffer for it; null once it cannot be read. */
+let loadavg: { fd: number; buf: Buffer; cpus: number } | null | undefined;
+
+/** The fourth field of /proc/loadavg, "runnable/total" (proc(5)): the threads in state R now. */
+function runQueue(): RunQueue | undefined {
+  if (loadavg === undefined) {
+    try {
+      loadavg = { fd: openSync("/proc/loadavg", "r"), buf: Buffer.alloc(128), cpus: cpus().length || availableParallelism() };
+    } catch {
+      loadavg = null;
+    }
+  }
+  if (loadavg === null) return undefined;
+  const n = readSync(loadavg.fd, loadavg.buf, 0, loadavg.buf.length, 0);
+  const runnable = Number.parseInt(loadavg.buf.toString("latin1", 0, n).split(" ")[3], 10);
+  return Number.isFinite(runnable) ? { runnable, cpus: loadavg.cpus } : undefined;
+}
 const compiled = new Map<string, WebAssembly.Module>();
 
 /** dist/NAME: beside dist/src/ when running compiled, in dist/ when running from the sources (vitest). */
@@ -98,5 +116,6 @@ export const platform: Platform = {
     }
   },
   cores: () => availableParallelism(),
+  runQueue,
   totalMemory: () => totalmem(),
 };

@@ -24,6 +24,12 @@ export interface CpuTime {
   system: number;
 }
 
+/** How many threads want a CPU, and how many CPUs there are (Linux: /proc/loadavg, as uptime(1) reads it). */
+export interface RunQueue {
+  runnable: number;
+  cpus: number;
+}
+
 export interface Platform {
   readonly name: "node" | "browser";
   /** Starts a thread running the module at `url` (an ES module) with `data`; `transfer` is moved, not copied. */
@@ -58,6 +64,11 @@ export interface Platform {
   pinThread(cpus: readonly number[]): void;
   /** The CPUs the machine offers this program. */
   cores(): number;
+  /**
+   * The threads runnable on the whole machine right now (the caller among them) and its online
+   * CPUs; undefined where the platform cannot tell.
+   */
+  runQueue(): RunQueue | undefined;
   /** The machine's memory, bytes (a browser tells it roughly, or not at all: 0). */
   totalMemory(): number;
 }

@@ -92,6 +92,8 @@ async function main(): Promise<void> {
   let lastBell = -1;
   let lastProgress = -1;
   let idleSince = -1;
+  /** The polling window of the idle time that started at idleSince, µs. */
+  let windowUs = 0;
   const poll = new AdaptivePoll(0);
   while (running) {
     // Control requests and kicks both ring the doorbell: look at them only when it moved.
@@ -120,8 +122,12 @@ async function main(): Promise<void> {
         // Idle while busy-polling: look at the clock every 16 rounds; the window starts then.
         if ((iter & 15) !== 0) continue;
         const now = performance.now();
-        if (idleSince < 0) idleSince = now;
-        if (now - idleSince < us / 1000) continue;
+        if (idleSince < 0) {
+          idleSince = now;
+          // Threads waiting for a CPU: no more than the refill look (AdaptivePoll.contended).
+          windowUs = poll.contended(now) ? Math.min(us, REFILL_POLL_US) : us;
+        }
+        if (now - idleSince < windowUs / 1000) continue;
       }
       // The window is over: one pass with kicks back on (a pass without polling already did that).
       r = core.drain(false);

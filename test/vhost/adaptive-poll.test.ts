@@ -1,6 +1,11 @@
 // The polling window of the vhost workers and the benchmark's guest jobs (src/worker/adaptive-poll.ts).
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { platform } from "#platform";
 import { AdaptivePoll } from "../../src/worker/adaptive-poll.js";
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
 
 describe("AdaptivePoll", () => {
   it("grows from 10 µs, doubling, up to the limit while sleeps end within it", () => {
@@ -31,5 +36,25 @@ describe("AdaptivePoll", () => {
     expect(p.windowUs).toBe(50);
     p.waited(30, true, 0);
     expect(p.windowUs).toBe(0);
+  });
+
+  it("does not poll while more threads are runnable than there are CPUs, and looks at the run queue at most once a millisecond", () => {
+    const queue = { runnable: 3, cpus: 2 };
+    const look = vi.spyOn(platform, "runQueue").mockImplementation(() => ({ ...queue }));
+    const p = new AdaptivePoll(200);
+    expect(p.windowAt(1000)).toBe(0);
+    queue.runnable = 2; // as many as the CPUs: a poller keeps no one off a core
+    expect(p.windowAt(1000.5)).toBe(0); // not looked at again yet
+    expect(p.windowAt(1001)).toBe(200);
+    expect(look).toHaveBeenCalledTimes(2);
+    look.mockReturnValue(undefined); // a platform that cannot tell: the window stands
+    expect(p.windowAt(1002)).toBe(200);
+  });
+
+  it("reads this machine's run queue: the caller among the runnable threads, the online CPUs", () => {
+    const q = platform.runQueue();
+    if (q === undefined) return expect(platform.name).toBe("browser");
+    expect(q.runnable).toBeGreaterThanOrEqual(1);
+    expect(q.cpus).toBeGreaterThanOrEqual(1);
   });
 });
