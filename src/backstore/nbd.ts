@@ -343,6 +343,23 @@ async function handshake(d: Dialed, r: HandshakeReader, name: string, tls: TlsPl
 }
 
 /** One request on the wire. */
+/** Bytes of a request header (magic, flags, type, cookie, offset, length). */
+const REQUEST_HEADER = 28;
+
+/**
+ * A big-endian u64 as a number: exact below 2^53, and a larger one (only a hostile server's
+ * offset or cookie) stays larger than anything in range, so the range checks refuse it.
+ */
+function readU64(b: Buffer, at: number): number {
+  return b.readUInt32BE(at) * 2 ** 32 + b.readUInt32BE(at + 4);
+}
+
+/** Writes a number below 2^53 as a big-endian u64. */
+function writeU64(b: Buffer, at: number, v: number): void {
+  b.writeUInt32BE(Math.floor(v / 2 ** 32), at);
+  b.writeUInt32BE(v >>> 0, at + 4);
+}
+
 interface Pending {
   io: BackstoreIo;
   cookie: number;
@@ -429,19 +446,24 @@ class NbdConnection {
     return !this.closed && !this.draining;
   }
 
-  /** Sends requests (corked: one write for the batch where the socket allows). */
+  /**
+   * Sends requests (corked: one write for the batch where the socket allows). The batch's
+   * headers share one buffer, and the headers of requests without a payload go out together.
+   */
   send(ps: Pending[]): void {
     if (this.pending.size === 0 && ps.length) this.sock.ref();
+    const now = Date.now();
+    const hs = Buffer.allocUnsafe(REQUEST_HEADER * ps.length);
+    let unsent = 0;
     this.sock.cork();
-    for (const p of ps) {
+    ps.forEach((p, i) => {
       this.pending.set(p.cookie, p);
       if (isLargeRead(p.io)) this.largeReads++;
-      p.sentAt = Date.now();
+      p.sentAt = now;
       p.covered = 0;
       p.error = 0;
       const io = p.io;
-      const h = Buffer.alloc(28);
-      h.writeUInt32BE(NBD_REQUEST_MAGIC, 0);
+      const at = REQUEST_HEADER * i;
       let type = NBD_CMD_READ;
       let flags = 0;
       if (io.op === BS_OP_WRITE) {
@@ -453,14 +475,19 @@ class NbdConnection {
         type = NBD_CMD_WRITE_ZEROES;
         if (!io.unmap) flags |= NBD_CMD_FLAG_NO_HOLE;
       }
-      h.writeUInt16BE(flags, 4);
-      h.writeUInt16BE(type, 6);
-      h.writeBigUInt64BE(BigInt(p.cookie), 8);
-      h.writeBigUInt64BE(BigInt(io.op === BS_OP_FLUSH ? 0 : io.offset), 16);
-      h.writeUInt32BE(io.op === BS_OP_FLUSH ? 0 : io.length, 24);
-      this.sock.write(h);
-      if (io.op === BS_OP_WRITE) for (const b of io.buffers) this.sock.write(b);
-    }
+      hs.writeUInt32BE(NBD_REQUEST_MAGIC, at);
+      hs.writeUInt16BE(flags, at + 4);
+      hs.writeUInt16BE(type, at + 6);
+      writeU64(hs, at + 8, p.cookie);
+      writeU64(hs, at + 16, io.op === BS_OP_FLUSH ? 0 : io.offset);
+      hs.writeUInt32BE(io.op === BS_OP_FLUSH ? 0 : io.length, at + 24);
+      if (io.op !== BS_OP_WRITE) return;
+      // A payload follows its header: what is before it goes first.
+      this.sock.write(hs.subarray(unsent, at + REQUEST_HEADER));
+      unsent = at + REQUEST_HEADER;
+      for (const b of io.buffers) this.sock.write(b);
+    });
+    if (unsent < hs.length) this.sock.write(hs.subarray(unsent));
     this.sock.uncork();
   }
 
@@ -521,7 +548,7 @@ class NbdConnection {
       if (magic === NBD_SIMPLE_REPLY_MAGIC) {
         if (this.buf.length < 16) return;
         const error = this.buf.readUInt32BE(4);
-        const cookie = Number(this.buf.readBigUInt64BE(8));
+        const cookie = readU64(this.buf, 8);
         this.buf = this.buf.subarray(16);
         const p = this.pending.get(cookie);
         if (!p) return this.protocolError(`a reply for cookie ${cookie}, which is not in flight`);
@@ -537,7 +564,7 @@ class NbdConnection {
         if (this.buf.length < 20) return;
         const flags = this.buf.readUInt16BE(4);
         const type = this.buf.readUInt16BE(6);
-        const cookie = Number(this.buf.readBigUInt64BE(8));
+        const cookie = readU64(this.buf, 8);
         const length = this.buf.readUInt32BE(16);
         this.buf = this.buf.subarray(20);
         const p = this.pending.get(cookie);
@@ -590,7 +617,7 @@ class NbdConnection {
         this.buf = this.buf.subarray(take);
         c.left -= take;
         if (c.header.length < 8) return false;
-        const start = Number(c.header.readBigUInt64BE(0)) - p.io.offset;
+        const start = readU64(c.header, 0) - p.io.offset;
         if (start < 0 || start + c.left > p.io.length) {
           this.protocolError("data outside the request's range");
           return false;
@@ -604,7 +631,7 @@ class NbdConnection {
       const body = this.buf.subarray(0, c.left);
       this.buf = this.buf.subarray(c.left);
       if (c.type === NBD_REPLY_TYPE_OFFSET_HOLE) {
-        const start = Number(body.readBigUInt64BE(0)) - p.io.offset;
+        const start = readU64(body, 0) - p.io.offset;
         const size = body.readUInt32BE(8);
         if (start < 0 || size === 0 || start + size > p.io.length) {
           this.protocolError("a hole outside the request's range");
