@@ -31,7 +31,7 @@ export interface TestbedOptions {
   driver?: VirtioScsiDriverOptions;
   /** Features hidden from the guest. */
   maskFeatures?: bigint;
-  /** How workers run (default: in this thread). */
+  /** How workers run (default: in worker threads). */
   process?: VhostProcessOptions;
 }
 
@@ -182,7 +182,7 @@ export interface BlkTestbedOptions {
   driver?: VirtioBlkDriverOptions;
   /** Features hidden from the guest. */
   maskFeatures?: bigint;
-  /** How workers run (default: in this thread). */
+  /** How workers run (default: in worker threads). */
   process?: VhostProcessOptions;
 }
 

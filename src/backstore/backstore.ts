@@ -111,8 +111,9 @@ export interface QueuedBackstore {
    * It can be served from other threads: the module (URL) whose export `openInThread(init)`
    * opens it there, what that needs (structured-cloneable), and by whom: `ioThreads` dedicated
    * I/O threads, or with 0 the vhost workers themselves, between their passes over the rings.
-   * Operations done there must complete synchronously. Without it, it is served on the thread
-   * that opened it.
+   * I/O threads need operations that complete synchronously; a vhost worker also serves one that
+   * answers on its thread's event loop later (NBD), which it then lets run between passes.
+   * Without it, it is served on the thread that opened it.
    */
   readonly threaded?: ThreadedBackstore;
   /** Changes the capacity (absent: not resizable). */

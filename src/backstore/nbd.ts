@@ -14,7 +14,8 @@
 // request is sent again on a new connection. Every request is completed exactly once. Data read
 // lands in the guest buffers' views as it arrives.
 import { connect, type Socket } from "node:net";
-import type { BackstoreFeatures, BackstoreType, IoDone, QueuedBackstore } from "./backstore.js";
+import type { BackstoreFeatures, BackstoreType, IoDone, QueuedBackstore, ThreadedBackstore } from "./backstore.js";
+import { compiledModule } from "../sys/compiled-module.js";
 import { BS_OP_DISCARD, BS_OP_FLUSH, BS_OP_READ, BS_OP_WRITE, BS_OP_WRITE_ZEROES, type BackstoreIo } from "./ring.js";
 import { log } from "../sys/log.js";
 import { startTls, tlsOptions, tlsSettings, type NbdTlsConfig } from "./nbd-tls.js";
@@ -32,6 +33,13 @@ export interface NbdConfig extends NbdTlsConfig {
   timeoutMs?: number;
   /** How long to keep reconnecting before requests fail. Default 15 s. */
   reconnectMs?: number;
+  /**
+   * Where the sockets live when the server allows several connections (NBD_FLAG_CAN_MULTI_CONN):
+   * true (the default), in the vhost workers, each with connections of its own, served between
+   * their passes over the rings; false, on the thread that opened the LUN. Without multi-conn
+   * they always live there (one connection).
+   */
+  onWorkers?: boolean;
 }
 
 declare module "./backstore.js" {
@@ -129,7 +137,7 @@ export function parseNbdUri(uri: string): NbdAddress {
 }
 
 /** What NBD_OPT_GO told about the export. */
-interface ExportInfo {
+export interface ExportInfo {
   size: number;
   flags: number;
   minBlock: number;
@@ -748,7 +756,26 @@ interface Opened {
   leftover: Buffer;
 }
 
-/** A LUN's blocks on an NBD server. Served on the thread that opened it (its sockets live there). */
+/** How a client reaches the export: its address, limits and TLS plan, from the config. */
+interface ClientSettings {
+  addr: NbdAddress;
+  full: { connections: number; timeoutMs: number; reconnectMs: number };
+  tls: TlsPlan | undefined;
+}
+
+function clientSettings(cfg: NbdConfig): ClientSettings {
+  const addr = parseNbdUri(cfg.uri);
+  const full = { connections: cfg.connections ?? 2, timeoutMs: cfg.timeoutMs ?? 30_000, reconnectMs: cfg.reconnectMs ?? 15_000 };
+  const t = tlsSettings(new URL(cfg.uri), cfg);
+  return { addr, full, tls: t.tls === "off" ? undefined : { mode: t.tls, options: tlsOptions(t, addr.host) } };
+}
+
+/**
+ * A LUN's blocks on an NBD server. Served where its sockets live: on the thread that opened it,
+ * or, when the server allows several connections, in each vhost worker by a client of its own
+ * (openInThread), served between the worker's passes (docs/design-notes.md, "NBD on the vhost
+ * workers").
+ */
 export class NbdBackstore implements QueuedBackstore {
   readonly kind = "queued";
   readonly name = "nbd";
@@ -767,15 +794,19 @@ export class NbdBackstore implements QueuedBackstore {
   private closing = false;
   private readonly done = new Map<BackstoreIo, IoDone>();
 
+  /** A client of the export `info` describes; its first connection, if open already. */
   private constructor(
     private readonly uri: string,
     private readonly addr: NbdAddress,
     private readonly cfg: { connections: number; timeoutMs: number; reconnectMs: number },
     private readonly tls: TlsPlan | undefined,
-    first: Opened,
+    info: ExportInfo,
+    first: Opened | undefined,
+    /** Set when the vhost workers serve the export, each with a client of its own. */
+    readonly threaded?: ThreadedBackstore,
   ) {
-    const f = first.info.flags;
-    this.size = first.info.size;
+    const f = info.flags;
+    this.size = info.size;
     this.readOnly = (f & NBD_FLAG_READ_ONLY) !== 0;
     this.features = {
       flush: (f & NBD_FLAG_SEND_FLUSH) !== 0,
@@ -785,33 +816,64 @@ export class NbdBackstore implements QueuedBackstore {
       discardZeroes: false,
       writeZeroes: (f & NBD_FLAG_SEND_WRITE_ZEROES) !== 0,
     };
-    this.blockSize = Math.max(1, first.info.minBlock);
-    this.maxTransfer = first.info.maxPayload;
+    this.blockSize = Math.max(1, info.minBlock);
+    this.maxTransfer = info.maxPayload;
     const n = f & NBD_FLAG_CAN_MULTI_CONN ? Math.max(1, cfg.connections) : 1;
     this.conns = Array(n).fill(undefined);
-    this.conns[0] = this.wrap(first);
+    if (first) this.conns[0] = this.wrap(first);
   }
 
-  /** Connects (all connections) and negotiates. */
-  static async connect(cfg: NbdConfig): Promise<NbdBackstore> {
-    const addr = parseNbdUri(cfg.uri);
-    const full = { connections: cfg.connections ?? 2, timeoutMs: cfg.timeoutMs ?? 30_000, reconnectMs: cfg.reconnectMs ?? 15_000 };
+  /** Connects (all connections) and negotiates: a client served on this thread. */
+  static connect(cfg: NbdConfig): Promise<NbdBackstore> {
+    return NbdBackstore.start(cfg, false);
+  }
+
+  /**
+   * Opens the export for a LUN: as connect(), except that a server allowing several connections
+   * is served by the vhost workers (NbdConfig.onWorkers), each with a client of its own; this
+   * handle then keeps what the handshake told and lets its connection go.
+   */
+  static open(cfg: NbdConfig): Promise<NbdBackstore> {
+    return NbdBackstore.start(cfg, cfg.onWorkers !== false);
+  }
+
+  private static async start(cfg: NbdConfig, onWorkers: boolean): Promise<NbdBackstore> {
+    let s: ClientSettings;
     let first: Opened;
-    let tls: TlsPlan | undefined;
     try {
-      const t = tlsSettings(new URL(cfg.uri), cfg);
-      tls = t.tls === "off" ? undefined : { mode: t.tls, options: tlsOptions(t, addr.host) };
-      first = await openConnection(addr, full.timeoutMs, tls);
+      s = clientSettings(cfg);
+      first = await openConnection(s.addr, s.full.timeoutMs, s.tls);
     } catch (e) {
       throw new Error(`nbd ${cfg.uri}: ${(e as Error).message}`);
     }
-    const b = new NbdBackstore(cfg.uri, addr, full, tls, first);
+    const { addr, full, tls } = s;
+    if (onWorkers && first.info.flags & NBD_FLAG_CAN_MULTI_CONN) {
+      const init: NbdThreadInit = { cfg, info: first.info };
+      const module = compiledModule(new URL("./nbd.ts", import.meta.url)).href;
+      const b = new NbdBackstore(cfg.uri, addr, full, tls, first.info, first, { module, init, ioThreads: 0 });
+      await b.close();
+      return b;
+    }
+    const b = new NbdBackstore(cfg.uri, addr, full, tls, first.info, first);
     try {
       for (let i = 1; i < b.conns.length; i++) b.conns[i] = b.wrap(await openConnection(addr, full.timeoutMs, tls));
     } catch (e) {
       await b.close();
       throw new Error(`nbd ${cfg.uri}: connection ${b.conns.filter(Boolean).length + 1}: ${(e as Error).message}`);
     }
+    return b;
+  }
+
+  /**
+   * A client for a vhost worker, from what the first handshake told: its connections are made
+   * as a reconnect is (a server that is not there yet is waited for within reconnectMs, as after
+   * a lost connection), so that the worker's passes over the rings never wait for a handshake.
+   * @internal
+   */
+  static inThread(init: NbdThreadInit): NbdBackstore {
+    const { addr, full, tls } = clientSettings(init.cfg);
+    const b = new NbdBackstore(init.cfg.uri, addr, full, tls, init.info, undefined);
+    void b.reconnect(new Error("not connected yet"), false);
     return b;
   }
 
@@ -939,6 +1001,17 @@ export class NbdBackstore implements QueuedBackstore {
   }
 }
 
+/** What a vhost worker needs to serve the export with a client of its own: the config, and what the first handshake told. */
+interface NbdThreadInit {
+  cfg: NbdConfig;
+  info: ExportInfo;
+}
+
+/** In a vhost worker: a client of its own for the export (NbdBackstore.inThread). */
+export function openInThread(init: NbdThreadInit): QueuedBackstore {
+  return NbdBackstore.inThread(init);
+}
+
 export const nbdBackstoreType: BackstoreType<"nbd"> = {
   name: "nbd",
   aliases: ["nbd+unix", "nbds", "nbds+unix"],
@@ -950,5 +1023,5 @@ export const nbdBackstoreType: BackstoreType<"nbd"> = {
     return { uri: arg };
   },
   opensAsync: true,
-  open: (cfg) => NbdBackstore.connect(cfg),
+  open: (cfg) => NbdBackstore.open(cfg),
 };

@@ -1,7 +1,8 @@
 // The body of a vhost worker thread: its own data plane instance over the shared memory, the
 // worker core serving the vrings attached to it, and a loop that polls, busy-polls for the
 // vrings' busyloop timeout, then sleeps on its doorbell (Atomics.wait): kicks, control requests
-// and backstores completing requests all ring it.
+// and backstores completing requests all ring it. While it serves a backstore that answers on
+// its event loop (NBD), the loop runs between passes and the sleep is Atomics.waitAsync.
 import { platform } from "#platform";
 import { PollTable } from "../sys/eventfd.js";
 import { instantiateDataplane } from "../wasm/dataplane.js";
@@ -115,12 +116,16 @@ async function main(): Promise<void> {
       lastProgress = core.server.progress;
       if (idleSince >= 0) poll.waited((performance.now() - idleSince) * 1000, false, limit);
       idleSince = -1;
+      // A backstore answering on this thread's event loop (NBD's sockets) gets it between passes.
+      if (core.eventLoop) await platform.yieldToEventLoop();
       continue;
     }
     if (us > 0) {
       if (!core.paused) {
-        // Idle while busy-polling: look at the clock every 16 rounds; the window starts then.
-        if ((iter & 15) !== 0) continue;
+        // Idle while busy-polling: look at the clock every 16 rounds, or with a backstore on the
+        // event loop every round, the loop run in between (its replies are what is awaited).
+        if (core.eventLoop) await platform.yieldToEventLoop();
+        else if ((iter & 15) !== 0) continue;
         const now = performance.now();
         if (idleSince < 0) {
           idleSince = now;
@@ -140,7 +145,10 @@ async function main(): Promise<void> {
     if (table.value(init.doorbell) !== lastBell) continue;
     const waitStart = idleSince >= 0 ? idleSince : performance.now();
     // A TMF waiting for aborted requests, or a vring being detached, is looked at every millisecond.
-    table.wait(init.doorbell, lastBell, r === POLL_WAITING ? 1 : Infinity);
+    // With a backstore on the event loop the wait lets it run: its completions ring the doorbell.
+    const timeout = r === POLL_WAITING ? 1 : Infinity;
+    if (core.eventLoop) await table.waitAsync(init.doorbell, lastBell, timeout);
+    else table.wait(init.doorbell, lastBell, timeout);
     poll.waited((performance.now() - waitStart) * 1000, true, limit);
     idleSince = -1;
   }

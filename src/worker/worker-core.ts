@@ -28,7 +28,27 @@ export class WorkerCore {
   /** Submission queues of backstores this worker serves itself (io-threads 0), by address. */
   private backstores = new Map<number, QueuedBackstore>();
   private readonly port: RingPort;
-  private readonly finish = (ctx: number, result: number) => this.port.complete(ctx, result);
+  /** Inside serveBackstores (which rings the doorbells after its batches). */
+  private serving = false;
+  private ringQueued = false;
+  /**
+   * Posts a completion. One that a backstore answers later (from its sockets, on this thread's
+   * event loop) rings the doorbells at the end of that turn, once for all of the turn's.
+   */
+  private readonly finish = (ctx: number, result: number) => {
+    this.port.complete(ctx, result);
+    if (this.serving || this.ringQueued) return;
+    this.ringQueued = true;
+    queueMicrotask(() => {
+      this.ringQueued = false;
+      this.port.ringDoorbells();
+    });
+  };
+  /**
+   * Some backstore served here answers after submit() returns (NBD): the thread's event loop
+   * must run between passes, and the worker waits on it rather than blocking.
+   */
+  eventLoop = false;
   paused = false;
 
   constructor(
@@ -60,19 +80,25 @@ export class WorkerCore {
     }
     for (const [sq, b] of this.backstores) if (!next.has(sq)) await b.close();
     this.backstores = next;
+    this.eventLoop = [...next.values()].some((b) => !b.features.synchronous);
   }
 
   /** Serves one batch from each submission queue of backstores served here; how many requests. */
   private serveBackstores(): number {
     let n = 0;
-    for (const [sq, b] of this.backstores) {
-      const batch: TakenRequest[] = [];
-      for (let ctx = this.port.take(sq); ctx !== 0; ctx = batch.length < BATCH ? this.port.take(sq) : 0) batch.push(this.port.request(ctx));
-      if (batch.length === 0) continue;
-      let gate = this.gates.get(sq);
-      if (!gate) this.gates.set(sq, (gate = this.port.gate(sq)));
-      runBatch(b, batch, this.finish, gate);
-      n += batch.length;
+    this.serving = true;
+    try {
+      for (const [sq, b] of this.backstores) {
+        const batch: TakenRequest[] = [];
+        for (let ctx = this.port.take(sq); ctx !== 0; ctx = batch.length < BATCH ? this.port.take(sq) : 0) batch.push(this.port.request(ctx));
+        if (batch.length === 0) continue;
+        let gate = this.gates.get(sq);
+        if (!gate) this.gates.set(sq, (gate = this.port.gate(sq)));
+        runBatch(b, batch, this.finish, gate);
+        n += batch.length;
+      }
+    } finally {
+      this.serving = false;
     }
     if (n) this.port.ringDoorbells();
     return n;

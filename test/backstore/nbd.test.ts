@@ -126,6 +126,27 @@ describe.skipIf(!NBDKIT)("nbdkit's memory plugin", () => {
     const r = await stress({ luns: [{ backstore: "nbd", uri }], queues: 2, queueSize: 64 }, 4);
     expect(r).toMatchObject({ mismatches: 0, failed: 0 });
   });
+
+  it("is served by the vhost workers, each with a client of its own, and with onWorkers false by this thread: the same answers", async () => {
+    const uri = await nbdkitMemory("1M");
+    const answers = [];
+    for (const onWorkers of [true, false]) {
+      bed = await createTestbed({ luns: [{ backstore: "nbd", uri, onWorkers }], queues: 2, workers: 2 });
+      await clearUnitAttentions(bed);
+      // nbdkit's memory plugin allows several connections (NBD_FLAG_CAN_MULTI_CONN).
+      expect(bed.tpg.lun(0)!.workerServed !== undefined).toBe(onWorkers);
+      answers.push(await script(bed));
+      await bed.close();
+      bed = undefined;
+    }
+    expect(answers[0]).toEqual(answers[1]);
+  });
+
+  it("keeps every block exact under the integrity stress with two workers serving it (4 submitters, 2 queues)", async () => {
+    const uri = await nbdkitMemory(`${BLOCKS * 512}`);
+    const r = await stress({ luns: [{ backstore: "nbd", uri }], queues: 2, queueSize: 64, workers: 2 }, 4);
+    expect(r).toMatchObject({ mismatches: 0, failed: 0 });
+  });
 });
 
 describe.skipIf(!QEMU_NBD)("qemu-nbd over a raw file", () => {
