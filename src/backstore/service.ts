@@ -30,11 +30,11 @@ import { PollTable } from "../sys/eventfd.js";
  */
 export const BATCH = 8;
 /**
- * Contexts taken per turn by a service on an event-loop thread, where submit() only starts the
- * operations (a network backstore): larger, so that one turn sends many in one write. With 8,
- * NBD 4 KiB random reads at iodepth 32 ran 13% slower (docs/performance.md).
+ * Contexts taken per turn from the queue of a backstore whose submit() only starts the
+ * operations (a network backstore, served on an event loop): larger, so that one turn sends many
+ * in one write. With 8, NBD 4 KiB random reads at iodepth 32 ran 13% slower (docs/performance.md).
  */
-const EVENT_LOOP_BATCH = 64;
+export const EVENT_LOOP_BATCH = 64;
 const ECANCELED = 125;
 const EBUSY = 16;
 const EIO = 5;

@@ -3,7 +3,7 @@ import type { DataplaneExports } from "../wasm/dataplane.js";
 import type { VringAttachment } from "./worker.js";
 import { POLL_IDLE, POLL_MORE, VringServer, type PollResult } from "./vring-server.js";
 import { RingPort, type QueueGate, type TakenRequest } from "../backstore/ring.js";
-import { BATCH, runBatch, type WorkerServedBackstore } from "../backstore/service.js";
+import { BATCH, EVENT_LOOP_BATCH, runBatch, type WorkerServedBackstore } from "../backstore/service.js";
 import type { QueuedBackstore } from "../backstore/backstore.js";
 
 interface Served {
@@ -90,7 +90,8 @@ export class WorkerCore {
     try {
       for (const [sq, b] of this.backstores) {
         const batch: TakenRequest[] = [];
-        for (let ctx = this.port.take(sq); ctx !== 0; ctx = batch.length < BATCH ? this.port.take(sq) : 0) batch.push(this.port.request(ctx));
+        const most = b.features.synchronous ? BATCH : EVENT_LOOP_BATCH;
+        for (let ctx = this.port.take(sq); ctx !== 0; ctx = batch.length < most ? this.port.take(sq) : 0) batch.push(this.port.request(ctx));
         if (batch.length === 0) continue;
         let gate = this.gates.get(sq);
         if (!gate) this.gates.set(sq, (gate = this.port.gate(sq)));
