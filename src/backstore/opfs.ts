@@ -50,7 +50,8 @@ interface OpfsDirectory {
   getFileHandle(name: string, opts?: { create: boolean }): Promise<OpfsFileHandle>;
 }
 
-const FEATURES: BackstoreFeatures = { flush: true, fua: false, discard: false, discardZeroes: false, writeZeroes: false };
+/** Every serving thread reads and writes through its sync access handle: operations complete within submit() (COMPARE AND WRITE offered). */
+const FEATURES: BackstoreFeatures = { flush: true, fua: false, discard: false, discardZeroes: false, writeZeroes: false, synchronous: true };
 const EIO = 5;
 const ENOSPC = 28;
 

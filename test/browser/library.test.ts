@@ -11,6 +11,7 @@ interface Result {
   error?: string;
   luns?: { lun: number; before: number[]; write: number; read: number; same: boolean }[];
   flush?: number;
+  caw?: { first: number; again: number; key?: number; at: number; same: boolean };
   second?: string;
   blk?: { before: number[]; write: number; flush: number; read: number; same: boolean };
 }
@@ -22,7 +23,7 @@ beforeAll(async () => {
 afterAll(async () => server?.close());
 
 describe.skipIf(!CHROMIUM)("the library in Chromium", () => {
-  it("serves a RAM LUN and an OPFS LUN from Web Workers (FLUSH is the file's flush, a second LUN on the file is refused), and a virtio-blk disk on OPFS; the OPFS blocks outlive the browser", async () => {
+  it("serves a RAM LUN and an OPFS LUN from Web Workers (FLUSH is the file's flush, COMPARE AND WRITE compares and writes, a second LUN on the file is refused), and a virtio-blk disk on OPFS; the OPFS blocks outlive the browser", async () => {
     const profile = persistentProfile();
     try {
       const run = async (): Promise<Result> => {
@@ -49,6 +50,8 @@ describe.skipIf(!CHROMIUM)("the library in Chromium", () => {
       expect(first.isolated).toBe(true);
       for (const l of first.luns!) expect(l).toMatchObject({ write: 0, read: 0, same: true });
       expect(first.flush).toBe(0);
+      // COMPARE AND WRITE on the OPFS LUN: GOOD, then CHECK CONDITION MISCOMPARE at byte 0, the new block kept.
+      expect(first.caw).toEqual({ first: 0, again: 2, key: 0x0e, at: 0, same: true });
       expect(first.second).toBe("opfs:library/disk.img is the backstore of another LUN already");
       // A fresh file reads as zeroes; after a browser restart the OPFS LUN has what was written.
       expect(first.luns![1].before).toEqual([0, 0, 0, 0]);
