@@ -5,6 +5,7 @@ import { POLL_IDLE, POLL_MORE, VringServer, type PollResult } from "./vring-serv
 import { RingPort, type QueueGate, type TakenRequest } from "../backstore/ring.js";
 import { BATCH, EVENT_LOOP_BATCH, runBatch, type WorkerServedBackstore } from "../backstore/service.js";
 import type { QueuedBackstore } from "../backstore/backstore.js";
+import { log } from "../sys/log.js";
 
 interface Served {
   a: VringAttachment;
@@ -78,7 +79,13 @@ export class WorkerCore {
         had ?? (await ((await import(s.module)) as { openInThread(init: unknown): QueuedBackstore | Promise<QueuedBackstore> }).openInThread(s.init)),
       );
     }
-    for (const [sq, b] of this.backstores) if (!next.has(sq)) await b.close();
+    for (const [sq, b] of this.backstores) {
+      if (next.has(sq)) continue;
+      // A client on the event loop (NBD) ends a reconnect attempt under way before it closes, up
+      // to seconds when its server is gone: the passes over the rings do not wait for that.
+      if (b.features.synchronous) await b.close();
+      else void Promise.resolve(b.close()).catch((e: Error) => log("backstore %s: closing: %s", b.name, e.message));
+    }
     this.backstores = next;
     this.eventLoop = [...next.values()].some((b) => !b.features.synchronous);
   }

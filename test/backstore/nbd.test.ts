@@ -4,12 +4,13 @@
 // nbdkit).
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { createServer, type Socket } from "node:net";
 import { existsSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTestbed, type Testbed } from "../../src/testbed.js";
 import { parseNbdUri } from "../../src/backstore/nbd.js";
-import { read16, readCapacity16, write16 } from "../../src/guest/scsi-commands.js";
+import { read16, readCapacity16, testUnitReady, write16 } from "../../src/guest/scsi-commands.js";
 import { SenseKey } from "../../src/guest/sense.js";
 import { VIRTIO_SCSI_S_TRANSPORT_FAILURE } from "../../src/virtio/virtio-scsi.js";
 import type { LunConfig } from "../../src/target/tpg.js";
@@ -284,6 +285,43 @@ describe("a misbehaving NBD server", () => {
     const results = await Promise.all([3, 4, 5].map((lba) => t.driver.command({ lun: 0, cdb: write16(lba, 1), dataOut: block(lba) })));
     for (const r of results) expectGood(r);
     for (const lba of [3, 4, 5]) expect(s.image.subarray(lba * 512, lba * 512 + 512).equals(Buffer.from(block(lba)))).toBe(true);
+  });
+
+  it("a LUN removed while its workers' clients reconnect to a server that never greets: the device's other LUN is served meanwhile", async () => {
+    const path = join(dir, `gone-${Math.random()}.sock`);
+    const s = await fake({ size: 1 << 20, flags: 1 << 8, socketPath: path }); // multi-conn: served by the vhost workers
+    bed = await createTestbed({
+      luns: [
+        { backstore: "ram", size: 1 << 20 },
+        { backstore: "nbd", uri: s.uri },
+      ],
+    });
+    await clearUnitAttentions(bed, [0, 1]);
+    expect(bed.tpg.lun(1)!.workerServed).toBeDefined();
+    // The server goes; a listener that accepts and never greets takes its place: a reconnect
+    // attempt now lasts until its handshake times out (2 s) or the listener lets it go.
+    await s.close();
+    rmSync(path, { force: true });
+    const held: Socket[] = [];
+    const mute = createServer((c) => held.push(c.on("error", () => {}).resume()));
+    await new Promise<void>((r) => mute.listen(path, r));
+    try {
+      await until(() => held.length > 0);
+      const order: string[] = [];
+      held[0].on("end", () => order.push("attempt over"));
+      const removed = bed.tpg.removeLun(1);
+      // Well inside the attempt's 2 s, the worker has had the removal (its new list of backstores).
+      await new Promise((r) => setTimeout(r, 300));
+      // The worker lets go of the client without waiting for its attempt: LUN 0 is served now
+      // (its answer may be the unit attention the removal raised: REPORTED LUNS DATA HAS CHANGED).
+      expect((await bed.driver.command({ lun: 0, cdb: testUnitReady() })).response).toBe(0);
+      order.push("served");
+      await removed;
+      expect(order[0]).toBe("served");
+    } finally {
+      for (const c of held) c.destroy();
+      await new Promise((r) => mute.close(r));
+    }
   });
 
   it("a server that requires TLS is refused with a message saying so", async () => {
