@@ -93,6 +93,7 @@ export class RingPort {
   private readonly bells = new Set<number>();
   /** The doorbell complete() added last: a batch's completions mostly go to one worker. */
   private lastBell = 0;
+  private ringQueued = false;
 
   constructor(
     private readonly buffer: SharedArrayBuffer,
@@ -181,6 +182,19 @@ export class RingPort {
   /** The gate of the submission queue at `sq` (its consumers' COMPARE_AND_WRITE exclusion). */
   gate(sq: number): QueueGate {
     return new QueueGate(this.i32, sq);
+  }
+
+  /**
+   * Rings the doorbells at the end of this turn of the event loop, once for every completion
+   * posted until then (for completions a backstore brings from its event loop).
+   */
+  ringSoon(): void {
+    if (this.ringQueued) return;
+    this.ringQueued = true;
+    queueMicrotask(() => {
+      this.ringQueued = false;
+      this.ringDoorbells();
+    });
   }
 
   /** Wakes the workers whose queues got completions since the last call. */

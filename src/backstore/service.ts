@@ -220,7 +220,6 @@ export class BackstoreService {
   /** Set when the vhost workers are to serve the queue: what they need to open the backstore. */
   readonly workerServed: WorkerServedBackstore | undefined;
   private readonly control: SharedArrayBuffer;
-  private ringQueued = false;
 
   constructor(
     private readonly backstore: QueuedBackstore,
@@ -267,12 +266,7 @@ export class BackstoreService {
     const gate = port.gate(sq);
     const finish = (ctx: number, result: number) => {
       port.complete(ctx, result);
-      if (this.ringQueued) return;
-      this.ringQueued = true;
-      queueMicrotask(() => {
-        this.ringQueued = false;
-        port.ringDoorbells();
-      });
+      port.ringSoon();
     };
     while (this.running) {
       const batch: TakenRequest[] = [];

@@ -31,19 +31,13 @@ export class WorkerCore {
   private readonly port: RingPort;
   /** Inside serveBackstores (which rings the doorbells after its batches). */
   private serving = false;
-  private ringQueued = false;
   /**
    * Posts a completion. One that a backstore answers later (from its sockets, on this thread's
    * event loop) rings the doorbells at the end of that turn, once for all of the turn's.
    */
   private readonly finish = (ctx: number, result: number) => {
     this.port.complete(ctx, result);
-    if (this.serving || this.ringQueued) return;
-    this.ringQueued = true;
-    queueMicrotask(() => {
-      this.ringQueued = false;
-      this.port.ringDoorbells();
-    });
+    if (!this.serving) this.port.ringSoon();
   };
   /**
    * Some backstore served here answers after submit() returns (NBD): the thread's event loop
