@@ -288,14 +288,6 @@ export const SQ_WAKE: u32 = offsetof<IoSubmitQueue>("wake");
 export const SQ_SLEEPERS: u32 = offsetof<IoSubmitQueue>("sleepers");
 export const SQ_EXCLUSIVE: u32 = offsetof<IoSubmitQueue>("exclusive");
 export const SQ_ACTIVE: u32 = offsetof<IoSubmitQueue>("active");
-/** Where the control plane finds a LUN's reservation state (PrState) when it saves or restores it. */
-export const PR_GENERATION: u32 = offsetof<PrState>("generation");
-export const PR_REGISTERED: u32 = offsetof<PrState>("registered");
-export const PR_HOLDER: u32 = offsetof<PrState>("holder");
-export const PR_TYPE: u32 = offsetof<PrState>("type");
-export const PR_SPC2: u32 = offsetof<PrState>("spc2");
-/** Each I_T nexus's reservation key (u64) from here, then each one's initiator SAS address (u64). */
-export const PR_KEYS: u32 = <u32>PR_KEYS_OFF;
 export const SQ_CELLS: u32 = offsetof<IoSubmitQueue>();
 export const CQ_MASK: u32 = offsetof<IoCompletionQueue>("mask");
 export const CQ_TAIL: u32 = offsetof<IoCompletionQueue>("tail");
@@ -305,6 +297,14 @@ export const CQ_CELLS: u32 = offsetof<IoCompletionQueue>();
 export const CQ_CELL_SIZE: u32 = <u32>CQE_SIZE;
 /** Where the entries of an iovec array ({ count u32, out u32, [base u32, len u32] * count }) start. */
 export const IOVEC_ARRAY_ENTRIES: u32 = offsetof<IoVecArray>();
+/** Where the control plane finds a LUN's reservation state (PrState) when it saves or restores it. */
+export const PR_GENERATION: u32 = offsetof<PrState>("generation");
+export const PR_REGISTERED: u32 = offsetof<PrState>("registered");
+export const PR_HOLDER: u32 = offsetof<PrState>("holder");
+export const PR_TYPE: u32 = offsetof<PrState>("type");
+export const PR_SPC2: u32 = offsetof<PrState>("spc2");
+/** Each I_T nexus's reservation key (u64) from here, then each one's initiator SAS address (u64). */
+export const PR_KEYS: u32 = <u32>PR_KEYS_OFF;
 
 @inline function align16(n: usize): usize {
   return (n + 15) & ~(<usize>15);

@@ -350,7 +350,6 @@ async function handshake(d: Dialed, r: HandshakeReader, name: string, tls: TlsPl
   return info;
 }
 
-/** One request on the wire. */
 /** Bytes of a request header (magic, flags, type, cookie, offset, length). */
 const REQUEST_HEADER = 28;
 
@@ -368,6 +367,7 @@ function writeU64(b: Buffer, at: number, v: number): void {
   b.writeUInt32BE(v >>> 0, at + 4);
 }
 
+/** One request on the wire. */
 interface Pending {
   io: BackstoreIo;
   cookie: number;
@@ -464,7 +464,7 @@ class NbdConnection {
     const hs = Buffer.allocUnsafe(REQUEST_HEADER * ps.length);
     let unsent = 0;
     this.sock.cork();
-    ps.forEach((p, i) => {
+    for (const [i, p] of ps.entries()) {
       this.pending.set(p.cookie, p);
       if (isLargeRead(p.io)) this.largeReads++;
       p.sentAt = now;
@@ -489,12 +489,12 @@ class NbdConnection {
       writeU64(hs, at + 8, p.cookie);
       writeU64(hs, at + 16, io.op === BS_OP_FLUSH ? 0 : io.offset);
       hs.writeUInt32BE(io.op === BS_OP_FLUSH ? 0 : io.length, at + 24);
-      if (io.op !== BS_OP_WRITE) return;
+      if (io.op !== BS_OP_WRITE) continue;
       // A payload follows its header: what is before it goes first.
       this.sock.write(hs.subarray(unsent, at + REQUEST_HEADER));
       unsent = at + REQUEST_HEADER;
       for (const b of io.buffers) this.sock.write(b);
-    });
+    }
     if (unsent < hs.length) this.sock.write(hs.subarray(unsent));
     this.sock.uncork();
   }
